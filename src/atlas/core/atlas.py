@@ -1,0 +1,1213 @@
+"""The store handle: ``Atlas``.
+
+An ``Atlas`` holds the state of the version it opened (or last flushed) in
+memory, buffers every mutation, and commits them with ``flush()``: new segment
+and index files first, under fresh names, then one new manifest created with
+put-if-absent. A handle whose base version is no longer the newest gets a
+``ConflictError`` instead of overwriting another writer's commit.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import math
+import os
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..dtypes import DTYPES, DType, coerce_attribute, decode_value, encode_value, infer_attribute
+from ..errors import ConflictError, CorruptionError, ReadOnlyError, StoreNotFoundError
+from ..format import manifest as mf
+from ..format.chunkindex import ChunkIndex, empty_rows, merge_rows
+from ..format.codec import parse_codec
+from ..format.segment import ChunkPayload, new_key, write_segments
+from ..format.strings import decode_strings, encode_strings, to_string_array
+from ..names import check_key, check_name
+from ..stats import chunk_stats, fold_stats, string_stats
+from .reader import BlockCache, BlockKey, fetch_blocks
+from .state import ArrayState, DatasetState, Schema, Variable
+
+if TYPE_CHECKING:
+    from ..storage.base import Storage
+    from .dataset import DatasetView
+
+__all__ = ["Atlas"]
+
+# Buffered chunk bytes above which chunks are written ahead to (unreferenced) segments.
+DEFAULT_BUFFER_BYTES = 256 << 20
+# Decompressed blocks kept per handle.
+DEFAULT_CACHE_BYTES = 256 << 20
+# A scan decodes at most this many raw bytes of blocks at a time.
+SCAN_BATCH_BYTES = 64 << 20
+
+_VERSION_KEY = "version"
+
+
+def _open_storage(location: Any, create: bool, options: dict[str, Any]) -> Storage:
+    from ..storage import open_storage
+
+    if isinstance(location, (bytes, bytearray)):
+        raise TypeError("store path must be a str or os.PathLike, not bytes")
+    return open_storage(location, create=create, **options)
+
+
+def _ints(value: Any, what: str) -> tuple[int, ...]:
+    """Normalise a sequence of non-negative ints (tuples, lists, numpy arrays and ints)."""
+    if isinstance(value, (str, bytes)):
+        raise TypeError(f"{what} must be a sequence of ints, not {type(value).__name__}")
+    if isinstance(value, np.ndarray):
+        if value.ndim != 1 or value.dtype.kind not in "iu":
+            if value.ndim == 1 and value.size == 0:
+                return ()
+            raise TypeError(f"{what} must be a 1-D sequence of ints")
+        value = value.tolist()
+    try:
+        items = list(value)
+    except TypeError:
+        raise TypeError(f"{what} must be a sequence of ints, not {type(value).__name__}") from None
+    out = []
+    for v in items:
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+            raise TypeError(f"{what} must hold ints, found {type(v).__name__}")
+        iv = int(v)
+        if iv < 0:
+            raise OverflowError(f"{what} must not be negative, got {iv}")
+        out.append(iv)
+    return tuple(out)
+
+
+def _encode_attrs(attrs: dict[str, tuple[str, Any]]) -> list[Any]:
+    flat: list[Any] = []
+    for k, (kind, v) in attrs.items():
+        flat.extend((k, kind, encode_value(kind, v)))
+    return flat
+
+
+def _decode_attrs(flat: Any, where: str) -> dict[str, tuple[str, Any]]:
+    if not isinstance(flat, list) or len(flat) % 3:
+        raise CorruptionError(f"{where}: attribute list is malformed")
+    out: dict[str, tuple[str, Any]] = {}
+    for i in range(0, len(flat), 3):
+        k, kind, v = flat[i], flat[i + 1], flat[i + 2]
+        if not isinstance(k, str) or kind not in DTYPES:
+            raise CorruptionError(f"{where}: attribute entry is malformed")
+        try:
+            out[k] = (kind, decode_value(kind, v))
+        except ValueError as e:
+            raise CorruptionError(f"{where}: attribute {k!r}: {e}") from None
+    return out
+
+
+def _encode_stats(dtype: DType, stats: dict[str, Any] | None) -> Any:
+    if stats is None:
+        return None
+    name = dtype.name
+    lo, hi = stats["min"], stats["max"]
+    return [stats["row_count"], stats["null_count"], encode_value(name, lo), encode_value(name, hi)]
+
+
+def _decode_stats(dtype: DType, raw: Any, where: str) -> dict[str, Any] | None:
+    if raw is None:
+        return None
+    try:
+        rc, nc, lo, hi = raw
+        if not isinstance(rc, int) or not isinstance(nc, int):
+            raise ValueError("counts must be ints")
+        return {
+            "row_count": rc,
+            "null_count": nc,
+            "min": decode_value(dtype.name, lo),
+            "max": decode_value(dtype.name, hi),
+        }
+    except (TypeError, ValueError) as e:
+        raise CorruptionError(f"{where}: statistics are malformed: {e}") from None
+
+
+class Atlas:
+    """A store of many datasets laid out variable-first.
+
+    Mutations are buffered in memory and persisted atomically by :meth:`flush`.
+    """
+
+    # ------------------------------------------------------------------ construction
+
+    def __init__(self, _storage: Storage, _config: dict[str, Any], _version: int | None, _read_only: bool) -> None:
+        self._storage = _storage
+        self._codec: str = _config["codec"]
+        self._meta_format: str = _config["meta_format"]
+        self._meta_compression: str = _config["meta_compression"]
+        self._read_only = _read_only or bool(getattr(_storage, "read_only", False))
+        self._cache = BlockCache(DEFAULT_CACHE_BYTES)
+        self.buffer_bytes = DEFAULT_BUFFER_BYTES
+        self._reset()
+        self._load(_version)
+
+    def _reset(self) -> None:
+        self._version = 0
+        self._schemas: list[Schema] = []
+        self._schema_ids: dict[tuple[Any, ...], int] = {}
+        self._datasets: dict[str, DatasetState | list[Any]] = {}
+        self._variables: dict[str, Variable] = {}
+        self._next_id = 1
+        self._dirty_bytes = 0
+        self._changed = False  # anything to commit
+        self._changed_arrays: dict[int, ArrayState] = {}
+
+    @classmethod
+    def create(
+        cls,
+        path: str | os.PathLike[str] | Any,
+        codec: str = "zstd",
+        meta_format: str = "json",
+        meta_compression: str = "none",
+        **storage_options: Any,
+    ) -> Atlas:
+        """Create a new, empty store at ``path`` (a directory, URL or obstore store).
+
+        Raises ``FileExistsError`` if a store already exists there.
+        """
+        codec = parse_codec(codec)
+        meta_format = mf.parse_meta_format(meta_format)
+        meta_compression = mf.parse_meta_compression(meta_compression)
+        storage = _open_storage(path, True, storage_options)
+        if getattr(storage, "read_only", False):
+            raise ReadOnlyError(f"cannot create a store at {storage.location}: the location is read-only")
+        if storage.exists(mf.CONFIG_KEY):
+            raise FileExistsError(f"an Atlas store already exists at {storage.location}")
+        if [k for k in storage.list(mf.MANIFEST_PREFIX) if mf.parse_manifest_key(k) is not None]:
+            raise FileExistsError(f"{storage.location} already holds Atlas manifests")
+        if not storage.put_if_absent(mf.CONFIG_KEY, mf.encode_config(codec, meta_format, meta_compression)):
+            raise FileExistsError(f"an Atlas store already exists at {storage.location}")
+        config = {"codec": codec, "meta_format": meta_format, "meta_compression": meta_compression}
+        self = cls(storage, config, -1, False)
+        self._commit(force=True)
+        return self
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str] | Any, version: int | None = None, **storage_options: Any) -> Atlas:
+        """Open an existing store; with ``version=N`` open that old version read-only."""
+        storage = _open_storage(path, False, storage_options)
+        try:
+            raw = storage.get(mf.CONFIG_KEY)
+        except FileNotFoundError:
+            raise StoreNotFoundError(f"no Atlas store at {storage.location}") from None
+        config = mf.decode_config(raw, f"{storage.location}/{mf.CONFIG_KEY}")
+        if version is not None:
+            if isinstance(version, bool) or not isinstance(version, int):
+                raise TypeError("version must be an int")
+        return cls(storage, config, version, version is not None)
+
+    # ------------------------------------------------------------------ loading
+
+    def _manifest_versions(self) -> list[int]:
+        keys = self._storage.list(mf.MANIFEST_PREFIX)
+        return sorted(v for v in (mf.parse_manifest_key(k) for k in keys) if v is not None)
+
+    def _manifest_key(self, version: int) -> str:
+        return mf.manifest_key(version, self._meta_format, self._meta_compression)
+
+    def _load(self, version: int | None) -> None:
+        if version == -1:  # being created
+            self._version = -1
+            return
+        versions = self._manifest_versions()
+        if not versions:
+            raise StoreNotFoundError(f"no committed version in the Atlas store at {self._storage.location}")
+        if version is None:
+            version = versions[-1]
+        elif version not in versions:
+            raise KeyError(
+                f"version {version} is not in the store at {self._storage.location}; "
+                f"available: {versions[:3]}...{versions[-3:]}" if len(versions) > 6 else
+                f"version {version} is not in the store; available: {versions}"
+            )
+        key = self._manifest_key(version)
+        where = f"{self._storage.location}/{key}"
+        try:
+            data = self._storage.get(key)
+        except FileNotFoundError:
+            raise CorruptionError(f"manifest {where} disappeared while opening") from None
+        head, doc = mf.decode_manifest(data, where, self._meta_format, self._meta_compression)
+        self._install(doc, where)
+        if doc.get(_VERSION_KEY) != version:
+            raise CorruptionError(f"manifest {where} claims version {doc.get(_VERSION_KEY)!r}")
+        self._version = version
+
+    def _install(self, doc: dict[str, Any], where: str) -> None:
+        """Build the in-memory state from a manifest document (datasets stay raw until used)."""
+        self._reset()
+        try:
+            next_id = doc["next_id"]
+            schemas = doc["schemas"]
+            variables = doc["variables"]
+            datasets = doc["datasets"]
+            if not isinstance(next_id, int) or next_id < 1:
+                raise ValueError("next_id")
+            if not all(isinstance(x, list) for x in (schemas, variables, datasets)):
+                raise ValueError("tables must be lists")
+        except (KeyError, TypeError, ValueError) as e:
+            raise CorruptionError(f"manifest {where} is malformed: {e}") from None
+        self._next_id = next_id
+        for s in schemas:
+            self._schemas.append(self._decode_schema(s, where))
+        self._schema_ids = {s.key: i for i, s in enumerate(self._schemas)}
+        for v in variables:
+            try:
+                name, vid, index_key, segs, live = v
+                var = Variable(str(name), int(vid))
+                var.index_key = index_key if isinstance(index_key, str) else None
+                var.segments = [(str(k), int(sz)) for k, sz in segs]
+                var.live = int(live)
+            except (TypeError, ValueError) as e:
+                raise CorruptionError(f"manifest {where}: variable entry is malformed: {e}") from None
+            if var.name in self._variables:
+                raise CorruptionError(f"manifest {where}: variable {var.name!r} listed twice")
+            self._variables[var.name] = var
+        for rec in datasets:
+            if not isinstance(rec, list) or len(rec) != 3 or not isinstance(rec[0], str):
+                raise CorruptionError(f"manifest {where}: dataset entry is malformed")
+            if rec[0] in self._datasets:
+                raise CorruptionError(f"manifest {where}: dataset {rec[0]!r} listed twice")
+            self._datasets[rec[0]] = rec
+
+    def _decode_schema(self, s: Any, where: str) -> Schema:
+        try:
+            dtype_name, shape, chunk, dims, fill = s
+            dt = DTYPES[dtype_name]
+            shape_t = tuple(int(x) for x in shape)
+            chunk_t = tuple(int(x) for x in chunk)
+            dims_t = tuple(str(x) for x in dims)
+            if not (len(shape_t) == len(chunk_t) == len(dims_t)):
+                raise ValueError("rank mismatch")
+            if any(x < 0 for x in shape_t + chunk_t) or any(
+                c == 0 and n > 0 for n, c in zip(shape_t, chunk_t, strict=True)
+            ):
+                raise ValueError("bad shape or chunk shape")
+            if any(x > 2**62 for x in shape_t):
+                raise ValueError("absurd shape")
+            return Schema(dt, shape_t, chunk_t, dims_t, decode_value(dtype_name, fill))
+        except (KeyError, TypeError, ValueError) as e:
+            raise CorruptionError(f"manifest {where}: schema entry is malformed: {e}") from None
+
+    def _materialize(self, name: str) -> DatasetState | None:
+        rec = self._datasets.get(name)
+        if rec is None or isinstance(rec, DatasetState):
+            return rec
+        where = f"manifest of {self._storage.location}, dataset {name!r}"
+        ds = DatasetState(name)
+        ds.attrs = _decode_attrs(rec[1], where)
+        arrays = rec[2]
+        if not isinstance(arrays, list):
+            raise CorruptionError(f"{where}: arrays are malformed")
+        for a in arrays:
+            try:
+                aname, aid, sidx, stats, aattrs = a
+                schema = self._schemas[sidx]
+                if not isinstance(aname, str) or not isinstance(aid, int):
+                    raise TypeError("bad array name or id")
+            except (TypeError, ValueError, IndexError) as e:
+                raise CorruptionError(f"{where}: array entry is malformed: {e}") from None
+            st = ArrayState(aname, aid, schema, name)
+            st.stats = _decode_stats(schema.dtype, stats, f"{where}, array {aname!r}")
+            st.written = st.stats is not None
+            st.attrs = _decode_attrs(aattrs, f"{where}, array {aname!r}")
+            ds.arrays[aname] = st
+        self._datasets[name] = ds
+        return ds
+
+    # ------------------------------------------------------------------ helpers
+
+    def _check_writable(self) -> None:
+        if self._read_only:
+            raise ReadOnlyError(
+                f"this handle on {self._storage.location} is read-only "
+                f"({'an old version' if not getattr(self._storage, 'read_only', False) else 'read-only storage'})"
+            )
+
+    def _take_id(self) -> int:
+        i = self._next_id
+        self._next_id += 1
+        return i
+
+    def _variable(self, name: str, create: bool) -> Variable | None:
+        var = self._variables.get(name)
+        if var is None and create:
+            var = Variable(name, self._take_id())
+            self._variables[name] = var
+        return var
+
+    def _index(self, var: Variable) -> ChunkIndex:
+        if var.index is None:
+            if var.index_key is None:
+                var.index = ChunkIndex(empty_rows())
+            else:
+                where = f"{self._storage.location}/{var.index_key} (variable {var.name!r})"
+                try:
+                    data = self._storage.get(var.index_key)
+                except FileNotFoundError:
+                    raise CorruptionError(f"chunk index {where} is missing") from None
+                var.index = ChunkIndex.from_bytes(data, where)
+                nseg = len(var.segments)
+                if len(var.index) and int(var.index.rows["seg"].max()) >= nseg:
+                    raise CorruptionError(f"chunk index {where} names a segment that does not exist")
+        return var.index
+
+    def _dataset(self, name: str) -> DatasetState:
+        if not isinstance(name, str):
+            raise TypeError(f"dataset name must be a str, not {type(name).__name__}")
+        ds = self._materialize(name)
+        if ds is None:
+            raise KeyError(f"no dataset named {name!r} in {self._storage.location}")
+        return ds
+
+    def _intern_schema(self, schema: Schema) -> Schema:
+        i = self._schema_ids.get(schema.key)
+        if i is not None:
+            return self._schemas[i]
+        self._schema_ids[schema.key] = len(self._schemas)
+        self._schemas.append(schema)
+        return schema
+
+    # ------------------------------------------------------------------ datasets
+
+    def create_dataset(self, name: str) -> DatasetView:
+        """Create an empty dataset and return a view on it."""
+        from .dataset import DatasetView
+
+        check_name(name, "dataset")
+        self._check_writable()
+        if name in self._datasets:
+            raise FileExistsError(f"dataset {name!r} already exists")
+        ds = DatasetState(name)
+        self._datasets[name] = ds
+        self._changed = True
+        return DatasetView(self, ds)
+
+    def open_dataset(self, name: str) -> DatasetView:
+        """Return a view on an existing dataset (``KeyError`` if missing)."""
+        from .dataset import DatasetView
+
+        return DatasetView(self, self._dataset(name))
+
+    def delete_dataset(self, name: str) -> None:
+        """Delete a dataset and all its arrays (effective at once, persisted by flush)."""
+        self._check_writable()
+        ds = self._dataset(name)
+        for arr in ds.arrays.values():
+            self._drop_array(arr)
+        ds.deleted = True
+        del self._datasets[name]
+        self._changed = True
+
+    def dataset_exists(self, name: str) -> bool:
+        """Whether a dataset of this name exists."""
+        return isinstance(name, str) and name in self._datasets
+
+    def list_datasets(self) -> list[str]:
+        """Dataset names in creation order."""
+        return list(self._datasets)
+
+    def list_arrays(self) -> list[str]:
+        """Sorted union of array names over all datasets."""
+        return sorted(name for name, var in self._variables.items() if var.live > 0)
+
+    # ------------------------------------------------------------------ arrays (used by views)
+
+    def _define(
+        self,
+        ds: DatasetState,
+        name: str,
+        dtype: str,
+        dims: Sequence[str],
+        shape: Sequence[int],
+        chunk_shape: Sequence[int] | None,
+        fill_value: Any,
+    ) -> None:
+        from ..dtypes import parse_dtype, validate_fill
+
+        self._check_writable()
+        self._check_live(ds)
+        check_name(name, "array")
+        dt = parse_dtype(dtype)
+        if isinstance(dims, str):
+            raise TypeError("dims must be a sequence of dimension names, not a str")
+        try:
+            dims_t = tuple(dims)
+        except TypeError:
+            raise TypeError(f"dims must be a sequence of str, not {type(dims).__name__}") from None
+        for d in dims_t:
+            if not isinstance(d, str):
+                raise TypeError(f"dimension names must be str, found {type(d).__name__}")
+        shape_t = _ints(shape, "shape")
+        chunk_t = shape_t if chunk_shape is None else _ints(chunk_shape, "chunk_shape")
+        if len(dims_t) != len(shape_t):
+            raise ValueError(f"dims has {len(dims_t)} names but shape has {len(shape_t)} axes")
+        if len(chunk_t) != len(shape_t):
+            raise ValueError(f"chunk_shape has {len(chunk_t)} axes but shape has {len(shape_t)}")
+        for s, c in zip(shape_t, chunk_t, strict=True):
+            if c == 0 and s > 0:
+                raise ValueError("chunk_shape has an extent of 0 on a non-empty axis")
+        chunk_t = tuple(0 if s == 0 else c for s, c in zip(shape_t, chunk_t, strict=True))
+        fill = validate_fill(dt, fill_value)
+        if name in ds.arrays:
+            raise FileExistsError(f"array {name!r} is already defined in dataset {ds.name!r}")
+        schema = self._intern_schema(Schema(dt, shape_t, chunk_t, dims_t, fill))
+        var = self._variable(name, create=True)
+        assert var is not None
+        arr = ArrayState(name, self._take_id(), schema, ds.name)
+        ds.arrays[name] = arr
+        var.live += 1
+        self._changed = True
+
+    def _check_live(self, ds: DatasetState) -> None:
+        if ds.deleted:
+            raise KeyError(f"dataset {ds.name!r} was deleted")
+
+    def _drop_array(self, arr: ArrayState) -> None:
+        var = self._variables[arr.name]
+        var.live -= 1
+        var.dead_aids.add(arr.aid)
+        var.changed = True
+        for c in arr.dirty.values():
+            self._dirty_bytes -= c.nbytes
+        arr.dirty.clear()
+        arr.deleted = True
+        self._changed_arrays.pop(arr.aid, None)
+
+    def _delete_array(self, ds: DatasetState, name: str) -> None:
+        self._check_writable()
+        self._check_live(ds)
+        arr = ds.arrays.get(name)
+        if arr is None:
+            raise KeyError(f"no array named {name!r} in dataset {ds.name!r}")
+        self._drop_array(arr)
+        del ds.arrays[name]
+        self._changed = True
+
+    def _array(self, ds: DatasetState, name: str) -> ArrayState:
+        arr = ds.arrays.get(name)
+        if arr is None:
+            if not isinstance(name, str):
+                raise TypeError(f"array name must be a str, not {type(name).__name__}")
+            raise KeyError(f"no array named {name!r} in dataset {ds.name!r}")
+        return arr
+
+    # ------------------------------------------------------------------ writing
+
+    def _coerce(self, schema: Schema, data: Any) -> np.ndarray:
+        dt = schema.dtype
+        if not isinstance(data, np.ndarray):
+            raise TypeError(f"data must be a numpy array, not {type(data).__name__}")
+        if dt.is_string:
+            return to_string_array(data)
+        if dt.kind == "timestamp":
+            if data.dtype == np.dtype("datetime64[ns]"):
+                data = data.view(np.int64)
+            elif data.dtype != np.dtype(np.int64):
+                raise TypeError(
+                    f"a timestamp_nanoseconds array needs int64 (ns since the epoch) or datetime64[ns] data, not {data.dtype}"
+                )
+        elif data.dtype != dt.numpy:
+            raise TypeError(f"data has dtype {data.dtype} but the array is {dt.name}; convert it first")
+        if not data.flags.c_contiguous:
+            raise ValueError("data must be C-contiguous; pass np.ascontiguousarray(data)")
+        return data
+
+    def _write(self, ds: DatasetState, name: str, start: Any, data: Any) -> None:
+        self._check_writable()
+        self._check_live(ds)
+        arr = self._array(ds, name)
+        schema = arr.schema
+        data = self._coerce(schema, data)
+        start_t = _ints(start, "start")
+        rank = len(schema.shape)
+        if len(start_t) != rank or data.ndim != rank:
+            raise RuntimeError(
+                f"rank mismatch: array {name!r} has {rank} axes, start has {len(start_t)}, data has {data.ndim}"
+            )
+        if data.size == 0:
+            return
+        stop = tuple(s + n for s, n in zip(start_t, data.shape, strict=True))
+        if any(e > s for e, s in zip(stop, schema.shape, strict=True)):
+            raise RuntimeError(
+                f"write of shape {list(data.shape)} at {list(start_t)} is out of bounds for array "
+                f"{name!r} of shape {list(schema.shape)}"
+            )
+        if schema.single and data.shape == schema.shape:
+            buf = np.array(data, copy=True, order="C")
+            old = arr.dirty.get(0)
+            if old is not None:
+                self._dirty_bytes -= old.nbytes
+            arr.dirty[0] = buf
+            self._dirty_bytes += buf.nbytes if not schema.dtype.is_string else 64 * buf.size
+        else:
+            self._write_chunks(arr, start_t, stop, data)
+        arr.written = True
+        arr.changed = True
+        self._changed_arrays[arr.aid] = arr
+        self._changed = True
+        if self._dirty_bytes > self.buffer_bytes:
+            self._spill()
+
+    def _write_chunks(self, arr: ArrayState, start: tuple[int, ...], stop: tuple[int, ...], data: np.ndarray) -> None:
+        schema = arr.schema
+        cs = schema.chunk_shape
+        ranges = [range(a // c, (b - 1) // c + 1) for a, b, c in zip(start, stop, cs, strict=True)]
+        coords_list = list(np.ndindex(*[len(r) for r in ranges])) if ranges else [()]
+        need_load = []
+        for rel in coords_list:
+            coords = tuple(r[i] for r, i in zip(ranges, rel, strict=True))
+            cid = sum(c * s for c, s in zip(coords, schema.strides, strict=True))
+            if cid not in arr.dirty:
+                need_load.append((cid, coords))
+        if need_load:
+            loaded = self._read_chunks_for_update(arr, need_load)
+            for cid, buf in loaded.items():
+                arr.dirty[cid] = buf
+                self._dirty_bytes += buf.nbytes if not schema.dtype.is_string else 64 * buf.size
+        for rel in coords_list:
+            coords = tuple(r[i] for r, i in zip(ranges, rel, strict=True))
+            cid = sum(c * s for c, s in zip(coords, schema.strides, strict=True))
+            buf = arr.dirty[cid]
+            c0 = [c * n for c, n in zip(coords, cs, strict=True)]
+            src = []
+            dst = []
+            for a, b, o, ext in zip(start, stop, c0, buf.shape, strict=True):
+                lo = max(a, o)
+                hi = min(b, o + ext)
+                src.append(slice(lo - a, hi - a))
+                dst.append(slice(lo - o, hi - o))
+            buf[tuple(dst)] = data[tuple(src)]
+
+    def _read_chunks_for_update(self, arr: ArrayState, wanted: list[tuple[int, tuple[int, ...]]]) -> dict[int, np.ndarray]:
+        """Current content of chunks about to be partly overwritten (stored or fresh fill)."""
+        schema = arr.schema
+        out: dict[int, np.ndarray] = {}
+        sources = self._locate(arr, [cid for cid, _ in wanted])
+        stored = [(cid, coords, src) for (cid, coords), src in zip(wanted, sources, strict=True) if src is not None]
+        decoded = self._decode_chunks(arr, [(cid, coords, src) for cid, coords, src in stored])
+        for cid, coords in wanted:
+            buf = decoded.get(cid)
+            if buf is None:
+                buf = schema.new_chunk(schema.chunk_extent(coords))
+            else:
+                buf = np.array(buf, copy=True)
+            out[cid] = buf
+        return out
+
+    # ------------------------------------------------------------------ locating and decoding chunks
+
+    def _locate(self, arr: ArrayState, cids: list[int]) -> list[tuple[Variable, np.void] | None]:
+        """Stored location (pending first, then committed) of each chunk, or None."""
+        var = self._variables[arr.name]
+        out: list[tuple[Variable, np.void] | None] = []
+        committed = self._index(var)
+        for cid in cids:
+            j = var.pending.find(arr.aid, cid) if len(var.pending) else -1
+            if j >= 0:
+                out.append((var, var.pending.rows[j]))
+                continue
+            j = committed.find(arr.aid, cid)
+            out.append((var, committed.rows[j]) if j >= 0 else None)
+        return out
+
+    def _describe_block(self, var: Variable) -> Any:
+        def describe(k: BlockKey) -> str:
+            return f"segment {self._storage.location}/{k[0]} at offset {k[1]} (variable {var.name!r})"
+
+        return describe
+
+    def _get_blocks(self, var: Variable, rows: np.ndarray, use_cache: bool = True) -> dict[BlockKey, np.ndarray]:
+        segs = var.all_segments()
+        wanted: dict[BlockKey, tuple[int, int, int, int, int]] = {}
+        seg_col = rows["seg"].tolist()
+        off_col = rows["offset"].tolist()
+        len_col = rows["length"].tolist()
+        raw_col = rows["raw_size"].tolist()
+        crc_col = rows["crc"].tolist()
+        codec_col = rows["codec"].tolist()
+        item_col = rows["itemsize"].tolist()
+        for i in range(len(seg_col)):
+            key = (segs[seg_col[i]][0], off_col[i])
+            if key not in wanted:
+                wanted[key] = (len_col[i], raw_col[i], crc_col[i], codec_col[i], item_col[i])
+        try:
+            return fetch_blocks(
+                self._storage.get_many_ranges, self._cache, wanted, self._describe_block(var), use_cache
+            )
+        except FileNotFoundError as e:
+            raise CorruptionError(f"a segment of variable {var.name!r} is missing: {e}") from None
+
+    def _chunk_from_block(self, schema: Schema, block: np.ndarray, within: int, nbytes: int, extent: tuple[int, ...]) -> np.ndarray:
+        piece = block[within : within + nbytes]
+        if schema.dtype.is_string:
+            return decode_strings(piece, math.prod(extent)).reshape(extent)
+        return piece.view(schema.dtype.numpy).reshape(extent)
+
+    def _decode_chunks(self, arr: ArrayState, items: list[tuple[int, tuple[int, ...], tuple[Variable, np.void]]]) -> dict[int, np.ndarray]:
+        if not items:
+            return {}
+        var = items[0][2][0]
+        rows = np.array([src[1] for _, _, src in items], dtype=items[0][2][1].dtype)
+        blocks = self._get_blocks(var, rows)
+        segs = var.all_segments()
+        out = {}
+        for (cid, coords, _), r in zip(items, rows, strict=True):
+            block = blocks[(segs[int(r["seg"])][0], int(r["offset"]))]
+            extent = arr.schema.chunk_extent(coords)
+            try:
+                out[cid] = self._chunk_from_block(arr.schema, block, int(r["within"]), int(r["nbytes"]), extent)
+            except ValueError as e:
+                raise CorruptionError(
+                    f"chunk {cid} of array {arr.name!r} (aid {arr.aid}) does not fit its block: {e}"
+                ) from None
+        return out
+
+    # ------------------------------------------------------------------ reading
+
+    def _window(self, schema: Schema, start: Any, shape: Any) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        rank = len(schema.shape)
+        if start is None:
+            st = (0,) * rank
+        else:
+            st = _ints(start, "start")
+            if len(st) != rank:
+                raise ValueError(f"start has {len(st)} entries but the array has {rank} axes")
+        if shape is None:
+            stop = schema.shape
+        else:
+            sh = _ints(shape, "shape")
+            if len(sh) != rank:
+                raise ValueError(f"shape has {len(sh)} entries but the array has {rank} axes")
+            stop = tuple(min(a + n, s) for a, n, s in zip(st, sh, schema.shape, strict=True))
+        st = tuple(min(a, s) for a, s in zip(st, schema.shape, strict=True))
+        stop = tuple(max(a, b) for a, b in zip(st, stop, strict=True))
+        return st, stop
+
+    def _finish(self, schema: Schema, out: np.ndarray) -> np.ndarray:
+        if schema.dtype.kind == "timestamp":
+            return out.view("datetime64[ns]")
+        return out
+
+    def _read(self, arr: ArrayState, start: Any, shape: Any) -> np.ndarray:
+        schema = arr.schema
+        if start is None and shape is None:
+            st, stop = (0,) * len(schema.shape), schema.shape
+        else:
+            st, stop = self._window(schema, start, shape)
+        out_shape = tuple(b - a for a, b in zip(st, stop, strict=True))
+        dtype = schema.dtype
+        if schema.single and out_shape == schema.shape:
+            buf = arr.dirty.get(0)
+            if buf is not None:
+                return self._finish(schema, buf.copy())
+        out = np.empty(out_shape, dtype=dtype.numpy)
+        if out.size == 0:
+            return self._finish(schema, out)
+        self._fill_window(arr, st, stop, out)
+        return self._finish(schema, out)
+
+    def _fill_window(self, arr: ArrayState, st: tuple[int, ...], stop: tuple[int, ...], out: np.ndarray) -> None:
+        """Copy the window [st, stop) of ``arr`` into ``out`` (already allocated)."""
+        schema = arr.schema
+        cs = schema.chunk_shape
+        ranges = [range(a // c, (b - 1) // c + 1) for a, b, c in zip(st, stop, cs, strict=True)]
+        coords_list = [tuple(r[i] for r, i in zip(ranges, rel, strict=True)) for rel in np.ndindex(*[len(r) for r in ranges])] if ranges else [()]
+        cids = [sum(c * s for c, s in zip(coords, schema.strides, strict=True)) for coords in coords_list]
+        chunks: dict[int, np.ndarray] = {}
+        missing = []
+        for cid, coords in zip(cids, coords_list, strict=True):
+            buf = arr.dirty.get(cid)
+            if buf is not None:
+                chunks[cid] = buf
+            else:
+                missing.append((cid, coords))
+        if missing:
+            srcs = self._locate(arr, [cid for cid, _ in missing])
+            stored = [(cid, coords, src) for (cid, coords), src in zip(missing, srcs, strict=True) if src is not None]
+            chunks.update(self._decode_chunks(arr, stored))
+        if len(chunks) < len(cids):
+            out.fill(schema.fillscalar)
+        for cid, coords in zip(cids, coords_list, strict=True):
+            buf = chunks.get(cid)
+            if buf is None:
+                continue
+            src = []
+            dst = []
+            for a, b, c, n, ext in zip(st, stop, coords, cs, buf.shape, strict=True):
+                o = c * n
+                lo = max(a, o)
+                hi = min(b, o + ext)
+                src.append(slice(lo - o, hi - o))
+                dst.append(slice(lo - a, hi - a))
+            out[tuple(dst)] = buf[tuple(src)]
+
+    # ------------------------------------------------------------------ cross-dataset reads
+
+    def _across_arrays(self, array: str, names: Sequence[str]) -> list[ArrayState | None]:
+        if isinstance(names, str):
+            raise TypeError("names must be a list of dataset names, not a str")
+        names = list(names)
+        if not names:
+            raise ValueError("names is empty: pass at least one dataset name")
+        out: list[ArrayState | None] = []
+        for n in names:
+            ds = self._materialize(n) if isinstance(n, str) else None
+            out.append(None if ds is None else ds.arrays.get(array))
+        return out
+
+    def read_array_across(
+        self,
+        array: str,
+        names: Sequence[str],
+        start: Sequence[int] | None = None,
+        shape: Sequence[int] | None = None,
+    ) -> list[np.ndarray | None]:
+        """Read one array from many datasets; ``None`` where a dataset lacks it."""
+        arrs = self._across_arrays(array, names)
+        if all(a is None for a in arrs):
+            raise KeyError(f"none of the listed datasets has an array named {array!r}")
+        results: list[np.ndarray | None] = [None] * len(arrs)
+        jobs = []
+        for i, a in enumerate(arrs):
+            if a is None:
+                continue
+            schema = a.schema
+            if start is None and shape is None:
+                st, stop = (0,) * len(schema.shape), schema.shape
+            else:
+                st, stop = self._window(schema, start, shape)
+            out = np.empty(tuple(b - x for x, b in zip(st, stop, strict=True)), dtype=schema.dtype.numpy)
+            jobs.append((a, st, stop, out))
+            results[i] = out
+        self._scan(array, jobs)
+        for i, r in enumerate(results):
+            if r is not None:
+                a = arrs[i]
+                assert a is not None
+                results[i] = self._finish(a.schema, r)
+        return results
+
+    def read_array_across_stacked(
+        self,
+        array: str,
+        names: Sequence[str],
+        start: Sequence[int] | None = None,
+        shape: Sequence[int] | None = None,
+    ) -> np.ndarray:
+        """Read one array from many datasets into one ndarray of shape ``(len(names), *shape)``."""
+        arrs = self._across_arrays(array, names)
+        names = list(names)
+        for n, a in zip(names, arrs, strict=True):
+            if a is None:
+                raise KeyError(f"dataset {n!r} has no array named {array!r}")
+        present = [a for a in arrs if a is not None]
+        dtypes = {a.schema.dtype.name for a in present}
+        if len(dtypes) > 1:
+            raise TypeError(f"array {array!r} has different dtypes across these datasets: {sorted(dtypes)}")
+        windows = []
+        for a in present:
+            schema = a.schema
+            if start is None and shape is None:
+                windows.append(((0,) * len(schema.shape), schema.shape))
+            else:
+                windows.append(self._window(schema, start, shape))
+        shapes = {tuple(b - x for x, b in zip(st, stop, strict=True)) for st, stop in windows}
+        if len(shapes) > 1:
+            raise ValueError(
+                f"array {array!r} has different shapes across these datasets ({len(shapes)} distinct); "
+                "pass start/shape to read a common window"
+            )
+        common = shapes.pop()
+        dt = present[0].schema.dtype
+        out = np.empty((len(present), *common), dtype=dt.numpy)
+        jobs = [(a, st, stop, out[i]) for i, (a, (st, stop)) in enumerate(zip(present, windows, strict=True))]
+        self._scan(array, jobs)
+        return self._finish(present[0].schema, out)
+
+    def _scan(self, array: str, jobs: list[tuple[ArrayState, tuple[int, ...], tuple[int, ...], np.ndarray]]) -> None:
+        """Fill many windows of one variable, fetching and decoding blocks in bulk batches."""
+        var = self._variables.get(array)
+        plan: list[tuple[np.ndarray, tuple[slice, ...], tuple[int, ...], np.ndarray | int]] = []
+        # (out, out slices, chunk extent, dirty buffer or row number in `rows`)
+        pend_aids: list[int] = []
+        pend_cids: list[int] = []
+        pend_meta: list[tuple[np.ndarray, tuple[slice, ...], tuple[slice, ...], tuple[int, ...], Schema]] = []
+        for arr, st, stop, out in jobs:
+            if out.size == 0:
+                continue
+            schema = arr.schema
+            cs = schema.chunk_shape
+            if schema.single:
+                coords_list: list[tuple[int, ...]] = [(0,) * len(cs)]
+            else:
+                ranges = [range(a // c, (b - 1) // c + 1) for a, b, c in zip(st, stop, cs, strict=True)]
+                coords_list = [tuple(r[i] for r, i in zip(ranges, rel, strict=True)) for rel in np.ndindex(*[len(r) for r in ranges])]
+            filled = False
+            for coords in coords_list:
+                cid = sum(c * s for c, s in zip(coords, schema.strides, strict=True))
+                extent = schema.chunk_extent(coords)
+                src = []
+                dst = []
+                for a, b, c, n, ext in zip(st, stop, coords, cs, extent, strict=True):
+                    o = c * n
+                    lo = max(a, o)
+                    hi = min(b, o + ext)
+                    src.append(slice(lo - o, hi - o))
+                    dst.append(slice(lo - a, hi - a))
+                buf = arr.dirty.get(cid)
+                if buf is not None:
+                    out[tuple(dst)] = buf[tuple(src)]
+                    continue
+                if not filled:
+                    out.fill(schema.fillscalar)  # cells of never-written chunks
+                    filled = True
+                pend_aids.append(arr.aid)
+                pend_cids.append(cid)
+                pend_meta.append((out, tuple(dst), tuple(src), extent, schema))
+        del plan
+        if not pend_aids or var is None:
+            return
+        aids = np.asarray(pend_aids, dtype=np.uint64)
+        cids = np.asarray(pend_cids, dtype=np.uint64)
+        committed = self._index(var)
+        found_c = committed.find_many(aids, cids)
+        found_p = var.pending.find_many(aids, cids) if len(var.pending) else np.full(len(aids), -1)
+        # gather rows: pending wins over committed
+        use_p = found_p >= 0
+        use_c = (~use_p) & (found_c >= 0)
+        sel = np.flatnonzero(use_p | use_c)
+        if len(sel) == 0:
+            return
+        rows = empty_rows(len(sel))
+        p_sel = use_p[sel]
+        if p_sel.any():
+            rows[p_sel] = var.pending.rows[found_p[sel][p_sel]]
+        if (~p_sel).any():
+            rows[~p_sel] = committed.rows[found_c[sel][~p_sel]]
+        segs = var.all_segments()
+        seg_keys = [k for k, _ in segs]
+        # batch by raw bytes so decoded blocks held at once stay bounded
+        raw = rows["raw_size"]
+        order = np.lexsort((rows["offset"], rows["seg"]))
+        start_i = 0
+        n = len(order)
+        while start_i < n:
+            acc = 0
+            end_i = start_i
+            seen: set[tuple[int, int]] = set()
+            while end_i < n:
+                r = order[end_i]
+                bk = (int(rows["seg"][r]), int(rows["offset"][r]))
+                if bk not in seen:
+                    if acc and acc + int(raw[r]) > SCAN_BATCH_BYTES:
+                        break
+                    seen.add(bk)
+                    acc += int(raw[r])
+                end_i += 1
+            batch = order[start_i:end_i]
+            brows = rows[batch]
+            blocks = self._get_blocks(var, brows, use_cache=acc <= self._cache.budget // 2)
+            within = brows["within"].tolist()
+            nbytes = brows["nbytes"].tolist()
+            bseg = brows["seg"].tolist()
+            boff = brows["offset"].tolist()
+            for j, ri in enumerate(batch.tolist()):
+                out, dst, src, extent, schema = pend_meta[int(sel[ri])]
+                block = blocks[(seg_keys[bseg[j]], boff[j])]
+                try:
+                    chunk = self._chunk_from_block(schema, block, within[j], nbytes[j], extent)
+                except ValueError as e:
+                    raise CorruptionError(f"a chunk of variable {array!r} does not fit its block: {e}") from None
+                out[dst] = chunk[src]
+            start_i = end_i
+
+    # ------------------------------------------------------------------ attributes
+
+    def _set_attr(self, target: dict[str, tuple[str, Any]], key: Any, value: Any, dtype: Any) -> None:
+        self._check_writable()
+        check_key(key)
+        kv = infer_attribute(value) if dtype is None else coerce_attribute(value, dtype)
+        target[key] = kv
+        self._changed = True
+
+    # ------------------------------------------------------------------ flush
+
+    def _payloads(self, arrays: Iterable[ArrayState]) -> dict[str, list[ChunkPayload]]:
+        """Turn every buffered chunk into a payload with stats, grouped by variable."""
+        by_var: dict[str, list[tuple[ArrayState, int, np.ndarray]]] = {}
+        for arr in arrays:
+            if arr.dirty:
+                lst = by_var.setdefault(arr.name, [])
+                for cid in sorted(arr.dirty):
+                    lst.append((arr, cid, arr.dirty[cid]))
+        out: dict[str, list[ChunkPayload]] = {}
+        for vname, items in by_var.items():
+            payloads: list[ChunkPayload | None] = [None] * len(items)
+            groups: dict[str, list[int]] = {}
+            for i, (arr, _, _) in enumerate(items):
+                groups.setdefault(arr.schema.dtype.name, []).append(i)
+            for dname, idx in groups.items():
+                dt = DTYPES[dname]
+                if dt.is_string:
+                    for i in idx:
+                        arr, cid, buf = items[i]
+                        fill = arr.schema.fill
+                        nulls = 0 if fill is None else int(np.count_nonzero(buf == fill))
+                        payloads[i] = ChunkPayload(arr.aid, cid, 1, encode_strings(buf), buf.size, nulls, 0, 0, 0)
+                    continue
+                chunks = [items[i][2] for i in idx]
+                fills = [items[i][0].schema.fill for i in idx]
+                nulls, vmin, vmax, has = chunk_stats(dt, chunks, fills)
+                itemsize = dt.itemsize
+                nl, mn, mx, hs = nulls.tolist(), vmin.tolist(), vmax.tolist(), has.tolist()
+                for j, i in enumerate(idx):
+                    arr, cid, buf = items[i]
+                    raw = buf.reshape(-1).view(np.uint8)
+                    payloads[i] = ChunkPayload(arr.aid, cid, itemsize, raw, buf.size, nl[j], mn[j], mx[j], hs[j])
+            out[vname] = [p for p in payloads if p is not None]
+        return out
+
+    def _write_ahead(self, arrays: Iterable[ArrayState]) -> list[tuple[Variable, np.ndarray, list[tuple[str, int]], list[ArrayState]]]:
+        """Write buffered chunks to new segments; return what to attach (not yet attached)."""
+        arrays = [a for a in arrays if a.dirty]
+        by_name: dict[str, list[ArrayState]] = {}
+        for a in arrays:
+            by_name.setdefault(a.name, []).append(a)
+        result = []
+        for vname, payloads in self._payloads(arrays).items():
+            var = self._variables[vname]
+            first_seg = len(var.segments) + len(var.pending_segments)
+            rows, segs = write_segments(self._storage.put, var.vid, payloads, self._codec, first_seg)
+            result.append((var, rows, segs, by_name[vname]))
+        return result
+
+    def _spill(self) -> None:
+        """Write buffered chunks ahead so memory stays bounded (invisible until flush)."""
+        arrays = [a for a in self._changed_arrays.values() if a.dirty]
+        for var, rows, segs, arrs in self._write_ahead(arrays):
+            var.pending = ChunkIndex(merge_rows([var.pending.rows, rows]))
+            var.pending_segments.extend(segs)
+            var.changed = True
+            for a in arrs:
+                a.dirty.clear()
+        self._dirty_bytes = 0
+
+    def flush(self) -> None:
+        """Commit every buffered change atomically as a new version (no-op when unchanged)."""
+        if self._read_only or not self._changed:
+            return
+        self._commit()
+
+    def close(self) -> None:
+        """Same as :meth:`flush`; the handle stays usable."""
+        self.flush()
+
+    def _commit(self, force: bool = False, rewrite: dict[str, tuple[ChunkIndex, list[tuple[str, int]]]] | None = None) -> None:
+        """Write data, indexes and the next manifest; swap in-memory state only on success."""
+        # 1. data written ahead for every buffered chunk
+        attach = self._write_ahead(list(self._changed_arrays.values()))
+        pending = {id(v): (v, rows, segs) for v, rows, segs, _ in attach}
+        # 2. merged indexes for changed variables
+        new_vars: dict[str, tuple[str | None, list[tuple[str, int]], ChunkIndex]] = {}
+        for var in self._variables.values():
+            extra = pending.get(id(var))
+            if rewrite is not None and var.name in rewrite:
+                idx, segs = rewrite[var.name]
+                key = None
+                if len(idx):
+                    key = new_key("index", var.vid, "idx")
+                    self._storage.put(key, idx.to_bytes())
+                new_vars[var.name] = (key, segs, idx)
+                continue
+            if not (var.changed or extra is not None):
+                continue
+            committed = self._index(var)
+            parts = [committed.rows, var.pending.rows]
+            segs = list(var.segments) + list(var.pending_segments)
+            if extra is not None:
+                parts.append(extra[1])
+                segs.extend(extra[2])
+            merged = merge_rows(parts)
+            if var.dead_aids:
+                merged = merged[~np.isin(merged["aid"], np.fromiter(var.dead_aids, dtype=np.uint64))]
+            idx = ChunkIndex(merged)
+            key = None
+            if len(idx):
+                key = new_key("index", var.vid, "idx")
+                self._storage.put(key, idx.to_bytes())
+            new_vars[var.name] = (key, segs, idx)
+        # 3. stats for arrays whose data changed
+        new_stats: dict[int, dict[str, Any] | None] = {}
+        for arr in self._changed_arrays.values():
+            if arr.deleted:
+                continue
+            var = self._variables[arr.name]
+            idx = new_vars[arr.name][2] if arr.name in new_vars else self._index(var)
+            new_stats[arr.aid] = self._array_stats_from(arr, var, idx, new_vars.get(arr.name, (None, None, None))[1])
+        # 4. manifest
+        version = self._version + 1
+        doc = self._manifest_doc(version, new_vars, new_stats)
+        header = {
+            "atlas": "manifest",
+            "format_version": mf.FORMAT_VERSION,
+            "version": version,
+            "timestamp": _dt.datetime.now(_dt.UTC).isoformat(timespec="milliseconds"),
+            "datasets": len(self._datasets),
+            "arrays": sum(1 for v in self._variables.values() if v.live > 0),
+        }
+        data = mf.encode_manifest(doc, header, self._meta_format, self._meta_compression)
+        if not self._storage.put_if_absent(self._manifest_key(version), data):
+            # nothing of ours is referenced: the files written above are orphans for compact()
+            for var, rows, segs in pending.values():
+                var.pending = ChunkIndex(merge_rows([var.pending.rows, rows]))
+                var.pending_segments.extend(segs)
+                var.changed = True
+            for _, _, _, arrs in attach:
+                for a in arrs:
+                    a.dirty.clear()
+            self._dirty_bytes = 0
+            raise ConflictError(
+                f"the store at {self._storage.location} moved on to version {version} or later since this "
+                f"handle read version {self._version}; nothing was written over it. Reopen the store "
+                "and apply your changes again."
+            )
+        # 5. success: install the committed state
+        for vname, (key, segs, idx) in new_vars.items():
+            var = self._variables[vname]
+            var.index_key = key
+            var.segments = segs
+            var.index = idx
+            var.pending = ChunkIndex(empty_rows())
+            var.pending_segments = []
+            var.dead_aids.clear()
+            var.changed = False
+        for _, _, _, arrs in attach:
+            for a in arrs:
+                a.dirty.clear()
+        for aid, st in new_stats.items():
+            arr = self._changed_arrays[aid]
+            arr.stats = st
+            arr.changed = False
+        self._changed_arrays.clear()
+        self._dirty_bytes = 0
+        self._version = version
+        self._changed = False
+        self._cache.clear() if rewrite else None
+
+    def _array_stats_from(self, arr: ArrayState, var: Variable, idx: ChunkIndex, segs: list[tuple[str, int]] | None) -> dict[str, Any] | None:
+        if not arr.written:
+            return None
+        schema = arr.schema
+        row_count = math.prod(schema.shape)
+        lo, hi = idx.span(arr.aid)
+        r = idx.rows[lo:hi]
+        if schema.dtype.is_string:
+            values = []
+            if len(r):
+                saved = (var.segments, var.pending_segments)
+                if segs is not None:
+                    var.segments, var.pending_segments = segs, []
+                try:
+                    blocks = self._get_blocks(var, r)
+                    for row in r:
+                        block = blocks[(var.all_segments()[int(row["seg"])][0], int(row["offset"]))]
+                        ncells = int(row["ncells"])
+                        piece = block[int(row["within"]) : int(row["within"]) + int(row["nbytes"])]
+                        values.append(decode_strings(piece, ncells))
+                finally:
+                    var.segments, var.pending_segments = saved
+            return string_stats(row_count, int(r["ncells"].sum()) if len(r) else 0, values, schema.fill)
+        return fold_stats(schema.dtype, row_count, r["ncells"], r["nulls"], r["vmin"], r["vmax"], r["has_minmax"])
+
+    def _manifest_doc(self, version: int, new_vars: dict[str, tuple[str | None, list[tuple[str, int]], ChunkIndex]], new_stats: dict[int, dict[str, Any] | None]) -> dict[str, Any]:
+        schema_pos = {id(s): i for i, s in enumerate(self._schemas)}
+        datasets = []
+        for name, ds in self._datasets.items():
+            if not isinstance(ds, DatasetState):
+                datasets.append(ds)
+                continue
+            arrays = []
+            for aname, arr in ds.arrays.items():
+                st = new_stats[arr.aid] if arr.aid in new_stats else arr.stats
+                arrays.append([aname, arr.aid, schema_pos[id(arr.schema)], _encode_stats(arr.schema.dtype, st), _encode_attrs(arr.attrs)])
+            datasets.append([name, _encode_attrs(ds.attrs), arrays])
+        variables = []
+        for vname, var in self._variables.items():
+            if vname in new_vars:
+                key, segs, idx = new_vars[vname]
+            else:
+                key, segs = var.index_key, var.segments
+            live = var.live
+            if live <= 0 and key is None:
+                continue  # nothing left of this variable
+            variables.append([vname, var.vid, key, [[k, s] for k, s in segs], live])
+        schemas = [
+            [s.dtype.name, list(s.shape), list(s.chunk_shape), list(s.dims), encode_value(s.dtype.name, s.fill)]
+            for s in self._schemas
+        ]
+        return {
+            "format_version": mf.FORMAT_VERSION,
+            _VERSION_KEY: version,
+            "parent": self._version if self._version >= 0 else None,
+            "codec": self._codec,
+            "next_id": self._next_id,
+            "schemas": schemas,
+            "variables": variables,
+            "datasets": datasets,
+        }
+
+    # ------------------------------------------------------------------ compaction and versions
+
+    def compact(self, keep_versions: int = 1) -> None:
+        """Rewrite variables holding dead data densely, then delete files no kept version needs.
+
+        Buffered changes are flushed first. ``keep_versions`` newest versions stay readable.
+        """
+        from .maintenance import compact
+
+        compact(self, keep_versions)
+
+    def versions(self) -> list[dict[str, Any]]:
+        """Committed versions, oldest first: ``{"version", "timestamp", "datasets", "arrays"}``."""
+        from .maintenance import list_versions
+
+        return list_versions(self)
+
+    def verify(self) -> list[str]:
+        """Check every block and index of the current version; return the problems found."""
+        from .maintenance import verify
+
+        return verify(self)
+
+    # ------------------------------------------------------------------ dunder
+
+    @property
+    def version(self) -> int:
+        """The committed version this handle reads."""
+        return self._version
+
+    @property
+    def location(self) -> str:
+        """Where the store lives (path or URL)."""
+        return str(self._storage.location)
+
+    def __enter__(self) -> Atlas:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.flush()
+
+    def __repr__(self) -> str:
+        return f"<Atlas {self.location!r} datasets={len(self._datasets)} version={self._version}>"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        if self._changed:
+            raise RuntimeError("flush() before pickling an Atlas handle: buffered changes cannot be sent")
+        return (_reopen, (self._storage, self._version if self._read_only else None))
+
+
+def _reopen(storage: Any, version: int | None) -> Atlas:
+    return Atlas.open(storage, version=version)

@@ -1,0 +1,192 @@
+"""Compaction, version listing and verification of a store."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..errors import CorruptionError
+from ..format import manifest as mf
+from ..format.chunkindex import ChunkIndex, empty_rows
+from ..format.segment import ChunkPayload, write_segments
+from .state import DatasetState, Variable
+
+if TYPE_CHECKING:
+    from .atlas import Atlas
+
+REWRITE_BATCH_BYTES = 64 << 20
+
+
+def _needs_rewrite(var: Variable, idx: ChunkIndex) -> bool:
+    """True when the variable's segments hold bytes no live chunk uses."""
+    if var.live <= 0 and len(idx) == 0:
+        return bool(var.segments)
+    rows = idx.rows
+    if len(rows) == 0:
+        return bool(var.segments)
+    blocks = np.unique(np.stack([rows["seg"].astype(np.int64), rows["offset"].astype(np.int64)], axis=1), axis=0)
+    used_segs = np.unique(rows["seg"])
+    if len(used_segs) < len(var.segments):
+        return True
+    # bytes of the blocks still referenced versus the sizes of the segments
+    first = np.unique(np.stack([rows["seg"].astype(np.int64), rows["offset"].astype(np.int64)], axis=1), axis=0, return_index=True)[1]
+    block_bytes = int(rows["length"][first].sum())
+    seg_bytes = sum(size - 8 for _, size in var.segments)
+    if block_bytes < seg_bytes:
+        return True
+    raw_live = int(rows["nbytes"].sum())
+    raw_blocks = int(rows["raw_size"][first].sum())
+    del blocks
+    return raw_live < raw_blocks
+
+
+def _rewrite(atlas: Atlas, var: Variable, idx: ChunkIndex) -> tuple[ChunkIndex, list[tuple[str, int]]]:
+    """Copy the live chunks of one variable into fresh, densely packed segments."""
+    rows = idx.rows
+    new_rows: list[np.ndarray] = []
+    new_segs: list[tuple[str, int]] = []
+    if len(rows) == 0:
+        return ChunkIndex(empty_rows()), []
+    segs = var.all_segments()
+    seg_keys = [k for k, _ in segs]
+    n = len(rows)
+    i = 0
+    while i < n:
+        # a batch of rows whose blocks stay within the batch budget
+        acc = 0
+        j = i
+        seen: set[tuple[int, int]] = set()
+        while j < n:
+            bk = (int(rows["seg"][j]), int(rows["offset"][j]))
+            if bk not in seen:
+                if acc and acc + int(rows["raw_size"][j]) > REWRITE_BATCH_BYTES:
+                    break
+                seen.add(bk)
+                acc += int(rows["raw_size"][j])
+            j += 1
+        batch = rows[i:j]
+        blocks = atlas._get_blocks(var, batch, use_cache=False)
+        payloads = []
+        for r in batch:
+            block = blocks[(seg_keys[int(r["seg"])], int(r["offset"]))]
+            w, nb = int(r["within"]), int(r["nbytes"])
+            payloads.append(
+                ChunkPayload(
+                    int(r["aid"]), int(r["chunk"]), int(r["itemsize"]), block[w : w + nb],
+                    int(r["ncells"]), int(r["nulls"]), int(r["vmin"]), int(r["vmax"]), int(r["has_minmax"]),
+                )
+            )
+        out_rows, out_segs = write_segments(atlas._storage.put, var.vid, payloads, atlas._codec, len(new_segs))
+        new_rows.append(out_rows)
+        new_segs.extend(out_segs)
+        i = j
+    merged = np.concatenate(new_rows)
+    order = np.lexsort((merged["chunk"], merged["aid"]))
+    return ChunkIndex(merged[order]), new_segs
+
+
+def _referenced(atlas: Atlas, version: int) -> set[str]:
+    """Every data and index file a committed version refers to."""
+    key = atlas._manifest_key(version)
+    where = f"{atlas._storage.location}/{key}"
+    _, doc = mf.decode_manifest(atlas._storage.get(key), where, atlas._meta_format, atlas._meta_compression)
+    refs: set[str] = set()
+    for v in doc.get("variables", []):
+        _, _, index_key, segs, _ = v
+        if index_key:
+            refs.add(index_key)
+        refs.update(k for k, _ in segs)
+    return refs
+
+
+def compact(atlas: Atlas, keep_versions: int = 1) -> None:
+    """Flush, rewrite variables that hold dead data, and delete unreferenced files."""
+    if isinstance(keep_versions, bool) or not isinstance(keep_versions, int) or keep_versions < 1:
+        raise ValueError("keep_versions must be an int >= 1 (the newest version is always kept)")
+    atlas._check_writable()
+    atlas.flush()
+    rewrite: dict[str, tuple[ChunkIndex, list[tuple[str, int]]]] = {}
+    for var in list(atlas._variables.values()):
+        idx = atlas._index(var)
+        if _needs_rewrite(var, idx):
+            rewrite[var.name] = _rewrite(atlas, var, idx)
+    if rewrite:
+        atlas._commit(rewrite=rewrite)
+        for name, (idx, _) in rewrite.items():
+            var = atlas._variables[name]
+            if var.live <= 0 and len(idx) == 0:
+                del atlas._variables[name]
+    # garbage: files no kept version refers to, manifests beyond the retention
+    storage = atlas._storage
+    versions = atlas._manifest_versions()
+    keep = [v for v in versions if v <= atlas._version][-keep_versions:]
+    refs: set[str] = set()
+    for v in keep:
+        refs |= _referenced(atlas, v)
+    doomed = [k for prefix in ("data/", "index/") for k in storage.list(prefix) if k not in refs]
+    doomed += [atlas._manifest_key(v) for v in versions if v < keep[0]]
+    if doomed:
+        storage.delete_many(doomed)
+    atlas._cache.clear()
+
+
+def list_versions(atlas: Atlas) -> list[dict[str, Any]]:
+    """Headers of every committed version, oldest first."""
+    out = []
+    for v in atlas._manifest_versions():
+        key = atlas._manifest_key(v)
+        where = f"{atlas._storage.location}/{key}"
+        try:
+            head_bytes = atlas._storage.get_range(key, 0, 4096)
+        except FileNotFoundError:
+            continue  # removed by a concurrent compaction
+        head, _ = mf.decode_header(head_bytes, where)
+        out.append(
+            {
+                "version": v,
+                "timestamp": head.get("timestamp"),
+                "datasets": head.get("datasets"),
+                "arrays": head.get("arrays"),
+            }
+        )
+    return out
+
+
+def verify(atlas: Atlas) -> list[str]:
+    """Read and check every index and block of the version this handle reads."""
+    problems: list[str] = []
+    owners: dict[int, str] = {}
+    for name in list(atlas._datasets):
+        try:
+            ds = atlas._materialize(name)
+        except CorruptionError as e:
+            problems.append(str(e))
+            continue
+        assert isinstance(ds, DatasetState)
+        for arr in ds.arrays.values():
+            owners[arr.aid] = f"dataset {name!r}, array {arr.name!r}"
+    for var in atlas._variables.values():
+        try:
+            idx = atlas._index(var)
+        except CorruptionError as e:
+            problems.append(str(e))
+            continue
+        rows = idx.rows
+        if len(rows) == 0:
+            continue
+        segs = var.all_segments()
+        for seg_no in np.unique(rows["seg"]).tolist():
+            sub = rows[rows["seg"] == seg_no]
+            firsts = np.unique(sub["offset"], return_index=True)[1]
+            for r in sub[firsts]:
+                try:
+                    atlas._get_blocks(var, r.reshape(1), use_cache=False)
+                except CorruptionError as e:
+                    hit = sub[sub["offset"] == r["offset"]]
+                    who = sorted({owners.get(int(a), f"array id {int(a)}") for a in hit["aid"]})
+                    problems.append(f"{e}; affects {', '.join(who)}")
+                except FileNotFoundError:
+                    problems.append(f"segment {segs[seg_no][0]} of variable {var.name!r} is missing")
+                    break
+    return problems

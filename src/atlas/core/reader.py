@@ -1,0 +1,110 @@
+"""Fetching and decoding blocks: coalesced ranged reads, parallel decode, bounded cache."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from ..errors import CorruptionError
+from ..format.codec import CODEC_NAMES, checksum, decode_block
+from ..format.segment import pool
+
+# Decode in worker threads only when there is enough work to pay for the hand-off.
+PARALLEL_MIN_BLOCKS = 3
+
+
+class BlockCache:
+    """LRU cache of decompressed blocks, bounded in bytes."""
+
+    def __init__(self, budget: int) -> None:
+        self.budget = budget
+        self.used = 0
+        self._d: OrderedDict[tuple[str, int], np.ndarray] = OrderedDict()
+
+    def get(self, key: tuple[str, int]) -> np.ndarray | None:
+        v = self._d.get(key)
+        if v is not None:
+            self._d.move_to_end(key)
+        return v
+
+    def put(self, key: tuple[str, int], block: np.ndarray) -> None:
+        if block.nbytes > self.budget // 4:
+            return
+        old = self._d.pop(key, None)
+        if old is not None:
+            self.used -= old.nbytes
+        self._d[key] = block
+        self.used += block.nbytes
+        while self.used > self.budget and self._d:
+            _, b = self._d.popitem(last=False)
+            self.used -= b.nbytes
+
+    def clear(self) -> None:
+        self._d.clear()
+        self.used = 0
+
+
+BlockKey = tuple[str, int]  # (segment key, offset)
+
+
+def fetch_blocks(
+    get_many_ranges: Callable[[Sequence[tuple[str, Sequence[int], Sequence[int]]]], list[list[Any]]],
+    cache: BlockCache,
+    wanted: dict[BlockKey, tuple[int, int, int, int, int]],
+    describe: Callable[[BlockKey], str],
+    use_cache: bool = True,
+) -> dict[BlockKey, np.ndarray]:
+    """Return decoded blocks for ``wanted`` = {(seg key, offset): (length, raw, crc, codec, itemsize)}.
+
+    Blocks already cached are reused; the rest are read with one coalesced ranged request
+    per segment file (all files at once), checksummed and decoded in parallel.
+    """
+    out: dict[BlockKey, np.ndarray] = {}
+    missing: list[BlockKey] = []
+    for k in wanted:
+        b = cache.get(k) if use_cache else None
+        if b is None:
+            missing.append(k)
+        else:
+            out[k] = b
+    if not missing:
+        return out
+    by_seg: dict[str, list[BlockKey]] = {}
+    for k in missing:
+        by_seg.setdefault(k[0], []).append(k)
+    requests = []
+    order: list[list[BlockKey]] = []
+    for seg, keys in by_seg.items():
+        keys.sort(key=lambda k: k[1])
+        requests.append((seg, [k[1] for k in keys], [wanted[k][0] for k in keys]))
+        order.append(keys)
+    results = get_many_ranges(requests)
+    jobs: list[tuple[BlockKey, Any]] = []
+    for keys, datas in zip(order, results, strict=True):
+        for k, d in zip(keys, datas, strict=True):
+            jobs.append((k, d))
+
+    def decode(job: tuple[BlockKey, Any]) -> np.ndarray:
+        k, data = job
+        length, raw, crc, codec, itemsize = wanted[k]
+        if len(data) != length:
+            raise CorruptionError(f"{describe(k)}: block is truncated ({len(data)} of {length} bytes)")
+        if checksum(data) != crc:
+            raise CorruptionError(f"{describe(k)}: block fails its checksum")
+        try:
+            return decode_block(data, CODEC_NAMES[codec], itemsize, raw)
+        except Exception as e:
+            raise CorruptionError(f"{describe(k)}: block cannot be decoded: {e}") from None
+
+    if len(jobs) >= PARALLEL_MIN_BLOCKS:
+        decoded = list(pool().map(decode, jobs))
+    else:
+        decoded = [decode(j) for j in jobs]
+    for (k, _), b in zip(jobs, decoded, strict=True):
+        out[k] = b
+        if use_cache:
+            cache.put(k, b)
+    return out

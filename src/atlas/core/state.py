@@ -1,0 +1,150 @@
+"""In-memory state of a store: schemas, arrays, datasets and variables.
+
+A ``Schema`` is immutable and shared by every array that has the same dtype,
+shape, chunking, dims and fill value (in memory and in the manifest). An
+``ArrayState`` is one definition of an array in one dataset, identified by a
+store-wide ``aid`` that is never reused, so a deleted array's chunks can never
+come back under a new definition. A ``Variable`` groups every array of one name
+across datasets: its segment files and its chunk index.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from ..dtypes import DType, fill_scalar
+from ..format.chunkindex import ChunkIndex, empty_rows
+
+
+class Schema:
+    """Dtype, shape, chunk shape, dims and fill value of an array (immutable, shared)."""
+
+    __slots__ = (
+        "dtype", "shape", "chunk_shape", "dims", "fill", "grid", "nchunks", "size",
+        "single", "fillscalar", "key", "strides",
+    )
+
+    def __init__(
+        self,
+        dtype: DType,
+        shape: tuple[int, ...],
+        chunk_shape: tuple[int, ...],
+        dims: tuple[str, ...],
+        fill: Any,
+    ) -> None:
+        self.dtype = dtype
+        self.shape = shape
+        self.chunk_shape = chunk_shape
+        self.dims = dims
+        self.fill = fill
+        self.grid = tuple(
+            (s + c - 1) // c if c > 0 else 0 for s, c in zip(shape, chunk_shape, strict=True)
+        )
+        self.nchunks = math.prod(self.grid)
+        self.size = math.prod(shape)
+        self.single = self.nchunks == 1
+        self.fillscalar = fill_scalar(dtype, fill)
+        # row-major strides of the chunk grid, for linear chunk ids
+        st = [1] * len(self.grid)
+        for i in range(len(self.grid) - 2, -1, -1):
+            st[i] = st[i + 1] * self.grid[i + 1]
+        self.strides = tuple(st)
+        self.key = schema_key(dtype.name, shape, chunk_shape, dims, fill)
+
+    def chunk_extent(self, coords: tuple[int, ...]) -> tuple[int, ...]:
+        """Shape of the chunk at grid coordinates ``coords`` (edge chunks are clipped)."""
+        return tuple(
+            min(c, s - i * c) for i, c, s in zip(coords, self.chunk_shape, self.shape, strict=True)
+        )
+
+    def chunk_coords(self, chunk: int) -> tuple[int, ...]:
+        """Grid coordinates of a linear chunk id."""
+        out = []
+        for st in self.strides:
+            q, chunk = divmod(chunk, st)
+            out.append(q)
+        return tuple(out)
+
+    def new_chunk(self, extent: tuple[int, ...]) -> np.ndarray:
+        """A chunk buffer holding only the fill value (or zeros / empty strings)."""
+        if self.dtype.is_string:
+            arr = np.empty(extent, dtype=object)
+            arr.fill(self.fillscalar)
+            return arr
+        return np.full(extent, self.fillscalar, dtype=self.dtype.numpy)
+
+    def meta(self) -> dict[str, Any]:
+        """The ``array_meta`` dictionary."""
+        return {
+            "dtype": self.dtype.name,
+            "shape": list(self.shape),
+            "chunk_shape": list(self.chunk_shape),
+            "dimension_names": list(self.dims),
+        }
+
+
+def schema_key(dtype: str, shape: tuple[int, ...], chunk: tuple[int, ...], dims: tuple[str, ...], fill: Any) -> tuple[Any, ...]:
+    """Hashable identity of a schema (NaN fills compared by bits)."""
+    if isinstance(fill, float):
+        fill_id: Any = ("f", np.float64(fill).view(np.int64).item())
+    else:
+        fill_id = (type(fill).__name__, fill)
+    return (dtype, shape, chunk, dims, fill_id)
+
+
+class ArrayState:
+    """One array of one dataset: schema, buffered chunks, stats and attributes."""
+
+    __slots__ = ("name", "aid", "schema", "dirty", "changed", "written", "stats", "attrs", "deleted", "dataset")
+
+    def __init__(self, name: str, aid: int, schema: Schema, dataset: str) -> None:
+        self.name = name
+        self.dataset = dataset
+        self.aid = aid
+        self.schema = schema
+        self.dirty: dict[int, np.ndarray] = {}  # chunk id -> chunk buffered in memory
+        self.changed = False  # data changed since the last flush (stats to recompute)
+        self.written = False  # ever received a write (committed or not)
+        self.stats: dict[str, Any] | None = None  # as of the last flush
+        self.attrs: dict[str, tuple[str, Any]] = {}
+        self.deleted = False
+
+
+class DatasetState:
+    """One dataset: its arrays (definition order) and attributes (insertion order)."""
+
+    __slots__ = ("name", "arrays", "attrs", "deleted")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.arrays: dict[str, ArrayState] = {}
+        self.attrs: dict[str, tuple[str, Any]] = {}
+        self.deleted = False
+
+
+class Variable:
+    """All arrays of one name across datasets: segment files and chunk index."""
+
+    __slots__ = (
+        "name", "vid", "index_key", "segments", "index", "pending", "pending_segments",
+        "dead_aids", "live", "changed",
+    )
+
+    def __init__(self, name: str, vid: int) -> None:
+        self.name = name
+        self.vid = vid
+        self.index_key: str | None = None  # committed index file
+        self.segments: list[tuple[str, int]] = []  # committed segment files (key, size)
+        self.index: ChunkIndex | None = None  # loaded lazily
+        self.pending = ChunkIndex(empty_rows())  # rows written ahead, not yet committed
+        self.pending_segments: list[tuple[str, int]] = []
+        self.dead_aids: set[int] = set()  # arrays deleted since the last flush
+        self.live = 0  # number of live arrays of this name
+        self.changed = False
+
+    def all_segments(self) -> list[tuple[str, int]]:
+        """Committed then pending segment files; a row's ``seg`` indexes this list."""
+        return self.segments + self.pending_segments

@@ -1,0 +1,160 @@
+"""The per-variable chunk index: where every stored chunk of a variable lives.
+
+One row per stored chunk, kept as a numpy structured array sorted by
+``(aid, chunk)`` so that lookups and merges are vectorised. A row names the
+block that holds the chunk (segment number, byte offset and length of the
+compressed block, its raw size, codec, shuffle element size and CRC-32C), where
+the chunk sits inside the decompressed block, and the chunk's statistics.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+import numpy as np
+import zstandard
+
+from ..errors import CorruptionError
+from .codec import checksum
+
+INDEX_DTYPE = np.dtype(
+    [
+        ("aid", "<u8"),  # array instance id (unique per definition of an array in a dataset)
+        ("chunk", "<u8"),  # row-major linear index of the chunk in the array's chunk grid
+        ("seg", "<u4"),  # position of the segment file in the variable's segment list
+        ("codec", "u1"),  # 0 none, 1 zstd, 2 lz4
+        ("itemsize", "u1"),  # byte-shuffle element size (1 = no shuffle)
+        ("has_minmax", "u1"),  # 1 when vmin/vmax are set (chunk has non-null cells)
+        ("offset", "<u8"),  # byte offset of the stored block in the segment
+        ("length", "<u8"),  # stored (compressed) block length
+        ("raw_size", "<u8"),  # decompressed block length
+        ("crc", "<u4"),  # CRC-32C of the stored block
+        ("within", "<u8"),  # byte offset of the chunk inside the decompressed block
+        ("nbytes", "<u8"),  # raw byte length of the chunk
+        ("ncells", "<u8"),  # number of cells in the chunk (edge chunks are clipped)
+        ("nulls", "<u8"),  # cells equal to the fill value
+        ("vmin", "<i8"),  # min over non-null cells (int64 / uint64 bits / float64 bits)
+        ("vmax", "<i8"),  # max over non-null cells
+    ]
+)
+
+MAGIC = b"ATLASIDX"
+HEADER = struct.Struct("<8sIQQI")  # magic, format version, rows, payload length, crc32c
+FORMAT_VERSION = 1
+
+
+def empty_rows(n: int = 0) -> np.ndarray:
+    """A zeroed block of ``n`` index rows."""
+    return np.zeros(n, dtype=INDEX_DTYPE)
+
+
+def merge_rows(parts: list[np.ndarray], live_aids: np.ndarray | None = None) -> np.ndarray:
+    """Merge row sets in priority order: for a repeated (aid, chunk) the last part wins.
+
+    Rows whose aid is not in ``live_aids`` (deleted arrays and datasets) are dropped.
+    """
+    parts = [p for p in parts if len(p)]
+    if not parts:
+        return empty_rows()
+    rows = parts[0] if len(parts) == 1 else np.concatenate(parts)
+    if live_aids is not None:
+        rows = rows[np.isin(rows["aid"], live_aids)]
+    if len(rows) == 0:
+        return rows
+    order = np.lexsort((np.arange(len(rows)), rows["chunk"], rows["aid"]))
+    rows = rows[order]
+    aid, chunk = rows["aid"], rows["chunk"]
+    last = np.ones(len(rows), dtype=bool)
+    last[:-1] = (aid[1:] != aid[:-1]) | (chunk[1:] != chunk[:-1])
+    return rows[last]
+
+
+class ChunkIndex:
+    """Sorted index rows of one variable with fast lookups by array id."""
+
+    __slots__ = ("rows", "_aid", "_chunk")
+
+    def __init__(self, rows: np.ndarray | None = None) -> None:
+        self.rows = empty_rows() if rows is None else rows
+        self._aid = np.ascontiguousarray(self.rows["aid"])
+        self._chunk = np.ascontiguousarray(self.rows["chunk"])
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def span(self, aid: int) -> tuple[int, int]:
+        """Row range [lo, hi) of one array."""
+        a = self._aid
+        return int(a.searchsorted(aid, "left")), int(a.searchsorted(aid, "right"))
+
+    def find(self, aid: int, chunk: int) -> int:
+        """Row number of one chunk, or -1 when it was never stored."""
+        lo, hi = self.span(aid)
+        if lo == hi:
+            return -1
+        j = lo + int(self._chunk[lo:hi].searchsorted(chunk))
+        if j < hi and int(self._chunk[j]) == chunk:
+            return j
+        return -1
+
+    def find_many(self, aids: np.ndarray, chunks: np.ndarray) -> np.ndarray:
+        """Row numbers for many (aid, chunk) pairs at once (-1 where missing)."""
+        n = len(self.rows)
+        if n == 0 or len(aids) == 0:
+            return np.full(len(aids), -1, dtype=np.int64)
+        # composite ordering: search aid range, then chunk within it
+        lo = self._aid.searchsorted(aids, "left")
+        hi = self._aid.searchsorted(aids, "right")
+        out = np.full(len(aids), -1, dtype=np.int64)
+        single = (hi - lo) == 1
+        if single.any():
+            j = lo[single]
+            ok = self._chunk[j] == chunks[single]
+            res = np.where(ok, j, -1)
+            out[single] = res
+        multi = np.flatnonzero((hi - lo) > 1)
+        for k in multi.tolist():
+            a, b = int(lo[k]), int(hi[k])
+            j = a + int(self._chunk[a:b].searchsorted(chunks[k]))
+            if j < b and self._chunk[j] == chunks[k]:
+                out[k] = j
+        return out
+
+    # --- serialisation ---------------------------------------------------------------------
+
+    def to_bytes(self) -> bytes:
+        """Encode as header + zstd-compressed rows (little-endian, packed)."""
+        payload = zstandard.ZstdCompressor(level=3).compress(self.rows.tobytes())
+        return HEADER.pack(MAGIC, FORMAT_VERSION, len(self.rows), len(payload), checksum(payload)) + payload
+
+    @classmethod
+    def from_bytes(cls, data: Any, where: str) -> ChunkIndex:
+        """Decode an index file, checking magic, sizes and checksum."""
+        buf = memoryview(data)
+        if len(buf) < HEADER.size:
+            raise CorruptionError(f"chunk index {where} is truncated")
+        magic, version, nrows, plen, crc = HEADER.unpack(buf[: HEADER.size])
+        if magic != MAGIC:
+            raise CorruptionError(f"chunk index {where} has a bad magic number")
+        if version != FORMAT_VERSION:
+            raise CorruptionError(f"chunk index {where} has unsupported version {version}")
+        payload = buf[HEADER.size :]
+        if len(payload) != plen:
+            raise CorruptionError(f"chunk index {where} is truncated ({len(payload)} of {plen} bytes)")
+        if checksum(payload) != crc:
+            raise CorruptionError(f"chunk index {where} fails its checksum")
+        expected = nrows * INDEX_DTYPE.itemsize
+        try:
+            raw = zstandard.ZstdDecompressor().decompress(payload, max_output_size=expected)
+        except zstandard.ZstdError as e:
+            raise CorruptionError(f"chunk index {where} cannot be decompressed: {e}") from None
+        if len(raw) != expected:
+            raise CorruptionError(f"chunk index {where} holds {len(raw)} bytes, expected {expected}")
+        rows = np.frombuffer(raw, dtype=INDEX_DTYPE).copy()
+        if nrows > 1:
+            a, c = rows["aid"], rows["chunk"]
+            ok = (a[1:] > a[:-1]) | ((a[1:] == a[:-1]) & (c[1:] > c[:-1]))
+            if not ok.all():
+                raise CorruptionError(f"chunk index {where} is not sorted")
+        return cls(rows)

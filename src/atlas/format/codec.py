@@ -1,0 +1,111 @@
+"""Block codecs: byte-shuffle, compression and the per-block checksum.
+
+A block is the unit of compression: the raw bytes of several chunks of one
+variable, byte-shuffled by element size (all bytes 0 of every element, then all
+bytes 1, ...) so that zstd / lz4 see long runs of similar bytes, then
+compressed. The CRC-32C of the stored (compressed) bytes is kept in the chunk
+index, so corruption is found before anything is decompressed.
+
+Compressor and decompressor objects are not thread-safe, so each thread keeps
+its own.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import crc32c as _crc32c
+import lz4.block
+import numpy as np
+import zstandard
+
+CODECS = ("none", "zstd", "lz4")
+CODEC_IDS = {"none": 0, "zstd": 1, "lz4": 2}
+CODEC_NAMES = {v: k for k, v in CODEC_IDS.items()}
+
+ZSTD_LEVEL = 3
+
+_local = threading.local()
+
+
+def parse_codec(value: object) -> str:
+    """Resolve a codec option (case-insensitive; 'uncompressed' means 'none')."""
+    if not isinstance(value, str):
+        raise TypeError(f"codec must be a str, not {type(value).__name__}")
+    key = value.strip().lower()
+    if key == "uncompressed":
+        key = "none"
+    if key not in CODECS:
+        raise ValueError(f"unknown codec {value!r}; use 'zstd', 'lz4' or 'none'")
+    return key
+
+
+def _zstd_c() -> zstandard.ZstdCompressor:
+    c = getattr(_local, "zc", None)
+    if c is None:
+        c = _local.zc = zstandard.ZstdCompressor(level=ZSTD_LEVEL, write_content_size=True)
+    return c
+
+
+def _zstd_d() -> zstandard.ZstdDecompressor:
+    d = getattr(_local, "zd", None)
+    if d is None:
+        d = _local.zd = zstandard.ZstdDecompressor()
+    return d
+
+
+def checksum(data: Any) -> int:
+    """CRC-32C of a bytes-like object."""
+    return int(_crc32c.crc32c(data))
+
+
+def shuffle(raw: np.ndarray, itemsize: int) -> np.ndarray:
+    """Byte-shuffle a uint8 buffer whose length is a multiple of ``itemsize``."""
+    if itemsize <= 1 or raw.size == 0:
+        return raw
+    return np.ascontiguousarray(raw.reshape(-1, itemsize).T)
+
+
+def unshuffle(data: np.ndarray, itemsize: int) -> np.ndarray:
+    """Inverse of :func:`shuffle` (one strided copy per byte plane, which numpy does fast)."""
+    if itemsize <= 1 or data.size == 0:
+        return data
+    planes = data.reshape(itemsize, -1)
+    out = np.empty((planes.shape[1], itemsize), dtype=np.uint8)
+    for k in range(itemsize):
+        out[:, k] = planes[k]
+    return out.reshape(-1)
+
+
+def compress(raw: bytes | bytearray | memoryview | np.ndarray, codec: str) -> bytes:
+    """Compress one block."""
+    if codec == "zstd":
+        return _zstd_c().compress(raw)
+    if codec == "lz4":
+        return lz4.block.compress(raw, store_size=False)
+    return bytes(raw)
+
+
+def decompress(data: Any, codec: str, raw_size: int) -> bytes | memoryview:
+    """Decompress one block whose raw size is known from the index."""
+    if codec == "zstd":
+        return _zstd_d().decompress(data, max_output_size=raw_size)
+    if codec == "lz4":
+        return lz4.block.decompress(data, uncompressed_size=raw_size)
+    return data
+
+
+def encode_block(raw: np.ndarray, codec: str, itemsize: int) -> tuple[bytes, int]:
+    """Shuffle and compress a raw uint8 block; return (stored bytes, crc32c)."""
+    stored = compress(shuffle(raw, itemsize), codec)
+    return stored, checksum(stored)
+
+
+def decode_block(stored: Any, codec: str, itemsize: int, raw_size: int) -> np.ndarray:
+    """Decompress and unshuffle a block (checksum is checked by the caller)."""
+    raw = decompress(stored, codec, raw_size)
+    arr = np.frombuffer(raw, dtype=np.uint8)
+    if arr.size != raw_size:
+        raise ValueError(f"block decompressed to {arr.size} bytes, expected {raw_size}")
+    return unshuffle(arr, itemsize)

@@ -1,0 +1,188 @@
+"""Encoding of the store config and of manifests (one per committed version).
+
+A manifest file is one line of JSON (the header: version, time, summary, body
+length and CRC-32C) followed by the body, which is the manifest itself in the
+store's metadata format (JSON or msgpack), optionally compressed (zstd or lz4).
+The header alone is enough to list versions; the checksum makes any damage to
+the body a clear error instead of a wrong store.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import lz4.frame
+import msgpack
+import zstandard
+
+from ..errors import CorruptionError
+from .codec import checksum
+
+FORMAT_VERSION = 1
+CONFIG_KEY = "atlas.json"
+MANIFEST_PREFIX = "manifests/"
+
+META_FORMATS = ("json", "msgpack")
+META_COMPRESSIONS = ("none", "zstd", "lz4")
+
+# A manifest larger than this is refused before it is read or decompressed (hostile input).
+MAX_MANIFEST_BYTES = 4 << 30
+
+
+def parse_meta_format(value: object) -> str:
+    """Resolve ``meta_format`` ('json', 'msgpack' or 'mp'; case-insensitive)."""
+    if not isinstance(value, str):
+        raise TypeError(f"meta_format must be a str, not {type(value).__name__}")
+    key = value.strip().lower()
+    if key == "mp":
+        key = "msgpack"
+    if key not in META_FORMATS:
+        raise ValueError(f"unknown meta_format {value!r}; use 'json' or 'msgpack'")
+    return key
+
+
+def parse_meta_compression(value: object) -> str:
+    """Resolve ``meta_compression`` ('none'/'uncompressed', 'zstd' or 'lz4')."""
+    if not isinstance(value, str):
+        raise TypeError(f"meta_compression must be a str, not {type(value).__name__}")
+    key = value.strip().lower()
+    if key == "uncompressed":
+        key = "none"
+    if key not in META_COMPRESSIONS:
+        raise ValueError(f"unknown meta_compression {value!r}; use 'none', 'zstd' or 'lz4'")
+    return key
+
+
+def manifest_key(version: int, meta_format: str, meta_compression: str) -> str:
+    """Storage key of the manifest of ``version``."""
+    ext = "json" if meta_format == "json" else "msgpack"
+    if meta_compression != "none":
+        ext += "." + ("zst" if meta_compression == "zstd" else "lz4")
+    return f"{MANIFEST_PREFIX}{version:010d}.{ext}"
+
+
+def parse_manifest_key(key: str) -> int | None:
+    """Version number of a manifest key, or None if the key is not a manifest."""
+    if not key.startswith(MANIFEST_PREFIX):
+        return None
+    stem = key[len(MANIFEST_PREFIX) :].split(".", 1)[0]
+    if len(stem) != 10 or not stem.isdigit():
+        return None
+    return int(stem)
+
+
+def encode_config(codec: str, meta_format: str, meta_compression: str) -> bytes:
+    """The store's config file: written once by create, never changed."""
+    doc = {
+        "format": "atlas",
+        "format_version": FORMAT_VERSION,
+        "codec": codec,
+        "meta_format": meta_format,
+        "meta_compression": meta_compression,
+    }
+    return (json.dumps(doc, indent=2) + "\n").encode()
+
+
+def decode_config(data: bytes, where: str) -> dict[str, Any]:
+    """Parse and check the store config."""
+    try:
+        doc = json.loads(bytes(data).decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+        raise CorruptionError(f"store config {where} is not valid JSON: {e}") from None
+    if not isinstance(doc, dict) or doc.get("format") != "atlas":
+        raise CorruptionError(f"{where} is not an Atlas store config")
+    if doc.get("format_version") != FORMAT_VERSION:
+        raise CorruptionError(
+            f"{where} has format version {doc.get('format_version')!r}; this Atlas reads version {FORMAT_VERSION}"
+        )
+    try:
+        from .codec import parse_codec
+
+        doc["codec"] = parse_codec(doc.get("codec"))
+        doc["meta_format"] = parse_meta_format(doc.get("meta_format"))
+        doc["meta_compression"] = parse_meta_compression(doc.get("meta_compression"))
+    except (TypeError, ValueError) as e:
+        raise CorruptionError(f"store config {where}: {e}") from None
+    return doc
+
+
+def _packer() -> msgpack.Packer:
+    return msgpack.Packer(use_bin_type=True, unicode_errors="surrogatepass")
+
+
+def encode_manifest(
+    doc: dict[str, Any], header: dict[str, Any], meta_format: str, meta_compression: str
+) -> bytes:
+    """Encode a manifest: JSON header line + body."""
+    if meta_format == "json":
+        body = json.dumps(doc, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode(
+            "utf-8", "surrogatepass"
+        )
+    else:
+        body = _packer().pack(doc)
+    if meta_compression == "zstd":
+        body = zstandard.ZstdCompressor(level=3).compress(body)
+    elif meta_compression == "lz4":
+        body = lz4.frame.compress(body)
+    head = dict(header)
+    head["body_length"] = len(body)
+    head["body_crc32c"] = checksum(body)
+    line = json.dumps(head, ensure_ascii=True, separators=(",", ":"), allow_nan=False).encode()
+    return line + b"\n" + body
+
+
+def decode_header(data: bytes | memoryview, where: str) -> tuple[dict[str, Any], int]:
+    """Parse the header line; return (header, offset of the body)."""
+    buf = bytes(data[:65536]) if not isinstance(data, bytes) else data[:65536]
+    nl = buf.find(b"\n")
+    if nl < 0:
+        raise CorruptionError(f"manifest {where} has no header line (truncated or not a manifest)")
+    try:
+        head = json.loads(buf[:nl].decode("ascii"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+        raise CorruptionError(f"manifest {where} has a damaged header: {e}") from None
+    if not isinstance(head, dict) or head.get("atlas") != "manifest":
+        raise CorruptionError(f"manifest {where} has a damaged header")
+    if head.get("format_version") != FORMAT_VERSION:
+        raise CorruptionError(f"manifest {where} has unsupported format version {head.get('format_version')!r}")
+    blen = head.get("body_length")
+    if not isinstance(blen, int) or not 0 <= blen <= MAX_MANIFEST_BYTES:
+        raise CorruptionError(f"manifest {where} declares an impossible body length {blen!r}")
+    return head, nl + 1
+
+
+def decode_manifest(
+    data: bytes, where: str, meta_format: str, meta_compression: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Decode a manifest file into (header, body document), checking its integrity."""
+    head, start = decode_header(data, where)
+    body = memoryview(data)[start:]
+    if len(body) != head["body_length"]:
+        raise CorruptionError(
+            f"manifest {where} is truncated: body has {len(body)} of {head['body_length']} bytes"
+        )
+    if checksum(body) != head.get("body_crc32c"):
+        raise CorruptionError(f"manifest {where} fails its checksum")
+    try:
+        if meta_compression == "zstd":
+            raw: bytes | memoryview = zstandard.ZstdDecompressor().decompress(
+                body, max_output_size=MAX_MANIFEST_BYTES
+            )
+        elif meta_compression == "lz4":
+            raw = lz4.frame.decompress(bytes(body))
+        else:
+            raw = body
+        if meta_format == "json":
+            doc = json.loads(bytes(raw).decode("utf-8", "surrogatepass"))
+        else:
+            doc = msgpack.unpackb(
+                raw, raw=False, strict_map_key=True, unicode_errors="surrogatepass", use_list=True
+            )
+    except CorruptionError:
+        raise
+    except Exception as e:  # any decoder failure on checksummed bytes is corruption
+        raise CorruptionError(f"manifest {where} cannot be decoded: {e}") from None
+    if not isinstance(doc, dict):
+        raise CorruptionError(f"manifest {where} body is not a mapping")
+    return head, doc

@@ -1,0 +1,180 @@
+"""Statistics: per-chunk summaries computed in bulk, folded into per-array stats.
+
+Each stored chunk carries its null count and its min / max over non-null cells
+(as 64-bit values in the chunk index), so the statistics of an array are a
+vectorised reduction over its index rows and never need the data again. Cells
+of chunks never written count as nulls, so huge sparse arrays cost nothing.
+
+Floats are ordered by IEEE total order (a positive NaN is the largest value, a
+negative NaN the smallest) by mapping their bits to signed integers.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from .dtypes import DType
+
+I64_MAX = np.iinfo(np.int64).max
+I64_MIN = np.iinfo(np.int64).min
+U64_MAX = np.iinfo(np.uint64).max
+
+
+def float_keys(bits: np.ndarray) -> np.ndarray:
+    """Map float64 bit patterns (as int64) to int64 keys in IEEE total order."""
+    return bits ^ ((bits >> 63) & np.int64(I64_MAX))
+
+
+def keys_to_bits(keys: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`float_keys` (the map is an involution)."""
+    return float_keys(keys)
+
+
+def _stat_values(dtype: DType, flat: np.ndarray) -> np.ndarray:
+    """The 64-bit representation stored in the index for each value."""
+    kind = dtype.kind
+    if kind == "float":
+        return flat.astype(np.float64).view(np.int64)
+    if kind == "uint":
+        return flat.astype(np.uint64)
+    if kind == "bool":
+        return flat.astype(np.int64)
+    return flat.astype(np.int64)
+
+
+def null_mask(dtype: DType, flat: np.ndarray, fill: Any) -> np.ndarray | None:
+    """Which cells equal the fill value (NaN-aware); None when no fill is set."""
+    if fill is None:
+        return None
+    if dtype.kind == "float":
+        if math.isnan(fill):
+            return np.isnan(flat)
+        with np.errstate(over="ignore"):
+            return flat == dtype.numpy.type(fill)
+    return flat == dtype.numpy.type(fill)
+
+
+def chunk_stats(
+    dtype: DType, chunks: Sequence[np.ndarray], fills: Sequence[Any]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per-chunk (nulls, vmin, vmax, has_minmax) for numeric/bool/timestamp chunks.
+
+    ``vmin``/``vmax`` are int64 columns holding the index representation: int64
+    values, uint64 bits, float64 bits or 0/1 for bools.
+    """
+    n = len(chunks)
+    nulls = np.zeros(n, dtype=np.uint64)
+    vmin = np.zeros(n, dtype=np.int64)
+    vmax = np.zeros(n, dtype=np.int64)
+    has = np.zeros(n, dtype=np.uint8)
+    if n == 0:
+        return nulls, vmin, vmax, has
+    # group chunks by fill value so each group is one concatenation and one mask
+    groups: dict[Any, list[int]] = {}
+    for i, f in enumerate(fills):
+        key = ("nan",) if isinstance(f, float) and math.isnan(f) else (type(f).__name__, f)
+        groups.setdefault(key, []).append(i)
+    for idx in groups.values():
+        parts = [chunks[i].reshape(-1) for i in idx]
+        sizes = np.fromiter((p.size for p in parts), dtype=np.int64, count=len(parts))
+        keep = sizes > 0
+        if not keep.all():
+            idx = [i for i, k in zip(idx, keep, strict=True) if k]
+            parts = [p for p, k in zip(parts, keep, strict=True) if k]
+            sizes = sizes[keep]
+        if not idx:
+            continue
+        flat = parts[0] if len(parts) == 1 else np.concatenate(parts)
+        starts = np.zeros(len(parts), dtype=np.int64)
+        np.cumsum(sizes[:-1], out=starts[1:])
+        mask = null_mask(dtype, flat, fills[idx[0]])
+        ia = np.asarray(idx)
+        if mask is None:
+            gnull = np.zeros(len(idx), dtype=np.int64)
+        else:
+            gnull = np.add.reduceat(mask.astype(np.int64), starts)
+        nulls[ia] = gnull
+        values = _stat_values(dtype, flat)
+        if dtype.kind == "float":
+            keys = float_keys(values)
+            lo_sent, hi_sent = np.int64(I64_MAX), np.int64(I64_MIN)
+        elif dtype.kind == "uint":
+            keys = values
+            lo_sent, hi_sent = np.uint64(U64_MAX), np.uint64(0)
+        else:
+            keys = values
+            lo_sent, hi_sent = np.int64(I64_MAX), np.int64(I64_MIN)
+        if mask is None:
+            kmin = np.minimum.reduceat(keys, starts)
+            kmax = np.maximum.reduceat(keys, starts)
+        else:
+            kmin = np.minimum.reduceat(np.where(mask, lo_sent, keys), starts)
+            kmax = np.maximum.reduceat(np.where(mask, hi_sent, keys), starts)
+        if dtype.kind == "float":
+            kmin, kmax = keys_to_bits(kmin), keys_to_bits(kmax)
+        vmin[ia] = kmin.view(np.int64) if kmin.dtype != np.int64 else kmin
+        vmax[ia] = kmax.view(np.int64) if kmax.dtype != np.int64 else kmax
+        has[ia] = (gnull < sizes).astype(np.uint8)
+    return nulls, vmin, vmax, has
+
+
+def fold_stats(
+    dtype: DType,
+    row_count: int,
+    ncells: np.ndarray,
+    nulls: np.ndarray,
+    vmin: np.ndarray,
+    vmax: np.ndarray,
+    has: np.ndarray,
+) -> dict[str, Any]:
+    """Fold the index rows of one array into ``{"row_count", "null_count", "min", "max"}``."""
+    written = int(ncells.sum())
+    null_count = row_count - written + int(nulls.sum())
+    sel = has.astype(bool)
+    lo: Any = None
+    hi: Any = None
+    if sel.any():
+        a, b = vmin[sel], vmax[sel]
+        kind = dtype.kind
+        if kind == "float":
+            lo_bits = keys_to_bits(np.array([float_keys(a).min()]))[0]
+            hi_bits = keys_to_bits(np.array([float_keys(b).max()]))[0]
+            lo = float(np.int64(lo_bits).view(np.float64))
+            hi = float(np.int64(hi_bits).view(np.float64))
+        elif kind == "uint":
+            lo = int(a.view(np.uint64).min())
+            hi = int(b.view(np.uint64).max())
+        elif kind == "bool":
+            lo = bool(a.min())
+            hi = bool(b.max())
+        else:
+            lo = int(a.min())
+            hi = int(b.max())
+    return {"row_count": row_count, "null_count": null_count, "min": lo, "max": hi}
+
+
+def string_stats(row_count: int, written_cells: int, values: list[np.ndarray], fill: Any) -> dict[str, Any]:
+    """Stats of a string array from the values of its written chunks."""
+    nulls = 0
+    lo: str | None = None
+    hi: str | None = None
+    for v in values:
+        flat = v.ravel()
+        if fill is not None:
+            m = flat == fill
+            nulls += int(np.count_nonzero(m))
+            flat = flat[~m]
+        if flat.size:
+            cmin, cmax = min(flat.tolist()), max(flat.tolist())
+            lo = cmin if lo is None or cmin < lo else lo
+            hi = cmax if hi is None or cmax > hi else hi
+    return {
+        "row_count": row_count,
+        "null_count": row_count - written_cells + nulls,
+        "min": lo,
+        "max": hi,
+    }
