@@ -178,3 +178,59 @@ def string_stats(row_count: int, written_cells: int, values: list[np.ndarray], f
         "min": lo,
         "max": hi,
     }
+
+
+def fold_many(
+    dtype: DType, row_counts: list[int], lo: np.ndarray, hi: np.ndarray, rows: np.ndarray
+) -> list[dict[str, Any]]:
+    """:func:`fold_stats` for many arrays of one dtype at once.
+
+    ``rows`` is a chunk-index table sorted by array; array ``i`` owns rows ``lo[i]:hi[i]``.
+    """
+    n = len(row_counts)
+    lengths = (hi - lo).astype(np.int64)
+    total = int(lengths.sum())
+    out: list[dict[str, Any]] = []
+    if total == 0:
+        return [{"row_count": rc, "null_count": rc, "min": None, "max": None} for rc in row_counts]
+    starts = np.zeros(n, dtype=np.int64)
+    np.cumsum(lengths[:-1], out=starts[1:])
+    take = np.repeat(lo.astype(np.int64) - starts, lengths) + np.arange(total)
+    sub = rows[take]
+    nonempty = lengths > 0
+    st = np.minimum(starts, total - 1)
+    ncells = np.add.reduceat(sub["ncells"].astype(np.int64), st)
+    nulls = np.add.reduceat(sub["nulls"].astype(np.int64), st)
+    has = sub["has_minmax"].astype(bool)
+    anyhas = np.maximum.reduceat(has.astype(np.int64), st) > 0
+    kind = dtype.kind
+    vmin, vmax = sub["vmin"], sub["vmax"]
+    if kind == "float":
+        kmin = np.minimum.reduceat(np.where(has, float_keys(vmin), np.int64(I64_MAX)), st)
+        kmax = np.maximum.reduceat(np.where(has, float_keys(vmax), np.int64(I64_MIN)), st)
+        mins = keys_to_bits(kmin).view(np.float64).tolist()
+        maxs = keys_to_bits(kmax).view(np.float64).tolist()
+    elif kind == "uint":
+        mins = np.minimum.reduceat(np.where(has, vmin.view(np.uint64), np.uint64(U64_MAX)), st).tolist()
+        maxs = np.maximum.reduceat(np.where(has, vmax.view(np.uint64), np.uint64(0)), st).tolist()
+    else:
+        mins = np.minimum.reduceat(np.where(has, vmin, np.int64(I64_MAX)), st).tolist()
+        maxs = np.maximum.reduceat(np.where(has, vmax, np.int64(I64_MIN)), st).tolist()
+        if kind == "bool":
+            mins = [bool(x) for x in mins]
+            maxs = [bool(x) for x in maxs]
+    wc, nc, ah, ne = ncells.tolist(), nulls.tolist(), anyhas.tolist(), nonempty.tolist()
+    for i, rc in enumerate(row_counts):
+        if not ne[i]:
+            out.append({"row_count": rc, "null_count": rc, "min": None, "max": None})
+            continue
+        ok = ah[i]
+        out.append(
+            {
+                "row_count": rc,
+                "null_count": rc - wc[i] + nc[i],
+                "min": mins[i] if ok else None,
+                "max": maxs[i] if ok else None,
+            }
+        )
+    return out

@@ -25,7 +25,9 @@ from ..format.codec import parse_codec
 from ..format.segment import ChunkPayload, new_key, write_segments
 from ..format.strings import decode_strings, encode_strings, to_string_array
 from ..names import check_key, check_name
-from ..stats import chunk_stats, fold_stats, string_stats
+from ..stats import chunk_stats, fold_many, fold_stats, string_stats
+from ..format.records import encode_attrs as _encode_attrs
+from ..format.records import encode_stats as _encode_stats
 from .reader import BlockCache, BlockKey, fetch_blocks
 from .state import ArrayState, DatasetState, Schema, Variable
 
@@ -76,53 +78,6 @@ def _ints(value: Any, what: str) -> tuple[int, ...]:
             raise OverflowError(f"{what} must not be negative, got {iv}")
         out.append(iv)
     return tuple(out)
-
-
-def _encode_attrs(attrs: dict[str, tuple[str, Any]]) -> list[Any]:
-    flat: list[Any] = []
-    for k, (kind, v) in attrs.items():
-        flat.extend((k, kind, encode_value(kind, v)))
-    return flat
-
-
-def _decode_attrs(flat: Any, where: str) -> dict[str, tuple[str, Any]]:
-    if not isinstance(flat, list) or len(flat) % 3:
-        raise CorruptionError(f"{where}: attribute list is malformed")
-    out: dict[str, tuple[str, Any]] = {}
-    for i in range(0, len(flat), 3):
-        k, kind, v = flat[i], flat[i + 1], flat[i + 2]
-        if not isinstance(k, str) or kind not in DTYPES:
-            raise CorruptionError(f"{where}: attribute entry is malformed")
-        try:
-            out[k] = (kind, decode_value(kind, v))
-        except ValueError as e:
-            raise CorruptionError(f"{where}: attribute {k!r}: {e}") from None
-    return out
-
-
-def _encode_stats(dtype: DType, stats: dict[str, Any] | None) -> Any:
-    if stats is None:
-        return None
-    name = dtype.name
-    lo, hi = stats["min"], stats["max"]
-    return [stats["row_count"], stats["null_count"], encode_value(name, lo), encode_value(name, hi)]
-
-
-def _decode_stats(dtype: DType, raw: Any, where: str) -> dict[str, Any] | None:
-    if raw is None:
-        return None
-    try:
-        rc, nc, lo, hi = raw
-        if not isinstance(rc, int) or not isinstance(nc, int):
-            raise ValueError("counts must be ints")
-        return {
-            "row_count": rc,
-            "null_count": nc,
-            "min": decode_value(dtype.name, lo),
-            "max": decode_value(dtype.name, hi),
-        }
-    except (TypeError, ValueError) as e:
-        raise CorruptionError(f"{where}: statistics are malformed: {e}") from None
 
 
 class Atlas:
@@ -297,23 +252,21 @@ class Atlas:
             return rec
         where = f"manifest of {self._storage.location}, dataset {name!r}"
         ds = DatasetState(name)
-        ds.attrs = _decode_attrs(rec[1], where)
+        if rec[1]:
+            ds._raw_attrs = (rec[1], where)
         arrays = rec[2]
         if not isinstance(arrays, list):
             raise CorruptionError(f"{where}: arrays are malformed")
+        schemas = self._schemas
         for a in arrays:
             try:
                 aname, aid, sidx, stats, aattrs = a
-                schema = self._schemas[sidx]
-                if not isinstance(aname, str) or not isinstance(aid, int):
-                    raise TypeError("bad array name or id")
+                schema = schemas[sidx]
+                if not isinstance(aname, str) or not isinstance(aid, int) or aname in ds.arrays:
+                    raise TypeError("bad or repeated array name, or bad id")
             except (TypeError, ValueError, IndexError) as e:
                 raise CorruptionError(f"{where}: array entry is malformed: {e}") from None
-            st = ArrayState(aname, aid, schema, name)
-            st.stats = _decode_stats(schema.dtype, stats, f"{where}, array {aname!r}")
-            st.written = st.stats is not None
-            st.attrs = _decode_attrs(aattrs, f"{where}, array {aname!r}")
-            ds.arrays[aname] = st
+            ds.arrays[aname] = ArrayState.from_record(aname, aid, schema, name, stats, aattrs, where)
         self._datasets[name] = ds
         return ds
 
@@ -694,20 +647,50 @@ class Atlas:
     def _read(self, arr: ArrayState, start: Any, shape: Any) -> np.ndarray:
         schema = arr.schema
         if start is None and shape is None:
+            if schema.single:
+                return self._read_single(arr)
             st, stop = (0,) * len(schema.shape), schema.shape
         else:
             st, stop = self._window(schema, start, shape)
         out_shape = tuple(b - a for a, b in zip(st, stop, strict=True))
-        dtype = schema.dtype
-        if schema.single and out_shape == schema.shape:
-            buf = arr.dirty.get(0)
-            if buf is not None:
-                return self._finish(schema, buf.copy())
-        out = np.empty(out_shape, dtype=dtype.numpy)
+        out = np.empty(out_shape, dtype=schema.dtype.numpy)
         if out.size == 0:
             return self._finish(schema, out)
         self._fill_window(arr, st, stop, out)
         return self._finish(schema, out)
+
+    def _read_single(self, arr: ArrayState) -> np.ndarray:
+        """Whole read of a one-chunk array: the hot path of per-dataset loops."""
+        schema = arr.schema
+        if arr.dirty:
+            return self._finish(schema, arr.dirty[0].copy())
+        var = self._variables[arr.name]
+        loc = arr.loc
+        if loc is None or arr.loc_gen != var.gen:
+            loc = self._single_location(arr, var)
+            arr.loc = loc
+            arr.loc_gen = var.gen
+        if loc is False:
+            return self._finish(schema, schema.new_chunk(schema.shape))
+        key, within, nbytes, spec = loc
+        block = self._cache.get(key)
+        if block is None:
+            block = fetch_blocks(
+                self._storage.get_many_ranges, self._cache, {key: spec}, self._describe_block(var)
+            )[key]
+        if schema.dtype.is_string:
+            return decode_strings(block[within : within + nbytes], schema.size).reshape(schema.shape)
+        out = block[within : within + nbytes].view(schema.dtype.numpy).reshape(schema.shape).copy()
+        return self._finish(schema, out)
+
+    def _single_location(self, arr: ArrayState, var: Variable) -> Any:
+        src = self._locate(arr, [0])[0]
+        if src is None:
+            return False
+        r = src[1]
+        seg_key = var.all_segments()[int(r["seg"])][0]
+        spec = (int(r["length"]), int(r["raw_size"]), int(r["crc"]), int(r["codec"]), int(r["itemsize"]))
+        return (seg_key, int(r["offset"])), int(r["within"]), int(r["nbytes"]), spec
 
     def _fill_window(self, arr: ArrayState, st: tuple[int, ...], stop: tuple[int, ...], out: np.ndarray) -> None:
         """Copy the window [st, stop) of ``arr`` into ``out`` (already allocated)."""
@@ -991,6 +974,7 @@ class Atlas:
             var.pending = ChunkIndex(merge_rows([var.pending.rows, rows]))
             var.pending_segments.extend(segs)
             var.changed = True
+            var.gen += 1
             for a in arrs:
                 a.dirty.clear()
         self._dirty_bytes = 0
@@ -1007,7 +991,12 @@ class Atlas:
 
     def _commit(self, force: bool = False, rewrite: dict[str, tuple[ChunkIndex, list[tuple[str, int]]]] | None = None) -> None:
         """Write data, indexes and the next manifest; swap in-memory state only on success."""
-        # 1. data written ahead for every buffered chunk
+        # 1. data written ahead for every buffered chunk (string stats taken from buffers first)
+        string_stats_now = {
+            a.aid: string_stats(a.schema.size, a.schema.size, [a.dirty[0]], a.schema.fill)
+            for a in self._changed_arrays.values()
+            if a.schema.dtype.is_string and a.schema.single and 0 in a.dirty and not a.deleted
+        }
         attach = self._write_ahead(list(self._changed_arrays.values()))
         pending = {id(v): (v, rows, segs) for v, rows, segs, _ in attach}
         # 2. merged indexes for changed variables
@@ -1040,13 +1029,7 @@ class Atlas:
                 self._storage.put(key, idx.to_bytes())
             new_vars[var.name] = (key, segs, idx)
         # 3. stats for arrays whose data changed
-        new_stats: dict[int, dict[str, Any] | None] = {}
-        for arr in self._changed_arrays.values():
-            if arr.deleted:
-                continue
-            var = self._variables[arr.name]
-            idx = new_vars[arr.name][2] if arr.name in new_vars else self._index(var)
-            new_stats[arr.aid] = self._array_stats_from(arr, var, idx, new_vars.get(arr.name, (None, None, None))[1])
+        new_stats = self._new_stats(new_vars, string_stats_now)
         # 4. manifest
         version = self._version + 1
         doc = self._manifest_doc(version, new_vars, new_stats)
@@ -1065,6 +1048,7 @@ class Atlas:
                 var.pending = ChunkIndex(merge_rows([var.pending.rows, rows]))
                 var.pending_segments.extend(segs)
                 var.changed = True
+                var.gen += 1
             for _, _, _, arrs in attach:
                 for a in arrs:
                     a.dirty.clear()
@@ -1084,6 +1068,7 @@ class Atlas:
             var.pending_segments = []
             var.dead_aids.clear()
             var.changed = False
+            var.gen += 1
         for _, _, _, arrs in attach:
             for a in arrs:
                 a.dirty.clear()
@@ -1096,6 +1081,38 @@ class Atlas:
         self._version = version
         self._changed = False
         self._cache.clear() if rewrite else None
+
+    def _new_stats(
+        self,
+        new_vars: dict[str, tuple[str | None, list[tuple[str, int]], ChunkIndex]],
+        string_now: dict[int, dict[str, Any]],
+    ) -> dict[int, dict[str, Any] | None]:
+        """Fresh stats of every changed array, folded from index rows in bulk."""
+        out: dict[int, dict[str, Any] | None] = {}
+        groups: dict[tuple[str, str], list[ArrayState]] = {}
+        for arr in self._changed_arrays.values():
+            if arr.deleted:
+                continue
+            if not arr.written:
+                out[arr.aid] = None
+            elif arr.aid in string_now:
+                out[arr.aid] = string_now[arr.aid]
+            elif arr.schema.dtype.is_string:
+                var = self._variables[arr.name]
+                idx = new_vars[arr.name][2] if arr.name in new_vars else self._index(var)
+                out[arr.aid] = self._array_stats_from(arr, var, idx, new_vars.get(arr.name, (None, None, None))[1])
+            else:
+                groups.setdefault((arr.name, arr.schema.dtype.name), []).append(arr)
+        for (vname, dname), arrs in groups.items():
+            var = self._variables[vname]
+            idx = new_vars[vname][2] if vname in new_vars else self._index(var)
+            aids = np.fromiter((a.aid for a in arrs), dtype=np.uint64, count=len(arrs))
+            lo = idx._aid.searchsorted(aids, "left")
+            hi = idx._aid.searchsorted(aids, "right")
+            folded = fold_many(DTYPES[dname], [a.schema.size for a in arrs], lo, hi, idx.rows)
+            for a, st in zip(arrs, folded, strict=True):
+                out[a.aid] = st
+        return out
 
     def _array_stats_from(self, arr: ArrayState, var: Variable, idx: ChunkIndex, segs: list[tuple[str, int]] | None) -> dict[str, Any] | None:
         if not arr.written:

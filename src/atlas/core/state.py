@@ -17,6 +17,7 @@ import numpy as np
 
 from ..dtypes import DType, fill_scalar
 from ..format.chunkindex import ChunkIndex, empty_rows
+from ..format.records import decode_attrs, decode_stats
 
 
 class Schema:
@@ -95,10 +96,20 @@ def schema_key(dtype: str, shape: tuple[int, ...], chunk: tuple[int, ...], dims:
     return (dtype, shape, chunk, dims, fill_id)
 
 
-class ArrayState:
-    """One array of one dataset: schema, buffered chunks, stats and attributes."""
+_UNSET: Any = object()
 
-    __slots__ = ("name", "aid", "schema", "dirty", "changed", "written", "stats", "attrs", "deleted", "dataset")
+
+class ArrayState:
+    """One array of one dataset: schema, buffered chunks, stats and attributes.
+
+    Stats and attributes read from a manifest are decoded on first use, so opening a
+    store with many datasets costs little until they are looked at.
+    """
+
+    __slots__ = (
+        "name", "aid", "schema", "dirty", "changed", "written", "deleted", "dataset",
+        "_stats", "_attrs", "_raw", "loc", "loc_gen",
+    )
 
     def __init__(self, name: str, aid: int, schema: Schema, dataset: str) -> None:
         self.name = name
@@ -108,21 +119,67 @@ class ArrayState:
         self.dirty: dict[int, np.ndarray] = {}  # chunk id -> chunk buffered in memory
         self.changed = False  # data changed since the last flush (stats to recompute)
         self.written = False  # ever received a write (committed or not)
-        self.stats: dict[str, Any] | None = None  # as of the last flush
-        self.attrs: dict[str, tuple[str, Any]] = {}
         self.deleted = False
+        self._stats: dict[str, Any] | None = None  # as of the last flush
+        self._attrs: dict[str, tuple[str, Any]] = {}
+        self._raw: tuple[Any, Any, str] | None = None  # (stats, attrs, where) not yet decoded
+        self.loc: Any = None  # cached stored location of a single-chunk array
+        self.loc_gen = -1
+
+    @classmethod
+    def from_record(cls, name: str, aid: int, schema: Schema, dataset: str, stats: Any, attrs: Any, where: str) -> ArrayState:
+        """An array as listed in a manifest; its stats and attributes stay encoded until used."""
+        st = cls(name, aid, schema, dataset)
+        st.written = stats is not None
+        if stats is not None or attrs:
+            st._raw = (stats, attrs, where)
+        return st
+
+    def _decode(self) -> None:
+        raw = self._raw
+        if raw is not None:
+            self._raw = None
+            self._stats = decode_stats(self.schema.dtype, raw[0], raw[2])
+            self._attrs = decode_attrs(raw[1], raw[2]) if raw[1] else {}
+
+    @property
+    def stats(self) -> dict[str, Any] | None:
+        if self._raw is not None:
+            self._decode()
+        return self._stats
+
+    @stats.setter
+    def stats(self, value: dict[str, Any] | None) -> None:
+        if self._raw is not None:
+            self._decode()
+        self._stats = value
+
+    @property
+    def attrs(self) -> dict[str, tuple[str, Any]]:
+        if self._raw is not None:
+            self._decode()
+        return self._attrs
 
 
 class DatasetState:
     """One dataset: its arrays (definition order) and attributes (insertion order)."""
 
-    __slots__ = ("name", "arrays", "attrs", "deleted")
+    __slots__ = ("name", "arrays", "_attrs", "_raw_attrs", "deleted")
 
     def __init__(self, name: str) -> None:
         self.name = name
         self.arrays: dict[str, ArrayState] = {}
-        self.attrs: dict[str, tuple[str, Any]] = {}
+        self._attrs: dict[str, tuple[str, Any]] = {}
+        self._raw_attrs: tuple[Any, str] | None = None
         self.deleted = False
+
+    @property
+    def attrs(self) -> dict[str, tuple[str, Any]]:
+        if self._raw_attrs is not None:
+            raw, where = self._raw_attrs
+            self._raw_attrs = None
+            self._attrs = decode_attrs(raw, where)
+        return self._attrs
 
 
 class Variable:
@@ -130,7 +187,7 @@ class Variable:
 
     __slots__ = (
         "name", "vid", "index_key", "segments", "index", "pending", "pending_segments",
-        "dead_aids", "live", "changed",
+        "dead_aids", "live", "changed", "gen",
     )
 
     def __init__(self, name: str, vid: int) -> None:
@@ -144,6 +201,7 @@ class Variable:
         self.dead_aids: set[int] = set()  # arrays deleted since the last flush
         self.live = 0  # number of live arrays of this name
         self.changed = False
+        self.gen = 0  # bumped whenever index or pending rows change (invalidates cached locations)
 
     def all_segments(self) -> list[tuple[str, int]]:
         """Committed then pending segment files; a row's ``seg`` indexes this list."""

@@ -1,0 +1,55 @@
+"""Manifest records of attributes and statistics (typed values, exact round trip)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..dtypes import DTYPES, DType, decode_value, encode_value
+from ..errors import CorruptionError
+
+
+def encode_attrs(attrs: dict[str, tuple[str, Any]]) -> list[Any]:
+    flat: list[Any] = []
+    for k, (kind, v) in attrs.items():
+        flat.extend((k, kind, encode_value(kind, v)))
+    return flat
+
+
+def decode_attrs(flat: Any, where: str) -> dict[str, tuple[str, Any]]:
+    if not isinstance(flat, list) or len(flat) % 3:
+        raise CorruptionError(f"{where}: attribute list is malformed")
+    out: dict[str, tuple[str, Any]] = {}
+    for i in range(0, len(flat), 3):
+        k, kind, v = flat[i], flat[i + 1], flat[i + 2]
+        if not isinstance(k, str) or kind not in DTYPES:
+            raise CorruptionError(f"{where}: attribute entry is malformed")
+        try:
+            out[k] = (kind, decode_value(kind, v))
+        except ValueError as e:
+            raise CorruptionError(f"{where}: attribute {k!r}: {e}") from None
+    return out
+
+
+def encode_stats(dtype: DType, stats: dict[str, Any] | None) -> Any:
+    if stats is None:
+        return None
+    name = dtype.name
+    lo, hi = stats["min"], stats["max"]
+    return [stats["row_count"], stats["null_count"], encode_value(name, lo), encode_value(name, hi)]
+
+
+def decode_stats(dtype: DType, raw: Any, where: str) -> dict[str, Any] | None:
+    if raw is None:
+        return None
+    try:
+        rc, nc, lo, hi = raw
+        if not isinstance(rc, int) or not isinstance(nc, int):
+            raise ValueError("counts must be ints")
+        return {
+            "row_count": rc,
+            "null_count": nc,
+            "min": decode_value(dtype.name, lo),
+            "max": decode_value(dtype.name, hi),
+        }
+    except (TypeError, ValueError) as e:
+        raise CorruptionError(f"{where}: statistics are malformed: {e}") from None
