@@ -28,6 +28,8 @@ from ..names import check_key, check_name
 from ..stats import chunk_stats, fold_many, fold_stats, string_stats
 from ..format.records import encode_attrs as _encode_attrs
 from ..format.records import encode_stats as _encode_stats
+from ..catalog import CatalogMethods
+from ..integrations.xarray import XarrayMethods
 from .reader import BlockCache, BlockKey, fetch_blocks
 from .state import ArrayState, DatasetState, Schema, Variable
 
@@ -80,7 +82,7 @@ def _ints(value: Any, what: str) -> tuple[int, ...]:
     return tuple(out)
 
 
-class Atlas:
+class Atlas(XarrayMethods, CatalogMethods):
     """A store of many datasets laid out variable-first.
 
     Mutations are buffered in memory and persisted atomically by :meth:`flush`.
@@ -824,7 +826,14 @@ class Atlas:
             schema = arr.schema
             cs = schema.chunk_shape
             if schema.single:
-                coords_list: list[tuple[int, ...]] = [(0,) * len(cs)]
+                full = tuple(slice(a, b) for a, b in zip(st, stop, strict=True))
+                if arr.dirty:
+                    out[...] = arr.dirty[0][full]
+                    continue
+                pend_aids.append(arr.aid)
+                pend_cids.append(0)
+                pend_meta.append((out, ..., full, schema.shape, schema))  # type: ignore[arg-type]
+                continue
             else:
                 ranges = [range(a // c, (b - 1) // c + 1) for a, b, c in zip(st, stop, cs, strict=True)]
                 coords_list = [tuple(r[i] for r, i in zip(ranges, rel, strict=True)) for rel in np.ndindex(*[len(r) for r in ranges])]
@@ -851,7 +860,11 @@ class Atlas:
                 pend_cids.append(cid)
                 pend_meta.append((out, tuple(dst), tuple(src), extent, schema))
         del plan
-        if not pend_aids or var is None:
+        if not pend_aids:
+            return
+        if var is None:
+            for out, dst, _, _, schema in pend_meta:
+                out.fill(schema.fillscalar)
             return
         aids = np.asarray(pend_aids, dtype=np.uint64)
         cids = np.asarray(pend_cids, dtype=np.uint64)
@@ -862,6 +875,10 @@ class Atlas:
         use_p = found_p >= 0
         use_c = (~use_p) & (found_c >= 0)
         sel = np.flatnonzero(use_p | use_c)
+        for k in np.flatnonzero(~(use_p | use_c)).tolist():
+            out, dst, _, _, schema = pend_meta[k]
+            if dst is ...:
+                out.fill(schema.fillscalar)  # a one-chunk array never written
         if len(sel) == 0:
             return
         rows = empty_rows(len(sel))
