@@ -512,10 +512,22 @@ class Atlas(XarrayMethods, CatalogMethods):
         ranges = [range(a // c, (b - 1) // c + 1) for a, b, c in zip(start, stop, cs, strict=True)]
         coords_list = list(np.ndindex(*[len(r) for r in ranges])) if ranges else [()]
         need_load = []
+        covered: set[int] = set()
         for rel in coords_list:
             coords = tuple(r[i] for r, i in zip(ranges, rel, strict=True))
             cid = sum(c * s for c, s in zip(coords, schema.strides, strict=True))
-            if cid not in arr.dirty:
+            if cid in arr.dirty:
+                continue
+            extent = schema.chunk_extent(coords)
+            lo = [c * n for c, n in zip(coords, cs, strict=True)]
+            if all(a <= o and o + e <= b for a, b, o, e in zip(start, stop, lo, extent, strict=True)):
+                # the write covers this chunk: no need to read what it replaces
+                src = tuple(slice(o - a, o - a + e) for a, o, e in zip(start, lo, extent, strict=True))
+                buf = np.array(data[src], copy=True, order="C")
+                arr.dirty[cid] = buf
+                covered.add(cid)
+                self._dirty_bytes += buf.nbytes if not schema.dtype.is_string else 64 * buf.size
+            else:
                 need_load.append((cid, coords))
         if need_load:
             loaded = self._read_chunks_for_update(arr, need_load)
@@ -525,6 +537,8 @@ class Atlas(XarrayMethods, CatalogMethods):
         for rel in coords_list:
             coords = tuple(r[i] for r, i in zip(ranges, rel, strict=True))
             cid = sum(c * s for c, s in zip(coords, schema.strides, strict=True))
+            if cid in covered:
+                continue
             buf = arr.dirty[cid]
             c0 = [c * n for c, n in zip(coords, cs, strict=True)]
             src = []

@@ -1,0 +1,185 @@
+"""Properties of the on-disk format and of commits: packing, names, conflicts,
+write-ahead buffering, compaction scope and versions."""
+
+from __future__ import annotations
+
+import json
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import atlas
+from atlas.format import manifest as mf
+
+
+def _files(path: Path) -> list[str]:
+    return sorted(str(p.relative_to(path)) for p in path.rglob("*") if p.is_file())
+
+
+def _profiles(store: atlas.Atlas, n: int, length: int = 200, prefix: str = "p") -> None:
+    rng = np.random.default_rng(1)
+    for i in range(n):
+        ds = store.create_dataset(f"{prefix}{i}")
+        ds.define_array("temperature", "float32", ["z"], [length], fill_value=float("nan"))
+        ds.write_array("temperature", [0], rng.random(length).astype(np.float32))
+
+
+def test_small_chunks_of_many_datasets_share_blocks(tmp_path: Path) -> None:
+    store = atlas.Atlas.create(tmp_path / "s")
+    _profiles(store, 500)
+    store.flush()
+    var = store._variables["temperature"]
+    rows = store._index(var).rows
+    blocks = {(int(r["seg"]), int(r["offset"])) for r in rows}
+    assert len(rows) == 500
+    assert len(blocks) <= 5  # 500 x 800 B packed into ~256 KiB blocks
+    assert rows["raw_size"].max() <= 512 * 1024
+    assert len(var.segments) == 1
+
+
+def test_names_never_become_file_names(tmp_path: Path) -> None:
+    weird = ["Ünïcødé ✓", "a#b%c~d", "back\\slash*", "x" * 200, "dots..and.", "nul\x00byte"]
+    store = atlas.Atlas.create(tmp_path / "s")
+    for name in weird:
+        ds = store.create_dataset(name)
+        ds.define_array(name, "int32", ["d"], [2])
+        ds.write_array(name, [0], np.array([1, 2], dtype=np.int32))
+        ds.set_attribute(name, name)
+    store.flush()
+    files = _files(tmp_path / "s")
+    for name in weird:
+        assert not any(name in f for f in files)
+    again = atlas.Atlas.open(tmp_path / "s")
+    assert again.list_datasets() == weird
+    for name in weird:
+        ds = again.open_dataset(name)
+        assert ds.read_array(name).tolist() == [1, 2]
+        assert ds.get_attribute(name) == name
+
+
+@pytest.mark.parametrize("meta_format", ["json", "msgpack"])
+@pytest.mark.parametrize("meta_compression", ["none", "zstd", "lz4"])
+def test_manifest_is_headed_checksummed_and_detected(tmp_path: Path, meta_format: str, meta_compression: str) -> None:
+    store = atlas.Atlas.create(tmp_path / "s", meta_format=meta_format, meta_compression=meta_compression)
+    _profiles(store, 3)
+    store.flush()
+    key = mf.manifest_key(store.version, meta_format, meta_compression)
+    raw = (tmp_path / "s" / key).read_bytes()
+    head = json.loads(raw.split(b"\n", 1)[0])
+    assert head["version"] == store.version and head["datasets"] == 3
+    if meta_format == "json" and meta_compression == "none":
+        body = json.loads(raw.split(b"\n", 1)[1])  # human-readable, standard JSON
+        assert [d[0] for d in body["datasets"]] == ["p0", "p1", "p2"]
+    assert atlas.Atlas.open(tmp_path / "s").list_datasets() == ["p0", "p1", "p2"]
+
+
+def test_second_writer_gets_a_conflict_and_nothing_is_lost(tmp_path: Path) -> None:
+    atlas.Atlas.create(tmp_path / "s").flush()
+    a = atlas.Atlas.open(tmp_path / "s")
+    b = atlas.Atlas.open(tmp_path / "s")
+    _profiles(a, 2, prefix="a")
+    _profiles(b, 2, prefix="b")
+    a.flush()
+    with pytest.raises(atlas.ConflictError) as err:
+        b.flush()
+    assert isinstance(err.value, RuntimeError)
+    assert "moved on" in str(err.value)
+    # the loser's changes stay buffered and visible to it; the store holds the winner's
+    assert b.open_dataset("b0").read_array("temperature") is not None
+    fresh = atlas.Atlas.open(tmp_path / "s")
+    assert fresh.list_datasets() == ["a0", "a1"]
+    with pytest.raises(atlas.ConflictError):
+        b.flush()
+
+
+def test_write_ahead_bounds_memory_and_stays_invisible_until_flush(tmp_path: Path) -> None:
+    store = atlas.Atlas.create(tmp_path / "s")
+    store.buffer_bytes = 2 << 20
+    ds = store.create_dataset("big")
+    n = 64
+    ds.define_array("x", "float64", ["t", "z"], [n, 65536], chunk_shape=[1, 65536])
+    tracemalloc.start()
+    row = np.arange(65536, dtype=np.float64)
+    for i in range(n):
+        ds.write_array("x", [i, 0], (row + i)[None, :])  # 32 MiB in total
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert peak < 12 << 20
+    assert any(f.startswith("data/") for f in _files(tmp_path / "s"))
+    # written ahead, not yet committed: another handle sees nothing
+    assert atlas.Atlas.open(tmp_path / "s").list_datasets() == []
+    # the writer reads its own data back, from segments and memory alike
+    np.testing.assert_array_equal(ds.read_array("x", [10, 0], [1, 65536])[0], row + 10)
+    store.flush()
+    again = atlas.Atlas.open(tmp_path / "s").open_dataset("big")
+    np.testing.assert_array_equal(again.read_array("x", [63, 0], [1, 5])[0], row[:5] + 63)
+    assert again.array_stats("x")["max"] == 65535.0 + 63
+
+
+def test_dropped_handle_leaves_only_orphans_that_compact_removes(tmp_path: Path) -> None:
+    store = atlas.Atlas.create(tmp_path / "s")
+    _profiles(store, 5)
+    store.flush()
+    committed = set(_files(tmp_path / "s"))
+    writer = atlas.Atlas.open(tmp_path / "s")
+    writer.buffer_bytes = 1
+    _profiles(writer, 20, prefix="lost")
+    del writer  # never flushed
+    assert set(_files(tmp_path / "s")) > committed
+    store2 = atlas.Atlas.open(tmp_path / "s")
+    assert store2.list_datasets() == [f"p{i}" for i in range(5)]
+    store2.compact()
+    leftover = [f for f in _files(tmp_path / "s") if f not in committed and not f.startswith("manifests/")]
+    assert leftover == []
+    assert store2.open_dataset("p3").read_array("temperature").shape == (200,)
+
+
+def test_compact_rewrites_only_variables_that_hold_dead_data(tmp_path: Path) -> None:
+    store = atlas.Atlas.create(tmp_path / "s")
+    for i in range(10):
+        ds = store.create_dataset(f"d{i}")
+        for v in ("a", "b"):
+            ds.define_array(v, "int64", ["x"], [100])
+            ds.write_array(v, [0], np.arange(100, dtype=np.int64) + i)
+    store.flush()
+    b_segments = list(store._variables["b"].segments)
+    store.open_dataset("d3").delete_array("a")
+    store.compact()
+    assert store._variables["b"].segments == b_segments
+    assert store._variables["a"].segments != []
+    files = _files(tmp_path / "s")
+    for key, _ in b_segments:
+        assert key in files
+    again = atlas.Atlas.open(tmp_path / "s")
+    assert again.open_dataset("d3").read_array("a") is None
+    assert again.open_dataset("d4").read_array("a").tolist() == list(range(4, 104))
+
+
+def test_versions_are_listed_and_old_ones_open_read_only(tmp_path: Path) -> None:
+    store = atlas.Atlas.create(tmp_path / "s")
+    _profiles(store, 1)
+    store.flush()
+    v1 = store.version
+    store.open_dataset("p0").write_array("temperature", [0], np.zeros(200, dtype=np.float32))
+    store.create_dataset("later")
+    store.flush()
+    listed = store.versions()
+    assert [v["version"] for v in listed] == [0, v1, v1 + 1]
+    assert listed[-1]["datasets"] == 2
+    old = atlas.Atlas.open(tmp_path / "s", version=v1)
+    assert old.list_datasets() == ["p0"]
+    assert old.open_dataset("p0").read_array("temperature").max() > 0
+    with pytest.raises(PermissionError):
+        old.create_dataset("nope")
+    with pytest.raises(atlas.ReadOnlyError):
+        old.open_dataset("p0").set_attribute("k", 1)
+    with pytest.raises(KeyError):
+        atlas.Atlas.open(tmp_path / "s", version=99)
+    store.compact(keep_versions=2)
+    assert [v["version"] for v in store.versions()] == [v1 + 1, v1 + 2] or [
+        v["version"] for v in store.versions()
+    ] == [v1, v1 + 1]
+    store.compact()
+    assert [v["version"] for v in store.versions()] == [store.version]
