@@ -34,13 +34,13 @@ def _random_data(rng: np.random.Generator, dtype: str, shape: tuple[int, ...]) -
     if dtype == "string":
         return np.array([f"s{x}" for x in rng.integers(0, 50, size=shape).ravel()], dtype=object).reshape(shape)
     if dtype == "bool":
-        return rng.random(shape) < 0.5
+        return np.asarray(rng.random(shape) < 0.5)
     if dtype.startswith("float"):
-        x = rng.integers(-5, 5, size=shape).astype(dtype)
+        x = np.asarray(rng.integers(-5, 5, size=shape)).astype(dtype)
         x[rng.random(shape) < 0.2] = np.nan
         return x
     info = np.iinfo(_np_dtype(dtype))
-    return rng.integers(max(info.min, -100), min(info.max, 100), size=shape, dtype=_np_dtype(dtype))
+    return np.asarray(rng.integers(max(info.min, -100), min(info.max, 100), size=shape, dtype=_np_dtype(dtype)))
 
 
 def _fill_for(dtype: str, rng: np.random.Generator) -> Any:

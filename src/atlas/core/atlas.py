@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as _dt
 import math
 import os
+import re
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -47,6 +48,8 @@ DEFAULT_CACHE_BYTES = 256 << 20
 SCAN_BATCH_BYTES = 64 << 20
 
 _VERSION_KEY = "version"
+_SEGMENT_KEY = re.compile(r"data/v[0-9]+-[0-9a-f]+\.seg")
+_INDEX_KEY = re.compile(r"index/v[0-9]+-[0-9a-f]+\.idx")
 
 
 def _open_storage(location: Any, create: bool, options: dict[str, Any]) -> Storage:
@@ -214,8 +217,13 @@ class Atlas(XarrayMethods, CatalogMethods):
             try:
                 name, vid, index_key, segs, live = v
                 var = Variable(str(name), int(vid))
-                var.index_key = index_key if isinstance(index_key, str) else None
+                if index_key is not None and not _INDEX_KEY.fullmatch(index_key):
+                    raise ValueError(f"bad index key {index_key!r}")
+                var.index_key = index_key
                 var.segments = [(str(k), int(sz)) for k, sz in segs]
+                for k, sz in var.segments:
+                    if not _SEGMENT_KEY.fullmatch(k) or sz < 0:
+                        raise ValueError(f"bad segment entry {k!r}")
                 var.live = int(live)
             except (TypeError, ValueError) as e:
                 raise CorruptionError(f"manifest {where}: variable entry is malformed: {e}") from None
@@ -304,9 +312,7 @@ class Atlas(XarrayMethods, CatalogMethods):
                 except FileNotFoundError:
                     raise CorruptionError(f"chunk index {where} is missing") from None
                 var.index = ChunkIndex.from_bytes(data, where)
-                nseg = len(var.segments)
-                if len(var.index) and int(var.index.rows["seg"].max()) >= nseg:
-                    raise CorruptionError(f"chunk index {where} names a segment that does not exist")
+                var.index.validate([size for _, size in var.segments], where)
         return var.index
 
     def _dataset(self, name: str) -> DatasetState:
@@ -620,7 +626,10 @@ class Atlas(XarrayMethods, CatalogMethods):
             return {}
         var = items[0][2][0]
         rows = np.array([src[1] for _, _, src in items], dtype=items[0][2][1].dtype)
-        blocks = self._get_blocks(var, rows)
+        try:
+            blocks = self._get_blocks(var, rows)
+        except CorruptionError as e:
+            raise CorruptionError(f"dataset {arr.dataset!r}, array {arr.name!r}: {e}") from None
         segs = var.all_segments()
         out = {}
         for (cid, coords, _), r in zip(items, rows, strict=True):
@@ -675,6 +684,23 @@ class Atlas(XarrayMethods, CatalogMethods):
         self._fill_window(arr, st, stop, out)
         return self._finish(schema, out)
 
+    def _owners(self, var: Variable, rows: np.ndarray, message: str) -> str:
+        """Name the datasets whose chunks sit in the damaged block a message points at."""
+        segs = var.all_segments()
+        hit = [
+            int(r["aid"]) for r in rows
+            if f"{segs[int(r['seg'])][0]} at offset {int(r['offset'])} " in message
+        ]
+        names = []
+        for name in list(self._datasets):
+            ds = self._materialize(name)
+            if ds is not None:
+                a = ds.arrays.get(var.name)
+                if a is not None and a.aid in hit:
+                    names.append(name)
+        shown = ", ".join(repr(n) for n in names[:5]) + (" ..." if len(names) > 5 else "")
+        return f"affects array {var.name!r} of dataset(s) {shown}"
+
     def _read_single(self, arr: ArrayState) -> np.ndarray:
         """Whole read of a one-chunk array: the hot path of per-dataset loops."""
         schema = arr.schema
@@ -691,9 +717,16 @@ class Atlas(XarrayMethods, CatalogMethods):
         key, within, nbytes, spec = loc
         block = self._cache.get(key)
         if block is None:
-            block = fetch_blocks(
-                self._storage.get_many_ranges, self._cache, {key: spec}, self._describe_block(var)
-            )[key]
+            try:
+                block = fetch_blocks(
+                    self._storage.get_many_ranges, self._cache, {key: spec}, self._describe_block(var)
+                )[key]
+            except CorruptionError as e:
+                raise CorruptionError(f"dataset {arr.dataset!r}, array {arr.name!r}: {e}") from None
+            except FileNotFoundError as e:
+                raise CorruptionError(
+                    f"dataset {arr.dataset!r}, array {arr.name!r}: a segment is missing: {e}"
+                ) from None
         if schema.dtype.is_string:
             return decode_strings(block[within : within + nbytes], schema.size).reshape(schema.shape)
         out = block[within : within + nbytes].view(schema.dtype.numpy).reshape(schema.shape).copy()
@@ -923,7 +956,10 @@ class Atlas(XarrayMethods, CatalogMethods):
                 end_i += 1
             batch = order[start_i:end_i]
             brows = rows[batch]
-            blocks = self._get_blocks(var, brows, use_cache=acc <= self._cache.budget // 2)
+            try:
+                blocks = self._get_blocks(var, brows, use_cache=acc <= self._cache.budget // 2)
+            except CorruptionError as e:
+                raise CorruptionError(f"{e}; {self._owners(var, brows, str(e))}") from None
             within = brows["within"].tolist()
             nbytes = brows["nbytes"].tolist()
             bseg = brows["seg"].tolist()

@@ -42,6 +42,8 @@ INDEX_DTYPE = np.dtype(
 MAGIC = b"ATLASIDX"
 HEADER = struct.Struct("<8sIQQI")  # magic, format version, rows, payload length, crc32c
 FORMAT_VERSION = 1
+# No block is ever larger than this (blocks are ~256 KiB; a single huge chunk is its own block).
+MAX_BLOCK_BYTES = 1 << 34
 
 
 def empty_rows(n: int = 0) -> np.ndarray:
@@ -120,6 +122,27 @@ class ChunkIndex:
             if j < b and self._chunk[j] == chunks[k]:
                 out[k] = j
         return out
+
+    def validate(self, segment_sizes: list[int], where: str) -> None:
+        """Reject rows that point outside their segment or block (crafted or damaged index)."""
+        r = self.rows
+        if len(r) == 0:
+            return
+        seg = r["seg"].astype(np.int64)
+        if int(seg.max()) >= len(segment_sizes):
+            raise CorruptionError(f"chunk index {where} names a segment that does not exist")
+        sizes = np.asarray(segment_sizes, dtype=np.uint64)[seg]
+        bad = (
+            (r["offset"] + r["length"] > sizes)
+            | (r["within"] + r["nbytes"] > r["raw_size"])
+            | (r["raw_size"] > MAX_BLOCK_BYTES)
+            | (r["codec"] > 2)
+            | ~np.isin(r["itemsize"], (1, 2, 4, 8))
+        )
+        if bad.any():
+            raise CorruptionError(
+                f"chunk index {where} has {int(bad.sum())} row(s) pointing outside their segment or block"
+            )
 
     # --- serialisation ---------------------------------------------------------------------
 

@@ -107,6 +107,13 @@ def decode_config(data: bytes, where: str) -> dict[str, Any]:
     return doc
 
 
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        raise ValueError("duplicate key in a JSON object")
+    return out
+
+
 def _packer() -> msgpack.Packer:
     return msgpack.Packer(use_bin_type=True, unicode_errors="surrogatepass")
 
@@ -174,7 +181,7 @@ def decode_manifest(
         else:
             raw = body
         if meta_format == "json":
-            doc = json.loads(bytes(raw).decode("utf-8", "surrogatepass"))
+            doc = json.loads(bytes(raw).decode("utf-8", "surrogatepass"), object_pairs_hook=_unique_keys)
         else:
             doc = msgpack.unpackb(
                 raw, raw=False, strict_map_key=True, unicode_errors="surrogatepass", use_list=True
