@@ -66,8 +66,22 @@ INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
 
 
+_PARSED: dict[str, DType] = {}
+
+
 def parse_dtype(value: object) -> DType:
     """Resolve a user-given dtype name (case-insensitive, aliases allowed)."""
+    if type(value) is str:
+        hit = _PARSED.get(value)
+        if hit is not None:
+            return hit
+    dt = _parse_dtype(value)
+    if len(_PARSED) < 1000:
+        _PARSED[value] = dt  # type: ignore[index]
+    return dt
+
+
+def _parse_dtype(value: object) -> DType:
     if not isinstance(value, str):
         raise TypeError(f"dtype must be a str such as 'float32', not {type(value).__name__}")
     key = value.strip().lower()

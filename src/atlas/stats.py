@@ -34,18 +34,6 @@ def keys_to_bits(keys: np.ndarray) -> np.ndarray:
     return float_keys(keys)
 
 
-def _stat_values(dtype: DType, flat: np.ndarray) -> np.ndarray:
-    """The 64-bit representation stored in the index for each value."""
-    kind = dtype.kind
-    if kind == "float":
-        return flat.astype(np.float64).view(np.int64)
-    if kind == "uint":
-        return flat.astype(np.uint64)
-    if kind == "bool":
-        return flat.astype(np.int64)
-    return flat.astype(np.int64)
-
-
 def null_mask(dtype: DType, flat: np.ndarray, fill: Any) -> np.ndarray | None:
     """Which cells equal the fill value (NaN-aware); None when no fill is set."""
     if fill is None:
@@ -98,15 +86,19 @@ def chunk_stats(
         else:
             gnull = np.add.reduceat(mask.astype(np.int64), starts)
         nulls[ia] = gnull
-        values = _stat_values(dtype, flat)
-        if dtype.kind == "float":
-            keys = float_keys(values)
-            lo_sent, hi_sent = np.int64(I64_MAX), np.int64(I64_MIN)
-        elif dtype.kind == "uint":
-            keys = values
+        kind = dtype.kind
+        if kind == "float":
+            # total-order keys in the native width (int32 for float32): no widening of the data
+            ibits = np.int32 if flat.dtype.itemsize == 4 else np.int64
+            info = np.iinfo(ibits)
+            bits = flat.view(ibits)
+            keys = bits ^ ((bits >> (8 * flat.dtype.itemsize - 1)) & ibits(info.max))
+            lo_sent, hi_sent = ibits(info.max), ibits(info.min)
+        elif kind == "uint":
+            keys = flat.astype(np.uint64, copy=False)
             lo_sent, hi_sent = np.uint64(U64_MAX), np.uint64(0)
         else:
-            keys = values
+            keys = flat.astype(np.int64, copy=False)
             lo_sent, hi_sent = np.int64(I64_MAX), np.int64(I64_MIN)
         if mask is None:
             kmin = np.minimum.reduceat(keys, starts)
@@ -114,8 +106,13 @@ def chunk_stats(
         else:
             kmin = np.minimum.reduceat(np.where(mask, lo_sent, keys), starts)
             kmax = np.maximum.reduceat(np.where(mask, hi_sent, keys), starts)
-        if dtype.kind == "float":
-            kmin, kmax = keys_to_bits(kmin), keys_to_bits(kmax)
+        if kind == "float":
+            # back to bits, to values, widened exactly to float64, stored as float64 bits
+            ib = kmin.dtype.type
+            sh = 8 * flat.dtype.itemsize - 1
+            mx = ib(np.iinfo(kmin.dtype).max)
+            kmin = (kmin ^ ((kmin >> sh) & mx)).view(flat.dtype).astype(np.float64).view(np.int64)
+            kmax = (kmax ^ ((kmax >> sh) & mx)).view(flat.dtype).astype(np.float64).view(np.int64)
         vmin[ia] = kmin.view(np.int64) if kmin.dtype != np.int64 else kmin
         vmax[ia] = kmax.view(np.int64) if kmax.dtype != np.int64 else kmax
         has[ia] = (gnull < sizes).astype(np.uint8)

@@ -13,17 +13,17 @@ import datetime as _dt
 import math
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..dtypes import DTYPES, DType, coerce_attribute, decode_value, encode_value, infer_attribute
+from ..dtypes import DTYPES, DType, coerce_attribute, decode_value, encode_value, infer_attribute, parse_dtype, validate_fill
 from ..errors import ConflictError, CorruptionError, ReadOnlyError, StoreNotFoundError
 from ..format import manifest as mf
 from ..format.chunkindex import ChunkIndex, empty_rows, merge_rows
 from ..format.codec import parse_codec
-from ..format.segment import ChunkPayload, new_key, write_segments
+from ..format.segment import ChunkPayload, new_key, start_segments
 from ..format.strings import decode_strings, encode_strings, to_string_array
 from ..names import check_key, check_name
 from ..stats import chunk_stats, fold_many, fold_stats, string_stats
@@ -32,7 +32,7 @@ from ..format.records import encode_stats as _encode_stats
 from ..catalog import CatalogMethods
 from ..integrations.xarray import XarrayMethods
 from .reader import BlockCache, BlockKey, fetch_blocks
-from .state import ArrayState, DatasetState, Schema, Variable
+from .state import ArrayState, DatasetState, Schema, Variable, schema_key
 
 if TYPE_CHECKING:
     from ..storage.base import Storage
@@ -62,6 +62,12 @@ def _open_storage(location: Any, create: bool, options: dict[str, Any]) -> Stora
 
 def _ints(value: Any, what: str) -> tuple[int, ...]:
     """Normalise a sequence of non-negative ints (tuples, lists, numpy arrays and ints)."""
+    if type(value) is list or type(value) is tuple:
+        for v in value:
+            if type(v) is not int or v < 0:
+                break
+        else:
+            return tuple(value)
     if isinstance(value, (str, bytes)):
         raise TypeError(f"{what} must be a sequence of ints, not {type(value).__name__}")
     if isinstance(value, np.ndarray):
@@ -264,19 +270,16 @@ class Atlas(XarrayMethods, CatalogMethods):
         ds = DatasetState(name)
         if rec[1]:
             ds._raw_attrs = (rec[1], where)
-        arrays = rec[2]
-        if not isinstance(arrays, list):
-            raise CorruptionError(f"{where}: arrays are malformed")
+        arrays = ds.arrays
         schemas = self._schemas
-        for a in arrays:
-            try:
-                aname, aid, sidx, stats, aattrs = a
-                schema = schemas[sidx]
-                if not isinstance(aname, str) or not isinstance(aid, int) or aname in ds.arrays:
+        from_record = ArrayState.from_record
+        try:
+            for aname, aid, sidx, stats, aattrs in rec[2]:
+                if type(aname) is not str or type(aid) is not int or aname in arrays:
                     raise TypeError("bad or repeated array name, or bad id")
-            except (TypeError, ValueError, IndexError) as e:
-                raise CorruptionError(f"{where}: array entry is malformed: {e}") from None
-            ds.arrays[aname] = ArrayState.from_record(aname, aid, schema, name, stats, aattrs, where)
+                arrays[aname] = from_record(aname, aid, schemas[sidx], name, stats, aattrs, where)
+        except (TypeError, ValueError, IndexError) as e:
+            raise CorruptionError(f"{where}: array entry is malformed: {e}") from None
         self._datasets[name] = ds
         return ds
 
@@ -386,8 +389,6 @@ class Atlas(XarrayMethods, CatalogMethods):
         chunk_shape: Sequence[int] | None,
         fill_value: Any,
     ) -> None:
-        from ..dtypes import parse_dtype, validate_fill
-
         self._check_writable()
         self._check_live(ds)
         check_name(name, "array")
@@ -399,7 +400,7 @@ class Atlas(XarrayMethods, CatalogMethods):
         except TypeError:
             raise TypeError(f"dims must be a sequence of str, not {type(dims).__name__}") from None
         for d in dims_t:
-            if not isinstance(d, str):
+            if type(d) is not str and not isinstance(d, str):
                 raise TypeError(f"dimension names must be str, found {type(d).__name__}")
         shape_t = _ints(shape, "shape")
         chunk_t = shape_t if chunk_shape is None else _ints(chunk_shape, "chunk_shape")
@@ -410,11 +411,17 @@ class Atlas(XarrayMethods, CatalogMethods):
         for s, c in zip(shape_t, chunk_t, strict=True):
             if c == 0 and s > 0:
                 raise ValueError("chunk_shape has an extent of 0 on a non-empty axis")
-        chunk_t = tuple(0 if s == 0 else c for s, c in zip(shape_t, chunk_t, strict=True))
+        if 0 in shape_t:
+            chunk_t = tuple(0 if s == 0 else c for s, c in zip(shape_t, chunk_t, strict=True))
         fill = validate_fill(dt, fill_value)
         if name in ds.arrays:
             raise FileExistsError(f"array {name!r} is already defined in dataset {ds.name!r}")
-        schema = self._intern_schema(Schema(dt, shape_t, chunk_t, dims_t, fill))
+        key = schema_key(dt.name, shape_t, chunk_t, dims_t, fill)
+        i = self._schema_ids.get(key)
+        if i is not None:
+            schema = self._schemas[i]
+        else:
+            schema = self._intern_schema(Schema(dt, shape_t, chunk_t, dims_t, fill))
         var = self._variable(name, create=True)
         assert var is not None
         arr = ArrayState(name, self._take_id(), schema, ds.name)
@@ -490,20 +497,21 @@ class Atlas(XarrayMethods, CatalogMethods):
             )
         if data.size == 0:
             return
-        stop = tuple(s + n for s, n in zip(start_t, data.shape, strict=True))
-        if any(e > s for e, s in zip(stop, schema.shape, strict=True)):
-            raise RuntimeError(
-                f"write of shape {list(data.shape)} at {list(start_t)} is out of bounds for array "
-                f"{name!r} of shape {list(schema.shape)}"
-            )
-        if schema.single and data.shape == schema.shape:
-            buf = np.array(data, copy=True, order="C")
+        if schema.single and data.shape == schema.shape and not any(start_t):
+            # the whole of a one-chunk array: the common case of profile ingest
+            buf = data if schema.dtype.is_string else data.copy()
             old = arr.dirty.get(0)
             if old is not None:
-                self._dirty_bytes -= old.nbytes
+                self._dirty_bytes -= old.nbytes if not schema.dtype.is_string else 64 * old.size
             arr.dirty[0] = buf
             self._dirty_bytes += buf.nbytes if not schema.dtype.is_string else 64 * buf.size
         else:
+            stop = tuple(s + n for s, n in zip(start_t, data.shape, strict=True))
+            if any(e > s for e, s in zip(stop, schema.shape, strict=True)):
+                raise RuntimeError(
+                    f"write of shape {list(data.shape)} at {list(start_t)} is out of bounds for array "
+                    f"{name!r} of shape {list(schema.shape)}"
+                )
             self._write_chunks(arr, start_t, stop, data)
         arr.written = True
         arr.changed = True
@@ -673,10 +681,20 @@ class Atlas(XarrayMethods, CatalogMethods):
         schema = arr.schema
         if start is None and shape is None:
             if schema.single:
-                return self._read_single(arr)
+                chunk = self._single_chunk(arr)
+                if chunk is None:
+                    return self._finish(schema, schema.new_chunk(schema.shape))
+                return self._finish(schema, chunk.copy())
             st, stop = (0,) * len(schema.shape), schema.shape
         else:
             st, stop = self._window(schema, start, shape)
+            if schema.single:
+                chunk = self._single_chunk(arr)
+                if chunk is None:
+                    out_shape = tuple(b - a for a, b in zip(st, stop, strict=True))
+                    return self._finish(schema, schema.new_chunk(out_shape))
+                sl = tuple(slice(a, b) for a, b in zip(st, stop, strict=True))
+                return self._finish(schema, chunk[sl].copy())
         out_shape = tuple(b - a for a, b in zip(st, stop, strict=True))
         out = np.empty(out_shape, dtype=schema.dtype.numpy)
         if out.size == 0:
@@ -684,28 +702,14 @@ class Atlas(XarrayMethods, CatalogMethods):
         self._fill_window(arr, st, stop, out)
         return self._finish(schema, out)
 
-    def _owners(self, var: Variable, rows: np.ndarray, message: str) -> str:
-        """Name the datasets whose chunks sit in the damaged block a message points at."""
-        segs = var.all_segments()
-        hit = [
-            int(r["aid"]) for r in rows
-            if f"{segs[int(r['seg'])][0]} at offset {int(r['offset'])} " in message
-        ]
-        names = []
-        for name in list(self._datasets):
-            ds = self._materialize(name)
-            if ds is not None:
-                a = ds.arrays.get(var.name)
-                if a is not None and a.aid in hit:
-                    names.append(name)
-        shown = ", ".join(repr(n) for n in names[:5]) + (" ..." if len(names) > 5 else "")
-        return f"affects array {var.name!r} of dataset(s) {shown}"
+    def _single_chunk(self, arr: ArrayState) -> np.ndarray | None:
+        """The one chunk of a one-chunk array (a read-only view; None if never stored).
 
-    def _read_single(self, arr: ArrayState) -> np.ndarray:
-        """Whole read of a one-chunk array: the hot path of per-dataset loops."""
-        schema = arr.schema
+        This is the hot path of per-dataset loops: a cached location and a cached block.
+        """
         if arr.dirty:
-            return self._finish(schema, arr.dirty[0].copy())
+            return arr.dirty[0]
+        schema = arr.schema
         var = self._variables[arr.name]
         loc = arr.loc
         if loc is None or arr.loc_gen != var.gen:
@@ -713,7 +717,7 @@ class Atlas(XarrayMethods, CatalogMethods):
             arr.loc = loc
             arr.loc_gen = var.gen
         if loc is False:
-            return self._finish(schema, schema.new_chunk(schema.shape))
+            return None
         key, within, nbytes, spec = loc
         block = self._cache.get(key)
         if block is None:
@@ -727,19 +731,27 @@ class Atlas(XarrayMethods, CatalogMethods):
                 raise CorruptionError(
                     f"dataset {arr.dataset!r}, array {arr.name!r}: a segment is missing: {e}"
                 ) from None
-        if schema.dtype.is_string:
-            return decode_strings(block[within : within + nbytes], schema.size).reshape(schema.shape)
-        out = block[within : within + nbytes].view(schema.dtype.numpy).reshape(schema.shape).copy()
-        return self._finish(schema, out)
+        try:
+            if schema.dtype.is_string:
+                return decode_strings(block[within : within + nbytes], schema.size).reshape(schema.shape)
+            return block[within : within + nbytes].view(schema.dtype.numpy).reshape(schema.shape)
+        except ValueError as e:
+            raise CorruptionError(
+                f"dataset {arr.dataset!r}, array {arr.name!r}: chunk does not fit its block: {e}"
+            ) from None
 
     def _single_location(self, arr: ArrayState, var: Variable) -> Any:
-        src = self._locate(arr, [0])[0]
-        if src is None:
-            return False
-        r = src[1]
-        seg_key = var.all_segments()[int(r["seg"])][0]
-        spec = (int(r["length"]), int(r["raw_size"]), int(r["crc"]), int(r["codec"]), int(r["itemsize"]))
-        return (seg_key, int(r["offset"])), int(r["within"]), int(r["nbytes"]), spec
+        """Cached-location tuple of chunk 0 of an array, or False when it was never stored."""
+        idx = var.pending
+        j = idx.find(arr.aid, 0) if len(idx) else -1
+        if j < 0:
+            idx = self._index(var)
+            j = idx.first_chunk_row(arr.aid)
+            if j < 0:
+                return False
+        seg, offset, length, raw, crc, codec, itemsize, within, nbytes = idx.location(j)
+        seg_key = var.all_segments()[seg][0]
+        return (seg_key, offset), within, nbytes, (length, raw, crc, codec, itemsize)
 
     def _fill_window(self, arr: ArrayState, st: tuple[int, ...], stop: tuple[int, ...], out: np.ndarray) -> None:
         """Copy the window [st, stop) of ``arr`` into ``out`` (already allocated)."""
@@ -985,15 +997,14 @@ class Atlas(XarrayMethods, CatalogMethods):
 
     # ------------------------------------------------------------------ flush
 
-    def _payloads(self, arrays: Iterable[ArrayState]) -> dict[str, list[ChunkPayload]]:
-        """Turn every buffered chunk into a payload with stats, grouped by variable."""
+    def _payloads(self, arrays: Iterable[ArrayState]) -> Iterator[tuple[str, list[ChunkPayload]]]:
+        """Turn every buffered chunk into a payload with stats, one variable at a time."""
         by_var: dict[str, list[tuple[ArrayState, int, np.ndarray]]] = {}
         for arr in arrays:
             if arr.dirty:
                 lst = by_var.setdefault(arr.name, [])
                 for cid in sorted(arr.dirty):
                     lst.append((arr, cid, arr.dirty[cid]))
-        out: dict[str, list[ChunkPayload]] = {}
         for vname, items in by_var.items():
             payloads: list[ChunkPayload | None] = [None] * len(items)
             groups: dict[str, list[int]] = {}
@@ -1017,8 +1028,7 @@ class Atlas(XarrayMethods, CatalogMethods):
                     arr, cid, buf = items[i]
                     raw = buf.reshape(-1).view(np.uint8)
                     payloads[i] = ChunkPayload(arr.aid, cid, itemsize, raw, buf.size, nl[j], mn[j], mx[j], hs[j])
-            out[vname] = [p for p in payloads if p is not None]
-        return out
+            yield vname, [p for p in payloads if p is not None]
 
     def _write_ahead(self, arrays: Iterable[ArrayState]) -> list[tuple[Variable, np.ndarray, list[tuple[str, int]], list[ArrayState]]]:
         """Write buffered chunks to new segments; return what to attach (not yet attached)."""
@@ -1026,12 +1036,15 @@ class Atlas(XarrayMethods, CatalogMethods):
         by_name: dict[str, list[ArrayState]] = {}
         for a in arrays:
             by_name.setdefault(a.name, []).append(a)
-        result = []
-        for vname, payloads in self._payloads(arrays).items():
+        started = []
+        for vname, payloads in self._payloads(arrays):
             var = self._variables[vname]
+            started.append((var, start_segments(var.vid, payloads, self._codec), by_name[vname]))
+        result = []
+        for var, finish, arrs in started:
             first_seg = len(var.segments) + len(var.pending_segments)
-            rows, segs = write_segments(self._storage.put, var.vid, payloads, self._codec, first_seg)
-            result.append((var, rows, segs, by_name[vname]))
+            rows, segs = finish(self._storage.put, first_seg)
+            result.append((var, rows, segs, arrs))
         return result
 
     def _spill(self) -> None:

@@ -11,6 +11,7 @@ across datasets: its segment files and its chunk index.
 from __future__ import annotations
 
 import math
+import struct
 from typing import Any
 
 import numpy as np
@@ -18,6 +19,9 @@ import numpy as np
 from ..dtypes import DType, fill_scalar
 from ..format.chunkindex import ChunkIndex, empty_rows
 from ..format.records import decode_attrs, decode_stats
+
+
+_pack_double = struct.Struct("<d").pack
 
 
 class Schema:
@@ -89,8 +93,8 @@ class Schema:
 
 def schema_key(dtype: str, shape: tuple[int, ...], chunk: tuple[int, ...], dims: tuple[str, ...], fill: Any) -> tuple[Any, ...]:
     """Hashable identity of a schema (NaN fills compared by bits)."""
-    if isinstance(fill, float):
-        fill_id: Any = ("f", np.float64(fill).view(np.int64).item())
+    if type(fill) is float:
+        fill_id: Any = ("f", _pack_double(fill))
     else:
         fill_id = (type(fill).__name__, fill)
     return (dtype, shape, chunk, dims, fill_id)

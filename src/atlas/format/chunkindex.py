@@ -75,12 +75,32 @@ def merge_rows(parts: list[np.ndarray], live_aids: np.ndarray | None = None) -> 
 class ChunkIndex:
     """Sorted index rows of one variable with fast lookups by array id."""
 
-    __slots__ = ("rows", "_aid", "_chunk")
+    __slots__ = ("rows", "_aid", "_chunk", "_first", "_cols")
 
     def __init__(self, rows: np.ndarray | None = None) -> None:
         self.rows = empty_rows() if rows is None else rows
         self._aid = np.ascontiguousarray(self.rows["aid"])
         self._chunk = np.ascontiguousarray(self.rows["chunk"])
+        self._first: dict[int, int] | None = None
+        self._cols: tuple[list[int], ...] | None = None
+
+    def first_chunk_row(self, aid: int) -> int:
+        """Row of chunk 0 of an array (-1 if not stored), from a dict built once."""
+        if self._first is None:
+            sel = np.flatnonzero(self._chunk == 0)
+            self._first = dict(zip(self._aid[sel].tolist(), sel.tolist(), strict=True))
+        return self._first.get(aid, -1)
+
+    def location(self, j: int) -> tuple[int, int, int, int, int, int, int, int, int]:
+        """(seg, offset, length, raw_size, crc, codec, itemsize, within, nbytes) of row ``j``."""
+        cols = self._cols
+        if cols is None:
+            r = self.rows
+            cols = self._cols = tuple(
+                r[f].tolist()
+                for f in ("seg", "offset", "length", "raw_size", "crc", "codec", "itemsize", "within", "nbytes")
+            )
+        return tuple(c[j] for c in cols)  # type: ignore[return-value]
 
     def __len__(self) -> int:
         return len(self.rows)

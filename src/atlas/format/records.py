@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from math import isfinite
 from typing import Any
 
 from ..dtypes import DTYPES, DType, decode_value, encode_value
@@ -9,20 +10,35 @@ from ..errors import CorruptionError
 
 
 def encode_attrs(attrs: dict[str, tuple[str, Any]]) -> list[Any]:
+    """Flatten attributes to ``[key, kind, value, ...]`` with manifest-safe values."""
     flat: list[Any] = []
     for k, (kind, v) in attrs.items():
-        flat.extend((k, kind, encode_value(kind, v)))
+        if type(v) is float and not isfinite(v):
+            v = encode_value(kind, v)
+        flat += (k, kind, v)
     return flat
 
 
+_FAST_TYPES = {
+    "string": str, "int64": int, "float64": float, "bool": bool, "int32": int, "int16": int,
+    "int8": int, "uint8": int, "uint16": int, "uint32": int, "uint64": int, "float32": float,
+    "timestamp_nanoseconds": int,
+}
+
+
 def decode_attrs(flat: Any, where: str) -> dict[str, tuple[str, Any]]:
+    """Decode a flat ``[key, kind, value, ...]`` attribute list, checking every entry."""
     if not isinstance(flat, list) or len(flat) % 3:
         raise CorruptionError(f"{where}: attribute list is malformed")
     out: dict[str, tuple[str, Any]] = {}
+    fast = _FAST_TYPES
     for i in range(0, len(flat), 3):
         k, kind, v = flat[i], flat[i + 1], flat[i + 2]
-        if not isinstance(k, str) or kind not in DTYPES:
+        if type(k) is not str or kind not in DTYPES:
             raise CorruptionError(f"{where}: attribute entry is malformed")
+        if type(v) is fast[kind]:
+            out[k] = (kind, v)
+            continue
         try:
             out[k] = (kind, decode_value(kind, v))
         except ValueError as e:

@@ -63,9 +63,21 @@ def write_segments(
     first_seg: int,
 ) -> tuple[np.ndarray, list[tuple[str, int]]]:
     """Store ``payloads`` as new segment files; return (index rows, [(segment key, size)])."""
+    return start_segments(vid, payloads, codec)(put, first_seg)
+
+
+def start_segments(
+    vid: int, payloads: list[ChunkPayload], codec: str
+) -> Callable[[Callable[[str, bytes], None], int], tuple[np.ndarray, list[tuple[str, int]]]]:
+    """Pack ``payloads`` into blocks and start compressing them in the worker pool.
+
+    Returns a function ``finish(put, first_seg)`` that waits for the blocks, writes the
+    segment files and returns (index rows, [(segment key, size)]). Starting several
+    variables before finishing any keeps every core busy.
+    """
     rows = empty_rows(len(payloads))
     if not payloads:
-        return rows, []
+        return lambda put, first_seg: (rows, [])
     # 1. pack into blocks (payload order kept: neighbouring datasets stay together)
     order = sorted(range(len(payloads)), key=lambda i: payloads[i].itemsize)
     blocks: list[tuple[list[int], int]] = []
@@ -90,11 +102,22 @@ def write_segments(
         stored, crc = encode_block(raw, codec, itemsize)
         return stored, crc, int(raw.size)
 
-    if len(blocks) > 1:
-        encoded = list(pool().map(build, blocks))
-    else:
-        encoded = [build(blocks[0])]
+    futures = [pool().submit(build, b) for b in blocks]
+    return lambda put, first_seg: _finish_segments(
+        put, vid, payloads, codec, first_seg, rows, blocks, [f.result() for f in futures]
+    )
 
+
+def _finish_segments(
+    put: Callable[[str, bytes], None],
+    vid: int,
+    payloads: list[ChunkPayload],
+    codec: str,
+    first_seg: int,
+    rows: np.ndarray,
+    blocks: list[tuple[list[int], int]],
+    encoded: list[tuple[bytes, int, int]],
+) -> tuple[np.ndarray, list[tuple[str, int]]]:
     # 2. fill index rows and cut segments
     segments: list[tuple[str, int]] = []
     seg_parts: list[bytes] = [SEGMENT_MAGIC]
