@@ -1,0 +1,195 @@
+"""xarray backend engine: ``xr.open_dataset("argo.atlas", engine="atlas", group="profile_0001")``.
+
+Registered under the ``xarray.backends`` entry point as ``atlas``. One Atlas dataset
+(the ``group``) opens as one ``xarray.Dataset`` laid out exactly like
+``Atlas.open_as_xarray_dataset`` (same coordinates, attributes and ``_FillValue``), but
+every variable is lazy: nothing is read until it is indexed or loaded. With
+``chunks={}`` xarray builds dask arrays whose chunks mirror the stored chunk grid.
+
+Backend arrays pickle as (store location, version, dataset, array): a worker that
+unpickles one reopens that exact committed version of the store, so results are the same
+on every process of a ``dask.distributed`` cluster.
+
+Importing this module (which xarray does when it loads its engines) also registers the
+``ds.atlas`` accessor.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from xarray.backends import BackendArray, BackendEntrypoint
+from xarray.core import indexing
+
+from ..dtypes import DTYPES
+from .xarray import basic_window, register_accessor, split_attributes, store_lock
+
+if TYPE_CHECKING:
+    import xarray as xr
+
+    from ..core.atlas import Atlas
+
+__all__ = ["AtlasBackendArray", "AtlasBackendEntrypoint"]
+
+_CONFIG_FILE = "atlas.json"
+_SHOWN_NAMES = 5
+
+
+@functools.lru_cache(maxsize=16)
+def _cached_store(location: str, version: int) -> Atlas:
+    from ..core.atlas import Atlas
+
+    return Atlas.open(location, version=version)
+
+
+def _open_pinned(location: str, version: int, storage_options: Mapping[str, Any] | None) -> Atlas:
+    """A read-only handle on one committed version (shared per process when possible)."""
+    from ..core.atlas import Atlas
+
+    if storage_options:
+        return Atlas.open(location, version=version, **dict(storage_options))
+    return _cached_store(location, version)
+
+
+class AtlasBackendArray(BackendArray):
+    """Lazily indexed view of one array of one dataset in a committed store version."""
+
+    def __init__(
+        self,
+        location: str,
+        version: int,
+        dataset: str,
+        array: str,
+        shape: tuple[int, ...],
+        dtype: np.dtype[Any],
+        storage_options: Mapping[str, Any] | None = None,
+        store: Atlas | None = None,
+    ) -> None:
+        self.location = location
+        self.version = version
+        self.dataset = dataset
+        self.array = array
+        self.shape = shape
+        self.dtype = dtype
+        self.storage_options = dict(storage_options) if storage_options else None
+        self._store = store
+
+    def _handle(self) -> Atlas:
+        if self._store is None:
+            self._store = _open_pinned(self.location, self.version, self.storage_options)
+        return self._store
+
+    def __getitem__(self, key: indexing.ExplicitIndexer) -> Any:
+        return indexing.explicit_indexing_adapter(
+            key, self.shape, indexing.IndexingSupport.BASIC, self._raw_getitem
+        )
+
+    def _raw_getitem(self, key: tuple[Any, ...]) -> np.ndarray:
+        start, count, post = basic_window(key, self.shape)
+        store = self._handle()
+        with store_lock(store):
+            data = store.open_dataset(self.dataset).read_array(self.array, start, count)
+        if data is None:
+            raise KeyError(f"dataset {self.dataset!r} has no array named {self.array!r}")
+        return data[post]
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_store"] = None  # reopened by location on the other side
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+
+
+def _names(value: str | Iterable[str] | None) -> set[str]:
+    if value is None:
+        return set()
+    if isinstance(value, str):
+        return {value}
+    return set(value)
+
+
+class AtlasBackendEntrypoint(BackendEntrypoint):
+    """Open one dataset of an Atlas store with ``xr.open_dataset(path, engine="atlas", group=name)``."""
+
+    description = "Open one dataset (group) of an Atlas store"
+    url = "https://github.com/atlas-python/atlas"
+    open_dataset_parameters = ("filename_or_obj", "drop_variables", "group", "version", "storage_options")
+
+    def open_dataset(  # type: ignore[override]
+        self,
+        filename_or_obj: str | os.PathLike[str],
+        *,
+        drop_variables: str | Iterable[str] | None = None,
+        group: str | None = None,
+        version: int | None = None,
+        storage_options: Mapping[str, Any] | None = None,
+    ) -> xr.Dataset:
+        """Open dataset ``group`` of the store at ``filename_or_obj`` (``version``: an old one)."""
+        import xarray as xr
+
+        from ..core.atlas import Atlas
+
+        if not isinstance(filename_or_obj, (str, os.PathLike)):
+            raise TypeError(
+                f"the atlas engine opens a store by path or URL, not {type(filename_or_obj).__name__}"
+            )
+        location = os.fspath(filename_or_obj)
+        options = dict(storage_options) if storage_options else {}
+        store = Atlas.open(location, version=version, **options)
+        if group is None:
+            names = store.list_datasets()
+            if not names:
+                raise ValueError(f"the Atlas store at {location} holds no datasets, so there is nothing to open")
+            shown = ", ".join(repr(n) for n in names[:_SHOWN_NAMES])
+            more = f", ... ({len(names)} in all)" if len(names) > _SHOWN_NAMES else ""
+            raise ValueError(
+                f"{location} is an Atlas store of {len(names)} dataset(s); pick one with "
+                f"group=<name>, e.g. xr.open_dataset({location!r}, engine='atlas', group={names[0]!r}). "
+                f"Datasets: {shown}{more}. Atlas.open(path).list_datasets() lists them all."
+            )
+        view = store.open_dataset(group)  # KeyError when missing
+        pinned = store.version
+        drop = _names(drop_variables)
+        coords, var_attrs, ds_attrs = split_attributes(view)
+        variables: dict[str, xr.Variable] = {}
+        for a in view.list_arrays():
+            if a in drop:
+                continue
+            meta = view.array_meta(a)
+            assert meta is not None
+            shape = tuple(meta["shape"])
+            dtype = DTYPES[meta["dtype"]].read_dtype
+            backend_array = AtlasBackendArray(location, pinned, group, a, shape, dtype, options, store)
+            dims = tuple(meta["dimension_names"])
+            encoding = {
+                "chunks": tuple(meta["chunk_shape"]),
+                "preferred_chunks": dict(zip(dims, meta["chunk_shape"], strict=True)),
+            }
+            variables[a] = xr.Variable(
+                dims, indexing.LazilyIndexedArray(backend_array), var_attrs[a], encoding
+            )
+        coord_set = {c for c in coords if c in variables}
+        ds = xr.Dataset(
+            {k: v for k, v in variables.items() if k not in coord_set},
+            coords={k: variables[k] for k in coords if k in variables},
+            attrs=ds_attrs,
+        )
+        return ds
+
+    def guess_can_open(self, filename_or_obj: Any) -> bool:
+        """A directory holding ``atlas.json`` is an Atlas store."""
+        if not isinstance(filename_or_obj, (str, os.PathLike)):
+            return False
+        try:
+            return os.path.isfile(os.path.join(os.fspath(filename_or_obj), _CONFIG_FILE))
+        except (TypeError, ValueError, OSError):
+            return False
+
+
+register_accessor()
