@@ -1,0 +1,214 @@
+"""Scale-out reads with dask: one variable across many datasets as one dask array.
+
+``read_across(location, "TEMP")`` returns a dask array of shape
+``(len(names), *shape)``, the lazy counterpart of ``Atlas.read_array_across_stacked``.
+Its tasks are runs of consecutive datasets (about ``task_bytes`` of output each), and
+each task makes one bulk ``read_array_across_stacked`` call on a handle reopened by
+location, so a task reads a few large blocks instead of one tiny chunk per dataset, and
+the graph stays small for tens of thousands of datasets.
+
+The store version is pinned when the array is built: every task, on any worker process,
+reads that same committed version (handles are cached per process), so the result does
+not depend on where or when the tasks run.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .dtypes import DTYPES
+
+if TYPE_CHECKING:
+    import dask.array
+
+    from .core.atlas import Atlas
+
+__all__ = ["read_across"]
+
+DEFAULT_TASK_BYTES = 64 << 20
+STRING_CELL_BYTES = 64
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_store(location: str, version: int) -> Atlas:
+    from .core.atlas import Atlas
+
+    return Atlas.open(location, version=version)
+
+
+def _open_pinned(location: str, version: int, storage_options: Mapping[str, Any] | None) -> Atlas:
+    from .core.atlas import Atlas
+
+    if storage_options:
+        return Atlas.open(location, version=version, **dict(storage_options))
+    return _cached_store(location, version)
+
+
+class _GroupReader:
+    """The source of :func:`read_across` for ``dask.array.from_array``.
+
+    Indexing it with the slices of one task reads those datasets with one bulk call.
+    It pickles as plain data (location, version, names, window).
+    """
+
+    def __init__(
+        self,
+        location: str,
+        version: int,
+        array: str,
+        names: list[str],
+        start: tuple[int, ...],
+        shape: tuple[int, ...],
+        dtype: np.dtype[Any],
+        storage_options: Mapping[str, Any] | None,
+    ) -> None:
+        self.location = location
+        self.version = version
+        self.array = array
+        self.names = names
+        self.start = start
+        self.window = shape
+        self.shape = (len(names), *shape)
+        self.dtype = dtype
+        self.ndim = len(self.shape)
+        self.storage_options = dict(storage_options) if storage_options else None
+
+    def __getitem__(self, key: tuple[slice, ...]) -> np.ndarray:
+        if not isinstance(key, tuple):
+            key = (key,)
+        key = key + (slice(None),) * (self.ndim - len(key))
+        rows = range(*key[0].indices(len(self.names)))
+        start = []
+        count = []
+        post: list[slice] = []
+        for k, a, n in zip(key[1:], self.start, self.window, strict=True):
+            lo, hi, step = k.indices(n)
+            start.append(a + lo)
+            count.append(max(0, hi - lo))
+            post.append(slice(None, None, step) if step != 1 else slice(None))
+        names = [self.names[i] for i in rows]
+        if not names:
+            return np.empty((0, *count), dtype=self.dtype)[(slice(None), *post)]
+        store = _open_pinned(self.location, self.version, self.storage_options)
+        out = store.read_array_across_stacked(self.array, names, start, count)
+        return out[(slice(None), *post)]
+
+    def __repr__(self) -> str:
+        return f"<atlas.dask reader {self.array!r} x {len(self.names)} datasets @ {self.location}>"
+
+
+def _window(
+    meta_shape: Sequence[int], start: Sequence[int] | None, shape: Sequence[int] | None
+) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Clip a read window like ``read_array`` does: ``(start, shape)`` inside the array."""
+    rank = len(meta_shape)
+    st = tuple(int(x) for x in start) if start is not None else (0,) * rank
+    if len(st) != rank:
+        raise ValueError(f"start has {len(st)} entries but the array has {rank} axes")
+    if any(x < 0 for x in st):
+        raise OverflowError("start must not be negative")
+    if shape is None:
+        stop = tuple(meta_shape)
+    else:
+        sh = tuple(int(x) for x in shape)
+        if len(sh) != rank:
+            raise ValueError(f"shape has {len(sh)} entries but the array has {rank} axes")
+        if any(x < 0 for x in sh):
+            raise OverflowError("shape must not be negative")
+        stop = tuple(min(a + n, s) for a, n, s in zip(st, sh, meta_shape, strict=True))
+    st = tuple(min(a, s) for a, s in zip(st, meta_shape, strict=True))
+    stop = tuple(max(a, b) for a, b in zip(st, stop, strict=True))
+    return st, tuple(b - a for a, b in zip(st, stop, strict=True))
+
+
+def read_across(
+    store_location: str | os.PathLike[str],
+    array: str,
+    names: Sequence[str] | None = None,
+    start: Sequence[int] | None = None,
+    shape: Sequence[int] | None = None,
+    *,
+    task_bytes: int = DEFAULT_TASK_BYTES,
+    datasets_per_task: int | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+) -> dask.array.Array:
+    """Lazily read ``array`` from many datasets as one dask array ``(len(names), *shape)``.
+
+    ``names`` defaults to every dataset that declares ``array`` (in store order). The
+    window ``start``/``shape`` is clipped like ``read_array``. Each task covers a run of
+    consecutive datasets: ``datasets_per_task`` if given, else about ``task_bytes`` of
+    output. Errors follow ``read_array_across_stacked`` and are raised here, before any
+    data is read: ``ValueError`` for no names or ragged shapes, ``KeyError`` for a dataset
+    lacking the array, ``TypeError`` for mixed dtypes.
+    """
+    import dask.array as da
+    from dask.base import tokenize
+
+    from .core.atlas import Atlas
+
+    if isinstance(store_location, Atlas):
+        raise TypeError("pass the store's location (Atlas.location), not an open handle")
+    location = os.fspath(store_location)
+    options = dict(storage_options) if storage_options else {}
+    store = Atlas.open(location, **options)
+    version = store.version
+    if names is None:
+        chosen = [n for n in store.list_datasets() if store.open_dataset(n).array_meta(array) is not None]
+        if not chosen:
+            raise KeyError(f"no dataset in {location} has an array named {array!r}")
+    else:
+        if isinstance(names, str):
+            raise TypeError("names must be a list of dataset names, not a str")
+        chosen = list(names)
+        if not chosen:
+            raise ValueError("names is empty: pass at least one dataset name")
+    dtypes: set[str] = set()
+    windows: set[tuple[int, ...]] = set()
+    first_start: tuple[int, ...] | None = None
+    for n in chosen:
+        meta = store.open_dataset(n).array_meta(array) if store.dataset_exists(n) else None
+        if meta is None:
+            raise KeyError(f"dataset {n!r} has no array named {array!r}")
+        dtypes.add(meta["dtype"])
+        st, sh = _window(meta["shape"], start, shape)
+        windows.add(sh)
+        if first_start is None:
+            first_start = st
+    if len(dtypes) > 1:
+        raise TypeError(f"array {array!r} has different dtypes across these datasets: {sorted(dtypes)}")
+    if len(windows) > 1:
+        raise ValueError(
+            f"array {array!r} has different shapes across these datasets ({len(windows)} distinct); "
+            "pass start/shape to read a common window"
+        )
+    assert first_start is not None
+    common = windows.pop()
+    dt = DTYPES[dtypes.pop()]
+    dtype = dt.read_dtype
+    cells = int(np.prod(common, dtype=np.int64)) if common else 1
+    per_dataset = max(1, cells * (STRING_CELL_BYTES if dt.is_string else dtype.itemsize))
+    if datasets_per_task is not None:
+        if datasets_per_task < 1:
+            raise ValueError("datasets_per_task must be at least 1")
+        group = datasets_per_task
+    else:
+        group = max(1, task_bytes // per_dataset)
+    total = len(chosen)
+    sizes = tuple(min(group, total - i) for i in range(0, total, group))
+    reader = _GroupReader(location, version, array, chosen, first_start, common, dtype, options)
+    token = tokenize(location, version, array, chosen, first_start, common, sizes)
+    return da.from_array(
+        reader,
+        chunks=(sizes, *((c,) for c in common)),
+        name=f"atlas-across-{array}-{token}",
+        lock=False,
+        asarray=False,
+        fancy=False,
+        meta=np.empty((0,) * (1 + len(common)), dtype=dtype),
+        inline_array=False,
+    )
