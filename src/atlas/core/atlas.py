@@ -32,7 +32,7 @@ from ..format.records import encode_stats as _encode_stats
 from ..catalog import CatalogMethods
 from ..integrations.xarray import XarrayMethods
 from .reader import BlockCache, BlockKey, fetch_blocks
-from .state import ArrayState, DatasetState, Schema, Variable, schema_key
+from .state import ArrayState, DatasetState, Schema, SchemaTable, Variable, schema_key
 
 if TYPE_CHECKING:
     from ..storage.base import Storage
@@ -112,8 +112,8 @@ class Atlas(XarrayMethods, CatalogMethods):
 
     def _reset(self) -> None:
         self._version = 0
-        self._schemas: list[Schema] = []
-        self._schema_ids: dict[tuple[Any, ...], int] = {}
+        self._manifest_where = str(self._storage.location)
+        self._schemas = SchemaTable([], self._decode_schema_entry, self._schema_entry_key)
         self._datasets: dict[str, DatasetState | list[Any]] = {}
         self._variables: dict[str, Variable] = {}
         self._next_id = 1
@@ -216,9 +216,8 @@ class Atlas(XarrayMethods, CatalogMethods):
         except (KeyError, TypeError, ValueError) as e:
             raise CorruptionError(f"manifest {where} is malformed: {e}") from None
         self._next_id = next_id
-        for s in schemas:
-            self._schemas.append(self._decode_schema(s, where))
-        self._schema_ids = {s.key: i for i, s in enumerate(self._schemas)}
+        self._manifest_where = where
+        self._schemas = SchemaTable(schemas, self._decode_schema_entry, self._schema_entry_key)
         for v in variables:
             try:
                 name, vid, index_key, segs, live = v
@@ -242,6 +241,18 @@ class Atlas(XarrayMethods, CatalogMethods):
             if rec[0] in self._datasets:
                 raise CorruptionError(f"manifest {where}: dataset {rec[0]!r} listed twice")
             self._datasets[rec[0]] = rec
+
+    def _decode_schema_entry(self, s: Any) -> Schema:
+        return self._decode_schema(s, self._manifest_where)
+
+    def _schema_entry_key(self, s: Any) -> tuple[Any, ...]:
+        try:
+            dtype_name, shape, chunk, dims, fill = s
+            return schema_key(
+                dtype_name, tuple(shape), tuple(chunk), tuple(dims), decode_value(dtype_name, fill)
+            )
+        except (TypeError, ValueError) as e:
+            raise CorruptionError(f"manifest {self._manifest_where}: schema entry is malformed: {e}") from None
 
     def _decode_schema(self, s: Any, where: str) -> Schema:
         try:
@@ -327,12 +338,7 @@ class Atlas(XarrayMethods, CatalogMethods):
         return ds
 
     def _intern_schema(self, schema: Schema) -> Schema:
-        i = self._schema_ids.get(schema.key)
-        if i is not None:
-            return self._schemas[i]
-        self._schema_ids[schema.key] = len(self._schemas)
-        self._schemas.append(schema)
-        return schema
+        return self._schemas.intern(schema)
 
     # ------------------------------------------------------------------ datasets
 
@@ -417,10 +423,8 @@ class Atlas(XarrayMethods, CatalogMethods):
         if name in ds.arrays:
             raise FileExistsError(f"array {name!r} is already defined in dataset {ds.name!r}")
         key = schema_key(dt.name, shape_t, chunk_t, dims_t, fill)
-        i = self._schema_ids.get(key)
-        if i is not None:
-            schema = self._schemas[i]
-        else:
+        schema = self._schemas.lookup(key)
+        if schema is None:
             schema = self._intern_schema(Schema(dt, shape_t, chunk_t, dims_t, fill))
         var = self._variable(name, create=True)
         assert var is not None
@@ -1220,7 +1224,6 @@ class Atlas(XarrayMethods, CatalogMethods):
         return fold_stats(schema.dtype, row_count, r["ncells"], r["nulls"], r["vmin"], r["vmax"], r["has_minmax"])
 
     def _manifest_doc(self, version: int, new_vars: dict[str, tuple[str | None, list[tuple[str, int]], ChunkIndex]], new_stats: dict[int, dict[str, Any] | None]) -> dict[str, Any]:
-        schema_pos = {id(s): i for i, s in enumerate(self._schemas)}
         datasets = []
         for name, ds in self._datasets.items():
             if not isinstance(ds, DatasetState):
@@ -1229,7 +1232,7 @@ class Atlas(XarrayMethods, CatalogMethods):
             arrays = []
             for aname, arr in ds.arrays.items():
                 st = new_stats[arr.aid] if arr.aid in new_stats else arr.stats
-                arrays.append([aname, arr.aid, schema_pos[id(arr.schema)], _encode_stats(arr.schema.dtype, st), _encode_attrs(arr.attrs)])
+                arrays.append([aname, arr.aid, arr.schema.pos, _encode_stats(arr.schema.dtype, st), _encode_attrs(arr.attrs)])
             datasets.append([name, _encode_attrs(ds.attrs), arrays])
         variables = []
         for vname, var in self._variables.items():
@@ -1241,10 +1244,7 @@ class Atlas(XarrayMethods, CatalogMethods):
             if live <= 0 and key is None:
                 continue  # nothing left of this variable
             variables.append([vname, var.vid, key, [[k, s] for k, s in segs], live])
-        schemas = [
-            [s.dtype.name, list(s.shape), list(s.chunk_shape), list(s.dims), encode_value(s.dtype.name, s.fill)]
-            for s in self._schemas
-        ]
+        schemas = self._schemas.encoded()
         return {
             "format_version": mf.FORMAT_VERSION,
             _VERSION_KEY: version,

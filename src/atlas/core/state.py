@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import math
 import struct
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
 
-from ..dtypes import DType, fill_scalar
+from ..dtypes import DType, encode_value, fill_scalar
 from ..format.chunkindex import ChunkIndex, empty_rows
 from ..format.records import decode_attrs, decode_stats
 
@@ -29,7 +30,7 @@ class Schema:
 
     __slots__ = (
         "dtype", "shape", "chunk_shape", "dims", "fill", "grid", "nchunks", "size",
-        "single", "fillscalar", "key", "strides",
+        "single", "fillscalar", "key", "strides", "pos",
     )
 
     def __init__(
@@ -58,6 +59,14 @@ class Schema:
             st[i] = st[i + 1] * self.grid[i + 1]
         self.strides = tuple(st)
         self.key = schema_key(dtype.name, shape, chunk_shape, dims, fill)
+        self.pos = -1  # position in its store's schema table
+
+    def encoded(self) -> list[Any]:
+        """Manifest form ``[dtype, shape, chunk_shape, dims, fill]``."""
+        return [
+            self.dtype.name, list(self.shape), list(self.chunk_shape), list(self.dims),
+            encode_value(self.dtype.name, self.fill),
+        ]
 
     def chunk_extent(self, coords: tuple[int, ...]) -> tuple[int, ...]:
         """Shape of the chunk at grid coordinates ``coords`` (edge chunks are clipped)."""
@@ -98,6 +107,60 @@ def schema_key(dtype: str, shape: tuple[int, ...], chunk: tuple[int, ...], dims:
     else:
         fill_id = (type(fill).__name__, fill)
     return (dtype, shape, chunk, dims, fill_id)
+
+
+class SchemaTable:
+    """The store's shared schemas, decoded from the manifest only when first used."""
+
+    def __init__(self, raw: list[Any], decode: Callable[[Any], Schema], key_of: Callable[[Any], tuple[Any, ...]]) -> None:
+        self._raw = raw
+        self._items: list[Schema | None] = [None] * len(raw)
+        self._decode = decode
+        self._key_of = key_of
+        self._ids: dict[tuple[Any, ...], int] | None = None
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __getitem__(self, i: int) -> Schema:
+        if i < 0:
+            raise IndexError(i)
+        s = self._items[i]
+        if s is None:
+            s = self._decode(self._raw[i])
+            s.pos = i
+            self._items[i] = s
+        return s
+
+    def __iter__(self) -> Iterator[Schema]:
+        for i in range(len(self._items)):
+            yield self[i]
+
+    def intern(self, schema: Schema) -> Schema:
+        """The table's schema equal to ``schema``, adding it if new."""
+        if self._ids is None:
+            self._ids = {}
+            for i, s in enumerate(self._items):
+                self._ids[s.key if s is not None else self._key_of(self._raw[i])] = i
+        i = self._ids.get(schema.key)
+        if i is not None:
+            return self[i]
+        schema.pos = len(self._items)
+        self._ids[schema.key] = schema.pos
+        self._items.append(schema)
+        return schema
+
+    def lookup(self, key: tuple[Any, ...]) -> Schema | None:
+        """The schema with this identity, if the table has it."""
+        if self._ids is None:
+            return None
+        i = self._ids.get(key)
+        return None if i is None else self[i]
+
+    def encoded(self) -> list[Any]:
+        """Manifest form of every schema (undecoded entries are passed through)."""
+        raw = self._raw
+        return [raw[i] if s is None else s.encoded() for i, s in enumerate(self._items)]
 
 
 _UNSET: Any = object()
