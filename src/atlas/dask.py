@@ -94,8 +94,10 @@ class _GroupReader:
         names = [self.names[i] for i in rows]
         if not names:
             return np.empty((0, *count), dtype=self.dtype)[(slice(None), *post)]
+        from .integrations.xarray import read_stacked
+
         store = _open_pinned(self.location, self.version, self.storage_options)
-        out = store.read_array_across_stacked(self.array, names, start, count)
+        out = read_stacked(store, self.array, names, start, count)
         return out[(slice(None), *post)]
 
     def __repr__(self) -> str:

@@ -133,12 +133,17 @@ def _to_storable(block: np.ndarray, dt: DType, fill: Any, missing: list[int]) ->
                     "the datetime64[ns] range (years 1678-2261) and cannot be stored"
                 )
             block = ns
-        return np.ascontiguousarray(block).view(np.int64)
+        return _contiguous(block).view(np.int64)
     if block.dtype.byteorder not in ("=", "|") and block.dtype.itemsize > 1:
         block = block.astype(block.dtype.newbyteorder("="))
     if block.dtype != dt.numpy:
         block = block.astype(dt.numpy)
-    return np.ascontiguousarray(block)
+    return _contiguous(block)
+
+
+def _contiguous(block: np.ndarray) -> np.ndarray:
+    """C-contiguous, keeping 0-D arrays 0-D (``np.ascontiguousarray`` makes them 1-D)."""
+    return block if block.flags.c_contiguous else block.copy(order="C")
 
 
 # ----------------------------------------------------------------------------- fill values
@@ -422,6 +427,39 @@ def _lazy_array(store: Atlas, dataset: str, array: str, meta: Mapping[str, Any])
         meta=np.empty((0,) * len(shape), dtype=dtype),
         inline_array=False,
     )
+
+
+def read_stacked(
+    store: Atlas,
+    array: str,
+    names: Sequence[str],
+    start: Sequence[int] | None = None,
+    shape: Sequence[int] | None = None,
+) -> np.ndarray:
+    """``store.read_array_across_stacked``, also for 0-D arrays.
+
+    The core's stacked read cannot fill the 0-D slots of its output (``out[i]`` is a
+    numpy scalar, not a view), so 0-D arrays are read with ``read_array_across`` and
+    stacked here.
+    """
+    meta = None
+    for n in names:
+        if store.dataset_exists(n):
+            meta = store.open_dataset(n).array_meta(array)
+            break
+    if meta is None or meta["shape"]:
+        return store.read_array_across_stacked(array, names, start, shape)
+    parts = store.read_array_across(array, names, start, shape)
+    for n, p in zip(names, parts, strict=True):
+        if p is None:
+            raise KeyError(f"dataset {n!r} has no array named {array!r}")
+    dtypes = {p.dtype for p in parts if p is not None}
+    if len(dtypes) > 1:
+        raise TypeError(f"array {array!r} has different dtypes across these datasets")
+    out = np.empty(len(parts), dtype=dtypes.pop())
+    for i, p in enumerate(parts):
+        out[i] = p[()]  # type: ignore[index]
+    return out
 
 
 # ----------------------------------------------------------------------------- writing plan
@@ -730,7 +768,7 @@ class XarrayMethods:
             if a in coord_set:
                 coord_vars[a] = xr.Variable(dims, first.read_array(a), var_attrs[a])
             else:
-                stacked = store.read_array_across_stacked(a, names)
+                stacked = read_stacked(store, a, names)
                 data_vars[a] = xr.Variable((concat_dim, *dims), stacked, var_attrs[a])
         labels = np.empty(len(names), dtype=object)
         labels[:] = names
