@@ -242,13 +242,7 @@ def open_netcdf(path: str | os.PathLike[str], chunk_bytes: int | None = None) ->
 
     store = NetCDF4DataStore.open(os.fspath(path), mode="r")
     try:
-        groups = list(store.ds.groups)
-        for g in groups:
-            warnings.warn(
-                f"group '{g}' ignored: only the root group of a NetCDF file is ingested",
-                GroupIgnoredWarning,
-                stacklevel=2,
-            )
+        _warn_groups(store.ds)
         ds = xr.open_dataset(store, engine="store")
     except BaseException:
         store.close()
@@ -318,6 +312,54 @@ def _record(caught: Sequence[warnings.WarningMessage]) -> list[tuple[str, str]]:
     return list(seen)
 
 
+def _warn_groups(nc: Any) -> None:
+    for g in nc.groups:
+        warnings.warn(
+            f"group '{g}' ignored: only the root group of a NetCDF file is ingested",
+            GroupIgnoredWarning,
+            stacklevel=3,
+        )
+
+
+def _file_nbytes(nc: Any) -> int:
+    """Decoded size of a netCDF4.Dataset's root variables, estimated from their schemas."""
+    total = 0
+    for var in nc.variables.values():
+        item = _OBJECT_ITEMSIZE if var.dtype is str else _itemsize(var.dtype)
+        total += math.prod(var.shape) * item
+    return total
+
+
+def _decode_in_memory(path: str, max_inline_bytes: int) -> xr.Dataset | None:
+    """Read a whole file and CF-decode it in memory; None when it is too large for that.
+
+    This is what ``xr.open_dataset(path).load()`` gives (xarray's own ``decode_cf``
+    does the decoding), minus the lazy per-variable indexing machinery, which
+    costs more than the reads themselves for files of many small variables.
+    """
+    import netCDF4
+    import numpy as np
+    import xarray as xr
+
+    with netCDF4.Dataset(path, "r") as nc:
+        _warn_groups(nc)
+        if _file_nbytes(nc) > max_inline_bytes:
+            return None
+        nc.set_auto_maskandscale(False)
+        nc.set_auto_chartostring(False)
+        variables = {}
+        for name, var in nc.variables.items():
+            attrs = {k: var.getncattr(k) for k in var.ncattrs()}
+            attrs.pop("least_significant_digit", None)
+            data = np.asarray(var[...], dtype=object if var.dtype is str else None)
+            if data.dtype.kind == "S" and "_FillValue" in attrs:
+                attrs["_FillValue"] = np.bytes_(attrs["_FillValue"])
+            encoding = {"dtype": var.dtype, "source": path, "original_shape": data.shape}
+            variables[name] = xr.Variable(var.dimensions, data, attrs, encoding)
+        attrs = {k: nc.getncattr(k) for k in nc.ncattrs()}
+    return xr.decode_cf(xr.Dataset(variables, attrs=attrs)).load()
+
+
 def read_netcdf(path: str, max_inline_bytes: int = MAX_INLINE_BYTES) -> _Decoded:
     """Decode one file into memory, or say it is too big to send whole (runs in workers).
 
@@ -327,14 +369,9 @@ def read_netcdf(path: str, max_inline_bytes: int = MAX_INLINE_BYTES) -> _Decoded
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            ds = open_netcdf(path)
-            try:
-                if estimated_nbytes(ds) > max_inline_bytes:
-                    return _Decoded(stream=True, warnings=_record(caught))
-                ds.load()
-            finally:
-                ds.close()
-            ds.set_close(None)
+            ds = _decode_in_memory(path, max_inline_bytes)
+            if ds is None:
+                return _Decoded(stream=True, warnings=_record(caught))
             return _Decoded(dataset=ds, warnings=_record(caught))
         except Exception as exc:  # reported per file, the ingest decides what to do
             return _Decoded(error=_describe_error(exc), warnings=_record(caught))
@@ -383,7 +420,7 @@ class _Readers:
 
     def _start_pool(self) -> ProcessPoolExecutor:
         ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload([__name__])
+        ctx.set_forkserver_preload([__name__, "netCDF4", "xarray"])
         return ProcessPoolExecutor(max_workers=self._jobs, mp_context=ctx, initializer=_worker_init)
 
     def _fill(self) -> None:

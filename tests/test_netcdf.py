@@ -1,0 +1,347 @@
+"""NetCDF ingest: naming, discovery, decoding, streaming, atomicity, update and skip-errors."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import netCDF4
+import numpy as np
+import pytest
+import xarray as xr
+
+import atlas
+from atlas.integrations.netcdf import (
+    GroupIgnoredWarning,
+    IngestError,
+    dataset_name,
+    find_netcdf_files,
+    ingest_directory,
+    plan_chunks,
+    read_netcdf,
+)
+
+# ---------------------------------------------------------------------------- test files
+
+
+def write_profile(
+    path: Path,
+    *,
+    levels: int = 40,
+    seed: int = 0,
+    group: bool = False,
+    fmt: str = "NETCDF4",
+) -> Path:
+    """A small CF profile: fill values, a time coordinate, strings, packed ints, a scalar.
+
+    ``fmt="NETCDF4"`` adds a variable-length string variable; ``group=True`` adds a
+    group (which ingest ignores with a warning).
+    """
+    rng = np.random.default_rng(seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with netCDF4.Dataset(path, "w", format=fmt) as nc:
+        nc.title = f"test profile {seed}"
+        nc.Conventions = "CF-1.8"
+        nc.platform = np.int32(1000 + seed)
+        nc.history = "written by the atlas tests"
+        nc.createDimension("time", 1)
+        nc.createDimension("depth", levels)
+        nc.createDimension("strlen", 4)
+        t = nc.createVariable("time", "f8", ("time",))
+        t.units = "days since 2000-01-01 00:00:00"
+        t.calendar = "standard"
+        t.standard_name = "time"
+        t[:] = [8000.25 + seed]
+        d = nc.createVariable("depth", "f4", ("depth",))
+        d.units = "m"
+        d.positive = "down"
+        d[:] = np.arange(levels, dtype=np.float32) * 5
+        temp = nc.createVariable("temp", "f4", ("time", "depth"), fill_value=np.float32(-999.0))
+        temp.units = "degree_Celsius"
+        temp.long_name = "sea water temperature"
+        values = (20 - np.arange(levels) * 0.3 + rng.normal(0, 0.1, levels)).astype(np.float32)
+        mask = np.zeros(levels, bool)
+        mask[[1, levels // 2]] = True
+        temp[:] = np.ma.masked_array(values, mask)[None, :]
+        qc = nc.createVariable("temp_qc", "i1", ("time", "depth"))
+        qc.flag_values = np.array([0, 1, 4], dtype=np.int8)
+        qc.flag_meanings = "none good bad"
+        qc[:] = np.where(mask, 4, 1).astype(np.int8)[None, :]
+        count = nc.createVariable("count", "i4", ("time",), fill_value=np.int32(-1))
+        count[:] = [levels]
+        packed = nc.createVariable("psal", "i2", ("depth",))
+        packed.scale_factor = 0.001
+        packed.add_offset = 30.0
+        packed.units = "psu"
+        packed[:] = 34.0 + rng.normal(0, 0.1, levels)
+        lat = nc.createVariable("lat", "f8", ())
+        lat.units = "degrees_north"
+        lat[...] = -33.5 + seed
+        mode = nc.createVariable("mode", "S1", ("time", "strlen"))
+        mode.long_name = "data mode"
+        mode[:] = netCDF4.stringtochar(np.array(["DM" if seed % 2 else "RT"], dtype="S4"))
+        if fmt == "NETCDF4":
+            station = nc.createVariable("station", str, ("time",))
+            station.long_name = "station name"
+            station[0] = f"Station-{seed} é"
+        if group:
+            g = nc.createGroup("engineering")
+            g.createDimension("n", 3)
+            v = g.createVariable("battery", "f4", ("n",))
+            v[:] = [12.1, 12.0, 11.9]
+    return path
+
+
+def write_tree(root: Path, count: int, start: int = 0) -> list[Path]:
+    """``count`` profiles under ``root`` in two sub-folders, in NetCDF-4 and NetCDF-3."""
+    paths = []
+    for i in range(start, start + count):
+        sub = "north" if i % 2 else "south"
+        fmt = "NETCDF4" if i % 3 else "NETCDF3_64BIT_OFFSET"
+        paths.append(write_profile(root / sub / f"p{i:04d}.nc", levels=20 + i % 7, seed=i, fmt=fmt))
+    return paths
+
+
+def _normalise(values: np.ndarray) -> np.ndarray:
+    """Strings as str (bytes decoded, missing cells as ""), so files and stores compare."""
+    if values.dtype.kind in "OSU":
+        out = np.empty(values.shape, dtype=object)
+        for idx, v in np.ndenumerate(values):
+            if isinstance(v, bytes):
+                v = v.decode("utf-8")
+            elif v is None or (isinstance(v, float) and math.isnan(v)):
+                v = ""
+            out[idx] = str(v)
+        return out
+    return values
+
+
+def assert_same_values(expected: xr.Dataset, actual: xr.Dataset) -> None:
+    """Every variable of ``expected`` is in ``actual`` with the same dims and values."""
+    for name, var in expected.variables.items():
+        assert name in actual.variables, f"{name} is missing"
+        got = actual.variables[name]
+        assert got.dims == var.dims, name
+        a, b = _normalise(np.asarray(var.values)), _normalise(np.asarray(got.values))
+        if a.dtype.kind == "O":
+            assert a.tolist() == b.tolist(), name
+        else:
+            np.testing.assert_array_equal(a, b, err_msg=name)
+
+
+def _same_attr(a: Any, b: Any) -> bool:
+    if isinstance(a, (str, bytes)) or isinstance(b, (str, bytes)):
+        return bool(a == b)
+    return bool(np.array_equal(np.asarray(a), np.asarray(b), equal_nan=True))
+
+
+# ---------------------------------------------------------------------------- naming and finding
+
+
+@pytest.mark.parametrize(
+    ("relpath", "name"),
+    [
+        ("a.nc", "a"),
+        ("aoml/13857/profiles/R13857_001.nc", "aoml:13857:profiles:R13857_001"),
+        ("x/y.NC4", "x:y"),
+        ("run.cdf", "run"),
+        ("model/out.netcdf", "model:out"),
+        ("_scratch/run1.nc4", ":_scratch:run1"),
+        ("_a.nc", ":_a"),
+        ("d/_a.nc", "d:_a"),
+        ("a.b.nc", "a.b"),
+        ("été/données.nc", "été:données"),
+    ],
+)
+def test_dataset_name(relpath: str, name: str) -> None:
+    assert dataset_name(relpath) == name
+
+
+def test_find_netcdf_files_recursive_sorted_and_filtered(tmp_path: Path) -> None:
+    for rel in ["b/2.nc", "b/10.nc4", "a.cdf", "c/d/e.netcdf", "UPPER.NC", "notes.txt", "x.nc.bak",
+                ".hidden.nc", ".cache/z.nc", "b/.nc"]:
+        p = tmp_path / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(b"x" * 3)
+    found = find_netcdf_files(tmp_path)
+    assert [f.relpath for f in found] == ["UPPER.NC", "a.cdf", "b/10.nc4", "b/2.nc", "c/d/e.netcdf"]
+    assert [f.name for f in found] == ["UPPER", "a", "b:10", "b:2", "c:d:e"]
+    assert all(f.size == 3 for f in found)
+
+
+# ---------------------------------------------------------------------------- decoding
+
+
+@pytest.mark.parametrize("fmt", ["NETCDF4", "NETCDF3_64BIT_OFFSET", "NETCDF3_CLASSIC"])
+def test_in_memory_decode_is_what_xarray_gives(tmp_path: Path, fmt: str) -> None:
+    path = write_profile(tmp_path / "p.nc", fmt=fmt)
+    decoded = read_netcdf(str(path))
+    assert decoded.error is None and decoded.dataset is not None
+    with xr.open_dataset(path) as expected:
+        xr.testing.assert_identical(decoded.dataset, expected.load())
+    assert decoded.dataset["time"].dtype == np.dtype("datetime64[ns]")
+    assert np.isnan(decoded.dataset["temp"].values[0, 1])
+
+
+def test_groups_are_ignored_with_a_warning(tmp_path: Path) -> None:
+    path = write_profile(tmp_path / "g.nc", group=True)
+    decoded = read_netcdf(str(path))
+    assert decoded.dataset is not None and "battery" not in decoded.dataset
+    assert [c for c, _ in decoded.warnings] == [GroupIgnoredWarning.__name__]
+    assert "engineering" in decoded.warnings[0][1]
+
+
+def test_unreadable_file_comes_back_as_an_error(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.nc"
+    bad.write_bytes(b"CDF\x01 this is not really netcdf")
+    decoded = read_netcdf(str(bad))
+    assert decoded.dataset is None and decoded.error
+    assert "\n" not in decoded.error
+
+
+def test_large_files_are_marked_for_streaming(tmp_path: Path) -> None:
+    path = write_profile(tmp_path / "p.nc", levels=1000)
+    decoded = read_netcdf(str(path), max_inline_bytes=1000)
+    assert decoded.stream and decoded.dataset is None and decoded.error is None
+
+
+def test_plan_chunks_bounds_blocks_and_keeps_inner_dims_whole() -> None:
+    ds = xr.Dataset(
+        {
+            "big": (("t", "y", "x"), np.zeros((100, 50, 40), np.float64)),  # 16,000 B per t
+            "small": (("t",), np.zeros(100, np.float32)),
+            "row": (("x",), np.zeros(40, np.int8)),
+        }
+    )
+    plan = plan_chunks(ds, 100_000)
+    assert plan == {"t": 6, "y": 50, "x": 40}
+    plan = plan_chunks(ds, 5_000)  # less than one t-slice: y is cut too
+    assert plan["t"] == 1 and plan["x"] == 40 and plan["y"] * 40 * 8 <= 5_000
+    assert plan_chunks(ds, 10**9) == {"t": 100, "y": 50, "x": 40}
+
+
+# ---------------------------------------------------------------------------- ingest
+
+
+def test_ingest_round_trips_every_file(tmp_path: Path) -> None:
+    paths = write_tree(tmp_path / "src", 6)
+    report = ingest_directory(tmp_path / "src", tmp_path / "store", jobs=1)
+    assert report.created and len(report.added) == 6 and not report.skipped
+    assert report.bytes_in == sum(p.stat().st_size for p in paths)
+    assert report.store_bytes_after and report.store_bytes_after > 0
+    store = atlas.Atlas.open(tmp_path / "store")
+    assert store.list_datasets() == [f.name for f in find_netcdf_files(tmp_path / "src")]
+    for path in paths:
+        name = dataset_name(path.relative_to(tmp_path / "src").as_posix())
+        got = store.open_as_xarray_dataset(name)
+        with xr.open_dataset(path) as expected:
+            expected = expected.load()
+            assert_same_values(expected, got)
+            assert set(got.coords) == set(expected.coords)
+            for k, v in expected.attrs.items():
+                assert _same_attr(v, got.attrs[k]), k
+            for var in expected.variables:
+                for k, v in expected[var].attrs.items():
+                    assert _same_attr(v, got[var].attrs[k]), (var, k)
+
+
+def test_ingest_with_worker_processes(tmp_path: Path) -> None:
+    write_tree(tmp_path / "src", 18)
+    report = ingest_directory(tmp_path / "src", tmp_path / "store", jobs=2)
+    assert len(report.added) == 18
+    store = atlas.Atlas.open(tmp_path / "store")
+    assert len(store.list_datasets()) == 18
+    assert store.verify() == []
+
+
+def test_large_file_is_streamed_in_dask_blocks(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    rng = np.random.default_rng(1)
+    big = rng.normal(size=(200, 1000))
+    with netCDF4.Dataset(src / "big.nc", "w") as nc:
+        nc.createDimension("t", 200)
+        nc.createDimension("x", 1000)
+        v = nc.createVariable("field", "f8", ("t", "x"), fill_value=-1e30)
+        v[:] = big
+        nc.createVariable("t", "i4", ("t",))[:] = np.arange(200)
+    report = ingest_directory(src, tmp_path / "store", jobs=1, chunk_size=200_000, max_inline_bytes=100_000)
+    assert report.added == ["big"]
+    view = atlas.Atlas.open(tmp_path / "store").open_dataset("big")
+    meta = view.array_meta("field")
+    assert meta is not None and meta["shape"] == [200, 1000] and meta["chunk_shape"] == [25, 1000]
+    np.testing.assert_array_equal(view.read_array("field"), big)
+
+
+def test_failure_leaves_an_existing_store_unchanged(tmp_path: Path) -> None:
+    write_tree(tmp_path / "src", 3)
+    ingest_directory(tmp_path / "src", tmp_path / "store", jobs=1)
+    before = atlas.Atlas.open(tmp_path / "store")
+    write_tree(tmp_path / "src", 2, start=3)
+    (tmp_path / "src" / "zz_bad.nc").write_bytes(b"not netcdf at all")
+    with pytest.raises(IngestError, match="zz_bad.nc.*unchanged"):
+        ingest_directory(tmp_path / "src", tmp_path / "store", jobs=1, update=True)
+    after = atlas.Atlas.open(tmp_path / "store")
+    assert after.version == before.version
+    assert after.list_datasets() == before.list_datasets()
+
+
+def test_failure_removes_a_store_it_created(tmp_path: Path) -> None:
+    write_tree(tmp_path / "src", 2)
+    (tmp_path / "src" / "bad.nc").write_bytes(b"garbage")
+    with pytest.raises(IngestError, match="bad.nc"):
+        ingest_directory(tmp_path / "src", tmp_path / "new", jobs=1)
+    assert not (tmp_path / "new").exists()
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(IngestError):
+        ingest_directory(tmp_path / "src", tmp_path / "empty", jobs=1)
+    assert (tmp_path / "empty").is_dir() and not os.listdir(tmp_path / "empty")
+
+
+def test_refuses_a_non_empty_directory_that_is_not_a_store(tmp_path: Path) -> None:
+    write_tree(tmp_path / "src", 1)
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "keep.txt").write_text("mine")
+    with pytest.raises(IngestError, match="not an Atlas store"):
+        ingest_directory(tmp_path / "src", tmp_path / "other", jobs=1)
+    assert os.listdir(tmp_path / "other") == ["keep.txt"]
+
+
+def test_skip_errors_commits_the_rest_and_says_why(tmp_path: Path) -> None:
+    write_tree(tmp_path / "src", 3)
+    (tmp_path / "src" / "bad.nc").write_bytes(b"garbage")
+    report = ingest_directory(tmp_path / "src", tmp_path / "store", jobs=1, skip_errors=True)
+    assert len(report.added) == 3
+    assert [f for f, _ in report.skipped] == ["bad.nc"]
+    assert "bad" not in atlas.Atlas.open(tmp_path / "store").list_datasets()
+
+
+def test_update_adds_only_new_files(tmp_path: Path) -> None:
+    write_tree(tmp_path / "src", 3)
+    ingest_directory(tmp_path / "src", tmp_path / "store", jobs=1)
+    with pytest.raises(IngestError, match="--update"):
+        ingest_directory(tmp_path / "src", tmp_path / "store", jobs=1)
+    write_tree(tmp_path / "src", 2, start=3)
+    report = ingest_directory(tmp_path / "src", tmp_path / "store", jobs=1, update=True)
+    assert report.files_present == 3 and len(report.added) == 2 and not report.created
+    assert len(atlas.Atlas.open(tmp_path / "store").list_datasets()) == 5
+    report = ingest_directory(tmp_path / "src", tmp_path / "store", jobs=1, update=True)
+    assert report.added == [] and report.files_present == 5
+
+
+def test_name_collisions_are_refused_or_skipped(tmp_path: Path) -> None:
+    write_profile(tmp_path / "src" / "a.nc")
+    write_profile(tmp_path / "src" / "a.nc4")
+    with pytest.raises(IngestError, match="both become dataset 'a'"):
+        ingest_directory(tmp_path / "src", tmp_path / "store", jobs=1)
+    report = ingest_directory(tmp_path / "src", tmp_path / "store", jobs=1, skip_errors=True)
+    assert report.added == ["a"] and [f for f, _ in report.skipped] == ["a.nc4"]
+
+
+def test_no_files_is_an_error(tmp_path: Path) -> None:
+    (tmp_path / "src").mkdir()
+    with pytest.raises(IngestError, match="found no NetCDF files"):
+        ingest_directory(tmp_path / "src", tmp_path / "store")
+    assert not (tmp_path / "store").exists()
