@@ -34,7 +34,7 @@ DEFAULT_TASK_BYTES = 64 << 20
 STRING_CELL_BYTES = 64
 
 
-@functools.lru_cache(maxsize=8)
+@functools.lru_cache(maxsize=4)
 def _cached_store(location: str, version: int) -> Atlas:
     from .core.atlas import Atlas
 

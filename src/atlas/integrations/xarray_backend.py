@@ -10,6 +10,14 @@ Backend arrays pickle as (store location, version, dataset, array): a worker tha
 unpickles one reopens that exact committed version of the store, so results are the same
 on every process of a ``dask.distributed`` cluster.
 
+Caveat: with ``chunks=``, xarray names the dask arrays from the path, the directory's
+modification time and the arguments, not from the backend arrays. A commit writes under
+``manifests/`` and may leave the store directory's mtime unchanged, so two
+``open_dataset(..., chunks={})`` calls before and after a commit can get the same dask
+names and be mistaken for equal data by dask/xarray. Pass ``version=`` (or call
+``.chunk()`` on a dataset opened without ``chunks``: the backend arrays' token includes the
+pinned version) when mixing versions in one computation.
+
 Importing this module (which xarray does when it loads its engines) also registers the
 ``ds.atlas`` accessor.
 """
@@ -39,7 +47,7 @@ _CONFIG_FILE = "atlas.json"
 _SHOWN_NAMES = 5
 
 
-@functools.lru_cache(maxsize=16)
+@functools.lru_cache(maxsize=4)
 def _cached_store(location: str, version: int) -> Atlas:
     from ..core.atlas import Atlas
 
@@ -96,6 +104,10 @@ class AtlasBackendArray(BackendArray):
         if data is None:
             raise KeyError(f"dataset {self.dataset!r} has no array named {self.array!r}")
         return data[post]
+
+    def __dask_tokenize__(self) -> tuple[Any, ...]:
+        # the pinned version makes the token change whenever the data can differ
+        return (type(self).__name__, self.location, self.version, self.dataset, self.array, self.shape, str(self.dtype))
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
