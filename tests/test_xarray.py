@@ -762,3 +762,11 @@ def test_argo_many_profiles_stack(store: atlas.Atlas) -> None:
     assert stacked.PRES.shape[0] == 3
     juld = store.read_array_across_stacked("JULD", names)
     assert juld.dtype == np.dtype("M8[ns]") and juld.shape[0] == len(names)
+
+
+def test_lazy_netcdf_input_is_not_loaded_into_the_callers_dataset(store: atlas.Atlas, tmp_path: Path) -> None:
+    path = tmp_path / "lazy.nc"
+    xr.Dataset({"v": (("a", "b"), np.ones((30, 4)))}).to_netcdf(path)
+    with xr.open_dataset(path) as lazy:
+        store.add_xarray_dataset(lazy, "d")
+        assert not lazy.v.variable._in_memory

@@ -592,8 +592,9 @@ def _write_plan(view: DatasetView, plan: _Plan) -> int:
     rows = max(step, (STREAM_BYTES // max(1, row_bytes)) // step * step)
     n = plan.shape[0]
     for i in range(0, n, rows):
-        part = variable[i : min(n, i + rows)] if rows < n else variable
-        block = np.asarray(part.values)
+        # always a slice: it reads only this slab of a lazy input and never caches
+        # data on the caller's variable
+        block = np.asarray(variable[i : min(n, i + rows)].values)
         start = [i] + [0] * (len(plan.shape) - 1)
         view.write_array(plan.name, start, _to_storable(block, dt, plan.fill, missing))
     return missing[0]
