@@ -123,6 +123,16 @@ def test_graphs_pickle(store: atlas.Atlas) -> None:
     np.testing.assert_array_equal(pickle.loads(pickle.dumps(lazy)).grid.values, np.full((4, 6), 1))
 
 
+def test_pickled_lazy_arrays_read_the_version_they_were_pickled_at(store: atlas.Atlas) -> None:
+    lazy = store.open_as_xarray_dataset("p002")
+    blob = pickle.dumps(lazy)
+    with atlas.Atlas.open(store.location) as other:
+        other.open_dataset("p002").write_array("grid", [0, 0], np.zeros((4, 6), "i4"))
+    np.testing.assert_array_equal(pickle.loads(blob).grid.values, np.full((4, 6), 2))
+    fresh = atlas.Atlas.open(store.location).open_as_xarray_dataset("p002")
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(fresh)).grid.values, np.zeros((4, 6)))
+
+
 def test_unflushed_handles_refuse_to_pickle(store: atlas.Atlas) -> None:
     store.open_dataset("p001").write_array("grid", [0, 0], np.zeros((1, 1), "i4"))
     lazy = store.open_as_xarray_dataset("p001")

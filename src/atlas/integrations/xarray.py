@@ -409,6 +409,20 @@ class LazyArrayReader:
     def __repr__(self) -> str:
         return f"<LazyArrayReader {self.dataset!r}/{self.array!r} shape={self.shape}>"
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # the handle pickles itself (and refuses while it has unflushed changes); the
+        # version it had is pinned, so every process reads the same committed state
+        args = (self.store, self.store.version, self.dataset, self.array, self.shape, self.dtype)
+        return (_rebuild_reader, args)
+
+
+def _rebuild_reader(
+    store: Atlas, version: int, dataset: str, array: str, shape: tuple[int, ...], dtype: np.dtype[Any]
+) -> LazyArrayReader:
+    if store.version != version:  # the store moved on since pickling: read the pinned version
+        store = type(store).open(store.location, version=version)
+    return LazyArrayReader(store, dataset, array, shape, dtype)
+
 
 def _lazy_array(store: Atlas, dataset: str, array: str, meta: Mapping[str, Any]) -> Any:
     """A dask array with one task per stored chunk of ``array``."""
