@@ -226,6 +226,25 @@ class StoreMachine(RuleBasedStateMachine):
         assert self.store.list_datasets() == list(self.model)
         live = sorted({a for v in self.model.values() for a in v["arrays"]})
         assert self.store.list_arrays() == live
+        names = list(self.model)
+        for aname in live:
+            got_all = self.store.read_array_across(aname, names + ["missing"])
+            assert got_all[-1] is None
+            for name, got in zip(names, got_all, strict=False):
+                m = self.model[name]["arrays"].get(aname)
+                if m is None:
+                    assert got is None
+                    continue
+                exp = m.data.view("datetime64[ns]") if m.dtype == "timestamp_nanoseconds" else m.data
+                np.testing.assert_array_equal(got, exp)
+            holders = [n for n in names if aname in self.model[n]["arrays"]]
+            kinds = {(self.model[n]["arrays"][aname].dtype, self.model[n]["arrays"][aname].shape) for n in holders}
+            if len(kinds) == 1:
+                stacked = self.store.read_array_across_stacked(aname, holders)
+                for k, n in enumerate(holders):
+                    m = self.model[n]["arrays"][aname]
+                    exp = m.data.view("datetime64[ns]") if m.dtype == "timestamp_nanoseconds" else m.data
+                    np.testing.assert_array_equal(stacked[k], exp)
         for name, v in self.model.items():
             view = self.store.open_dataset(name)
             assert view.list_arrays() == list(v["arrays"])
