@@ -457,3 +457,28 @@ def test_hostile_predicates_are_rejected(store: atlas.Atlas, expr: str) -> None:
     with pytest.raises(ValueError, match="invalid predicate"):
         store.find(expr)
     assert not Path("/tmp/atlas_pwned").exists()
+
+
+def test_nan_values_follow_the_total_order_of_statistics(tmp_path: Path) -> None:
+    s = atlas.Atlas.create(tmp_path / "s")
+    for name, data in (("n", [NAN, 5.0, -1.0]), ("m", [-NAN, 2.0]), ("z", [-0.0, 0.0])):
+        ds = s.create_dataset(name)
+        ds.define_array("f", "float64", ["i"], [len(data)])  # no fill: NaN is a value
+        ds.write_array("f", [0], np.array(data))
+    s.flush()
+    df = s.catalog(arrays=["f"])
+    mx = df["f.max"].array
+    assert math.isnan(mx._data[0]) and not mx._mask[0]  # NaN is the max, and not missing
+    assert s.find("f.max > 3") == []  # IEEE on the statistic itself
+    assert s.find("isnan(f.max)") == ["n"]
+    assert s.find("isnan(f.min)") == ["m"]
+    assert s.find("isnan(f)") == ["n", "m"]
+    # over the values, a NaN bound leaves that side open: 5 > 3 is in n
+    assert s.find("f > 3") == ["n"]
+    assert s.find("f < 0") == ["n", "m"]
+    assert s.find("f == 5") == ["n"]
+    assert s.find("not f > 3") == ["n", "m", "z"]
+    assert s.find("f == 0") == ["n", "m", "z"]  # 0 lies within every range (-0.0 == 0)
+    assert s.find("f == -1.5") == ["m"]  # below n's min, within m's open lower side
+    assert s.find("f.min == 0 and f.max == -0.0") == ["z"]
+    assert s.find("f != 0") == ["n", "m"]
