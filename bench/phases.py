@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import importlib
 import json
 import math
 import os
@@ -86,6 +87,7 @@ def _io_counters() -> dict[str, int]:
 @dataclass
 class Measurement:
     seconds: float
+    cpu_seconds: float  # user + system time of every thread, less sensitive to a busy machine
     rss_before_kb: int
     hwm_before_kb: int
     hwm_after_kb: int
@@ -99,7 +101,7 @@ class Measurement:
 
 @dataclass
 class Context:
-    atlas: ModuleType
+    atlas: Any  # the imported ``atlas`` module (None for the machine-limit phases)
     impl: str
     store: Path
     workdir: Path
@@ -118,12 +120,15 @@ class Context:
         hwm_reset = _reset_high_water()
         hwm_before = _proc_status_kb("VmHWM")
         io_before = _io_counters()
+        cpu0 = time.process_time()
         t0 = time.perf_counter()
         yield
         seconds = time.perf_counter() - t0
+        cpu_seconds = time.process_time() - cpu0
         io_after = _io_counters()
         self.measurement = Measurement(
             seconds=seconds,
+            cpu_seconds=cpu_seconds,
             rss_before_kb=rss_before,
             hwm_before_kb=hwm_before,
             hwm_after_kb=_proc_status_kb("VmHWM"),
@@ -208,7 +213,12 @@ def check_array(got: Any, expected: np.ndarray, what: str) -> None:
     else:
         expect(got.dtype == expected.dtype, f"{what}: dtype {got.dtype} != {expected.dtype}")
         equal_nan = expected.dtype.kind == "f"
-        expect(np.array_equal(got, expected, equal_nan=equal_nan), f"{what}: values differ")
+        if not np.array_equal(got, expected, equal_nan=equal_nan):
+            same = (got == expected) | (np.isnan(got) & np.isnan(expected) if equal_nan else False)
+            first = tuple(int(i) for i in np.argwhere(~same)[0])
+            raise VerificationError(
+                f"{what}: values differ at {first}: got {got[first]!r}, expected {expected[first]!r}"
+            )
 
 
 def check_attributes(got: Any, expected: dict[str, Any], what: str) -> None:
@@ -557,12 +567,11 @@ def _limit_pieces_profiles(ctx: Context) -> list[bytes]:
 
 def _limit_pieces_gridded(ctx: Context, start: Sequence[int], shape: Sequence[int]) -> list[bytes]:
     temperature = load_gridded_temperature(ctx)
-    regions = _chunks_touched(start, shape)
-    return [
-        np.ascontiguousarray(temperature[(i, *r)]).tobytes()
-        for i in range(ctx.n_gridded)
-        for r in regions
-    ]
+    pieces = []
+    for i in range(ctx.n_gridded):
+        for region in _chunks_touched(start, shape):
+            pieces.append(np.ascontiguousarray(temperature[i][region]).tobytes())
+    return pieces
 
 
 def _machine_limit(ctx: Context, key: str, pieces: Callable[[], list[bytes]]) -> None:
@@ -754,10 +763,9 @@ def run_phase(args: argparse.Namespace) -> tuple[dict[str, Any], int]:
     code = EXIT_OK
     ctx: Context | None = None
     try:
-        atlas_module: Any = None
+        atlas_module: ModuleType | None = None
         if phase.kind != "limit":
-            import atlas as atlas_module
-
+            atlas_module = importlib.import_module("atlas")
             result["atlas_file"] = getattr(atlas_module, "__file__", None)
             result["atlas_version"] = getattr(atlas_module, "__version__", None)
         ctx = Context(
@@ -786,6 +794,7 @@ def run_phase(args: argparse.Namespace) -> tuple[dict[str, Any], int]:
         m = ctx.measurement
         result.update(
             seconds=m.seconds,
+            cpu_seconds=m.cpu_seconds,
             mem_growth_mb=m.mem_growth_mb,
             rss_before_mb=m.rss_before_kb / 1024.0,
             hwm_reset=m.hwm_reset,

@@ -260,6 +260,7 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
     elif ok:
         summary["median_s"] = statistics.median(r["seconds"] for r in ok)
         summary["runs_s"] = [r["seconds"] for r in ok]
+        summary["median_cpu_s"] = statistics.median(r.get("cpu_seconds", 0.0) for r in ok)
         summary["mem_growth_mb"] = statistics.median(r["mem_growth_mb"] for r in ok)
         if "result_mb" in ok[0].get("extra", {}):
             summary["result_mb"] = ok[0]["extra"]["result_mb"]
@@ -318,7 +319,7 @@ def _cell(summary: dict[str, Any], key: str, fmt: str) -> str:
 
 def _title(row: dict[str, Any], cfg: Config) -> str:
     if row["kind"] == "limit":
-        return "  " + row["title"]
+        return "  " + str(row["title"])
     if row["kind"] in ("ingest", "size") or row["name"] in COUNTED_PHASES:
         count = cfg.profiles if row["collection"] == "profiles" else cfg.gridded
         return f"{row['title']} [{count}]"
