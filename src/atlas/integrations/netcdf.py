@@ -297,10 +297,10 @@ class _Decoded:
     warnings: list[tuple[str, str]] = field(default_factory=list)  # (category, message)
 
 
-def _describe_error(exc: BaseException) -> str:
+def _describe_error(exc: BaseException, reading: bool = True) -> str:
     """One line saying what went wrong with a file."""
-    if isinstance(exc, OSError) and exc.strerror:
-        return str(exc.strerror)
+    if reading and isinstance(exc, OSError) and exc.strerror:
+        return f"cannot read it as NetCDF ({exc.strerror})"
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
@@ -475,6 +475,10 @@ class _Readers:
             self._pool = None
 
 
+class _UnreadableFile(Exception):
+    """A file the writer could not open for streaming (a per-file failure)."""
+
+
 def _add_dataset(store: Atlas, src: SourceFile, decoded: _Decoded, chunk_size: int) -> list[tuple[str, str]]:
     """Write one decoded (or to-be-streamed) file as a dataset; return the warnings raised."""
     with warnings.catch_warnings(record=True) as caught:
@@ -482,7 +486,10 @@ def _add_dataset(store: Atlas, src: SourceFile, decoded: _Decoded, chunk_size: i
         if decoded.dataset is not None:
             store.add_xarray_dataset(decoded.dataset, src.name)
         else:
-            ds = open_netcdf(src.path, chunk_bytes=chunk_size)
+            try:
+                ds = open_netcdf(src.path, chunk_bytes=chunk_size)
+            except Exception as exc:
+                raise _UnreadableFile(_describe_error(exc)) from exc
             try:
                 store.add_xarray_dataset(ds, src.name)
             finally:
@@ -626,12 +633,18 @@ def ingest_directory(
                     try:
                         raised = _add_dataset(store, src, decoded, chunk_size)
                         report.warnings.extend(WarningRecord(src.relpath, c, m) for c, m in raised)
-                    except (KeyboardInterrupt, MemoryError):
+                    except MemoryError:
                         raise
-                    except Exception as exc:
+                    except _UnreadableFile as exc:
+                        error = str(exc)
+                    except OSError as exc:  # the store's disk or bucket, not this file: stop
+                        raise IngestError(
+                            f"writing {src.relpath} to the store failed: {exc}. Nothing was committed"
+                        ) from exc
+                    except Exception as exc:  # data this file holds that cannot be stored
                         if isinstance(exc, AttributeError) and not hasattr(store, "add_xarray_dataset"):
                             raise IngestError("this atlas has no xarray support (add_xarray_dataset)") from None
-                        error = _describe_error(exc)
+                        error = _describe_error(exc, reading=False)
                         if store.dataset_exists(src.name):
                             store.delete_dataset(src.name)  # never keep half a file
                 decoded.dataset = None
