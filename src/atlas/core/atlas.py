@@ -168,8 +168,28 @@ class Atlas(XarrayMethods, CatalogMethods):
     # ------------------------------------------------------------------ loading
 
     def _manifest_versions(self) -> list[int]:
-        keys = self._storage.list(mf.MANIFEST_PREFIX)
+        try:
+            keys = self._storage.list(mf.MANIFEST_PREFIX)
+        except OSError:
+            if not getattr(self._storage, "read_only", False):
+                raise
+            return self._probe_versions()
         return sorted(v for v in (mf.parse_manifest_key(k) for k in keys) if v is not None)
+
+    def _probe_versions(self) -> list[int]:
+        """Find the newest version without listing (plain HTTP): start from the
+        ``manifests/latest`` hint and step forward while newer manifests exist."""
+        exists = self._storage.exists
+        key = self._manifest_key
+        try:
+            start = int(bytes(self._storage.get(mf.LATEST_HINT_KEY)).decode("ascii").strip())
+        except (FileNotFoundError, ValueError, UnicodeDecodeError):
+            start = 0
+        if not exists(key(start)):
+            return []
+        while exists(key(start + 1)):
+            start += 1
+        return [start]
 
     def _manifest_key(self, version: int) -> str:
         return mf.manifest_key(version, self._meta_format, self._meta_compression)
@@ -1253,6 +1273,10 @@ class Atlas(XarrayMethods, CatalogMethods):
                 f"handle read version {self._version}; nothing was written over it. Reopen the store "
                 "and apply your changes again."
             )
+        try:  # a hint for readers that cannot list (HTTP); never trusted alone
+            self._storage.put(mf.LATEST_HINT_KEY, str(version).encode())
+        except OSError:
+            pass
         # 5. success: install the committed state
         for vname, (key, segs, idx) in new_vars.items():
             var = self._variables[vname]

@@ -22,6 +22,9 @@ from .codec import checksum
 FORMAT_VERSION = 1
 CONFIG_KEY = "atlas.json"
 MANIFEST_PREFIX = "manifests/"
+# Plain text holding the newest version number, rewritten after each commit: only a
+# starting point for readers that cannot list keys (HTTP); they probe forward from it.
+LATEST_HINT_KEY = "manifests/latest"
 
 META_FORMATS = ("json", "msgpack")
 META_COMPRESSIONS = ("none", "zstd", "lz4")
