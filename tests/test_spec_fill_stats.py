@@ -14,9 +14,7 @@ import atlas
 
 INT_DTYPES = ["int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64"]
 FLOAT_DTYPES = ["float32", "float64"]
-META_COMBOS = [
-    (fmt, comp) for fmt in ("json", "msgpack") for comp in ("none", "zstd", "lz4")
-]
+META_COMBOS = [(fmt, comp) for fmt in ("json", "msgpack") for comp in ("none", "zstd", "lz4")]
 
 NAT = -(2**63)
 NEG_NAN = struct.unpack("<d", struct.pack("<Q", 0xFFF8000000000001))[0]
@@ -260,7 +258,9 @@ def test_fill_value_out_of_range_is_overflow_error(ds, dtype, fill):
         ds.define_array("a", dtype, ["x"], [2], fill_value=fill)
 
 
-@pytest.mark.parametrize(("fill", "expected"), [(1e300, np.inf), (-1e300, -np.inf), (2**200, np.inf)])
+@pytest.mark.parametrize(
+    ("fill", "expected"), [(1e300, np.inf), (-1e300, -np.inf), (2**200, np.inf)]
+)
 def test_float32_fill_overflow_silently_becomes_inf(ds, fill, expected):
     ds.define_array("a", "float32", ["x"], [3], fill_value=fill)
     out = ds.read_array("a")

@@ -102,12 +102,12 @@ def windows(draw, shape):
 @st.composite
 def in_bounds_blocks(draw, shape):
     start = [draw(st.integers(0, d - 1)) for d in shape]
-    size = [draw(st.integers(1, d - s)) for d, s in zip(shape, start)]
+    size = [draw(st.integers(1, d - s)) for d, s in zip(shape, start, strict=True)]
     return start, size
 
 
 def _window_slices(start, size):
-    return tuple(slice(s, s + n) for s, n in zip(start, size))
+    return tuple(slice(s, s + n) for s, n in zip(start, size, strict=True))
 
 
 def _window(model: np.ndarray, start, size=None) -> np.ndarray:
@@ -217,7 +217,7 @@ def test_stats_match_chunk_granular_model(data):
     pool = _value_pool(dtype, fill)
     t = _np_type(dtype)
     model = np.full(shape, 0 if fill is None else fill, dtype=t)
-    grid = [math.ceil(d / c) for d, c in zip(shape, chunks)]
+    grid = [math.ceil(d / c) for d, c in zip(shape, chunks, strict=True)]
     written_chunks = np.zeros(grid, dtype=bool)
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -228,14 +228,19 @@ def test_stats_match_chunk_granular_model(data):
         for _ in range(data.draw(st.integers(0, 4), label="n_writes")):
             start, size = data.draw(in_bounds_blocks(shape), label="block")
             values = data.draw(
-                st.lists(st.sampled_from(pool), min_size=int(np.prod(size)), max_size=int(np.prod(size))),
+                st.lists(
+                    st.sampled_from(pool), min_size=int(np.prod(size)), max_size=int(np.prod(size))
+                ),
                 label="values",
             )
             block = np.array(values, dtype=t).reshape(size)
             ds.write_array("a", start, block)
             model[_window_slices(start, size)] = block
             written_chunks[
-                tuple(slice(s // c, (s + n - 1) // c + 1) for s, n, c in zip(start, size, chunks))
+                tuple(
+                    slice(s // c, (s + n - 1) // c + 1)
+                    for s, n, c in zip(start, size, chunks, strict=True)
+                )
             ] = True
         store.flush()
 
@@ -247,7 +252,7 @@ def test_stats_match_chunk_granular_model(data):
         nulls = 0
         values = []
         for pos in np.ndindex(*shape):
-            chunk = tuple(p // c for p, c in zip(pos, chunks))
+            chunk = tuple(p // c for p, c in zip(pos, chunks, strict=True))
             value = model[pos].item()
             if not written_chunks[chunk] or _is_null(dtype, value, fill):
                 nulls += 1
@@ -303,8 +308,12 @@ operations = st.one_of(
     st.tuples(st.just("create"), st.sampled_from(NAMES)),
     st.tuples(st.just("delete"), st.sampled_from(NAMES)),
     # An attribute set on the i-th live dataset (if any).
-    st.tuples(st.just("attr"), st.integers(0, 3), st.sampled_from(["k", "", "z", "_a"]), attr_values),
-    st.tuples(st.just("attr"), st.integers(0, 3), st.sampled_from(["k", "", "z", "_a"]), attr_values),
+    st.tuples(
+        st.just("attr"), st.integers(0, 3), st.sampled_from(["k", "", "z", "_a"]), attr_values
+    ),
+    st.tuples(
+        st.just("attr"), st.integers(0, 3), st.sampled_from(["k", "", "z", "_a"]), attr_values
+    ),
     st.tuples(st.just("flush")),
     st.tuples(st.just("reopen")),
 )
@@ -383,9 +392,9 @@ def test_same_array_name_across_datasets_uses_each_schema(data):
                 store.flush()
         store.create_dataset("without")
         names = data.draw(
-            st.lists(st.sampled_from([*models, "without", "unknown"]), min_size=1, max_size=6).filter(
-                lambda xs: any(x in models for x in xs)
-            ),
+            st.lists(
+                st.sampled_from([*models, "without", "unknown"]), min_size=1, max_size=6
+            ).filter(lambda xs: any(x in models for x in xs)),
             label="names",
         )
         for handle in (store, None):
@@ -398,7 +407,7 @@ def test_same_array_name_across_datasets_uses_each_schema(data):
                 continue  # string cross-dataset reads have dedicated tests
             out = handle.read_array_across("v", names)
             assert len(out) == len(names)
-            for name, got in zip(names, out):
+            for name, got in zip(names, out, strict=True):
                 if name in models:
                     _assert_matches(dtype, got, models[name])
                 else:
