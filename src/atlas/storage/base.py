@@ -8,6 +8,7 @@ validated so that no key can escape the store root.
 from __future__ import annotations
 
 import abc
+import functools
 import os
 import re
 import threading
@@ -46,6 +47,12 @@ def check_key(key: str) -> str:
     """Return ``key`` if it is a valid relative ``/``-separated key, else raise ValueError."""
     if not isinstance(key, str):
         raise TypeError(f"storage keys must be str, not {type(key).__name__}")
+    return _valid_key(key)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _valid_key(key: str) -> str:
+    # Cached: the same segment keys are checked on every read of a scan.
     if not key:
         raise ValueError("storage key must not be empty")
     if key.startswith("/"):
@@ -87,13 +94,13 @@ def _check_component(key: str, part: str) -> None:
 
 def check_ranges(starts: Sequence[int], lengths: Sequence[int]) -> tuple[list[int], list[int]]:
     """Validate byte ranges given as parallel sequences of starts and lengths."""
-    s = [int(x) for x in starts]
-    n = [int(x) for x in lengths]
+    s = list(map(int, starts))
+    n = list(map(int, lengths))
     if len(s) != len(n):
         raise ValueError(f"got {len(s)} starts but {len(n)} lengths")
-    for a, b in zip(s, n, strict=True):
-        if a < 0 or b < 0:
-            raise ValueError(f"byte range start={a}, length={b} must not be negative")
+    if s and (min(s) < 0 or min(n) < 0):
+        a, b = next((a, b) for a, b in zip(s, n, strict=True) if a < 0 or b < 0)
+        raise ValueError(f"byte range start={a}, length={b} must not be negative")
     return s, n
 
 
@@ -136,7 +143,8 @@ def _executor() -> ThreadPoolExecutor:
     pid = os.getpid()
     with _pool_lock:
         if _pool is None or _pool[0] != pid:
-            workers = min(64, 4 * (os.cpu_count() or 4))
+            # Threads mostly wait on I/O (object-store latency, disk), not on the CPU.
+            workers = min(64, max(32, 4 * (os.cpu_count() or 4)))
             _pool = (pid, ThreadPoolExecutor(max_workers=workers, thread_name_prefix="atlas-io"))
         return _pool[1]
 

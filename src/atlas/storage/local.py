@@ -25,6 +25,13 @@ __all__ = ["LocalStorage"]
 _LINK_UNSUPPORTED = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS, errno.EXDEV}
 _O_BINARY = getattr(os, "O_BINARY", 0)
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+# Files a get_many_ranges call keeps open at once.
+_OPEN_BATCH = 256
+# Reads totalling less than this are done in the calling thread (page-cache hits cost
+# less than a thread hand-off).
+_INLINE_BYTES = 256 << 10
+# Most pool tasks one batch of reads is split into.
+_MAX_CHUNKS = 32
 
 
 def _fsync_dir(path: str) -> None:
@@ -49,16 +56,35 @@ def _write_all(fd: int, data: BytesLike) -> None:
         view = view[n:]
 
 
-def _read_into(fd: int, buf: memoryview, offset: int) -> int:
-    """Fill ``buf`` from ``offset``; returns the bytes read (short at end of file)."""
-    done = 0
-    total = len(buf)
-    while done < total:
-        n = os.preadv(fd, [buf[done:]], offset + done)
-        if n == 0:
+def _pread(fd: int, length: int, offset: int) -> bytes:
+    """``length`` bytes at ``offset`` (fewer only at the end of the file)."""
+    data = os.pread(fd, length, offset)
+    if len(data) in (0, length):
+        return data
+    parts = [data]
+    got = len(data)
+    while got < length:  # a short read before the end of the file
+        data = os.pread(fd, length - got, offset + got)
+        if not data:
             break
-        done += n
-    return done
+        parts.append(data)
+        got += len(data)
+    return b"".join(parts)
+
+
+def _read_all(tasks: Sequence[tuple[int, int, int]]) -> list[bytes]:
+    """``_pread`` every (fd, length, offset): small jobs inline, big ones on the I/O pool
+    in at most ``_MAX_CHUNKS`` chunks (thousands of tiny spans must not become thousands
+    of thread hand-offs)."""
+    if len(tasks) <= 1 or sum(t[1] for t in tasks) < _INLINE_BYTES:
+        return [_pread(fd, n, off) for fd, n, off in tasks]
+    k = min(len(tasks), _MAX_CHUNKS)
+    chunks = [tasks[i::k] for i in range(k)]
+    done = run_concurrently(lambda c: [_pread(fd, n, off) for fd, n, off in c], chunks)
+    got: list[bytes] = [b""] * len(tasks)
+    for i, part in enumerate(done):
+        got[i::k] = part
+    return got
 
 
 class LocalStorage(Storage):
@@ -69,6 +95,9 @@ class LocalStorage(Storage):
     """
 
     supports_conditional_put = True
+    #: Local reads cost little per call, so only ranges less than 16 KiB apart share a
+    #: read; bigger gaps are cheaper to skip than to read (object stores use 1 MiB).
+    coalesce_gap = 16 << 10
 
     def __init__(self, path: str | os.PathLike[str], *, create: bool = False) -> None:
         root = os.fspath(path)
@@ -76,6 +105,7 @@ class LocalStorage(Storage):
             raise TypeError("store path must be a str or os.PathLike, not bytes")
         self.root = os.path.abspath(root)
         self.location = self.root
+        self._prefix = os.path.join(self.root, "")
         self.read_only = False
         if create:
             self._makedirs(self.root)
@@ -95,7 +125,7 @@ class LocalStorage(Storage):
 
     def _path(self, key: str) -> str:
         check_key(key)
-        return os.path.join(self.root, *key.split("/"))
+        return self._prefix + (key if os.sep == "/" else key.replace("/", os.sep))
 
     def _missing(self, key: str) -> FileNotFoundError:
         return FileNotFoundError(errno.ENOENT, f"no object {key!r} in {self.location}")
@@ -103,11 +133,9 @@ class LocalStorage(Storage):
     def _open(self, key: str) -> int:
         try:
             return os.open(self._path(key), os.O_RDONLY | _O_BINARY | _O_CLOEXEC)
-        except (FileNotFoundError, NotADirectoryError):
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             raise self._missing(key) from None
-        except IsADirectoryError:  # Windows-style error for a directory
-            raise self._missing(key) from None
-        except PermissionError:
+        except PermissionError:  # Windows, for a directory
             if os.path.isdir(self._path(key)):
                 raise self._missing(key) from None
             raise
@@ -122,6 +150,13 @@ class LocalStorage(Storage):
             os.close(fd)
             raise
         return fd
+
+    def _directory_read(self, keys: Iterable[str]) -> FileNotFoundError:
+        """The error for a read that hit a directory (opening one for reading succeeds)."""
+        for key in keys:
+            if os.path.isdir(self._path(key)):
+                return self._missing(key)
+        return FileNotFoundError(errno.ENOENT, f"a key names a directory in {self.location}")
 
     def _makedirs(self, path: str) -> None:
         """Create ``path`` and missing parents, fsyncing each new entry's parent."""
@@ -168,7 +203,7 @@ class LocalStorage(Storage):
 
     def get(self, key: str) -> bytes:
         """The whole file at ``key``."""
-        fd = self._open_file(key)
+        fd = self._open(key)
         try:
             chunks = []
             while True:
@@ -176,6 +211,8 @@ class LocalStorage(Storage):
                 if not chunk:
                     break
                 chunks.append(chunk)
+        except IsADirectoryError:
+            raise self._missing(key) from None
         finally:
             os.close(fd)
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
@@ -183,58 +220,71 @@ class LocalStorage(Storage):
     def get_range(self, key: str, start: int, length: int) -> bytes:
         """``length`` bytes from ``start`` (fewer at the end of the file)."""
         (start,), (length,) = check_ranges([start], [length])
-        fd = self._open_file(key)
+        if length == 0:
+            os.close(self._open_file(key))
+            return b""
+        fd = self._open(key)
         try:
-            if length == 0:
-                return b""
-            buf = bytearray(length)
-            n = _read_into(fd, memoryview(buf), start)
+            return _pread(fd, length, start)
+        except IsADirectoryError:
+            raise self._missing(key) from None
         finally:
             os.close(fd)
-        del buf[n:]
-        return bytes(buf)
 
     def get_ranges(
         self, key: str, starts: Sequence[int], lengths: Sequence[int]
     ) -> list[bytes | memoryview]:
-        """Coalesced spans are read with ``preadv`` into one buffer; ranges are views of it."""
-        return self.get_many_ranges([(key, starts, lengths)])[0]
+        """Each coalesced span is read with one ``pread``; ranges are views of its buffer."""
+        s, n = check_ranges(starts, lengths)
+        return self._read_batch([(key, s, n)])[0]
 
     def get_many_ranges(
         self, requests: Sequence[tuple[str, Sequence[int], Sequence[int]]]
     ) -> list[list[bytes | memoryview]]:
-        """All spans of all requested files are read concurrently on the I/O pool."""
+        """All spans of all requested files are read concurrently on the I/O pool.
+
+        Files are opened at most ``_OPEN_BATCH`` at a time, so a wide scan cannot run
+        out of file descriptors.
+        """
+        reqs = [(k, *check_ranges(s, n)) for k, s, n in requests]
+        for k, _, _ in reqs:
+            check_key(k)
+        results: list[list[bytes | memoryview]] = []
+        for i in range(0, len(reqs), _OPEN_BATCH):
+            results.extend(self._read_batch(reqs[i : i + _OPEN_BATCH]))
+        return results
+
+    def _read_batch(
+        self, reqs: Sequence[tuple[str, list[int], list[int]]]
+    ) -> list[list[bytes | memoryview]]:
         plans = []
-        tasks: list[tuple[int, memoryview, int]] = []
+        tasks: list[tuple[int, int, int]] = []
         fds: list[int] = []
         try:
-            for key, starts, lengths in requests:
-                s, n = check_ranges(starts, lengths)
-                fd = self._open_file(key)
-                fds.append(fd)
+            for key, s, n in reqs:
                 spans = coalesce_ranges(s, n, self.coalesce_gap)
-                buf = memoryview(bytearray(sum(b - a for a, b, _ in spans)))
-                first = len(tasks)
-                pos = 0
-                for a, b, _ in spans:
-                    tasks.append((fd, buf[pos : pos + b - a], a))
-                    pos += b - a
-                plans.append((s, n, spans, buf, first))
-            got = run_concurrently(lambda t: _read_into(t[0], t[1], t[2]), tasks)
+                # With nothing to read, make sure the key is a file; otherwise reading
+                # a directory fails below.
+                fd = self._open(key) if spans else self._open_file(key)
+                fds.append(fd)
+                plans.append((s, n, spans, len(tasks)))
+                tasks.extend((fd, b - a, a) for a, b, _ in spans)
+            try:
+                got = _read_all(tasks)
+            except IsADirectoryError:
+                raise self._directory_read(k for k, _, _ in reqs) from None
         finally:
             for fd in fds:
                 os.close(fd)
         empty = memoryview(b"")
         results: list[list[bytes | memoryview]] = []
-        for s, n, spans, buf, first in plans:
+        for s, n, spans, first in plans:
             out: list[bytes | memoryview] = [empty] * len(s)
-            pos = 0
-            for j, (a, b, members) in enumerate(spans):
-                end = pos + got[first + j]  # bytes actually read in this span
+            for j, (a, _, members) in enumerate(spans):
+                view = memoryview(got[first + j])  # may be short at the end of the file
                 for i in members:
-                    lo = pos + s[i] - a
-                    out[i] = buf[lo : max(lo, min(lo + n[i], end))]
-                pos += b - a
+                    lo = s[i] - a
+                    out[i] = view[lo : lo + n[i]]
             results.append(out)
         return results
 

@@ -39,7 +39,7 @@ _registry_lock = threading.Lock()
 # Named stores live as long as the process (until MemoryStorage.discard); anonymous
 # ones only while a handle on them is alive.
 _named: dict[str, _Shared] = {}
-_anonymous: weakref.WeakValueDictionary[str, _Shared] = weakref.WeakValueDictionary()
+_anon_registry: weakref.WeakValueDictionary[str, _Shared] = weakref.WeakValueDictionary()
 # Other in-process stores that can be reopened by a memory:// location.
 _others: weakref.WeakValueDictionary[str, Storage] = weakref.WeakValueDictionary()
 
@@ -67,7 +67,7 @@ def _reopen(name: str, anonymous: bool, token: str) -> Storage:
         return other
     if anonymous:
         with _registry_lock:
-            if name not in _anonymous:
+            if name not in _anon_registry:
                 raise RuntimeError(f"the anonymous in-memory store memory://{name} no longer exists")
     return MemoryStorage(name, _anonymous=anonymous)
 
@@ -85,10 +85,10 @@ class MemoryStorage(Storage):
         with _registry_lock:
             if name is None:
                 name = f"anonymous-{secrets.token_hex(8)}"
-                _anonymous[name] = shared = _Shared()
+                _anon_registry[name] = shared = _Shared()
                 self._anonymous = True
-            elif _anonymous or name in _anonymous:
-                found = _anonymous.get(name)
+            elif _anonymous or name in _anon_registry:
+                found = _anon_registry.get(name)
                 if found is None:
                     raise RuntimeError(f"the anonymous in-memory store memory://{name} no longer exists")
                 shared = found
