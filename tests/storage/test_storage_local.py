@@ -1,0 +1,174 @@
+"""LocalStorage details: durability, temp files, the read path; and the shared helpers."""
+
+from __future__ import annotations
+
+import errno
+import os
+import pickle
+from pathlib import Path
+
+import pytest
+
+from atlas.storage import LocalStorage, check_key, check_prefix, coalesce_ranges
+
+
+def _temps(root: Path) -> list[Path]:
+    return [p for p in root.rglob("*") if p.name.startswith(".tmp-")]
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> LocalStorage:
+    return LocalStorage(tmp_path / "s", create=True)
+
+
+def test_writes_leave_no_temp_files(store: LocalStorage) -> None:
+    store.put("a/b/c", b"1")
+    store.put("a/b/c", b"2")
+    assert store.put_if_absent("a/d", b"3")
+    assert not store.put_if_absent("a/d", b"4")
+    assert _temps(Path(store.root)) == []
+    assert store.get("a/d") == b"3"
+
+
+def test_list_ignores_orphaned_temp_files(store: LocalStorage) -> None:
+    store.put("data/x.seg", b"1")
+    (Path(store.root) / "data" / ".tmp-deadbeef").write_bytes(b"partial")
+    (Path(store.root) / ".tmp-0123").write_bytes(b"partial")
+    assert store.list() == ["data/x.seg"]
+    assert store.list("data/") == ["data/x.seg"]
+
+
+def test_put_fsyncs_file_and_directory(store: LocalStorage, monkeypatch: pytest.MonkeyPatch) -> None:
+    store.put("d/first", b"x")  # directory exists from now on
+    synced: list[bool] = []
+    real = os.fsync
+
+    def spy(fd: int) -> None:
+        synced.append(os.path.isdir(f"/proc/self/fd/{fd}") if os.path.exists("/proc/self/fd") else False)
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", spy)
+    store.put("d/k", b"data")
+    assert len(synced) == 2
+    if os.path.exists("/proc/self/fd"):
+        assert synced == [False, True]  # the file, then its directory
+    synced.clear()
+    assert store.put_if_absent("d/k2", b"data")
+    assert len(synced) == 2
+
+
+def test_failed_write_keeps_old_object_and_cleans_up(
+    store: LocalStorage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store.put("k", b"old")
+
+    def broken(fd: int, data: object) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "write", broken)
+    with pytest.raises(OSError, match="No space"):
+        store.put("k", b"new")
+    with pytest.raises(OSError, match="No space"):
+        store.put_if_absent("k2", b"new")
+    monkeypatch.undo()
+    assert store.get("k") == b"old"
+    assert not store.exists("k2")
+    assert _temps(Path(store.root)) == []
+
+
+def test_put_if_absent_without_hard_links(store: LocalStorage, monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_links(src: str, dst: str) -> None:
+        raise OSError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_links)
+    assert store.put_if_absent("k", b"v")
+    assert not store.put_if_absent("k", b"w")
+    assert store.get("k") == b"v"
+    assert _temps(Path(store.root)) == []
+
+
+def test_get_ranges_reads_each_span_once(store: LocalStorage, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = os.urandom(3 << 20)
+    store.put("seg", data)
+    calls: list[tuple[int, int]] = []
+    real = os.pread
+
+    def spy(fd: int, length: int, offset: int) -> bytes:
+        calls.append((offset, length))
+        return real(fd, length, offset)
+
+    monkeypatch.setattr(os, "pread", spy)
+    gap = store.coalesce_gap
+    starts = [100, 0, 5000, (2 << 20) + 10, 4000, 6000 + gap + 1]
+    lengths = [50, 10, 10, 20, 2000, 5]
+    got = store.get_ranges("seg", starts, lengths)
+    assert [bytes(g) for g in got] == [data[s : s + n] for s, n in zip(starts, lengths, strict=True)]
+    assert all(isinstance(g, memoryview) for g in got)
+    assert sorted(calls) == [(0, 6000), (6000 + gap + 1, 5), ((2 << 20) + 10, 20)]
+    assert store.range_requests(starts, lengths) == 3
+
+
+def test_directories_are_created_on_demand(store: LocalStorage) -> None:
+    store.put("a/b/c/d/e", b"deep")
+    assert (Path(store.root) / "a" / "b" / "c" / "d" / "e").read_bytes() == b"deep"
+
+
+def test_identity_and_pickle(tmp_path: Path) -> None:
+    a = LocalStorage(tmp_path)
+    b = LocalStorage(str(tmp_path) + "/")
+    assert a == b and hash(a) == hash(b)
+    assert pickle.loads(pickle.dumps(a)) == a
+    assert repr(a) == f"LocalStorage({str(tmp_path)!r})"
+
+
+def test_bytes_path_rejected() -> None:
+    with pytest.raises(TypeError):
+        LocalStorage(b"/tmp")
+
+
+# ------------------------------------------------------------------ shared helpers
+
+
+def test_coalesce_ranges() -> None:
+    assert coalesce_ranges([], []) == []
+    assert coalesce_ranges([5, 0], [0, 0]) == []
+    assert coalesce_ranges([0, 10, 5], [5, 5, 5], gap=0) == [(0, 15, [0, 2, 1])]
+    assert coalesce_ranges([0, 11], [5, 5], gap=5) == [(0, 5, [0]), (11, 16, [1])]
+    assert coalesce_ranges([0, 10], [5, 5], gap=5) == [(0, 15, [0, 1])]
+    assert coalesce_ranges([0, 2], [100, 5]) == [(0, 100, [0, 1])]  # contained
+    mib = 1 << 20
+    assert len(coalesce_ranges([0, mib + 10], [10, 10])) == 1
+    assert len(coalesce_ranges([0, mib + 11], [10, 10])) == 2
+
+
+@pytest.mark.parametrize(
+    "key", ["a", "atlas.json", "manifests/0000000001.json", "data/v3-ab12.seg", "x/y/z", "a.b~c_d-e"]
+)
+def test_good_keys(key: str) -> None:
+    assert check_key(key) == key
+
+
+@pytest.mark.parametrize("prefix", ["", "a", "a/", "data/v3-", "a/b/"])
+def test_good_prefixes(prefix: str) -> None:
+    assert check_prefix(prefix) == prefix
+
+
+@pytest.mark.parametrize("prefix", ["/", "/a", "../", "a/../", "a//", "./", "a/..", "a b"])
+def test_bad_prefixes(prefix: str) -> None:
+    with pytest.raises(ValueError):
+        check_prefix(prefix)
+
+
+def test_many_files_and_big_reads(store: LocalStorage, monkeypatch: pytest.MonkeyPatch) -> None:
+    import atlas.storage.local as local
+
+    monkeypatch.setattr(local, "_OPEN_BATCH", 3)  # several batches of open files
+    blobs = {f"data/{i}.seg": os.urandom(300_000 + i) for i in range(8)}
+    for k, v in blobs.items():
+        store.put(k, v)
+    requests = [(k, [0, 299_000, 1000], [len(v), 5000, 10]) for k, v in blobs.items()]
+    got = store.get_many_ranges(requests)  # > _INLINE_BYTES: read on the I/O pool
+    for (k, starts, lengths), res in zip(requests, got, strict=True):
+        assert [bytes(r) for r in res] == [blobs[k][s : s + n] for s, n in zip(starts, lengths, strict=True)]
+    with pytest.raises(FileNotFoundError):
+        store.get_many_ranges([*requests, ("data/missing", [0], [1])])
