@@ -15,7 +15,10 @@ import pytest
 
 import atlas
 
-META_COMBOS = list(itertools.product(["json", "msgpack"], ["none", "zstd", "lz4"]))
+# Every accepted meta_format / meta_compression spelling, aliases included.
+META_COMBOS = list(
+    itertools.product(["json", "msgpack", "mp"], ["none", "uncompressed", "zstd", "lz4"])
+)
 INT_KINDS = ["int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64"]
 
 
