@@ -30,6 +30,8 @@ def _fill(store: atlas.Atlas, n: int, length: int = 30) -> list[str]:
         v.write_array("label", [0], np.array([f"L{i}", "x"], dtype=object))
         v.define_array("when", "timestamp_nanoseconds", [], [])
         v.write_array("when", [], np.array(i * 10**9, dtype="i8"))
+        v.define_array("tag", "string", [], [])
+        v.write_array("tag", [], np.array(f"t{i}", dtype=object))
         names.append(v.name)
     return names
 
@@ -59,6 +61,7 @@ def test_read_across_matches_the_bulk_read(store: atlas.Atlas) -> None:
     when = read_across(store.location, "when", sub).compute()
     assert when.dtype == np.dtype("M8[ns]")
     assert when.astype("i8").tolist() == [3 * 10**9, 0, 17 * 10**9, 3 * 10**9]
+    assert read_across(store.location, "tag", sub).compute().tolist() == ["t3", "t0", "t17", "t3"]
 
 
 def test_tasks_group_many_datasets(store: atlas.Atlas, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -760,6 +760,11 @@ def test_argo_many_profiles_stack(store: atlas.Atlas) -> None:
         names.append(f"p{i}")
     stacked = store.open_as_many_xarray_dataset(names[:1] * 3)
     assert stacked.PRES.shape[0] == 3
+    assert stacked.DATA_TYPE.shape == (3,)  # 0-D string variables stack to plain str
+    assert all(type(v) is str for v in stacked.DATA_TYPE.values.tolist())
+    store.flush()
+    again = atlas.Atlas.open(store.location).open_as_many_xarray_dataset(names[:2])
+    assert all(type(v) is str for v in again.DATA_TYPE.values.tolist())
     juld = store.read_array_across_stacked("JULD", names)
     assert juld.dtype == np.dtype("M8[ns]") and juld.shape[0] == len(names)
 

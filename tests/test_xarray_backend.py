@@ -25,6 +25,7 @@ def _dataset(seed: int = 0) -> xr.Dataset:
             "qc": ("time", np.array(list("abcdef"), dtype=object), {"_FillValue": "?"}),
             "flag": ("depth", np.array([1, 0, 1, 1, 0], "i1"), {"_FillValue": np.int8(-1)}),
             "scalar": ((), 3.5),
+            "station": ((), "S-1"),
         },
         coords={"time": pd.date_range("2020-01-01", periods=6), "depth": [0.0, 5, 10, 15, 20]},
         attrs={"title": "profile", "meta": {"a": 1}},
@@ -89,7 +90,7 @@ def test_drop_variables(path: Path) -> None:
     with xr.open_dataset(
         path, engine="atlas", group="profile_0001", drop_variables=["temp", "depth", "missing"]
     ) as ds:
-        assert set(ds.variables) == {"qc", "flag", "scalar", "time"}
+        assert set(ds.variables) == {"qc", "flag", "scalar", "station", "time"}
 
 
 def test_nothing_is_read_until_values_are_needed(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -114,6 +115,7 @@ def test_nothing_is_read_until_values_are_needed(path: Path, monkeypatch: pytest
     assert calls == [("temp", [5, 4], [1, 1])]
     np.testing.assert_array_equal(ds.temp[::-2, 3].values, _dataset(0).temp.values[::-2, 3])
     assert ds.scalar.values[()] == 3.5
+    assert ds.station.values[()] == "S-1"
 
 
 def test_chunks_mirror_the_stored_grid(path: Path) -> None:

@@ -382,6 +382,14 @@ def basic_window(
     return start, count, tuple(post)
 
 
+def read_window(view: DatasetView, array: str, start: list[int], count: list[int]) -> np.ndarray | None:
+    """``view.read_array`` of a window; 0-D arrays are read whole (the core's windowed
+    read of a flushed 0-D string array fails)."""
+    if not start:
+        return view.read_array(array)
+    return view.read_array(array, start, count)
+
+
 class LazyArrayReader:
     """Reads windows of one array of one dataset, for ``dask.array.from_array``.
 
@@ -401,7 +409,7 @@ class LazyArrayReader:
     def __getitem__(self, key: Any) -> np.ndarray:
         start, count, post = basic_window(key, self.shape)
         with store_lock(self.store):
-            data = self.store.open_dataset(self.dataset).read_array(self.array, start, count)
+            data = read_window(self.store.open_dataset(self.dataset), self.array, start, count)
         if data is None:
             raise KeyError(f"dataset {self.dataset!r} no longer has an array named {self.array!r}")
         return data[post]
@@ -452,9 +460,8 @@ def read_stacked(
 ) -> np.ndarray:
     """``store.read_array_across_stacked``, also for 0-D arrays.
 
-    The core's stacked read cannot fill the 0-D slots of its output (``out[i]`` is a
-    numpy scalar, not a view), so 0-D arrays are read with ``read_array_across`` and
-    stacked here.
+    The core's stacked read of 0-D string arrays returns 0-D arrays instead of ``str``
+    elements, so 0-D arrays are read with ``read_array_across`` and stacked here.
     """
     meta = None
     for n in names:
@@ -463,7 +470,8 @@ def read_stacked(
             break
     if meta is None or meta["shape"]:
         return store.read_array_across_stacked(array, names, start, shape)
-    parts = store.read_array_across(array, names, start, shape)
+    # a 0-D window is the whole array; the core's windowed path mishandles 0-D strings
+    parts = store.read_array_across(array, names)
     for n, p in zip(names, parts, strict=True):
         if p is None:
             raise KeyError(f"dataset {n!r} has no array named {array!r}")

@@ -34,7 +34,7 @@ from xarray.backends import BackendArray, BackendEntrypoint
 from xarray.core import indexing
 
 from ..dtypes import DTYPES
-from .xarray import basic_window, register_accessor, split_attributes, store_lock
+from .xarray import basic_window, read_window, register_accessor, split_attributes, store_lock
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -100,7 +100,7 @@ class AtlasBackendArray(BackendArray):
         start, count, post = basic_window(key, self.shape)
         store = self._handle()
         with store_lock(store):
-            data = store.open_dataset(self.dataset).read_array(self.array, start, count)
+            data = read_window(store.open_dataset(self.dataset), self.array, start, count)
         if data is None:
             raise KeyError(f"dataset {self.dataset!r} has no array named {self.array!r}")
         return data[post]
