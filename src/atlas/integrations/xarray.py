@@ -393,9 +393,10 @@ def read_window(view: DatasetView, array: str, start: list[int], count: list[int
 class LazyArrayReader:
     """Reads windows of one array of one dataset, for ``dask.array.from_array``.
 
-    It holds the ``Atlas`` handle itself, so buffered (unflushed) data is visible; it
-    pickles through ``Atlas.__reduce__`` (the store is reopened by location, which needs
-    the handle flushed), so the dask arrays built on it work on distributed workers.
+    It holds the ``Atlas`` handle itself, so buffered (unflushed) data is visible in
+    process. It pickles through ``Atlas.__reduce__`` (the store is reopened by location,
+    which needs the handle flushed) with the handle's version pinned, so the dask arrays
+    built on it give the same result on distributed workers.
     """
 
     def __init__(self, store: Atlas, dataset: str, array: str, shape: Sequence[int], dtype: np.dtype[Any]) -> None:
