@@ -1,0 +1,316 @@
+"""Shared tools of the reliability suite (no tests here).
+
+* ``snapshot``: the full logical content of a store, read from a fresh handle, in a
+  canonical form where floats compare by their bits (so NaN equals NaN, and -0.0 does
+  not equal 0.0) and order matters wherever the API promises an order.
+* ``store_files`` / ``stray_files``: what is on disk versus what the current manifest
+  references.
+* manifest and chunk-index codecs for crafting hostile files: decode a real file, edit
+  it, re-encode it with a fresh CRC-32C so that the checksum passes and the semantic
+  checks are what gets tested.
+* ``Tally``: counts of fault points, crashes and corrupt inputs, printed as one summary
+  line per test (``pytest -rP`` shows them).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import lz4.frame
+import msgpack
+import numpy as np
+import zstandard
+
+import atlas
+from atlas.format.chunkindex import HEADER, INDEX_DTYPE
+from atlas.format.codec import checksum
+from atlas.format.manifest import parse_manifest_key
+
+# --------------------------------------------------------------------------- canonical forms
+
+
+def canon(x: Any) -> Any:
+    """A hashable, exactly comparable form of an API value (floats by their bits)."""
+    if isinstance(x, bool) or x is None:
+        return x
+    if isinstance(x, (float, np.floating)):
+        return ("f", struct.pack(">d", float(x)).hex())
+    if isinstance(x, (int, np.integer)):
+        return int(x)
+    if isinstance(x, str):
+        return ("s", x)
+    if isinstance(x, (bytes, bytearray)):
+        return ("b", bytes(x))
+    if isinstance(x, np.ndarray):
+        if x.dtype == object:
+            return ("a", "O", x.shape, tuple(canon(v) for v in x.ravel().tolist()))
+        return ("a", x.dtype.str, x.shape, np.ascontiguousarray(x).tobytes())
+    if isinstance(x, dict):
+        return ("d", tuple((k, canon(v)) for k, v in x.items()))
+    if isinstance(x, (list, tuple)):
+        return ("l", tuple(canon(v) for v in x))
+    raise TypeError(f"cannot canonicalise {type(x).__name__}")
+
+
+def dataset_snapshot(ds: atlas.DatasetView) -> Any:
+    """Everything the API shows about one dataset."""
+    arrays = []
+    for name in ds.list_arrays():
+        arrays.append(
+            (
+                name,
+                canon(ds.array_meta(name)),
+                canon(ds.array_fill_value(name)),
+                canon(ds.read_array(name)),
+                canon(ds.array_stats(name)),
+                canon(ds.array_attributes(name)),
+            )
+        )
+    return (tuple(arrays), canon(ds.attributes()), canon(ds.attribute_dtypes()))
+
+
+def handle_snapshot(store: atlas.Atlas) -> Any:
+    """Everything the API shows about a store, through this handle."""
+    names = store.list_datasets()
+    return (
+        tuple(names),
+        tuple(store.list_arrays()),
+        tuple((n, dataset_snapshot(store.open_dataset(n))) for n in names),
+    )
+
+
+def snapshot(location: Any) -> Any:
+    """The logical content of the store, read from a fresh handle."""
+    return handle_snapshot(atlas.Atlas.open(location))
+
+
+def without(snap: Any, *names: str) -> Any:
+    """A snapshot with some datasets left out (list_arrays is then not comparable)."""
+    keep = tuple(n for n in snap[0] if n not in names)
+    return (keep, None, tuple(e for e in snap[2] if e[0] not in names))
+
+
+# --------------------------------------------------------------------------- files on disk
+
+
+def store_files(root: Path) -> set[str]:
+    """Every file under the store directory, as a '/'-separated relative path."""
+    out = set()
+    for dirpath, _, files in os.walk(root):
+        for f in files:
+            rel = os.path.relpath(os.path.join(dirpath, f), root)
+            out.add(rel.replace(os.sep, "/"))
+    return out
+
+
+def read_config(root: Path) -> dict[str, Any]:
+    return json.loads((root / "atlas.json").read_text())
+
+
+def manifest_paths(root: Path) -> list[Path]:
+    """Manifest files, oldest first (other files in manifests/ are not manifests)."""
+    found = [(parse_manifest_key(f"manifests/{p.name}"), p) for p in (root / "manifests").iterdir()]
+    return [p for v, p in sorted((v, p) for v, p in found if v is not None)]
+
+
+def current_manifest_path(root: Path) -> Path:
+    return manifest_paths(root)[-1]
+
+
+def referenced_files(root: Path) -> set[str]:
+    """Data and index files the newest manifest refers to."""
+    cfg = read_config(root)
+    _, doc = decode_manifest_file(current_manifest_path(root).read_bytes(), cfg["meta_format"], cfg["meta_compression"])
+    refs = set()
+    for _, _, index_key, segs, _ in doc["variables"]:
+        if index_key:
+            refs.add(index_key)
+        refs.update(k for k, _ in segs)
+    return refs
+
+
+def stray_files(root: Path) -> set[str]:
+    """Files that are neither the config, a manifest, nor referenced by the newest manifest."""
+    refs = referenced_files(root)
+    return {
+        f
+        for f in store_files(root)
+        if f != "atlas.json" and not f.startswith("manifests/") and f not in refs
+    }
+
+
+# --------------------------------------------------------------------------- crafting files
+
+
+def decode_manifest_file(data: bytes, meta_format: str = "json", meta_compression: str = "none") -> tuple[dict[str, Any], Any]:
+    """(header, body document) of a manifest file, without any validation."""
+    nl = data.index(b"\n")
+    head = json.loads(data[:nl])
+    body = data[nl + 1 :]
+    if meta_compression == "zstd":
+        body = zstandard.ZstdDecompressor().decompress(body)
+    elif meta_compression == "lz4":
+        body = lz4.frame.decompress(body)
+    if meta_format == "json":
+        doc = json.loads(body.decode("utf-8", "surrogatepass"))
+    else:
+        doc = msgpack.unpackb(body, raw=False, strict_map_key=False, unicode_errors="surrogatepass")
+    return head, doc
+
+
+def encode_manifest_body(body: bytes, head: dict[str, Any]) -> bytes:
+    """A manifest file holding ``body`` as is, with a header whose length and CRC fit it."""
+    h = dict(head)
+    h["body_length"] = len(body)
+    h["body_crc32c"] = checksum(body)
+    return json.dumps(h, separators=(",", ":")).encode() + b"\n" + body
+
+
+def encode_manifest_file(head: dict[str, Any], doc: Any, meta_format: str = "json", meta_compression: str = "none") -> bytes:
+    """Re-encode an (edited) manifest with a fresh checksum."""
+    if meta_format == "json":
+        body = json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "surrogatepass")
+    else:
+        body = msgpack.packb(doc, use_bin_type=True, unicode_errors="surrogatepass")
+    if meta_compression == "zstd":
+        body = zstandard.ZstdCompressor().compress(body)
+    elif meta_compression == "lz4":
+        body = lz4.frame.compress(body)
+    return encode_manifest_body(body, head)
+
+
+def decode_index_file(data: bytes) -> np.ndarray:
+    """The rows of a chunk index file (no validation)."""
+    payload = data[HEADER.size :]
+    raw = zstandard.ZstdDecompressor().decompress(payload)
+    return np.frombuffer(raw, dtype=INDEX_DTYPE).copy()
+
+
+def encode_index_file(rows: np.ndarray, nrows: int | None = None, payload: bytes | None = None) -> bytes:
+    """A chunk index file with a fresh checksum (``nrows``/``payload`` may be forged)."""
+    if payload is None:
+        payload = zstandard.ZstdCompressor().compress(np.ascontiguousarray(rows).tobytes())
+    n = len(rows) if nrows is None else nrows
+    return HEADER.pack(b"ATLASIDX", 1, n, len(payload), checksum(payload)) + payload
+
+
+def zstd_frame_declaring(content_size: int) -> bytes:
+    """A tiny, valid-looking zstd frame whose header declares ``content_size`` bytes.
+
+    One RLE block of 1000 bytes follows, so decoding fails, but only after a decoder
+    that trusts the header has allocated ``content_size`` bytes.
+    """
+    header = struct.pack("<I", 0xFD2FB528) + bytes([0xE0]) + struct.pack("<Q", content_size)
+    block = (1 | (1 << 1) | (1000 << 3)).to_bytes(3, "little") + b"\0"
+    return header + block
+
+
+def _xxh32(data: bytes, seed: int = 0) -> int:
+    p1, p2, p3, p4, p5, m = 2654435761, 2246822519, 3266489917, 668265263, 374761393, 0xFFFFFFFF
+
+    def rotl(x: int, r: int) -> int:
+        return ((x << r) | (x >> (32 - r))) & m
+
+    n, i = len(data), 0
+    if n >= 16:
+        v = [(seed + p1 + p2) & m, (seed + p2) & m, seed & m, (seed - p1) & m]
+        while i + 16 <= n:
+            for k in range(4):
+                lane = int.from_bytes(data[i : i + 4], "little")
+                i += 4
+                v[k] = (rotl((v[k] + lane * p2) & m, 13) * p1) & m
+        h = (rotl(v[0], 1) + rotl(v[1], 7) + rotl(v[2], 12) + rotl(v[3], 18)) & m
+    else:
+        h = (seed + p5) & m
+    h = (h + n) & m
+    while i + 4 <= n:
+        h = (rotl((h + int.from_bytes(data[i : i + 4], "little") * p3) & m, 17) * p4) & m
+        i += 4
+    while i < n:
+        h = (rotl((h + data[i] * p5) & m, 11) * p1) & m
+        i += 1
+    h ^= h >> 15
+    h = (h * p2) & m
+    h ^= h >> 13
+    h = (h * p3) & m
+    h ^= h >> 16
+    return h
+
+
+def lz4_frame_declaring(content_size: int) -> bytes:
+    """A tiny lz4 frame (valid header checksum) declaring ``content_size`` bytes of content."""
+    descriptor = bytes([0x68, 0x40]) + struct.pack("<Q", content_size)
+    hc = (_xxh32(descriptor) >> 8) & 0xFF
+    return struct.pack("<I", 0x184D2204) + descriptor + bytes([hc]) + struct.pack("<I", 0x80000001) + b"{" + b"\0" * 4
+
+
+# --------------------------------------------------------------------------- small fixtures
+
+
+def build_small_store(path: Path, **options: Any) -> dict[str, dict[str, np.ndarray]]:
+    """A small store: several datasets, dtypes (string included), chunked arrays, several
+    variables, attributes, two committed versions. Returns the data written."""
+    rng = np.random.default_rng(7)
+    written: dict[str, dict[str, np.ndarray]] = {}
+    store = atlas.Atlas.create(path, **options)
+    for i in range(4):
+        name = f"ds{i}"
+        ds = store.create_dataset(name)
+        temp = rng.normal(10, 3, 40).astype(np.float32)
+        temp[3] = np.nan
+        grid = rng.integers(-1000, 1000, (6, 10), dtype=np.int32)
+        label = np.array([f"s{i}-{j}-é" for j in range(5)], dtype=object)
+        ts = (np.arange(8, dtype=np.int64) * 10**9 + i).astype(np.int64)
+        ds.define_array("temp", "float32", ["z"], [40], chunk_shape=[16], fill_value=float("nan"))
+        ds.define_array("grid", "int32", ["y", "x"], [6, 10], chunk_shape=[4, 4], fill_value=-1)
+        ds.define_array("label", "string", ["k"], [5])
+        ds.define_array("time", "timestamp_nanoseconds", ["t"], [8])
+        ds.write_array("temp", [0], temp)
+        ds.write_array("grid", [0, 0], grid)
+        ds.write_array("label", [0], label)
+        ds.write_array("time", [0], ts)
+        ds.set_attribute("i", i)
+        ds.set_attribute("title", f"dataset {i}")
+        ds.set_array_attribute("temp", "units", "degC")
+        written[name] = {"temp": temp, "grid": grid, "label": label, "time": ts.view("datetime64[ns]")}
+        if i == 1:
+            store.flush()
+    store.flush()
+    return written
+
+
+# --------------------------------------------------------------------------- tallies
+
+
+class Tally:
+    """Counts for one test, printed as one line: ``RELIABILITY <name>: k=v ...``."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.counts: dict[str, int] = {}
+
+    def add(self, key: str, n: int = 1) -> None:
+        self.counts[key] = self.counts.get(key, 0) + n
+
+    def line(self) -> str:
+        parts = " ".join(f"{k}={v}" for k, v in self.counts.items())
+        return f"RELIABILITY {self.name}: {parts}"
+
+    def report(self) -> None:
+        print(self.line())
+
+
+def spread_positions(size: int, count: int) -> list[int]:
+    """``count`` deterministic byte positions spread over ``size`` bytes (ends included)."""
+    if size <= count:
+        return list(range(size))
+    return sorted({round(i * (size - 1) / (count - 1)) for i in range(count)})
+
+
+def all_files(root: Path) -> Iterable[Path]:
+    return sorted(p for p in root.rglob("*") if p.is_file())
