@@ -13,6 +13,7 @@ import datetime as _dt
 import math
 import os
 import re
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -106,6 +107,7 @@ class Atlas(XarrayMethods, CatalogMethods):
         self._meta_compression: str = _config["meta_compression"]
         self._read_only = _read_only or bool(getattr(_storage, "read_only", False))
         self._cache = BlockCache(DEFAULT_CACHE_BYTES)
+        self._lock = threading.RLock()  # reads may come from several threads (dask)
         self.buffer_bytes = DEFAULT_BUFFER_BYTES
         self._reset()
         self._load(_version)
@@ -336,6 +338,12 @@ class Atlas(XarrayMethods, CatalogMethods):
         return var
 
     def _index(self, var: Variable) -> ChunkIndex:
+        if var.index is None:
+            with self._lock:
+                return self._load_index(var)
+        return var.index
+
+    def _load_index(self, var: Variable) -> ChunkIndex:
         if var.index is None:
             if var.index_key is None:
                 var.index = ChunkIndex(empty_rows())
@@ -718,7 +726,7 @@ class Atlas(XarrayMethods, CatalogMethods):
                     out_shape = tuple(b - a for a, b in zip(st, stop, strict=True))
                     return self._finish(schema, schema.new_chunk(out_shape))
                 sl = tuple(slice(a, b) for a, b in zip(st, stop, strict=True))
-                return self._finish(schema, chunk[sl].copy())
+                return self._finish(schema, chunk[(*sl, ...)].copy())
         out_shape = tuple(b - a for a, b in zip(st, stop, strict=True))
         out = np.empty(out_shape, dtype=schema.dtype.numpy)
         if out.size == 0:
@@ -875,7 +883,7 @@ class Atlas(XarrayMethods, CatalogMethods):
                     shape_ = schema.shape if sl is None else tuple(x.stop - x.start for x in sl)
                     out = schema.new_chunk(shape_)
                 else:
-                    out = (chunk if sl is None else chunk[sl]).copy()
+                    out = (chunk if sl is None else chunk[(*sl, ...)]).copy()
                 results[i] = self._finish(schema, out)
 
             self._scan_single(var, fast, emit)
@@ -999,9 +1007,9 @@ class Atlas(XarrayMethods, CatalogMethods):
 
             def emit(i: int, chunk: np.ndarray | None, a: ArrayState, sl: tuple[slice, ...] | None) -> None:
                 if chunk is None:
-                    out[i] = a.schema.fillscalar
+                    out[i, ...] = a.schema.fillscalar
                 else:
-                    out[i] = chunk if sl is None else chunk[sl]
+                    out[i, ...] = chunk if sl is None else chunk[(*sl, ...)]
 
             self._scan_single(var, fast, emit)
         return self._finish(present[0].schema, out)
@@ -1083,9 +1091,16 @@ class Atlas(XarrayMethods, CatalogMethods):
             rows[~p_sel] = committed.rows[found_c[sel][~p_sel]]
         segs = var.all_segments()
         seg_keys = [k for k, _ in segs]
-        # batch by raw bytes so decoded blocks held at once stay bounded
+        # batch by raw bytes so decoded blocks held at once stay small next to the result;
+        # blocks are cached only when they are not much bigger than what the reads need
         raw = rows["raw_size"]
         order = np.lexsort((rows["offset"], rows["seg"]))
+        result_bytes = sum({id(m[0]): int(m[0].nbytes) for m in pend_meta}.values())
+        batch_budget = min(SCAN_BATCH_BYTES, max(2 << 20, result_bytes // 4))
+        block_ids = np.stack([rows["seg"].astype(np.int64), rows["offset"].astype(np.int64)], axis=1)
+        first = np.unique(block_ids, axis=0, return_index=True)[1]
+        blocks_total = int(raw[first].sum())
+        use_cache = blocks_total <= min(self._cache.budget // 2, 2 * result_bytes)
         start_i = 0
         n = len(order)
         while start_i < n:
@@ -1096,7 +1111,7 @@ class Atlas(XarrayMethods, CatalogMethods):
                 r = order[end_i]
                 bk = (int(rows["seg"][r]), int(rows["offset"][r]))
                 if bk not in seen:
-                    if acc and acc + int(raw[r]) > SCAN_BATCH_BYTES:
+                    if acc and acc + int(raw[r]) > batch_budget:
                         break
                     seen.add(bk)
                     acc += int(raw[r])
@@ -1104,7 +1119,7 @@ class Atlas(XarrayMethods, CatalogMethods):
             batch = order[start_i:end_i]
             brows = rows[batch]
             try:
-                blocks = self._get_blocks(var, brows, use_cache=acc <= self._cache.budget // 2)
+                blocks = self._get_blocks(var, brows, use_cache=use_cache)
             except CorruptionError as e:
                 raise CorruptionError(f"{e}; {self._owners(var, brows, str(e))}") from None
             within = brows["within"].tolist()
@@ -1420,6 +1435,11 @@ class Atlas(XarrayMethods, CatalogMethods):
     def version(self) -> int:
         """The committed version this handle reads."""
         return self._version
+
+    @property
+    def storage(self) -> Storage:
+        """The byte store this handle reads and writes (reopen with ``Atlas.open(storage)``)."""
+        return self._storage
 
     @property
     def location(self) -> str:

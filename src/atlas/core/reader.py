@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -23,28 +24,33 @@ class BlockCache:
         self.budget = budget
         self.used = 0
         self._d: OrderedDict[tuple[str, int], np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
 
     def get(self, key: tuple[str, int]) -> np.ndarray | None:
-        v = self._d.get(key)
-        if v is not None:
-            self._d.move_to_end(key)
-        return v
+        with self._lock:
+            v = self._d.get(key)
+            if v is not None:
+                self._d.move_to_end(key)
+            return v
 
     def put(self, key: tuple[str, int], block: np.ndarray) -> None:
         if block.nbytes > self.budget // 4:
             return
-        old = self._d.pop(key, None)
-        if old is not None:
-            self.used -= old.nbytes
-        self._d[key] = block
-        self.used += block.nbytes
-        while self.used > self.budget and self._d:
-            _, b = self._d.popitem(last=False)
-            self.used -= b.nbytes
+        block.flags.writeable = False  # shared by every reader: never handed out writable
+        with self._lock:
+            old = self._d.pop(key, None)
+            if old is not None:
+                self.used -= old.nbytes
+            self._d[key] = block
+            self.used += block.nbytes
+            while self.used > self.budget and self._d:
+                _, b = self._d.popitem(last=False)
+                self.used -= b.nbytes
 
     def clear(self) -> None:
-        self._d.clear()
-        self.used = 0
+        with self._lock:
+            self._d.clear()
+            self.used = 0
 
 
 BlockKey = tuple[str, int]  # (segment key, offset)
