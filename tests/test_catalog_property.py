@@ -136,7 +136,9 @@ def _brute_stats(spec: ArraySpec) -> tuple[dict[str, Any] | None, list[Any]]:
     return stats, values
 
 
-def _build(specs: list[DatasetSpec], reopen: bool) -> tuple[atlas.Atlas, Model]:
+def _build(specs: list[DatasetSpec], mode: str, touch: list[bool]) -> tuple[atlas.Atlas, Model]:
+    """The store, as the writer's handle (``fresh``), reopened (``reopen``: raw manifest
+    records), or reopened, catalogued, then partly materialised (``mixed``)."""
     mem = MemoryStorage()
     s = atlas.Atlas.create(mem)
     for spec in specs:
@@ -151,9 +153,17 @@ def _build(specs: list[DatasetSpec], reopen: bool) -> tuple[atlas.Atlas, Model]:
     for spec in specs:
         if spec.deleted:
             s.delete_dataset(spec.name)
-    if reopen:
+    if mode != "fresh":
         s.flush()
         s = atlas.Atlas.open(mem)
+    if mode == "mixed":
+        s.catalog()  # remembers the raw records...
+        for name, t in zip(s.list_datasets(), touch, strict=False):
+            if t:  # ...some of which become DatasetState objects
+                view = s.open_dataset(name)
+                view.attributes()
+                for a in view.list_arrays():
+                    view.array_stats(a)
     live = [sp for sp in specs if not sp.deleted]
     model = Model([sp.name for sp in live], [{k: v for k, (v, _) in sp.attrs.items()} for sp in live])
     for sp in live:
@@ -351,11 +361,14 @@ def predicate(draw: st.DrawFn, model: Model, depth: int = 0) -> Pred | None:
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     st.integers(1, 7).flatmap(lambda n: st.tuples(*[dataset_spec(i) for i in range(n)])),
-    st.booleans(),
+    st.sampled_from(["fresh", "reopen", "mixed"]),
+    st.lists(st.booleans(), min_size=7, max_size=7),
     st.data(),
 )
-def test_catalog_and_find_against_brute_force(specs: tuple[DatasetSpec, ...], reopen: bool, data: st.DataObject) -> None:
-    s, model = _build(list(specs), reopen)
+def test_catalog_and_find_against_brute_force(
+    specs: tuple[DatasetSpec, ...], mode: str, touch: list[bool], data: st.DataObject
+) -> None:
+    s, model = _build(list(specs), mode, touch)
     _check_catalog(s, model)
     for _ in range(10):
         p = data.draw(predicate(model))

@@ -37,7 +37,7 @@ import math
 import operator
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from itertools import chain, compress, repeat
-from operator import attrgetter, eq, getitem, is_not, itemgetter, not_
+from operator import attrgetter, eq, getitem, is_, is_not, itemgetter, not_
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import numpy as np
@@ -114,11 +114,11 @@ class _Col:
         """The pandas array of this column (nullable dtypes; NA/NaT for missing values)."""
         kind, values, mask = self.kind, self.values, self.mask
         if kind == "int" or kind == "uint":
-            return pd.arrays.IntegerArray(values, mask.copy())
+            return pd.arrays.IntegerArray(values.copy(), mask.copy())
         if kind == "float":
-            return pd.arrays.FloatingArray(values, mask.copy())
+            return pd.arrays.FloatingArray(values.copy(), mask.copy())
         if kind == "bool":
-            return pd.arrays.BooleanArray(values, mask.copy())
+            return pd.arrays.BooleanArray(values.copy(), mask.copy())
         if kind == "timestamp":
             v = values.copy()
             v[mask] = _NAT
@@ -266,11 +266,13 @@ def _validate(values: Sequence[Any], kinds: Sequence[str], where: str, err: Exce
 # Raw manifest records are ``[name, attrs_flat, arrays]`` with ``attrs_flat`` as
 # ``[key, kind, value, ...]`` and each array entry ``[name, aid, schema_index, stats, attrs]``.
 # Similar datasets list their attributes and arrays in the same order, so each wanted key is
-# first looked up at the position it has in the first dataset holding it, for all datasets at
-# once with C-level iteration (``map``/``compress``); only the datasets where that guess
-# misses are searched one by one.
+# first looked up, for all datasets at once and with C-level iteration (``map``), at the
+# position it has in the first dataset holding it; only datasets where that guess misses are
+# searched one by one. Materialised datasets (``DatasetState``) are read through their
+# attributes, without decoding what is still encoded.
 
 _MISSING_ENTRY: list[Any] = [None, None, None, None, None]
+_NO_ROWS = np.zeros(0, dtype=np.intp)
 
 
 class _ArrayHits:
@@ -280,10 +282,10 @@ class _ArrayHits:
 
     def __init__(self, rows: np.ndarray, sidx: np.ndarray, srows: np.ndarray, ssidx: np.ndarray, stats: list[Any]) -> None:
         self.rows = rows  # datasets declaring the array
-        self.sidx = sidx  # their schema indexes
+        self.sidx = sidx  # their schema numbers
         self.srows = srows  # datasets whose array has statistics
         self.ssidx = ssidx
-        self.stats = stats  # [row_count, null_count, min, max] each (manifest encoding)
+        self.stats = stats  # [row_count, null_count, min, max] of each (manifest encoding)
 
 
 class _AttrHits:
@@ -291,7 +293,7 @@ class _AttrHits:
 
     __slots__ = ("rows", "kinds", "values")
 
-    def __init__(self, rows: list[int], kinds: list[str], values: list[Any]) -> None:
+    def __init__(self, rows: np.ndarray, kinds: list[str], values: list[Any]) -> None:
         self.rows = rows
         self.kinds = kinds
         self.values = values
@@ -316,109 +318,335 @@ def _take(items: Sequence[Any], pos: int, default: Any) -> list[Any]:
         return [x[pos] if len(x) > pos else default for x in items]
 
 
-def _gather(
-    atlas: Atlas, attr_keys: Sequence[str] | None, array_names: Iterable[str]
-) -> tuple[list[str], dict[str, _AttrHits], dict[str, _ArrayHits]]:
-    """Collect the wanted attributes (all when ``attr_keys`` is None) and arrays of the live
-    datasets, reading raw manifest records in place."""
+def _all_equal(items: list[Any], key: str) -> bool:
+    """Whether every item equals ``key`` (one C-level pass)."""
+    return items.count(key) == len(items)
+
+
+class _RawCache:
+    """Columns collected from a snapshot of the raw manifest records of a handle.
+
+    Raw records are never modified (a dataset that changes is materialised into a
+    ``DatasetState`` instead), so what was found in the snapshot stays valid as long as the
+    snapshot holds the records: a later call maps snapshot positions to current rows, and
+    only materialised datasets are read again.
+    """
+
+    __slots__ = ("snap", "schemas", "pos_of", "flats", "entry_lists", "keys", "attr_cols", "array_hits", "array_cols", "where")
+
+    def __init__(self, snap: list[list[Any]], schemas: Any, where: str) -> None:
+        self.snap = snap
+        self.schemas = schemas
+        self.where = where
+        self.pos_of: dict[int, int] | None = None  # id(record) -> position in snap
+        self.flats: list[list[Any]] | None = None
+        self.entry_lists: list[list[Any]] | None = None
+        self.keys: list[str] | None = None  # every attribute key, in order of first appearance
+        self.attr_cols: dict[str, _Col] = {}  # over snapshot positions
+        self.array_hits: dict[str, _ArrayHits] = {}
+        self.array_cols: dict[tuple[str, str], _Col] = {}
+
+    def get_flats(self) -> list[list[Any]]:
+        if self.flats is None:
+            flats: list[list[Any]] = list(map(itemgetter(1), self.snap))
+            if not set(map(type, flats)) <= {list} or any(x % 3 for x in set(map(len, flats))):
+                raise ValueError("attribute list is malformed")
+            self.flats = flats
+        return self.flats
+
+    def get_keys(self) -> list[str]:
+        if self.keys is None:
+            every = chain.from_iterable(map(itemgetter(slice(0, None, 3)), self.get_flats()))
+            self.keys = list(dict.fromkeys(every))
+        return self.keys
+
+    def attr_hits(self, key: str) -> _AttrHits:
+        flats = self.get_flats()
+        return _attr_hits(key, flats, np.arange(len(flats), dtype=np.intp), [], [])
+
+    def attr_col(self, key: str) -> _Col:
+        col = self.attr_cols.get(key)
+        if col is None:
+            h = self.attr_hits(key)
+            loc = f"{self.where}, attribute {key!r}"
+            col = self.attr_cols[key] = _typed(len(self.snap), h.rows, h.values, h.kinds, h.kinds, loc)
+        return col
+
+    def hits(self, name: str) -> _ArrayHits:
+        h = self.array_hits.get(name)
+        if h is None:
+            if self.entry_lists is None:
+                entry_lists: list[list[Any]] = list(map(itemgetter(2), self.snap))
+                if not set(map(type, entry_lists)) <= {list}:
+                    raise ValueError("array list is malformed")
+                self.entry_lists = entry_lists
+            rows, entries = _array_hits(name, self.entry_lists, np.arange(len(self.snap), dtype=np.intp))
+            sidx = np.fromiter(map(itemgetter(2), entries), dtype=np.intp, count=len(entries))
+            if len(sidx) and (int(sidx.min()) < 0 or int(sidx.max()) >= len(self.schemas)):
+                raise IndexError("schema number out of range")
+            h = self.array_hits[name] = _array_hits_from(rows, sidx, list(map(itemgetter(3), entries)))
+        return h
+
+    def array_fields(self, name: str, fields: list[str]) -> dict[str, _Col]:
+        missing = [f for f in fields if (name, f) not in self.array_cols]
+        if missing:
+            cols = _field_columns(len(self.snap), name, self.hits(name), missing, self.schemas, self.where)
+            for f, col in cols.items():
+                self.array_cols[(name, f)] = col
+        return {f: self.array_cols[(name, f)] for f in fields}
+
+
+def _array_hits_from(rows: np.ndarray, sidx: np.ndarray, stats: list[Any]) -> _ArrayHits:
+    """Hits of one array, splitting off the datasets that have statistics."""
+    if None not in stats:
+        return _ArrayHits(rows, sidx, rows, sidx, stats)
+    with_stats = list(map(is_not, stats, repeat(None)))
+    keep = np.array(with_stats, dtype=bool)
+    return _ArrayHits(rows, sidx, rows[keep], sidx[keep], list(compress(stats, with_stats)))
+
+
+class _View:
+    """The live datasets of a handle: raw records (through the cache) and materialised ones."""
+
+    def __init__(self, atlas: Atlas) -> None:
+        self.atlas = atlas
+        datasets = atlas._datasets
+        self.names = list(datasets)
+        self.recs: list[Any] = list(datasets.values())
+        self.n = n = len(self.recs)
+        rows_all = np.arange(n, dtype=np.intp)
+        is_raw = list(map(is_, map(type, self.recs), repeat(list)))
+        if all(is_raw):
+            raw = self.recs
+            raw_rows = rows_all
+            self.states: list[DatasetState] = []
+            self.state_rows = _NO_ROWS
+        else:
+            raw_mask = np.array(is_raw, dtype=bool)
+            raw = list(compress(self.recs, is_raw))
+            raw_rows = rows_all[raw_mask]
+            self.states = list(compress(self.recs, map(not_, is_raw)))
+            self.state_rows = rows_all[~raw_mask]
+        self.where = f"metadata of {atlas._storage.location}"
+        self.holes: np.ndarray | None = None  # snapshot rows now materialised, when rows are unchanged
+        self.cache, self.pos, self.same = self._raw_view(raw, raw_rows)
+        self._sattrs: tuple[list[list[Any]], np.ndarray, list[dict[str, tuple[str, Any]]], list[int]] | None = None
+        self._pos_cache: dict[int, int] = {}
+
+    def _raw_view(self, raw: list[Any], raw_rows: np.ndarray) -> tuple[_RawCache, np.ndarray, bool]:
+        """The raw-record cache, the current row of each snapshot position (-1: gone), and
+        whether the snapshot is exactly the current rows."""
+        atlas = self.atlas
+        cache: _RawCache | None = getattr(atlas, "_catalog_cache", None)
+        if cache is not None and cache.schemas is atlas._schemas:
+            snap = cache.snap
+            if len(raw) == len(snap) and all(map(is_, raw, snap)):
+                return cache, raw_rows, len(raw) == self.n
+            if len(snap) == self.n:  # same datasets, some of them materialised since
+                ident = list(map(is_, self.recs, snap))
+                if len(raw) == sum(ident):  # every raw record is the snapshot's
+                    holes = ~np.array(ident, dtype=bool)
+                    self.holes = holes
+                    return cache, np.where(holes, -1, np.arange(self.n, dtype=np.intp)), False
+            if 2 * len(raw) >= len(snap):  # most of the snapshot is still in use
+                if cache.pos_of is None:
+                    cache.pos_of = {id(r): i for i, r in enumerate(snap)}
+                pos_of = cache.pos_of
+                at = np.fromiter(map(pos_of.get, map(id, raw), repeat(-1)), dtype=np.intp, count=len(raw))
+                if len(at) == 0 or int(at.min()) >= 0:
+                    pos = np.full(len(snap), -1, dtype=np.intp)
+                    pos[at] = raw_rows
+                    return cache, pos, False
+        cache = _RawCache(raw, atlas._schemas, self.where)
+        atlas._catalog_cache = cache  # type: ignore[attr-defined]
+        return cache, raw_rows, len(raw) == self.n
+
+    # ---- projections of snapshot data onto current rows
+    def project(self, col: _Col) -> _Col:
+        """A snapshot column as a column over the current rows."""
+        if self.same:
+            return col
+        if self.holes is not None:
+            return _Col(col.kind, col.values, col.mask | self.holes)
+        dtype, fill = _NUMPY[col.kind]
+        values = np.full(self.n, fill, dtype=dtype)
+        mask = np.ones(self.n, dtype=bool)
+        ok = self.pos >= 0
+        dest = self.pos[ok]
+        values[dest] = col.values[ok]
+        mask[dest] = col.mask[ok]
+        return _Col(col.kind, values, mask)
+
+    def remap_rows(self, rows: np.ndarray) -> tuple[np.ndarray, list[bool] | None]:
+        """Current rows of snapshot rows, and which to keep (None: all)."""
+        mapped = self.pos[rows]
+        keep = mapped >= 0
+        if keep.all():
+            return mapped, None
+        return mapped[keep], keep.tolist()
+
+    # ---- materialised datasets
+    def state_attrs(self) -> tuple[list[list[Any]], np.ndarray, list[dict[str, tuple[str, Any]]], list[int]]:
+        if self._sattrs is None:
+            sflats: list[list[Any]] = []  # materialised, attributes still raw
+            srows: list[int] = []
+            dicts: list[dict[str, tuple[str, Any]]] = []
+            drows: list[int] = []
+            for row, ds in zip(self.state_rows.tolist(), self.states, strict=True):
+                r = ds._raw_attrs
+                if r is not None:
+                    sflats.append(r[0])
+                    srows.append(row)
+                else:
+                    dicts.append(ds._attrs)
+                    drows.append(row)
+            if not set(map(type, sflats)) <= {list} or any(x % 3 for x in set(map(len, sflats))):
+                raise ValueError("attribute list is malformed")
+            self._sattrs = (sflats, np.array(srows, dtype=np.intp), dicts, drows)
+        return self._sattrs
+
+    def state_attr_hits(self, key: str) -> _AttrHits:
+        sflats, srows, dicts, drows = self.state_attrs()
+        return _attr_hits(key, sflats, srows, dicts, drows)
+
+    def state_array_hits(self, name: str) -> _ArrayHits:
+        arrs = [ds.arrays.get(name) for ds in self.states]
+        has = list(map(is_not, arrs, repeat(None)))
+        got = cast("list[ArrayState]", list(compress(arrs, has)))
+        schemas = self.atlas._schemas
+        sidx = np.array(
+            [_schema_pos(s, schemas, self._pos_cache) for s in map(attrgetter("schema"), got)], dtype=np.intp
+        )
+        stats = [
+            r[0] if r is not None else (None if d is None else _STATS_OF(d))
+            for r, d in zip(map(attrgetter("_raw"), got), map(attrgetter("_stats"), got), strict=True)
+        ]
+        return _array_hits_from(self.state_rows[np.array(has, dtype=bool)], sidx, stats)
+
+    # ---- columns
+    def all_keys(self) -> list[str]:
+        """Every attribute key of the live datasets, in order of first appearance."""
+        keys = self.cache.get_keys()
+        if not self.states and self.same:
+            return keys
+        sflats, _, dicts, _ = self.state_attrs()
+        cand = list(dict.fromkeys(chain(keys, *(f[0::3] for f in sflats), *dicts)))
+        first: dict[str, int] = {}
+        for k in cand:
+            col = self.attr(k)
+            if not col.mask.all():
+                first[k] = int(np.argmin(col.mask))
+        order: list[str] = []
+        for r in sorted(set(first.values())):
+            rec = self.recs[r]
+            if type(rec) is list:
+                ks = rec[1][0::3]
+            else:
+                ra = rec._raw_attrs
+                ks = ra[0][0::3] if ra is not None else list(rec._attrs)
+            order.extend(k for k in ks if first.get(k) == r)
+        return list(dict.fromkeys(order))
+
+    def attr(self, key: str) -> _Col:
+        """The typed column of one attribute."""
+        col = self.project(self.cache.attr_col(key))
+        if not self.states:
+            return col
+        sh = self.state_attr_hits(key)
+        loc = f"{self.where}, attribute {key!r}"
+        scol = _typed(self.n, sh.rows, sh.values, sh.kinds, sh.kinds, loc)
+        merged = _merge(col, scol)
+        if merged is not None:
+            return merged
+        # kinds differ between raw and materialised datasets: type all values together
+        h = self.cache.attr_hits(key)
+        rows, keep = self.remap_rows(h.rows)
+        kinds, values = h.kinds, h.values
+        if keep is not None:
+            kinds, values = list(compress(kinds, keep)), list(compress(values, keep))
+        kinds, values = kinds + sh.kinds, values + sh.values
+        return _typed(self.n, np.concatenate([rows, sh.rows]), values, kinds, kinds, loc)
+
+    def array(self, name: str, fields: Iterable[str]) -> dict[str, _Col]:
+        """Typed columns of some fields of one array."""
+        fields = list(fields)
+        out = {f: self.project(col) for f, col in self.cache.array_fields(name, fields).items()}
+        if not self.states:
+            return out
+        sh = self.state_array_hits(name)
+        schemas = self.atlas._schemas
+        scols = _field_columns(self.n, name, sh, fields, schemas, self.where)
+        slow: list[str] = []
+        for f in fields:
+            merged = _merge(out[f], scols[f])
+            if merged is None:
+                slow.append(f)
+            else:
+                out[f] = merged
+        if slow:  # kinds differ between raw and materialised datasets: type all together
+            h = self.cache.hits(name)
+            rows, keep = self.remap_rows(h.rows)
+            sidx = h.sidx if keep is None else h.sidx[np.array(keep, dtype=bool)]
+            srows, skeep = self.remap_rows(h.srows)
+            ssidx = h.ssidx if skeep is None else h.ssidx[np.array(skeep, dtype=bool)]
+            stats = h.stats if skeep is None else list(compress(h.stats, skeep))
+            both = _ArrayHits(
+                np.concatenate([rows, sh.rows]),
+                np.concatenate([sidx, sh.sidx]),
+                np.concatenate([srows, sh.srows]),
+                np.concatenate([ssidx, sh.ssidx]),
+                stats + sh.stats,
+            )
+            out.update(_field_columns(self.n, name, both, slow, schemas, self.where))
+        return out
+
+
+def _merge(a: _Col, b: _Col) -> _Col | None:
+    """Two columns over disjoint rows as one, or None when their kinds differ (typing all
+    values together could then give another kind)."""
+    if b.kind == "null":
+        return a
+    if a.kind == "null":
+        return b
+    if a.kind != b.kind:
+        return None
+    values = a.values.copy()
+    present = ~b.mask
+    values[present] = b.values[present]
+    return _Col(a.kind, values, a.mask & b.mask)
+
+
+def _table(
+    atlas: Atlas, attr_keys: Sequence[str] | None, arrays: Mapping[str, Iterable[str]]
+) -> tuple[list[str], dict[str, _Col], dict[str, dict[str, _Col]]]:
+    """Typed columns of the wanted attributes (every key when ``attr_keys`` is None) and
+    array fields over the live datasets, from metadata alone."""
     try:
-        return _gather_once(atlas, attr_keys, array_names)
+        return _table_once(atlas, attr_keys, arrays)
     except (TypeError, ValueError, IndexError, KeyError, AttributeError):
         pass
     # a malformed record: materialising every dataset reports it precisely
+    atlas._catalog_cache = None  # type: ignore[attr-defined]
     for name in list(atlas._datasets):
         atlas._materialize(name)
     try:
-        return _gather_once(atlas, attr_keys, array_names)
+        return _table_once(atlas, attr_keys, arrays)
     except (TypeError, ValueError, IndexError, KeyError, AttributeError) as e:
         raise CorruptionError(f"metadata of {atlas._storage.location} is malformed: {e}") from None
 
 
-def _gather_once(
-    atlas: Atlas, attr_keys: Sequence[str] | None, array_names: Iterable[str]
-) -> tuple[list[str], dict[str, _AttrHits], dict[str, _ArrayHits]]:
-    datasets = atlas._datasets
-    names = list(datasets)
-    recs: list[Any] = list(datasets.values())
-    is_raw = [type(r) is list for r in recs]
-    if all(is_raw):
-        raw: list[Any] = recs
-        raw_rows = list(range(len(recs)))
-        states: list[DatasetState] = []
-        state_rows: list[int] = []
-    else:
-        raw = list(compress(recs, is_raw))
-        raw_rows = list(compress(range(len(recs)), is_raw))
-        is_state = [not x for x in is_raw]
-        states = list(compress(recs, is_state))
-        state_rows = list(compress(range(len(recs)), is_state))
-
-    # ---- attributes: flat lists (raw records, and states whose attributes are still raw)
-    flats: list[list[Any]] = list(map(itemgetter(1), raw))
-    flat_rows = raw_rows
-    dicts: list[dict[str, tuple[str, Any]]] = []
-    dict_rows: list[int] = []
-    if states:
-        flat_rows = list(raw_rows)
-        for row, ds in zip(state_rows, states, strict=True):
-            r = ds._raw_attrs
-            if r is not None:
-                flats.append(r[0])
-                flat_rows.append(row)
-            else:
-                dicts.append(ds._attrs)
-                dict_rows.append(row)
-    if not set(map(type, flats)) <= {list} or any(x % 3 for x in set(map(len, flats))):
-        raise ValueError("attribute list is malformed")
-    if attr_keys is None:  # every key, in order of first appearance
-        per_row: list[Iterable[str]] = list(map(itemgetter(slice(0, None, 3)), flats))
-        if dicts:
-            order = sorted(zip(chain(flat_rows, dict_rows), chain(per_row, dicts), strict=True), key=itemgetter(0))
-            per_row = list(map(itemgetter(1), order))
-        attr_keys = list(dict.fromkeys(chain.from_iterable(per_row)))
-    ahits = {k: _attr_hits(k, flats, flat_rows, dicts, dict_rows) for k in attr_keys}
-
-    # ---- arrays
-    xhits: dict[str, _ArrayHits] = {}
-    wanted = list(dict.fromkeys(array_names))
-    if not wanted:
-        return names, ahits, xhits
-    entry_lists: list[list[Any]] = list(map(itemgetter(2), raw))
-    if not set(map(type, entry_lists)) <= {list}:
-        raise ValueError("array list is malformed")
-    sid_of: dict[int, int] = {}
-    nschemas = len(atlas._schemas)
-    for a in wanted:
-        rows, hits = _array_hits(a, entry_lists, raw_rows)
-        sidx = list(map(itemgetter(2), hits))
-        stats: list[Any] = list(map(itemgetter(3), hits))
-        if states:
-            arrs = [ds.arrays.get(a) for ds in states]
-            has = list(map(is_not, arrs, repeat(None)))
-            got = cast("list[ArrayState]", list(compress(arrs, has)))
-            rows = rows + list(compress(state_rows, has))
-            sidx += [_schema_pos(s, atlas._schemas, sid_of) for s in map(attrgetter("schema"), got)]
-            stats += [
-                r[0] if r is not None else (None if d is None else _STATS_OF(d))
-                for r, d in zip(map(attrgetter("_raw"), got), map(attrgetter("_stats"), got), strict=True)
-            ]
-        sidx_a = np.array(sidx, dtype=np.intp)
-        if len(sidx_a) and (int(sidx_a.min()) < 0 or int(sidx_a.max()) >= nschemas):
-            raise IndexError("schema index out of range")
-        rows_a = np.array(rows, dtype=np.intp)
-        if None not in stats:
-            srows_a, ssidx_a = rows_a, sidx_a
-        else:
-            with_stats = list(map(is_not, stats, repeat(None)))
-            keep = np.array(with_stats, dtype=bool)
-            srows_a, ssidx_a = rows_a[keep], sidx_a[keep]
-            stats = list(compress(stats, with_stats))
-        xhits[a] = _ArrayHits(rows_a, sidx_a, srows_a, ssidx_a, stats)
-    return names, ahits, xhits
+def _table_once(
+    atlas: Atlas, attr_keys: Sequence[str] | None, arrays: Mapping[str, Iterable[str]]
+) -> tuple[list[str], dict[str, _Col], dict[str, dict[str, _Col]]]:
+    view = _View(atlas)
+    keys = view.all_keys() if attr_keys is None else attr_keys
+    attrs = {k: view.attr(k) for k in keys}
+    cols = {a: view.array(a, fields) for a, fields in arrays.items()}
+    return view.names, attrs, cols
 
 
 def _schema_pos(schema: Schema, schemas: _SchemaSource, cache: dict[int, int]) -> int:
-    """Index of an in-memory schema in the store's schema table."""
+    """Number of an in-memory schema in the store's schema table."""
     pos = getattr(schema, "pos", -1)
     if pos >= 0:
         return int(pos)
@@ -433,44 +661,49 @@ _STATS_OF = itemgetter("row_count", "null_count", "min", "max")
 def _attr_hits(
     key: str,
     flats: list[list[Any]],
-    rows: list[int],
+    rows: np.ndarray,
     dicts: list[dict[str, tuple[str, Any]]],
     dict_rows: list[int],
 ) -> _AttrHits:
     """Rows, kinds and (manifest-encoded) values of one attribute."""
-    out = _AttrHits([], [], [])
+    out = _AttrHits(_NO_ROWS, [], [])
     p = -1
     for f in flats:  # position of the key in the first dataset holding it
         p = _flat_find(f, key)
         if p >= 0:
             break
+    extra_rows: list[int] = []
     if p >= 0:
-        ok = list(map(eq, _take(flats, p, None), repeat(key)))
-        if all(ok):
-            out.rows = list(rows)
-            out.kinds = _take(flats, p + 1, None)
-            out.values = _take(flats, p + 2, None)
+        at = _take(flats, p, None)
+        if _all_equal(at, key):
+            out.rows = rows
+            out.kinds = list(map(getitem, flats, repeat(p + 1)))
+            out.values = list(map(getitem, flats, repeat(p + 2)))
         else:
-            out.rows = list(compress(rows, ok))
+            ok = list(map(eq, at, repeat(key)))
+            okm = np.array(ok, dtype=bool)
+            out.rows = rows[okm]
             out.kinds = list(compress(_take(flats, p + 1, None), ok))
             out.values = list(compress(_take(flats, p + 2, None), ok))
-            for i in compress(range(len(flats)), map(not_, ok)):
+            for i in np.flatnonzero(~okm).tolist():
                 f = flats[i]
                 j = _flat_find(f, key)
                 if j >= 0:
-                    out.rows.append(rows[i])
+                    extra_rows.append(int(rows[i]))
                     out.kinds.append(f[j + 1])
                     out.values.append(f[j + 2])
     for row, d in zip(dict_rows, dicts, strict=True):
         kv = d.get(key)
         if kv is not None:
-            out.rows.append(row)
+            extra_rows.append(row)
             out.kinds.append(kv[0])
             out.values.append(kv[1])
+    if extra_rows:
+        out.rows = np.concatenate([out.rows, np.array(extra_rows, dtype=np.intp)])
     return out
 
 
-def _array_hits(name: str, entry_lists: list[list[Any]], rows: list[int]) -> tuple[list[int], list[Any]]:
+def _array_hits(name: str, entry_lists: list[list[Any]], rows: np.ndarray) -> tuple[np.ndarray, list[Any]]:
     """Rows and raw entries of one array in raw records."""
     q = -1
     for el in entry_lists:  # position of the array in the first dataset declaring it
@@ -481,24 +714,26 @@ def _array_hits(name: str, entry_lists: list[list[Any]], rows: list[int]) -> tup
         if q >= 0:
             break
     if q < 0:
-        return [], []
+        return _NO_ROWS, []
     at = _take(entry_lists, q, _MISSING_ENTRY)
-    ok = list(map(eq, map(itemgetter(0), at), repeat(name)))
-    if all(ok):
-        return list(rows), at
-    out_rows = list(compress(rows, ok))
+    names = list(map(itemgetter(0), at))
+    if _all_equal(names, name):
+        return rows, at
+    ok = list(map(eq, names, repeat(name)))
+    okm = np.array(ok, dtype=bool)
     hits = list(compress(at, ok))
-    for i in compress(range(len(entry_lists)), map(not_, ok)):
+    extra: list[int] = []
+    for i in np.flatnonzero(~okm).tolist():
         for e in entry_lists[i]:
             if e[0] == name:
-                out_rows.append(rows[i])
+                extra.append(int(rows[i]))
                 hits.append(e)
                 break
-    return out_rows, hits
+    return np.concatenate([rows[okm], np.array(extra, dtype=np.intp)]), hits
 
 
 def _schema_luts(schemas: _SchemaSource, sidx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Dtype names and shapes by schema index, filled in for the used schemas only."""
+    """Dtype names and shapes by schema number, filled in for the used schemas only."""
     names = np.full(len(schemas), None, dtype=object)
     shapes = np.full(len(schemas), None, dtype=object)
     for i in np.unique(sidx).tolist():
@@ -513,41 +748,34 @@ def _field_columns(
 ) -> dict[str, _Col]:
     """Typed columns of the wanted fields of one array."""
     out: dict[str, _Col] = {}
-    fields = list(fields)
+    need = set(fields)
+    loc = f"{where}, array {name!r}"
     dnames, shapes = _schema_luts(schemas, x.sidx)
-    if "dtype" in fields:
+    if "dtype" in need:
         out["dtype"] = _Col("string", *_scatter(n, x.rows, dnames[x.sidx], "", object))
-    if "shape" in fields:
+    if "shape" in need:
         out["shape"] = _Col("shape", *_scatter(n, x.rows, shapes[x.sidx], None, object))
-    stat_fields = [f for f in fields if f in _STAT_FIELDS]
-    if not stat_fields:
-        return out
+    stats = x.stats
     try:
-        rc, nc, lo, hi = (list(map(itemgetter(i), x.stats)) for i in range(4))
-    except (TypeError, IndexError):
-        raise CorruptionError(f"{where}: statistics of array {name!r} are malformed") from None
-    for f, vals_t in (("row_count", rc), ("null_count", nc)):
-        if f in stat_fields:
-            try:
-                ints = np.array(vals_t, dtype=np.int64)
-            except (TypeError, ValueError, OverflowError):
-                raise CorruptionError(f"{where}: statistics of array {name!r} are malformed") from None
-            out[f] = _Col("int", *_scatter(n, x.srows, ints, 0, np.int64))
-    if "min" in stat_fields or "max" in stat_fields:
+        for f, i in (("row_count", 0), ("null_count", 1)):
+            if f in need:
+                ints = np.fromiter(map(itemgetter(i), stats), dtype=np.int64, count=len(stats))
+                out[f] = _Col("int", *_scatter(n, x.srows, ints, 0, np.int64))
         # all-null arrays have statistics but no min/max: the column is typed by the schemas
-        used = np.unique(x.ssidx if len(x.ssidx) else x.sidx)
-        kindset = set(dnames[used].tolist())
-        loc = f"{where}, array {name!r}"
-        for f, vals_t in (("min", lo), ("max", hi)):
-            if f not in stat_fields:
+        kindset = set(dnames[np.unique(x.ssidx if len(x.ssidx) else x.sidx)].tolist())
+        for f, i in (("min", 2), ("max", 3)):
+            if f not in need:
                 continue
-            if None in vals_t:
-                keep = np.array(list(map(is_not, vals_t, repeat(None))), dtype=bool)
-                rows, sidx = x.srows[keep], x.ssidx[keep]
-                vs = list(compress(vals_t, keep.tolist()))
-            else:
-                rows, sidx, vs = x.srows, x.ssidx, vals_t
-            out[f] = _typed(n, rows, vs, kindset, _dtype_names(dnames, sidx), loc)
+            vals = list(map(itemgetter(i), stats))
+            rows, sidx = x.srows, x.ssidx
+            if None in vals:
+                present = list(map(is_not, vals, repeat(None)))
+                keep = np.array(present, dtype=bool)
+                rows, sidx = rows[keep], sidx[keep]
+                vals = list(compress(vals, present))
+            out[f] = _typed(n, rows, vals, kindset, _dtype_names(dnames, sidx), loc)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        raise CorruptionError(f"{loc}: statistics are malformed") from None
     return out
 
 
@@ -1212,23 +1440,19 @@ class CatalogMethods:
         live = self._live_arrays()
         if arr_names is None:
             arr_names = sorted(live)
-        names, ahits, xhits = _gather(atlas, attr_names, arr_names)
-        n = len(names)
-        where = f"metadata of {atlas._storage.location}"
+        names, acols, xcols = _table(atlas, attr_names, {a: FIELDS for a in arr_names})
         columns: dict[str, Any] = {}
-        for key, h in ahits.items():
-            col = _typed(n, h.rows, h.values, h.kinds, h.kinds, f"{where}, attribute {key!r}")
+        for key, col in acols.items():
             cname = ATTR_PREFIX + key if _split_field(key, live) is not None else key
             if cname in columns:
                 raise ValueError(f"attribute {key!r} and attribute {cname!r} would share a catalogue column")
             columns[cname] = col.to_pandas()
         for a in arr_names:
-            cols = _field_columns(n, a, xhits[a], FIELDS, atlas._schemas, where)
             for f in FIELDS:
                 cname = f"{a}.{f}"
                 if cname in columns:
                     raise ValueError(f"two catalogue columns would be named {cname!r}")
-                columns[cname] = cols[f].to_pandas()
+                columns[cname] = xcols[a][f].to_pandas()
         index = pd.Index(names, name="dataset", dtype=object)
         if not columns:
             return pd.DataFrame(index=index)
@@ -1306,35 +1530,29 @@ class CatalogMethods:
             if name not in live:
                 raise ValueError(f"invalid predicate: no array named {name!r}: {frag!r}")
             fields.setdefault(name, set()).update(("min", "max", "dtype"))
-        names, ahits, xhits = _gather(atlas, list(attr_keys), list(fields))
+        names, acols, xcols = _table(atlas, list(attr_keys), fields)
         n = len(names)
-        loc = f"metadata of {atlas._storage.location}"
         cache: dict[str, tuple[str, Any]] = {}
-        field_cols: dict[str, dict[str, _Col]] = {}
 
-        def array_cols(a: str) -> dict[str, _Col]:
-            cols = field_cols.get(a)
-            if cols is None:
-                cols = field_cols[a] = _field_columns(n, a, xhits[a], fields[a], atlas._schemas, loc)
-            return cols
-
-        def attr_col(key: str) -> _Col:
-            h = ahits[key]
-            return _typed(n, h.rows, h.values, h.kinds, h.kinds, f"{loc}, attribute {key!r}")
+        def attr(key: str) -> _Col | None:
+            col = acols.get(key)
+            return None if col is None or col.mask.all() else col
 
         def resolve(name: str, frag: str) -> tuple[str, Any]:
             hit = cache.get(name)
             if hit is not None:
                 return hit
             sf = _split_field(name, live)
+            col = attr(name)
+            shadowed = attr(name[len(ATTR_PREFIX) :]) if name.startswith(ATTR_PREFIX) else None
             if sf is not None:
-                out: tuple[str, Any] = ("col", array_cols(sf[0])[sf[1]])
-            elif name in ahits and ahits[name].rows:
-                out = ("col", attr_col(name))
-            elif name.startswith(ATTR_PREFIX) and ahits[name[len(ATTR_PREFIX) :]].rows:
-                out = ("col", attr_col(name[len(ATTR_PREFIX) :]))
+                out: tuple[str, Any] = ("col", xcols[sf[0]][sf[1]])
+            elif col is not None:
+                out = ("col", col)
+            elif shadowed is not None:
+                out = ("col", shadowed)
             elif name in live:
-                cols = array_cols(name)
+                cols = xcols[name]
                 out = ("values", (cols["min"], cols["max"], cols["dtype"]))
             elif n == 0:  # an empty store knows no names, and nothing can match anyway
                 out = ("col", _empty(0, "null"))
