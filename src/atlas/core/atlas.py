@@ -734,6 +734,23 @@ class Atlas(XarrayMethods, CatalogMethods):
         self._fill_window(arr, st, stop, out)
         return self._finish(schema, out)
 
+    def _owners(self, var: Variable, rows: np.ndarray, message: str) -> str:
+        """Name the datasets whose chunks sit in the damaged block a message points at."""
+        segs = var.all_segments()
+        hit = {
+            int(r["aid"]) for r in rows
+            if f"{segs[int(r['seg'])][0]} at offset {int(r['offset'])} " in message
+        }
+        names = []
+        for name in list(self._datasets):
+            ds = self._materialize(name)
+            if ds is not None:
+                a = ds.arrays.get(var.name)
+                if a is not None and a.aid in hit:
+                    names.append(name)
+        shown = ", ".join(repr(n) for n in names[:5]) + (" ..." if len(names) > 5 else "")
+        return f"affects array {var.name!r} of dataset(s) {shown}"
+
     def _single_chunk(self, arr: ArrayState) -> np.ndarray | None:
         """The one chunk of a one-chunk array (a read-only view; None if never stored).
 

@@ -44,6 +44,8 @@ HEADER = struct.Struct("<8sIQQI")  # magic, format version, rows, payload length
 FORMAT_VERSION = 1
 # No block is ever larger than this (blocks are ~256 KiB; a single huge chunk is its own block).
 MAX_BLOCK_BYTES = 1 << 34
+# An index with more rows than this is damaged or crafted (2**31 rows would be 200 GB).
+MAX_INDEX_ROWS = 1 << 31
 
 
 def empty_rows(n: int = 0) -> np.ndarray:
@@ -188,9 +190,11 @@ class ChunkIndex:
         if checksum(payload) != crc:
             raise CorruptionError(f"chunk index {where} fails its checksum")
         expected = nrows * INDEX_DTYPE.itemsize
+        if nrows > MAX_INDEX_ROWS:
+            raise CorruptionError(f"chunk index {where} declares an impossible {nrows} rows")
         try:
-            raw = zstandard.ZstdDecompressor().decompress(payload, max_output_size=expected)
-        except zstandard.ZstdError as e:
+            raw = zstandard.ZstdDecompressor().decompress(payload, max_output_size=max(expected, 1))
+        except (zstandard.ZstdError, OverflowError, MemoryError, ValueError) as e:
             raise CorruptionError(f"chunk index {where} cannot be decompressed: {e}") from None
         if len(raw) != expected:
             raise CorruptionError(f"chunk index {where} holds {len(raw)} bytes, expected {expected}")
