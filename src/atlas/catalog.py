@@ -278,14 +278,27 @@ _NO_ROWS = np.zeros(0, dtype=np.intp)
 class _ArrayHits:
     """What the pass collected for one array name (rows are dataset positions)."""
 
-    __slots__ = ("rows", "sidx", "srows", "ssidx", "stats")
+    __slots__ = ("rows", "sidx", "srows", "ssidx", "stats", "keyed")
 
-    def __init__(self, rows: np.ndarray, sidx: np.ndarray, srows: np.ndarray, ssidx: np.ndarray, stats: list[Any]) -> None:
+    def __init__(
+        self, rows: np.ndarray, sidx: np.ndarray, srows: np.ndarray, ssidx: np.ndarray, stats: list[Any], keyed: bool
+    ) -> None:
         self.rows = rows  # datasets declaring the array
         self.sidx = sidx  # their schema numbers
         self.srows = srows  # datasets whose array has statistics
         self.ssidx = ssidx
-        self.stats = stats  # [row_count, null_count, min, max] of each (manifest encoding)
+        # statistics of each: [row_count, null_count, min, max] in manifest encoding, or the
+        # decoded dicts of materialised arrays when ``keyed``
+        self.stats = stats
+        self.keyed = keyed
+
+    def getter(self, i: int) -> Callable[[Any], Any]:
+        """Getter of one statistic (0: row_count, 1: null_count, 2: min, 3: max)."""
+        return itemgetter(_STATS_KEYS[i] if self.keyed else i)
+
+    def stat_rows(self) -> list[Any]:
+        """The statistics as ``[row_count, null_count, min, max]`` sequences."""
+        return list(map(_STATS_OF, self.stats)) if self.keyed else self.stats
 
 
 class _AttrHits:
@@ -332,7 +345,10 @@ class _RawCache:
     only materialised datasets are read again.
     """
 
-    __slots__ = ("snap", "schemas", "pos_of", "flats", "entry_lists", "keys", "attr_cols", "array_hits", "array_cols", "where")
+    __slots__ = (
+        "snap", "schemas", "pos_of", "flats", "entry_lists", "keys", "keyset", "attr_cols", "array_hits",
+        "array_cols", "where",
+    )
 
     def __init__(self, snap: list[list[Any]], schemas: Any, where: str) -> None:
         self.snap = snap
@@ -342,6 +358,7 @@ class _RawCache:
         self.flats: list[list[Any]] | None = None
         self.entry_lists: list[list[Any]] | None = None
         self.keys: list[str] | None = None  # every attribute key, in order of first appearance
+        self.keyset: dict[str, None] | None = None
         self.attr_cols: dict[str, _Col] = {}  # over snapshot positions
         self.array_hits: dict[str, _ArrayHits] = {}
         self.array_cols: dict[tuple[str, str], _Col] = {}
@@ -357,11 +374,20 @@ class _RawCache:
     def get_keys(self) -> list[str]:
         if self.keys is None:
             every = chain.from_iterable(map(itemgetter(slice(0, None, 3)), self.get_flats()))
-            self.keys = list(dict.fromkeys(every))
+            self.keyset = dict.fromkeys(every)
+            self.keys = list(self.keyset)
         return self.keys
+
+    def get_keyset(self) -> dict[str, None]:
+        if self.keyset is None:
+            self.get_keys()
+        assert self.keyset is not None
+        return self.keyset
 
     def attr_hits(self, key: str) -> _AttrHits:
         flats = self.get_flats()
+        if all(_flat_find(f, key) < 0 for f in flats[:8]) and key not in self.get_keyset():
+            return _AttrHits(_NO_ROWS, [], [])  # a key nobody has: no search of every dataset
         return _attr_hits(key, flats, np.arange(len(flats), dtype=np.intp), [], [])
 
     def attr_col(self, key: str) -> _Col:
@@ -396,13 +422,13 @@ class _RawCache:
         return {f: self.array_cols[(name, f)] for f in fields}
 
 
-def _array_hits_from(rows: np.ndarray, sidx: np.ndarray, stats: list[Any]) -> _ArrayHits:
+def _array_hits_from(rows: np.ndarray, sidx: np.ndarray, stats: list[Any], keyed: bool = False) -> _ArrayHits:
     """Hits of one array, splitting off the datasets that have statistics."""
     if None not in stats:
-        return _ArrayHits(rows, sidx, rows, sidx, stats)
+        return _ArrayHits(rows, sidx, rows, sidx, stats, keyed)
     with_stats = list(map(is_not, stats, repeat(None)))
     keep = np.array(with_stats, dtype=bool)
-    return _ArrayHits(rows, sidx, rows[keep], sidx[keep], list(compress(stats, with_stats)))
+    return _ArrayHits(rows, sidx, rows[keep], sidx[keep], list(compress(stats, with_stats)), keyed)
 
 
 class _View:
@@ -488,21 +514,17 @@ class _View:
     # ---- materialised datasets
     def state_attrs(self) -> tuple[list[list[Any]], np.ndarray, list[dict[str, tuple[str, Any]]], list[int]]:
         if self._sattrs is None:
-            sflats: list[list[Any]] = []  # materialised, attributes still raw
-            srows: list[int] = []
-            dicts: list[dict[str, tuple[str, Any]]] = []
-            drows: list[int] = []
-            for row, ds in zip(self.state_rows.tolist(), self.states, strict=True):
-                r = ds._raw_attrs
-                if r is not None:
-                    sflats.append(r[0])
-                    srows.append(row)
-                else:
-                    dicts.append(ds._attrs)
-                    drows.append(row)
+            raws = list(map(attrgetter("_raw_attrs"), self.states))
+            still_raw = list(map(is_not, raws, repeat(None)))  # attributes not decoded yet
+            decoded = list(map(not_, still_raw))
+            sflats: list[list[Any]] = list(map(itemgetter(0), compress(raws, still_raw)))
+            dicts: list[dict[str, tuple[str, Any]]] = list(map(attrgetter("_attrs"), compress(self.states, decoded)))
+            rows = self.state_rows
+            srows = rows[np.array(still_raw, dtype=bool)] if sflats else _NO_ROWS
+            drows = rows[np.array(decoded, dtype=bool)].tolist() if dicts else []
             if not set(map(type, sflats)) <= {list} or any(x % 3 for x in set(map(len, sflats))):
                 raise ValueError("attribute list is malformed")
-            self._sattrs = (sflats, np.array(srows, dtype=np.intp), dicts, drows)
+            self._sattrs = (sflats, srows, dicts, drows)
         return self._sattrs
 
     def state_attr_hits(self, key: str) -> _AttrHits:
@@ -510,18 +532,30 @@ class _View:
         return _attr_hits(key, sflats, srows, dicts, drows)
 
     def state_array_hits(self, name: str) -> _ArrayHits:
-        arrs = [ds.arrays.get(name) for ds in self.states]
-        has = list(map(is_not, arrs, repeat(None)))
-        got = cast("list[ArrayState]", list(compress(arrs, has)))
-        schemas = self.atlas._schemas
-        sidx = np.array(
-            [_schema_pos(s, schemas, self._pos_cache) for s in map(attrgetter("schema"), got)], dtype=np.intp
-        )
+        arrs = list(map(dict.get, map(attrgetter("arrays"), self.states), repeat(name)))
+        rows = self.state_rows
+        if None in arrs:
+            has = list(map(is_not, arrs, repeat(None)))
+            arrs = list(compress(arrs, has))
+            rows = rows[np.array(has, dtype=bool)]
+        got = cast("list[ArrayState]", arrs)
+        try:
+            sidx = np.fromiter(map(attrgetter("schema.pos"), got), dtype=np.intp, count=len(got))
+        except AttributeError:
+            sidx = np.full(len(got), -1, dtype=np.intp)
+        for i in np.flatnonzero(sidx < 0).tolist():
+            sidx[i] = _schema_pos(got[i].schema, self.atlas._schemas, self._pos_cache)
+        raws = list(map(attrgetter("_raw"), got))  # stats not decoded yet
+        decoded = list(map(attrgetter("_stats"), got))
+        if raws.count(None) == len(raws):
+            return _array_hits_from(rows, sidx, decoded, keyed=True)
+        if None not in raws:  # none decoded yet: the manifest's lists
+            return _array_hits_from(rows, sidx, list(map(itemgetter(0), raws)))
         stats = [
             r[0] if r is not None else (None if d is None else _STATS_OF(d))
-            for r, d in zip(map(attrgetter("_raw"), got), map(attrgetter("_stats"), got), strict=True)
+            for r, d in zip(raws, decoded, strict=True)
         ]
-        return _array_hits_from(self.state_rows[np.array(has, dtype=bool)], sidx, stats)
+        return _array_hits_from(rows, sidx, stats)
 
     # ---- columns
     def all_keys(self) -> list[str]:
@@ -589,13 +623,14 @@ class _View:
             sidx = h.sidx if keep is None else h.sidx[np.array(keep, dtype=bool)]
             srows, skeep = self.remap_rows(h.srows)
             ssidx = h.ssidx if skeep is None else h.ssidx[np.array(skeep, dtype=bool)]
-            stats = h.stats if skeep is None else list(compress(h.stats, skeep))
+            stats = h.stat_rows() if skeep is None else list(compress(h.stat_rows(), skeep))
             both = _ArrayHits(
                 np.concatenate([rows, sh.rows]),
                 np.concatenate([sidx, sh.sidx]),
                 np.concatenate([srows, sh.srows]),
                 np.concatenate([ssidx, sh.ssidx]),
-                stats + sh.stats,
+                stats + sh.stat_rows(),
+                False,
             )
             out.update(_field_columns(self.n, name, both, slow, schemas, self.where))
         return out
@@ -655,7 +690,8 @@ def _schema_pos(schema: Schema, schemas: _SchemaSource, cache: dict[int, int]) -
     return cache[id(schema)]
 
 
-_STATS_OF = itemgetter("row_count", "null_count", "min", "max")
+_STATS_KEYS = ("row_count", "null_count", "min", "max")
+_STATS_OF = itemgetter(*_STATS_KEYS)
 
 
 def _attr_hits(
@@ -692,12 +728,13 @@ def _attr_hits(
                     extra_rows.append(int(rows[i]))
                     out.kinds.append(f[j + 1])
                     out.values.append(f[j + 2])
-    for row, d in zip(dict_rows, dicts, strict=True):
-        kv = d.get(key)
-        if kv is not None:
-            extra_rows.append(row)
-            out.kinds.append(kv[0])
-            out.values.append(kv[1])
+    if dicts:  # decoded attributes of materialised datasets
+        got: list[Any] = list(map(dict.get, dicts, repeat(key)))
+        present = list(map(is_not, got, repeat(None)))
+        kvs = list(compress(got, present))
+        extra_rows.extend(compress(dict_rows, present))
+        out.kinds.extend(map(itemgetter(0), kvs))
+        out.values.extend(map(itemgetter(1), kvs))
     if extra_rows:
         out.rows = np.concatenate([out.rows, np.array(extra_rows, dtype=np.intp)])
     return out
@@ -759,14 +796,14 @@ def _field_columns(
     try:
         for f, i in (("row_count", 0), ("null_count", 1)):
             if f in need:
-                ints = np.fromiter(map(itemgetter(i), stats), dtype=np.int64, count=len(stats))
+                ints = np.fromiter(map(x.getter(i), stats), dtype=np.int64, count=len(stats))
                 out[f] = _Col("int", *_scatter(n, x.srows, ints, 0, np.int64))
         # all-null arrays have statistics but no min/max: the column is typed by the schemas
         kindset = set(dnames[np.unique(x.ssidx if len(x.ssidx) else x.sidx)].tolist())
         for f, i in (("min", 2), ("max", 3)):
             if f not in need:
                 continue
-            vals = list(map(itemgetter(i), stats))
+            vals = list(map(x.getter(i), stats))
             rows, sidx = x.srows, x.ssidx
             if None in vals:
                 present = list(map(is_not, vals, repeat(None)))
