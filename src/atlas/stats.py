@@ -89,11 +89,12 @@ def chunk_stats(
         kind = dtype.kind
         if kind == "float":
             # total-order keys in the native width (int32 for float32): no widening of the data
-            ibits = np.int32 if flat.dtype.itemsize == 4 else np.int64
+            ibits: Any = np.int32 if flat.dtype.itemsize == 4 else np.int64
             info = np.iinfo(ibits)
-            bits = flat.view(ibits)
+            bits: Any = flat.view(ibits)
             keys = bits ^ ((bits >> (8 * flat.dtype.itemsize - 1)) & ibits(info.max))
-            lo_sent, hi_sent = ibits(info.max), ibits(info.min)
+            lo_sent: Any = ibits(info.max)
+            hi_sent: Any = ibits(info.min)
         elif kind == "uint":
             keys = flat.astype(np.uint64, copy=False)
             lo_sent, hi_sent = np.uint64(U64_MAX), np.uint64(0)

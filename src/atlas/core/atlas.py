@@ -19,19 +19,26 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..dtypes import DTYPES, DType, coerce_attribute, decode_value, encode_value, infer_attribute, parse_dtype, validate_fill
+from ..catalog import CatalogMethods
+from ..dtypes import (
+    DTYPES,
+    coerce_attribute,
+    decode_value,
+    infer_attribute,
+    parse_dtype,
+    validate_fill,
+)
 from ..errors import ConflictError, CorruptionError, ReadOnlyError, StoreNotFoundError
 from ..format import manifest as mf
 from ..format.chunkindex import ChunkIndex, empty_rows, merge_rows
 from ..format.codec import parse_codec
-from ..format.segment import ChunkPayload, new_key, start_segments
-from ..format.strings import decode_strings, encode_strings, to_string_array
-from ..names import check_key, check_name
-from ..stats import chunk_stats, fold_many, fold_stats, string_stats
 from ..format.records import encode_attrs as _encode_attrs
 from ..format.records import encode_stats as _encode_stats
-from ..catalog import CatalogMethods
+from ..format.segment import ChunkPayload, new_key, start_segments
+from ..format.strings import decode_strings, encode_strings, to_string_array
 from ..integrations.xarray import XarrayMethods
+from ..names import check_key, check_name
+from ..stats import chunk_stats, fold_many, fold_stats, string_stats
 from .reader import BlockCache, BlockKey, fetch_blocks
 from .state import ArrayState, DatasetState, Schema, SchemaTable, Variable, schema_key
 
@@ -51,6 +58,11 @@ SCAN_BATCH_BYTES = 64 << 20
 _VERSION_KEY = "version"
 _SEGMENT_KEY = re.compile(r"data/v[0-9]+-[0-9a-f]+\.seg")
 _INDEX_KEY = re.compile(r"index/v[0-9]+-[0-9a-f]+\.idx")
+
+
+def _sub(arr: np.ndarray, sl: tuple[slice, ...]) -> np.ndarray:
+    """``arr[sl]`` that stays an array for 0-D (``x[()]`` would give the element)."""
+    return arr[sl + (Ellipsis,)]
 
 
 def _open_storage(location: Any, create: bool, options: dict[str, Any]) -> Storage:
@@ -565,11 +577,11 @@ class Atlas(XarrayMethods, CatalogMethods):
             if cid in arr.dirty:
                 continue
             extent = schema.chunk_extent(coords)
-            lo = [c * n for c, n in zip(coords, cs, strict=True)]
-            if all(a <= o and o + e <= b for a, b, o, e in zip(start, stop, lo, extent, strict=True)):
+            origin = [c * n for c, n in zip(coords, cs, strict=True)]
+            if all(a <= o and o + e <= b for a, b, o, e in zip(start, stop, origin, extent, strict=True)):
                 # the write covers this chunk: no need to read what it replaces
-                src = tuple(slice(o - a, o - a + e) for a, o, e in zip(start, lo, extent, strict=True))
-                buf = np.array(data[src], copy=True, order="C")
+                part = tuple(slice(o - a, o - a + e) for a, o, e in zip(start, origin, extent, strict=True))
+                buf = np.array(data[part], copy=True, order="C")
                 arr.dirty[cid] = buf
                 covered.add(cid)
                 self._dirty_bytes += buf.nbytes if not schema.dtype.is_string else 64 * buf.size
@@ -726,7 +738,7 @@ class Atlas(XarrayMethods, CatalogMethods):
                     out_shape = tuple(b - a for a, b in zip(st, stop, strict=True))
                     return self._finish(schema, schema.new_chunk(out_shape))
                 sl = tuple(slice(a, b) for a, b in zip(st, stop, strict=True))
-                return self._finish(schema, chunk[(*sl, ...)].copy())
+                return self._finish(schema, _sub(chunk, sl).copy())
         out_shape = tuple(b - a for a, b in zip(st, stop, strict=True))
         out = np.empty(out_shape, dtype=schema.dtype.numpy)
         if out.size == 0:
@@ -900,7 +912,7 @@ class Atlas(XarrayMethods, CatalogMethods):
                     shape_ = schema.shape if sl is None else tuple(x.stop - x.start for x in sl)
                     out = schema.new_chunk(shape_)
                 else:
-                    out = (chunk if sl is None else chunk[(*sl, ...)]).copy()
+                    out = (chunk if sl is None else _sub(chunk, sl)).copy()
                 results[i] = self._finish(schema, out)
 
             self._scan_single(var, fast, emit)
@@ -1026,7 +1038,7 @@ class Atlas(XarrayMethods, CatalogMethods):
                 if chunk is None:
                     out[i, ...] = a.schema.fillscalar
                 else:
-                    out[i, ...] = chunk if sl is None else chunk[(*sl, ...)]
+                    out[i, ...] = chunk if sl is None else _sub(chunk, sl)
 
             self._scan_single(var, fast, emit)
         return self._finish(present[0].schema, out)
@@ -1082,7 +1094,7 @@ class Atlas(XarrayMethods, CatalogMethods):
         if not pend_aids:
             return
         if var is None:
-            for out, dst, _, _, schema in pend_meta:
+            for out, _, _, _, schema in pend_meta:
                 out.fill(schema.fillscalar)
             return
         aids = np.asarray(pend_aids, dtype=np.uint64)
@@ -1095,8 +1107,8 @@ class Atlas(XarrayMethods, CatalogMethods):
         use_c = (~use_p) & (found_c >= 0)
         sel = np.flatnonzero(use_p | use_c)
         for k in np.flatnonzero(~(use_p | use_c)).tolist():
-            out, dst, _, _, schema = pend_meta[k]
-            if dst is ...:
+            out, where_, _, _, schema = pend_meta[k]
+            if where_ is ...:
                 out.fill(schema.fillscalar)  # a one-chunk array never written
         if len(sel) == 0:
             return
@@ -1144,13 +1156,13 @@ class Atlas(XarrayMethods, CatalogMethods):
             bseg = brows["seg"].tolist()
             boff = brows["offset"].tolist()
             for j, ri in enumerate(batch.tolist()):
-                out, dst, src, extent, schema = pend_meta[int(sel[ri])]
+                out, dst_t, src_t, extent, schema = pend_meta[int(sel[ri])]
                 block = blocks[(seg_keys[bseg[j]], boff[j])]
                 try:
                     chunk = self._chunk_from_block(schema, block, within[j], nbytes[j], extent)
                 except ValueError as e:
                     raise CorruptionError(f"a chunk of variable {array!r} does not fit its block: {e}") from None
-                out[dst] = chunk[src]
+                out[dst_t] = chunk[src_t]
             start_i = end_i
 
     # ------------------------------------------------------------------ attributes
@@ -1183,8 +1195,8 @@ class Atlas(XarrayMethods, CatalogMethods):
                     for i in idx:
                         arr, cid, buf = items[i]
                         fill = arr.schema.fill
-                        nulls = 0 if fill is None else int(np.count_nonzero(buf == fill))
-                        payloads[i] = ChunkPayload(arr.aid, cid, 1, encode_strings(buf), buf.size, nulls, 0, 0, 0)
+                        snulls = 0 if fill is None else int(np.count_nonzero(buf == fill))
+                        payloads[i] = ChunkPayload(arr.aid, cid, 1, encode_strings(buf), buf.size, snulls, 0, 0, 0)
                     continue
                 chunks = [items[i][2] for i in idx]
                 fills = [items[i][0].schema.fill for i in idx]

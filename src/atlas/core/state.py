@@ -21,7 +21,6 @@ from ..dtypes import DType, encode_value, fill_scalar
 from ..format.chunkindex import ChunkIndex, empty_rows
 from ..format.records import decode_attrs, decode_stats
 
-
 _pack_double = struct.Struct("<d").pack
 
 
@@ -142,9 +141,9 @@ class SchemaTable:
             self._ids = {}
             for i, s in enumerate(self._items):
                 self._ids[s.key if s is not None else self._key_of(self._raw[i])] = i
-        i = self._ids.get(schema.key)
-        if i is not None:
-            return self[i]
+        found = self._ids.get(schema.key)
+        if found is not None:
+            return self[found]
         schema.pos = len(self._items)
         self._ids[schema.key] = schema.pos
         self._items.append(schema)

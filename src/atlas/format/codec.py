@@ -81,7 +81,7 @@ def unshuffle(data: np.ndarray, itemsize: int) -> np.ndarray:
 def compress(raw: bytes | bytearray | memoryview | np.ndarray, codec: str) -> bytes:
     """Compress one block."""
     if codec == "zstd":
-        return _zstd_c().compress(raw)
+        return _zstd_c().compress(raw)  # type: ignore[arg-type]  # any buffer works
     if codec == "lz4":
         return lz4.block.compress(raw, store_size=False)
     return bytes(raw)
