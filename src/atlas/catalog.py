@@ -4,9 +4,12 @@
 statistics computed at flush) as a ``pandas.DataFrame``; ``Atlas.find()`` selects dataset
 names with a small, safe predicate language over the same columns.
 
-Both are built from the in-memory metadata alone, in one pass over the datasets that picks out
-only the requested attributes and arrays (raw manifest records are read in place, never
-materialised), and neither ever reads array data.
+Both are built from the in-memory metadata alone and never read array data. Only the
+requested attributes and arrays are picked out, column by column with C-level iteration over
+the manifest records as they were loaded (they are not materialised into dataset objects).
+Those records never change, so what was read from them is remembered by the handle and later
+calls only re-read datasets that were materialised since (opened, written, re-created).
+The manifest itself is untouched: no index or column is added to the metadata layout.
 
 The predicate language
 ----------------------
@@ -54,7 +57,6 @@ __all__ = ["CatalogMethods", "FIELDS"]
 
 #: Per-array catalogue fields, in column order.
 FIELDS = ("dtype", "shape", "min", "max", "null_count", "row_count")
-_STAT_FIELDS = ("min", "max", "null_count", "row_count")
 
 #: Prefix of an attribute column whose key clashes with an ``ARRAY.FIELD`` column.
 ATTR_PREFIX = "attr:"
@@ -1495,7 +1497,7 @@ class CatalogMethods:
             return pd.DataFrame(index=index)
         return pd.DataFrame(columns, index=index, copy=False)
 
-    def find(self, where: str | None = None, /, **equals: Any) -> list[str]:
+    def find(self, where: str | None = None, **equals: Any) -> list[str]:
         """Names of the live datasets matching a predicate, in store order.
 
         ``where`` is an expression over catalogue names (see :meth:`catalog`), e.g.
@@ -1522,7 +1524,8 @@ class CatalogMethods:
           NaN values the answer is exact). ``not`` keeps this guarantee.
         * A comparison involving a missing value (no such attribute or array, no statistics)
           is false, ``!=`` included; ``not`` negates the truth of its operand. Test for
-          missing values with ``isnull(x)`` / ``notnull(x)`` / ``x is None``.
+          missing values with ``isnull(x)`` / ``notnull(x)`` / ``x is None``;
+          ``isnull(ARRAY)`` holds for datasets that do not declare the array.
         * Statistics are as of the last ``flush()``, as in ``array_stats``.
 
         Invalid predicates raise ``ValueError`` naming the offending fragment; the
