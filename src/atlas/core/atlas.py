@@ -1068,9 +1068,10 @@ class Atlas(XarrayMethods, CatalogMethods):
             else:
                 ranges = [range(a // c, (b - 1) // c + 1) for a, b, c in zip(st, stop, cs, strict=True)]
                 coords_list = [tuple(r[i] for r, i in zip(ranges, rel, strict=True)) for rel in np.ndindex(*[len(r) for r in ranges])]
-            filled = False
-            for coords in coords_list:
-                cid = sum(c * s for c, s in zip(coords, schema.strides, strict=True))
+            chunk_ids = [sum(c * s for c, s in zip(coords, schema.strides, strict=True)) for coords in coords_list]
+            if not all(cid in arr.dirty for cid in chunk_ids):
+                out.fill(schema.fillscalar)  # cells of chunks never written stay the fill value
+            for coords, cid in zip(coords_list, chunk_ids, strict=True):
                 extent = schema.chunk_extent(coords)
                 src = []
                 dst = []
@@ -1084,9 +1085,6 @@ class Atlas(XarrayMethods, CatalogMethods):
                 if buf is not None:
                     out[tuple(dst)] = buf[tuple(src)]
                     continue
-                if not filled:
-                    out.fill(schema.fillscalar)  # cells of never-written chunks
-                    filled = True
                 pend_aids.append(arr.aid)
                 pend_cids.append(cid)
                 pend_meta.append((out, tuple(dst), tuple(src), extent, schema))
