@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .chunkindex import empty_rows
-from .codec import CODEC_IDS, encode_block
+from .codec import CODEC_IDS, compress, encode_block, shuffle
 
 BLOCK_TARGET = 256 * 1024
 SEGMENT_TARGET = 64 << 20
@@ -95,6 +95,8 @@ def start_segments(
     if cur:
         blocks.append((cur, cur_item))
 
+    blocks = _choose_shuffle(blocks, payloads, codec)
+
     def build(block: tuple[list[int], int]) -> tuple[bytes, int, int]:
         members, itemsize = block
         parts = [payloads[i].raw for i in members]
@@ -106,6 +108,32 @@ def start_segments(
     return lambda put, first_seg: _finish_segments(
         put, vid, payloads, codec, first_seg, rows, blocks, [f.result() for f in futures]
     )
+
+
+def _choose_shuffle(
+    blocks: list[tuple[list[int], int]], payloads: list[ChunkPayload], codec: str
+) -> list[tuple[list[int], int]]:
+    """Keep the byte-shuffle only where it compresses better.
+
+    Shuffling wins on most measured data (smooth floats, counters), but not on data
+    with few distinct values, where the codec matches whole elements. The first block of
+    each element size is compressed both ways (at most 256 KiB of it) and the smaller
+    choice applies to all blocks of that size in this write.
+    """
+    if codec == "none":
+        return [(m, 1) for m, _ in blocks]
+    decided: dict[int, int] = {}
+    out = []
+    for members, itemsize in blocks:
+        if itemsize > 1 and itemsize not in decided:
+            parts = [payloads[i].raw for i in members]
+            raw = parts[0] if len(parts) == 1 else np.concatenate(parts)
+            sample = raw[: (BLOCK_TARGET // itemsize) * itemsize]
+            shuffled = len(compress(shuffle(sample, itemsize), codec))
+            plain = len(compress(sample, codec))
+            decided[itemsize] = itemsize if shuffled < plain else 1
+        out.append((members, decided.get(itemsize, 1)))
+    return out
 
 
 def _finish_segments(
