@@ -137,9 +137,9 @@ def fill_scalar(dtype: DType, fill: Any) -> Any:
         return "" if fill is None else fill
     if fill is None:
         return dtype.numpy.type(0)
-    if dtype.kind == "float":
+    if dtype.name == "float32" and abs(fill) > 3.4e38:
         with np.errstate(over="ignore"):
-            return dtype.numpy.type(fill)
+            return dtype.numpy.type(fill)  # overflows to inf, silently, as the API promises
     return dtype.numpy.type(fill)
 
 

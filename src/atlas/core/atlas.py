@@ -39,12 +39,12 @@ from ..format.strings import decode_strings, encode_strings, to_string_array
 from ..integrations.xarray import XarrayMethods
 from ..names import check_key, check_name
 from ..stats import chunk_stats, fold_many, fold_stats, string_stats
+from .dataset import DatasetView
 from .reader import BlockCache, BlockKey, fetch_blocks
 from .state import ArrayState, DatasetState, Schema, SchemaTable, Variable, schema_key
 
 if TYPE_CHECKING:
     from ..storage.base import Storage
-    from .dataset import DatasetView
 
 __all__ = ["Atlas"]
 
@@ -292,17 +292,17 @@ class Atlas(XarrayMethods, CatalogMethods):
         try:
             dtype_name, shape, chunk, dims, fill = s
             dt = DTYPES[dtype_name]
-            shape_t = tuple(int(x) for x in shape)
-            chunk_t = tuple(int(x) for x in chunk)
-            dims_t = tuple(str(x) for x in dims)
+            shape_t = tuple(shape)
+            chunk_t = tuple(chunk)
+            dims_t = tuple(dims)
             if not (len(shape_t) == len(chunk_t) == len(dims_t)):
                 raise ValueError("rank mismatch")
-            if any(x < 0 for x in shape_t + chunk_t) or any(
-                c == 0 and n > 0 for n, c in zip(shape_t, chunk_t, strict=True)
-            ):
-                raise ValueError("bad shape or chunk shape")
-            if any(x > 2**62 for x in shape_t):
-                raise ValueError("absurd shape")
+            for n, c in zip(shape_t, chunk_t, strict=True):
+                if type(n) is not int or type(c) is not int or n < 0 or c < 0 or n > 2**62 or (c == 0 and n > 0):
+                    raise ValueError("bad shape or chunk shape")
+            for d in dims_t:
+                if type(d) is not str:
+                    raise ValueError("dimension names must be strings")
             return Schema(dt, shape_t, chunk_t, dims_t, decode_value(dtype_name, fill))
         except (KeyError, TypeError, ValueError) as e:
             raise CorruptionError(f"manifest {where}: schema entry is malformed: {e}") from None
@@ -384,8 +384,6 @@ class Atlas(XarrayMethods, CatalogMethods):
 
     def create_dataset(self, name: str) -> DatasetView:
         """Create an empty dataset and return a view on it."""
-        from .dataset import DatasetView
-
         check_name(name, "dataset")
         self._check_writable()
         if name in self._datasets:
@@ -397,8 +395,6 @@ class Atlas(XarrayMethods, CatalogMethods):
 
     def open_dataset(self, name: str) -> DatasetView:
         """Return a view on an existing dataset (``KeyError`` if missing)."""
-        from .dataset import DatasetView
-
         return DatasetView(self, self._dataset(name))
 
     def delete_dataset(self, name: str) -> None:

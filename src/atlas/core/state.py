@@ -29,7 +29,7 @@ class Schema:
 
     __slots__ = (
         "dtype", "shape", "chunk_shape", "dims", "fill", "grid", "nchunks", "size",
-        "single", "fillscalar", "key", "strides", "pos",
+        "single", "fillscalar", "_key", "strides", "pos",
     )
 
     def __init__(
@@ -45,20 +45,33 @@ class Schema:
         self.chunk_shape = chunk_shape
         self.dims = dims
         self.fill = fill
-        self.grid = tuple(
-            (s + c - 1) // c if c > 0 else 0 for s, c in zip(shape, chunk_shape, strict=True)
-        )
-        self.nchunks = math.prod(self.grid)
+        if shape == chunk_shape:  # the usual one-chunk array
+            grid: tuple[int, ...] = tuple(1 if n else 0 for n in shape)
+        else:
+            grid = tuple((n + c - 1) // c if c > 0 else 0 for n, c in zip(shape, chunk_shape, strict=True))
+        self.grid = grid
+        self.nchunks = math.prod(grid)
         self.size = math.prod(shape)
         self.single = self.nchunks == 1
         self.fillscalar = fill_scalar(dtype, fill)
         # row-major strides of the chunk grid, for linear chunk ids
-        st = [1] * len(self.grid)
-        for i in range(len(self.grid) - 2, -1, -1):
-            st[i] = st[i + 1] * self.grid[i + 1]
-        self.strides = tuple(st)
-        self.key = schema_key(dtype.name, shape, chunk_shape, dims, fill)
+        if len(grid) <= 1:
+            self.strides: tuple[int, ...] = (1,) * len(grid)
+        else:
+            st = [1] * len(grid)
+            for i in range(len(grid) - 2, -1, -1):
+                st[i] = st[i + 1] * grid[i + 1]
+            self.strides = tuple(st)
+        self._key: tuple[Any, ...] | None = None
         self.pos = -1  # position in its store's schema table
+
+    @property
+    def key(self) -> tuple[Any, ...]:
+        """Hashable identity, for sharing equal schemas."""
+        k = self._key
+        if k is None:
+            k = self._key = schema_key(self.dtype.name, self.shape, self.chunk_shape, self.dims, self.fill)
+        return k
 
     def encoded(self) -> list[Any]:
         """Manifest form ``[dtype, shape, chunk_shape, dims, fill]``."""

@@ -102,7 +102,8 @@ class ChunkIndex:
                 r[f].tolist()
                 for f in ("seg", "offset", "length", "raw_size", "crc", "codec", "itemsize", "within", "nbytes")
             )
-        return tuple(c[j] for c in cols)  # type: ignore[return-value]
+        seg, off, length, raw, crc, codec, item, within, nbytes = cols
+        return seg[j], off[j], length[j], raw[j], crc[j], codec[j], item[j], within[j], nbytes[j]
 
     def __len__(self) -> int:
         return len(self.rows)

@@ -7,11 +7,13 @@ bytes of the ``n`` strings back to back (lone surrogates are kept with
 
 from __future__ import annotations
 
+import struct
 from typing import Any
 
 import numpy as np
 
 _LEN = np.dtype("<u4")
+_ONE = struct.Struct("<I")
 
 
 def encode_strings(values: np.ndarray) -> np.ndarray:
@@ -35,6 +37,13 @@ def decode_strings(raw: Any, count: int) -> np.ndarray:
     header = count * _LEN.itemsize
     if len(buf) < header:
         raise ValueError("string chunk is shorter than its length table")
+    if count == 1:  # the common one-string chunk, without numpy overhead
+        (n,) = _ONE.unpack_from(buf)
+        if n != len(buf) - 4:
+            raise ValueError("string chunk lengths do not add up to its size")
+        one = np.empty(1, dtype=object)
+        one[0] = bytes(buf[4:]).decode("utf-8", "surrogatepass")
+        return one
     lengths = np.frombuffer(buf[:header], dtype=_LEN).astype(np.int64)
     ends = np.cumsum(lengths)
     if count and int(ends[-1]) != len(buf) - header:
