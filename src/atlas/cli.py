@@ -316,8 +316,9 @@ def _ingest_summary(report: IngestReport, verbose: bool, out: TextIO) -> None:
 
 def cmd_ingest(args: argparse.Namespace) -> int:
     """Ingest a directory tree of NetCDF files."""
-    from .integrations.netcdf import IngestError, ingest_directory
+    from .integrations.netcdf import IngestError, ingest_directory, release_memory_promptly
 
+    release_memory_promptly()
     progress = make_progress("ingest", args.quiet or args.json)
     try:
         report = ingest_directory(
@@ -776,8 +777,14 @@ def cross_summary(store: Atlas, variable: str) -> dict[str, Any]:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Generate (or take) profiles, ingest them, and query one variable across all."""
-    from .integrations.netcdf import IngestError, find_netcdf_files, ingest_directory
+    from .integrations.netcdf import (
+        IngestError,
+        find_netcdf_files,
+        ingest_directory,
+        release_memory_promptly,
+    )
 
+    release_memory_promptly()
     t0 = time.perf_counter()
     workdir = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="atlas-demo-"))
     keep = args.dir is not None
@@ -917,8 +924,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("store", metavar="STORE", help="store path (created if missing)")
     p.add_argument("--codec", choices=["zstd", "lz4", "none"], type=str.lower, default=None,
                    help="compression of a new store (default: zstd)")
-    p.add_argument("--chunk-size", type=parse_size, default="128MiB", metavar="SIZE",
-                   help="size of the blocks large files are streamed in, and stored as (default: 128MiB)")
+    p.add_argument("--chunk-size", type=parse_size, default="32MiB", metavar="SIZE",
+                   help="size of the blocks large files are streamed in, and stored as (default: 32MiB; "
+                        "peak memory is about 150 MB plus 7 blocks)")
     p.add_argument("--skip-errors", action="store_true",
                    help="skip files that fail, commit the rest, and list what was skipped and why")
     p.add_argument("--jobs", "-j", type=positive_int, default=None, metavar="N",

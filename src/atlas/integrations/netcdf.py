@@ -58,18 +58,22 @@ __all__ = [
     "open_netcdf",
     "plan_chunks",
     "read_netcdf",
+    "release_memory_promptly",
 ]
 
 #: File name endings recognised as NetCDF (compared case-insensitively).
 NETCDF_SUFFIXES: tuple[str, ...] = (".nc", ".nc4", ".cdf", ".netcdf")
 #: Stands for ``/`` in dataset names, which may not contain ``/``.
 NAME_SEPARATOR = ":"
-#: Target size of one dask block when a large file is streamed.
-DEFAULT_CHUNK_SIZE = 128 << 20
+#: Target size of one dask block when a large file is streamed. Streaming holds a few
+#: copies of a block at once (as read, CF-decoded, buffered by the store, and while the
+#: store computes statistics and compresses), so peak memory is about 150 MB + 7 blocks.
+DEFAULT_CHUNK_SIZE = 32 << 20
 #: Largest decoded size of a file handed whole from a worker to the writer.
 MAX_INLINE_BYTES = 32 << 20
-#: Buffered chunk bytes above which the store writes chunks ahead during an ingest.
-INGEST_BUFFER_BYTES = 64 << 20
+#: Least buffer of chunk bytes before the store writes chunks ahead during an ingest
+#: (the buffer is half a streaming block, and at least this).
+MIN_INGEST_BUFFER_BYTES = 8 << 20
 #: Below this many files, decoding in the main process beats starting workers.
 MIN_FILES_FOR_WORKERS = 16
 #: Bytes assumed per element of object (string) arrays when estimating sizes.
@@ -330,16 +334,34 @@ def _file_nbytes(nc: Any) -> int:
     return total
 
 
+def _read_whole(var: Any) -> Any:
+    """All of a netCDF4 variable, raw (auto-masking and char conversion are off).
+
+    ``Variable._get`` is what ``var[...]`` calls once it has turned the key into
+    start/count/stride; calling it directly skips that Python-level work, which
+    is most of the cost of reading a small variable. Falls back to ``var[...]``.
+    """
+    shape = var.shape
+    if shape and all(shape):
+        try:
+            return var._get([0] * len(shape), list(shape), [1] * len(shape))
+        except (AttributeError, TypeError):
+            pass
+    return var[...]
+
+
 def _decode_in_memory(path: str, max_inline_bytes: int) -> xr.Dataset | None:
     """Read a whole file and CF-decode it in memory; None when it is too large for that.
 
-    This is what ``xr.open_dataset(path).load()`` gives (xarray's own ``decode_cf``
-    does the decoding), minus the lazy per-variable indexing machinery, which
-    costs more than the reads themselves for files of many small variables.
+    This gives what ``xr.open_dataset(path).load()`` gives: the same decoding
+    (``xarray.conventions.decode_cf_variables``) and the same assembly as xarray's
+    store backend, minus the lazy per-variable indexing machinery, which costs more
+    than the reads themselves for files of many small variables.
     """
     import netCDF4
     import numpy as np
     import xarray as xr
+    from xarray.conventions import decode_cf_variables
 
     with netCDF4.Dataset(path, "r") as nc:
         _warn_groups(nc)
@@ -351,13 +373,15 @@ def _decode_in_memory(path: str, max_inline_bytes: int) -> xr.Dataset | None:
         for name, var in nc.variables.items():
             attrs = {k: var.getncattr(k) for k in var.ncattrs()}
             attrs.pop("least_significant_digit", None)
-            data = np.asarray(var[...], dtype=object if var.dtype is str else None)
+            data = np.asarray(_read_whole(var), dtype=object if var.dtype is str else None)
             if data.dtype.kind == "S" and "_FillValue" in attrs:
                 attrs["_FillValue"] = np.bytes_(attrs["_FillValue"])
             encoding = {"dtype": var.dtype, "source": path, "original_shape": data.shape}
             variables[name] = xr.Variable(var.dimensions, data, attrs, encoding)
-        attrs = {k: nc.getncattr(k) for k in nc.ncattrs()}
-    return xr.decode_cf(xr.Dataset(variables, attrs=attrs)).load()
+        file_attrs = {k: nc.getncattr(k) for k in nc.ncattrs()}
+    decoded, ds_attrs, coord_names = decode_cf_variables(variables, file_attrs)
+    ds = xr.Dataset(decoded, attrs=ds_attrs).set_coords(coord_names.intersection(decoded))
+    return ds.load()
 
 
 def read_netcdf(path: str, max_inline_bytes: int = MAX_INLINE_BYTES) -> _Decoded:
@@ -377,9 +401,31 @@ def read_netcdf(path: str, max_inline_bytes: int = MAX_INLINE_BYTES) -> _Decoded
             return _Decoded(error=_describe_error(exc), warnings=_record(caught))
 
 
+def release_memory_promptly() -> None:
+    """Make glibc hand freed multi-MiB buffers straight back to the system.
+
+    By default glibc raises its mmap threshold to the size of the largest buffer
+    freed (up to 32 MiB), after which blocks of that size come from the heap and
+    are kept: a streaming ingest would then hold on to every block size it ever
+    used. Fixing the threshold at 1 MiB keeps the resident size near what is in
+    use. Does nothing on other C libraries.
+    """
+    import ctypes
+    import platform
+
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-3, 1 << 20)  # M_MMAP_THRESHOLD
+    except (OSError, AttributeError):
+        pass
+
+
 def _worker_init() -> None:
     """Readers leave Ctrl-C to the main process, which shuts them down."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    release_memory_promptly()
 
 
 # ---------------------------------------------------------------------------- the ingest
@@ -581,11 +627,17 @@ def ingest_directory(
     the new ones are added. ``jobs`` worker processes decode files (default: one
     per core; ``1`` decodes in this process). Files whose decoded size exceeds
     ``max_inline_bytes`` (default: a quarter of ``chunk_size``, at most 32 MiB) are
-    streamed in dask blocks of about ``chunk_size`` bytes.
+    streamed in dask blocks of about ``chunk_size`` bytes, which also become their
+    chunks in the store.
 
     All-or-nothing unless ``skip_errors``: on the first failing file nothing is
     committed, a store created by this call is removed, and :class:`IngestError`
-    says which file failed and why.
+    says which file failed and why. Errors writing to the store itself (a full
+    disk, say) always stop the ingest.
+
+    Workers are started with multiprocessing's ``forkserver`` method, so a script
+    calling this with ``jobs > 1`` needs the usual ``if __name__ == "__main__":``
+    guard.
     """
     t0 = time.perf_counter()
     src_root = Path(source)
@@ -620,7 +672,8 @@ def ingest_directory(
             )
         report.files_present = len(present)
         todo = [s for s in files if not store.dataset_exists(s.name)]
-        store.buffer_bytes = min(store.buffer_bytes, INGEST_BUFFER_BYTES)
+        # writing ahead costs a few times the buffer while statistics are taken: keep it small
+        store.buffer_bytes = min(store.buffer_bytes, max(MIN_INGEST_BUFFER_BYTES, chunk_size // 2))
         if progress is not None:
             progress.start(len(todo), sum(s.size for s in todo))
         use_workers = jobs > 1 and len(todo) >= MIN_FILES_FOR_WORKERS
