@@ -40,7 +40,7 @@ from ..integrations.xarray import XarrayMethods
 from ..names import check_key, check_name
 from ..stats import chunk_stats, fold_many, fold_stats, string_stats
 from .dataset import DatasetView
-from .reader import BlockCache, BlockKey, fetch_blocks
+from .reader import BlockCache, BlockKey, ParallelPuts, fetch_blocks
 from .state import ArrayState, DatasetState, Schema, SchemaTable, Variable, schema_key
 
 if TYPE_CHECKING:
@@ -259,9 +259,9 @@ class Atlas(XarrayMethods, CatalogMethods):
                 if index_key is not None and not _INDEX_KEY.fullmatch(index_key):
                     raise ValueError(f"bad index key {index_key!r}")
                 var.index_key = index_key
-                var.segments = [(str(k), int(sz)) for k, sz in segs]
+                var.segments = [(k, sz) for k, sz in segs]
                 for k, sz in var.segments:
-                    if not _SEGMENT_KEY.fullmatch(k) or sz < 0:
+                    if type(k) is not str or not _SEGMENT_KEY.fullmatch(k) or type(sz) is not int or not 0 <= sz < 2**62:
                         raise ValueError(f"bad segment entry {k!r}")
                 var.live = int(live)
             except (TypeError, ValueError) as e:
@@ -317,11 +317,14 @@ class Atlas(XarrayMethods, CatalogMethods):
             ds._raw_attrs = (rec[1], where)
         arrays = ds.arrays
         schemas = self._schemas
+        variables = self._variables
         from_record = ArrayState.from_record
         try:
             for aname, aid, sidx, stats, aattrs in rec[2]:
                 if type(aname) is not str or type(aid) is not int or aname in arrays:
                     raise TypeError("bad or repeated array name, or bad id")
+                if aname not in variables:
+                    raise ValueError(f"array {aname!r} has no entry in the variable table")
                 arrays[aname] = from_record(aname, aid, schemas[sidx], name, stats, aattrs, where)
         except (TypeError, ValueError, IndexError) as e:
             raise CorruptionError(f"{where}: array entry is malformed: {e}") from None
@@ -1214,10 +1217,14 @@ class Atlas(XarrayMethods, CatalogMethods):
             var = self._variables[vname]
             started.append((var, start_segments(var.vid, payloads, self._codec), by_name[vname]))
         result = []
-        for var, finish, arrs in started:
-            first_seg = len(var.segments) + len(var.pending_segments)
-            rows, segs = finish(self._storage.put, first_seg)
-            result.append((var, rows, segs, arrs))
+        puts = ParallelPuts(self._storage)
+        try:
+            for var, finish, arrs in started:
+                first_seg = len(var.segments) + len(var.pending_segments)
+                rows, segs = finish(puts.put, first_seg)
+                result.append((var, rows, segs, arrs))
+        finally:
+            puts.wait()
         return result
 
     def _spill(self) -> None:
@@ -1254,6 +1261,7 @@ class Atlas(XarrayMethods, CatalogMethods):
         pending = {id(v): (v, rows, segs) for v, rows, segs, _ in attach}
         # 2. merged indexes for changed variables
         new_vars: dict[str, tuple[str | None, list[tuple[str, int]], ChunkIndex]] = {}
+        puts = ParallelPuts(self._storage)
         for var in self._variables.values():
             extra = pending.get(id(var))
             if rewrite is not None and var.name in rewrite:
@@ -1261,7 +1269,7 @@ class Atlas(XarrayMethods, CatalogMethods):
                 key = None
                 if len(idx):
                     key = new_key("index", var.vid, "idx")
-                    self._storage.put(key, idx.to_bytes())
+                    puts.put(key, idx.to_bytes())
                 new_vars[var.name] = (key, segs, idx)
                 continue
             if not (var.changed or extra is not None):
@@ -1279,8 +1287,9 @@ class Atlas(XarrayMethods, CatalogMethods):
             key = None
             if len(idx):
                 key = new_key("index", var.vid, "idx")
-                self._storage.put(key, idx.to_bytes())
+                puts.put(key, idx.to_bytes())
             new_vars[var.name] = (key, segs, idx)
+        puts.wait()
         # 3. stats for arrays whose data changed
         new_stats = self._new_stats(new_vars, string_stats_now)
         # 4. manifest

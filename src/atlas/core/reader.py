@@ -1,10 +1,11 @@
-"""Fetching and decoding blocks: coalesced ranged reads, parallel decode, bounded cache."""
+"""Moving blocks: coalesced ranged reads, parallel decode, bounded cache, parallel writes."""
 
 from __future__ import annotations
 
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -114,3 +115,38 @@ def fetch_blocks(
         if use_cache:
             cache.put(k, b)
     return out
+
+
+_IO_POOL: ThreadPoolExecutor | None = None
+
+
+def io_pool() -> ThreadPoolExecutor:
+    """Threads for storage writes, so their latencies (fsync, network) overlap."""
+    global _IO_POOL
+    if _IO_POOL is None:
+        _IO_POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="atlas-io")
+    return _IO_POOL
+
+
+class ParallelPuts:
+    """Writes new, not-yet-referenced files concurrently; :meth:`wait` before publishing them."""
+
+    def __init__(self, storage: Any) -> None:
+        self._storage = storage
+        self._futures: list[Future[None]] = []
+
+    def put(self, key: str, data: bytes) -> None:
+        self._futures.append(io_pool().submit(self._storage.put, key, data))
+
+    def wait(self) -> None:
+        """Block until every write finished; re-raise the first failure."""
+        futures, self._futures = self._futures, []
+        error: BaseException | None = None
+        for f in futures:
+            try:
+                f.result()
+            except BaseException as e:  # noqa: BLE001 - wait for all, then report the first
+                if error is None:
+                    error = e
+        if error is not None:
+            raise error
