@@ -24,6 +24,7 @@ from ..dtypes import (
     DTYPES,
     coerce_attribute,
     decode_value,
+    fill_scalar,
     infer_attribute,
     parse_dtype,
     validate_fill,
@@ -129,6 +130,8 @@ class Atlas(XarrayMethods, CatalogMethods):
         self._manifest_where = str(self._storage.location)
         self._schemas = SchemaTable([], self._decode_schema_entry, self._schema_entry_key)
         self._datasets: dict[str, DatasetState | list[Any]] = {}
+        self._fill_memo: dict[tuple[str, Any], tuple[Any, Any]] = {}
+        self._peeked: dict[tuple[str, str], ArrayState] = {}  # arrays read before their dataset was decoded
         self._variables: dict[str, Variable] = {}
         self._next_id = 1
         self._dirty_bytes = 0
@@ -303,7 +306,13 @@ class Atlas(XarrayMethods, CatalogMethods):
             for d in dims_t:
                 if type(d) is not str:
                     raise ValueError("dimension names must be strings")
-            return Schema(dt, shape_t, chunk_t, dims_t, decode_value(dtype_name, fill))
+            memo = self._fill_memo
+            mkey = (dtype_name, fill)
+            hit = memo.get(mkey)
+            if hit is None:
+                value = decode_value(dtype_name, fill)
+                hit = memo[mkey] = (value, fill_scalar(dt, value))
+            return Schema(dt, shape_t, chunk_t, dims_t, hit[0], hit[1])
         except (KeyError, TypeError, ValueError) as e:
             raise CorruptionError(f"manifest {where}: schema entry is malformed: {e}") from None
 
@@ -318,6 +327,7 @@ class Atlas(XarrayMethods, CatalogMethods):
         arrays = ds.arrays
         schemas = self._schemas
         variables = self._variables
+        peeked = self._peeked
         from_record = ArrayState.from_record
         try:
             for aname, aid, sidx, stats, aattrs in rec[2]:
@@ -325,7 +335,8 @@ class Atlas(XarrayMethods, CatalogMethods):
                     raise TypeError("bad or repeated array name, or bad id")
                 if aname not in variables:
                     raise ValueError(f"array {aname!r} has no entry in the variable table")
-                arrays[aname] = from_record(aname, aid, schemas[sidx], name, stats, aattrs, where)
+                known = peeked.pop((name, aname), None) if peeked else None
+                arrays[aname] = known if known is not None else from_record(aname, aid, schemas[sidx], name, stats, aattrs, where)
         except (TypeError, ValueError, IndexError) as e:
             raise CorruptionError(f"{where}: array entry is malformed: {e}") from None
         self._datasets[name] = ds
@@ -857,10 +868,40 @@ class Atlas(XarrayMethods, CatalogMethods):
         if not names:
             raise ValueError("names is empty: pass at least one dataset name")
         out: list[ArrayState | None] = []
+        datasets = self._datasets
+        peeked = self._peeked
         for n in names:
-            ds = self._materialize(n) if isinstance(n, str) else None
-            out.append(None if ds is None else ds.arrays.get(array))
+            rec = datasets.get(n) if type(n) is str else None
+            if rec is None:
+                out.append(None)
+            elif type(rec) is list:
+                arr = peeked.get((n, array))
+                out.append(arr if arr is not None else self._peek(n, rec, array))
+            else:
+                out.append(rec.arrays.get(array))  # type: ignore[union-attr]
         return out
+
+    def _peek(self, name: str, rec: list[Any], array: str) -> ArrayState | None:
+        """One array of a dataset still in manifest form, without decoding the rest of it.
+
+        The state is kept and reused when the dataset is materialised later, so there is
+        only ever one state per array.
+        """
+        try:
+            for entry in rec[2]:
+                if entry[0] == array:
+                    aname, aid, sidx, stats, aattrs = entry
+                    if type(aid) is not int or array not in self._variables:
+                        raise TypeError("bad array id or unknown variable")
+                    where = f"manifest of {self._storage.location}, dataset {name!r}"
+                    arr = ArrayState.from_record(aname, aid, self._schemas[sidx], name, stats, aattrs, where)
+                    self._peeked[(name, array)] = arr
+                    return arr
+        except (TypeError, ValueError, IndexError) as e:
+            raise CorruptionError(
+                f"manifest of {self._storage.location}, dataset {name!r}: array entry is malformed: {e}"
+            ) from None
+        return None
 
     def read_array_across(
         self,

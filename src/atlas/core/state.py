@@ -39,6 +39,7 @@ class Schema:
         chunk_shape: tuple[int, ...],
         dims: tuple[str, ...],
         fill: Any,
+        fillscalar: Any = None,
     ) -> None:
         self.dtype = dtype
         self.shape = shape
@@ -53,7 +54,7 @@ class Schema:
         self.nchunks = math.prod(grid)
         self.size = math.prod(shape)
         self.single = self.nchunks == 1
-        self.fillscalar = fill_scalar(dtype, fill)
+        self.fillscalar = fill_scalar(dtype, fill) if fillscalar is None else fillscalar
         # row-major strides of the chunk grid, for linear chunk ids
         if len(grid) <= 1:
             self.strides: tuple[int, ...] = (1,) * len(grid)
