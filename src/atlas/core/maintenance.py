@@ -9,7 +9,7 @@ import numpy as np
 from ..errors import CorruptionError
 from ..format import manifest as mf
 from ..format.chunkindex import ChunkIndex, empty_rows
-from ..format.segment import ChunkPayload, write_segments
+from ..format.segment import SEGMENT_MAGIC, ChunkPayload, write_segments
 from .state import DatasetState, Variable
 
 if TYPE_CHECKING:
@@ -20,25 +20,18 @@ REWRITE_BATCH_BYTES = 64 << 20
 
 def _needs_rewrite(var: Variable, idx: ChunkIndex) -> bool:
     """True when the variable's segments hold bytes no live chunk uses."""
-    if var.live <= 0 and len(idx) == 0:
-        return bool(var.segments)
     rows = idx.rows
     if len(rows) == 0:
         return bool(var.segments)
-    blocks = np.unique(np.stack([rows["seg"].astype(np.int64), rows["offset"].astype(np.int64)], axis=1), axis=0)
-    used_segs = np.unique(rows["seg"])
-    if len(used_segs) < len(var.segments):
-        return True
-    # bytes of the blocks still referenced versus the sizes of the segments
-    first = np.unique(np.stack([rows["seg"].astype(np.int64), rows["offset"].astype(np.int64)], axis=1), axis=0, return_index=True)[1]
-    block_bytes = int(rows["length"][first].sum())
-    seg_bytes = sum(size - 8 for _, size in var.segments)
-    if block_bytes < seg_bytes:
-        return True
-    raw_live = int(rows["nbytes"].sum())
-    raw_blocks = int(rows["raw_size"][first].sum())
-    del blocks
-    return raw_live < raw_blocks
+    if len(np.unique(rows["seg"])) < len(var.segments):
+        return True  # a whole segment is dead
+    block_ids = np.stack([rows["seg"].astype(np.int64), rows["offset"].astype(np.int64)], axis=1)
+    first = np.unique(block_ids, axis=0, return_index=True)[1]
+    stored = int(rows["length"][first].sum())
+    if stored < sum(size - len(SEGMENT_MAGIC) for _, size in var.segments):
+        return True  # some blocks are dead
+    # blocks still used, but some of their chunks were overwritten or deleted
+    return int(rows["nbytes"].sum()) < int(rows["raw_size"][first].sum())
 
 
 def _rewrite(atlas: Atlas, var: Variable, idx: ChunkIndex) -> tuple[ChunkIndex, list[tuple[str, int]]]:
