@@ -794,18 +794,18 @@ def _field_columns(
         out["dtype"] = _Col("string", *_scatter(n, x.rows, dnames[x.sidx], "", object))
     if "shape" in need:
         out["shape"] = _Col("shape", *_scatter(n, x.rows, shapes[x.sidx], None, object))
-    stats = x.stats
     try:
+        columns = _stat_columns(x)
         for f, i in (("row_count", 0), ("null_count", 1)):
             if f in need:
-                ints = np.fromiter(map(x.getter(i), stats), dtype=np.int64, count=len(stats))
+                ints = np.fromiter(map(x.getter(i), x.stats), dtype=np.int64, count=len(x.stats))
                 out[f] = _Col("int", *_scatter(n, x.srows, ints, 0, np.int64))
         # all-null arrays have statistics but no min/max: the column is typed by the schemas
         kindset = set(dnames[np.unique(x.ssidx if len(x.ssidx) else x.sidx)].tolist())
         for f, i in (("min", 2), ("max", 3)):
             if f not in need:
                 continue
-            vals = list(map(x.getter(i), stats))
+            vals = columns(i)
             rows, sidx = x.srows, x.ssidx
             if None in vals:
                 present = list(map(is_not, vals, repeat(None)))
@@ -816,6 +816,11 @@ def _field_columns(
     except (TypeError, ValueError, IndexError, OverflowError):
         raise CorruptionError(f"{loc}: statistics are malformed") from None
     return out
+
+
+def _stat_columns(x: _ArrayHits) -> Callable[[int], list[Any]]:
+    """Access to one statistic of every dataset, as a list."""
+    return lambda i: list(map(x.getter(i), x.stats))
 
 
 def _dtype_names(dnames: np.ndarray, sidx: np.ndarray) -> Callable[[], list[str]]:
