@@ -193,7 +193,8 @@ def test_progress_bar_on_a_terminal_and_log_lines_when_piped(tmp_path: Path) -> 
 
 def test_parallel_ingest_and_codec(tmp_path: Path) -> None:
     write_tree(tmp_path / "src", 20)
-    report = json.loads(run("ingest", tmp_path / "src", tmp_path / "store", "-j", "2", "--codec", "lz4", "--json").stdout)
+    args = ["-j", "2", "--codec", "lz4", "--meta-format", "json", "--meta-compression", "none", "--json"]
+    report = json.loads(run("ingest", tmp_path / "src", tmp_path / "store", *args).stdout)
     assert report["datasets_added"] == 20
     info = json.loads(run("info", tmp_path / "store", "--json").stdout)
     assert info["codec"] == "lz4" and info["datasets"] == 20

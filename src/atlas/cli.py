@@ -325,6 +325,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
             args.src_dir,
             args.store,
             codec=args.codec,
+            meta_format=args.meta_format,
+            meta_compression=args.meta_compression,
             chunk_size=args.chunk_size,
             skip_errors=args.skip_errors,
             jobs=args.jobs,
@@ -924,9 +926,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("store", metavar="STORE", help="store path (created if missing)")
     p.add_argument("--codec", choices=["zstd", "lz4", "none"], type=str.lower, default=None,
                    help="compression of a new store (default: zstd)")
-    p.add_argument("--chunk-size", type=parse_size, default="32MiB", metavar="SIZE",
-                   help="size of the blocks large files are streamed in, and stored as (default: 32MiB; "
-                        "peak memory is about 150 MB plus 7 blocks)")
+    p.add_argument("--meta-format", choices=["msgpack", "json"], type=str.lower, default="msgpack",
+                   help="metadata encoding of a new store (default: msgpack; json is readable by people)")
+    p.add_argument("--meta-compression", choices=["zstd", "lz4", "none"], type=str.lower, default="zstd",
+                   help="metadata compression of a new store (default: zstd)")
+    p.add_argument("--chunk-size", type=parse_size, default="16MiB", metavar="SIZE",
+                   help="size of the blocks large files are streamed in, and stored as (default: 16MiB; "
+                        "streaming needs about 7 blocks of memory)")
     p.add_argument("--skip-errors", action="store_true",
                    help="skip files that fail, commit the rest, and list what was skipped and why")
     p.add_argument("--jobs", "-j", type=positive_int, default=None, metavar="N",

@@ -67,8 +67,8 @@ NETCDF_SUFFIXES: tuple[str, ...] = (".nc", ".nc4", ".cdf", ".netcdf")
 NAME_SEPARATOR = ":"
 #: Target size of one dask block when a large file is streamed. Streaming holds a few
 #: copies of a block at once (as read, CF-decoded, buffered by the store, and while the
-#: store computes statistics and compresses), so peak memory is about 150 MB + 7 blocks.
-DEFAULT_CHUNK_SIZE = 32 << 20
+#: store computes statistics and compresses): streaming adds about 7 blocks to memory.
+DEFAULT_CHUNK_SIZE = 16 << 20
 #: Largest decoded size of a file handed whole from a worker to the writer.
 MAX_INLINE_BYTES = 32 << 20
 #: Least buffer of chunk bytes before the store writes chunks ahead during an ingest
@@ -543,7 +543,9 @@ def _add_dataset(store: Atlas, src: SourceFile, decoded: _Decoded, chunk_size: i
     return _record(caught)
 
 
-def _prepare_store(path: str, codec: str | None, report: IngestReport) -> tuple[Atlas, Callable[[], None]]:
+def _prepare_store(
+    path: str, codec: str | None, meta: tuple[str, str], report: IngestReport
+) -> tuple[Atlas, Callable[[], None]]:
     """Open the store, or create it; return it with the clean-up to run if the ingest fails."""
     from .. import Atlas
     from ..errors import StoreNotFoundError
@@ -564,7 +566,7 @@ def _prepare_store(path: str, codec: str | None, report: IngestReport) -> tuple[
     existed = local and os.path.exists(path)
     if existed and (not os.path.isdir(path) or any(os.scandir(path))):
         raise IngestError(f"{path} exists and is not an Atlas store; give a new or empty directory")
-    store = Atlas.create(path, codec=codec or "zstd")
+    store = Atlas.create(path, codec=codec or "zstd", meta_format=meta[0], meta_compression=meta[1])
     report.created = True
     report.store_bytes_before = 0
 
@@ -612,6 +614,8 @@ def ingest_directory(
     store_path: str | os.PathLike[str],
     *,
     codec: str | None = None,
+    meta_format: str = "msgpack",
+    meta_compression: str = "zstd",
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     skip_errors: bool = False,
     jobs: int | None = None,
@@ -621,7 +625,9 @@ def ingest_directory(
 ) -> IngestReport:
     """Ingest every NetCDF file under ``source`` into the store at ``store_path``.
 
-    The store is created (with ``codec``, default zstd) when missing. Each file
+    The store is created when missing, with ``codec`` (default zstd) for data and
+    compact metadata (msgpack, zstd-compressed: per-file attributes make up most of
+    the metadata of a NetCDF collection, and JSON would be ten times the data). Each file
     becomes one dataset named by :func:`dataset_name`. A name already in the store
     is an error, unless ``update`` is true: then such files are left alone and only
     the new ones are added. ``jobs`` worker processes decode files (default: one
@@ -659,7 +665,7 @@ def ingest_directory(
         )
     files = _check_names(files, skip_errors, report)
 
-    store, cleanup = _prepare_store(store_loc, codec, report)
+    store, cleanup = _prepare_store(store_loc, codec, (meta_format, meta_compression), report)
     report.store = store.location
     committed = False
     try:
