@@ -489,6 +489,29 @@ def phase_xarray_load(ctx: Context) -> None:
         expect(attrs == p.attributes, f"{p.name}: xarray attrs {attrs} != {p.attributes}")
 
 
+CATALOG_EXPR = "temperature.max > 20 and depth.max >= 1000 and institution == 'BODC'"
+
+
+def phase_catalog_find(ctx: Context) -> None:
+    """Catalogue of 3 arrays and 2 attributes, then one find, on a freshly opened handle."""
+    a = ctx.open_store()
+    if not hasattr(a, "catalog") or not hasattr(a, "find"):
+        raise NotAvailable("Atlas.catalog / Atlas.find are not there")
+    with ctx.measure():
+        table = a.catalog(arrays=["temperature", "salinity", "depth"], attributes=["institution", "cycle_number"])
+        found = a.find(CATALOG_EXPR)
+    ps = load_profiles(ctx)
+    expect(len(table) == len(ps), f"catalog has {len(table)} rows")
+    expected = []
+    for p in ps:
+        t, d = p.array("temperature"), p.array("depth")
+        tmax = float(np.nanmax(t)) if np.isfinite(t).any() else None
+        dmax = float(np.nanmax(d)) if np.isfinite(d).any() else None
+        if tmax is not None and tmax > 20 and dmax is not None and dmax >= 1000 and p.attributes["institution"] == "BODC":
+            expected.append(p.name)
+    expect(found == expected, f"find returned {len(found)} datasets, expected {len(expected)}")
+
+
 def _survivors(names: list[str]) -> tuple[list[str], list[str]]:
     victims = names[::DELETE_EVERY]
     gone = set(victims)
@@ -741,6 +764,7 @@ PHASES: dict[str, Phase] = {
         ),
         Phase("limit_box", "machine limit: box", "limit", "gridded", limit_gridded_box),
         Phase("xarray_load", "xarray open + load (200)", "read", "profiles", phase_xarray_load),
+        Phase("catalog_find", "catalog (3 arrays, 2 attrs) + find", "read", "profiles", phase_catalog_find),
         Phase("delete_10pct", "delete 10% + flush", "mutate", "profiles", phase_delete_10pct),
         Phase("compact", "compact after delete", "mutate", "profiles", phase_compact),
     ]

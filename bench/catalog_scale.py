@@ -1,6 +1,6 @@
 """Benchmark (no tests here): catalog() and find() over a store of 10,000 datasets.
 
-    .venv/bin/python tests/test_catalog_bench.py [N] [store path]
+    .venv/bin/python bench/catalog_scale.py [N] [store path]
 
 builds the store when the path does not exist yet (5 arrays and 8 attributes per dataset),
 then prints best / median times in ms: cold (first call on a freshly opened handle), warm
