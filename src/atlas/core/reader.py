@@ -28,11 +28,13 @@ class BlockCache:
         self._lock = threading.Lock()
 
     def get(self, key: tuple[str, int]) -> np.ndarray | None:
-        with self._lock:
-            v = self._d.get(key)
-            if v is not None:
+        v = self._d.get(key)  # atomic; no lock on the hot path
+        if v is not None:
+            try:
                 self._d.move_to_end(key)
-            return v
+            except KeyError:  # evicted by another thread meanwhile: still a valid block
+                pass
+        return v
 
     def put(self, key: tuple[str, int], block: np.ndarray) -> None:
         if block.nbytes > self.budget // 4:
