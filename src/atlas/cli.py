@@ -735,18 +735,13 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def _generate(directory: Path, count: int, jobs: int) -> None:
     """Write ``count`` synthetic profiles, in parallel when there are many."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    from .integrations.netcdf import write_synthetic_profiles
+    from .integrations.netcdf import worker_pool, write_synthetic_profiles
 
     if jobs <= 1 or count < 200:
         write_synthetic_profiles(directory, count)
         return
     step = math.ceil(count / (4 * jobs))
-    ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["atlas.integrations.netcdf"])
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
+    with worker_pool(jobs) as pool:
         futures = [
             pool.submit(write_synthetic_profiles, directory, min(step, count - s), start=s)
             for s in range(0, count, step)

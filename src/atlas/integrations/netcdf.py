@@ -59,6 +59,7 @@ __all__ = [
     "plan_chunks",
     "read_netcdf",
     "release_memory_promptly",
+    "worker_pool",
 ]
 
 #: File name endings recognised as NetCDF (compared case-insensitively).
@@ -428,6 +429,18 @@ def _worker_init() -> None:
     release_memory_promptly()
 
 
+def worker_pool(jobs: int) -> ProcessPoolExecutor:
+    """Worker processes for NetCDF work, forked from a server that has imported xarray.
+
+    ``forkserver`` rather than ``fork``: this process may already run threads
+    (dask, compression), which must not be forked. The server is started once per
+    process, so every pool shares its preloaded (and memory-shared) modules.
+    """
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload([__name__, "netCDF4", "xarray"])
+    return ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_worker_init)
+
+
 # ---------------------------------------------------------------------------- the ingest
 
 
@@ -465,9 +478,7 @@ class _Readers:
         self._next = 0
 
     def _start_pool(self) -> ProcessPoolExecutor:
-        ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload([__name__, "netCDF4", "xarray"])
-        return ProcessPoolExecutor(max_workers=self._jobs, mp_context=ctx, initializer=_worker_init)
+        return worker_pool(self._jobs)
 
     def _fill(self) -> None:
         assert self._pool is not None
