@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -143,56 +144,69 @@ class Shim:
         self.cut_at = cut_at
         self.steps = 0
         self.cut = False
+        self.lock = threading.RLock()  # files may be written from several threads
 
     def _step(self) -> None:
-        if self.cut:
-            raise PowerCut()
-        self.steps += 1
-        if self.cut_at is not None and self.steps >= self.cut_at:
-            self.cut = True
-            raise PowerCut()
+        with self.lock:
+            if self.cut:
+                raise PowerCut()
+            self.steps += 1
+            if self.cut_at is not None and self.steps >= self.cut_at:
+                self.cut = True
+                raise PowerCut()
+
+    # each step runs whole under the lock: steps are totally ordered, and the cut falls
+    # between two of them even when files are written from several threads
 
     def open(self, path: str, flags: int, *args: Any) -> int:
-        if flags & os.O_CREAT:
-            self._step()
-        fd = os.open(path, flags, *args)
-        self.model.opened(fd, path, flags)
-        return fd
+        with self.lock:
+            if flags & os.O_CREAT:
+                self._step()
+            fd = os.open(path, flags, *args)
+            self.model.opened(fd, path, flags)
+            return fd
 
     def write(self, fd: int, data: Any) -> int:
-        self._step()
-        n = os.write(fd, data)
-        self.model.wrote(fd, memoryview(data).cast("B")[:n])
-        return n
+        with self.lock:
+            self._step()
+            n = os.write(fd, data)
+            self.model.wrote(fd, memoryview(data).cast("B")[:n])
+            return n
 
     def fsync(self, fd: int) -> None:
-        self._step()
-        os.fsync(fd)
-        self.model.synced(fd)
+        with self.lock:
+            self._step()
+            os.fsync(fd)
+            self.model.synced(fd)
 
     def close(self, fd: int) -> None:
-        os.close(fd)
-        self.model.closed(fd)
+        with self.lock:
+            os.close(fd)
+            self.model.closed(fd)
 
     def replace(self, src: str, dst: str) -> None:
-        self._step()
-        os.replace(src, dst)
-        self.model.renamed(src, dst)
+        with self.lock:
+            self._step()
+            os.replace(src, dst)
+            self.model.renamed(src, dst)
 
     def link(self, src: str, dst: str) -> None:
-        self._step()
-        os.link(src, dst)
-        self.model.linked(src, dst)
+        with self.lock:
+            self._step()
+            os.link(src, dst)
+            self.model.linked(src, dst)
 
     def unlink(self, path: str) -> None:
-        self._step()
-        os.unlink(path)
-        self.model.unlinked(path)
+        with self.lock:
+            self._step()
+            os.unlink(path)
+            self.model.unlinked(path)
 
     def mkdir(self, path: str, *args: Any) -> None:
-        self._step()
-        os.mkdir(path, *args)
-        self.model.made_dir(path)
+        with self.lock:
+            self._step()
+            os.mkdir(path, *args)
+            self.model.made_dir(path)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(os, name)
