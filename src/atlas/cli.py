@@ -31,6 +31,7 @@ EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_PARTIAL = 3
 EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, as for other tools whose reader went away
 
 _COORDS_ATTR = "_pyatlas_coords"
 
@@ -1031,7 +1032,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # the reader of our output went away (e.g. `atlas ls STORE | head`)
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
-        return EXIT_ERROR
+        return EXIT_BROKEN_PIPE
     except Exception as exc:
         if args.debug:
             raise
