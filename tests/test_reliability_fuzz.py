@@ -591,3 +591,17 @@ def test_an_accepted_write_never_makes_flush_fail_forever(tmp_path: Path) -> Non
     store.flush()
     again = atlas.Atlas.open(path)
     np.testing.assert_array_equal(again.open_dataset("other").read_array("v"), [1, 2])
+
+
+def test_define_array_refuses_a_chunk_larger_than_readers_accept(tmp_path: Path) -> None:
+    """Readers refuse blocks over 16 GiB raw (chunkindex.MAX_BLOCK_BYTES), and a chunk is
+    never split across blocks: a chunk that large could be written (by a machine with
+    the memory for it) but never read back. A 32 GiB chunk must be refused at define
+    time, before any write tries to materialise it."""
+    from atlas.format.chunkindex import MAX_BLOCK_BYTES
+
+    store = atlas.Atlas.create(tmp_path / "store")
+    ds = store.create_dataset("d")
+    with pytest.raises((ValueError, OverflowError)):
+        ds.define_array("x", "uint8", ["n"], [2 * MAX_BLOCK_BYTES])
+    assert ds.array_meta("x") is None
