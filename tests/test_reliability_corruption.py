@@ -16,16 +16,13 @@ from __future__ import annotations
 
 import re
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-
-import atlas
-from atlas.format.chunkindex import HEADER
-
 from test_reliability_helpers import (
     Tally,
     all_files,
@@ -37,6 +34,9 @@ from test_reliability_helpers import (
     snapshot,
     spread_positions,
 )
+
+import atlas
+from atlas.format.chunkindex import HEADER
 
 FLIPS_PER_FILE = 20
 
@@ -98,12 +98,14 @@ def check_outcome(outcome: Any, original: Any, rel: str, tally: Tally, what: str
     return None
 
 
-def damage(path: Path, rel: str, mutate: Callable[[bytes], bytes], check: Callable[[], None]) -> None:
+@contextmanager
+def damaged(path: Path, rel: str, mutate: Callable[[bytes], bytes]) -> Iterator[None]:
+    """The file at ``rel`` damaged by ``mutate`` for the duration of the block."""
     f = path / rel
     original = f.read_bytes()
     f.write_bytes(mutate(original))
     try:
-        check()
+        yield
     finally:
         f.write_bytes(original)
 
@@ -129,23 +131,17 @@ def test_bit_flips_and_truncations_in_every_file(small_store: tuple[Path, Any], 
     for rel in files:
         size = (path / rel).stat().st_size
         for bit in flips(size, rel, rel in current):
-            what = f"bit {bit} of {rel}"
-
-            def check_flip() -> None:
-                failures.append(check_outcome(read_everything(path), original, rel, tally, what) or "")
-
-            damage(path, rel, flip(bit), check_flip)
+            with damaged(path, rel, flip(bit)):
+                outcome = read_everything(path)
+            failures.append(check_outcome(outcome, original, rel, tally, f"bit {bit} of {rel}") or "")
             tally.add("bit_flips")
         for n in cuts(size):
             what = f"{rel} cut to {n} bytes"
-
-            def check_cut() -> None:
+            with damaged(path, rel, lambda d, n=n: d[:n]):
                 outcome = read_everything(path)
-                failures.append(check_outcome(outcome, original, rel, tally, what) or "")
-                if rel in current and kind_of(rel) != "hint" and not isinstance(outcome, Exception):
-                    failures.append(f"{what}: truncation went unnoticed")
-
-            damage(path, rel, lambda d, n=n: d[:n], check_cut)
+            failures.append(check_outcome(outcome, original, rel, tally, what) or "")
+            if rel in current and kind_of(rel) != "hint" and not isinstance(outcome, Exception):
+                failures.append(f"{what}: truncation went unnoticed")
             tally.add("truncations")
     failures = [f for f in failures if f]
     tally.add("files", len(files))
@@ -188,22 +184,18 @@ def test_verify_names_damaged_blocks_and_the_rest_still_reads(small_store: tuple
     for rel in segments:
         size = (path / rel).stat().st_size
         for mutate, what in ((flip((size // 2) * 8 + 1), "flip"), (lambda d: d[: len(d) - 3], "cut")):
-
-            def check() -> None:
+            with damaged(path, rel, mutate):
                 problems = atlas.Atlas.open(path).verify()
                 assert problems, f"{what} in {rel} went unnoticed by verify()"
                 assert all(rel in p for p in problems), problems
                 bad = affected(problems)
                 assert bad, f"verify() does not name the dataset and array: {problems}"
                 check_reads(path, original, bad)
-                tally.add("problems_reported", len(problems))
-
-            damage(path, rel, mutate, check)
+            tally.add("problems_reported", len(problems))
             tally.add("damaged_segments")
     indexes = sorted(r for r in referenced_files(path) if r.startswith("index/"))
     for rel in indexes:
-
-        def check_index() -> None:
+        with damaged(path, rel, flip(HEADER.size * 8 + 5)):
             problems = atlas.Atlas.open(path).verify()
             assert len(problems) == 1 and rel in problems[0], problems
             variable = re.search(r"variable '([^']+)'", problems[0])
@@ -217,9 +209,7 @@ def test_verify_names_damaged_blocks_and_the_rest_still_reads(small_store: tuple
                             ds.read_array(array)
                     else:
                         ds.read_array(array)
-            tally.add("damaged_indexes")
-
-        damage(path, rel, flip(HEADER.size * 8 + 5), check_index)
+        tally.add("damaged_indexes")
     tally.report()
 
 
@@ -232,8 +222,7 @@ def test_reads_across_datasets_report_corruption(small_store: tuple[Path, Any], 
     names = store.list_datasets()
     for rel in sorted(r for r in referenced_files(path) if r.startswith("data/")):
         size = (path / rel).stat().st_size
-
-        def check() -> None:
+        with damaged(path, rel, flip((size // 2) * 8)):
             problems = atlas.Atlas.open(path).verify()
             arrays = {a for _, a in affected(problems)}
             for array in arrays:
@@ -243,8 +232,6 @@ def test_reads_across_datasets_report_corruption(small_store: tuple[Path, Any], 
                 fresh = atlas.Atlas.open(path)
                 with pytest.raises(atlas.CorruptionError):
                     fresh.read_array_across_stacked(array, names)
-
-        damage(path, rel, flip((size // 2) * 8), check)
 
 
 def test_missing_files_are_reported(small_store: tuple[Path, Any], tmp_path: Path) -> None:

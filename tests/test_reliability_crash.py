@@ -24,11 +24,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-
-import atlas
-from atlas.storage import LocalStorage
-from atlas.storage.wrappers import FaultyStorage
-
 from test_reliability_helpers import (
     Tally,
     handle_snapshot,
@@ -36,6 +31,10 @@ from test_reliability_helpers import (
     stray_files,
     without,
 )
+
+import atlas
+from atlas.storage import LocalStorage
+from atlas.storage.wrappers import FaultyStorage
 
 MODES = {
     "error": dict(torn=False, repeat=False),

@@ -21,10 +21,9 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
+from test_reliability_helpers import Tally, canon
 
 import atlas
-
-from test_reliability_helpers import Tally, canon
 
 ALLOWED = (TypeError, ValueError, KeyError, OverflowError, RuntimeError, FileExistsError, NotImplementedError)
 TALLY = Tally("api_fuzz")
@@ -162,7 +161,7 @@ class ModelArray:
         return "" if self.dtype == "string" else 0
 
     def window(self, start: tuple[int, ...], stop: tuple[int, ...]) -> np.ndarray:
-        shape = tuple(max(0, b - a) for a, b in zip(start, stop))
+        shape = tuple(max(0, b - a) for a, b in zip(start, stop, strict=True))
         dt = storage_dtype(self.dtype)
         if self.dtype == "float32":
             with np.errstate(over="ignore"):
@@ -171,12 +170,12 @@ class ModelArray:
             init = self.default()
         out = np.full(shape, init, dtype=dt)
         for st0, data in self.writes:
-            lo = [max(a, s) for a, s in zip(start, st0)]
-            hi = [min(b, s + n) for b, s, n in zip(stop, st0, data.shape)]
-            if any(h <= l for l, h in zip(lo, hi)):
+            lo = [max(a, s) for a, s in zip(start, st0, strict=True)]
+            hi = [min(b, s + n) for b, s, n in zip(stop, st0, data.shape, strict=True)]
+            if any(h <= low for low, h in zip(lo, hi, strict=True)):
                 continue
-            dst = tuple(slice(l - a, h - a) for l, h, a in zip(lo, hi, start))
-            src = tuple(slice(l - s, h - s) for l, h, s in zip(lo, hi, st0))
+            dst = tuple(slice(low - a, h - a) for low, h, a in zip(lo, hi, start, strict=True))
+            src = tuple(slice(low - s, h - s) for low, h, s in zip(lo, hi, st0, strict=True))
             out[dst] = data[src]
         return out
 
@@ -345,7 +344,7 @@ def draw_window(data: Any, a: ModelArray | None) -> tuple[Any, tuple[int, ...]]:
     if a is None or hostile(data):
         return data.draw(int_seqs), tuple(data.draw(st.lists(st.integers(0, 3), max_size=3)))
     start = tuple(data.draw(st.integers(0, max(min(s, 8) - 1, 0))) for s in a.shape)
-    shape = tuple(data.draw(st.integers(0, max(min(s - x, 3), 0))) for s, x in zip(a.shape, start))
+    shape = tuple(data.draw(st.integers(0, max(min(s - x, 3), 0))) for s, x in zip(a.shape, start, strict=True))
     if data.draw(st.integers(0, 9)) == 0:
         shape = tuple(x + 1 for x in shape)  # out of bounds
     return list(start), shape
@@ -410,7 +409,7 @@ def apply(store: atlas.Atlas, model: Model, op: tuple[Any, ...]) -> None:
         store.open_dataset(dname).define_array(name, dtype, dims, shape, chunks, fill)
         shape_t = tuple(int(x) for x in shape)
         chunk_t = shape_t if chunks is None else tuple(int(x) for x in chunks)
-        chunk_t = tuple(0 if s == 0 else c for s, c in zip(shape_t, chunk_t))
+        chunk_t = tuple(0 if s == 0 else c for s, c in zip(shape_t, chunk_t, strict=True))
         arrays = model.datasets[dname]["arrays"]
         arrays[name] = ModelArray(canonical_dtype(dtype), shape_t, chunk_t, tuple(str(d) for d in dims), fill)
     elif kind == "write":
@@ -426,13 +425,13 @@ def apply(store: atlas.Atlas, model: Model, op: tuple[Any, ...]) -> None:
         if a is None:
             assert got is None
             return
-        st0 = (0,) * len(a.shape) if start is None else tuple(min(int(x), s) for x, s in zip(start, a.shape))
+        st0 = (0,) * len(a.shape) if start is None else tuple(min(int(x), s) for x, s in zip(start, a.shape, strict=True))
         if shape is None:
             stop = a.shape
         else:
-            stop = tuple(min(x + int(n), s) for x, n, s in zip(st0, shape, a.shape))
-        stop = tuple(max(x, b) for x, b in zip(st0, stop))
-        if math.prod(b - x for x, b in zip(st0, stop)) <= 4096:
+            stop = tuple(min(x + int(n), s) for x, n, s in zip(st0, shape, a.shape, strict=True))
+        stop = tuple(max(x, b) for x, b in zip(st0, stop, strict=True))
+        if math.prod(b - x for x, b in zip(st0, stop, strict=True)) <= 4096:
             want = a.window(st0, stop)
             got_v = got.view(np.int64) if got.dtype.kind == "M" else got
             assert canon(got_v) == canon(want), f"read_array{op[1:]} returned other values than were written"

@@ -28,10 +28,9 @@ from typing import Any
 
 import numpy as np
 import pytest
+from test_reliability_helpers import Tally, canon, snapshot, store_files, stray_files, without
 
 import atlas
-
-from test_reliability_helpers import Tally, canon, snapshot, store_files, stray_files, without
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork") or sys.platform == "win32", reason="needs fork and SIGKILL")
 
