@@ -352,8 +352,8 @@ def _find(store: Atlas, expr: str) -> list[str]:
         raise CommandError("this atlas has no catalogue search (store.find)")
     try:
         return _names_from(find(expr))
-    except (ValueError, SyntaxError, TypeError) as e:
-        raise CommandError(f"invalid expression {expr!r}: {e}") from None
+    except (ValueError, SyntaxError, TypeError) as e:  # the message quotes the expression
+        raise CommandError(" ".join(str(e).split())) from None
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
@@ -940,45 +940,50 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("ls", cmd_ls, "list dataset names",
             desc="List the datasets of STORE, in insertion order, optionally filtered by PATTERN.")
-    p.add_argument("store", metavar="STORE")
+    p.add_argument("store", metavar="STORE", help="store directory")
     p.add_argument("pattern", metavar="PATTERN", nargs="?",
                    help="shell-style pattern on dataset names, e.g. 'aoml:*' (quote it)")
     if catalogue:
-        p.add_argument("--where", metavar="EXPR", help="only datasets matching a catalogue expression")
+        p.add_argument("--where", metavar="EXPR",
+                       help="only datasets matching a catalogue expression, e.g. \"TEMP.max > 25\"")
 
     if catalogue:
-        p = add("find", cmd_find, "list datasets matching a catalogue expression")
-        p.add_argument("store", metavar="STORE")
-        p.add_argument("expr", metavar="EXPR", help="catalogue expression")
+        p = add("find", cmd_find, "list datasets matching a catalogue expression",
+                desc="List the datasets of STORE whose attributes and array statistics match EXPR,\n"
+                     "without reading their data. Examples:\n"
+                     "  atlas find STORE \"TEMP.max > 25 and LATITUDE.min < -40\"\n"
+                     "  atlas find STORE \"institution == 'CSIRO'\"")
+        p.add_argument("store", metavar="STORE", help="store directory")
+        p.add_argument("expr", metavar="EXPR", help="catalogue expression over attributes and ARRAY.min/max/...")
 
     p = add("show", cmd_show, "describe one dataset (like ncdump -h)",
             desc="Dimensions, variables (dtype, shape, chunks, fill value, statistics) and attributes\nof one dataset.")
-    p.add_argument("store", metavar="STORE")
-    p.add_argument("dataset", metavar="DATASET")
+    p.add_argument("store", metavar="STORE", help="store directory")
+    p.add_argument("dataset", metavar="DATASET", help="dataset name (see `atlas ls`)")
 
     p = add("info", cmd_info, "summarise a store",
             desc="Counts of datasets and arrays, bytes on disk, codec and versions of STORE.")
-    p.add_argument("store", metavar="STORE")
+    p.add_argument("store", metavar="STORE", help="store directory")
 
     p = add("rm", cmd_rm, "delete datasets",
             desc="Delete datasets from STORE in one commit (none is deleted if any is missing).\n"
                  "Disk space is reclaimed by `atlas compact`.")
-    p.add_argument("store", metavar="STORE")
-    p.add_argument("datasets", metavar="DATASET", nargs="+")
+    p.add_argument("store", metavar="STORE", help="store directory")
+    p.add_argument("datasets", metavar="DATASET", nargs="+", help="dataset names")
 
     p = add("compact", cmd_compact, "rewrite data densely and drop old versions")
-    p.add_argument("store", metavar="STORE")
+    p.add_argument("store", metavar="STORE", help="store directory")
     p.add_argument("--keep-versions", type=positive_int, default=1, metavar="N",
                    help="newest versions that stay readable (default: 1)")
 
     p = add("verify", cmd_verify, "check every checksum and index (exit 1 on problems)")
-    p.add_argument("store", metavar="STORE")
+    p.add_argument("store", metavar="STORE", help="store directory")
 
     p = add("export", cmd_export, "write one dataset to a NetCDF file",
             desc="Write DATASET back to a NetCDF-4 file through xarray (coordinates, attributes\nand fill values included).")
-    p.add_argument("store", metavar="STORE")
-    p.add_argument("dataset", metavar="DATASET")
-    p.add_argument("out", metavar="OUT.nc")
+    p.add_argument("store", metavar="STORE", help="store directory")
+    p.add_argument("dataset", metavar="DATASET", help="dataset name (see `atlas ls`)")
+    p.add_argument("out", metavar="OUT.nc", help="NetCDF file to write")
     p.add_argument("--overwrite", action="store_true", help="replace OUT.nc if it exists")
 
     p = add(
