@@ -28,6 +28,7 @@ import atlas
 ALLOWED = (TypeError, ValueError, KeyError, OverflowError, RuntimeError, FileExistsError, NotImplementedError)
 TALLY = Tally("api_fuzz")
 WINDOW = 6  # cells per axis compared for every array (arrays may be huge and sparse)
+CHUNK_BUDGET = 1 << 24  # bytes a single fuzzed write or read may legitimately need
 
 # --------------------------------------------------------------------------- value strategies
 
@@ -193,7 +194,8 @@ class Model:
             arrays = []
             for aname, a in ds["arrays"].items():
                 stop = tuple(min(s, WINDOW) for s in a.shape)
-                arrays.append((aname, canon(a.meta()), canon(a.fill), canon(a.window((0,) * len(a.shape), stop)), canon(a.attrs)))
+                attrs = {k: v for k, (_, v) in a.attrs.items()}
+                arrays.append((aname, canon(a.meta()), canon(a.fill), canon(a.window((0,) * len(a.shape), stop)), canon(attrs)))
             out.append((name, tuple(arrays), canon(ds["attrs"])))
         return tuple(out)
 
@@ -208,7 +210,7 @@ def observed(store: atlas.Atlas) -> Any:
             data = ds.read_array(aname, [0] * len(meta["shape"]), [WINDOW] * len(meta["shape"]))
             if data.dtype.kind == "M":
                 data = data.view(np.int64)
-            attrs = {k: (ds._atlas._array(ds._ds, aname).attrs[k][0], v) for k, v in ds.array_attributes(aname).items()}
+            attrs = ds.array_attributes(aname)  # values only: kinds of array attributes are not public
             arrays.append((aname, canon(meta), canon(ds.array_fill_value(aname)), canon(data), canon(attrs)))
         kinds = ds.attribute_dtypes()
         out.append((name, tuple(arrays), canon({k: (kinds[k], v) for k, v in ds.attributes().items()})))
@@ -414,12 +416,20 @@ def apply(store: atlas.Atlas, model: Model, op: tuple[Any, ...]) -> None:
         arrays[name] = ModelArray(canonical_dtype(dtype), shape_t, chunk_t, tuple(str(d) for d in dims), fill)
     elif kind == "write":
         _, dname, name, start, data = op
+        a = model.datasets.get(dname, {}).get("arrays", {}).get(name) if isinstance(dname, str) and isinstance(name, str) else None
+        if a is not None and math.prod(a.chunks) * 8 > CHUNK_BUDGET:
+            TALLY.add("skipped_writes_into_huge_chunks")  # a write materialises whole chunks
+            return
         store.open_dataset(dname).write_array(name, start, data)
         a = model.datasets[dname]["arrays"][name]
         if data.size:
             a.writes.append((tuple(int(x) for x in start), as_model_data(a.dtype, data)))
     elif kind == "read":
         _, dname, name, start, shape = op
+        a = model.datasets.get(dname, {}).get("arrays", {}).get(name) if isinstance(dname, str) and isinstance(name, str) else None
+        if a is not None and shape is None and math.prod(a.shape) > CHUNK_BUDGET:
+            TALLY.add("skipped_reads_of_huge_arrays")  # the result alone would not fit
+            return
         got = store.open_dataset(dname).read_array(name, start, shape)
         a = model.datasets[dname]["arrays"].get(name)
         if a is None:
