@@ -22,6 +22,8 @@ from .dtypes import DType
 I64_MAX = np.iinfo(np.int64).max
 I64_MIN = np.iinfo(np.int64).min
 U64_MAX = np.iinfo(np.uint64).max
+# Cells summarised per numpy pass (bounds the temporaries of a spill or flush).
+STATS_SLICE_CELLS = 1 << 21
 
 
 def float_keys(bits: np.ndarray) -> np.ndarray:
@@ -61,12 +63,20 @@ def chunk_stats(
     has = np.zeros(n, dtype=np.uint8)
     if n == 0:
         return nulls, vmin, vmax, has
-    # group chunks by fill value so each group is one concatenation and one mask
-    groups: dict[Any, list[int]] = {}
+    # group chunks by fill value so each group is one concatenation and one mask; cut groups
+    # into slices of about STATS_SLICE_CELLS cells so the temporaries stay small
+    groups: dict[Any, list[list[int]]] = {}
+    cells: dict[Any, int] = {}
     for i, f in enumerate(fills):
         key = ("nan",) if isinstance(f, float) and math.isnan(f) else (type(f).__name__, f)
-        groups.setdefault(key, []).append(i)
-    for idx in groups.values():
+        lst = groups.setdefault(key, [[]])
+        size = chunks[i].size
+        if lst[-1] and cells[key] + size > STATS_SLICE_CELLS:
+            lst.append([])
+            cells[key] = 0
+        lst[-1].append(i)
+        cells[key] = cells.get(key, 0) + size
+    for idx in (part for lst in groups.values() for part in lst):
         parts = [chunks[i].reshape(-1) for i in idx]
         sizes = np.fromiter((p.size for p in parts), dtype=np.int64, count=len(parts))
         keep = sizes > 0

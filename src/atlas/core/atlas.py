@@ -50,7 +50,7 @@ if TYPE_CHECKING:
 __all__ = ["Atlas"]
 
 # Buffered chunk bytes above which chunks are written ahead to (unreferenced) segments.
-DEFAULT_BUFFER_BYTES = 256 << 20
+DEFAULT_BUFFER_BYTES = 128 << 20
 # Decompressed blocks kept per handle.
 DEFAULT_CACHE_BYTES = 256 << 20
 # A scan decodes at most this many raw bytes of blocks at a time.
@@ -1508,6 +1508,21 @@ class Atlas(XarrayMethods, CatalogMethods):
     def version(self) -> int:
         """The committed version this handle reads."""
         return self._version
+
+    @property
+    def codec(self) -> str:
+        """Block codec of this store (``zstd``, ``lz4`` or ``none``)."""
+        return self._codec
+
+    @property
+    def meta_format(self) -> str:
+        """How manifests are encoded (``json`` or ``msgpack``)."""
+        return self._meta_format
+
+    @property
+    def meta_compression(self) -> str:
+        """How manifests are compressed (``none``, ``zstd`` or ``lz4``)."""
+        return self._meta_compression
 
     @property
     def storage(self) -> Storage:

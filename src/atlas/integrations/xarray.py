@@ -506,7 +506,8 @@ class _Plan:
 
 
 def _is_dask(variable: Any) -> bool:
-    return getattr(variable, "chunks", None) is not None
+    data = getattr(variable, "_data", variable)  # skip Variable.chunks: a slow Protocol check
+    return type(data).__module__.startswith("dask.") and hasattr(data, "chunks")
 
 
 def _chunk_shape(name: str, variable: Any, shape: tuple[int, ...], chunks: Mapping[Hashable, Any] | None) -> tuple[int, ...]:
