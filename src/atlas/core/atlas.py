@@ -31,7 +31,7 @@ from ..dtypes import (
 )
 from ..errors import ConflictError, CorruptionError, ReadOnlyError, StoreNotFoundError
 from ..format import manifest as mf
-from ..format.chunkindex import ChunkIndex, empty_rows, merge_rows
+from ..format.chunkindex import MAX_BLOCK_BYTES, ChunkIndex, empty_rows, merge_rows
 from ..format.codec import parse_codec
 from ..format.records import encode_attrs as _encode_attrs
 from ..format.records import encode_stats as _encode_stats
@@ -57,6 +57,7 @@ DEFAULT_CACHE_BYTES = 256 << 20
 SCAN_BATCH_BYTES = 64 << 20
 
 _VERSION_KEY = "version"
+MAX_CELLS = 2**62
 _SEGMENT_KEY = re.compile(r"data/v[0-9]+-[0-9a-f]+\.seg")
 _INDEX_KEY = re.compile(r"index/v[0-9]+-[0-9a-f]+\.idx")
 
@@ -271,13 +272,24 @@ class Atlas(XarrayMethods, CatalogMethods):
                 raise CorruptionError(f"manifest {where}: variable entry is malformed: {e}") from None
             if var.name in self._variables:
                 raise CorruptionError(f"manifest {where}: variable {var.name!r} listed twice")
+            if not 0 < var.vid < next_id or var.name.startswith("_") or "/" in var.name or var.name in ("", ".", ".."):
+                raise CorruptionError(f"manifest {where}: variable entry {var.name!r} is invalid")
             self._variables[var.name] = var
         for rec in datasets:
-            if not isinstance(rec, list) or len(rec) != 3 or not isinstance(rec[0], str):
+            if not isinstance(rec, list) or len(rec) != 3 or type(rec[0]) is not str or type(rec[2]) is not list:
                 raise CorruptionError(f"manifest {where}: dataset entry is malformed")
+            n = rec[0]
+            if n.startswith("_") or "/" in n or n in ("", ".", ".."):
+                raise CorruptionError(f"manifest {where}: invalid dataset name {n!r}")
             if rec[0] in self._datasets:
                 raise CorruptionError(f"manifest {where}: dataset {rec[0]!r} listed twice")
             self._datasets[rec[0]] = rec
+        try:  # array ids must be unique, or one array would read another's chunks
+            aids = [a[1] for rec in datasets for a in rec[2]]
+        except (TypeError, IndexError, KeyError):
+            raise CorruptionError(f"manifest {where}: an array entry is malformed") from None
+        if len(set(aids)) != len(aids):
+            raise CorruptionError(f"manifest {where}: two arrays share one id")
 
     def _decode_schema_entry(self, s: Any) -> Schema:
         return self._decode_schema(s, self._manifest_where)
@@ -328,11 +340,14 @@ class Atlas(XarrayMethods, CatalogMethods):
         schemas = self._schemas
         variables = self._variables
         peeked = self._peeked
+        next_id = self._next_id
         from_record = ArrayState.from_record
         try:
             for aname, aid, sidx, stats, aattrs in rec[2]:
-                if type(aname) is not str or type(aid) is not int or aname in arrays:
+                if type(aname) is not str or type(aid) is not int or aname in arrays or not 0 < aid < next_id:
                     raise TypeError("bad or repeated array name, or bad id")
+                if aname.startswith("_") or "/" in aname or aname in ("", ".", ".."):
+                    raise ValueError(f"invalid array name {aname!r}")
                 if aname not in variables:
                     raise ValueError(f"array {aname!r} has no entry in the variable table")
                 known = peeked.pop((name, aname), None) if peeked else None
@@ -469,6 +484,12 @@ class Atlas(XarrayMethods, CatalogMethods):
                 raise ValueError("chunk_shape has an extent of 0 on a non-empty axis")
         if 0 in shape_t:
             chunk_t = tuple(0 if s == 0 else c for s, c in zip(shape_t, chunk_t, strict=True))
+        if math.prod(shape_t) > MAX_CELLS or max(shape_t + chunk_t, default=0) > MAX_CELLS:
+            raise OverflowError(f"shape {list(shape_t)} or chunk shape {list(chunk_t)} is too large (over 2**62 cells)")
+        if math.prod(chunk_t) * dt.itemsize > MAX_BLOCK_BYTES:
+            raise ValueError(
+                f"a chunk of shape {list(chunk_t)} would hold over {MAX_BLOCK_BYTES >> 30} GiB; use a smaller chunk_shape"
+            )
         fill = validate_fill(dt, fill_value)
         if name in ds.arrays:
             raise FileExistsError(f"array {name!r} is already defined in dataset {ds.name!r}")
@@ -701,7 +722,7 @@ class Atlas(XarrayMethods, CatalogMethods):
                 out[cid] = self._chunk_from_block(arr.schema, block, int(r["within"]), int(r["nbytes"]), extent)
             except ValueError as e:
                 raise CorruptionError(
-                    f"chunk {cid} of array {arr.name!r} (aid {arr.aid}) does not fit its block: {e}"
+                    f"dataset {arr.dataset!r}, array {arr.name!r}: chunk {cid} does not fit its block: {e}"
                 ) from None
         return out
 
@@ -891,7 +912,7 @@ class Atlas(XarrayMethods, CatalogMethods):
             for entry in rec[2]:
                 if entry[0] == array:
                     aname, aid, sidx, stats, aattrs = entry
-                    if type(aid) is not int or array not in self._variables:
+                    if type(aid) is not int or array not in self._variables or not 0 < aid < self._next_id:
                         raise TypeError("bad array id or unknown variable")
                     where = f"manifest of {self._storage.location}, dataset {name!r}"
                     arr = ArrayState.from_record(aname, aid, self._schemas[sidx], name, stats, aattrs, where)

@@ -121,6 +121,7 @@ def compact(atlas: Atlas, keep_versions: int = 1) -> None:
     doomed += [atlas._manifest_key(v) for v in versions if v < keep[0]]
     if doomed:
         storage.delete_many(doomed)
+    storage.remove_temp_files()
     atlas._cache.clear()
 
 

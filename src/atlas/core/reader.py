@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import CorruptionError
-from ..format.codec import CODEC_NAMES, checksum, decode_block
+from ..format.codec import CODEC_NAMES, checksum, decode_block, plausible_size
 from ..format.segment import pool
 
 # Decode in worker threads only when there is enough work to pay for the hand-off.
@@ -103,6 +103,8 @@ def fetch_blocks(
             raise CorruptionError(f"{describe(k)}: block is truncated ({len(data)} of {length} bytes)")
         if checksum(data) != crc:
             raise CorruptionError(f"{describe(k)}: block fails its checksum")
+        if not plausible_size(CODEC_NAMES[codec], length, raw):
+            raise CorruptionError(f"{describe(k)}: block claims {raw} bytes from {length} stored bytes")
         try:
             return decode_block(data, CODEC_NAMES[codec], itemsize, raw)
         except Exception as e:

@@ -161,6 +161,9 @@ class ChunkIndex:
             | (r["raw_size"] > MAX_BLOCK_BYTES)
             | (r["codec"] > 2)
             | ~np.isin(r["itemsize"], (1, 2, 4, 8))
+            | ((r["codec"] == 0) & (r["raw_size"] != r["length"]))
+            | ((r["codec"] == 1) & (r["raw_size"] > r["length"] * 32768 + 64))
+            | ((r["codec"] == 2) & (r["raw_size"] > r["length"] * 256 + 64))
         )
         if bad.any():
             raise CorruptionError(
@@ -191,8 +194,10 @@ class ChunkIndex:
         if checksum(payload) != crc:
             raise CorruptionError(f"chunk index {where} fails its checksum")
         expected = nrows * INDEX_DTYPE.itemsize
-        if nrows > MAX_INDEX_ROWS:
+        if nrows > MAX_INDEX_ROWS or expected > len(payload) * 32768 + 64:
             raise CorruptionError(f"chunk index {where} declares an impossible {nrows} rows")
+        if zstandard.frame_content_size(payload) not in (expected, -1):
+            raise CorruptionError(f"chunk index {where} holds a frame of the wrong size")
         try:
             raw = zstandard.ZstdDecompressor().decompress(payload, max_output_size=max(expected, 1))
         except (zstandard.ZstdError, OverflowError, MemoryError, ValueError) as e:

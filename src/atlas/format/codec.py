@@ -25,6 +25,16 @@ CODEC_IDS = {"none": 0, "zstd": 1, "lz4": 2}
 CODEC_NAMES = {v: k for k, v in CODEC_IDS.items()}
 
 ZSTD_LEVEL = 3
+# The most a stored byte can expand to (zstd: an RLE block of 128 KiB from 4 bytes; lz4: 255).
+# A block or index claiming more is damaged or crafted, and is refused before allocating.
+MAX_RATIO = {"none": 1, "zstd": 32768, "lz4": 256}
+
+
+def plausible_size(codec: str, stored: int, raw: int) -> bool:
+    """Whether ``stored`` compressed bytes can decode to ``raw`` bytes."""
+    if codec == "none":
+        return raw == stored
+    return raw <= stored * MAX_RATIO[codec] + 64
 
 _local = threading.local()
 

@@ -9,6 +9,7 @@ the body a clear error instead of a wrong store.
 
 from __future__ import annotations
 
+import io
 import json
 from typing import Any
 
@@ -111,6 +112,19 @@ def decode_config(data: bytes, where: str) -> dict[str, Any]:
     return doc
 
 
+def _bounded(stream: Any, limit: int, where: str) -> bytes:
+    """Read a decompressing stream, refusing output beyond ``limit`` (decompression bombs)."""
+    out = bytearray()
+    with stream:
+        while True:
+            piece = stream.read(1 << 20)
+            if not piece:
+                return bytes(out)
+            out += piece
+            if len(out) > limit:
+                raise CorruptionError(f"manifest {where} decompresses to more than {limit} bytes")
+
+
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     out = dict(pairs)
     if len(out) != len(pairs):
@@ -179,19 +193,19 @@ def decode_manifest(
     if checksum(body) != head.get("body_crc32c"):
         raise CorruptionError(f"manifest {where} fails its checksum")
     try:
+        limit = min(MAX_MANIFEST_BYTES, len(body) * (32768 if meta_compression == "zstd" else 256) + (1 << 20))
         if meta_compression == "zstd":
-            raw: bytes | memoryview = zstandard.ZstdDecompressor().decompress(
-                body, max_output_size=MAX_MANIFEST_BYTES
-            )
+            raw: bytes | memoryview = _bounded(zstandard.ZstdDecompressor().stream_reader(bytes(body)), limit, where)
         elif meta_compression == "lz4":
-            raw = lz4.frame.decompress(bytes(body))
+            raw = _bounded(lz4.frame.LZ4FrameFile(io.BytesIO(bytes(body)), "rb"), limit, where)
         else:
             raw = body
         if meta_format == "json":
             doc = json.loads(bytes(raw).decode("utf-8", "surrogatepass"), object_pairs_hook=_unique_keys)
         else:
             doc = msgpack.unpackb(
-                raw, raw=False, strict_map_key=True, unicode_errors="surrogatepass", use_list=True
+                raw, raw=False, strict_map_key=True, unicode_errors="surrogatepass", use_list=True,
+                object_pairs_hook=_unique_keys,
             )
     except CorruptionError:
         raise

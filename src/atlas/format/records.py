@@ -43,6 +43,8 @@ def decode_attrs(flat: Any, where: str) -> dict[str, tuple[str, Any]]:
             out[k] = (kind, decode_value(kind, v))
         except ValueError as e:
             raise CorruptionError(f"{where}: attribute {k!r}: {e}") from None
+    if 3 * len(out) != len(flat):
+        raise CorruptionError(f"{where}: an attribute key is listed twice")
     return out
 
 

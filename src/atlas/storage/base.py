@@ -234,6 +234,10 @@ class Storage(abc.ABC):
         for key in list(keys):
             self.delete(key)
 
+    def remove_temp_files(self) -> int:
+        """Delete temporary files of interrupted writes (object stores leave none)."""
+        return 0
+
     # ------------------------------------------------------------------- misc
 
     def range_requests(self, starts: Sequence[int], lengths: Sequence[int]) -> int:

@@ -9,6 +9,7 @@ import stat
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from ..errors import CorruptionError
 from .base import (
     TEMP_PREFIX,
     BytesLike,
@@ -23,6 +24,7 @@ from .base import (
 __all__ = ["LocalStorage"]
 
 _LINK_UNSUPPORTED = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS, errno.EXDEV}
+_O_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 _O_BINARY = getattr(os, "O_BINARY", 0)
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 # Files a get_many_ranges call keeps open at once.
@@ -132,7 +134,8 @@ class LocalStorage(Storage):
 
     def _open(self, key: str) -> int:
         try:
-            return os.open(self._path(key), os.O_RDONLY | _O_BINARY | _O_CLOEXEC)
+            # O_NONBLOCK: a FIFO planted in the store must not block the open
+            return os.open(self._path(key), os.O_RDONLY | _O_BINARY | _O_CLOEXEC | _O_NONBLOCK)
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             raise self._missing(key) from None
         except PermissionError:  # Windows, for a directory
@@ -144,8 +147,11 @@ class LocalStorage(Storage):
         """Open ``key`` for reading, refusing directories (which are not objects)."""
         fd = self._open(key)
         try:
-            if stat.S_ISDIR(os.fstat(fd).st_mode):
+            mode = os.fstat(fd).st_mode
+            if stat.S_ISDIR(mode):
                 raise self._missing(key)
+            if not stat.S_ISREG(mode):
+                raise CorruptionError(f"{self._path(key)} is not a regular file (a device, FIFO or socket)")
         except BaseException:
             os.close(fd)
             raise
@@ -203,7 +209,7 @@ class LocalStorage(Storage):
 
     def get(self, key: str) -> bytes:
         """The whole file at ``key``."""
-        fd = self._open(key)
+        fd = self._open_file(key)
         try:
             chunks = []
             while True:
@@ -223,7 +229,7 @@ class LocalStorage(Storage):
         if length == 0:
             os.close(self._open_file(key))
             return b""
-        fd = self._open(key)
+        fd = self._open_file(key)
         try:
             return _pread(fd, length, start)
         except IsADirectoryError:
@@ -265,7 +271,7 @@ class LocalStorage(Storage):
                 spans = coalesce_ranges(s, n, self.coalesce_gap)
                 # With nothing to read, make sure the key is a file; otherwise reading
                 # a directory fails below.
-                fd = self._open(key) if spans else self._open_file(key)
+                fd = self._open_file(key)
                 fds.append(fd)
                 plans.append((s, n, spans, len(tasks)))
                 tasks.extend((fd, b - a, a) for a, b, _ in spans)
@@ -386,6 +392,10 @@ class LocalStorage(Storage):
         """Unlink the file at ``key`` if there is one."""
         self.delete_many([key])
 
+    def remove_temp_files(self) -> int:
+        """Delete temporary files left by writers that died mid-write; return how many."""
+        return _remove_temp_files(self.root) if os.path.isdir(self.root) else 0
+
     def delete_many(self, keys: Iterable[str]) -> None:
         """Unlink every file in ``keys`` and fsync the directories touched."""
         touched = set()
@@ -402,6 +412,16 @@ class LocalStorage(Storage):
             touched.add(os.path.dirname(path))
         for directory in touched:
             _fsync_dir(directory)
+
+
+def _remove_temp_files(root: str) -> int:
+    removed = 0
+    for directory, _dirs, files in os.walk(root):
+        for name in files:
+            if name.startswith(".tmp-"):
+                _unlink_quietly(os.path.join(directory, name))
+                removed += 1
+    return removed
 
 
 def _unlink_quietly(path: str) -> None:

@@ -70,6 +70,10 @@ class WrappedStorage(Storage):
         """Delegated."""
         self.inner.delete_many(keys)
 
+    def remove_temp_files(self) -> int:
+        """Delegated."""
+        return self.inner.remove_temp_files()
+
     def range_requests(self, starts: Sequence[int], lengths: Sequence[int]) -> int:
         """Delegated."""
         return self.inner.range_requests(starts, lengths)
