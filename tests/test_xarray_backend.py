@@ -178,11 +178,6 @@ def test_dask_names_differ_across_explicit_versions(path: Path) -> None:
     assert before.temp.data.name != after.temp.data.name
 
 
-@pytest.mark.xfail(
-    reason="xarray tokenizes open_dataset(chunks=...) by path + directory mtime, and a commit "
-    "may not change the store directory's mtime",
-    strict=False,
-)
 def test_dask_names_differ_across_commits_with_chunks(path: Path) -> None:
     before, after = _changed_after_open(path, chunks={})
     assert before.temp.data.name != after.temp.data.name

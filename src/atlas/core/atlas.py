@@ -1386,6 +1386,7 @@ class Atlas(XarrayMethods, CatalogMethods):
             self._storage.put(mf.LATEST_HINT_KEY, str(version).encode())
         except OSError:
             pass
+        self._storage.mark_changed()
         # 5. success: install the committed state
         for vname, (key, segs, idx) in new_vars.items():
             var = self._variables[vname]

@@ -10,13 +10,10 @@ Backend arrays pickle as (store location, version, dataset, array): a worker tha
 unpickles one reopens that exact committed version of the store, so results are the same
 on every process of a ``dask.distributed`` cluster.
 
-Caveat: with ``chunks=``, xarray names the dask arrays from the path, the directory's
-modification time and the arguments, not from the backend arrays. A commit writes under
-``manifests/`` and may leave the store directory's mtime unchanged, so two
-``open_dataset(..., chunks={})`` calls before and after a commit can get the same dask
-names and be mistaken for equal data by dask/xarray. Pass ``version=`` (or call
-``.chunk()`` on a dataset opened without ``chunks``: the backend arrays' token includes the
-pinned version) when mixing versions in one computation.
+With ``chunks=``, xarray names the dask arrays from the path, the directory's modification
+time and the arguments. Every commit touches the store directory of a local store, so opens
+before and after a commit get different names; on object storage, pass ``version=`` when
+mixing versions in one computation (the backend arrays' own token includes the version).
 
 Importing this module (which xarray does when it loads its engines) also registers the
 ``ds.atlas`` accessor.

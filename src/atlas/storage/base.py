@@ -234,6 +234,9 @@ class Storage(abc.ABC):
         for key in list(keys):
             self.delete(key)
 
+    def mark_changed(self) -> None:
+        """Called after each commit; lets tools that cache by modification time notice it."""
+
     def remove_temp_files(self) -> int:
         """Delete temporary files of interrupted writes (object stores leave none)."""
         return 0

@@ -392,6 +392,13 @@ class LocalStorage(Storage):
         """Unlink the file at ``key`` if there is one."""
         self.delete_many([key])
 
+    def mark_changed(self) -> None:
+        """Touch the store directory: xarray and dask name lazily opened data by its mtime."""
+        try:
+            os.utime(self.root)
+        except OSError:
+            pass
+
     def remove_temp_files(self) -> int:
         """Delete temporary files left by writers that died mid-write; return how many."""
         return _remove_temp_files(self.root) if os.path.isdir(self.root) else 0

@@ -70,6 +70,10 @@ class WrappedStorage(Storage):
         """Delegated."""
         self.inner.delete_many(keys)
 
+    def mark_changed(self) -> None:
+        """Delegated."""
+        self.inner.mark_changed()
+
     def remove_temp_files(self) -> int:
         """Delegated."""
         return self.inner.remove_temp_files()
