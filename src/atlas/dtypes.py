@@ -180,11 +180,8 @@ def coerce_attribute(value: object, dtype: object) -> tuple[str, Any]:
     if kind == "float":
         if isinstance(value, str) or not isinstance(value, (int, float)):
             raise TypeError(f"attribute of dtype {dt.name} needs a float, not {type(value).__name__}")
-        f = float(value)
-        if dt.name == "float32":
-            with np.errstate(over="ignore"):
-                f = float(np.float32(f))
-        return dt.name, f
+        # kept exactly as given (a float32 kind is not rounded), like the original package
+        return dt.name, float(value)
     if kind == "bool":
         if not isinstance(value, bool):
             raise TypeError(f"attribute of dtype bool needs a bool, not {type(value).__name__}")

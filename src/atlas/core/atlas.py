@@ -64,7 +64,23 @@ _INDEX_KEY = re.compile(r"index/v[0-9]+-[0-9a-f]+\.idx")
 
 def _sub(arr: np.ndarray, sl: tuple[slice, ...]) -> np.ndarray:
     """``arr[sl]`` that stays an array for 0-D (``x[()]`` would give the element)."""
+    if len(sl) == 1:
+        return arr[sl[0]]
     return arr[sl + (Ellipsis,)]
+
+
+_SLICES: dict[tuple[tuple[int, ...], tuple[int, ...]], tuple[slice, ...]] = {}
+
+
+def _window_slices(st: tuple[int, ...], stop: tuple[int, ...]) -> tuple[slice, ...]:
+    """``tuple(slice(a, b))`` for a window, shared between the many reads of one scan."""
+    key = (st, stop)
+    sl = _SLICES.get(key)
+    if sl is None:
+        if len(_SLICES) > 4096:
+            _SLICES.clear()
+        sl = _SLICES[key] = tuple(slice(a, b) for a, b in zip(st, stop, strict=True))
+    return sl
 
 
 def _open_storage(location: Any, create: bool, options: dict[str, Any]) -> Storage:
@@ -132,6 +148,7 @@ class Atlas(XarrayMethods, CatalogMethods):
         self._schemas = SchemaTable([], self._decode_schema_entry, self._schema_entry_key)
         self._datasets: dict[str, DatasetState | list[Any]] = {}
         self._fill_memo: dict[tuple[str, Any], tuple[Any, Any]] = {}
+        self._windows: dict[Any, tuple[tuple[int, ...], tuple[int, ...]]] = {}
         self._peeked: dict[tuple[str, str], ArrayState] = {}  # arrays read before their dataset was decoded
         self._variables: dict[str, Variable] = {}
         self._next_id = 1
@@ -729,6 +746,22 @@ class Atlas(XarrayMethods, CatalogMethods):
     # ------------------------------------------------------------------ reading
 
     def _window(self, schema: Schema, start: Any, shape: Any) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """Validated, clipped window ``(start, stop)``; memoised for the usual tuple/list inputs."""
+        plain = (start is None or (type(start) in (list, tuple) and all(type(v) is int for v in start))) and (
+            shape is None or (type(shape) in (list, tuple) and all(type(v) is int for v in shape))
+        )
+        if not plain:
+            return self._check_window(schema, start, shape)
+        key = (schema.shape, None if start is None else tuple(start), None if shape is None else tuple(shape))
+        hit = self._windows.get(key)
+        if hit is None:
+            hit = self._check_window(schema, start, shape)
+            if len(self._windows) > 4096:
+                self._windows.clear()
+            self._windows[key] = hit
+        return hit
+
+    def _check_window(self, schema: Schema, start: Any, shape: Any) -> tuple[tuple[int, ...], tuple[int, ...]]:
         rank = len(schema.shape)
         if start is None:
             st = (0,) * rank
@@ -768,6 +801,8 @@ class Atlas(XarrayMethods, CatalogMethods):
                 if chunk is None:
                     out_shape = tuple(b - a for a, b in zip(st, stop, strict=True))
                     return self._finish(schema, schema.new_chunk(out_shape))
+                if len(st) == 1:
+                    return self._finish(schema, chunk[st[0] : stop[0]].copy())
                 sl = tuple(slice(a, b) for a, b in zip(st, stop, strict=True))
                 return self._finish(schema, _sub(chunk, sl).copy())
         out_shape = tuple(b - a for a, b in zip(st, stop, strict=True))
@@ -949,7 +984,7 @@ class Atlas(XarrayMethods, CatalogMethods):
                     fast.append((i, a, None))
                 else:
                     st, stop = self._window(schema, start, shape)
-                    fast.append((i, a, tuple(slice(x, b) for x, b in zip(st, stop, strict=True))))
+                    fast.append((i, a, _window_slices(st, stop)))
                 continue
             if start is None and shape is None:
                 st, stop = (0,) * len(schema.shape), schema.shape
@@ -1072,7 +1107,7 @@ class Atlas(XarrayMethods, CatalogMethods):
                 windows.append(((0,) * len(schema.shape), schema.shape))
             else:
                 windows.append(self._window(schema, start, shape))
-        shapes = {tuple(b - x for x, b in zip(st, stop, strict=True)) for st, stop in windows}
+        shapes = {tuple(b - x for x, b in zip(st, stop, strict=True)) for st, stop in set(windows)}
         if len(shapes) > 1:
             raise ValueError(
                 f"array {array!r} has different shapes across these datasets ({len(shapes)} distinct); "
@@ -1088,7 +1123,7 @@ class Atlas(XarrayMethods, CatalogMethods):
         for i, (a, (st, stop)) in enumerate(zip(present, windows, strict=True)):
             if can_fast and a.schema.single and not a.dirty:
                 full = stop == a.schema.shape and not any(st)
-                fast.append((i, a, None if full else tuple(slice(x, b) for x, b in zip(st, stop, strict=True))))
+                fast.append((i, a, None if full else _window_slices(st, stop)))
             else:
                 jobs.append((a, st, stop, out[i, ...]))
         self._scan(array, jobs)
