@@ -253,7 +253,7 @@ def as_model_data(dtype: str, data: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------- operations
 
 VALID_DTYPES = DTYPE_NAMES[:13]
-HUGE_EXTENTS = [3, 2**31, 2**40]
+HUGE_EXTENTS = [3, 2**31, 2**40, 2**62, 2**62 + 1, 2**63, 2**64]
 
 
 def hostile(data: Any, one_in: int = 10) -> bool:
