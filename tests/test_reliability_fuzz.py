@@ -227,11 +227,8 @@ def expected_attribute(value: Any, dtype: Any) -> tuple[str, Any]:
             return "float64", float(value)
         return "string", str(value)
     kind = canonical_dtype(dtype)
-    if kind == "float32":
-        with np.errstate(over="ignore"):
-            return kind, float(np.float32(float(value)))
-    if kind == "float64":
-        return kind, float(value)
+    if kind in ("float32", "float64"):
+        return kind, float(value)  # kept as given, float32 included (as the original package)
     if kind in ("bool", "string"):
         return kind, value
     return kind, int(value)
