@@ -353,14 +353,34 @@ class Atlas(XarrayMethods, CatalogMethods):
         ds = DatasetState(name)
         if rec[1]:
             ds._raw_attrs = (rec[1], where)
-        arrays = ds.arrays
+        entries = rec[2]
+        names = set()
+        try:  # cheap structural checks now; array states are built when first needed
+            for e in entries:
+                aname = e[0]
+                if type(aname) is not str or aname in names or len(e) != 5 or type(e[2]) is not int or not 0 <= e[2] < len(self._schemas):
+                    raise TypeError("bad or repeated array name, or bad schema reference")
+                names.add(aname)
+        except (TypeError, IndexError, KeyError) as err:
+            raise CorruptionError(f"{where}: array entry is malformed: {err}") from None
+        ds._arrays = None
+        ds._raw_arrays = entries
+        ds._build = self._build_arrays
+        self._datasets[name] = ds
+        return ds
+
+    def _build_arrays(self, ds: DatasetState, entries: list[Any]) -> dict[str, ArrayState]:
+        """Array states of a dataset from its manifest entries, validating each."""
+        name = ds.name
+        where = f"manifest of {self._storage.location}, dataset {name!r}"
+        arrays: dict[str, ArrayState] = {}
         schemas = self._schemas
         variables = self._variables
         peeked = self._peeked
         next_id = self._next_id
         from_record = ArrayState.from_record
         try:
-            for aname, aid, sidx, stats, aattrs in rec[2]:
+            for aname, aid, sidx, stats, aattrs in entries:
                 if type(aname) is not str or type(aid) is not int or aname in arrays or not 0 < aid < next_id:
                     raise TypeError("bad or repeated array name, or bad id")
                 if aname.startswith("_") or "/" in aname or aname in ("", ".", ".."):
@@ -371,8 +391,7 @@ class Atlas(XarrayMethods, CatalogMethods):
                 arrays[aname] = known if known is not None else from_record(aname, aid, schemas[sidx], name, stats, aattrs, where)
         except (TypeError, ValueError, IndexError) as e:
             raise CorruptionError(f"{where}: array entry is malformed: {e}") from None
-        self._datasets[name] = ds
-        return ds
+        return arrays
 
     # ------------------------------------------------------------------ helpers
 
@@ -933,6 +952,9 @@ class Atlas(XarrayMethods, CatalogMethods):
             elif type(rec) is list:
                 arr = peeked.get((n, array))
                 out.append(arr if arr is not None else self._peek(n, rec, array))
+            elif rec.arrays_untouched:  # type: ignore[union-attr]
+                arr = peeked.get((n, array))
+                out.append(arr if arr is not None else self._peek(n, [n, None, rec._raw_arrays], array))  # type: ignore[union-attr]
             else:
                 out.append(rec.arrays.get(array))  # type: ignore[union-attr]
         return out
@@ -1508,6 +1530,12 @@ class Atlas(XarrayMethods, CatalogMethods):
         for name, ds in self._datasets.items():
             if not isinstance(ds, DatasetState):
                 datasets.append(ds)
+                continue
+            if ds.arrays_untouched and ds._raw_attrs is not None:
+                datasets.append([name, ds._raw_attrs[0], ds._raw_arrays])
+                continue
+            if ds.arrays_untouched:
+                datasets.append([name, _encode_attrs(ds.attrs), ds._raw_arrays])
                 continue
             arrays = []
             for aname, arr in ds.arrays.items():

@@ -34,7 +34,7 @@ class DatasetView:
 
     def __repr__(self) -> str:
         state = " deleted" if self._ds.deleted else ""
-        return f"<DatasetView {self._ds.name!r} arrays={len(self._ds.arrays)}{state}>"
+        return f"<DatasetView {self._ds.name!r} arrays={len(self._ds.array_names())}{state}>"
 
     # ---------------------------------------------------------------- arrays
 
@@ -84,13 +84,13 @@ class DatasetView:
 
     def array_meta(self, name: str) -> dict[str, Any] | None:
         """``{"dtype", "shape", "chunk_shape", "dimension_names"}`` or ``None``."""
-        arr = self._ds.arrays.get(name)
-        return None if arr is None else arr.schema.meta()
+        schema = self._ds.schema_of(name, self._atlas._schemas)
+        return None if schema is None else schema.meta()
 
     def array_fill_value(self, name: str) -> Any | None:
         """The fill value given at definition, or ``None``."""
-        arr = self._ds.arrays.get(name)
-        return None if arr is None else arr.schema.fill
+        schema = self._ds.schema_of(name, self._atlas._schemas)
+        return None if schema is None else schema.fill
 
     def array_stats(self, name: str) -> dict[str, Any] | None:
         """``{"row_count", "null_count", "min", "max"}`` as of the last flush, or ``None``."""
@@ -110,7 +110,7 @@ class DatasetView:
 
     def list_arrays(self) -> list[str]:
         """Names of the arrays in definition order."""
-        return list(self._ds.arrays)
+        return self._ds.array_names()
 
     # ---------------------------------------------------------------- dataset attributes
 

@@ -242,16 +242,53 @@ class ArrayState:
 
 
 class DatasetState:
-    """One dataset: its arrays (definition order) and attributes (insertion order)."""
+    """One dataset: its arrays (definition order) and attributes (insertion order).
 
-    __slots__ = ("name", "arrays", "_attrs", "_raw_attrs", "deleted")
+    A dataset read from a manifest keeps its array entries encoded until something needs
+    the array states; names and schemas (``array_names``, ``schema_of``) are answered from
+    the entries directly, so a metadata sweep builds no per-array state.
+    """
+
+    __slots__ = ("name", "_arrays", "_raw_arrays", "_build", "_attrs", "_raw_attrs", "deleted")
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self.arrays: dict[str, ArrayState] = {}
+        self._arrays: dict[str, ArrayState] | None = {}
+        self._raw_arrays: list[Any] | None = None
+        self._build: Callable[[DatasetState, list[Any]], dict[str, ArrayState]] | None = None
         self._attrs: dict[str, tuple[str, Any]] = {}
         self._raw_attrs: tuple[Any, str] | None = None
         self.deleted = False
+
+    @property
+    def arrays(self) -> dict[str, ArrayState]:
+        arrays = self._arrays
+        if arrays is None:
+            assert self._build is not None and self._raw_arrays is not None
+            arrays = self._arrays = self._build(self, self._raw_arrays)
+            self._raw_arrays = None
+        return arrays
+
+    @property
+    def arrays_untouched(self) -> bool:
+        """Whether the array entries are still exactly as read from the manifest."""
+        return self._arrays is None
+
+    def array_names(self) -> list[str]:
+        """Array names in definition order."""
+        if self._arrays is None:
+            return [e[0] for e in self._raw_arrays or ()]
+        return list(self._arrays)
+
+    def schema_of(self, name: str, schemas: Any) -> Schema | None:
+        """The schema of one array, or None when the dataset has no such array."""
+        if self._arrays is not None:
+            a = self._arrays.get(name)
+            return None if a is None else a.schema
+        for e in self._raw_arrays or ():
+            if e[0] == name:
+                return schemas[e[2]]
+        return None
 
     @property
     def attrs(self) -> dict[str, tuple[str, Any]]:
