@@ -355,10 +355,11 @@ class Atlas(XarrayMethods, CatalogMethods):
             ds._raw_attrs = (rec[1], where)
         entries = rec[2]
         names = set()
+        nschemas = len(self._schemas)
         try:  # cheap structural checks now; array states are built when first needed
             for e in entries:
                 aname = e[0]
-                if type(aname) is not str or aname in names or len(e) != 5 or type(e[2]) is not int or not 0 <= e[2] < len(self._schemas):
+                if type(aname) is not str or aname in names or len(e) != 5 or type(e[2]) is not int or not 0 <= e[2] < nschemas:
                     raise TypeError("bad or repeated array name, or bad schema reference")
                 names.add(aname)
         except (TypeError, IndexError, KeyError) as err:

@@ -44,6 +44,22 @@ def decode_strings(raw: Any, count: int) -> np.ndarray:
         one = np.empty(1, dtype=object)
         one[0] = bytes(buf[4:]).decode("utf-8", "surrogatepass")
         return one
+    if count <= 64:  # small chunks: plain Python beats numpy's per-call overhead
+        lens = struct.unpack_from(f"<{count}I", buf)
+        body = bytes(buf[header:])
+        if sum(lens) != len(body):
+            raise ValueError("string chunk lengths do not add up to its size")
+        small = np.empty(count, dtype=object)
+        pos = 0
+        items = []
+        for n in lens:
+            items.append(body[pos : pos + n])
+            pos += n
+        try:
+            small[:] = [b.decode("utf-8") for b in items]
+        except UnicodeDecodeError:
+            small[:] = [b.decode("utf-8", "surrogatepass") for b in items]
+        return small
     lengths = np.frombuffer(buf[:header], dtype=_LEN).astype(np.int64)
     ends = np.cumsum(lengths)
     if count and int(ends[-1]) != len(buf) - header:
