@@ -236,6 +236,7 @@ class Storage(abc.ABC):
 
     def mark_changed(self) -> None:
         """Called after each commit; lets tools that cache by modification time notice it."""
+        return None  # nothing to do for object stores
 
     def remove_temp_files(self) -> int:
         """Delete temporary files of interrupted writes (object stores leave none)."""
