@@ -130,41 +130,6 @@ def chunk_stats(
     return nulls, vmin, vmax, has
 
 
-def fold_stats(
-    dtype: DType,
-    row_count: int,
-    ncells: np.ndarray,
-    nulls: np.ndarray,
-    vmin: np.ndarray,
-    vmax: np.ndarray,
-    has: np.ndarray,
-) -> dict[str, Any]:
-    """Fold the index rows of one array into ``{"row_count", "null_count", "min", "max"}``."""
-    written = int(ncells.sum())
-    null_count = row_count - written + int(nulls.sum())
-    sel = has.astype(bool)
-    lo: Any = None
-    hi: Any = None
-    if sel.any():
-        a, b = vmin[sel], vmax[sel]
-        kind = dtype.kind
-        if kind == "float":
-            lo_bits = keys_to_bits(np.array([float_keys(a).min()]))[0]
-            hi_bits = keys_to_bits(np.array([float_keys(b).max()]))[0]
-            lo = float(np.int64(lo_bits).view(np.float64))
-            hi = float(np.int64(hi_bits).view(np.float64))
-        elif kind == "uint":
-            lo = int(a.view(np.uint64).min())
-            hi = int(b.view(np.uint64).max())
-        elif kind == "bool":
-            lo = bool(a.min())
-            hi = bool(b.max())
-        else:
-            lo = int(a.min())
-            hi = int(b.max())
-    return {"row_count": row_count, "null_count": null_count, "min": lo, "max": hi}
-
-
 def string_stats(row_count: int, written_cells: int, values: list[np.ndarray], fill: Any) -> dict[str, Any]:
     """Stats of a string array from the values of its written chunks."""
     nulls = 0
@@ -191,7 +156,10 @@ def string_stats(row_count: int, written_cells: int, values: list[np.ndarray], f
 def fold_many(
     dtype: DType, row_counts: list[int], lo: np.ndarray, hi: np.ndarray, rows: np.ndarray
 ) -> list[dict[str, Any]]:
-    """:func:`fold_stats` for many arrays of one dtype at once.
+    """Fold the index rows of many arrays of one dtype into their ``array_stats`` dicts.
+
+    ``null_count`` is the cells of chunks never written plus the null cells of written
+    ones; min/max come from the per-chunk values (floats in IEEE total order).
 
     ``rows`` is a chunk-index table sorted by array; array ``i`` owns rows ``lo[i]:hi[i]``.
     """

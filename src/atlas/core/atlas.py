@@ -39,7 +39,7 @@ from ..format.segment import ChunkPayload, new_key, start_segments
 from ..format.strings import decode_strings, encode_strings, to_string_array
 from ..integrations.xarray import XarrayMethods
 from ..names import check_key, check_name
-from ..stats import chunk_stats, fold_many, fold_stats, string_stats
+from ..stats import chunk_stats, fold_many, string_stats
 from .dataset import DatasetView
 from .reader import BlockCache, BlockKey, ParallelPuts, fetch_blocks
 from .state import ArrayState, DatasetState, Schema, SchemaTable, Variable, schema_key
@@ -175,11 +175,13 @@ class Atlas(XarrayMethods, CatalogMethods):
         storage = _open_storage(path, True, storage_options)
         if getattr(storage, "read_only", False):
             raise ReadOnlyError(f"cannot create a store at {storage.location}: the location is read-only")
-        if storage.exists(mf.CONFIG_KEY):
-            raise FileExistsError(f"an Atlas store already exists at {storage.location}")
         if [k for k in storage.list(mf.MANIFEST_PREFIX) if mf.parse_manifest_key(k) is not None]:
-            raise FileExistsError(f"{storage.location} already holds Atlas manifests")
-        if not storage.put_if_absent(mf.CONFIG_KEY, mf.encode_config(codec, meta_format, meta_compression)):
+            raise FileExistsError(f"an Atlas store already exists at {storage.location}")
+        config_bytes = mf.encode_config(codec, meta_format, meta_compression)
+        if storage.exists(mf.CONFIG_KEY):
+            # a config without any committed version is a create that was interrupted: redo it
+            storage.put(mf.CONFIG_KEY, config_bytes)
+        elif not storage.put_if_absent(mf.CONFIG_KEY, config_bytes):
             raise FileExistsError(f"an Atlas store already exists at {storage.location}")
         config = {"codec": codec, "meta_format": meta_format, "meta_compression": meta_compression}
         self = cls(storage, config, -1, False)
@@ -1165,7 +1167,6 @@ class Atlas(XarrayMethods, CatalogMethods):
     def _scan(self, array: str, jobs: list[tuple[ArrayState, tuple[int, ...], tuple[int, ...], np.ndarray]]) -> None:
         """Fill many windows of one variable, fetching and decoding blocks in bulk batches."""
         var = self._variables.get(array)
-        plan: list[tuple[np.ndarray, tuple[slice, ...], tuple[int, ...], np.ndarray | int]] = []
         # (out, out slices, chunk extent, dirty buffer or row number in `rows`)
         pend_aids: list[int] = []
         pend_cids: list[int] = []
@@ -1207,7 +1208,6 @@ class Atlas(XarrayMethods, CatalogMethods):
                 pend_aids.append(arr.aid)
                 pend_cids.append(cid)
                 pend_meta.append((out, tuple(dst), tuple(src), extent, schema))
-        del plan
         if not pend_aids:
             return
         if var is None:
@@ -1523,8 +1523,7 @@ class Atlas(XarrayMethods, CatalogMethods):
                         values.append(decode_strings(piece, ncells))
                 finally:
                     var.segments, var.pending_segments = saved
-            return string_stats(row_count, int(r["ncells"].sum()) if len(r) else 0, values, schema.fill)
-        return fold_stats(schema.dtype, row_count, r["ncells"], r["nulls"], r["vmin"], r["vmax"], r["has_minmax"])
+        return string_stats(row_count, int(r["ncells"].sum()) if len(r) else 0, values, schema.fill)
 
     def _manifest_doc(self, version: int, new_vars: dict[str, tuple[str | None, list[tuple[str, int]], ChunkIndex]], new_stats: dict[int, dict[str, Any] | None]) -> dict[str, Any]:
         datasets = []
