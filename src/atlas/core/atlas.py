@@ -55,6 +55,8 @@ DEFAULT_BUFFER_BYTES = 128 << 20
 DEFAULT_CACHE_BYTES = 256 << 20
 # A scan decodes at most this many raw bytes of blocks at a time.
 SCAN_BATCH_BYTES = 64 << 20
+# Blocks fetched and decoded together with the one a single-array read misses.
+READ_AHEAD_BLOCKS = 7
 
 _VERSION_KEY = "version"
 MAX_CELLS = 2**62
@@ -149,6 +151,7 @@ class Atlas(XarrayMethods, CatalogMethods):
         self._datasets: dict[str, DatasetState | list[Any]] = {}
         self._fill_memo: dict[tuple[str, Any], tuple[Any, Any]] = {}
         self._windows: dict[Any, tuple[tuple[int, ...], tuple[int, ...]]] = {}
+        self._seg_positions: dict[str, tuple[int, dict[str, int]]] = {}
         self._peeked: dict[tuple[str, str], ArrayState] = {}  # arrays read before their dataset was decoded
         self._variables: dict[str, Variable] = {}
         self._next_id = 1
@@ -777,7 +780,18 @@ class Atlas(XarrayMethods, CatalogMethods):
         key = (schema.shape, None if start is None else tuple(start), None if shape is None else tuple(shape))
         hit = self._windows.get(key)
         if hit is None:
-            hit = self._check_window(schema, start, shape)
+            shp = schema.shape
+            if len(shp) == 1 and key[1] is not None and len(key[1]) == 1 and (key[2] is None or len(key[2]) == 1):
+                # 1-D with plain ints: validation is the sign check, the rest is clipping
+                a = key[1][0]
+                if a < 0 or (key[2] is not None and key[2][0] < 0):
+                    return self._check_window(schema, start, shape)  # raises the right error
+                n = shp[0]
+                lo = min(a, n)
+                hi = n if key[2] is None else min(a + key[2][0], n)
+                hit = ((lo,), (max(lo, hi),))
+            else:
+                hit = self._check_window(schema, start, shape)
             if len(self._windows) > 4096:
                 self._windows.clear()
             self._windows[key] = hit
@@ -870,9 +884,18 @@ class Atlas(XarrayMethods, CatalogMethods):
         key, within, nbytes, spec = loc
         block = self._cache.get(key)
         if block is None:
+            wanted = {key: spec}
+            if var.index is not None and not len(var.pending) and loc[0][0] in self._seg_pos(var):
+                # read ahead: loops over datasets in store order will want the next blocks
+                seg_no = self._seg_pos(var)[key[0]]
+                segs = var.segments
+                for b in var.index.blocks_after(seg_no, key[1], READ_AHEAD_BLOCKS):
+                    k = (segs[b[0]][0], b[1])
+                    if self._cache.get(k) is None:
+                        wanted[k] = b[2:]
             try:
                 block = fetch_blocks(
-                    self._storage.get_many_ranges, self._cache, {key: spec}, self._describe_block(var)
+                    self._storage.get_many_ranges, self._cache, wanted, self._describe_block(var)
                 )[key]
             except CorruptionError as e:
                 raise CorruptionError(f"dataset {arr.dataset!r}, array {arr.name!r}: {e}") from None
@@ -888,6 +911,14 @@ class Atlas(XarrayMethods, CatalogMethods):
             raise CorruptionError(
                 f"dataset {arr.dataset!r}, array {arr.name!r}: chunk does not fit its block: {e}"
             ) from None
+
+    def _seg_pos(self, var: Variable) -> dict[str, int]:
+        """Position of each committed segment of a variable (cached per index generation)."""
+        memo = self._seg_positions.get(var.name)
+        if memo is None or memo[0] != var.gen:
+            memo = (var.gen, {k: i for i, (k, _) in enumerate(var.segments)})
+            self._seg_positions[var.name] = memo
+        return memo[1]
 
     def _single_location(self, arr: ArrayState, var: Variable) -> Any:
         """Cached-location tuple of chunk 0 of an array, or False when it was never stored."""

@@ -77,7 +77,7 @@ def merge_rows(parts: list[np.ndarray], live_aids: np.ndarray | None = None) -> 
 class ChunkIndex:
     """Sorted index rows of one variable with fast lookups by array id."""
 
-    __slots__ = ("rows", "_aid", "_chunk", "_first", "_cols")
+    __slots__ = ("rows", "_aid", "_chunk", "_first", "_cols", "_blocks")
 
     def __init__(self, rows: np.ndarray | None = None) -> None:
         self.rows = empty_rows() if rows is None else rows
@@ -85,6 +85,25 @@ class ChunkIndex:
         self._chunk = np.ascontiguousarray(self.rows["chunk"])
         self._first: dict[int, int] | None = None
         self._cols: tuple[list[int], ...] | None = None
+        self._blocks: tuple[np.ndarray, list[tuple[int, ...]]] | None = None
+
+    def blocks_after(self, seg: int, offset: int, count: int) -> list[tuple[int, ...]]:
+        """The next ``count`` blocks in storage order after the block at (seg, offset), as
+        (seg, offset, length, raw_size, crc, codec, itemsize): what a reader going through
+        datasets in store order needs next, so it can fetch and decode them together."""
+        if self._blocks is None:
+            r = self.rows
+            key = (r["seg"].astype(np.int64) << 40) | r["offset"].astype(np.int64)
+            uniq, first = np.unique(key, return_index=True)
+            sub = r[first]
+            specs = list(zip(
+                sub["seg"].tolist(), sub["offset"].tolist(), sub["length"].tolist(), sub["raw_size"].tolist(),
+                sub["crc"].tolist(), sub["codec"].tolist(), sub["itemsize"].tolist(), strict=True,
+            ))
+            self._blocks = (uniq, specs)
+        keys, specs = self._blocks
+        i = int(keys.searchsorted((seg << 40) | offset, "right"))
+        return specs[i : i + count]
 
     def first_chunk_row(self, aid: int) -> int:
         """Row of chunk 0 of an array (-1 if not stored), from a dict built once."""
