@@ -894,9 +894,17 @@ class Atlas(XarrayMethods, CatalogMethods):
                     if self._cache.get(k) is None:
                         wanted[k] = b[2:]
             try:
-                block = fetch_blocks(
-                    self._storage.get_many_ranges, self._cache, wanted, self._describe_block(var)
-                )[key]
+                try:
+                    block = fetch_blocks(
+                        self._storage.get_many_ranges, self._cache, wanted, self._describe_block(var)
+                    )[key]
+                except (CorruptionError, FileNotFoundError):
+                    if len(wanted) == 1:
+                        raise
+                    # a damaged neighbour must not fail this read: fetch just the block it needs
+                    block = fetch_blocks(
+                        self._storage.get_many_ranges, self._cache, {key: spec}, self._describe_block(var)
+                    )[key]
             except CorruptionError as e:
                 raise CorruptionError(f"dataset {arr.dataset!r}, array {arr.name!r}: {e}") from None
             except FileNotFoundError as e:
