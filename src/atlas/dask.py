@@ -14,7 +14,6 @@ not depend on where or when the tasks run.
 
 from __future__ import annotations
 
-import functools
 import os
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -22,11 +21,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .dtypes import DTYPES
+from .pinned import open_pinned as _open_pinned
 
 if TYPE_CHECKING:
     import dask.array
 
-    from .core.atlas import Atlas
 
 __all__ = ["read_across"]
 
@@ -34,19 +33,6 @@ DEFAULT_TASK_BYTES = 64 << 20
 STRING_CELL_BYTES = 64
 
 
-@functools.lru_cache(maxsize=4)
-def _cached_store(location: str, version: int) -> Atlas:
-    from .core.atlas import Atlas
-
-    return Atlas.open(location, version=version)
-
-
-def _open_pinned(location: str, version: int, storage_options: Mapping[str, Any] | None) -> Atlas:
-    from .core.atlas import Atlas
-
-    if storage_options:
-        return Atlas.open(location, version=version, **dict(storage_options))
-    return _cached_store(location, version)
 
 
 class _GroupReader:

@@ -21,7 +21,6 @@ Importing this module (which xarray does when it loads its engines) also registe
 
 from __future__ import annotations
 
-import functools
 import os
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -31,6 +30,7 @@ from xarray.backends import BackendArray, BackendEntrypoint
 from xarray.core import indexing
 
 from ..dtypes import DTYPES
+from ..pinned import open_pinned as _open_pinned
 from .xarray import basic_window, read_window, register_accessor, split_attributes, store_lock
 
 if TYPE_CHECKING:
@@ -44,20 +44,6 @@ _CONFIG_FILE = "atlas.json"
 _SHOWN_NAMES = 5
 
 
-@functools.lru_cache(maxsize=4)
-def _cached_store(location: str, version: int) -> Atlas:
-    from ..core.atlas import Atlas
-
-    return Atlas.open(location, version=version)
-
-
-def _open_pinned(location: str, version: int, storage_options: Mapping[str, Any] | None) -> Atlas:
-    """A read-only handle on one committed version (shared per process when possible)."""
-    from ..core.atlas import Atlas
-
-    if storage_options:
-        return Atlas.open(location, version=version, **dict(storage_options))
-    return _cached_store(location, version)
 
 
 class AtlasBackendArray(BackendArray):
