@@ -39,16 +39,20 @@ def plausible_size(codec: str, stored: int, raw: int) -> bool:
 _local = threading.local()
 
 
+def parse_choice(value: object, what: str, choices: tuple[str, ...], aliases: dict[str, str]) -> str:
+    """Resolve a case-insensitive option value (``TypeError`` / ``ValueError`` on bad input)."""
+    if not isinstance(value, str):
+        raise TypeError(f"{what} must be a str, not {type(value).__name__}")
+    key = value.strip().lower()
+    key = aliases.get(key, key)
+    if key not in choices:
+        raise ValueError(f"unknown {what} {value!r}; use one of: {', '.join(repr(c) for c in choices)}")
+    return key
+
+
 def parse_codec(value: object) -> str:
     """Resolve a codec option (case-insensitive; 'uncompressed' means 'none')."""
-    if not isinstance(value, str):
-        raise TypeError(f"codec must be a str, not {type(value).__name__}")
-    key = value.strip().lower()
-    if key == "uncompressed":
-        key = "none"
-    if key not in CODECS:
-        raise ValueError(f"unknown codec {value!r}; use 'zstd', 'lz4' or 'none'")
-    return key
+    return parse_choice(value, "codec", ("zstd", "lz4", "none"), {"uncompressed": "none"})
 
 
 def _zstd_c() -> zstandard.ZstdCompressor:

@@ -19,7 +19,7 @@ import orjson
 import zstandard
 
 from ..errors import CorruptionError
-from .codec import checksum
+from .codec import checksum, parse_choice
 
 FORMAT_VERSION = 1
 CONFIG_KEY = "atlas.json"
@@ -37,26 +37,12 @@ MAX_MANIFEST_BYTES = 4 << 30
 
 def parse_meta_format(value: object) -> str:
     """Resolve ``meta_format`` ('json', 'msgpack' or 'mp'; case-insensitive)."""
-    if not isinstance(value, str):
-        raise TypeError(f"meta_format must be a str, not {type(value).__name__}")
-    key = value.strip().lower()
-    if key == "mp":
-        key = "msgpack"
-    if key not in META_FORMATS:
-        raise ValueError(f"unknown meta_format {value!r}; use 'json' or 'msgpack'")
-    return key
+    return parse_choice(value, "meta_format", META_FORMATS, {"mp": "msgpack"})
 
 
 def parse_meta_compression(value: object) -> str:
     """Resolve ``meta_compression`` ('none'/'uncompressed', 'zstd' or 'lz4')."""
-    if not isinstance(value, str):
-        raise TypeError(f"meta_compression must be a str, not {type(value).__name__}")
-    key = value.strip().lower()
-    if key == "uncompressed":
-        key = "none"
-    if key not in META_COMPRESSIONS:
-        raise ValueError(f"unknown meta_compression {value!r}; use 'none', 'zstd' or 'lz4'")
-    return key
+    return parse_choice(value, "meta_compression", META_COMPRESSIONS, {"uncompressed": "none"})
 
 
 def manifest_key(version: int, meta_format: str, meta_compression: str) -> str:
