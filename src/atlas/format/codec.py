@@ -52,7 +52,7 @@ def parse_choice(value: object, what: str, choices: tuple[str, ...], aliases: di
 
 def parse_codec(value: object) -> str:
     """Resolve a codec option (case-insensitive; 'uncompressed' means 'none')."""
-    return parse_choice(value, "codec", ("zstd", "lz4", "none"), {"uncompressed": "none"})
+    return parse_choice(value, "codec", CODECS, {"uncompressed": "none"})
 
 
 def _zstd_c() -> zstandard.ZstdCompressor:
