@@ -145,9 +145,6 @@ def fill_scalar(dtype: DType, fill: Any) -> Any:
 
 # --- attributes -------------------------------------------------------------------------------
 
-ATTRIBUTE_KINDS = tuple(DTYPES)
-
-
 def infer_attribute(value: object) -> tuple[str, Any]:
     """Infer the kind of an attribute from its Python type."""
     if isinstance(value, bool):

@@ -719,8 +719,13 @@ class Atlas(XarrayMethods, CatalogMethods):
 
         return describe
 
-    def _get_blocks(self, var: Variable, rows: np.ndarray, use_cache: bool = True) -> dict[BlockKey, np.ndarray]:
-        segs = var.all_segments()
+    def _get_blocks(
+        self, var: Variable, rows: np.ndarray, use_cache: bool = True, segs: list[tuple[str, int]] | None = None
+    ) -> dict[BlockKey, np.ndarray]:
+        """Decoded blocks of index rows; ``segs`` is the segment list the rows refer to
+        (the variable's current one unless a commit in progress passes its new list)."""
+        if segs is None:
+            segs = var.all_segments()
         wanted: dict[BlockKey, tuple[int, int, int, int, int]] = {}
         seg_col = rows["seg"].tolist()
         off_col = rows["offset"].tolist()
@@ -1550,18 +1555,13 @@ class Atlas(XarrayMethods, CatalogMethods):
         if schema.dtype.is_string:
             values = []
             if len(r):
-                saved = (var.segments, var.pending_segments)
-                if segs is not None:
-                    var.segments, var.pending_segments = segs, []
-                try:
-                    blocks = self._get_blocks(var, r)
-                    for row in r:
-                        block = blocks[(var.all_segments()[int(row["seg"])][0], int(row["offset"]))]
-                        ncells = int(row["ncells"])
-                        piece = block[int(row["within"]) : int(row["within"]) + int(row["nbytes"])]
-                        values.append(decode_strings(piece, ncells))
-                finally:
-                    var.segments, var.pending_segments = saved
+                seg_list = var.all_segments() if segs is None else segs
+                blocks = self._get_blocks(var, r, segs=seg_list)
+                for row in r:
+                    block = blocks[(seg_list[int(row["seg"])][0], int(row["offset"]))]
+                    within = int(row["within"])
+                    piece = block[within : within + int(row["nbytes"])]
+                    values.append(decode_strings(piece, int(row["ncells"])))
         return string_stats(row_count, int(r["ncells"].sum()) if len(r) else 0, values, schema.fill)
 
     def _manifest_doc(self, version: int, new_vars: dict[str, tuple[str | None, list[tuple[str, int]], ChunkIndex]], new_stats: dict[int, dict[str, Any] | None]) -> dict[str, Any]:

@@ -176,9 +176,6 @@ class SchemaTable:
         return [raw[i] if s is None else s.encoded() for i, s in enumerate(self._items)]
 
 
-_UNSET: Any = object()
-
-
 class ArrayState:
     """One array of one dataset: schema, buffered chunks, stats and attributes.
 

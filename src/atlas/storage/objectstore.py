@@ -27,7 +27,6 @@ from .base import (
     check_prefix,
     check_ranges,
     coalesce_ranges,
-    run_concurrently,
 )
 from .memory import _process_token, lookup_in_process, register_in_process
 
@@ -233,15 +232,6 @@ class ObjectStorage(Storage):
             coalesce=0,
         )
         return [memoryview(g) for g in got]
-
-    def get_many_ranges(
-        self, requests: Sequence[tuple[str, Sequence[int], Sequence[int]]]
-    ) -> list[list[bytes | memoryview]]:
-        """One :meth:`get_ranges` per object, run concurrently on the I/O thread pool."""
-        reqs = list(requests)
-        for key, _, _ in reqs:
-            check_key(key)
-        return run_concurrently(lambda r: self.get_ranges(r[0], r[1], r[2]), reqs)
 
     def exists(self, key: str) -> bool:
         """Whether an object is stored at ``key`` (one HEAD request)."""

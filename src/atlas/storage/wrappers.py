@@ -22,6 +22,15 @@ class WrappedStorage(Storage):
         self.supports_conditional_put = inner.supports_conditional_put
         self.coalesce_gap = inner.coalesce_gap
 
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state.pop("_lock", None)  # locks do not pickle; a fresh one is made on load
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
     def get(self, key: str) -> bytes:
         """Delegated."""
         return self.inner.get(key)
@@ -101,15 +110,6 @@ class CountingStorage(WrappedStorage):
     def __init__(self, inner: Storage) -> None:
         super().__init__(inner)
         self.counts: Counter[str] = Counter()
-        self._lock = threading.Lock()
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        del state["_lock"]
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
         self._lock = threading.Lock()
 
     def _count(self, op: str, n: int = 1) -> None:
@@ -221,15 +221,6 @@ class FaultyStorage(WrappedStorage):
         self.match = match
         self.mutations = 0
         self.faults = 0
-        self._lock = threading.Lock()
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        del state["_lock"]
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
         self._lock = threading.Lock()
 
     def arm(self, fail_at: int | None, *, torn: bool | None = None, repeat: bool | None = None) -> None:
