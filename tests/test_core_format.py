@@ -75,6 +75,23 @@ def test_manifest_is_headed_checksummed_and_detected(tmp_path: Path, meta_format
     assert atlas.Atlas.open(tmp_path / "s").list_datasets() == ["p0", "p1", "p2"]
 
 
+def _json_manifest(header: dict, body: bytes) -> bytes:
+    head = dict(header, body_length=len(body), body_crc32c=mf.checksum(body))
+    return json.dumps(head, separators=(",", ":")).encode() + b"\n" + body
+
+
+def test_json_manifest_in_any_layout_decodes_and_duplicates_are_refused() -> None:
+    header = {"atlas": "manifest", "format_version": 1, "version": 2}
+    doc = {"version": 2, "next_id": 5, "schemas": [], "variables": [], "datasets": [["é", [], []]]}
+    compact = json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
+    pretty = json.dumps(doc, indent=2).encode()  # hand-edited or written by another tool
+    for body in (compact, pretty):
+        assert mf.decode_manifest(_json_manifest(header, body), "m", "json", "none")[1] == doc
+    duplicated = b'{"version":2,"version":3,"next_id":5,"schemas":[],"variables":[],"datasets":[]}'
+    with pytest.raises(atlas.CorruptionError, match="duplicate key"):
+        mf.decode_manifest(_json_manifest(header, duplicated), "m", "json", "none")
+
+
 def test_second_writer_gets_a_conflict_and_nothing_is_lost(tmp_path: Path) -> None:
     atlas.Atlas.create(tmp_path / "s").flush()
     a = atlas.Atlas.open(tmp_path / "s")

@@ -40,6 +40,7 @@ from ..format.strings import decode_strings, encode_strings, to_string_array
 from ..integrations.xarray import XarrayMethods
 from ..names import check_key, check_name
 from ..stats import chunk_stats, fold_many, string_stats
+from ..storage import open_storage
 from .dataset import DatasetView
 from .reader import BlockCache, BlockKey, ParallelPuts, fetch_blocks
 from .state import ArrayState, DatasetState, Schema, SchemaTable, Variable, schema_key
@@ -86,8 +87,6 @@ def _window_slices(st: tuple[int, ...], stop: tuple[int, ...]) -> tuple[slice, .
 
 
 def _open_storage(location: Any, create: bool, options: dict[str, Any]) -> Storage:
-    from ..storage import open_storage
-
     if isinstance(location, (bytes, bytearray)):
         raise TypeError("store path must be a str or os.PathLike, not bytes")
     return open_storage(location, create=create, **options)
@@ -255,8 +254,9 @@ class Atlas(XarrayMethods, CatalogMethods):
             data = self._storage.get(key)
         except FileNotFoundError:
             raise CorruptionError(f"manifest {where} disappeared while opening") from None
-        head, doc = mf.decode_manifest(data, where, self._meta_format, self._meta_compression)
-        self._install(doc, where)
+        with mf.paused_gc():  # ~10^5 new containers: collections would only rescan them
+            head, doc = mf.decode_manifest(data, where, self._meta_format, self._meta_compression)
+            self._install(doc, where)
         if doc.get(_VERSION_KEY) != version:
             raise CorruptionError(f"manifest {where} claims version {doc.get(_VERSION_KEY)!r}")
         self._version = version
@@ -1454,20 +1454,22 @@ class Atlas(XarrayMethods, CatalogMethods):
                 puts.put(key, idx.to_bytes())
             new_vars[var.name] = (key, segs, idx)
         puts.wait()
-        # 3. stats for arrays whose data changed
-        new_stats = self._new_stats(new_vars, string_stats_now)
-        # 4. manifest
-        version = self._version + 1
-        doc = self._manifest_doc(version, new_vars, new_stats)
-        header = {
-            "atlas": "manifest",
-            "format_version": mf.FORMAT_VERSION,
-            "version": version,
-            "timestamp": _dt.datetime.now(_dt.UTC).isoformat(timespec="milliseconds"),
-            "datasets": len(self._datasets),
-            "arrays": sum(1 for v in self._variables.values() if v.live > 0),
-        }
-        data = mf.encode_manifest(doc, header, self._meta_format, self._meta_compression)
+        with mf.paused_gc():  # builds ~10^5 short-lived containers, none of them cyclic
+            # 3. stats for arrays whose data changed
+            new_stats = self._new_stats(new_vars, string_stats_now)
+            # 4. manifest
+            version = self._version + 1
+            doc = self._manifest_doc(version, new_vars, new_stats)
+            header = {
+                "atlas": "manifest",
+                "format_version": mf.FORMAT_VERSION,
+                "version": version,
+                "timestamp": _dt.datetime.now(_dt.UTC).isoformat(timespec="milliseconds"),
+                "datasets": len(self._datasets),
+                "arrays": sum(1 for v in self._variables.values() if v.live > 0),
+            }
+            data = mf.encode_manifest(doc, header, self._meta_format, self._meta_compression)
+            del doc
         if not self._storage.put_if_absent(self._manifest_key(version), data):
             # nothing of ours is referenced: the files written above are orphans for compact()
             for var, rows, segs in pending.values():
