@@ -266,7 +266,10 @@ def build_small_store(path: Path, **options: Any) -> dict[str, dict[str, np.ndar
         grid = rng.integers(-1000, 1000, (6, 10), dtype=np.int32)
         label = np.array([f"s{i}-{j}-é" for j in range(5)], dtype=object)
         ts = (np.arange(8, dtype=np.int64) * 10**9 + i).astype(np.int64)
+        depth = np.round(rng.uniform(0, 2000, 40), 1)  # decimals: stored with the decimal filter
+        depth[5] = np.nan
         ds.define_array("temp", "float32", ["z"], [40], chunk_shape=[16], fill_value=float("nan"))
+        ds.define_array("depth", "float64", ["z"], [40], chunk_shape=[16], fill_value=float("nan"))
         ds.define_array("grid", "int32", ["y", "x"], [6, 10], chunk_shape=[4, 4], fill_value=-1)
         ds.define_array("label", "string", ["k"], [5])
         ds.define_array("time", "timestamp_nanoseconds", ["t"], [8])
@@ -274,10 +277,13 @@ def build_small_store(path: Path, **options: Any) -> dict[str, dict[str, np.ndar
         ds.write_array("grid", [0, 0], grid)
         ds.write_array("label", [0], label)
         ds.write_array("time", [0], ts)
+        ds.write_array("depth", [0], depth)
         ds.set_attribute("i", i)
         ds.set_attribute("title", f"dataset {i}")
         ds.set_array_attribute("temp", "units", "degC")
-        written[name] = {"temp": temp, "grid": grid, "label": label, "time": ts.view("datetime64[ns]")}
+        written[name] = {
+            "temp": temp, "grid": grid, "label": label, "time": ts.view("datetime64[ns]"), "depth": depth,
+        }
         if i == 1:
             store.flush()
     store.flush()

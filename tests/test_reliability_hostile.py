@@ -16,6 +16,7 @@ import json
 import os
 import pickle
 import shutil
+import struct
 import subprocess
 import sys
 import time
@@ -392,7 +393,7 @@ INDEX_CASES: dict[str, tuple[Callable[[np.ndarray], Any], dict[str, Any]]] = {
     "chunk beyond its block": (set_row("within", 10**6), {}),
     "chunk longer than its block": (set_row("nbytes", 10**6), {}),
     "unknown codec": (set_row("codec", 9), {}),
-    "odd shuffle size": (set_row("itemsize", 3), {}),
+    "odd shuffle size": (set_row("filter", 3), {}),
     "wrong checksum": (set_row("crc", 12345), {}),
     "rows out of order": (lambda r: r[::-1].copy(), {}),
     "repeated row": (lambda r: np.concatenate([r[:1], r]), {}),
@@ -470,10 +471,46 @@ def test_crafted_string_chunks_are_refused(templates: dict[str, Path], tmp_path:
 
         row = {
             "seg": 0, "offset": seg_size, "length": len(stored), "raw_size": len(raw), "crc": crc,
-            "codec": {"none": 0, "zstd": 1, "lz4": 2}[cfg["codec"]], "itemsize": 1, "within": 0, "nbytes": len(raw),
+            "codec": {"none": 0, "zstd": 1, "lz4": 2}[cfg["codec"]], "filter": 1, "within": 0, "nbytes": len(raw),
         }
         craft_index(path, "label", set_fields(row))
         expect_clear_error(path)
+
+
+DECIMAL_CASES = {
+    # n = 16 float64 values (one chunk of "depth"); header <BBBBI: format, e, width, formula, exceptions
+    "unknown format": struct.pack("<BBBBI", 9, 1, 2, 1, 0) + bytes(32),
+    "impossible width": struct.pack("<BBBBI", 1, 1, 3, 1, 0) + bytes(48),
+    "exponent beyond float64": struct.pack("<BBBBI", 1, 40, 2, 1, 0) + bytes(32),
+    "unknown formula": struct.pack("<BBBBI", 1, 1, 2, 7, 0) + bytes(32),
+    "deltas cut short": struct.pack("<BBBBI", 1, 1, 2, 1, 0) + bytes(20),
+    "more exceptions than values": struct.pack("<BBBBI", 1, 1, 2, 1, 99) + bytes(32 + 2 + 99 * 8),
+    "bitmap disagrees with the count": struct.pack("<BBBBI", 1, 1, 2, 1, 2) + bytes(32) + b"\x07\x00" + bytes(16),
+    "empty": b"",
+}
+
+
+@pytest.mark.parametrize("case", list(DECIMAL_CASES))
+def test_crafted_decimal_blocks_are_refused(templates: dict[str, Path], tmp_path: Path, case: str) -> None:
+    """Blocks of the decimal filter whose header or sections lie (valid checksum)."""
+    from atlas.format.codec import DECIMAL, encode_filtered
+
+    path = working_copy(templates, tmp_path)
+    cfg = read_config(path)
+    mp = current_manifest_path(path)
+    head, doc = decode_manifest_file(mp.read_bytes())
+    seg_key, seg_size = var(doc, "depth")[3][0]
+    stored, crc = encode_filtered(DECIMAL_CASES[case], cfg["codec"], DECIMAL | 8)
+    seg = (path / seg_key).read_bytes() + stored
+    (path / seg_key).write_bytes(seg)
+    var(doc, "depth")[3][0][1] = len(seg)
+    mp.write_bytes(encode_manifest_file(head, doc))
+    row = {
+        "seg": 0, "offset": seg_size, "length": len(stored), "raw_size": 16 * 8, "crc": crc,
+        "codec": {"none": 0, "zstd": 1, "lz4": 2}[cfg["codec"]], "filter": DECIMAL | 8, "within": 0, "nbytes": 128,
+    }
+    craft_index(path, "depth", set_fields(row))
+    expect_clear_error(path)
 
 
 # --------------------------------------------------------------------------- special files

@@ -733,7 +733,7 @@ class Atlas(XarrayMethods, CatalogMethods):
         raw_col = rows["raw_size"].tolist()
         crc_col = rows["crc"].tolist()
         codec_col = rows["codec"].tolist()
-        item_col = rows["itemsize"].tolist()
+        item_col = rows["filter"].tolist()
         for i in range(len(seg_col)):
             key = (segs[seg_col[i]][0], off_col[i])
             if key not in wanted:
@@ -942,9 +942,9 @@ class Atlas(XarrayMethods, CatalogMethods):
             j = idx.first_chunk_row(arr.aid)
             if j < 0:
                 return False
-        seg, offset, length, raw, crc, codec, itemsize, within, nbytes = idx.location(j)
+        seg, offset, length, raw, crc, codec, filter_id, within, nbytes = idx.location(j)
         seg_key = var.all_segments()[seg][0]
-        return (seg_key, offset), within, nbytes, (length, raw, crc, codec, itemsize)
+        return (seg_key, offset), within, nbytes, (length, raw, crc, codec, filter_id)
 
     def _fill_window(self, arr: ArrayState, st: tuple[int, ...], stop: tuple[int, ...], out: np.ndarray) -> None:
         """Copy the window [st, stop) of ``arr`` into ``out`` (already allocated)."""
@@ -1103,10 +1103,10 @@ class Atlas(XarrayMethods, CatalogMethods):
             if j < 0:
                 locs.append(None)
                 continue
-            seg, offset, length, raw, crc, codec, itemsize, within, nbytes = idx.location(j)
+            seg, offset, length, raw, crc, codec, filter_id, within, nbytes = idx.location(j)
             key = (seg_keys[seg], offset)
             if key not in wanted:
-                wanted[key] = (length, raw, crc, codec, itemsize)
+                wanted[key] = (length, raw, crc, codec, filter_id)
                 by_block[key] = []
             by_block[key].append(pos)
             locs.append((within, nbytes))
@@ -1363,11 +1363,12 @@ class Atlas(XarrayMethods, CatalogMethods):
                 fills = [items[i][0].schema.fill for i in idx]
                 nulls, vmin, vmax, has = chunk_stats(dt, chunks, fills)
                 itemsize = dt.itemsize
+                is_float = dt.kind == "float"
                 nl, mn, mx, hs = nulls.tolist(), vmin.tolist(), vmax.tolist(), has.tolist()
                 for j, i in enumerate(idx):
                     arr, cid, buf = items[i]
                     raw = buf.reshape(-1).view(np.uint8)
-                    payloads[i] = ChunkPayload(arr.aid, cid, itemsize, raw, buf.size, nl[j], mn[j], mx[j], hs[j])
+                    payloads[i] = ChunkPayload(arr.aid, cid, itemsize, raw, buf.size, nl[j], mn[j], mx[j], hs[j], is_float)
             yield vname, [p for p in payloads if p is not None]
 
     def _write_ahead(self, arrays: Iterable[ArrayState]) -> list[tuple[Variable, np.ndarray, list[tuple[str, int]], list[ArrayState]]]:

@@ -9,6 +9,7 @@ import numpy as np
 from ..errors import CorruptionError
 from ..format import manifest as mf
 from ..format.chunkindex import ChunkIndex, empty_rows
+from ..format.codec import DECIMAL
 from ..format.segment import SEGMENT_MAGIC, ChunkPayload, write_segments
 from .state import DatasetState, Variable
 
@@ -34,13 +35,39 @@ def _needs_rewrite(var: Variable, idx: ChunkIndex) -> bool:
     return int(rows["nbytes"].sum()) < int(rows["raw_size"][first].sum())
 
 
+def _element_kinds(atlas: Atlas, name: str) -> dict[int, tuple[int, bool]]:
+    """(element size, is float) of every live array of one variable, by array id."""
+    schemas = atlas._schemas
+    kinds: dict[int, tuple[int, bool]] = {}
+    try:
+        for rec in atlas._datasets.values():
+            if isinstance(rec, DatasetState) and not rec.arrays_untouched:
+                arr = rec.arrays.get(name)
+                if arr is not None:
+                    kinds[arr.aid] = (arr.schema.dtype.itemsize, arr.schema.dtype.kind == "float")
+                continue
+            entries = rec._raw_arrays if isinstance(rec, DatasetState) else rec[2]
+            for e in entries or ():
+                if e[0] == name:
+                    dt = schemas[e[2]].dtype
+                    kinds[e[1]] = (dt.itemsize, dt.kind == "float")
+    except (TypeError, IndexError) as e:
+        raise CorruptionError(f"manifest of {atlas._storage.location}: an array entry is malformed: {e}") from None
+    return kinds
+
+
 def _rewrite(atlas: Atlas, var: Variable, idx: ChunkIndex) -> tuple[ChunkIndex, list[tuple[str, int]]]:
-    """Copy the live chunks of one variable into fresh, densely packed segments."""
+    """Copy the live chunks of one variable into fresh, densely packed segments.
+
+    Each chunk's block filter is chosen again from its array's dtype, so compaction
+    also brings old blocks to the filters this version writes.
+    """
     rows = idx.rows
     new_rows: list[np.ndarray] = []
     new_segs: list[tuple[str, int]] = []
     if len(rows) == 0:
         return ChunkIndex(empty_rows()), []
+    kinds = _element_kinds(atlas, var.name)
     segs = var.all_segments()
     seg_keys = [k for k, _ in segs]
     n = len(rows)
@@ -64,10 +91,13 @@ def _rewrite(atlas: Atlas, var: Variable, idx: ChunkIndex) -> tuple[ChunkIndex, 
         for r in batch:
             block = blocks[(seg_keys[int(r["seg"])], int(r["offset"]))]
             w, nb = int(r["within"]), int(r["nbytes"])
+            filter_id = int(r["filter"])
+            itemsize, is_float = kinds.get(int(r["aid"]), (filter_id & ~DECIMAL, bool(filter_id & DECIMAL)))
             payloads.append(
                 ChunkPayload(
-                    int(r["aid"]), int(r["chunk"]), int(r["itemsize"]), block[w : w + nb],
+                    int(r["aid"]), int(r["chunk"]), itemsize, block[w : w + nb],
                     int(r["ncells"]), int(r["nulls"]), int(r["vmin"]), int(r["vmax"]), int(r["has_minmax"]),
+                    is_float,
                 )
             )
         out_rows, out_segs = write_segments(atlas._storage.put, var.vid, payloads, atlas._codec, len(new_segs))

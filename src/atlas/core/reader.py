@@ -66,7 +66,7 @@ def fetch_blocks(
     describe: Callable[[BlockKey], str],
     use_cache: bool = True,
 ) -> dict[BlockKey, np.ndarray]:
-    """Return decoded blocks for ``wanted`` = {(seg key, offset): (length, raw, crc, codec, itemsize)}.
+    """Return decoded blocks for ``wanted`` = {(seg key, offset): (length, raw, crc, codec, filter)}.
 
     Blocks already cached are reused; the rest are read with one coalesced ranged request
     per segment file (all files at once), checksummed and decoded in parallel.
@@ -98,15 +98,15 @@ def fetch_blocks(
 
     def decode(job: tuple[BlockKey, Any]) -> np.ndarray:
         k, data = job
-        length, raw, crc, codec, itemsize = wanted[k]
+        length, raw, crc, codec, filter_id = wanted[k]
         if len(data) != length:
             raise CorruptionError(f"{describe(k)}: block is truncated ({len(data)} of {length} bytes)")
         if checksum(data) != crc:
             raise CorruptionError(f"{describe(k)}: block fails its checksum")
-        if not plausible_size(CODEC_NAMES[codec], length, raw):
+        if not plausible_size(CODEC_NAMES[codec], length, raw, filter_id):
             raise CorruptionError(f"{describe(k)}: block claims {raw} bytes from {length} stored bytes")
         try:
-            return decode_block(data, CODEC_NAMES[codec], itemsize, raw)
+            return decode_block(data, CODEC_NAMES[codec], filter_id, raw)
         except Exception as e:
             raise CorruptionError(f"{describe(k)}: block cannot be decoded: {e}") from None
 

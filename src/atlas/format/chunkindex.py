@@ -16,7 +16,7 @@ import numpy as np
 import zstandard
 
 from ..errors import CorruptionError
-from .codec import checksum
+from .codec import DECIMAL, FILTERS, checksum
 
 INDEX_DTYPE = np.dtype(
     [
@@ -24,7 +24,7 @@ INDEX_DTYPE = np.dtype(
         ("chunk", "<u8"),  # row-major linear index of the chunk in the array's chunk grid
         ("seg", "<u4"),  # position of the segment file in the variable's segment list
         ("codec", "u1"),  # 0 none, 1 zstd, 2 lz4
-        ("itemsize", "u1"),  # byte-shuffle element size (1 = no shuffle)
+        ("filter", "u1"),  # 1 none, 2/4/8 byte-shuffle by that size, 0x84/0x88 decimal (see codec.py)
         ("has_minmax", "u1"),  # 1 when vmin/vmax are set (chunk has non-null cells)
         ("offset", "<u8"),  # byte offset of the stored block in the segment
         ("length", "<u8"),  # stored (compressed) block length
@@ -98,7 +98,7 @@ class ChunkIndex:
             sub = r[first]
             specs = list(zip(
                 sub["seg"].tolist(), sub["offset"].tolist(), sub["length"].tolist(), sub["raw_size"].tolist(),
-                sub["crc"].tolist(), sub["codec"].tolist(), sub["itemsize"].tolist(), strict=True,
+                sub["crc"].tolist(), sub["codec"].tolist(), sub["filter"].tolist(), strict=True,
             ))
             self._blocks = (uniq, specs)
         keys, specs = self._blocks
@@ -119,7 +119,7 @@ class ChunkIndex:
             r = self.rows
             cols = self._cols = tuple(
                 r[f].tolist()
-                for f in ("seg", "offset", "length", "raw_size", "crc", "codec", "itemsize", "within", "nbytes")
+                for f in ("seg", "offset", "length", "raw_size", "crc", "codec", "filter", "within", "nbytes")
             )
         seg, off, length, raw, crc, codec, item, within, nbytes = cols
         return seg[j], off[j], length[j], raw[j], crc[j], codec[j], item[j], within[j], nbytes[j]
@@ -174,15 +174,18 @@ class ChunkIndex:
         if int(seg.max()) >= len(segment_sizes):
             raise CorruptionError(f"chunk index {where} names a segment that does not exist")
         sizes = np.asarray(segment_sizes, dtype=np.uint64)[seg]
+        decimal = (r["filter"] & DECIMAL) != 0
+        grow = np.where(decimal, np.uint64(8), np.uint64(1))  # decimal deltas: up to 8 bytes from 1
         bad = (
             (r["offset"] + r["length"] > sizes)
             | (r["within"] + r["nbytes"] > r["raw_size"])
             | (r["raw_size"] > MAX_BLOCK_BYTES)
             | (r["codec"] > 2)
-            | ~np.isin(r["itemsize"], (1, 2, 4, 8))
+            | ~np.isin(r["filter"], FILTERS)
+            | (decimal & (r["codec"] == 0))
             | ((r["codec"] == 0) & (r["raw_size"] != r["length"]))
-            | ((r["codec"] == 1) & (r["raw_size"] > r["length"] * 32768 + 64))
-            | ((r["codec"] == 2) & (r["raw_size"] > r["length"] * 256 + 64))
+            | ((r["codec"] == 1) & (r["raw_size"] > (r["length"] * 32768 + 64) * grow))
+            | ((r["codec"] == 2) & (r["raw_size"] > (r["length"] * 256 + 64) * grow))
         )
         if bad.any():
             raise CorruptionError(

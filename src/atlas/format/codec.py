@@ -1,10 +1,13 @@
-"""Block codecs: byte-shuffle, compression and the per-block checksum.
+"""Block codecs: a filter, compression and the per-block checksum.
 
 A block is the unit of compression: the raw bytes of several chunks of one
-variable, byte-shuffled by element size (all bytes 0 of every element, then all
-bytes 1, ...) so that zstd / lz4 see long runs of similar bytes, then
-compressed. The CRC-32C of the stored (compressed) bytes is kept in the chunk
-index, so corruption is found before anything is decompressed.
+variable, passed through a filter, then compressed. The filter is one byte of
+the chunk index: 1 none; 2, 4 or 8 byte-shuffle by that element size (all bytes
+0 of every element, then all bytes 1, ...), so that zstd / lz4 see long runs of
+similar bytes; ``DECIMAL | 4`` or ``DECIMAL | 8`` the decimal filter on float32
+or float64 values (:mod:`atlas.format.decimal`). The CRC-32C of the stored
+(compressed) bytes is kept in the chunk index, so corruption is found before
+anything is decompressed.
 
 Compressor and decompressor objects are not thread-safe, so each thread keeps
 its own.
@@ -12,6 +15,7 @@ its own.
 
 from __future__ import annotations
 
+import struct
 import threading
 from typing import Any
 
@@ -19,6 +23,8 @@ import crc32c as _crc32c
 import lz4.block
 import numpy as np
 import zstandard
+
+from . import decimal
 
 CODECS = ("none", "zstd", "lz4")
 CODEC_IDS = {"none": 0, "zstd": 1, "lz4": 2}
@@ -29,12 +35,25 @@ ZSTD_LEVEL = 3
 # A block or index claiming more is damaged or crafted, and is refused before allocating.
 MAX_RATIO = {"none": 1, "zstd": 32768, "lz4": 256}
 
+# Filter byte of a decimal block: DECIMAL | element size.
+DECIMAL = 0x80
+FILTERS = (1, 2, 4, 8, DECIMAL | 4, DECIMAL | 8)
+_LZ4_SIZE = struct.Struct("<I")
 
-def plausible_size(codec: str, stored: int, raw: int) -> bool:
+
+def plausible_size(codec: str, stored: int, raw: int, filter_id: int = 1) -> bool:
     """Whether ``stored`` compressed bytes can decode to ``raw`` bytes."""
+    if filter_id & DECIMAL:  # deltas of one byte per element expand at most 8 times
+        return codec != "none" and raw <= (stored * MAX_RATIO[codec] + 64) * 8
     if codec == "none":
         return raw == stored
     return raw <= stored * MAX_RATIO[codec] + 64
+
+
+def _decimal_bound(raw_size: int, itemsize: int) -> int:
+    """The largest encoded size of a decimal block of ``raw_size`` bytes."""
+    n = raw_size // itemsize
+    return decimal.HEADER.size + n * (8 + itemsize) + (n + 7) // 8
 
 _local = threading.local()
 
@@ -110,16 +129,54 @@ def decompress(data: Any, codec: str, raw_size: int) -> bytes | memoryview:
     return data
 
 
-def encode_block(raw: np.ndarray, codec: str, itemsize: int) -> tuple[bytes, int]:
-    """Shuffle and compress a raw uint8 block; return (stored bytes, crc32c)."""
-    stored = compress(shuffle(raw, itemsize), codec)
+def filtered(raw: np.ndarray, filter_id: int) -> bytes | np.ndarray | None:
+    """A raw uint8 block passed through a filter (None when the decimal filter does not fit)."""
+    if filter_id & DECIMAL:
+        return decimal.encode(raw, filter_id & ~DECIMAL)
+    return shuffle(raw, filter_id)
+
+
+def encode_filtered(data: bytes | np.ndarray, codec: str, filter_id: int) -> tuple[bytes, int]:
+    """Compress an already filtered block; return (stored bytes, crc32c).
+
+    A decimal block's encoded length is not in the index, so with lz4 (whose blocks do
+    not record it) it is stored in 4 bytes in front.
+    """
+    if filter_id & DECIMAL and codec == "lz4":
+        stored = _LZ4_SIZE.pack(len(data)) + compress(data, codec)
+    else:
+        stored = compress(data, codec)
     return stored, checksum(stored)
 
 
-def decode_block(stored: Any, codec: str, itemsize: int, raw_size: int) -> np.ndarray:
-    """Decompress and unshuffle a block (checksum is checked by the caller)."""
+def encode_block(raw: np.ndarray, codec: str, filter_id: int) -> tuple[bytes, int]:
+    """Filter and compress a raw uint8 block; return (stored bytes, crc32c)."""
+    data = filtered(raw, filter_id)
+    if data is None:
+        raise ValueError("the decimal filter does not fit this block")
+    return encode_filtered(data, codec, filter_id)
+
+
+def decode_block(stored: Any, codec: str, filter_id: int, raw_size: int) -> np.ndarray:
+    """Decompress and unfilter a block (checksum is checked by the caller)."""
+    if filter_id & DECIMAL:
+        itemsize = filter_id & ~DECIMAL
+        bound = _decimal_bound(raw_size, itemsize)
+        if codec == "zstd":
+            size = zstandard.frame_content_size(stored)
+            if not 0 <= size <= bound:
+                raise ValueError(f"decimal block claims {size} encoded bytes, at most {bound} are possible")
+            data: Any = _zstd_d().decompress(stored, max_output_size=size)
+        elif codec == "lz4":
+            (size,) = _LZ4_SIZE.unpack_from(stored)
+            if size > bound:
+                raise ValueError(f"decimal block claims {size} encoded bytes, at most {bound} are possible")
+            data = lz4.block.decompress(memoryview(stored)[_LZ4_SIZE.size :], uncompressed_size=size)
+        else:
+            raise ValueError("the decimal filter needs a codec")
+        return decimal.decode(data, itemsize, raw_size)
     raw = decompress(stored, codec, raw_size)
     arr = np.frombuffer(raw, dtype=np.uint8)
     if arr.size != raw_size:
         raise ValueError(f"block decompressed to {arr.size} bytes, expected {raw_size}")
-    return unshuffle(arr, itemsize)
+    return unshuffle(arr, filter_id)

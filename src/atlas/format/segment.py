@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .chunkindex import empty_rows
-from .codec import CODEC_IDS, compress, encode_block, shuffle
+from .codec import CODEC_IDS, DECIMAL, compress, encode_filtered, filtered, shuffle
 
 BLOCK_TARGET = 256 * 1024
 SEGMENT_TARGET = 64 << 20
@@ -41,13 +41,14 @@ class ChunkPayload:
 
     aid: int
     chunk: int
-    itemsize: int  # shuffle element size; chunks are grouped by it
+    itemsize: int  # element size; chunks are grouped by it (and by is_float)
     raw: np.ndarray  # uint8
     ncells: int
     nulls: int
     vmin: int
     vmax: int
     has_minmax: int
+    is_float: bool = False  # float32 / float64 cells: the decimal filter may apply
 
 
 def new_key(prefix: str, vid: int, ext: str) -> str:
@@ -79,60 +80,73 @@ def start_segments(
     if not payloads:
         return lambda put, first_seg: (rows, [])
     # 1. pack into blocks (payload order kept: neighbouring datasets stay together)
-    order = sorted(range(len(payloads)), key=lambda i: payloads[i].itemsize)
-    blocks: list[tuple[list[int], int]] = []
+    order = sorted(range(len(payloads)), key=lambda i: (payloads[i].itemsize, payloads[i].is_float))
+    groups: list[tuple[list[int], tuple[int, bool]]] = []
     cur: list[int] = []
     cur_size = 0
-    cur_item = -1
+    cur_kind: tuple[int, bool] = (-1, False)
     for i in order:
         p = payloads[i]
-        if cur and (p.itemsize != cur_item or cur_size >= BLOCK_TARGET or cur_size + p.raw.size > 2 * BLOCK_TARGET):
-            blocks.append((cur, cur_item))
+        kind = (p.itemsize, p.is_float)
+        if cur and (kind != cur_kind or cur_size >= BLOCK_TARGET or cur_size + p.raw.size > 2 * BLOCK_TARGET):
+            groups.append((cur, cur_kind))
             cur, cur_size = [], 0
         cur.append(i)
-        cur_item = p.itemsize
+        cur_kind = kind
         cur_size += p.raw.size
     if cur:
-        blocks.append((cur, cur_item))
+        groups.append((cur, cur_kind))
 
-    blocks = _choose_shuffle(blocks, payloads, codec)
+    blocks = _choose_filters(groups, payloads, codec)
 
-    def build(block: tuple[list[int], int]) -> tuple[bytes, int, int]:
-        members, itemsize = block
+    def build(block: tuple[list[int], int, int]) -> tuple[bytes, int, int, int]:
+        members, filter_id, fallback = block
         parts = [payloads[i].raw for i in members]
         raw = parts[0] if len(parts) == 1 else np.concatenate(parts)
-        stored, crc = encode_block(raw, codec, itemsize)
-        return stored, crc, int(raw.size)
+        data = filtered(raw, filter_id)
+        if data is None:  # this block is no decimal data after all
+            filter_id = fallback
+            data = filtered(raw, filter_id)
+        assert data is not None
+        stored, crc = encode_filtered(data, codec, filter_id)
+        return stored, crc, int(raw.size), filter_id
 
     futures = [pool().submit(build, b) for b in blocks]
     return lambda put, first_seg: _finish_segments(
-        put, vid, payloads, codec, first_seg, rows, blocks, [f.result() for f in futures]
+        put, vid, payloads, codec, first_seg, rows, [f.result() for f in futures], blocks
     )
 
 
-def _choose_shuffle(
-    blocks: list[tuple[list[int], int]], payloads: list[ChunkPayload], codec: str
-) -> list[tuple[list[int], int]]:
-    """Keep the byte-shuffle only where it compresses better.
+def _choose_filters(
+    groups: list[tuple[list[int], tuple[int, bool]]], payloads: list[ChunkPayload], codec: str
+) -> list[tuple[list[int], int, int]]:
+    """Pick each block's filter: (members, filter, fallback when the decimal filter does not fit).
 
-    Shuffling wins on most measured data (smooth floats, counters), but not on data
-    with few distinct values, where the codec matches whole elements. The first block of
-    each element size is compressed both ways (at most 256 KiB of it) and the smaller
-    choice applies to all blocks of that size in this write.
+    Byte-shuffling wins on most measured data (smooth floats, counters), but not on data
+    with few distinct values, where the codec matches whole elements; floats that are
+    rounded decimals shrink most with the decimal filter. The first block of each kind
+    of element is encoded every way (at most 256 KiB of it) and the smallest choice
+    applies to all blocks of that kind in this write.
     """
     if codec == "none":
-        return [(m, 1) for m, _ in blocks]
-    decided: dict[int, int] = {}
+        return [(m, 1, 1) for m, _ in groups]
+    decided: dict[tuple[int, bool], tuple[int, int]] = {}
     out = []
-    for members, itemsize in blocks:
-        if itemsize > 1 and itemsize not in decided:
+    for members, kind in groups:
+        itemsize, is_float = kind
+        if itemsize > 1 and kind not in decided:
             parts = [payloads[i].raw for i in members]
             raw = parts[0] if len(parts) == 1 else np.concatenate(parts)
             sample = raw[: (BLOCK_TARGET // itemsize) * itemsize]
-            shuffled = len(compress(shuffle(sample, itemsize), codec))
-            plain = len(compress(sample, codec))
-            decided[itemsize] = itemsize if shuffled < plain else 1
-        out.append((members, decided.get(itemsize, 1)))
+            sizes = {1: len(compress(sample, codec)), itemsize: len(compress(shuffle(sample, itemsize), codec))}
+            fallback = min(sizes, key=lambda f: sizes[f])
+            if is_float and itemsize in (4, 8):
+                encoded = filtered(sample, DECIMAL | itemsize)
+                if encoded is not None:
+                    sizes[DECIMAL | itemsize] = len(compress(encoded, codec))
+            decided[kind] = (min(sizes, key=lambda f: sizes[f]), fallback)
+        best, fallback = decided.get(kind, (1, 1))
+        out.append((members, best, fallback))
     return out
 
 
@@ -143,8 +157,8 @@ def _finish_segments(
     codec: str,
     first_seg: int,
     rows: np.ndarray,
-    blocks: list[tuple[list[int], int]],
-    encoded: list[tuple[bytes, int, int]],
+    encoded: list[tuple[bytes, int, int, int]],
+    blocks: list[tuple[list[int], int, int]],
 ) -> tuple[np.ndarray, list[tuple[str, int]]]:
     # 2. fill index rows and cut segments
     segments: list[tuple[str, int]] = []
@@ -171,13 +185,13 @@ def _finish_segments(
     col_raw = np.zeros(n, dtype=np.int64)
     col_crc = np.zeros(n, dtype=np.int64)
     col_within = np.zeros(n, dtype=np.int64)
-    for (members, itemsize), (stored, crc, raw_size) in zip(blocks, encoded, strict=True):
+    for (members, _, _), (stored, crc, raw_size, filter_id) in zip(blocks, encoded, strict=True):
         if seg_size > len(SEGMENT_MAGIC) and seg_size + len(stored) > SEGMENT_TARGET:
             finish()
         m = np.asarray(members)
         sizes = np.fromiter((payloads[i].raw.size for i in members), dtype=np.int64, count=len(members))
         col_seg[m] = seg_no
-        col_item[m] = itemsize
+        col_item[m] = filter_id
         col_off[m] = seg_size
         col_len[m] = len(stored)
         col_raw[m] = raw_size
@@ -190,7 +204,7 @@ def _finish_segments(
     rows["chunk"] = [p.chunk for p in payloads]
     rows["seg"] = col_seg
     rows["codec"] = codec_id
-    rows["itemsize"] = col_item
+    rows["filter"] = col_item
     rows["has_minmax"] = [p.has_minmax for p in payloads]
     rows["offset"] = col_off
     rows["length"] = col_len

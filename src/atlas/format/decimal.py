@@ -1,0 +1,138 @@
+"""The decimal filter: floats that are rounded decimals stored as small integers, losslessly.
+
+Measured data is usually written with a fixed number of decimals (a temperature of
+``12.345``, a depth of ``1013.5``), but a float32 or float64 holding such a value has
+mantissa bits that look random to a byte compressor. The filter finds the power of
+ten ``10**e`` for which ``value * 10**e`` is an integer for (nearly) every value of a
+block, stores the differences of consecutive integers in the narrowest width that
+holds them (1, 2, 4 or 8 bytes, byte-shuffled), and keeps every value that does not
+come back bit for bit (NaN, infinities, -0.0, full-precision values) as an exception
+with its exact bits. The codec then compresses that instead of the floats.
+
+Decoding is exact by construction: the encoder runs the decoder's own formula on every
+value and turns each mismatch into an exception.
+
+Layout of an encoded block (before compression)::
+
+    header   <BBBBI: format (1), e, width, formula, exception count
+    deltas   n * width bytes, byte-shuffled (n = raw bytes / element size)
+    bitmap   ceil(n / 8) bytes, exceptions only: bit i (little-endian) set = exception
+    values   exception count * element size bytes: the exceptions' exact bits
+
+``formula`` 0 computes ``float32(int) / float32(10**e)`` (float32 blocks whose
+integers stay below 2**24, so both operands are exact); formula 1 computes
+``float64(int) / 10**e``, cast to the element type.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+import numpy as np
+
+HEADER = struct.Struct("<BBBBI")
+FORMAT = 1
+# Largest exponent tried: float32 holds ~7 significant digits, float64 ~15.
+MAX_EXPONENT = {4: 7, 8: 15}
+# A block with more exceptions than this fraction of its values is left to the plain codecs.
+MAX_EXCEPTION_FRACTION = 0.5
+_SAMPLE = 2048
+_POW10 = [10.0**e for e in range(23)]
+_FLOAT: dict[int, np.dtype[Any]] = {4: np.dtype("<f4"), 8: np.dtype("<f8")}
+_UINT: dict[int, np.dtype[Any]] = {4: np.dtype("<u4"), 8: np.dtype("<u8")}
+_INT: dict[int, np.dtype[Any]] = {1: np.dtype("i1"), 2: np.dtype("<i2"), 4: np.dtype("<i4"), 8: np.dtype("<i8")}
+
+
+def _decode_formula(ints: np.ndarray, e: int, itemsize: int, formula: int) -> np.ndarray:
+    """The float values of the integers (the decoder's exact formula)."""
+    if formula == 0:
+        out = ints.astype(np.float32)
+        out /= np.float32(_POW10[e])
+        return out
+    out64 = ints.astype(np.float64)
+    out64 /= _POW10[e]
+    return out64 if itemsize == 8 else out64.astype(np.float32)
+
+
+def _exponent(values: np.ndarray, itemsize: int) -> int | None:
+    """The smallest e that fits the most of a sample of the finite values (None: too few)."""
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        return None
+    sample = finite[:: max(1, finite.size // _SAMPLE)].astype(np.float64)
+    ft = _FLOAT[itemsize]
+    want = sample.astype(ft)
+    best, best_count = None, 0
+    with np.errstate(all="ignore"):
+        for e in range(MAX_EXPONENT[itemsize] + 1):
+            ints = np.rint(sample * _POW10[e])
+            fits = (np.abs(ints) < 2.0**52) & ((ints / _POW10[e]).astype(ft) == want)
+            count = int(np.count_nonzero(fits))
+            if count > best_count:
+                best, best_count = e, count
+                if count == sample.size:
+                    break
+    return best if best_count >= (1 - MAX_EXCEPTION_FRACTION) * sample.size else None
+
+
+def encode(raw: np.ndarray, itemsize: int) -> bytes | None:
+    """Encode a block of little-endian floats (uint8 buffer); None when the filter does not fit."""
+    if itemsize not in _FLOAT or raw.size == 0 or raw.size % itemsize:
+        return None
+    values = raw.view(_FLOAT[itemsize])
+    e = _exponent(values, itemsize)
+    if e is None:
+        return None
+    n = values.size
+    with np.errstate(all="ignore"):
+        scaled = np.rint(values.astype(np.float64) * _POW10[e])
+        usable = np.abs(scaled) < 2.0**52  # False for NaN and infinities too
+        ints = np.where(usable, scaled, 0.0).astype(np.int64)
+    formula = 0 if itemsize == 4 and np.abs(ints).max() < 2**24 else 1
+    bits = values.view(_UINT[itemsize])
+    exc = ~(usable & (_decode_formula(ints, e, itemsize, formula).view(_UINT[itemsize]) == bits))
+    nexc = int(np.count_nonzero(exc))
+    if nexc > MAX_EXCEPTION_FRACTION * n:
+        return None
+    if nexc:  # exceptions repeat the previous integer, so their deltas are 0
+        pos = np.where(exc, 0, np.arange(n))
+        np.maximum.accumulate(pos, out=pos)
+        ints = ints[pos]
+    deltas = np.diff(ints, prepend=np.int64(0))
+    lo, hi = int(deltas.min()), int(deltas.max())
+    width = next(w for w in (1, 2, 4, 8) if -(1 << (8 * w - 1)) <= lo and hi < (1 << (8 * w - 1)))
+    narrow = deltas.astype(_INT[width]).view(np.uint8)
+    parts = [HEADER.pack(FORMAT, e, width, formula, nexc), np.ascontiguousarray(narrow.reshape(n, width).T).tobytes()]
+    if nexc:
+        parts.append(np.packbits(exc, bitorder="little").tobytes())
+        parts.append(bits[exc].tobytes())
+    return b"".join(parts)
+
+
+def decode(data: bytes | memoryview | np.ndarray, itemsize: int, raw_size: int) -> np.ndarray:
+    """Decode a block back to its exact raw bytes (uint8); ValueError when it is malformed."""
+    buf = np.frombuffer(data, dtype=np.uint8)
+    if itemsize not in _FLOAT or raw_size % itemsize or buf.size < HEADER.size:
+        raise ValueError("decimal block has an impossible size")
+    fmt, e, width, formula, nexc = HEADER.unpack(buf[: HEADER.size].tobytes())
+    n = raw_size // itemsize
+    if fmt != FORMAT or width not in _INT or formula > 1 or e > MAX_EXPONENT[itemsize] or nexc > n:
+        raise ValueError("decimal block header is malformed")
+    body = HEADER.size + n * width
+    end = body + ((n + 7) // 8 + nexc * itemsize if nexc else 0)
+    if buf.size != end:
+        raise ValueError(f"decimal block holds {buf.size} bytes, expected {end}")
+    planes = buf[HEADER.size : body].reshape(width, n)
+    interleaved = np.empty((n, width), dtype=np.uint8)
+    for k in range(width):
+        interleaved[:, k] = planes[k]
+    deltas = interleaved.view(_INT[width]).reshape(-1)
+    ints = np.cumsum(deltas, dtype=np.int32 if formula == 0 else np.int64)
+    out = _decode_formula(ints, e, itemsize, formula)
+    if nexc:
+        mask = np.unpackbits(buf[body : body + (n + 7) // 8], count=n, bitorder="little").view(bool)
+        if int(np.count_nonzero(mask)) != nexc:
+            raise ValueError("decimal block exception count does not match its bitmap")
+        out.view(_UINT[itemsize])[mask] = buf[body + (n + 7) // 8 :].view(_UINT[itemsize])
+    return out.view(np.uint8)
