@@ -215,3 +215,29 @@ def test_create_finishes_an_interrupted_create(tmp_path: Path) -> None:
     assert atlas.Atlas.open(path).list_datasets() == []
     with pytest.raises(FileExistsError):
         atlas.Atlas.create(path)
+
+
+def test_reading_some_arrays_builds_only_theirs_and_later_changes_see_them(tmp_path: Path) -> None:
+    """A read on a fresh handle builds the state of the arrays it reads only; writes,
+    attributes and deletes that come later use those same states."""
+    store = atlas.Atlas.create(tmp_path / "s")
+    ds = store.create_dataset("d")
+    for name in ("a", "b", "c"):
+        ds.define_array(name, "float64", ["x"], [4], fill_value=float("nan"))
+        ds.write_array(name, [0], np.arange(4.0) + ord(name))
+    store.flush()
+    again = atlas.Atlas.open(tmp_path / "s")
+    view = again.open_dataset("d")
+    assert view.read_arrays(["a", "zz"])["a"].tolist() == [97.0, 98.0, 99.0, 100.0]
+    assert view._ds.arrays_untouched  # nothing but "a" was built
+    view.write_array("a", [1], np.array([-1.0]))
+    view.set_array_attribute("a", "units", "m")
+    view.set_array_attribute("b", "units", "s")
+    assert view.read_array("a").tolist() == [97.0, -1.0, 99.0, 100.0]
+    view.delete_array("c")
+    again.flush()
+    last = atlas.Atlas.open(tmp_path / "s").open_dataset("d")
+    assert last.list_arrays() == ["a", "b"]
+    assert last.read_array("a").tolist() == [97.0, -1.0, 99.0, 100.0]
+    assert last.array_attributes("a") == {"units": "m"} and last.array_attributes("b") == {"units": "s"}
+    assert last.array_stats("a")["min"] == -1.0

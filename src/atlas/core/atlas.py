@@ -43,7 +43,7 @@ from ..stats import chunk_stats, fold_many, string_stats
 from ..storage import open_storage
 from .dataset import DatasetView
 from .reader import BlockCache, BlockKey, ParallelPuts, fetch_blocks
-from .state import ArrayState, DatasetState, Schema, SchemaTable, Variable, schema_key
+from .state import NO_CHUNKS, ArrayState, DatasetState, Schema, SchemaTable, Variable, schema_key
 
 if TYPE_CHECKING:
     from ..storage.base import Storage
@@ -372,6 +372,7 @@ class Atlas(XarrayMethods, CatalogMethods):
         ds._arrays = None
         ds._raw_arrays = entries
         ds._build = self._build_arrays
+        ds._one = self._one_array
         self._datasets[name] = ds
         return ds
 
@@ -614,6 +615,8 @@ class Atlas(XarrayMethods, CatalogMethods):
             )
         if data.size == 0:
             return
+        if arr.dirty is NO_CHUNKS:
+            arr.dirty = {}
         if schema.single and data.shape == schema.shape and not any(start_t):
             # the whole of a one-chunk array: the common case of profile ingest
             buf = data if schema.dtype.is_string else data.copy()
@@ -998,22 +1001,27 @@ class Atlas(XarrayMethods, CatalogMethods):
                 out.append(None)
             elif type(rec) is list:
                 arr = peeked.get((n, array))
-                out.append(arr if arr is not None else self._peek(n, rec, array))
+                out.append(arr if arr is not None else self._peek(n, rec[2], array))
             elif rec.arrays_untouched:  # type: ignore[union-attr]
                 arr = peeked.get((n, array))
-                out.append(arr if arr is not None else self._peek(n, [n, None, rec._raw_arrays], array))  # type: ignore[union-attr]
+                out.append(arr if arr is not None else self._peek(n, rec._raw_arrays, array))  # type: ignore[union-attr]
             else:
                 out.append(rec.arrays.get(array))  # type: ignore[union-attr]
         return out
 
-    def _peek(self, name: str, rec: list[Any], array: str) -> ArrayState | None:
+    def _one_array(self, ds: DatasetState, array: str) -> ArrayState | None:
+        """One array of a dataset whose entries are still raw (see ``DatasetState.array``)."""
+        arr = self._peeked.get((ds.name, array))
+        return arr if arr is not None else self._peek(ds.name, ds._raw_arrays, array)
+
+    def _peek(self, name: str, entries: Any, array: str) -> ArrayState | None:
         """One array of a dataset still in manifest form, without decoding the rest of it.
 
         The state is kept and reused when the dataset is materialised later, so there is
         only ever one state per array.
         """
         try:
-            for entry in rec[2]:
+            for entry in entries:
                 if entry[0] == array:
                     aname, aid, sidx, stats, aattrs = entry
                     if type(aid) is not int or array not in self._variables or not 0 < aid < self._next_id:

@@ -58,7 +58,7 @@ class DatasetView:
         self, name: str, start: Sequence[int] | None = None, shape: Sequence[int] | None = None
     ) -> NDArray[Any] | None:
         """Read the array or a window of it (clipped like numpy); ``None`` if it is missing."""
-        arr = self._ds.arrays.get(name)
+        arr = self._ds.array(name)
         if arr is None:
             if self._ds.deleted:
                 raise KeyError(f"dataset {self._ds.name!r} was deleted")
@@ -74,11 +74,11 @@ class DatasetView:
         """Read several arrays with the same window: ``{name: array or None}``."""
         if self._ds.deleted:
             raise KeyError(f"dataset {self._ds.name!r} was deleted")
-        arrays = self._ds.arrays
+        array = self._ds.array
         read = self._atlas._read
         out: dict[str, NDArray[Any] | None] = {}
         for n in names:
-            arr = arrays.get(n)
+            arr = array(n)
             out[n] = None if arr is None else read(arr, start, shape)
         return out
 
@@ -127,7 +127,7 @@ class DatasetView:
 
     def attributes(self) -> dict[str, Any]:
         """A fresh dict of all attributes in insertion order."""
-        return {k: v for k, (_, v) in self._ds.attrs.items()}
+        return self._ds.attr_values()
 
     def attribute_dtypes(self) -> dict[str, str]:
         """The stored kind (dtype name) of each attribute."""

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..dtypes import DType, encode_value, fill_scalar
 from ..format.chunkindex import ChunkIndex, empty_rows
-from ..format.records import decode_attrs, decode_stats
+from ..format.records import attr_values, decode_attrs, decode_stats
 
 _pack_double = struct.Struct("<d").pack
 
@@ -176,6 +176,20 @@ class SchemaTable:
         return [raw[i] if s is None else s.encoded() for i, s in enumerate(self._items)]
 
 
+class _Empty(dict):
+    """A shared empty dict that refuses items: the ``dirty`` / ``attrs`` of the many
+    arrays that have none (a store of 10,000 datasets would hold 100,000 empty dicts)."""
+
+    __slots__ = ()
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        raise RuntimeError("internal error: item set on a shared empty dict")
+
+
+NO_CHUNKS: dict[int, np.ndarray] = _Empty()
+_NO_ATTRS: dict[str, tuple[str, Any]] = _Empty()
+
+
 class ArrayState:
     """One array of one dataset: schema, buffered chunks, stats and attributes.
 
@@ -193,12 +207,13 @@ class ArrayState:
         self.dataset = dataset
         self.aid = aid
         self.schema = schema
-        self.dirty: dict[int, np.ndarray] = {}  # chunk id -> chunk buffered in memory
+        # chunk id -> chunk buffered in memory; a fresh dict replaces NO_CHUNKS at the first write
+        self.dirty: dict[int, np.ndarray] = NO_CHUNKS
         self.changed = False  # data changed since the last flush (stats to recompute)
         self.written = False  # ever received a write (committed or not)
         self.deleted = False
         self._stats: dict[str, Any] | None = None  # as of the last flush
-        self._attrs: dict[str, tuple[str, Any]] = {}
+        self._attrs: dict[str, tuple[str, Any]] = _NO_ATTRS
         self._raw: tuple[Any, Any, str] | None = None  # (stats, attrs, where) not yet decoded
         self.loc: Any = None  # cached stored location of a single-chunk array
         self.loc_gen = -1
@@ -217,7 +232,8 @@ class ArrayState:
         if raw is not None:
             self._raw = None
             self._stats = decode_stats(self.schema.dtype, raw[0], raw[2])
-            self._attrs = decode_attrs(raw[1], raw[2]) if raw[1] else {}
+            if raw[1]:
+                self._attrs = decode_attrs(raw[1], raw[2])
 
     @property
     def stats(self) -> dict[str, Any] | None:
@@ -235,7 +251,10 @@ class ArrayState:
     def attrs(self) -> dict[str, tuple[str, Any]]:
         if self._raw is not None:
             self._decode()
-        return self._attrs
+        attrs = self._attrs
+        if attrs is _NO_ATTRS:  # callers may add to it
+            attrs = self._attrs = {}
+        return attrs
 
 
 class DatasetState:
@@ -246,13 +265,14 @@ class DatasetState:
     the entries directly, so a metadata sweep builds no per-array state.
     """
 
-    __slots__ = ("name", "_arrays", "_raw_arrays", "_build", "_attrs", "_raw_attrs", "deleted")
+    __slots__ = ("name", "_arrays", "_raw_arrays", "_build", "_one", "_attrs", "_raw_attrs", "deleted")
 
     def __init__(self, name: str) -> None:
         self.name = name
         self._arrays: dict[str, ArrayState] | None = {}
         self._raw_arrays: list[Any] | None = None
         self._build: Callable[[DatasetState, list[Any]], dict[str, ArrayState]] | None = None
+        self._one: Callable[[DatasetState, str], ArrayState | None] | None = None
         self._attrs: dict[str, tuple[str, Any]] = {}
         self._raw_attrs: tuple[Any, str] | None = None
         self.deleted = False
@@ -265,6 +285,13 @@ class DatasetState:
             arrays = self._arrays = self._build(self, self._raw_arrays)
             self._raw_arrays = None
         return arrays
+
+    def array(self, name: str) -> ArrayState | None:
+        """One array's state, or None; while the entries are raw only that one is built
+        (it joins the others when they are built), so a read of 3 arrays of 50 builds 3."""
+        if self._arrays is None and self._one is not None:
+            return self._one(self, name)
+        return self.arrays.get(name)
 
     @property
     def arrays_untouched(self) -> bool:
@@ -286,6 +313,12 @@ class DatasetState:
             if e[0] == name:
                 return schemas[e[2]]
         return None
+
+    def attr_values(self) -> dict[str, Any]:
+        """A fresh ``{key: value}`` dict of the attributes (still-encoded ones stay encoded)."""
+        if self._raw_attrs is not None:
+            return attr_values(*self._raw_attrs)
+        return {k: v for k, (_, v) in self._attrs.items()}
 
     @property
     def attrs(self) -> dict[str, tuple[str, Any]]:

@@ -48,6 +48,26 @@ def decode_attrs(flat: Any, where: str) -> dict[str, tuple[str, Any]]:
     return out
 
 
+_fast_type = _FAST_TYPES.get
+
+
+def attr_values(flat: Any, where: str) -> dict[str, Any]:
+    """``{key: value}`` of a flat attribute list, without building the typed form.
+
+    The common case (every value already of its kind's plain Python type, string keys,
+    no repeats) is checked and built with C-level calls; anything else takes the full
+    decoder.
+    """
+    if type(flat) is list and not len(flat) % 3:
+        keys = flat[0::3]
+        vals = flat[2::3]
+        if list(map(_fast_type, flat[1::3])) == list(map(type, vals)) and all(type(k) is str for k in keys):
+            out = dict(zip(keys, vals, strict=True))
+            if len(out) == len(keys):
+                return out
+    return {k: v for k, (_, v) in decode_attrs(flat, where).items()}
+
+
 def encode_stats(dtype: DType, stats: dict[str, Any] | None) -> Any:
     if stats is None:
         return None
