@@ -146,6 +146,7 @@ class Atlas(XarrayMethods, CatalogMethods):
     def _reset(self) -> None:
         self._version = 0
         self._manifest_where = str(self._storage.location)
+        self._where = f"manifest of {self._storage.location}"
         self._schemas = SchemaTable([], self._decode_schema_entry, self._schema_entry_key)
         self._datasets: dict[str, DatasetState | list[Any]] = {}
         self._fill_memo: dict[tuple[str, Any], tuple[Any, Any]] = {}
@@ -277,6 +278,7 @@ class Atlas(XarrayMethods, CatalogMethods):
             raise CorruptionError(f"manifest {where} is malformed: {e}") from None
         self._next_id = next_id
         self._manifest_where = where
+        self._where = f"manifest of {self._storage.location}"  # + ", dataset NAME" in messages
         self._schemas = SchemaTable(schemas, self._decode_schema_entry, self._schema_entry_key)
         for v in variables:
             try:
@@ -329,17 +331,27 @@ class Atlas(XarrayMethods, CatalogMethods):
         try:
             dtype_name, shape, chunk, dims, fill = s
             dt = DTYPES[dtype_name]
-            shape_t = tuple(shape)
-            chunk_t = tuple(chunk)
-            dims_t = tuple(dims)
-            if not (len(shape_t) == len(chunk_t) == len(dims_t)):
-                raise ValueError("rank mismatch")
-            for n, c in zip(shape_t, chunk_t, strict=True):
+            if len(shape) == 1 and len(chunk) == 1 and len(dims) == 1:  # the usual 1-D array
+                n, c, d = shape[0], chunk[0], dims[0]
                 if type(n) is not int or type(c) is not int or n < 0 or c < 0 or n > 2**62 or (c == 0 and n > 0):
                     raise ValueError("bad shape or chunk shape")
-            for d in dims_t:
                 if type(d) is not str:
                     raise ValueError("dimension names must be strings")
+                shape_t: tuple[int, ...] = (n,)
+                chunk_t: tuple[int, ...] = (c,)
+                dims_t: tuple[str, ...] = (d,)
+            else:
+                shape_t = tuple(shape)
+                chunk_t = tuple(chunk)
+                dims_t = tuple(dims)
+                if not (len(shape_t) == len(chunk_t) == len(dims_t)):
+                    raise ValueError("rank mismatch")
+                for n, c in zip(shape_t, chunk_t, strict=True):
+                    if type(n) is not int or type(c) is not int or n < 0 or c < 0 or n > 2**62 or (c == 0 and n > 0):
+                        raise ValueError("bad shape or chunk shape")
+                for d in dims_t:
+                    if type(d) is not str:
+                        raise ValueError("dimension names must be strings")
             memo = self._fill_memo
             mkey = (dtype_name, fill)
             hit = memo.get(mkey)
@@ -354,10 +366,9 @@ class Atlas(XarrayMethods, CatalogMethods):
         rec = self._datasets.get(name)
         if rec is None or isinstance(rec, DatasetState):
             return rec
-        where = f"manifest of {self._storage.location}, dataset {name!r}"
         ds = DatasetState(name)
         if rec[1]:
-            ds._raw_attrs = (rec[1], where)
+            ds._raw_attrs = (rec[1], self._where)
         entries = rec[2]
         names = set()
         nschemas = len(self._schemas)
@@ -368,7 +379,7 @@ class Atlas(XarrayMethods, CatalogMethods):
                     raise TypeError("bad or repeated array name, or bad schema reference")
                 names.add(aname)
         except (TypeError, IndexError, KeyError) as err:
-            raise CorruptionError(f"{where}: array entry is malformed: {err}") from None
+            raise CorruptionError(f"{self._where}, dataset {name!r}: array entry is malformed: {err}") from None
         ds._arrays = None
         ds._raw_arrays = entries
         ds._build = self._build_arrays
@@ -379,7 +390,7 @@ class Atlas(XarrayMethods, CatalogMethods):
     def _build_arrays(self, ds: DatasetState, entries: list[Any]) -> dict[str, ArrayState]:
         """Array states of a dataset from its manifest entries, validating each."""
         name = ds.name
-        where = f"manifest of {self._storage.location}, dataset {name!r}"
+        where = self._where
         arrays: dict[str, ArrayState] = {}
         schemas = self._schemas
         variables = self._variables
@@ -397,7 +408,7 @@ class Atlas(XarrayMethods, CatalogMethods):
                 known = peeked.pop((name, aname), None) if peeked else None
                 arrays[aname] = known if known is not None else from_record(aname, aid, schemas[sidx], name, stats, aattrs, where)
         except (TypeError, ValueError, IndexError) as e:
-            raise CorruptionError(f"{where}: array entry is malformed: {e}") from None
+            raise CorruptionError(f"{where}, dataset {name!r}: array entry is malformed: {e}") from None
         return arrays
 
     # ------------------------------------------------------------------ helpers
@@ -1026,8 +1037,7 @@ class Atlas(XarrayMethods, CatalogMethods):
                     aname, aid, sidx, stats, aattrs = entry
                     if type(aid) is not int or array not in self._variables or not 0 < aid < self._next_id:
                         raise TypeError("bad array id or unknown variable")
-                    where = f"manifest of {self._storage.location}, dataset {name!r}"
-                    arr = ArrayState.from_record(aname, aid, self._schemas[sidx], name, stats, aattrs, where)
+                    arr = ArrayState.from_record(aname, aid, self._schemas[sidx], name, stats, aattrs, self._where)
                     self._peeked[(name, array)] = arr
                     return arr
         except (TypeError, ValueError, IndexError) as e:

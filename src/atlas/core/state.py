@@ -47,7 +47,7 @@ class Schema:
         self.dims = dims
         self.fill = fill
         if shape == chunk_shape:  # the usual one-chunk array
-            grid: tuple[int, ...] = tuple(1 if n else 0 for n in shape)
+            grid: tuple[int, ...] = ((1,) if shape[0] else (0,)) if len(shape) == 1 else tuple(1 if n else 0 for n in shape)
         else:
             grid = tuple((n + c - 1) // c if c > 0 else 0 for n, c in zip(shape, chunk_shape, strict=True))
         self.grid = grid
@@ -214,13 +214,15 @@ class ArrayState:
         self.deleted = False
         self._stats: dict[str, Any] | None = None  # as of the last flush
         self._attrs: dict[str, tuple[str, Any]] = _NO_ATTRS
-        self._raw: tuple[Any, Any, str] | None = None  # (stats, attrs, where) not yet decoded
+        # (stats, attrs, "manifest of LOCATION") not yet decoded
+        self._raw: tuple[Any, Any, str] | None = None
         self.loc: Any = None  # cached stored location of a single-chunk array
         self.loc_gen = -1
 
     @classmethod
     def from_record(cls, name: str, aid: int, schema: Schema, dataset: str, stats: Any, attrs: Any, where: str) -> ArrayState:
-        """An array as listed in a manifest; its stats and attributes stay encoded until used."""
+        """An array as listed in a manifest (``where``: "manifest of LOCATION"); its stats
+        and attributes stay encoded until used."""
         st = cls(name, aid, schema, dataset)
         st.written = stats is not None
         if stats is not None or attrs:
@@ -231,9 +233,10 @@ class ArrayState:
         raw = self._raw
         if raw is not None:
             self._raw = None
-            self._stats = decode_stats(self.schema.dtype, raw[0], raw[2])
+            where = f"{raw[2]}, dataset {self.dataset!r}"
+            self._stats = decode_stats(self.schema.dtype, raw[0], where)
             if raw[1]:
-                self._attrs = decode_attrs(raw[1], raw[2])
+                self._attrs = decode_attrs(raw[1], where)
 
     @property
     def stats(self) -> dict[str, Any] | None:
@@ -274,7 +277,7 @@ class DatasetState:
         self._build: Callable[[DatasetState, list[Any]], dict[str, ArrayState]] | None = None
         self._one: Callable[[DatasetState, str], ArrayState | None] | None = None
         self._attrs: dict[str, tuple[str, Any]] = {}
-        self._raw_attrs: tuple[Any, str] | None = None
+        self._raw_attrs: tuple[Any, str] | None = None  # (flat list, "manifest of LOCATION")
         self.deleted = False
 
     @property
@@ -317,7 +320,7 @@ class DatasetState:
     def attr_values(self) -> dict[str, Any]:
         """A fresh ``{key: value}`` dict of the attributes (still-encoded ones stay encoded)."""
         if self._raw_attrs is not None:
-            return attr_values(*self._raw_attrs)
+            return attr_values(self._raw_attrs[0], f"{self._raw_attrs[1]}, dataset {self.name!r}")
         return {k: v for k, (_, v) in self._attrs.items()}
 
     @property
@@ -325,7 +328,7 @@ class DatasetState:
         if self._raw_attrs is not None:
             raw, where = self._raw_attrs
             self._raw_attrs = None
-            self._attrs = decode_attrs(raw, where)
+            self._attrs = decode_attrs(raw, f"{where}, dataset {self.name!r}")
         return self._attrs
 
 
