@@ -44,14 +44,27 @@ from operator import attrgetter, eq, getitem, is_, is_not, itemgetter, not_
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import numpy as np
-import pandas as pd
 
 from .dtypes import DTYPES, decode_float, decode_value
 from .errors import CorruptionError
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from .core.atlas import Atlas
     from .core.state import ArrayState, DatasetState, Schema
+else:
+
+    class _Pandas:
+        """pandas, imported at first use: ``import atlas`` stays light (pandas alone adds
+        ~30,000 objects that every full garbage collection of the process walks)."""
+
+        def __getattr__(self, name: str) -> Any:
+            import pandas
+
+            return getattr(pandas, name)
+
+    pd = _Pandas()
 
 __all__ = ["CatalogMethods", "FIELDS"]
 
@@ -368,7 +381,7 @@ class _RawCache:
     def get_flats(self) -> list[list[Any]]:
         if self.flats is None:
             flats: list[list[Any]] = list(map(itemgetter(1), self.snap))
-            if not set(map(type, flats)) <= {list} or any(x % 3 for x in set(map(len, flats))):
+            if not set(map(type, flats)) <= {list, tuple} or any(x % 3 for x in set(map(len, flats))):
                 raise ValueError("attribute list is malformed")
             self.flats = flats
         return self.flats
@@ -405,7 +418,7 @@ class _RawCache:
         if h is None:
             if self.entry_lists is None:
                 entry_lists: list[list[Any]] = list(map(itemgetter(2), self.snap))
-                if not set(map(type, entry_lists)) <= {list}:
+                if not set(map(type, entry_lists)) <= {list, tuple}:
                     raise ValueError("array list is malformed")
                 self.entry_lists = entry_lists
             rows, entries = _array_hits(name, self.entry_lists, np.arange(len(self.snap), dtype=np.intp))
@@ -524,7 +537,7 @@ class _View:
             rows = self.state_rows
             srows = rows[np.array(still_raw, dtype=bool)] if sflats else _NO_ROWS
             drows = rows[np.array(decoded, dtype=bool)].tolist() if dicts else []
-            if not set(map(type, sflats)) <= {list} or any(x % 3 for x in set(map(len, sflats))):
+            if not set(map(type, sflats)) <= {list, tuple} or any(x % 3 for x in set(map(len, sflats))):
                 raise ValueError("attribute list is malformed")
             self._sattrs = (sflats, srows, dicts, drows)
         return self._sattrs

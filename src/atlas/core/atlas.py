@@ -92,6 +92,17 @@ def _open_storage(location: Any, create: bool, options: dict[str, Any]) -> Stora
     return open_storage(location, create=create, **options)
 
 
+def _frozen_entries(entries: list[Any]) -> tuple[Any, ...]:
+    """Array entries of a manifest as tuples (malformed ones are left for the checks)."""
+    out = []
+    for e in entries:
+        if type(e) is list and len(e) == 5:
+            st, at = e[3], e[4]
+            e = (e[0], e[1], e[2], tuple(st) if type(st) is list else st, tuple(at) if type(at) is list else at)
+        out.append(e)
+    return tuple(out)
+
+
 def _ints(value: Any, what: str) -> tuple[int, ...]:
     """Normalise a sequence of non-negative ints (tuples, lists, numpy arrays and ints)."""
     if type(value) is list or type(value) is tuple:
@@ -308,6 +319,8 @@ class Atlas(XarrayMethods, CatalogMethods):
             if rec[0] in self._datasets:
                 raise CorruptionError(f"manifest {where}: dataset {rec[0]!r} listed twice")
             self._datasets[rec[0]] = rec
+            rec[1] = tuple(rec[1]) if type(rec[1]) is list else rec[1]
+            rec[2] = _frozen_entries(rec[2])
         try:  # array ids must be unique, or one array would read another's chunks
             aids = [a[1] for rec in datasets for a in rec[2]]
         except (TypeError, IndexError, KeyError):

@@ -28,7 +28,7 @@ _FAST_TYPES = {
 
 def decode_attrs(flat: Any, where: str) -> dict[str, tuple[str, Any]]:
     """Decode a flat ``[key, kind, value, ...]`` attribute list, checking every entry."""
-    if not isinstance(flat, list) or len(flat) % 3:
+    if not isinstance(flat, (list, tuple)) or len(flat) % 3:
         raise CorruptionError(f"{where}: attribute list is malformed")
     out: dict[str, tuple[str, Any]] = {}
     fast = _FAST_TYPES
@@ -58,7 +58,7 @@ def attr_values(flat: Any, where: str) -> dict[str, Any]:
     no repeats) is checked and built with C-level calls; anything else takes the full
     decoder.
     """
-    if type(flat) is list and not len(flat) % 3:
+    if (type(flat) is tuple or type(flat) is list) and not len(flat) % 3:
         keys = flat[0::3]
         vals = flat[2::3]
         if list(map(_fast_type, flat[1::3])) == list(map(type, vals)) and all(type(k) is str for k in keys):
