@@ -58,10 +58,13 @@ class DatasetView:
         self, name: str, start: Sequence[int] | None = None, shape: Sequence[int] | None = None
     ) -> NDArray[Any] | None:
         """Read the array or a window of it (clipped like numpy); ``None`` if it is missing."""
-        arr = self._ds.array(name)
+        ds = self._ds
+        if ds.arrays_untouched:
+            return self._atlas._read_raw(ds, name, start, shape)
+        arr = ds.arrays.get(name)
         if arr is None:
-            if self._ds.deleted:
-                raise KeyError(f"dataset {self._ds.name!r} was deleted")
+            if ds.deleted:
+                raise KeyError(f"dataset {ds.name!r} was deleted")
             return None
         return self._atlas._read(arr, start, shape)
 
@@ -74,11 +77,17 @@ class DatasetView:
         """Read several arrays with the same window: ``{name: array or None}``."""
         if self._ds.deleted:
             raise KeyError(f"dataset {self._ds.name!r} was deleted")
-        array = self._ds.array
-        read = self._atlas._read
+        ds = self._ds
         out: dict[str, NDArray[Any] | None] = {}
+        if ds.arrays_untouched:
+            read_raw = self._atlas._read_raw
+            for n in names:
+                out[n] = read_raw(ds, n, start, shape)
+            return out
+        arrays = ds.arrays
+        read = self._atlas._read
         for n in names:
-            arr = array(n)
+            arr = arrays.get(n)
             out[n] = None if arr is None else read(arr, start, shape)
         return out
 

@@ -268,14 +268,13 @@ class DatasetState:
     the entries directly, so a metadata sweep builds no per-array state.
     """
 
-    __slots__ = ("name", "_arrays", "_raw_arrays", "_build", "_one", "_attrs", "_raw_attrs", "deleted")
+    __slots__ = ("name", "_arrays", "_raw_arrays", "_build", "_attrs", "_raw_attrs", "deleted")
 
     def __init__(self, name: str) -> None:
         self.name = name
         self._arrays: dict[str, ArrayState] | None = {}
         self._raw_arrays: list[Any] | None = None
         self._build: Callable[[DatasetState, list[Any]], dict[str, ArrayState]] | None = None
-        self._one: Callable[[DatasetState, str], ArrayState | None] | None = None
         self._attrs: dict[str, tuple[str, Any]] = {}
         self._raw_attrs: tuple[Any, str] | None = None  # (flat list, "manifest of LOCATION")
         self.deleted = False
@@ -288,13 +287,6 @@ class DatasetState:
             arrays = self._arrays = self._build(self, self._raw_arrays)
             self._raw_arrays = None
         return arrays
-
-    def array(self, name: str) -> ArrayState | None:
-        """One array's state, or None; while the entries are raw only that one is built
-        (it joins the others when they are built), so a read of 3 arrays of 50 builds 3."""
-        if self._arrays is None and self._one is not None:
-            return self._one(self, name)
-        return self.arrays.get(name)
 
     @property
     def arrays_untouched(self) -> bool:
