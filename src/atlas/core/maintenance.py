@@ -35,41 +35,47 @@ def _needs_rewrite(var: Variable, idx: ChunkIndex) -> bool:
     return int(rows["nbytes"].sum()) < int(rows["raw_size"][first].sum())
 
 
-def _element_kinds(atlas: Atlas, name: str) -> dict[int, tuple[int, bool]]:
-    """(element size, is float) of every live array of one variable, by array id."""
+def _element_kinds(atlas: Atlas, names: set[str]) -> dict[str, dict[int, tuple[int, bool]]]:
+    """(element size, is float) of every live array of the named variables, by array id."""
     schemas = atlas._schemas
-    kinds: dict[int, tuple[int, bool]] = {}
+    kinds: dict[str, dict[int, tuple[int, bool]]] = {n: {} for n in names}
     try:
         for rec in atlas._datasets.values():
             if isinstance(rec, DatasetState) and not rec.arrays_untouched:
-                arr = rec.arrays.get(name)
-                if arr is not None:
-                    kinds[arr.aid] = (arr.schema.dtype.itemsize, arr.schema.dtype.kind == "float")
+                for arr in rec.arrays.values():
+                    if arr.name in kinds:
+                        kinds[arr.name][arr.aid] = (arr.schema.dtype.itemsize, arr.schema.dtype.kind == "float")
                 continue
             entries = rec._raw_arrays if isinstance(rec, DatasetState) else rec[2]
             for e in entries or ():
-                if e[0] == name:
+                if e[0] in kinds:
                     dt = schemas[e[2]].dtype
-                    kinds[e[1]] = (dt.itemsize, dt.kind == "float")
+                    kinds[e[0]][e[1]] = (dt.itemsize, dt.kind == "float")
     except (TypeError, IndexError) as e:
         raise CorruptionError(f"manifest of {atlas._storage.location}: an array entry is malformed: {e}") from None
     return kinds
 
 
-def _rewrite(atlas: Atlas, var: Variable, idx: ChunkIndex) -> tuple[ChunkIndex, list[tuple[str, int]]]:
+def _rewrite(
+    atlas: Atlas, var: Variable, idx: ChunkIndex, kinds: dict[int, tuple[int, bool]]
+) -> tuple[ChunkIndex, list[tuple[str, int]]]:
     """Copy the live chunks of one variable into fresh, densely packed segments.
 
-    Each chunk's block filter is chosen again from its array's dtype, so compaction
-    also brings old blocks to the filters this version writes.
+    Each chunk's block filter is chosen again from its array's dtype (``kinds``), so
+    compaction also brings old blocks to the filters this version writes.
     """
     rows = idx.rows
     new_rows: list[np.ndarray] = []
     new_segs: list[tuple[str, int]] = []
     if len(rows) == 0:
         return ChunkIndex(empty_rows()), []
-    kinds = _element_kinds(atlas, var.name)
     segs = var.all_segments()
     seg_keys = [k for k, _ in segs]
+    col = {f: rows[f].tolist() for f in (
+        "aid", "chunk", "seg", "offset", "raw_size", "within", "nbytes", "filter",
+        "ncells", "nulls", "vmin", "vmax", "has_minmax",
+    )}
+    seg_c, off_c, raw_c = col["seg"], col["offset"], col["raw_size"]
     n = len(rows)
     i = 0
     while i < n:
@@ -78,25 +84,25 @@ def _rewrite(atlas: Atlas, var: Variable, idx: ChunkIndex) -> tuple[ChunkIndex, 
         j = i
         seen: set[tuple[int, int]] = set()
         while j < n:
-            bk = (int(rows["seg"][j]), int(rows["offset"][j]))
+            bk = (seg_c[j], off_c[j])
             if bk not in seen:
-                if acc and acc + int(rows["raw_size"][j]) > REWRITE_BATCH_BYTES:
+                if acc and acc + raw_c[j] > REWRITE_BATCH_BYTES:
                     break
                 seen.add(bk)
-                acc += int(rows["raw_size"][j])
+                acc += raw_c[j]
             j += 1
-        batch = rows[i:j]
-        blocks = atlas._get_blocks(var, batch, use_cache=False)
+        blocks = atlas._get_blocks(var, rows[i:j], use_cache=False)
         payloads = []
-        for r in batch:
-            block = blocks[(seg_keys[int(r["seg"])], int(r["offset"]))]
-            w, nb = int(r["within"]), int(r["nbytes"])
-            filter_id = int(r["filter"])
-            itemsize, is_float = kinds.get(int(r["aid"]), (filter_id & ~DECIMAL, bool(filter_id & DECIMAL)))
+        for k in range(i, j):
+            block = blocks[(seg_keys[seg_c[k]], off_c[k])]
+            w = col["within"][k]
+            filter_id = col["filter"][k]
+            aid = col["aid"][k]
+            itemsize, is_float = kinds.get(aid, (filter_id & ~DECIMAL, bool(filter_id & DECIMAL)))
             payloads.append(
                 ChunkPayload(
-                    int(r["aid"]), int(r["chunk"]), itemsize, block[w : w + nb],
-                    int(r["ncells"]), int(r["nulls"]), int(r["vmin"]), int(r["vmax"]), int(r["has_minmax"]),
+                    aid, col["chunk"][k], itemsize, block[w : w + col["nbytes"][k]],
+                    col["ncells"][k], col["nulls"][k], col["vmin"][k], col["vmax"][k], col["has_minmax"][k],
                     is_float,
                 )
             )
@@ -130,10 +136,11 @@ def compact(atlas: Atlas, keep_versions: int = 1) -> None:
     atlas._check_writable()
     atlas.flush()
     rewrite: dict[str, tuple[ChunkIndex, list[tuple[str, int]]]] = {}
-    for var in list(atlas._variables.values()):
-        idx = atlas._index(var)
-        if _needs_rewrite(var, idx):
-            rewrite[var.name] = _rewrite(atlas, var, idx)
+    todo = [(var, atlas._index(var)) for var in list(atlas._variables.values())]
+    todo = [(var, idx) for var, idx in todo if _needs_rewrite(var, idx)]
+    kinds = _element_kinds(atlas, {var.name for var, _ in todo})
+    for var, idx in todo:
+        rewrite[var.name] = _rewrite(atlas, var, idx, kinds[var.name])
     if rewrite:
         atlas._commit(rewrite=rewrite)
         for name, (idx, _) in rewrite.items():
