@@ -93,7 +93,13 @@ class DatasetView:
 
     def array_meta(self, name: str) -> dict[str, Any] | None:
         """``{"dtype", "shape", "chunk_shape", "dimension_names"}`` or ``None``."""
-        schema = self._ds.schema_of(name, self._atlas._schemas)
+        ds = self._ds
+        if ds._arrays is None:  # still the manifest's entries: the usual case of a sweep
+            for e in ds._raw_arrays or ():
+                if e[0] == name:
+                    return self._atlas._schemas[e[2]].meta()
+            return None
+        schema = ds.schema_of(name, self._atlas._schemas)
         return None if schema is None else schema.meta()
 
     def array_fill_value(self, name: str) -> Any | None:

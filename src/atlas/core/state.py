@@ -104,12 +104,12 @@ class Schema:
         return np.full(extent, self.fillscalar, dtype=self.dtype.numpy)
 
     def meta(self) -> dict[str, Any]:
-        """The ``array_meta`` dictionary."""
+        """The ``array_meta`` dictionary (fresh lists every time: callers may change them)."""
         return {
             "dtype": self.dtype.name,
-            "shape": list(self.shape),
-            "chunk_shape": list(self.chunk_shape),
-            "dimension_names": list(self.dims),
+            "shape": [*self.shape],
+            "chunk_shape": [*self.chunk_shape],
+            "dimension_names": [*self.dims],
         }
 
 
