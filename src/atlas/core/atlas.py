@@ -1349,7 +1349,7 @@ class Atlas(XarrayMethods, CatalogMethods):
         raw = rows["raw_size"]
         order = np.lexsort((rows["offset"], rows["seg"]))
         result_bytes = sum({id(m[0]): int(m[0].nbytes) for m in pend_meta}.values())
-        batch_budget = min(SCAN_BATCH_BYTES, max(2 << 20, result_bytes // 4))
+        batch_budget = min(SCAN_BATCH_BYTES, max(self._storage.scan_batch_bytes, result_bytes // 16))
         block_ids = np.stack([rows["seg"].astype(np.int64), rows["offset"].astype(np.int64)], axis=1)
         first = np.unique(block_ids, axis=0, return_index=True)[1]
         blocks_total = int(raw[first].sum())

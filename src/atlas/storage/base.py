@@ -174,6 +174,10 @@ class Storage(abc.ABC):
     supports_conditional_put: bool = True
     #: Largest gap between two ranges of an object that are still read in one request.
     coalesce_gap: int = COALESCE_GAP
+    #: Decoded bytes a windowed scan fetches per round trip, at least: small batches keep
+    #: a slice's memory close to its result; stores with a high latency per request
+    #: (object stores) want bigger ones.
+    scan_batch_bytes: int = 1 << 20
 
     # ----------------------------------------------------------------- reading
 

@@ -112,6 +112,8 @@ class ObjectStorage(Storage):
     (``If-None-Match: *`` on S3), which needs a service with conditional writes.
     """
 
+    scan_batch_bytes = 16 << 20  # tens of milliseconds per request: fewer, larger batches
+
     def __init__(self, store: Any, prefix: str = "", *, location: str | None = None) -> None:
         kind = store_kind(store)
         if kind is None:

@@ -21,6 +21,7 @@ class WrappedStorage(Storage):
         self.read_only = inner.read_only
         self.supports_conditional_put = inner.supports_conditional_put
         self.coalesce_gap = inner.coalesce_gap
+        self.scan_batch_bytes = inner.scan_batch_bytes
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
