@@ -241,3 +241,30 @@ def test_reading_some_arrays_builds_only_theirs_and_later_changes_see_them(tmp_p
     assert last.read_array("a").tolist() == [97.0, -1.0, 99.0, 100.0]
     assert last.array_attributes("a") == {"units": "m"} and last.array_attributes("b") == {"units": "s"}
     assert last.array_stats("a")["min"] == -1.0
+
+
+def test_cache_bytes_bounds_the_block_cache_and_zero_turns_it_off(tmp_path: Path) -> None:
+    from atlas.storage import open_storage
+    from atlas.storage.wrappers import CountingStorage
+
+    store = atlas.Atlas.create(tmp_path / "s")
+    _profiles(store, 300)
+    store.flush()
+    counting = CountingStorage(open_storage(tmp_path / "s"))
+    opened = atlas.Atlas.open(counting)
+    names = opened.list_datasets()
+    assert opened.cache_bytes == 256 << 20
+    first = opened.read_array_across("temperature", names)
+    assert opened._cache.used > 0
+    counting.reset()
+    opened.read_array_across("temperature", names)
+    assert counting.requests == 0  # warm: every block from the cache
+    opened.cache_bytes = 0  # drops what is cached, and caches nothing from now on
+    assert opened._cache.used == 0
+    again = opened.read_array_across("temperature", names)
+    assert counting.requests > 0 and opened._cache.used == 0
+    assert all(np.array_equal(a, b, equal_nan=True) for a, b in zip(first, again, strict=True))
+    for bad in (-1, 1.5, True, "big"):
+        with pytest.raises(ValueError, match="cache_bytes"):
+            opened.cache_bytes = bad  # type: ignore[assignment]
+    assert opened.cache_bytes == 0

@@ -1179,12 +1179,14 @@ class Atlas(XarrayMethods, CatalogMethods):
                 emit(i, None, a, sl)
         total = sum(w[1] for w in wanted.values())
         use_cache = total <= self._cache.budget // 2
+        # blocks that stay cached may come in big batches; others only a batch at a time
+        limit = SCAN_BATCH_BYTES if use_cache else min(SCAN_BATCH_BYTES, max(self._storage.scan_batch_bytes, total // 16))
         keys = list(wanted)
         b0 = 0
         while b0 < len(keys):
             acc = 0
             b1 = b0
-            while b1 < len(keys) and (b1 == b0 or acc + wanted[keys[b1]][1] <= SCAN_BATCH_BYTES):
+            while b1 < len(keys) and (b1 == b0 or acc + wanted[keys[b1]][1] <= limit):
                 acc += wanted[keys[b1]][1]
                 b1 += 1
             batch = {k: wanted[k] for k in keys[b0:b1]}
@@ -1713,6 +1715,18 @@ class Atlas(XarrayMethods, CatalogMethods):
     def meta_compression(self) -> str:
         """How manifests are compressed (``none``, ``zstd`` or ``lz4``)."""
         return self._meta_compression
+
+    @property
+    def cache_bytes(self) -> int:
+        """Budget of the cache of decoded blocks, in bytes (256 MiB by default; 0 turns it
+        off, so a scan holds only its result and one batch of blocks)."""
+        return self._cache.budget
+
+    @cache_bytes.setter
+    def cache_bytes(self, value: int) -> None:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"cache_bytes must be an int >= 0, not {value!r}")
+        self._cache.resize(value)
 
     @property
     def storage(self) -> Storage:

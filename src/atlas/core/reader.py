@@ -55,6 +55,14 @@ class BlockCache:
             self._d.clear()
             self.used = 0
 
+    def resize(self, budget: int) -> None:
+        """Change the budget, dropping the least recently used blocks beyond it."""
+        with self._lock:
+            self.budget = budget
+            while self.used > budget and self._d:
+                _, b = self._d.popitem(last=False)
+                self.used -= b.nbytes
+
 
 BlockKey = tuple[str, int]  # (segment key, offset)
 
