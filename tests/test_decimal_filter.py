@@ -152,3 +152,45 @@ def test_compaction_brings_old_blocks_to_the_decimal_filter(tmp_path: Path, monk
     for name, want in values.items():
         if name != "d0":
             assert _bits(again.open_dataset(name).read_array("depth")) == _bits(want)
+
+
+def test_a_leading_exception_costs_no_more_than_a_later_one() -> None:
+    values = np.round(np.linspace(0, 50, 4000), 2)
+    first, second = values.copy(), values.copy()
+    first[0] = second[1] = 4.123456789e14  # not a 2-digit decimal: an exception
+    a, b = decimal.encode(first.view(np.uint8), 8), decimal.encode(second.view(np.uint8), 8)
+    assert a is not None and b is not None and len(a) <= len(b) + 8
+    assert decimal.decode(a, 8, first.nbytes).tobytes() == first.tobytes()
+
+
+def test_impossible_sizes_are_refused_before_decoding() -> None:
+    raw = np.round(np.linspace(0, 9, 1000), 1).view(np.uint8)
+    stored, _ = encode_block(raw, "zstd", DECIMAL | 8)
+    with pytest.raises(ValueError):
+        decode_block(stored, "zstd", DECIMAL | 8, raw.size * 2)  # more values than the block holds
+    plain, _ = encode_block(raw, "zstd", 8)
+    with pytest.raises(ValueError, match="claims"):
+        decode_block(plain, "zstd", 8, raw.size - 8)  # the frame says otherwise
+    with pytest.raises(ValueError):
+        decode_block(b"\x01", "lz4", DECIMAL | 8, raw.size)
+
+
+def test_index_version_tells_old_readers_about_decimal_blocks(tmp_path: Path) -> None:
+    from atlas.format.chunkindex import HEADER, ChunkIndex
+
+    store = atlas.Atlas.create(tmp_path / "s")
+    ds = store.create_dataset("d")
+    ds.define_array("dec", "float64", ["x"], [500])
+    ds.write_array("dec", [0], np.round(np.linspace(0, 9, 500), 1))
+    ds.define_array("ints", "int32", ["x"], [500])
+    ds.write_array("ints", [0], np.arange(500, dtype=np.int32))
+    store.flush()
+    versions = {}
+    for name in ("dec", "ints"):
+        data = (tmp_path / "s" / store._variables[name].index_key).read_bytes()
+        versions[name] = HEADER.unpack(data[: HEADER.size])[1]
+    assert versions == {"dec": 2, "ints": 1}
+    data = bytearray((tmp_path / "s" / store._variables["dec"].index_key).read_bytes())
+    data[8:12] = (1).to_bytes(4, "little")  # claims the version before the filter
+    with pytest.raises(atlas.CorruptionError, match="version 1 but names decimal blocks"):
+        ChunkIndex.from_bytes(bytes(data), "test")

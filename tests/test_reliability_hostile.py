@@ -483,6 +483,7 @@ DECIMAL_CASES = {
     "impossible width": struct.pack("<BBBBI", 1, 1, 3, 1, 0) + bytes(48),
     "exponent beyond float64": struct.pack("<BBBBI", 1, 40, 2, 1, 0) + bytes(32),
     "unknown formula": struct.pack("<BBBBI", 1, 1, 2, 7, 0) + bytes(32),
+    "float32 formula on float64 values": struct.pack("<BBBBI", 1, 1, 2, 0, 0) + bytes(32),
     "deltas cut short": struct.pack("<BBBBI", 1, 1, 2, 1, 0) + bytes(20),
     "more exceptions than values": struct.pack("<BBBBI", 1, 1, 2, 1, 99) + bytes(32 + 2 + 99 * 8),
     "bitmap disagrees with the count": struct.pack("<BBBBI", 1, 1, 2, 1, 2) + bytes(32) + b"\x07\x00" + bytes(16),

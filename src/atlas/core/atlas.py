@@ -854,12 +854,13 @@ class Atlas(XarrayMethods, CatalogMethods):
 
     def _read(self, arr: ArrayState, start: Any, shape: Any) -> np.ndarray:
         schema = arr.schema
-        if schema.single:
-            return self._read_single(schema, self._single_chunk(arr), start, shape)
         if start is None and shape is None:
             st, stop = (0,) * len(schema.shape), schema.shape
-        else:
-            st, stop = self._window(schema, start, shape)
+            window = None
+        else:  # arguments checked before any I/O
+            st, stop = window = self._window(schema, start, shape)
+        if schema.single:
+            return self._read_single(schema, self._single_chunk(arr), window)
         out_shape = tuple(b - a for a, b in zip(st, stop, strict=True))
         out = np.empty(out_shape, dtype=schema.dtype.numpy)
         if out.size == 0:
@@ -867,13 +868,15 @@ class Atlas(XarrayMethods, CatalogMethods):
         self._fill_window(arr, st, stop, out)
         return self._finish(schema, out)
 
-    def _read_single(self, schema: Schema, chunk: np.ndarray | None, start: Any, shape: Any) -> np.ndarray:
-        """A window of a one-chunk array, given its chunk (None: never stored)."""
-        if start is None and shape is None:
+    def _read_single(
+        self, schema: Schema, chunk: np.ndarray | None, window: tuple[tuple[int, ...], tuple[int, ...]] | None
+    ) -> np.ndarray:
+        """A window (None: all) of a one-chunk array, given its chunk (None: never stored)."""
+        if window is None:
             if chunk is None:
                 return self._finish(schema, schema.new_chunk(schema.shape))
             return self._finish(schema, chunk.copy())
-        st, stop = self._window(schema, start, shape)
+        st, stop = window
         if chunk is None:
             out_shape = tuple(b - a for a, b in zip(st, stop, strict=True))
             return self._finish(schema, schema.new_chunk(out_shape))
@@ -885,10 +888,14 @@ class Atlas(XarrayMethods, CatalogMethods):
     def _read_raw(self, ds: DatasetState, name: str, start: Any, shape: Any) -> np.ndarray | None:
         """Read one array of a dataset whose entries are still raw, building no array state
         for the usual one-chunk array (a loop over 10,000 datasets would build 50,000)."""
+        entries = ds._raw_arrays  # taken once: another thread may build the states meanwhile
+        if entries is None or type(name) is not str:
+            arr = ds.arrays.get(name)  # the state path (and its errors for odd names)
+            return None if arr is None else self._read(arr, start, shape)
         peeked = self._peeked.get((ds.name, name)) if self._peeked else None
         if peeked is not None:
             return self._read(peeked, start, shape)
-        for entry in ds._raw_arrays or ():
+        for entry in entries:
             if entry[0] == name:
                 break
         else:
@@ -896,15 +903,16 @@ class Atlas(XarrayMethods, CatalogMethods):
         aid, sidx = entry[1], entry[2]
         var = self._variables.get(name)
         if type(aid) is not int or var is None or not 0 < aid < self._next_id or type(sidx) is not int:
-            arr = self._peek(ds.name, ds._raw_arrays, name)  # raises the right error
+            arr = self._peek(ds.name, entries, name)  # raises the right error
             return None if arr is None else self._read(arr, start, shape)
         schema = self._schemas[sidx]
         if not schema.single:
             arr = self._one_array(ds, name)
             return None if arr is None else self._read(arr, start, shape)
+        window = None if start is None and shape is None else self._window(schema, start, shape)
         loc = self._single_location(aid, var)
         chunk = None if loc is False else self._chunk_at(var, loc, schema, ds.name, name)
-        return self._read_single(schema, chunk, start, shape)
+        return self._read_single(schema, chunk, window)
 
     def _owners(self, var: Variable, rows: np.ndarray, message: str) -> str:
         """Name the datasets whose chunks sit in the damaged block a message points at."""
@@ -947,7 +955,10 @@ class Atlas(XarrayMethods, CatalogMethods):
         block = self._cache.get(key)
         if block is None:
             wanted = {key: spec}
-            if var.index is not None and not len(var.pending) and loc[0][0] in self._seg_pos(var):
+            if (
+                var.index is not None and not len(var.pending) and loc[0][0] in self._seg_pos(var)
+                and spec[1] <= self._cache.budget // 4  # read-ahead blocks are only of use cached
+            ):
                 # read ahead: loops over datasets in store order will want the next blocks
                 seg_no = self._seg_pos(var)[key[0]]
                 segs = var.segments
@@ -1067,8 +1078,16 @@ class Atlas(XarrayMethods, CatalogMethods):
     def _one_array(self, ds: DatasetState, array: str) -> ArrayState | None:
         """One array's state of a dataset whose entries are still raw, the others left raw
         (it joins them when they are built)."""
+        entries = ds._raw_arrays
+        if entries is None:  # built meanwhile (another thread)
+            return ds.arrays.get(array)
         arr = self._peeked.get((ds.name, array))
-        return arr if arr is not None else self._peek(ds.name, ds._raw_arrays, array)
+        if arr is None:
+            arr = self._peek(ds.name, entries, array)
+            if ds._raw_arrays is None:  # built while this one was made: use the built one
+                self._peeked.pop((ds.name, array), None)
+                return ds.arrays.get(array)
+        return arr
 
     def _peek(self, name: str, entries: Any, array: str) -> ArrayState | None:
         """One array of a dataset still in manifest form, without decoding the rest of it.

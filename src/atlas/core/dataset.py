@@ -94,8 +94,9 @@ class DatasetView:
     def array_meta(self, name: str) -> dict[str, Any] | None:
         """``{"dtype", "shape", "chunk_shape", "dimension_names"}`` or ``None``."""
         ds = self._ds
-        if ds._arrays is None:  # still the manifest's entries: the usual case of a sweep
-            for e in ds._raw_arrays or ():
+        entries = ds._raw_arrays  # still the manifest's entries: the usual case of a sweep
+        if entries is not None:
+            for e in entries:
                 if e[0] == name:
                     return self._atlas._schemas[e[2]].meta()
             return None

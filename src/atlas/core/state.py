@@ -182,8 +182,10 @@ class _Empty(dict):
 
     __slots__ = ()
 
-    def __setitem__(self, key: Any, value: Any) -> None:
+    def _refuse(self, *args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("internal error: item set on a shared empty dict")
+
+    __setitem__ = update = setdefault = __ior__ = _refuse
 
 
 NO_CHUNKS: dict[int, np.ndarray] = _Empty()

@@ -42,6 +42,9 @@ INDEX_DTYPE = np.dtype(
 MAGIC = b"ATLASIDX"
 HEADER = struct.Struct("<8sIQQI")  # magic, format version, rows, payload length, crc32c
 FORMAT_VERSION = 1
+# Indexes with decimal-filter rows are version 2, so readers that predate the filter refuse
+# them by version instead of misreading the filter byte; others stay version 1.
+DECIMAL_FORMAT_VERSION = 2
 # No block is ever larger than this (blocks are ~256 KiB; a single huge chunk is its own block).
 MAX_BLOCK_BYTES = 1 << 34
 # An index with more rows than this is damaged or crafted (2**31 rows would be 200 GB).
@@ -89,7 +92,7 @@ class ChunkIndex:
 
     def blocks_after(self, seg: int, offset: int, count: int) -> list[tuple[int, ...]]:
         """The next ``count`` blocks in storage order after the block at (seg, offset), as
-        (seg, offset, length, raw_size, crc, codec, itemsize): what a reader going through
+        (seg, offset, length, raw_size, crc, codec, filter): what a reader going through
         datasets in store order needs next, so it can fetch and decode them together."""
         if self._blocks is None:
             r = self.rows
@@ -113,7 +116,7 @@ class ChunkIndex:
         return self._first.get(aid, -1)
 
     def location(self, j: int) -> tuple[int, int, int, int, int, int, int, int, int]:
-        """(seg, offset, length, raw_size, crc, codec, itemsize, within, nbytes) of row ``j``."""
+        """(seg, offset, length, raw_size, crc, codec, filter, within, nbytes) of row ``j``."""
         cols = self._cols
         if cols is None:
             r = self.rows
@@ -197,7 +200,9 @@ class ChunkIndex:
     def to_bytes(self) -> bytes:
         """Encode as header + zstd-compressed rows (little-endian, packed)."""
         payload = zstandard.ZstdCompressor(level=3).compress(self.rows.tobytes())
-        return HEADER.pack(MAGIC, FORMAT_VERSION, len(self.rows), len(payload), checksum(payload)) + payload
+        decimal = len(self.rows) and bool(((self.rows["filter"] & DECIMAL) != 0).any())
+        version = DECIMAL_FORMAT_VERSION if decimal else FORMAT_VERSION
+        return HEADER.pack(MAGIC, version, len(self.rows), len(payload), checksum(payload)) + payload
 
     @classmethod
     def from_bytes(cls, data: Any, where: str) -> ChunkIndex:
@@ -208,7 +213,7 @@ class ChunkIndex:
         magic, version, nrows, plen, crc = HEADER.unpack(buf[: HEADER.size])
         if magic != MAGIC:
             raise CorruptionError(f"chunk index {where} has a bad magic number")
-        if version != FORMAT_VERSION:
+        if version not in (FORMAT_VERSION, DECIMAL_FORMAT_VERSION):
             raise CorruptionError(f"chunk index {where} has unsupported version {version}")
         payload = buf[HEADER.size :]
         if len(payload) != plen:
@@ -227,6 +232,8 @@ class ChunkIndex:
         if len(raw) != expected:
             raise CorruptionError(f"chunk index {where} holds {len(raw)} bytes, expected {expected}")
         rows = np.frombuffer(raw, dtype=INDEX_DTYPE).copy()
+        if version == FORMAT_VERSION and nrows and ((rows["filter"] & DECIMAL) != 0).any():
+            raise CorruptionError(f"chunk index {where} is version {version} but names decimal blocks")
         if nrows > 1:
             a, c = rows["aid"], rows["chunk"]
             ok = (a[1:] > a[:-1]) | ((a[1:] == a[:-1]) & (c[1:] > c[:-1]))

@@ -157,24 +157,39 @@ def encode_block(raw: np.ndarray, codec: str, filter_id: int) -> tuple[bytes, in
     return encode_filtered(data, codec, filter_id)
 
 
+def _frame_size(stored: Any) -> int:
+    """The content size a zstd frame declares (-1: not declared)."""
+    try:
+        return int(zstandard.frame_content_size(stored))
+    except zstandard.ZstdError as e:
+        raise ValueError(f"not a zstd frame: {e}") from None
+
+
 def decode_block(stored: Any, codec: str, filter_id: int, raw_size: int) -> np.ndarray:
-    """Decompress and unfilter a block (checksum is checked by the caller)."""
+    """Decompress and unfilter a block (checksum is checked by the caller); ValueError when
+    its sizes are impossible, before anything of that size is allocated."""
     if filter_id & DECIMAL:
         itemsize = filter_id & ~DECIMAL
-        bound = _decimal_bound(raw_size, itemsize)
-        if codec == "zstd":
-            size = zstandard.frame_content_size(stored)
-            if not 0 <= size <= bound:
-                raise ValueError(f"decimal block claims {size} encoded bytes, at most {bound} are possible")
-            data: Any = _zstd_d().decompress(stored, max_output_size=size)
-        elif codec == "lz4":
+        if codec == "lz4":
+            if len(stored) < _LZ4_SIZE.size:
+                raise ValueError("decimal lz4 block is too short")
             (size,) = _LZ4_SIZE.unpack_from(stored)
-            if size > bound:
-                raise ValueError(f"decimal block claims {size} encoded bytes, at most {bound} are possible")
-            data = lz4.block.decompress(memoryview(stored)[_LZ4_SIZE.size :], uncompressed_size=size)
+            body = memoryview(stored)[_LZ4_SIZE.size :]
+        elif codec == "zstd":
+            size = _frame_size(stored)
+            body = stored
         else:
             raise ValueError("the decimal filter needs a codec")
+        bound = min(_decimal_bound(raw_size, itemsize), len(body) * MAX_RATIO[codec] + 64)
+        if not 0 <= size <= bound:
+            raise ValueError(f"decimal block claims {size} encoded bytes, at most {bound} are possible")
+        if codec == "zstd":
+            data: Any = _zstd_d().decompress(body, max_output_size=size)
+        else:
+            data = lz4.block.decompress(body, uncompressed_size=size)
         return decimal.decode(data, itemsize, raw_size)
+    if codec == "zstd" and _frame_size(stored) not in (raw_size, -1):
+        raise ValueError(f"block frame claims {_frame_size(stored)} bytes, the index {raw_size}")
     raw = decompress(stored, codec, raw_size)
     arr = np.frombuffer(raw, dtype=np.uint8)
     if arr.size != raw_size:

@@ -37,6 +37,9 @@ FORMAT = 1
 MAX_EXPONENT = {4: 7, 8: 15}
 # A block with more exceptions than this fraction of its values is left to the plain codecs.
 MAX_EXCEPTION_FRACTION = 0.5
+# Larger blocks (a huge chunk is its own block) are left to the plain codecs: encoding
+# needs about ten times the block in temporaries.
+MAX_BLOCK_BYTES = 32 << 20
 _SAMPLE = 2048
 _POW10 = [10.0**e for e in range(23)]
 _FLOAT: dict[int, np.dtype[Any]] = {4: np.dtype("<f4"), 8: np.dtype("<f8")}
@@ -78,7 +81,7 @@ def _exponent(values: np.ndarray, itemsize: int) -> int | None:
 
 def encode(raw: np.ndarray, itemsize: int) -> bytes | None:
     """Encode a block of little-endian floats (uint8 buffer); None when the filter does not fit."""
-    if itemsize not in _FLOAT or raw.size == 0 or raw.size % itemsize:
+    if itemsize not in _FLOAT or raw.size == 0 or raw.size % itemsize or raw.size > MAX_BLOCK_BYTES:
         return None
     values = raw.view(_FLOAT[itemsize])
     e = _exponent(values, itemsize)
@@ -95,10 +98,12 @@ def encode(raw: np.ndarray, itemsize: int) -> bytes | None:
     nexc = int(np.count_nonzero(exc))
     if nexc > MAX_EXCEPTION_FRACTION * n:
         return None
-    if nexc:  # exceptions repeat the previous integer, so their deltas are 0
+    if nexc:  # exceptions repeat the previous integer (0 before the first), so their deltas are 0
         pos = np.where(exc, 0, np.arange(n))
         np.maximum.accumulate(pos, out=pos)
         ints = ints[pos]
+        lead = int(np.argmin(exc))  # values before the first non-exception
+        ints[:lead] = 0
     deltas = np.diff(ints, prepend=np.int64(0))
     lo, hi = int(deltas.min()), int(deltas.max())
     width = next(w for w in (1, 2, 4, 8) if -(1 << (8 * w - 1)) <= lo and hi < (1 << (8 * w - 1)))
@@ -117,7 +122,10 @@ def decode(data: bytes | memoryview | np.ndarray, itemsize: int, raw_size: int) 
         raise ValueError("decimal block has an impossible size")
     fmt, e, width, formula, nexc = HEADER.unpack(buf[: HEADER.size].tobytes())
     n = raw_size // itemsize
-    if fmt != FORMAT or width not in _INT or formula > 1 or e > MAX_EXPONENT[itemsize] or nexc > n:
+    if (
+        fmt != FORMAT or width not in _INT or formula > 1 or (formula == 0 and itemsize != 4)
+        or e > MAX_EXPONENT[itemsize] or nexc > n
+    ):
         raise ValueError("decimal block header is malformed")
     body = HEADER.size + n * width
     end = body + ((n + 7) // 8 + nexc * itemsize if nexc else 0)
@@ -135,4 +143,7 @@ def decode(data: bytes | memoryview | np.ndarray, itemsize: int, raw_size: int) 
         if int(np.count_nonzero(mask)) != nexc:
             raise ValueError("decimal block exception count does not match its bitmap")
         out.view(_UINT[itemsize])[mask] = buf[body + (n + 7) // 8 :].view(_UINT[itemsize])
-    return out.view(np.uint8)
+    result = out.view(np.uint8)
+    if result.size != raw_size:
+        raise ValueError(f"decimal block decodes to {result.size} bytes, expected {raw_size}")
+    return result
