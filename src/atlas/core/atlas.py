@@ -92,14 +92,19 @@ def _open_storage(location: Any, create: bool, options: dict[str, Any]) -> Stora
     return open_storage(location, create=create, **options)
 
 
-def _frozen_entries(entries: list[Any]) -> tuple[Any, ...]:
-    """Array entries of a manifest as tuples (malformed ones are left for the checks)."""
+def _frozen_entries(entries: list[Any], nschemas: int) -> tuple[Any, ...]:
+    """Array entries of a manifest as tuples, after the structural checks every use relies
+    on (five fields, unique str names, a valid schema number); ValueError otherwise."""
     out = []
     for e in entries:
-        if type(e) is list and len(e) == 5:
-            st, at = e[3], e[4]
-            e = (e[0], e[1], e[2], tuple(st) if type(st) is list else st, tuple(at) if type(at) is list else at)
-        out.append(e)
+        if type(e) is not list or len(e) != 5:
+            raise ValueError("an array entry is not a list of five fields")
+        name, aid, sidx, st, at = e
+        if type(name) is not str or type(sidx) is not int or not 0 <= sidx < nschemas:
+            raise ValueError("bad array name or schema reference")
+        out.append((name, aid, sidx, tuple(st) if type(st) is list else st, tuple(at) if type(at) is list else at))
+    if len(out) > 1 and len({e[0] for e in out}) != len(out):
+        raise ValueError("an array name is repeated")
     return tuple(out)
 
 
@@ -310,6 +315,7 @@ class Atlas(XarrayMethods, CatalogMethods):
             if not 0 < var.vid < next_id or var.name.startswith("_") or "/" in var.name or var.name in ("", ".", ".."):
                 raise CorruptionError(f"manifest {where}: variable entry {var.name!r} is invalid")
             self._variables[var.name] = var
+        nschemas = len(schemas)
         for rec in datasets:
             if not isinstance(rec, list) or len(rec) != 3 or type(rec[0]) is not str or type(rec[2]) is not list:
                 raise CorruptionError(f"manifest {where}: dataset entry is malformed")
@@ -320,7 +326,10 @@ class Atlas(XarrayMethods, CatalogMethods):
                 raise CorruptionError(f"manifest {where}: dataset {rec[0]!r} listed twice")
             self._datasets[rec[0]] = rec
             rec[1] = tuple(rec[1]) if type(rec[1]) is list else rec[1]
-            rec[2] = _frozen_entries(rec[2])
+            try:
+                rec[2] = _frozen_entries(rec[2], nschemas)
+            except ValueError as e:
+                raise CorruptionError(f"manifest {where}, dataset {n!r}: {e}") from None
         try:  # array ids must be unique, or one array would read another's chunks
             aids = [a[1] for rec in datasets for a in rec[2]]
         except (TypeError, IndexError, KeyError):
@@ -382,17 +391,7 @@ class Atlas(XarrayMethods, CatalogMethods):
         ds = DatasetState(name)
         if rec[1]:
             ds._raw_attrs = (rec[1], self._where)
-        entries = rec[2]
-        names = set()
-        nschemas = len(self._schemas)
-        try:  # cheap structural checks now; array states are built when first needed
-            for e in entries:
-                aname = e[0]
-                if type(aname) is not str or aname in names or len(e) != 5 or type(e[2]) is not int or not 0 <= e[2] < nschemas:
-                    raise TypeError("bad or repeated array name, or bad schema reference")
-                names.add(aname)
-        except (TypeError, IndexError, KeyError) as err:
-            raise CorruptionError(f"{self._where}, dataset {name!r}: array entry is malformed: {err}") from None
+        entries = rec[2]  # checked when the manifest was read (_frozen_entries)
         ds._arrays = None
         ds._raw_arrays = entries
         ds._build = self._build_arrays
