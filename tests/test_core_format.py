@@ -316,3 +316,17 @@ def test_cache_off_reads_no_blocks_ahead(tmp_path: Path, monkeypatch: pytest.Mon
     for name in opened.list_datasets()[:20]:
         opened.open_dataset(name).read_array("temperature")
     assert len(decoded) == 20  # one block per read, none decoded ahead and thrown away
+
+
+def test_a_small_window_across_datasets_does_not_keep_the_variable_decoded(tmp_path: Path) -> None:
+    store = atlas.Atlas.create(tmp_path / "s")
+    _profiles(store, 200, length=1000)
+    store.flush()
+    opened = atlas.Atlas.open(tmp_path / "s")
+    names = opened.list_datasets()
+    head = opened.read_array_across_stacked("temperature", names, start=[0], shape=[5])
+    assert head.shape == (200, 5)
+    assert opened._cache.used == 0  # 4 KB of result must not hold 800 KB of decoded blocks
+    full = opened.read_array_across("temperature", names)
+    assert opened._cache.used >= sum(a.nbytes for a in full)  # a whole-variable read is cached
+    assert np.array_equal(head, np.stack([a[:5] for a in full]), equal_nan=True)

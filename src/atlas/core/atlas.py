@@ -1196,7 +1196,15 @@ class Atlas(XarrayMethods, CatalogMethods):
                 i, a, sl = items[pos]
                 emit(i, None, a, sl)
         total = sum(w[1] for w in wanted.values())
-        use_cache = total <= self._cache.budget // 2
+        # what the caller keeps: whole chunks, or the windows' share of them
+        needed = 0
+        for pos, loc in enumerate(locs):
+            if loc is not None:
+                sl, size = items[pos][2], items[pos][1].schema.size
+                needed += loc[1] if sl is None or not size else loc[1] * math.prod(x.stop - x.start for x in sl) // size
+        # cache the blocks when they are not much more than that (a window of every profile
+        # must not keep the whole variable decoded)
+        use_cache = total <= min(self._cache.budget // 2, 2 * needed)
         # blocks that stay cached may come in big batches; others only a batch at a time
         limit = SCAN_BATCH_BYTES if use_cache else min(SCAN_BATCH_BYTES, max(self._storage.scan_batch_bytes, total // 16))
         keys = list(wanted)
