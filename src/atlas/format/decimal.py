@@ -41,21 +41,21 @@ MAX_EXCEPTION_FRACTION = 0.5
 # needs about ten times the block in temporaries.
 MAX_BLOCK_BYTES = 32 << 20
 _SAMPLE = 2048
+_PIECE = 1 << 16  # values decoded at a time
 _POW10 = [10.0**e for e in range(23)]
 _FLOAT: dict[int, np.dtype[Any]] = {4: np.dtype("<f4"), 8: np.dtype("<f8")}
 _UINT: dict[int, np.dtype[Any]] = {4: np.dtype("<u4"), 8: np.dtype("<u8")}
 _INT: dict[int, np.dtype[Any]] = {1: np.dtype("i1"), 2: np.dtype("<i2"), 4: np.dtype("<i4"), 8: np.dtype("<i8")}
 
 
-def _decode_formula(ints: np.ndarray, e: int, itemsize: int, formula: int) -> np.ndarray:
-    """The float values of the integers (the decoder's exact formula)."""
-    if formula == 0:
-        out = ints.astype(np.float32)
-        out /= np.float32(_POW10[e])
-        return out
-    out64 = ints.astype(np.float64)
-    out64 /= _POW10[e]
-    return out64 if itemsize == 8 else out64.astype(np.float32)
+def _decode_into(ints: np.ndarray, e: int, itemsize: int, formula: int, out: np.ndarray) -> None:
+    """Write the float values of the integers into ``out`` (the decoder's exact formula)."""
+    if formula == 0:  # float32 / float32: both operands exact below 2**24
+        np.divide(ints.astype(np.float32), np.float32(_POW10[e]), out=out)
+    elif itemsize == 8:
+        np.divide(ints.astype(np.float64), _POW10[e], out=out)
+    else:
+        out[...] = ints.astype(np.float64) / _POW10[e]
 
 
 def _exponent(values: np.ndarray, itemsize: int) -> int | None:
@@ -94,7 +94,9 @@ def encode(raw: np.ndarray, itemsize: int) -> bytes | None:
         ints = np.where(usable, scaled, 0.0).astype(np.int64)
     formula = 0 if itemsize == 4 and np.abs(ints).max() < 2**24 else 1
     bits = values.view(_UINT[itemsize])
-    exc = ~(usable & (_decode_formula(ints, e, itemsize, formula).view(_UINT[itemsize]) == bits))
+    back = np.empty(n, dtype=_FLOAT[itemsize])
+    _decode_into(ints, e, itemsize, formula, back)
+    exc = ~(usable & (back.view(_UINT[itemsize]) == bits))
     nexc = int(np.count_nonzero(exc))
     if nexc > MAX_EXCEPTION_FRACTION * n:
         return None
@@ -104,7 +106,9 @@ def encode(raw: np.ndarray, itemsize: int) -> bytes | None:
         ints = ints[pos]
         lead = int(np.argmin(exc))  # values before the first non-exception
         ints[:lead] = 0
-    deltas = np.diff(ints, prepend=np.int64(0))
+    deltas = np.empty_like(ints)
+    deltas[0] = ints[0]
+    np.subtract(ints[1:], ints[:-1], out=deltas[1:])
     lo, hi = int(deltas.min()), int(deltas.max())
     width = next(w for w in (1, 2, 4, 8) if -(1 << (8 * w - 1)) <= lo and hi < (1 << (8 * w - 1)))
     narrow = deltas.astype(_INT[width]).view(np.uint8)
@@ -132,12 +136,19 @@ def decode(data: bytes | memoryview | np.ndarray, itemsize: int, raw_size: int) 
     if buf.size != end:
         raise ValueError(f"decimal block holds {buf.size} bytes, expected {end}")
     planes = buf[HEADER.size : body].reshape(width, n)
-    interleaved = np.empty((n, width), dtype=np.uint8)
-    for k in range(width):
-        interleaved[:, k] = planes[k]
-    deltas = interleaved.view(_INT[width]).reshape(-1)
-    ints = np.cumsum(deltas, dtype=np.int32 if formula == 0 else np.int64)
-    out = _decode_formula(ints, e, itemsize, formula)
+    out = np.empty(n, dtype=_FLOAT[itemsize])
+    acc = np.int32 if formula == 0 else np.int64
+    carry = 0
+    for lo in range(0, n, _PIECE):  # in pieces: temporaries stay small next to the block
+        hi = min(n, lo + _PIECE)
+        interleaved = np.empty((hi - lo, width), dtype=np.uint8)
+        for k in range(width):
+            interleaved[:, k] = planes[k, lo:hi]
+        ints = np.cumsum(interleaved.view(_INT[width]).reshape(-1), dtype=acc)
+        if carry:
+            np.add(ints, carry, out=ints, casting="unsafe")
+        carry = int(ints[-1])
+        _decode_into(ints, e, itemsize, formula, out[lo:hi])
     if nexc:
         mask = np.unpackbits(buf[body : body + (n + 7) // 8], count=n, bitorder="little").view(bool)
         if int(np.count_nonzero(mask)) != nexc:
