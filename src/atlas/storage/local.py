@@ -212,11 +212,13 @@ class LocalStorage(Storage):
         fd = self._open_file(key)
         try:
             chunks = []
+            want = os.fstat(fd).st_size + 1  # one read for the whole file (and seeing its end)
             while True:
-                chunk = os.read(fd, 1 << 24)
+                chunk = os.read(fd, want)
                 if not chunk:
                     break
                 chunks.append(chunk)
+                want = 1 << 16  # the file grew (or a short read): go on in small steps
         except IsADirectoryError:
             raise self._missing(key) from None
         finally:
