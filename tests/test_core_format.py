@@ -330,3 +330,19 @@ def test_a_small_window_across_datasets_does_not_keep_the_variable_decoded(tmp_p
     full = opened.read_array_across("temperature", names)
     assert opened._cache.used >= sum(a.nbytes for a in full)  # a whole-variable read is cached
     assert np.array_equal(head, np.stack([a[:5] for a in full]), equal_nan=True)
+
+
+def test_local_reads_allocate_about_the_file_size(tmp_path: Path) -> None:
+    from atlas.storage import LocalStorage
+
+    storage = LocalStorage(tmp_path / "s", create=True)
+    payload = bytes(range(256)) * 40
+    storage.put("index/x.idx", payload)
+    tracemalloc.start()
+    try:
+        got = storage.get("index/x.idx")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert got == payload
+    assert peak < 256 << 10, f"{peak} bytes allocated to read a {len(payload)}-byte file"
