@@ -802,12 +802,19 @@ class Atlas(XarrayMethods, CatalogMethods):
 
     def _window(self, schema: Schema, start: Any, shape: Any) -> tuple[tuple[int, ...], tuple[int, ...]]:
         """Validated, clipped window ``(start, stop)``; memoised for the usual tuple/list inputs."""
-        plain = (start is None or (type(start) in (list, tuple) and all(type(v) is int for v in start))) and (
-            shape is None or (type(shape) in (list, tuple) and all(type(v) is int for v in shape))
-        )
-        if not plain:
-            return self._check_window(schema, start, shape)
-        key = (schema.shape, None if start is None else tuple(start), None if shape is None else tuple(shape))
+        ts, tn = type(start), type(shape)
+        if (
+            (ts is list or ts is tuple) and len(start) == 1 and type(start[0]) is int
+            and (shape is None or ((tn is list or tn is tuple) and len(shape) == 1 and type(shape[0]) is int))
+        ):  # the usual 1-D window, checked without generators
+            key: tuple[Any, ...] = (schema.shape, (start[0],), None if shape is None else (shape[0],))
+        else:
+            plain = (start is None or (ts in (list, tuple) and all(type(v) is int for v in start))) and (
+                shape is None or (tn in (list, tuple) and all(type(v) is int for v in shape))
+            )
+            if not plain:
+                return self._check_window(schema, start, shape)
+            key = (schema.shape, None if start is None else tuple(start), None if shape is None else tuple(shape))
         hit = self._windows.get(key)
         if hit is None:
             shp = schema.shape
