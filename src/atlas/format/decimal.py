@@ -127,7 +127,7 @@ def decode(data: bytes | memoryview | np.ndarray, itemsize: int, raw_size: int) 
     fmt, e, width, formula, nexc = HEADER.unpack(buf[: HEADER.size].tobytes())
     n = raw_size // itemsize
     if (
-        fmt != FORMAT or width not in _INT or formula > 1 or (formula == 0 and itemsize != 4)
+        fmt != FORMAT or width not in _INT or formula > 1 or (formula == 0 and (itemsize != 4 or width > 4))
         or e > MAX_EXPONENT[itemsize] or nexc > n
     ):
         raise ValueError("decimal block header is malformed")
