@@ -204,7 +204,7 @@ class Atlas(XarrayMethods, CatalogMethods):
             raise FileExistsError(f"an Atlas store already exists at {storage.location}")
         config = {"codec": codec, "meta_format": meta_format, "meta_compression": meta_compression}
         self = cls(storage, config, -1, False)
-        self._commit(force=True)
+        self._commit()
         return self
 
     @classmethod
@@ -1512,7 +1512,7 @@ class Atlas(XarrayMethods, CatalogMethods):
         """Same as :meth:`flush`; the handle stays usable."""
         self.flush()
 
-    def _commit(self, force: bool = False, rewrite: dict[str, tuple[ChunkIndex, list[tuple[str, int]]]] | None = None) -> None:
+    def _commit(self, rewrite: dict[str, tuple[ChunkIndex, list[tuple[str, int]]]] | None = None) -> None:
         """Write data, indexes and the next manifest; swap in-memory state only on success."""
         # 1. data written ahead for every buffered chunk (string stats taken from buffers first)
         string_stats_now = {

@@ -87,14 +87,6 @@ class Schema:
             min(c, s - i * c) for i, c, s in zip(coords, self.chunk_shape, self.shape, strict=True)
         )
 
-    def chunk_coords(self, chunk: int) -> tuple[int, ...]:
-        """Grid coordinates of a linear chunk id."""
-        out = []
-        for st in self.strides:
-            q, chunk = divmod(chunk, st)
-            out.append(q)
-        return tuple(out)
-
     def new_chunk(self, extent: tuple[int, ...]) -> np.ndarray:
         """A chunk buffer holding only the fill value (or zeros / empty strings)."""
         if self.dtype.is_string:

@@ -262,11 +262,6 @@ def _itemsize(dtype: Any) -> int:
     return _OBJECT_ITEMSIZE if dtype.kind == "O" else max(1, int(dtype.itemsize))
 
 
-def estimated_nbytes(ds: xr.Dataset) -> int:
-    """Decoded size of ``ds`` in memory (strings counted at a generous flat rate)."""
-    return sum(math.prod(v.shape) * _itemsize(v.dtype) for v in ds.variables.values())
-
-
 def plan_chunks(ds: xr.Dataset, chunk_bytes: int) -> dict[str, int]:
     """Dask chunk length per dimension so that no variable's block exceeds ``chunk_bytes``.
 
