@@ -356,6 +356,15 @@ def _find(store: Atlas, expr: str) -> list[str]:
         raise CommandError(" ".join(str(e).split())) from None
 
 
+def _print_names(names: list[str], as_json: bool) -> int:
+    if as_json:
+        print_json(names)
+    else:
+        for n in names:
+            print(n)
+    return EXIT_OK
+
+
 def cmd_ls(args: argparse.Namespace) -> int:
     """List dataset names."""
     store = _open_store(args.store)
@@ -366,24 +375,13 @@ def cmd_ls(args: argparse.Namespace) -> int:
     if where is not None:
         found = set(_find(store, where))
         names = [n for n in names if n in found]
-    if args.json:
-        print_json(names)
-    else:
-        for n in names:
-            print(n)
-    return EXIT_OK
+    return _print_names(names, args.json)
 
 
 def cmd_find(args: argparse.Namespace) -> int:
     """List the datasets matching a catalogue expression."""
     store = _open_store(args.store)
-    names = _find(store, args.expr)
-    if args.json:
-        print_json(names)
-    else:
-        for n in names:
-            print(n)
-    return EXIT_OK
+    return _print_names(_find(store, args.expr), args.json)
 
 
 # ---------------------------------------------------------------------------- show

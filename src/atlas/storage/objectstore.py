@@ -159,29 +159,26 @@ class ObjectStorage(Storage):
             return ReadOnlyError(f"cannot {what} {key!r}: {self.location} is read-only over HTTP")
         return ReadOnlyError(f"cannot {what} {key!r}: {self.location} is read-only")
 
-    def _head(self, key: str) -> Any:
+    def _call(self, key: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """``fn(store, path of key, ...)``, with every flavour of "no such object" raised as
+        this storage's FileNotFoundError."""
         try:
-            return obs.head(self.store, self._path(key))
+            return fn(self.store, self._path(key), *args, **kwargs)
         except BaseError as e:
             if _is_missing(e):
                 raise self._missing(key) from None
             raise
         except FileNotFoundError:
             raise self._missing(key) from None
+
+    def _head(self, key: str) -> Any:
+        return self._call(key, obs.head)
 
     # ----------------------------------------------------------------- reading
 
     def get(self, key: str) -> bytes:
         """The whole object at ``key``."""
-        path = self._path(key)
-        try:
-            return bytes(obs.get(self.store, path).bytes())
-        except BaseError as e:
-            if _is_missing(e):
-                raise self._missing(key) from None
-            raise
-        except FileNotFoundError:
-            raise self._missing(key) from None
+        return bytes(self._call(key, obs.get).bytes())
 
     def get_range(self, key: str, start: int, length: int) -> bytes:
         """``length`` bytes from ``start`` (fewer at the end of the object)."""
@@ -238,11 +235,7 @@ class ObjectStorage(Storage):
     def exists(self, key: str) -> bool:
         """Whether an object is stored at ``key`` (one HEAD request)."""
         try:
-            obs.head(self.store, self._path(key))
-        except BaseError as e:
-            if _is_missing(e):
-                return False
-            raise
+            self._head(key)
         except FileNotFoundError:
             return False
         return True
@@ -299,14 +292,11 @@ class ObjectStorage(Storage):
 
     def delete(self, key: str) -> None:
         """Remove ``key``; a missing key is fine."""
-        path = self._path(key)
+        check_key(key)  # a bad key is reported before a read-only store is
         if self.read_only:
             raise self._deny("delete", key)
         try:
-            obs.delete(self.store, path)
-        except BaseError as e:
-            if not _is_missing(e):
-                raise
+            self._call(key, obs.delete)
         except FileNotFoundError:
             pass
 
