@@ -93,14 +93,7 @@ class DatasetView:
 
     def array_meta(self, name: str) -> dict[str, Any] | None:
         """``{"dtype", "shape", "chunk_shape", "dimension_names"}`` or ``None``."""
-        ds = self._ds
-        entries = ds._raw_arrays  # still the manifest's entries: the usual case of a sweep
-        if entries is not None:
-            for e in entries:
-                if e[0] == name:
-                    return self._atlas._schemas[e[2]].meta()
-            return None
-        schema = ds.schema_of(name, self._atlas._schemas)
+        schema = self._ds.schema_of(name, self._atlas._schemas)
         return None if schema is None else schema.meta()
 
     def array_fill_value(self, name: str) -> Any | None:

@@ -287,21 +287,26 @@ class DatasetState:
         """Whether the array entries are still exactly as read from the manifest."""
         return self._arrays is None
 
+    # The raw entries are read once: building the states (maybe in another thread) sets
+    # ``_arrays`` before it drops ``_raw_arrays``, so one of the two is always there.
+
     def array_names(self) -> list[str]:
         """Array names in definition order."""
-        if self._arrays is None:
-            return [e[0] for e in self._raw_arrays or ()]
-        return list(self._arrays)
+        raw = self._raw_arrays
+        if raw is not None:
+            return [e[0] for e in raw]
+        return list(self.arrays)
 
     def schema_of(self, name: str, schemas: Any) -> Schema | None:
         """The schema of one array, or None when the dataset has no such array."""
-        if self._arrays is not None:
-            a = self._arrays.get(name)
-            return None if a is None else a.schema
-        for e in self._raw_arrays or ():
-            if e[0] == name:
-                return schemas[e[2]]
-        return None
+        raw = self._raw_arrays
+        if raw is not None:
+            for e in raw:
+                if e[0] == name:
+                    return schemas[e[2]]
+            return None
+        a = self.arrays.get(name)
+        return None if a is None else a.schema
 
     def attr_values(self) -> dict[str, Any]:
         """A fresh ``{key: value}`` dict of the attributes (still-encoded ones stay encoded)."""
