@@ -1187,9 +1187,12 @@ class Atlas(XarrayMethods, CatalogMethods):
         by_block: dict[BlockKey, list[int]] = {}
         wanted: dict[BlockKey, tuple[int, int, int, int, int]] = {}
         locs: list[tuple[int, int] | None] = []
+        needed = 0  # what the caller keeps: whole chunks, or the windows' share of them
         for pos, j in enumerate(rows):
+            i, a, sl = items[pos]
             if j < 0:
                 locs.append(None)
+                emit(i, None, a, sl)
                 continue
             seg, offset, length, raw, crc, codec, filter_id, within, nbytes = idx.location(j)
             key = (seg_keys[seg], offset)
@@ -1198,17 +1201,9 @@ class Atlas(XarrayMethods, CatalogMethods):
                 by_block[key] = []
             by_block[key].append(pos)
             locs.append((within, nbytes))
-        for pos, loc in enumerate(locs):
-            if loc is None:
-                i, a, sl = items[pos]
-                emit(i, None, a, sl)
+            size = a.schema.size
+            needed += nbytes if sl is None or not size else nbytes * math.prod(x.stop - x.start for x in sl) // size
         total = sum(w[1] for w in wanted.values())
-        # what the caller keeps: whole chunks, or the windows' share of them
-        needed = 0
-        for pos, loc in enumerate(locs):
-            if loc is not None:
-                sl, size = items[pos][2], items[pos][1].schema.size
-                needed += loc[1] if sl is None or not size else loc[1] * math.prod(x.stop - x.start for x in sl) // size
         # cache the blocks when they are not much more than that (a window of every profile
         # must not keep the whole variable decoded)
         use_cache = total <= min(self._cache.budget // 2, 2 * needed)
