@@ -346,3 +346,32 @@ def test_local_reads_allocate_about_the_file_size(tmp_path: Path) -> None:
         tracemalloc.stop()
     assert got == payload
     assert peak < 256 << 10, f"{peak} bytes allocated to read a {len(payload)}-byte file"
+
+
+def test_open_and_flush_leave_the_garbage_collector_as_they_found_it(tmp_path: Path) -> None:
+    import gc
+
+    was = gc.isenabled()
+    try:
+        for enabled in (True, False):
+            (gc.enable if enabled else gc.disable)()
+            store = atlas.Atlas.create(tmp_path / f"s{enabled}")
+            _profiles(store, 3)
+            store.flush()
+            assert atlas.Atlas.open(tmp_path / f"s{enabled}").list_datasets() == ["p0", "p1", "p2"]
+            assert gc.isenabled() is enabled
+    finally:
+        (gc.enable if was else gc.disable)()
+
+
+def test_import_atlas_leaves_pandas_to_the_first_catalogue(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, atlas; assert 'pandas' not in sys.modules, 'imported with atlas'; "
+        f"s = atlas.Atlas.create({str(tmp_path / 's')!r}); s.create_dataset('d').set_attribute('k', 1); s.flush(); "
+        "t = s.catalog(attributes=['k']); assert 'pandas' in sys.modules and list(t['k']) == [1]"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
