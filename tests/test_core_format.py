@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import tracemalloc
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -18,12 +19,14 @@ def _files(path: Path) -> list[str]:
     return sorted(str(p.relative_to(path)) for p in path.rglob("*") if p.is_file())
 
 
-def _profiles(store: atlas.Atlas, n: int, length: int = 200, prefix: str = "p") -> None:
+def _profiles(store: atlas.Atlas, n: int, length: int = 200, prefix: str = "p", digits: int | None = None) -> None:
+    """Profiles of random float32 (incompressible), or rounded to ``digits`` like a sensor's."""
     rng = np.random.default_rng(1)
     for i in range(n):
         ds = store.create_dataset(f"{prefix}{i}")
         ds.define_array("temperature", "float32", ["z"], [length], fill_value=float("nan"))
-        ds.write_array("temperature", [0], rng.random(length).astype(np.float32))
+        x = rng.random(length) * 30
+        ds.write_array("temperature", [0], (x if digits is None else np.round(x, digits)).astype(np.float32))
 
 
 def test_small_chunks_of_many_datasets_share_blocks(tmp_path: Path) -> None:
@@ -248,7 +251,7 @@ def test_cache_bytes_bounds_the_block_cache_and_zero_turns_it_off(tmp_path: Path
     from atlas.storage.wrappers import CountingStorage
 
     store = atlas.Atlas.create(tmp_path / "s")
-    _profiles(store, 300)
+    _profiles(store, 300, digits=1)
     store.flush()
     counting = CountingStorage(open_storage(tmp_path / "s"))
     opened = atlas.Atlas.open(counting)
@@ -320,7 +323,7 @@ def test_cache_off_reads_no_blocks_ahead(tmp_path: Path, monkeypatch: pytest.Mon
 
 def test_a_small_window_across_datasets_does_not_keep_the_variable_decoded(tmp_path: Path) -> None:
     store = atlas.Atlas.create(tmp_path / "s")
-    _profiles(store, 200, length=1000)
+    _profiles(store, 200, length=1000, digits=1)
     store.flush()
     opened = atlas.Atlas.open(tmp_path / "s")
     names = opened.list_datasets()
@@ -328,8 +331,132 @@ def test_a_small_window_across_datasets_does_not_keep_the_variable_decoded(tmp_p
     assert head.shape == (200, 5)
     assert opened._cache.used == 0  # 4 KB of result must not hold 800 KB of decoded blocks
     full = opened.read_array_across("temperature", names)
-    assert opened._cache.used >= sum(a.nbytes for a in full)  # a whole-variable read is cached
+    result = sum(a.nbytes for a in full)
+    # a whole-variable read keeps the blocks' stored bytes, not a decoded second copy
+    assert not opened._cache._d and opened._cache._s
+    assert 0 < opened._cache.used <= result // 3
     assert np.array_equal(head, np.stack([a[:5] for a in full]), equal_nan=True)
+
+
+def _scan_setup(tmp_path: Path, digits: int | None) -> tuple[atlas.Atlas, Any, list[str]]:
+    from atlas.storage import open_storage
+    from atlas.storage.wrappers import CountingStorage
+
+    store = atlas.Atlas.create(tmp_path / "s")
+    _profiles(store, 600, length=500, digits=digits)
+    store.flush()
+    counting = CountingStorage(open_storage(tmp_path / "s"))
+    opened = atlas.Atlas.open(counting)
+    return opened, counting, opened.list_datasets()
+
+
+def test_a_second_scan_decodes_the_kept_stored_blocks_without_io(tmp_path: Path) -> None:
+    opened, counting, names = _scan_setup(tmp_path, digits=1)
+    first = opened.read_array_across("temperature", names)
+    kept = dict(opened._cache._s)
+    assert kept and not opened._cache._d
+    counting.reset()
+    again = opened.read_array_across("temperature", names)
+    stacked = opened.read_array_across_stacked("temperature", names, start=[100], shape=[300])
+    assert counting.requests == 0, counting.counts
+    assert all(np.array_equal(a, b, equal_nan=True) for a, b in zip(first, again, strict=True))
+    assert np.array_equal(stacked, np.stack([a[100:400] for a in first]), equal_nan=True)
+    again[0][:] = -1.0  # results are the caller's own: changing one changes nothing kept
+    assert np.array_equal(opened.read_array_across("temperature", names[:1])[0], first[0], equal_nan=True)
+    assert opened._cache._s == kept
+
+
+def test_a_single_read_after_a_scan_keeps_its_block_decoded_instead(tmp_path: Path) -> None:
+    opened, counting, names = _scan_setup(tmp_path, digits=1)
+    scanned = opened.read_array_across("temperature", names)
+    stored_before = len(opened._cache._s)
+    counting.reset()
+    one = opened.open_dataset(names[3]).read_array("temperature")
+    assert counting.requests == 0, counting.counts  # decoded from the kept bytes
+    assert np.array_equal(one, scanned[3], equal_nan=True)
+    assert opened._cache._d  # the block (and any read ahead) is now kept decoded...
+    assert len(opened._cache._s) < stored_before  # ...in place of its stored copy
+    assert not set(opened._cache._d) & set(opened._cache._s)
+    used = sum(b.nbytes for b in opened._cache._d.values()) + sum(len(d) for d in opened._cache._s.values())
+    assert opened._cache.used == used
+
+
+def test_a_scan_of_data_that_does_not_compress_keeps_nothing(tmp_path: Path) -> None:
+    opened, counting, names = _scan_setup(tmp_path, digits=None)
+    first = opened.read_array_across("temperature", names)
+    assert opened._cache.used == 0  # stored bytes as big as the result would double its memory
+    counting.reset()
+    again = opened.read_array_across("temperature", names)
+    assert counting.requests > 0
+    assert all(np.array_equal(a, b, equal_nan=True) for a, b in zip(first, again, strict=True))
+
+
+def test_a_fresh_scan_peaks_near_its_result_size(tmp_path: Path) -> None:
+    store = atlas.Atlas.create(tmp_path / "s")
+    _profiles(store, 2000, length=1000, digits=1)  # 8 MB: well above the fixed costs of a scan
+    store.flush()
+    opened = atlas.Atlas.open(tmp_path / "s")
+    names = opened.list_datasets()
+    opened.read_array_across("temperature", names[:1])  # loads the index and the threads
+    opened._cache.clear()
+    tracemalloc.start()
+    try:
+        got = opened.read_array_across("temperature", names)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    result = sum(a.nbytes for a in got)
+    kept = opened._cache.used
+    assert 0 < kept <= result // 3  # the blocks' stored bytes, not a second decoded copy
+    # beyond the result and what stays cached: batches in flight and per-dataset state
+    assert peak - kept <= 1.25 * result, f"peak {peak} bytes for a {result}-byte result, {kept} kept"
+
+
+def test_verify_reads_storage_even_when_the_blocks_are_kept(tmp_path: Path) -> None:
+    store = atlas.Atlas.create(tmp_path / "s")
+    _profiles(store, 300, digits=1)
+    store.flush()
+    opened = atlas.Atlas.open(tmp_path / "s")
+    names = opened.list_datasets()
+    opened.read_array_across("temperature", names)
+    assert opened._cache._s
+    opened.open_dataset(names[0]).read_array("temperature")
+    assert opened._cache._d
+    for seg in (tmp_path / "s" / "data").iterdir():
+        raw = bytearray(seg.read_bytes())
+        raw[len(raw) // 2] ^= 0xFF
+        seg.write_bytes(bytes(raw))
+    problems = opened.verify()
+    assert problems and "checksum" in " ".join(problems)
+
+
+def test_block_cache_keeps_one_form_of_a_block_and_drops_stored_copies_first() -> None:
+    from atlas.core.reader import BlockCache
+
+    cache = BlockCache(4000)
+    cache.put_stored(("a", 0), b"x" * 300)
+    cache.put_stored(("a", 1), b"y" * 300)
+    assert cache.get(("a", 0)) is None and cache.get_stored(("a", 0)) == b"x" * 300
+    block = np.zeros(100, dtype=np.uint8)
+    cache.put(("a", 0), block)  # decoded replaces stored
+    assert cache.get_stored(("a", 0)) is None and cache.get(("a", 0)) is block
+    assert not block.flags.writeable
+    cache.put_stored(("a", 0), b"z" * 10)  # not kept beside its decoded form
+    assert cache.get_stored(("a", 0)) is None
+    assert cache.used == 100 + 300
+    for k in range(4):  # over budget at the fourth: the stored copy goes first, and is enough
+        cache.put(("b", k), np.zeros(950, dtype=np.uint8))
+    assert ("a", 1) not in cache._s and ("a", 0) in cache._d and cache.used == 3900
+    cache.put(("b", 4), np.zeros(950, dtype=np.uint8))  # then the least recently used decoded ones
+    assert ("a", 0) not in cache._d and ("b", 0) not in cache._d and ("b", 1) in cache._d
+    assert cache.used == 3800
+    cache.put_stored(("c", 0), b"w" * 1001)  # larger than a quarter of the budget
+    assert cache.get_stored(("c", 0)) is None
+    cache.put_stored(("c", 1), b"w" * 200)
+    cache.resize(1000)
+    assert cache.get_stored(("c", 1)) is None and cache.used <= 1000
+    cache.clear()
+    assert cache.used == 0 and cache.get(("b", 3)) is None
 
 
 def test_local_reads_allocate_about_the_file_size(tmp_path: Path) -> None:
@@ -375,3 +502,19 @@ def test_import_atlas_leaves_pandas_to_the_first_catalogue(tmp_path: Path) -> No
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
+
+
+def test_scan_results_are_independent_writable_arrays(tmp_path: Path) -> None:
+    opened, _, names = _scan_setup(tmp_path, digits=1)
+    twice = names + names[:3]  # the same dataset twice gets two arrays, not one shared
+    n = len(names)
+    for _ in range(2):  # fresh blocks, then blocks decoded from the kept stored bytes
+        got = opened.read_array_across("temperature", twice)
+        assert all(a.flags.writeable for a in got)
+        for i, j in ((0, 1), (0, n), (1, n + 1), (2, n + 2)):
+            assert not np.shares_memory(got[i], got[j])
+        want = [a.copy() for a in got]
+        for a in got:
+            a[:] = -5.0
+        again = opened.read_array_across("temperature", twice)
+        assert all(np.array_equal(a, b, equal_nan=True) for a, b in zip(again, want, strict=True))

@@ -42,7 +42,7 @@ from ..names import check_key, check_name
 from ..stats import chunk_stats, fold_many, string_stats
 from ..storage import open_storage
 from .dataset import DatasetView
-from .reader import BlockCache, BlockKey, ParallelPuts, fetch_blocks
+from .reader import BlockCache, BlockKey, CacheMode, ParallelPuts, fetch_blocks
 from .state import NO_CHUNKS, ArrayState, DatasetState, Schema, SchemaTable, Variable, schema_key
 
 if TYPE_CHECKING:
@@ -745,7 +745,7 @@ class Atlas(XarrayMethods, CatalogMethods):
         return describe
 
     def _get_blocks(
-        self, var: Variable, rows: np.ndarray, use_cache: bool = True, segs: list[tuple[str, int]] | None = None
+        self, var: Variable, rows: np.ndarray, cache: CacheMode = "decoded", segs: list[tuple[str, int]] | None = None
     ) -> dict[BlockKey, np.ndarray]:
         """Decoded blocks of index rows; ``segs`` is the segment list the rows refer to
         (the variable's current one unless a commit in progress passes its new list)."""
@@ -765,7 +765,7 @@ class Atlas(XarrayMethods, CatalogMethods):
                 wanted[key] = (len_col[i], raw_col[i], crc_col[i], codec_col[i], item_col[i])
         try:
             return fetch_blocks(
-                self._storage.get_many_ranges, self._cache, wanted, self._describe_block(var), use_cache
+                self._storage.get_many_ranges, self._cache, wanted, self._describe_block(var), cache
             )
         except FileNotFoundError as e:
             raise CorruptionError(f"a segment of variable {var.name!r} is missing: {e}") from None
@@ -1159,11 +1159,13 @@ class Atlas(XarrayMethods, CatalogMethods):
         if fast:
             assert var is not None
 
-            def emit(i: int, chunk: np.ndarray | None, a: ArrayState, sl: tuple[slice, ...] | None) -> None:
+            def emit(i: int, chunk: np.ndarray | None, a: ArrayState, sl: tuple[slice, ...] | None, own: bool) -> None:
                 schema = a.schema
                 if chunk is None:
                     shape_ = schema.shape if sl is None else tuple(x.stop - x.start for x in sl)
                     out = schema.new_chunk(shape_)
+                elif own and sl is None:
+                    out = chunk  # a piece of a block decoded for this call alone
                 else:
                     out = (chunk if sl is None else _sub(chunk, sl)).copy()
                 results[i] = self._finish(schema, out)
@@ -1175,11 +1177,16 @@ class Atlas(XarrayMethods, CatalogMethods):
         self,
         var: Variable,
         items: list[tuple[int, ArrayState, tuple[slice, ...] | None]],
-        emit: Callable[[int, np.ndarray | None, ArrayState, tuple[slice, ...] | None], None],
+        emit: Callable[[int, np.ndarray | None, ArrayState, tuple[slice, ...] | None, bool], None],
     ) -> None:
         """Bulk read of one-chunk arrays with nothing buffered: one index lookup per array,
         blocks fetched and decoded together (in bounded batches), each chunk handed to ``emit``
-        as a view into its block (``None`` when it was never stored)."""
+        as a view into its block (``None`` when it was never stored).
+
+        The last argument of ``emit`` says the view is the caller's to keep: its block was
+        decoded for this call alone (not cached, not shared), every byte of it is wanted, and
+        no other item views the same chunk. Keeping such views saves a copy and the memory of
+        a second one."""
         idx = self._index(var)
         first = idx.first_chunk_row
         rows = [first(a.aid) for _, a, _ in items]
@@ -1192,7 +1199,7 @@ class Atlas(XarrayMethods, CatalogMethods):
             i, a, sl = items[pos]
             if j < 0:
                 locs.append(None)
-                emit(i, None, a, sl)
+                emit(i, None, a, sl, False)
                 continue
             seg, offset, length, raw, crc, codec, filter_id, within, nbytes = idx.location(j)
             key = (seg_keys[seg], offset)
@@ -1204,11 +1211,9 @@ class Atlas(XarrayMethods, CatalogMethods):
             size = a.schema.size
             needed += nbytes if sl is None or not size else nbytes * math.prod(x.stop - x.start for x in sl) // size
         total = sum(w[1] for w in wanted.values())
-        # cache the blocks when they are not much more than that (a window of every profile
-        # must not keep the whole variable decoded)
-        use_cache = total <= min(self._cache.budget // 2, 2 * needed)
+        mode = self._scan_cache_mode(total, sum(w[0] for w in wanted.values()), needed)
         # blocks that stay cached may come in big batches; others only a batch at a time
-        limit = SCAN_BATCH_BYTES if use_cache else min(SCAN_BATCH_BYTES, max(self._storage.scan_batch_bytes, total // 16))
+        limit = SCAN_BATCH_BYTES if mode == "decoded" else min(SCAN_BATCH_BYTES, max(self._storage.scan_batch_bytes, total // 16))
         keys = list(wanted)
         b0 = 0
         while b0 < len(keys):
@@ -1220,7 +1225,7 @@ class Atlas(XarrayMethods, CatalogMethods):
             batch = {k: wanted[k] for k in keys[b0:b1]}
             try:
                 blocks = fetch_blocks(
-                    self._storage.get_many_ranges, self._cache, batch, self._describe_block(var), use_cache
+                    self._storage.get_many_ranges, self._cache, batch, self._describe_block(var), mode
                 )
             except CorruptionError as e:
                 hit = {items[p][1].dataset for k in batch for p in by_block[k] if k[0] in str(e) and f"offset {k[1]} " in str(e)}
@@ -1229,9 +1234,20 @@ class Atlas(XarrayMethods, CatalogMethods):
             except FileNotFoundError as e:
                 raise CorruptionError(f"a segment of variable {var.name!r} is missing: {e}") from None
             for key, block in blocks.items():
+                # a fresh block is writable (cached ones are not); one view per chunk
+                whole = False
+                if block.flags.writeable:
+                    spans: dict[int, int] = {}
+                    for p in by_block[key]:
+                        w, nb = locs[p]  # type: ignore[misc]
+                        spans[w] = nb
+                    whole = sum(spans.values()) >= block.nbytes
+                seen: set[int] = set()
                 for pos in by_block[key]:
                     i, a, sl = items[pos]
                     within, nbytes = locs[pos]  # type: ignore[misc]
+                    own = whole and within not in seen
+                    seen.add(within)
                     schema = a.schema
                     try:
                         if schema.dtype.is_string:
@@ -1242,8 +1258,20 @@ class Atlas(XarrayMethods, CatalogMethods):
                         raise CorruptionError(
                             f"dataset {a.dataset!r}, array {a.name!r}: chunk does not fit its block: {e}"
                         ) from None
-                    emit(i, chunk, a, sl)
+                    emit(i, chunk, a, sl, own and not schema.dtype.is_string)
             b0 = b1
+
+    def _scan_cache_mode(self, decoded: int, stored: int, result: int) -> CacheMode:
+        """How a bulk read keeps blocks, so that its peak memory stays within 1.5x its result:
+        the decoded blocks when they are at most a third of the result, else their stored
+        (compressed) bytes when those are, else nothing (the rest of the half is left to the
+        batch in flight). It uses whatever is cached either way."""
+        room = min(self._cache.budget // 2, result // 3)
+        if decoded <= room:
+            return "decoded"
+        if stored <= room:
+            return "stored"
+        return "read"
 
     def read_array_across_stacked(
         self,
@@ -1292,7 +1320,7 @@ class Atlas(XarrayMethods, CatalogMethods):
         if fast:
             assert var is not None
 
-            def emit(i: int, chunk: np.ndarray | None, a: ArrayState, sl: tuple[slice, ...] | None) -> None:
+            def emit(i: int, chunk: np.ndarray | None, a: ArrayState, sl: tuple[slice, ...] | None, own: bool) -> None:
                 if chunk is None:
                     out[i, ...] = a.schema.fillscalar
                 else:
@@ -1382,8 +1410,7 @@ class Atlas(XarrayMethods, CatalogMethods):
         batch_budget = min(SCAN_BATCH_BYTES, max(self._storage.scan_batch_bytes, result_bytes // 16))
         block_ids = np.stack([rows["seg"].astype(np.int64), rows["offset"].astype(np.int64)], axis=1)
         first = np.unique(block_ids, axis=0, return_index=True)[1]
-        blocks_total = int(raw[first].sum())
-        use_cache = blocks_total <= min(self._cache.budget // 2, 2 * result_bytes)
+        mode = self._scan_cache_mode(int(raw[first].sum()), int(rows["length"][first].sum()), result_bytes)
         start_i = 0
         n = len(order)
         while start_i < n:
@@ -1402,7 +1429,7 @@ class Atlas(XarrayMethods, CatalogMethods):
             batch = order[start_i:end_i]
             brows = rows[batch]
             try:
-                blocks = self._get_blocks(var, brows, use_cache=use_cache)
+                blocks = self._get_blocks(var, brows, cache=mode)
             except CorruptionError as e:
                 raise CorruptionError(f"{e}; {self._owners(var, brows, str(e))}") from None
             within = brows["within"].tolist()

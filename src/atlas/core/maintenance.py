@@ -91,7 +91,7 @@ def _rewrite(
                 seen.add(bk)
                 acc += raw_c[j]
             j += 1
-        blocks = atlas._get_blocks(var, rows[i:j], use_cache=False)
+        blocks = atlas._get_blocks(var, rows[i:j], cache="off")
         payloads = []
         for k in range(i, j):
             block = blocks[(seg_keys[seg_c[k]], off_c[k])]
@@ -212,7 +212,7 @@ def verify(atlas: Atlas) -> list[str]:
             firsts = np.unique(sub["offset"], return_index=True)[1]
             for r in sub[firsts]:
                 try:
-                    atlas._get_blocks(var, r.reshape(1), use_cache=False)
+                    atlas._get_blocks(var, r.reshape(1), cache="off")
                 except CorruptionError as e:
                     hit = sub[sub["offset"] == r["offset"]]
                     who = sorted({owners.get(int(a), f"array id {int(a)}") for a in hit["aid"]})

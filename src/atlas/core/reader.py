@@ -6,7 +6,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -19,15 +19,24 @@ PARALLEL_MIN_BLOCKS = 3
 
 
 class BlockCache:
-    """LRU cache of decompressed blocks, bounded in bytes."""
+    """LRU cache of blocks, bounded in bytes: decoded blocks, and stored (still compressed)
+    copies of blocks a scan read.
+
+    A scan whose decoded blocks would make it hold much more than its result keeps the
+    stored bytes instead, a fraction of the size: the next scan skips the I/O and only
+    decodes. A single-array read that finds a stored copy decodes it and keeps the decoded
+    block in its place.
+    """
 
     def __init__(self, budget: int) -> None:
         self.budget = budget
         self.used = 0
         self._d: OrderedDict[tuple[str, int], np.ndarray] = OrderedDict()
+        self._s: OrderedDict[tuple[str, int], bytes] = OrderedDict()
         self._lock = threading.Lock()
 
     def get(self, key: tuple[str, int]) -> np.ndarray | None:
+        """The decoded block, or None."""
         v = self._d.get(key)  # atomic; no lock on the hot path
         if v is not None:
             try:
@@ -36,7 +45,18 @@ class BlockCache:
                 pass
         return v
 
+    def get_stored(self, key: tuple[str, int]) -> bytes | None:
+        """The stored bytes of a block (checked against its checksum when kept), or None."""
+        v = self._s.get(key)
+        if v is not None:
+            try:
+                self._s.move_to_end(key)
+            except KeyError:
+                pass
+        return v
+
     def put(self, key: tuple[str, int], block: np.ndarray) -> None:
+        """Keep a decoded block (it replaces a stored copy of the same block)."""
         if block.nbytes > self.budget // 4:
             return
         block.flags.writeable = False  # shared by every reader: never handed out writable
@@ -44,27 +64,56 @@ class BlockCache:
             old = self._d.pop(key, None)
             if old is not None:
                 self.used -= old.nbytes
+            stored = self._s.pop(key, None)
+            if stored is not None:
+                self.used -= len(stored)
             self._d[key] = block
             self.used += block.nbytes
-            while self.used > self.budget and self._d:
-                _, b = self._d.popitem(last=False)
-                self.used -= b.nbytes
+            self._evict(self.budget)
+
+    def put_stored(self, key: tuple[str, int], data: bytes) -> None:
+        """Keep the stored bytes of a block that is not cached decoded."""
+        if len(data) > self.budget // 4:
+            return
+        with self._lock:
+            if key in self._d:
+                return
+            old = self._s.pop(key, None)
+            if old is not None:
+                self.used -= len(old)
+            self._s[key] = data
+            self.used += len(data)
+            self._evict(self.budget)
+
+    def _evict(self, budget: int) -> None:
+        # stored copies go first: they are cheap to rebuild and serve only scans
+        while self.used > budget and self._s:
+            _, d = self._s.popitem(last=False)
+            self.used -= len(d)
+        while self.used > budget and self._d:
+            _, b = self._d.popitem(last=False)
+            self.used -= b.nbytes
 
     def clear(self) -> None:
         with self._lock:
             self._d.clear()
+            self._s.clear()
             self.used = 0
 
     def resize(self, budget: int) -> None:
         """Change the budget, dropping the least recently used blocks beyond it."""
         with self._lock:
             self.budget = budget
-            while self.used > budget and self._d:
-                _, b = self._d.popitem(last=False)
-                self.used -= b.nbytes
+            self._evict(budget)
 
 
 BlockKey = tuple[str, int]  # (segment key, offset)
+
+
+# How fetch_blocks uses the cache: keep decoded blocks ("decoded"), keep stored copies of
+# the blocks it reads ("stored"), only use what is there ("read"), or bypass it ("off":
+# checks and rewrites that must see the bytes on storage).
+CacheMode = Literal["decoded", "stored", "read", "off"]
 
 
 def fetch_blocks(
@@ -72,45 +121,56 @@ def fetch_blocks(
     cache: BlockCache,
     wanted: dict[BlockKey, tuple[int, int, int, int, int]],
     describe: Callable[[BlockKey], str],
-    use_cache: bool = True,
+    mode: CacheMode = "decoded",
 ) -> dict[BlockKey, np.ndarray]:
     """Return decoded blocks for ``wanted`` = {(seg key, offset): (length, raw, crc, codec, filter)}.
 
-    Blocks already cached are reused; the rest are read with one coalesced ranged request
-    per segment file (all files at once), checksummed and decoded in parallel.
+    Blocks already cached are reused (stored copies are decoded without I/O); the rest are
+    read with one coalesced ranged request per segment file (all files at once),
+    checksummed and decoded in parallel.
     """
     out: dict[BlockKey, np.ndarray] = {}
     missing: list[BlockKey] = []
+    # (key, stored bytes, already checked against the checksum)
+    jobs: list[tuple[BlockKey, Any, bool]] = []
     for k in wanted:
-        b = cache.get(k) if use_cache else None
-        if b is None:
+        if mode == "off":
+            missing.append(k)
+            continue
+        b = cache.get(k)
+        if b is not None:
+            out[k] = b
+            continue
+        stored = cache.get_stored(k)
+        if stored is None:
             missing.append(k)
         else:
-            out[k] = b
-    if not missing:
+            jobs.append((k, stored, True))
+    if missing:
+        by_seg: dict[str, list[BlockKey]] = {}
+        for k in missing:
+            by_seg.setdefault(k[0], []).append(k)
+        requests = []
+        order: list[list[BlockKey]] = []
+        for seg, keys in by_seg.items():
+            keys.sort(key=lambda k: k[1])
+            requests.append((seg, [k[1] for k in keys], [wanted[k][0] for k in keys]))
+            order.append(keys)
+        results = get_many_ranges(requests)
+        for keys, datas in zip(order, results, strict=True):
+            for k, d in zip(keys, datas, strict=True):
+                jobs.append((k, d, False))
+    if not jobs:
         return out
-    by_seg: dict[str, list[BlockKey]] = {}
-    for k in missing:
-        by_seg.setdefault(k[0], []).append(k)
-    requests = []
-    order: list[list[BlockKey]] = []
-    for seg, keys in by_seg.items():
-        keys.sort(key=lambda k: k[1])
-        requests.append((seg, [k[1] for k in keys], [wanted[k][0] for k in keys]))
-        order.append(keys)
-    results = get_many_ranges(requests)
-    jobs: list[tuple[BlockKey, Any]] = []
-    for keys, datas in zip(order, results, strict=True):
-        for k, d in zip(keys, datas, strict=True):
-            jobs.append((k, d))
 
-    def decode(job: tuple[BlockKey, Any]) -> np.ndarray:
-        k, data = job
+    def decode(job: tuple[BlockKey, Any, bool]) -> np.ndarray:
+        k, data, checked = job
         length, raw, crc, codec, filter_id = wanted[k]
-        if len(data) != length:
-            raise CorruptionError(f"{describe(k)}: block is truncated ({len(data)} of {length} bytes)")
-        if checksum(data) != crc:
-            raise CorruptionError(f"{describe(k)}: block fails its checksum")
+        if not checked:
+            if len(data) != length:
+                raise CorruptionError(f"{describe(k)}: block is truncated ({len(data)} of {length} bytes)")
+            if checksum(data) != crc:
+                raise CorruptionError(f"{describe(k)}: block fails its checksum")
         if not plausible_size(CODEC_NAMES[codec], length, raw, filter_id):
             raise CorruptionError(f"{describe(k)}: block claims {raw} bytes from {length} stored bytes")
         try:
@@ -122,10 +182,12 @@ def fetch_blocks(
         decoded = list(pool().map(decode, jobs))
     else:
         decoded = [decode(j) for j in jobs]
-    for (k, _), b in zip(jobs, decoded, strict=True):
+    for (k, data, checked), b in zip(jobs, decoded, strict=True):
         out[k] = b
-        if use_cache:
+        if mode == "decoded":
             cache.put(k, b)
+        elif mode == "stored" and not checked:
+            cache.put_stored(k, bytes(data))
     return out
 
 

@@ -41,7 +41,7 @@ MAX_EXCEPTION_FRACTION = 0.5
 # needs about ten times the block in temporaries.
 MAX_BLOCK_BYTES = 32 << 20
 _SAMPLE = 2048
-_PIECE = 1 << 16  # values decoded at a time
+_PIECE = 1 << 15  # values decoded at a time
 _POW10 = [10.0**e for e in range(23)]
 _FLOAT: dict[int, np.dtype[Any]] = {4: np.dtype("<f4"), 8: np.dtype("<f8")}
 _UINT: dict[int, np.dtype[Any]] = {4: np.dtype("<u4"), 8: np.dtype("<u8")}
