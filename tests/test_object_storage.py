@@ -24,8 +24,8 @@ def _fill(store: atlas.Atlas, n: int, prefix: str = "p", seed: int = 0) -> dict[
     data = {}
     for i in range(n):
         name = f"{prefix}{i:04d}"
-        # a smooth profile read to 3 decimals, as a sensor gives it
-        x = np.round(10 + np.cumsum(rng.normal(0, 0.02, int(rng.integers(20, 300)))), 3).astype(np.float32)
+        # a smooth profile read to 2 decimals, as a sensor gives it
+        x = np.round(10 + np.cumsum(rng.normal(0, 0.02, int(rng.integers(20, 300)))), 2).astype(np.float32)
         ds = store.create_dataset(name)
         ds.define_array("temperature", "float32", ["depth"], [x.size], fill_value=float("nan"))
         ds.write_array("temperature", [0], x)

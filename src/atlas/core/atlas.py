@@ -1252,8 +1252,10 @@ class Atlas(XarrayMethods, CatalogMethods):
                     try:
                         if schema.dtype.is_string:
                             chunk = decode_strings(block[within : within + nbytes], schema.size).reshape(schema.shape)
-                        else:
-                            chunk = block[within : within + nbytes].view(schema.dtype.numpy).reshape(schema.shape)
+                        else:  # one view object straight on the block
+                            if nbytes != schema.size * schema.dtype.numpy.itemsize or within + nbytes > block.nbytes:
+                                raise ValueError(f"{nbytes} bytes at {within} of a {block.nbytes}-byte block")
+                            chunk = np.ndarray(schema.shape, schema.dtype.numpy, block, within)
                     except ValueError as e:
                         raise CorruptionError(
                             f"dataset {a.dataset!r}, array {a.name!r}: chunk does not fit its block: {e}"
@@ -1263,10 +1265,10 @@ class Atlas(XarrayMethods, CatalogMethods):
 
     def _scan_cache_mode(self, decoded: int, stored: int, result: int) -> CacheMode:
         """How a bulk read keeps blocks, so that its peak memory stays within 1.5x its result:
-        the decoded blocks when they are at most a third of the result, else their stored
+        the decoded blocks when they are at most a quarter of the result, else their stored
         (compressed) bytes when those are, else nothing (the rest of the half is left to the
-        batch in flight). It uses whatever is cached either way."""
-        room = min(self._cache.budget // 2, result // 3)
+        batch in flight and per-dataset state). It uses whatever is cached either way."""
+        room = min(self._cache.budget // 2, result // 4)
         if decoded <= room:
             return "decoded"
         if stored <= room:
@@ -1773,8 +1775,11 @@ class Atlas(XarrayMethods, CatalogMethods):
 
     @property
     def cache_bytes(self) -> int:
-        """Budget of the cache of decoded blocks, in bytes (256 MiB by default; 0 turns it
-        off, so a scan holds only its result and one batch of blocks)."""
+        """Budget of the block cache, in bytes (256 MiB by default; 0 turns it off).
+
+        Single-array reads keep the blocks they decode. A scan keeps them only where that
+        stays within half its result: the decoded blocks when they are small next to it,
+        else their stored (compressed) bytes, so that the next scan decodes without I/O."""
         return self._cache.budget
 
     @cache_bytes.setter
