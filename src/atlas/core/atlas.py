@@ -1777,9 +1777,10 @@ class Atlas(XarrayMethods, CatalogMethods):
     def cache_bytes(self) -> int:
         """Budget of the block cache, in bytes (256 MiB by default; 0 turns it off).
 
-        Single-array reads keep the blocks they decode. A scan keeps them only where that
-        stays within half its result: the decoded blocks when they are small next to it,
-        else their stored (compressed) bytes, so that the next scan decodes without I/O."""
+        Single-array reads keep the blocks they decode. A scan across datasets keeps blocks
+        only when they come to at most a quarter of its result, so that its peak memory
+        stays near the result: the decoded blocks if they are that small, else their stored
+        (compressed) bytes if those are, and the next scan then decodes them without I/O."""
         return self._cache.budget
 
     @cache_bytes.setter
