@@ -1123,7 +1123,10 @@ class Atlas(XarrayMethods, CatalogMethods):
         start: Sequence[int] | None = None,
         shape: Sequence[int] | None = None,
     ) -> list[np.ndarray | None]:
-        """Read one array from many datasets; ``None`` where a dataset lacks it."""
+        """Read one array from many datasets; ``None`` where a dataset lacks it.
+
+        Each array is the caller's own (writable, sharing no values with another), though
+        arrays read whole from one block may be views of one buffer, as numpy slices are."""
         arrs = self._across_arrays(array, names)
         if all(a is None for a in arrs):
             raise KeyError(f"none of the listed datasets has an array named {array!r}")
