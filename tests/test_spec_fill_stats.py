@@ -595,3 +595,21 @@ def test_stats_after_overwrite_reflect_the_current_data(store, ds):
     ds.write_array("a", [0], np.array([0.0, 0.0, 1.0]))
     store.flush()
     assert ds.array_stats("a") == {"row_count": 4, "null_count": 2, "min": 1.0, "max": 2.0}
+
+
+@pytest.mark.parametrize("dtype", ["int64", "uint64", "float32"])
+def test_stats_leave_the_written_cells_as_they_are(tmp_path, dtype):
+    # one dataset, one chunk: the stats see the buffered chunk itself, fill cells included
+    store = atlas.Atlas.create(tmp_path / "s")
+    d = store.create_dataset("only")
+    fill = float("nan") if dtype == "float32" else 7
+    d.define_array("x", dtype, ["i"], [6], fill_value=fill)
+    values = np.array([1, 7, 3, 7, 9, 2], dtype=dtype)
+    if dtype == "float32":
+        values[[1, 3]] = np.nan
+    d.write_array("x", [0], values)
+    store.flush()
+    again = atlas.Atlas.open(tmp_path / "s").open_dataset("only")
+    assert np.array_equal(again.read_array("x"), values, equal_nan=True)
+    stats = again.array_stats("x")
+    assert (stats["null_count"], stats["min"], stats["max"]) == (2, 1, 9)

@@ -94,7 +94,7 @@ def chunk_stats(
         if mask is None:
             gnull = np.zeros(len(idx), dtype=np.int64)
         else:
-            gnull = np.add.reduceat(mask.astype(np.int64), starts)
+            gnull = np.add.reduceat(mask, starts, dtype=np.int64)
         nulls[ia] = gnull
         kind = dtype.kind
         if kind == "float":
@@ -102,7 +102,9 @@ def chunk_stats(
             ibits: Any = np.int32 if flat.dtype.itemsize == 4 else np.int64
             info = np.iinfo(ibits)
             bits: Any = flat.view(ibits)
-            keys = bits ^ ((bits >> (8 * flat.dtype.itemsize - 1)) & ibits(info.max))
+            keys = bits >> (8 * flat.dtype.itemsize - 1)  # in place from here: one temporary
+            keys &= ibits(info.max)
+            keys ^= bits
             lo_sent: Any = ibits(info.max)
             hi_sent: Any = ibits(info.min)
         elif kind == "uint":
@@ -115,8 +117,12 @@ def chunk_stats(
             kmin = np.minimum.reduceat(keys, starts)
             kmax = np.maximum.reduceat(keys, starts)
         else:
-            kmin = np.minimum.reduceat(np.where(mask, lo_sent, keys), starts)
-            kmax = np.maximum.reduceat(np.where(mask, hi_sent, keys), starts)
+            if keys is flat and len(parts) == 1:
+                keys = keys.copy()  # a view of the caller's chunk: the sentinels must not land there
+            np.copyto(keys, lo_sent, where=mask)
+            kmin = np.minimum.reduceat(keys, starts)
+            np.copyto(keys, hi_sent, where=mask)
+            kmax = np.maximum.reduceat(keys, starts)
         if kind == "float":
             # back to bits, to values, widened exactly to float64, stored as float64 bits
             ib = kmin.dtype.type
