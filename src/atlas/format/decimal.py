@@ -79,8 +79,9 @@ def _exponent(values: np.ndarray, itemsize: int) -> int | None:
     return best if best_count >= (1 - MAX_EXCEPTION_FRACTION) * sample.size else None
 
 
-def encode(raw: np.ndarray, itemsize: int) -> bytes | None:
-    """Encode a block of little-endian floats (uint8 buffer); None when the filter does not fit."""
+def encode(raw: np.ndarray, itemsize: int) -> np.ndarray | None:
+    """Encode a block of little-endian floats (uint8 buffer) into a new uint8 buffer; None
+    when the filter does not fit."""
     if itemsize not in _FLOAT or raw.size == 0 or raw.size % itemsize or raw.size > MAX_BLOCK_BYTES:
         return None
     values = raw.view(_FLOAT[itemsize])
@@ -100,23 +101,32 @@ def encode(raw: np.ndarray, itemsize: int) -> bytes | None:
     nexc = int(np.count_nonzero(exc))
     if nexc > MAX_EXCEPTION_FRACTION * n:
         return None
-    if nexc:  # exceptions repeat the previous integer (0 before the first), so their deltas are 0
-        pos = np.where(exc, 0, np.arange(n))
-        np.maximum.accumulate(pos, out=pos)
-        ints = ints[pos]
-        lead = int(np.argmin(exc))  # values before the first non-exception
-        ints[:lead] = 0
-    deltas = np.empty_like(ints)
-    deltas[0] = ints[0]
-    np.subtract(ints[1:], ints[:-1], out=deltas[1:])
+    if nexc:
+        # exceptions repeat the previous integer (0 before the first), so their deltas are 0
+        # and each other value's delta is from the value before it that is no exception
+        keep = ~exc
+        good = ints[keep]
+        deltas = np.zeros(n, dtype=np.int64)
+        if good.size:
+            steps = np.empty_like(good)
+            steps[0] = good[0]
+            np.subtract(good[1:], good[:-1], out=steps[1:])
+            deltas[keep] = steps
+    else:
+        deltas = np.empty_like(ints)
+        deltas[0] = ints[0]
+        np.subtract(ints[1:], ints[:-1], out=deltas[1:])
     lo, hi = int(deltas.min()), int(deltas.max())
     width = next(w for w in (1, 2, 4, 8) if -(1 << (8 * w - 1)) <= lo and hi < (1 << (8 * w - 1)))
     narrow = deltas.astype(_INT[width]).view(np.uint8)
-    parts = [HEADER.pack(FORMAT, e, width, formula, nexc), np.ascontiguousarray(narrow.reshape(n, width).T).tobytes()]
+    body = HEADER.size + n * width
+    out = np.empty(body + ((n + 7) // 8 + nexc * itemsize if nexc else 0), dtype=np.uint8)
+    out[: HEADER.size] = np.frombuffer(HEADER.pack(FORMAT, e, width, formula, nexc), dtype=np.uint8)
+    out[HEADER.size : body].reshape(width, n)[...] = narrow.reshape(n, width).T  # byte planes
     if nexc:
-        parts.append(np.packbits(exc, bitorder="little").tobytes())
-        parts.append(bits[exc].tobytes())
-    return b"".join(parts)
+        out[body : body + (n + 7) // 8] = np.packbits(exc, bitorder="little")
+        out[body + (n + 7) // 8 :] = bits[exc].view(np.uint8)
+    return out
 
 
 def decode(data: bytes | memoryview | np.ndarray, itemsize: int, raw_size: int) -> np.ndarray:
