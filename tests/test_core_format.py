@@ -522,3 +522,60 @@ def test_scan_results_are_independent_writable_arrays(tmp_path: Path) -> None:
             a[:] = -5.0
         again = opened.read_array_across("temperature", twice)
         assert all(np.array_equal(a, b, equal_nan=True) for a, b in zip(again, want, strict=True))
+
+
+def test_threads_sharing_a_handle_read_right_while_the_cache_churns(tmp_path: Path) -> None:
+    import threading
+
+    store = atlas.Atlas.create(tmp_path / "s")
+    _profiles(store, 2000, length=200, digits=1)  # 1.6 MB in 7 blocks
+    store.flush()
+    shared = atlas.Atlas.open(tmp_path / "s")
+    names = shared.list_datasets()
+    want = dict(zip(names, store.read_array_across("temperature", names), strict=True))
+    shared.cache_bytes = 1 << 20  # four decoded blocks: stored and decoded copies evict each other
+    kinds: set[str] = set()
+    put, put_stored = shared._cache.put, shared._cache.put_stored
+
+    def seen_put(key: Any, block: Any) -> None:
+        kinds.add("decoded")
+        put(key, block)
+
+    def seen_put_stored(key: Any, data: Any) -> None:
+        kinds.add("stored")
+        put_stored(key, data)
+
+    shared._cache.put, shared._cache.put_stored = seen_put, seen_put_stored  # type: ignore[method-assign]
+    errors: list[BaseException] = []
+
+    def work(seed: int) -> None:
+        rng = np.random.default_rng(seed)
+        try:
+            for _ in range(12):
+                pick = [names[i] for i in rng.choice(len(names), int(rng.integers(1, len(names))), replace=False)]
+                what = int(rng.integers(0, 4))
+                if what == 0:
+                    got = shared.read_array_across("temperature", names)
+                    assert all(np.array_equal(g, want[n], equal_nan=True) for g, n in zip(got, names, strict=True))
+                elif what == 1:
+                    got = shared.read_array_across("temperature", pick)
+                    assert all(np.array_equal(g, want[n], equal_nan=True) for g, n in zip(got, pick, strict=True))
+                elif what == 2:
+                    n = pick[0]
+                    assert np.array_equal(shared.open_dataset(n).read_array("temperature"), want[n], equal_nan=True)
+                else:
+                    got = shared.read_array_across_stacked("temperature", pick, start=[5], shape=[50])
+                    assert np.array_equal(got, np.stack([want[n][5:55] for n in pick]), equal_nan=True)
+        except BaseException as e:  # noqa: BLE001 - reported by the main thread
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors[0]
+    assert kinds == {"decoded", "stored"}
+    cache = shared._cache
+    assert cache.used == sum(b.nbytes for b in cache._d.values()) + sum(len(d) for d in cache._s.values())
+    assert cache.used <= cache.budget
