@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -193,8 +194,47 @@ def test_index_version_tells_old_readers_about_decimal_blocks(tmp_path: Path) ->
     for name in ("dec", "ints"):
         data = (tmp_path / "s" / store._variables[name].index_key).read_bytes()
         versions[name] = HEADER.unpack(data[: HEADER.size])[1]
-    assert versions == {"dec": 2, "ints": 1}
+    assert versions == {"dec": 3, "ints": 1}
     data = bytearray((tmp_path / "s" / store._variables["dec"].index_key).read_bytes())
     data[8:12] = (1).to_bytes(4, "little")  # claims the version before the filter
     with pytest.raises(atlas.CorruptionError, match="version 1 but names decimal blocks"):
         ChunkIndex.from_bytes(bytes(data), "test")
+    data[8:12] = (2).to_bytes(4, "little")  # stores from before the base are still read
+    assert len(ChunkIndex.from_bytes(bytes(data), "test")) == 1
+    data[8:12] = (4).to_bytes(4, "little")
+    with pytest.raises(atlas.CorruptionError, match="unsupported version 4"):
+        ChunkIndex.from_bytes(bytes(data), "test")
+
+
+def test_format_1_blocks_without_a_base_are_still_read() -> None:
+    values = np.array([1.5, 2.5, 2.0, np.nan])  # integers 15, 25, 20 at e = 1; NaN an exception
+    block = (
+        struct.pack("<BBBBI", 1, 1, 1, 1, 1)  # format 1, e 1, width 1, formula 1, 1 exception
+        + np.array([15, 10, -5, 0], dtype=np.int8).tobytes()  # d[0] = m[0], then differences
+        + bytes([0b1000])  # value 3 is the exception
+        + values[3:].tobytes()
+    )
+    assert decimal.decode(block, 8, values.nbytes).tobytes() == values.tobytes()
+
+
+def test_a_base_keeps_large_decimals_narrow() -> None:
+    salinity = np.round(34.5 + np.cumsum(np.random.default_rng(3).normal(0, 0.002, 5000)), 3)
+    for dtype, itemsize in ((np.float32, 4), (np.float64, 8)):
+        raw = salinity.astype(dtype).view(np.uint8)
+        encoded = decimal.encode(raw, itemsize)
+        assert encoded is not None
+        fmt, e, width, _, nexc = decimal.HEADER.unpack(bytes(encoded[: decimal.HEADER.size]))
+        (base,) = decimal.BASE.unpack(bytes(encoded[decimal.HEADER.size : decimal.HEADER.size + 8]))
+        assert (fmt, e, nexc) == (2, 3, 0) and base == round(float(salinity.astype(dtype)[0]) * 1000)
+        assert width == 1  # steps of a few thousandths; 34500 itself would need 4 bytes
+        assert decimal.decode(encoded, itemsize, raw.size).tobytes() == raw.tobytes()
+
+
+def test_a_base_no_encoder_writes_is_refused() -> None:
+    n = 8
+    for itemsize, formula, base in ((4, 0, 2**24), (4, 0, -(2**24)), (8, 1, 2**52)):
+        block = struct.pack("<BBBBIq", 2, 1, 1, formula, 0, base) + bytes(n)
+        with pytest.raises(ValueError, match="base is out of range"):
+            decimal.decode(block, itemsize, n * itemsize)
+    ok = struct.pack("<BBBBIq", 2, 1, 1, 0, 0, 2**24 - 1) + bytes(n)
+    assert np.all(decimal.decode(ok, 4, n * 4).view(np.float32) == np.float32(2**24 - 1) / np.float32(10))

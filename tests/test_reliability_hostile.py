@@ -487,6 +487,9 @@ DECIMAL_CASES = {
     "deltas cut short": struct.pack("<BBBBI", 1, 1, 2, 1, 0) + bytes(20),
     "more exceptions than values": struct.pack("<BBBBI", 1, 1, 2, 1, 99) + bytes(32 + 2 + 99 * 8),
     "bitmap disagrees with the count": struct.pack("<BBBBI", 1, 1, 2, 1, 2) + bytes(32) + b"\x07\x00" + bytes(16),
+    "base cut short": struct.pack("<BBBBI", 2, 1, 2, 1, 0) + bytes(4),
+    "base beyond float64 integers": struct.pack("<BBBBIq", 2, 1, 2, 1, 0, 2**60) + bytes(32),
+    "format 2 deltas cut short": struct.pack("<BBBBIq", 2, 1, 2, 1, 0, 5) + bytes(30),
     "empty": b"",
 }
 

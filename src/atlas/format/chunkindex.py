@@ -42,9 +42,12 @@ INDEX_DTYPE = np.dtype(
 MAGIC = b"ATLASIDX"
 HEADER = struct.Struct("<8sIQQI")  # magic, format version, rows, payload length, crc32c
 FORMAT_VERSION = 1
-# Indexes with decimal-filter rows are version 2, so readers that predate the filter refuse
-# them by version instead of misreading the filter byte; others stay version 1.
-DECIMAL_FORMAT_VERSION = 2
+# Indexes with decimal-filter rows are version 3 (their new blocks may be decimal format 2,
+# with a base), so readers that predate the filter, or that format, refuse them by version
+# instead of calling the blocks damaged; others stay version 1. Version 2 (decimal format 1
+# blocks only) is still read.
+DECIMAL_FORMAT_VERSION = 3
+READABLE_VERSIONS = (FORMAT_VERSION, 2, DECIMAL_FORMAT_VERSION)
 # No block is ever larger than this (blocks are ~256 KiB; a single huge chunk is its own block).
 MAX_BLOCK_BYTES = 1 << 34
 # An index with more rows than this is damaged or crafted (2**31 rows would be 200 GB).
@@ -213,7 +216,7 @@ class ChunkIndex:
         magic, version, nrows, plen, crc = HEADER.unpack(buf[: HEADER.size])
         if magic != MAGIC:
             raise CorruptionError(f"chunk index {where} has a bad magic number")
-        if version not in (FORMAT_VERSION, DECIMAL_FORMAT_VERSION):
+        if version not in READABLE_VERSIONS:
             raise CorruptionError(f"chunk index {where} has unsupported version {version}")
         payload = buf[HEADER.size :]
         if len(payload) != plen:

@@ -53,7 +53,7 @@ def plausible_size(codec: str, stored: int, raw: int, filter_id: int = 1) -> boo
 def _decimal_bound(raw_size: int, itemsize: int) -> int:
     """The largest encoded size of a decimal block of ``raw_size`` bytes."""
     n = raw_size // itemsize
-    return decimal.HEADER.size + n * (8 + itemsize) + (n + 7) // 8
+    return decimal.HEADER.size + decimal.BASE.size + n * (8 + itemsize) + (n + 7) // 8
 
 _local = threading.local()
 

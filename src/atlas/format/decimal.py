@@ -14,7 +14,8 @@ value and turns each mismatch into an exception.
 
 Layout of an encoded block (before compression)::
 
-    header   <BBBBI: format (1), e, width, formula, exception count
+    header   <BBBBI: format (2), e, width, formula, exception count
+    base     <q: the first integer (format 2 only; format 1 blocks start from 0)
     deltas   n * width bytes, byte-shuffled (n = raw bytes / element size)
     bitmap   ceil(n / 8) bytes, exceptions only: bit i (little-endian) set = exception
     values   exception count * element size bytes: the exceptions' exact bits
@@ -22,6 +23,10 @@ Layout of an encoded block (before compression)::
 ``formula`` 0 computes ``float32(int) / float32(10**e)`` (float32 blocks whose
 integers stay below 2**24, so both operands are exact); formula 1 computes
 ``float64(int) / 10**e``, cast to the element type.
+
+The integers are ``base`` plus the running sums of the deltas; the first delta is 0, so
+a salinity of 34.567 (34567 at e = 3) costs 2 bytes a value instead of 4. Format 1
+(no base) is still read.
 """
 
 from __future__ import annotations
@@ -32,7 +37,8 @@ from typing import Any
 import numpy as np
 
 HEADER = struct.Struct("<BBBBI")
-FORMAT = 1
+BASE = struct.Struct("<q")
+FORMAT = 2  # what encode writes; decode also reads format 1 (no base)
 # Largest exponent tried: float32 holds ~7 significant digits, float64 ~15.
 MAX_EXPONENT = {4: 7, 8: 15}
 # A block with more exceptions than this fraction of its values is left to the plain codecs.
@@ -102,27 +108,30 @@ def encode(raw: np.ndarray, itemsize: int) -> np.ndarray | None:
     if nexc > MAX_EXCEPTION_FRACTION * n:
         return None
     if nexc:
-        # exceptions repeat the previous integer (0 before the first), so their deltas are 0
-        # and each other value's delta is from the value before it that is no exception
+        # exceptions repeat the previous integer (the base before the first), so their deltas
+        # are 0 and each other value's delta is from the value before it that is no exception
         keep = ~exc
         good = ints[keep]
         deltas = np.zeros(n, dtype=np.int64)
+        base = int(good[0]) if good.size else 0
         if good.size:
             steps = np.empty_like(good)
-            steps[0] = good[0]
+            steps[0] = 0
             np.subtract(good[1:], good[:-1], out=steps[1:])
             deltas[keep] = steps
     else:
+        base = int(ints[0])
         deltas = np.empty_like(ints)
-        deltas[0] = ints[0]
+        deltas[0] = 0
         np.subtract(ints[1:], ints[:-1], out=deltas[1:])
     lo, hi = int(deltas.min()), int(deltas.max())
     width = next(w for w in (1, 2, 4, 8) if -(1 << (8 * w - 1)) <= lo and hi < (1 << (8 * w - 1)))
     narrow = deltas.astype(_INT[width]).view(np.uint8)
-    body = HEADER.size + n * width
+    head = HEADER.size + BASE.size
+    body = head + n * width
     out = np.empty(body + ((n + 7) // 8 + nexc * itemsize if nexc else 0), dtype=np.uint8)
-    out[: HEADER.size] = np.frombuffer(HEADER.pack(FORMAT, e, width, formula, nexc), dtype=np.uint8)
-    out[HEADER.size : body].reshape(width, n)[...] = narrow.reshape(n, width).T  # byte planes
+    out[:head] = np.frombuffer(HEADER.pack(FORMAT, e, width, formula, nexc) + BASE.pack(base), dtype=np.uint8)
+    out[head:body].reshape(width, n)[...] = narrow.reshape(n, width).T  # byte planes
     if nexc:
         out[body : body + (n + 7) // 8] = np.packbits(exc, bitorder="little")
         out[body + (n + 7) // 8 :] = bits[exc].view(np.uint8)
@@ -137,18 +146,27 @@ def decode(data: bytes | memoryview | np.ndarray, itemsize: int, raw_size: int) 
     fmt, e, width, formula, nexc = HEADER.unpack(buf[: HEADER.size].tobytes())
     n = raw_size // itemsize
     if (
-        fmt != FORMAT or width not in _INT or formula > 1 or (formula == 0 and (itemsize != 4 or width > 4))
+        fmt not in (1, 2) or width not in _INT or formula > 1 or (formula == 0 and (itemsize != 4 or width > 4))
         or e > MAX_EXPONENT[itemsize] or nexc > n
     ):
         raise ValueError("decimal block header is malformed")
-    body = HEADER.size + n * width
+    head = HEADER.size
+    base = 0
+    if fmt == 2:
+        if buf.size < head + BASE.size:
+            raise ValueError("decimal block has no room for its base")
+        (base,) = BASE.unpack(buf[head : head + BASE.size].tobytes())
+        head += BASE.size
+        if abs(base) >= (2**24 if formula == 0 else 2**52):  # no encoder writes such a base
+            raise ValueError("decimal block base is out of range")
+    body = head + n * width
     end = body + ((n + 7) // 8 + nexc * itemsize if nexc else 0)
     if buf.size != end:
         raise ValueError(f"decimal block holds {buf.size} bytes, expected {end}")
-    planes = buf[HEADER.size : body].reshape(width, n)
+    planes = buf[head:body].reshape(width, n)
     out = np.empty(n, dtype=_FLOAT[itemsize])
     acc = np.int32 if formula == 0 else np.int64
-    carry = 0
+    carry = base
     for lo in range(0, n, _PIECE):  # in pieces: temporaries stay small next to the block
         hi = min(n, lo + _PIECE)
         interleaved = np.empty((hi - lo, width), dtype=np.uint8)
