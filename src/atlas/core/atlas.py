@@ -156,6 +156,7 @@ class Atlas(XarrayMethods, CatalogMethods):
         self._cache = BlockCache(DEFAULT_CACHE_BYTES)
         self._lock = threading.RLock()  # reads may come from several threads (dask)
         self.buffer_bytes = DEFAULT_BUFFER_BYTES
+        self._build_shared = self._build_arrays
         self._reset()
         self._load(_version)
 
@@ -394,7 +395,7 @@ class Atlas(XarrayMethods, CatalogMethods):
         entries = rec[2]  # checked when the manifest was read (_frozen_entries)
         ds._arrays = None
         ds._raw_arrays = entries
-        ds._build = self._build_arrays
+        ds._build = self._build_shared  # one bound method for all, not one per dataset
         self._datasets[name] = ds
         return ds
 
