@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import hashlib
 import json
 import os
 import platform
@@ -66,6 +67,27 @@ class Runner:
 
     # ---------------------------------------------------------------- stores
 
+    def builder_stamp(self, impl: str) -> str:
+        """What wrote a store: a digest of our sources, or the yardstick's version. A kept
+        work dir rebuilds stores written by other code, so reads measure today's format."""
+        if impl == "ref":
+            return "atlas-python==0.10.0"
+        digest = hashlib.sha256()
+        for f in sorted((REPO / "src" / "atlas").rglob("*.py")):
+            digest.update(f.relative_to(REPO).as_posix().encode() + b"\0" + f.read_bytes())
+        return "src:" + digest.hexdigest()[:16]
+
+    def store_is_current(self, path: Path, impl: str) -> bool:
+        stamp = path.with_name(path.name + ".built-by")
+        if path.exists() and stamp.exists() and stamp.read_text() == self.builder_stamp(impl):
+            return True
+        shutil.rmtree(path, ignore_errors=True)
+        stamp.unlink(missing_ok=True)
+        return False
+
+    def mark_store(self, path: Path, impl: str) -> None:
+        path.with_name(path.name + ".built-by").write_text(self.builder_stamp(impl))
+
     def store_path(self, impl: str, collection: str) -> Path:
         size = self.config.profiles if collection == "profiles" else self.config.gridded
         return self.config.workdir / f"{collection}-{size}.{impl}"
@@ -80,7 +102,7 @@ class Runner:
     def ensure_store(self, impl: str, collection: str) -> Path | None:
         """The built store of ``collection`` for ``impl``, building it on first use."""
         path = self.store_path(impl, collection)
-        if path.exists():
+        if self.store_is_current(path, impl):
             return path
         if (impl, collection) in self.build_failures:
             return None
@@ -90,6 +112,7 @@ class Runner:
             self.build_failures[(impl, collection)] = f"{result['status']}: {result['detail']}"
             shutil.rmtree(path, ignore_errors=True)
             return None
+        self.mark_store(path, impl)
         return path
 
     # ---------------------------------------------------------------- processes
@@ -150,12 +173,16 @@ class Runner:
         scratch: Path | None = None
         if phase.kind == "ingest":
             persistent = self.store_path(impl, collection)
-            target = persistent if not persistent.exists() else self.scratch_path(phase.name, impl)
+            current = self.store_is_current(persistent, impl)
+            target = persistent if not current else self.scratch_path(phase.name, impl)
             scratch = None if target == persistent else target
             result = self.spawn(phase, impl, target)
-            if target == persistent and result["status"] != "ok":
-                self.build_failures[(impl, collection)] = f"{result['status']}: {result['detail']}"
-                shutil.rmtree(persistent, ignore_errors=True)
+            if target == persistent:
+                if result["status"] == "ok":
+                    self.mark_store(persistent, impl)
+                else:
+                    self.build_failures[(impl, collection)] = f"{result['status']}: {result['detail']}"
+                    shutil.rmtree(persistent, ignore_errors=True)
         elif phase.kind == "limit":
             result = self.spawn(phase, impl, self.config.workdir)
         else:
