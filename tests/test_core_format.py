@@ -579,3 +579,31 @@ def test_threads_sharing_a_handle_read_right_while_the_cache_churns(tmp_path: Pa
     cache = shared._cache
     assert cache.used == sum(b.nbytes for b in cache._d.values()) + sum(len(d) for d in cache._s.values())
     assert cache.used <= cache.budget
+
+
+def test_scan_results_never_alias_the_storage_buffers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # uncompressed blocks decode to the very bytes the storage returned: a storage that hands
+    # out views of its own writable buffers must not see a caller's writes
+    store = atlas.Atlas.create(tmp_path / "s", codec="none")
+    _profiles(store, 300, length=100)
+    store.flush()
+    opened = atlas.Atlas.open(tmp_path / "s")
+    names = opened.list_datasets()
+    storage = opened._storage
+    buffers: dict[str, bytearray] = {}
+
+    def shared_views(requests: Any) -> list[list[memoryview]]:
+        out = []
+        for key, starts, lengths in requests:
+            view = memoryview(buffers.setdefault(key, bytearray(storage.get(key))))
+            out.append([view[a : a + n] for a, n in zip(starts, lengths, strict=True)])
+        return out
+
+    monkeypatch.setattr(storage, "get_many_ranges", shared_views)
+    first = opened.read_array_across("temperature", names)
+    want = [a.copy() for a in first]
+    for a in first:
+        a[:] = -1.0
+    opened.cache_bytes = 0
+    again = opened.read_array_across("temperature", names)
+    assert all(np.array_equal(a, b, equal_nan=True) for a, b in zip(again, want, strict=True))

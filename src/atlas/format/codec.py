@@ -192,6 +192,8 @@ def decode_block(stored: Any, codec: str, filter_id: int, raw_size: int) -> np.n
         raise ValueError(f"block frame claims {_frame_size(stored)} bytes, the index {raw_size}")
     raw = decompress(stored, codec, raw_size)
     arr = np.frombuffer(raw, dtype=np.uint8)
+    if raw is stored and arr.flags.writeable:
+        arr.flags.writeable = False  # the storage's own bytes: whoever gets them must copy
     if arr.size != raw_size:
         raise ValueError(f"block decompressed to {arr.size} bytes, expected {raw_size}")
     return unshuffle(arr, filter_id)
