@@ -434,7 +434,7 @@ def test_verify_reads_storage_even_when_the_blocks_are_kept(tmp_path: Path) -> N
     assert problems and "checksum" in " ".join(problems)
 
 
-def test_block_cache_keeps_one_form_of_a_block_and_drops_stored_copies_first() -> None:
+def test_block_cache_keeps_one_form_of_a_block_and_evicts_the_least_recently_used() -> None:
     from atlas.core.reader import BlockCache
 
     cache = BlockCache(4000)
@@ -448,7 +448,7 @@ def test_block_cache_keeps_one_form_of_a_block_and_drops_stored_copies_first() -
     cache.put_stored(("a", 0), b"z" * 10)  # not kept beside its decoded form
     assert cache.get_stored(("a", 0)) is None
     assert cache.used == 100 + 300
-    for k in range(4):  # over budget at the fourth: the stored copy goes first, and is enough
+    for k in range(4):  # over budget at the fourth: the stored copy is the oldest, and enough
         cache.put(("b", k), np.zeros(950, dtype=np.uint8))
     assert ("a", 1) not in cache._s and ("a", 0) in cache._d and cache.used == 3900
     cache.put(("b", 4), np.zeros(950, dtype=np.uint8))  # then the least recently used decoded ones
@@ -456,11 +456,14 @@ def test_block_cache_keeps_one_form_of_a_block_and_drops_stored_copies_first() -
     assert cache.used == 3800
     cache.put_stored(("c", 0), b"w" * 1001)  # larger than a quarter of the budget
     assert cache.get_stored(("c", 0)) is None
-    cache.put_stored(("c", 1), b"w" * 200)
+    cache.put_stored(("c", 1), b"w" * 200)  # newer than every decoded block
     cache.resize(1000)
-    assert cache.get_stored(("c", 1)) is None and cache.used <= 1000
+    assert cache.get_stored(("c", 1)) == b"w" * 200 and not cache._d and cache.used == 200
+    cache.put(("e", 0), np.zeros(200, dtype=np.uint8))  # now the stored copy is the older one
+    cache.resize(300)
+    assert not cache._s and list(cache._d) == [("e", 0)] and cache.used == 200
     cache.clear()
-    assert cache.used == 0 and cache.get(("b", 3)) is None
+    assert cache.used == 0 and cache.get(("e", 0)) is None and not cache._used_at
 
 
 def test_local_reads_allocate_about_the_file_size(tmp_path: Path) -> None:
@@ -607,3 +610,52 @@ def test_scan_results_never_alias_the_storage_buffers(tmp_path: Path, monkeypatc
     opened.cache_bytes = 0
     again = opened.read_array_across("temperature", names)
     assert all(np.array_equal(a, b, equal_nan=True) for a, b in zip(again, want, strict=True))
+
+
+def test_a_scan_keeps_its_stored_blocks_in_a_cache_full_of_older_decoded_ones(tmp_path: Path) -> None:
+    from atlas.storage import open_storage
+    from atlas.storage.wrappers import CountingStorage
+
+    store = atlas.Atlas.create(tmp_path / "s")
+    rng = np.random.default_rng(0)
+    for i in range(2000):
+        ds = store.create_dataset(f"d{i}")
+        ds.define_array("t", "float32", ["z"], [500])
+        ds.define_array("u", "float32", ["z"], [500])
+        ds.write_array("t", [0], np.round(10 + np.cumsum(rng.normal(0, 0.05, 500)), 1).astype(np.float32))
+        ds.write_array("u", [0], rng.random(500).astype(np.float32))
+    store.flush()
+    counting = CountingStorage(open_storage(tmp_path / "s"))
+    opened = atlas.Atlas.open(counting)
+    opened.cache_bytes = 4 << 20
+    names = opened.list_datasets()
+    for n in names[::25]:  # single reads fill the cache with decoded blocks of "u"
+        opened.open_dataset(n).read_array("u")
+    assert opened._cache.used > 3 << 20
+    first = opened.read_array_across("t", names)
+    assert len(opened._cache._s) >= 16  # the scan's stored copies displaced older decoded blocks
+    counting.reset()
+    again = opened.read_array_across("t", names)
+    assert counting.requests == 0, counting.counts
+    assert all(np.array_equal(a, b) for a, b in zip(first, again, strict=True))
+
+
+def test_overlapping_chunks_in_a_damaged_index_never_share_memory(tmp_path: Path) -> None:
+    from atlas.format.chunkindex import ChunkIndex
+
+    store = atlas.Atlas.create(tmp_path / "s")
+    for i in range(4):
+        ds = store.create_dataset(f"d{i}")
+        ds.define_array("x", "float64", ["z"], [100])
+        ds.write_array("x", [0], np.arange(100.0) + i * 100)
+    store.flush()
+    (path,) = (tmp_path / "s" / "index").iterdir()
+    rows = ChunkIndex.from_bytes(path.read_bytes(), "test").rows.copy()
+    rows["within"][1] = 400  # the second chunk now overlaps the first
+    path.write_bytes(ChunkIndex(rows).to_bytes())
+    opened = atlas.Atlas.open(tmp_path / "s")
+    opened.cache_bytes = 0
+    got = opened.read_array_across("x", opened.list_datasets())
+    assert not np.shares_memory(got[0], got[1])
+    got[0][60] = -1.0
+    assert got[1][10] == 60.0

@@ -1240,12 +1240,17 @@ class Atlas(XarrayMethods, CatalogMethods):
             for key, block in blocks.items():
                 # a fresh block is writable (cached ones are not); one view per chunk
                 whole = False
-                if block.flags.writeable:
+                if block.flags.writeable:  # and the chunks tile it exactly (a damaged index could overlap them)
                     spans: dict[int, int] = {}
                     for p in by_block[key]:
                         w, nb = locs[p]  # type: ignore[misc]
-                        spans[w] = nb
-                    whole = sum(spans.values()) >= block.nbytes
+                        spans[w] = max(nb, spans.get(w, 0))
+                    end = 0
+                    for w in sorted(spans):
+                        if w != end:
+                            break
+                        end += spans[w]
+                    whole = end == block.nbytes
                 seen: set[int] = set()
                 for pos in by_block[key]:
                     i, a, sl = items[pos]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -25,7 +26,7 @@ class BlockCache:
     A scan whose decoded blocks would make it hold much more than its result keeps the
     stored bytes instead, a fraction of the size: the next scan skips the I/O and only
     decodes. A single-array read that finds a stored copy decodes it and keeps the decoded
-    block in its place.
+    block in its place. Eviction is least recently used across both kinds.
     """
 
     def __init__(self, budget: int) -> None:
@@ -33,6 +34,8 @@ class BlockCache:
         self.used = 0
         self._d: OrderedDict[tuple[str, int], np.ndarray] = OrderedDict()
         self._s: OrderedDict[tuple[str, int], bytes] = OrderedDict()
+        self._used_at: dict[tuple[str, int], int] = {}  # last use, to compare the two kinds
+        self._clock = itertools.count()
         self._lock = threading.Lock()
 
     def get(self, key: tuple[str, int]) -> np.ndarray | None:
@@ -41,6 +44,7 @@ class BlockCache:
         if v is not None:
             try:
                 self._d.move_to_end(key)
+                self._used_at[key] = next(self._clock)
             except KeyError:  # evicted by another thread meanwhile: still a valid block
                 pass
         return v
@@ -51,6 +55,7 @@ class BlockCache:
         if v is not None:
             try:
                 self._s.move_to_end(key)
+                self._used_at[key] = next(self._clock)
             except KeyError:
                 pass
         return v
@@ -68,6 +73,7 @@ class BlockCache:
             if stored is not None:
                 self.used -= len(stored)
             self._d[key] = block
+            self._used_at[key] = next(self._clock)
             self.used += block.nbytes
             self._evict(self.budget)
 
@@ -82,22 +88,33 @@ class BlockCache:
             if old is not None:
                 self.used -= len(old)
             self._s[key] = data
+            self._used_at[key] = next(self._clock)
             self.used += len(data)
             self._evict(self.budget)
 
     def _evict(self, budget: int) -> None:
-        # stored copies go first: they are cheap to rebuild and serve only scans
-        while self.used > budget and self._s:
-            _, d = self._s.popitem(last=False)
-            self.used -= len(d)
-        while self.used > budget and self._d:
-            _, b = self._d.popitem(last=False)
-            self.used -= b.nbytes
+        # the least recently used of the two kinds' oldest entries goes first
+        used_at = self._used_at
+        if len(used_at) > 2 * (len(self._d) + len(self._s)) + 1024:  # stamps of blocks a race evicted
+            live = self._d.keys() | self._s.keys()
+            for k in [k for k in used_at if k not in live]:
+                del used_at[k]
+        while self.used > budget and (self._d or self._s):
+            kd = next(iter(self._d), None)
+            ks = next(iter(self._s), None)
+            if ks is not None and (kd is None or used_at.get(ks, -1) <= used_at.get(kd, -1)):
+                self.used -= len(self._s.pop(ks))
+                used_at.pop(ks, None)
+            else:
+                assert kd is not None
+                self.used -= self._d.pop(kd).nbytes
+                used_at.pop(kd, None)
 
     def clear(self) -> None:
         with self._lock:
             self._d.clear()
             self._s.clear()
+            self._used_at.clear()
             self.used = 0
 
     def resize(self, budget: int) -> None:
