@@ -1188,8 +1188,8 @@ class Atlas(XarrayMethods, CatalogMethods):
         as a view into its block (``None`` when it was never stored).
 
         The last argument of ``emit`` says the view is the caller's to keep: its block was
-        decoded for this call alone (not cached, not shared), every byte of it is wanted, and
-        no other item views the same chunk. Keeping such views saves a copy and the memory of
+        decoded for this call alone (not cached, not shared), the wanted chunks tile it
+        exactly, and no other item views the same chunk. Keeping such views saves a copy and the memory of
         a second one."""
         idx = self._index(var)
         first = idx.first_chunk_row
