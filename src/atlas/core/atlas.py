@@ -772,10 +772,14 @@ class Atlas(XarrayMethods, CatalogMethods):
             raise CorruptionError(f"a segment of variable {var.name!r} is missing: {e}") from None
 
     def _chunk_from_block(self, schema: Schema, block: np.ndarray, within: int, nbytes: int, extent: tuple[int, ...]) -> np.ndarray:
-        piece = block[within : within + nbytes]
+        """The chunk of ``extent`` cells at ``within`` in a decoded block: one view straight on
+        the block (decoded cells for strings); ValueError when it does not fit there."""
+        ncells = schema.size if extent is schema.shape else math.prod(extent)
         if schema.dtype.is_string:
-            return decode_strings(piece, math.prod(extent)).reshape(extent)
-        return piece.view(schema.dtype.numpy).reshape(extent)
+            return decode_strings(block[within : within + nbytes], ncells).reshape(extent)
+        if nbytes != ncells * schema.dtype.numpy.itemsize or within + nbytes > block.nbytes:
+            raise ValueError(f"{nbytes} bytes at {within} of a {block.nbytes}-byte block")
+        return np.ndarray(extent, schema.dtype.numpy, block, within)
 
     def _decode_chunks(self, arr: ArrayState, items: list[tuple[int, tuple[int, ...], tuple[Variable, np.void]]]) -> dict[int, np.ndarray]:
         if not items:
@@ -992,9 +996,7 @@ class Atlas(XarrayMethods, CatalogMethods):
                     f"dataset {dataset!r}, array {name!r}: a segment is missing: {e}"
                 ) from None
         try:
-            if schema.dtype.is_string:
-                return decode_strings(block[within : within + nbytes], schema.size).reshape(schema.shape)
-            return block[within : within + nbytes].view(schema.dtype.numpy).reshape(schema.shape)
+            return self._chunk_from_block(schema, block, within, nbytes, schema.shape)
         except ValueError as e:
             raise CorruptionError(
                 f"dataset {dataset!r}, array {name!r}: chunk does not fit its block: {e}"
@@ -1189,8 +1191,8 @@ class Atlas(XarrayMethods, CatalogMethods):
 
         The last argument of ``emit`` says the view is the caller's to keep: its block was
         decoded for this call alone (not cached, not shared), the wanted chunks tile it
-        exactly, and no other item views the same chunk. Keeping such views saves a copy and the memory of
-        a second one."""
+        exactly, and no other item views the same chunk. Keeping such views saves a copy
+        and the memory of a second one."""
         idx = self._index(var)
         first = idx.first_chunk_row
         rows = [first(a.aid) for _, a, _ in items]
@@ -1259,12 +1261,7 @@ class Atlas(XarrayMethods, CatalogMethods):
                     seen.add(within)
                     schema = a.schema
                     try:
-                        if schema.dtype.is_string:
-                            chunk = decode_strings(block[within : within + nbytes], schema.size).reshape(schema.shape)
-                        else:  # one view object straight on the block
-                            if nbytes != schema.size * schema.dtype.numpy.itemsize or within + nbytes > block.nbytes:
-                                raise ValueError(f"{nbytes} bytes at {within} of a {block.nbytes}-byte block")
-                            chunk = np.ndarray(schema.shape, schema.dtype.numpy, block, within)
+                        chunk = self._chunk_from_block(schema, block, within, nbytes, schema.shape)
                     except ValueError as e:
                         raise CorruptionError(
                             f"dataset {a.dataset!r}, array {a.name!r}: chunk does not fit its block: {e}"
