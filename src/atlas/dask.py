@@ -33,8 +33,6 @@ DEFAULT_TASK_BYTES = 64 << 20
 STRING_CELL_BYTES = 64
 
 
-
-
 class _GroupReader:
     """The source of :func:`read_across` for ``dask.array.from_array``.
 

@@ -55,6 +55,7 @@ def _decimal_bound(raw_size: int, itemsize: int) -> int:
     n = raw_size // itemsize
     return decimal.HEADER.size + decimal.BASE.size + n * (8 + itemsize) + (n + 7) // 8
 
+
 _local = threading.local()
 
 

@@ -44,8 +44,6 @@ _CONFIG_FILE = "atlas.json"
 _SHOWN_NAMES = 5
 
 
-
-
 class AtlasBackendArray(BackendArray):
     """Lazily indexed view of one array of one dataset in a committed store version."""
 
