@@ -719,7 +719,8 @@ def _argo_files(n_per_dac: int) -> list[Path]:
         pytest.skip(f"real Argo sample not found at {ARGO}")
     files: list[Path] = []
     for dac in sorted(p for p in ARGO.iterdir() if p.is_dir()):
-        files.extend(sorted(dac.rglob("*.nc"))[:n_per_dac])
+        # profiles only: the floats' _prof, _meta, _tech and _Rtraj files sit beside profiles/
+        files.extend(sorted(dac.glob("*/profiles/*.nc"))[:n_per_dac])
     if not files:
         pytest.skip(f"no Argo profiles under {ARGO}")
     return files
