@@ -9,6 +9,7 @@ from __future__ import annotations
 import pickle
 import random
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -233,6 +234,19 @@ class StorageSuite:
         assert store.list("nothing/") == []
         assert store.list("nothing") == []
         assert store.list("data/v1-a.seg/") == []
+
+    def test_list_details_gives_sizes_and_write_times(self, store: Storage, writer: Storage) -> None:
+        if isinstance(store, ObjectStorage) and store.kind == "HTTPStore":
+            pytest.skip("plain HTTP servers cannot list (obstore lists over WebDAV)")
+        before = time.time()
+        writer.put("data/v1-a.seg", b"12345")
+        writer.put("data/v1-b.seg", b"")
+        writer.put("index/v1-a.idx", b"xy")
+        details = store.list_details("data/")
+        assert [(k, n) for k, n, _ in details] == [("data/v1-a.seg", 5), ("data/v1-b.seg", 0)]
+        for _, _, modified in details:  # file systems and servers round to a second or so
+            assert before - 2 <= modified <= time.time() + 2
+        assert [k for k, _, _ in store.list_details()] == store.list()
 
     def test_list_rejects_bad_prefixes(self, store: Storage) -> None:
         for bad in ["/abs", "../x", "a/../b", "a//b"]:

@@ -12,6 +12,7 @@ import functools
 import os
 import re
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
@@ -218,6 +219,16 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     def list(self, prefix: str = "") -> list[str]:
         """Sorted keys of all objects whose key starts with ``prefix`` (a plain string prefix)."""
+
+    def list_details(self, prefix: str = "") -> list[tuple[str, int, float]]:
+        """``(key, size, modified)`` of every object under ``prefix``, sorted by key.
+
+        ``modified`` is the time of the last write, in seconds since the epoch. This
+        default knows no times and says "now", so that nothing looks old enough for a
+        garbage collector's grace period; backends that know better override it.
+        """
+        now = time.time()
+        return [(k, self.size(k), now) for k in self.list(prefix)]
 
     # ----------------------------------------------------------------- writing
 

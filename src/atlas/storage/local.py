@@ -312,11 +312,26 @@ class LocalStorage(Storage):
 
     def list(self, prefix: str = "") -> list[str]:
         """Keys of all files under the root starting with ``prefix``, skipping temp files."""
+        return [k for k, _ in self._walk(prefix)]
+
+    def list_details(self, prefix: str = "") -> list[tuple[str, int, float]]:
+        """``(key, size, modified)`` of every file under ``prefix`` (one ``stat`` each)."""
+        out = []
+        for key, entry in self._walk(prefix):
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except FileNotFoundError:
+                continue  # removed meanwhile
+            out.append((key, st.st_size, st.st_mtime))
+        return out
+
+    def _walk(self, prefix: str) -> list[tuple[str, os.DirEntry[str]]]:
+        """Sorted ``(key, directory entry)`` of the files under ``prefix``."""
         check_prefix(prefix)
         head, _, partial = prefix.rpartition("/")
         top = os.path.join(self.root, *head.split("/")) if head else self.root
         base = head + "/" if head else ""
-        keys: list[str] = []
+        keys: list[tuple[str, os.DirEntry[str]]] = []
         stack: list[tuple[str, str]] = [(top, base)]
         first = True
         while stack:
@@ -335,9 +350,9 @@ class LocalStorage(Storage):
                 if entry.is_dir(follow_symlinks=False):
                     stack.append((entry.path, f"{rel}{name}/"))
                 elif entry.is_file():
-                    keys.append(rel + name)
+                    keys.append((rel + name, entry))
             first = False
-        keys.sort()
+        keys.sort(key=lambda item: item[0])
         return keys
 
     # ----------------------------------------------------------------- writing

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import secrets
 import threading
+import time
 import weakref
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -28,10 +29,11 @@ def _process_token() -> str:
 class _Shared:
     """The objects of one named store, guarded by a lock."""
 
-    __slots__ = ("data", "lock", "__weakref__")
+    __slots__ = ("data", "modified", "lock", "__weakref__")
 
     def __init__(self) -> None:
         self.data: dict[str, bytes] = {}
+        self.modified: dict[str, float] = {}  # time of each key's last write
         self.lock = threading.Lock()
 
 
@@ -170,12 +172,22 @@ class MemoryStorage(Storage):
         keys.sort()
         return keys
 
+    def list_details(self, prefix: str = "") -> list[tuple[str, int, float]]:
+        """``(key, size, time of last write)`` of every key starting with ``prefix``."""
+        check_prefix(prefix)
+        with self._shared.lock:
+            data, modified = self._shared.data, self._shared.modified
+            out = [(k, len(v), modified.get(k, 0.0)) for k, v in data.items() if k.startswith(prefix)]
+        out.sort()
+        return out
+
     def put(self, key: str, data: BytesLike) -> None:
         """Store a copy of ``data``."""
         check_key(key)
         blob = bytes(data)
         with self._shared.lock:
             self._shared.data[key] = blob
+            self._shared.modified[key] = time.time()
 
     def put_if_absent(self, key: str, data: BytesLike) -> bool:
         """Store a copy of ``data`` unless ``key`` exists."""
@@ -185,6 +197,7 @@ class MemoryStorage(Storage):
             if key in self._shared.data:
                 return False
             self._shared.data[key] = blob
+            self._shared.modified[key] = time.time()
             return True
 
     def delete(self, key: str) -> None:
@@ -192,6 +205,7 @@ class MemoryStorage(Storage):
         check_key(key)
         with self._shared.lock:
             self._shared.data.pop(key, None)
+            self._shared.modified.pop(key, None)
 
     def delete_many(self, keys: Iterable[str]) -> None:
         """Drop every key in ``keys``."""
@@ -199,3 +213,4 @@ class MemoryStorage(Storage):
         with self._shared.lock:
             for k in ks:
                 self._shared.data.pop(k, None)
+                self._shared.modified.pop(k, None)

@@ -246,6 +246,14 @@ class ObjectStorage(Storage):
 
     def list(self, prefix: str = "") -> list[str]:
         """Sorted keys starting with ``prefix`` (listing the prefix's directory)."""
+        return [k for k, _ in self._listing(prefix)]
+
+    def list_details(self, prefix: str = "") -> list[tuple[str, int, float]]:
+        """``(key, size, last modified)`` of every object under ``prefix``, from the listing."""
+        return [(k, int(m["size"]), m["last_modified"].timestamp()) for k, m in self._listing(prefix)]
+
+    def _listing(self, prefix: str) -> list[tuple[str, Any]]:
+        """Sorted ``(key, object meta)`` of the objects under ``prefix``."""
         check_prefix(prefix)
         head = prefix.rpartition("/")[0]
         where = _join(self.prefix, head) or None
@@ -258,10 +266,10 @@ class ObjectStorage(Storage):
                 ) from e
             raise
         strip = len(self.prefix) + 1 if self.prefix else 0
-        keys = [m["path"][strip:] for m in metas]
-        keys = [k for k in keys if k.startswith(prefix)]
-        keys.sort()
-        return keys
+        found = [(m["path"][strip:], m) for m in metas]
+        found = [(k, m) for k, m in found if k.startswith(prefix)]
+        found.sort(key=lambda item: item[0])
+        return found
 
     # ----------------------------------------------------------------- writing
 

@@ -64,6 +64,10 @@ class WrappedStorage(Storage):
         """Delegated."""
         return self.inner.list(prefix)
 
+    def list_details(self, prefix: str = "") -> list[tuple[str, int, float]]:
+        """Delegated."""
+        return self.inner.list_details(prefix)
+
     def put(self, key: str, data: BytesLike) -> None:
         """Delegated."""
         self.inner.put(key, data)
@@ -169,6 +173,11 @@ class CountingStorage(WrappedStorage):
         """Counted as ``list``."""
         self._count("list")
         return self.inner.list(prefix)
+
+    def list_details(self, prefix: str = "") -> list[tuple[str, int, float]]:
+        """Counted as ``list``."""
+        self._count("list")
+        return self.inner.list_details(prefix)
 
     def put(self, key: str, data: BytesLike) -> None:
         """Counted as ``put``."""
