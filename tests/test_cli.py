@@ -23,7 +23,7 @@ import atlas
 from atlas.cli import LogProgress, main
 
 ARGO = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "argo"
-SUBCOMMANDS = ["ingest", "ls", "show", "info", "rm", "compact", "verify", "export", "demo"]
+SUBCOMMANDS = ["ingest", "ls", "show", "info", "rm", "compact", "versions", "tag", "expire", "verify", "export", "demo"]
 
 
 def run(*args: str | Path, rc: int | None = 0) -> subprocess.CompletedProcess[str]:
@@ -281,7 +281,7 @@ def test_rm_compact_and_verify(built: tuple[Path, Path], tmp_path: Path) -> None
     proc = run("rm", store, "south:p0000", "south:p0002")
     assert proc.stdout.startswith("removed 2 datasets")
     assert "south:p0000" not in atlas.Atlas.open(store).list_datasets()
-    compact = json.loads(run("compact", store, "--json").stdout)
+    compact = json.loads(run("compact", store, "--prune-now", "--json").stdout)
     assert compact["bytes_after"] < compact["bytes_before"]
     assert "no problems found" in run("verify", store).stdout
 

@@ -206,7 +206,7 @@ def commit_more_and_compact(path: Path) -> Any:
     ds.define_array("v", "int16", ["n"], [6])
     ds.write_array("v", [0], AFTER)
     store.flush()
-    store.compact()
+    store.compact(grace_period=0)  # no other writer: orphans go at once
     assert stray_files(path) == set(), "compact() left files no manifest references"
     fresh = atlas.Atlas.open(path)
     assert fresh.verify() == []
@@ -333,7 +333,7 @@ def test_compact_interrupted_at_every_mutation(garbage_template: Path, tmp_path:
         store = atlas.Atlas.open(faulty)
         faulty.arm(k)
         try:
-            store.compact()
+            store.compact(grace_period=0)
         except OSError:
             pass
         else:
@@ -353,7 +353,7 @@ def test_compact_interrupted_at_every_mutation(garbage_template: Path, tmp_path:
         assert fresh.verify() == []
         if mode == "error":
             faulty.arm(None)
-            store.compact()
+            store.compact(grace_period=0)
             assert stray_files(path) == set()
             assert snapshot(path) == old
         after = commit_more_and_compact(path)
@@ -373,7 +373,7 @@ def test_compact_with_buffered_changes_interrupted(garbage_template: Path, tmp_p
     shutil.copytree(garbage_template, ref)
     s = atlas.Atlas.open(ref)
     change_overwrite_after_garbage(s)
-    s.compact()
+    s.compact(grace_period=0)
     new = snapshot(ref)
     for k in range(1, MAX_K):
         path = fresh_copy(garbage_template, tmp_path, k)
@@ -382,7 +382,7 @@ def test_compact_with_buffered_changes_interrupted(garbage_template: Path, tmp_p
         change_overwrite_after_garbage(store)
         faulty.arm(k)
         try:
-            store.compact()
+            store.compact(grace_period=0)
         except OSError:
             pass
         else:
@@ -396,7 +396,7 @@ def test_compact_with_buffered_changes_interrupted(garbage_template: Path, tmp_p
         tally.add("old" if state == old else "new")
         if mode == "error":
             faulty.arm(None)
-            store.compact()
+            store.compact(grace_period=0)
             assert snapshot(path) == new
             assert stray_files(path) == set()
             state = new

@@ -292,7 +292,7 @@ def test_power_cut_before_every_file_system_step(
         ds.define_array("x", "uint8", ["n"], [2])
         ds.write_array("x", [0], np.array([7, 9], dtype=np.uint8))
         fresh.flush()
-        fresh.compact()
+        fresh.compact(grace_period=0)
         assert stray_files(after) == set(), "compact() left files of the interrupted operation"
         assert without(snapshot(after), "after") == without(state, "after")
         shutil.rmtree(live)

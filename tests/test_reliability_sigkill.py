@@ -155,7 +155,7 @@ def after_crash_checks(path: Path, state: Any) -> None:
     ds.define_array("x", "int8", ["n"], [3])
     ds.write_array("x", [0], np.array([1, 2, 3], dtype=np.int8))
     store.flush()
-    store.compact()
+    store.compact(grace_period=0)
     fresh = atlas.Atlas.open(path)
     assert fresh.verify() == []
     assert without(snapshot(path), "after") == without(state, "after")
@@ -228,7 +228,7 @@ def test_compact_removes_temp_files_of_killed_writers(tmp_path: Path) -> None:
     assert temps, "the killed writer should have left its temp file"
     store = atlas.Atlas.open(path)
     assert snapshot(path) == old
-    store.compact()
+    store.compact(grace_period=0)
     assert stray_files(path) == set(), "compact() must remove what a killed writer left behind"
 
 
@@ -320,7 +320,7 @@ def test_sigkill_at_random_moments_of_large_flushes(tmp_path: Path) -> None:
         shutil.rmtree(pre)
         store = atlas.Atlas.open(path)
         assert store.verify() == []
-        store.compact()
+        store.compact(grace_period=0)
         assert atlas.Atlas.open(path).verify() == []
         assert digest_snapshot(path) == state
         assert stray_files(path) == set(), "compact() left files of the killed writer"

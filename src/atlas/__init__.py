@@ -7,17 +7,29 @@ from __future__ import annotations
 
 from .core.atlas import Atlas
 from .core.dataset import DatasetView
-from .errors import AtlasError, ConflictError, CorruptionError, ReadOnlyError, StoreNotFoundError
+from .errors import (
+    AtlasError,
+    CommitOutcomeUnknownError,
+    ConflictError,
+    CorruptionError,
+    ReadOnlyError,
+    StorageError,
+    StoreNotFoundError,
+    VersionRemovedError,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Atlas",
     "AtlasError",
+    "CommitOutcomeUnknownError",
     "ConflictError",
     "CorruptionError",
     "DatasetView",
     "ReadOnlyError",
+    "StorageError",
     "StoreNotFoundError",
+    "VersionRemovedError",
     "__version__",
 ]

@@ -9,6 +9,7 @@ interrupted. Read commands take ``--json`` for machine-readable output.
 from __future__ import annotations
 
 import argparse
+import datetime as _dt
 import difflib
 import fnmatch
 import json
@@ -97,6 +98,45 @@ def positive_int(text: str) -> int:
     if n < 1:
         raise argparse.ArgumentTypeError(f"expected at least 1, got {n}")
     return n
+
+
+def nonnegative_int(text: str) -> int:
+    """An argparse type for version numbers (0 and up)."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"expected 0 or more, got {n}")
+    return n
+
+
+_DURATION_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def duration(text: str) -> float:
+    """An argparse type for durations: seconds, or a number with s, m, h or d."""
+    t = text.strip().lower()
+    scale = _DURATION_UNITS.get(t[-1:], None)
+    number = t[:-1] if scale is not None else t
+    try:
+        value = float(number) * (scale or 1.0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a duration such as 3600, 90s, 30m, 2h or 1d, got {text!r}") from None
+    if not value >= 0 or math.isinf(value):
+        raise argparse.ArgumentTypeError(f"expected a duration of 0 or more, got {text!r}")
+    return value
+
+
+def timestamp(text: str) -> _dt.datetime:
+    """An argparse type for ISO 8601 dates and times (naive ones are local time)."""
+    try:
+        when = _dt.datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected an ISO 8601 date or time such as 2026-01-31 or 2026-01-31T12:00Z, got {text!r}"
+        ) from None
+    return when if when.tzinfo is not None else when.astimezone()
 
 
 def _json_safe(value: Any) -> Any:
@@ -565,10 +605,13 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 def store_info(store: Atlas) -> dict[str, Any]:
     """Counts, sizes, codec and versions of a store."""
+    from .core.maintenance import unreferenced_summary
+
     names = store.list_datasets()
     total_arrays = sum(len(store.open_dataset(n).list_arrays()) for n in names)
     versions = store.versions()
     disk = _store_bytes(store.location)
+    unreferenced = unreferenced_summary(store)
     return {
         "store": store.location,
         "version": store.version,
@@ -581,6 +624,9 @@ def store_info(store: Atlas) -> dict[str, Any]:
         "codec": _store_codec(store),
         "bytes_on_disk": None if disk is None else disk[0],
         "files_on_disk": None if disk is None else disk[1],
+        "tags": store.tags(),
+        "unreferenced_files": unreferenced[0],
+        "unreferenced_bytes": unreferenced[1],
     }
 
 
@@ -605,6 +651,14 @@ def cmd_info(args: argparse.Namespace) -> int:
             else f"{format_bytes(info['bytes_on_disk'])} in {_plural(info['files_on_disk'], 'file')}",
         ),
     ]
+    if info["tags"]:
+        rows.append(("tags", ", ".join(f"{k} = {v}" for k, v in info["tags"].items())))
+    if info["unreferenced_files"]:
+        rows.append((
+            "note",
+            f"{_plural(info['unreferenced_files'], 'file')} ({format_bytes(info['unreferenced_bytes'])}) "
+            f"referenced by no version kept; `atlas compact {args.store}` removes them",
+        ))
     for k, v in rows:
         print(f"{k + ':':<10} {v}")
     return EXIT_OK
@@ -639,10 +693,13 @@ def cmd_rm(args: argparse.Namespace) -> int:
 
 def cmd_compact(args: argparse.Namespace) -> int:
     """Compact a store."""
+    from .core.maintenance import compact
+
     store = _open_store(args.store)
     before = _store_bytes(store.location)
     t0 = time.perf_counter()
-    store.compact(keep_versions=args.keep_versions)
+    grace = 0.0 if args.prune_now else args.grace
+    report = compact(store, keep_versions=args.keep_versions, grace_period=grace)
     took = time.perf_counter() - t0
     after = _store_bytes(store.location)
     result: dict[str, Any] = {
@@ -650,6 +707,8 @@ def cmd_compact(args: argparse.Namespace) -> int:
         "version": store.version,
         "bytes_before": None if before is None else before[0],
         "bytes_after": None if after is None else after[0],
+        "grace_seconds": grace,
+        **report.as_dict(),
         "seconds": round(took, 3),
     }
     if args.json:
@@ -660,15 +719,82 @@ def cmd_compact(args: argparse.Namespace) -> int:
             f"{format_bytes(result['bytes_after'])} on disk, "
             f"keeping {_plural(args.keep_versions, 'version')}; {format_seconds(took)}"
         )
+        if report.kept_files:
+            print(
+                f"kept {_plural(report.kept_files, 'file')} ({format_bytes(report.kept_bytes)}) for the grace period "
+                f"of {format_seconds(grace)}: readers of old versions and writers at work may still need them; "
+                "run `atlas compact` again later, or with --prune-now when nothing else uses the store"
+            )
+    return EXIT_OK
+
+
+def cmd_versions(args: argparse.Namespace) -> int:
+    """List the versions of a store, with their tags."""
+    store = _open_store(args.store)
+    tags: dict[int, list[str]] = {}
+    for name, number in store.tags().items():
+        tags.setdefault(number, []).append(name)
+    versions = [dict(entry, tags=tags.get(entry["version"], [])) for entry in store.versions()]
+    if args.json:
+        print_json({"store": store.location, "versions": versions})
+        return EXIT_OK
+    for entry in versions:
+        named = f"  [{', '.join(entry['tags'])}]" if entry["tags"] else ""
+        count = _plural(entry["datasets"] or 0, "dataset")
+        print(f"{entry['version']:>6}  {entry['timestamp'] or '?':<30} {count}{named}")
+    return EXIT_OK
+
+
+def cmd_tag(args: argparse.Namespace) -> int:
+    """Name a version, or delete a tag."""
+    store = _open_store(args.store)
+    if args.delete:
+        store.delete_tag(args.name)
+        if args.json:
+            print_json({"deleted": args.name})
+        else:
+            print(f"deleted tag {args.name!r} of {store.location}")
+        return EXIT_OK
+    version = store.version if args.version is None else args.version
+    store.tag(args.name, version)
+    if args.json:
+        print_json({"tag": args.name, "version": version})
+    else:
+        print(f"tagged version {version} of {store.location} as {args.name!r}")
+    return EXIT_OK
+
+
+def cmd_expire(args: argparse.Namespace) -> int:
+    """Expire old versions (their files go at the next compaction or garbage collection)."""
+    if args.keep is None and args.older_than is None:
+        print("atlas expire: error: say which versions to expire: --keep N, --older-than DATE, or both",
+              file=sys.stderr)
+        return EXIT_USAGE
+    store = _open_store(args.store)
+    expired = store.expire_versions(older_than=args.older_than, keep=args.keep)
+    if args.json:
+        print_json({"store": store.location, "expired": expired})
+    else:
+        print(
+            f"expired {_plural(len(expired), 'version')} of {store.location}"
+            + (f" ({expired[0]}..{expired[-1]})" if len(expired) > 1 else f" ({expired[0]})" if expired else "")
+            + "; `atlas compact` deletes their files once the grace period has passed"
+        )
     return EXIT_OK
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
     """Check every block and index; exit 1 when problems are found."""
     store = _open_store(args.store)
-    problems = [str(p) for p in store.verify()]
+    result = store.verify()
+    problems = [str(p) for p in result]
+    notes: list[str] = list(getattr(result, "notes", []))
     if args.json:
-        print_json({"store": store.location, "version": store.version, "ok": not problems, "problems": problems})
+        print_json({
+            "store": store.location, "version": store.version, "ok": not problems, "problems": problems,
+            "notes": notes, "unreferenced_files": getattr(result, "unreferenced_files", None),
+            "unreferenced_bytes": getattr(result, "unreferenced_bytes", None),
+        })
     elif problems:
         print(f"{_plural(len(problems), 'problem')} in {store.location} (version {store.version}):")
         for p in problems:
@@ -676,6 +802,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
     else:
         n = len(store.list_datasets())
         print(f"{store.location} (version {store.version}): {_plural(n, 'dataset')}, no problems found")
+    if notes and not args.json:
+        for note in notes:
+            print(f"note: {note}")
     return EXIT_ERROR if problems else EXIT_OK
 
 
@@ -969,10 +1098,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("store", metavar="STORE", help="store directory")
     p.add_argument("datasets", metavar="DATASET", nargs="+", help="dataset names")
 
-    p = add("compact", cmd_compact, "rewrite data densely and drop old versions")
+    p = add("compact", cmd_compact, "rewrite data densely and drop old versions",
+            desc="Rewrite variables holding deleted data densely, expire all but the newest versions\n"
+                 "(tagged versions stay), and delete files no kept version refers to once they are\n"
+                 "past the grace period: readers of expired versions and writers still at work\n"
+                 "(whose new files no version names yet) keep theirs that long. Safe to run while\n"
+                 "other processes read and write the store.")
     p.add_argument("store", metavar="STORE", help="store directory")
     p.add_argument("--keep-versions", type=positive_int, default=1, metavar="N",
                    help="newest versions that stay readable (default: 1)")
+    p.add_argument("--grace", type=duration, default=3600.0, metavar="DURATION",
+                   help="keep unreferenced files this long: 3600, 90s, 30m, 2h, 1d (default: 1h)")
+    p.add_argument("--prune-now", action="store_true",
+                   help="no grace period: delete at once (only when nothing else uses the store)")
+
+    p = add("versions", cmd_versions, "list the versions of a store and their tags")
+    p.add_argument("store", metavar="STORE", help="store directory")
+
+    p = add("tag", cmd_tag, "name a version (tags never expire)",
+            desc="Name VERSION (default: the newest) of STORE; open it later with\n"
+                 "Atlas.open(STORE, version=NAME). Tags are immutable: --delete, then tag again.")
+    p.add_argument("store", metavar="STORE", help="store directory")
+    p.add_argument("name", metavar="NAME", help="tag name")
+    p.add_argument("--version", type=nonnegative_int, default=None, metavar="N", help="version to name")
+    p.add_argument("--delete", action="store_true", help="delete the tag NAME instead")
+
+    p = add("expire", cmd_expire, "expire old versions",
+            desc="Expire versions older than DATE and/or beyond the N newest (never the newest or a\n"
+                 "tagged one). Their files are deleted by `atlas compact` after the grace period.")
+    p.add_argument("store", metavar="STORE", help="store directory")
+    p.add_argument("--keep", type=positive_int, default=None, metavar="N", help="keep the N newest versions")
+    p.add_argument("--older-than", type=timestamp, default=None, metavar="DATE",
+                   help="expire versions committed before DATE (ISO 8601, e.g. 2026-01-31 or 2026-01-31T12:00Z)")
 
     p = add("verify", cmd_verify, "check every checksum and index (exit 1 on problems)")
     p.add_argument("store", metavar="STORE", help="store directory")

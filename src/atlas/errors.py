@@ -15,8 +15,27 @@ class StoreNotFoundError(AtlasError, RuntimeError, FileNotFoundError):
     """No Atlas store exists at the given location."""
 
 
+class StorageError(AtlasError, OSError):
+    """The store's disk or service failed: an I/O error, or a request that was refused
+    or still failing after its retries. Not a fault of the data written or read.
+
+    ``location`` names the store and ``key`` the object involved (None for listings).
+    """
+
+    location: str | None = None
+    key: str | None = None
+
+
 class ConflictError(AtlasError, RuntimeError):
     """Another writer committed a new version since this handle read the store."""
+
+
+class CommitOutcomeUnknownError(AtlasError, RuntimeError):
+    """A flush failed in a way that left unknown whether its commit landed.
+
+    The handle keeps its changes; the next ``flush()`` finds out and either finishes
+    (the commit had landed) or commits them again.
+    """
 
 
 class CorruptionError(AtlasError, RuntimeError):
@@ -25,3 +44,10 @@ class CorruptionError(AtlasError, RuntimeError):
 
 class ReadOnlyError(AtlasError, PermissionError):
     """The store or version was opened read-only (an old version, or HTTP)."""
+
+
+class VersionRemovedError(AtlasError, KeyError):
+    """The version was expired or removed by compaction; reopen the store for the newest."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""

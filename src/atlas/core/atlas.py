@@ -29,9 +29,16 @@ from ..dtypes import (
     parse_dtype,
     validate_fill,
 )
-from ..errors import ConflictError, CorruptionError, ReadOnlyError, StoreNotFoundError
+from ..errors import (
+    CommitOutcomeUnknownError,
+    ConflictError,
+    CorruptionError,
+    ReadOnlyError,
+    StoreNotFoundError,
+    VersionRemovedError,
+)
 from ..format import manifest as mf
-from ..format.chunkindex import MAX_BLOCK_BYTES, ChunkIndex, empty_rows, merge_rows
+from ..format.chunkindex import MAX_BLOCK_BYTES, ChunkIndex, empty_rows, index_check, merge_rows
 from ..format.codec import parse_codec
 from ..format.records import encode_attrs as _encode_attrs
 from ..format.records import encode_stats as _encode_stats
@@ -41,9 +48,20 @@ from ..integrations.xarray import XarrayMethods
 from ..names import check_key, check_name
 from ..stats import chunk_stats, fold_many, string_stats
 from ..storage import open_storage
+from ..storage.base import run_concurrently
+from . import history
+from .commit import UnsettledCommit, commit_outcome, new_token, publish
 from .dataset import DatasetView
-from .reader import BlockCache, BlockKey, CacheMode, ParallelPuts, fetch_blocks
-from .state import NO_CHUNKS, ArrayState, DatasetState, Schema, SchemaTable, Variable, schema_key
+from .reader import BlockCache, BlockKey, CacheMode, ParallelPuts, fetch_blocks, retry_if_swapped
+from .state import (
+    NO_CHUNKS,
+    ArrayState,
+    DatasetState,
+    Schema,
+    SchemaTable,
+    Variable,
+    schema_key,
+)
 
 if TYPE_CHECKING:
     from ..storage.base import Storage
@@ -60,6 +78,12 @@ SCAN_BATCH_BYTES = 64 << 20
 READ_AHEAD_BLOCKS = 7
 
 _VERSION_KEY = "version"
+# What a handle holds of the version it reads (set by _reset and _install; swapped whole).
+_STATE_ATTRIBUTES = (
+    "_version", "_manifest_where", "_where", "_schemas", "_datasets", "_fill_memo", "_windows",
+    "_seg_positions", "_peeked", "_variables", "_next_id", "_dirty_bytes", "_changed",
+    "_changed_arrays", "_unsettled",
+)
 MAX_CELLS = 2**62
 _SEGMENT_KEY = re.compile(r"data/v[0-9]+-[0-9a-f]+\.seg")
 _INDEX_KEY = re.compile(r"index/v[0-9]+-[0-9a-f]+\.idx")
@@ -157,6 +181,7 @@ class Atlas(XarrayMethods, CatalogMethods):
         self._lock = threading.RLock()  # reads may come from several threads (dask)
         self.buffer_bytes = DEFAULT_BUFFER_BYTES
         self._build_shared = self._build_arrays
+        self._state_gen = 0  # bumped whenever committed state is swapped (reads in flight retry)
         self._reset()
         self._load(_version)
 
@@ -175,6 +200,7 @@ class Atlas(XarrayMethods, CatalogMethods):
         self._dirty_bytes = 0
         self._changed = False  # anything to commit
         self._changed_arrays: dict[int, ArrayState] = {}
+        self._unsettled: UnsettledCommit | None = None  # a commit whose outcome is unknown
 
     @classmethod
     def create(
@@ -209,8 +235,12 @@ class Atlas(XarrayMethods, CatalogMethods):
         return self
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str] | Any, version: int | None = None, **storage_options: Any) -> Atlas:
-        """Open an existing store; with ``version=N`` open that old version read-only."""
+    def open(
+        cls, path: str | os.PathLike[str] | Any, version: int | str | None = None, **storage_options: Any
+    ) -> Atlas:
+        """Open an existing store; ``version=N`` or ``version="tag"`` opens that version read-only.
+
+        ``VersionRemovedError`` (a ``KeyError``) if the version was expired or removed."""
         storage = _open_storage(path, False, storage_options)
         try:
             raw = storage.get(mf.CONFIG_KEY)
@@ -218,9 +248,19 @@ class Atlas(XarrayMethods, CatalogMethods):
             raise StoreNotFoundError(f"no Atlas store at {storage.location}") from None
         config = mf.decode_config(raw, f"{storage.location}/{mf.CONFIG_KEY}")
         if version is not None:
-            if isinstance(version, bool) or not isinstance(version, int):
-                raise TypeError("version must be an int")
+            if isinstance(version, str):
+                version = cls._tagged_version(storage, version)
+            elif isinstance(version, bool) or not isinstance(version, int):
+                raise TypeError("version must be an int (a version number) or a str (a tag)")
         return cls(storage, config, version, version is not None)
+
+    @staticmethod
+    def _tagged_version(storage: Storage, name: str) -> int:
+        key = history.tag_key(history.check_tag_name(name))
+        try:
+            return history.decode_tag(storage.get(key), f"{storage.location}/{key}")
+        except FileNotFoundError:
+            raise KeyError(f"no tag named {name!r} in the store at {storage.location}") from None
 
     # ------------------------------------------------------------------ loading
 
@@ -272,6 +312,9 @@ class Atlas(XarrayMethods, CatalogMethods):
             data = self._storage.get(key)
         except FileNotFoundError:
             raise CorruptionError(f"manifest {where} disappeared while opening") from None
+        state = history.VersionHeader(version, key, mf.decode_header(data, where)[0])
+        if not state.live:
+            raise state.removed_error(str(self._storage.location))
         with mf.paused_gc():  # ~10^5 new containers: collections would only rescan them
             head, doc = mf.decode_manifest(data, where, self._meta_format, self._meta_compression)
             self._install(doc, where)
@@ -293,6 +336,12 @@ class Atlas(XarrayMethods, CatalogMethods):
                 raise ValueError("tables must be lists")
         except (KeyError, TypeError, ValueError) as e:
             raise CorruptionError(f"manifest {where} is malformed: {e}") from None
+        checks = doc.get("index_checks", {})
+        if not isinstance(checks, dict) or not all(
+            type(c) is list and len(c) == 2 and all(type(x) is int and 0 <= x < 2**63 for x in c)
+            for c in checks.values()
+        ):
+            raise CorruptionError(f"manifest {where}: index_checks is malformed")
         self._next_id = next_id
         self._manifest_where = where
         self._where = f"manifest of {self._storage.location}"  # + ", dataset NAME" in messages
@@ -304,6 +353,8 @@ class Atlas(XarrayMethods, CatalogMethods):
                 if index_key is not None and not _INDEX_KEY.fullmatch(index_key):
                     raise ValueError(f"bad index key {index_key!r}")
                 var.index_key = index_key
+                check = checks.get(index_key) if index_key is not None else None
+                var.index_check = (check[0], check[1]) if check is not None else None
                 var.segments = [(k, sz) for k, sz in segs]
                 for k, sz in var.segments:
                     if type(k) is not str or not _SEGMENT_KEY.fullmatch(k) or type(sz) is not int or not 0 <= sz < 2**62:
@@ -431,6 +482,44 @@ class Atlas(XarrayMethods, CatalogMethods):
                 f"this handle on {self._storage.location} is read-only "
                 f"({'an old version' if not getattr(self._storage, 'read_only', False) else 'read-only storage'})"
             )
+        if self._unsettled is not None:
+            raise ConflictError(
+                f"the last flush() on {self._storage.location} failed before it could tell whether version "
+                f"{self._unsettled.version} landed; call flush() again to settle it before changing anything"
+            )
+
+    def _check_storage_writable(self) -> None:
+        """For store-wide changes (tags, expiry): any handle may make them, even one on an
+        old version, unless the storage itself is read-only."""
+        if getattr(self._storage, "read_only", False):
+            raise ReadOnlyError(f"the store at {self._storage.location} is read-only")
+
+    def _missing_error(self, message: str) -> Exception:
+        """The error for a file of this version that is gone: VersionRemovedError when the
+        version was expired or removed meanwhile, else CorruptionError."""
+        try:
+            head = history.read_header(self._storage, self._manifest_key(self._version), self._version)
+        except Exception:
+            return CorruptionError(message)
+        return CorruptionError(message) if head.live else head.removed_error(str(self._storage.location))
+
+    def _advance(self) -> None:
+        """Bring a handle without changes of its own to the newest version, in one swap.
+
+        Views obtained before refuse writes afterwards (they name the old version)."""
+        if self._changed or not self._store_moved_on():
+            return
+        fresh = type(self)(self._storage, self._config(), None, False)
+        with self._lock:
+            for name in _STATE_ATTRIBUTES:
+                setattr(self, name, getattr(fresh, name))
+            self._schemas._decode = self._decode_schema_entry
+            self._schemas._key_of = self._schema_entry_key
+            self._cache.clear()
+            self._state_gen += 1
+
+    def _config(self) -> dict[str, Any]:
+        return {"codec": self._codec, "meta_format": self._meta_format, "meta_compression": self._meta_compression}
 
     def _take_id(self) -> int:
         i = self._next_id
@@ -459,7 +548,12 @@ class Atlas(XarrayMethods, CatalogMethods):
                 try:
                     data = self._storage.get(var.index_key)
                 except FileNotFoundError:
-                    raise CorruptionError(f"chunk index {where} is missing") from None
+                    raise self._missing_error(f"chunk index {where} is missing") from None
+                if var.index_check is not None and index_check(data) != var.index_check:
+                    raise CorruptionError(
+                        f"chunk index {where} is not the file version {self._version} recorded "
+                        f"(length and checksum {index_check(data)} instead of {var.index_check}): it was replaced"
+                    )
                 var.index = ChunkIndex.from_bytes(data, where)
                 var.index.validate([size for _, size in var.segments], where)
         return var.index
@@ -573,6 +667,11 @@ class Atlas(XarrayMethods, CatalogMethods):
     def _check_live(self, ds: DatasetState) -> None:
         if ds.deleted:
             raise KeyError(f"dataset {ds.name!r} was deleted")
+        if self._datasets.get(ds.name) is not ds:
+            raise KeyError(
+                f"this view of dataset {ds.name!r} was opened before the handle moved to version "
+                f"{self._version}; open the dataset again"
+            )
 
     def _drop_array(self, arr: ArrayState) -> None:
         var = self._variables[arr.name]
@@ -769,7 +868,7 @@ class Atlas(XarrayMethods, CatalogMethods):
                 self._storage.get_many_ranges, self._cache, wanted, self._describe_block(var), cache
             )
         except FileNotFoundError as e:
-            raise CorruptionError(f"a segment of variable {var.name!r} is missing: {e}") from None
+            raise self._missing_error(f"a segment of variable {var.name!r} is missing: {e}") from None
 
     def _chunk_from_block(self, schema: Schema, block: np.ndarray, within: int, nbytes: int, extent: tuple[int, ...]) -> np.ndarray:
         """The chunk of ``extent`` cells at ``within`` in a decoded block: one view straight on
@@ -989,10 +1088,12 @@ class Atlas(XarrayMethods, CatalogMethods):
                     block = fetch_blocks(
                         self._storage.get_many_ranges, self._cache, {key: spec}, self._describe_block(var)
                     )[key]
+            except VersionRemovedError:
+                raise
             except CorruptionError as e:
                 raise CorruptionError(f"dataset {dataset!r}, array {name!r}: {e}") from None
             except FileNotFoundError as e:
-                raise CorruptionError(
+                raise self._missing_error(
                     f"dataset {dataset!r}, array {name!r}: a segment is missing: {e}"
                 ) from None
         try:
@@ -1119,6 +1220,7 @@ class Atlas(XarrayMethods, CatalogMethods):
             ) from None
         return None
 
+    @retry_if_swapped
     def read_array_across(
         self,
         array: str,
@@ -1238,7 +1340,7 @@ class Atlas(XarrayMethods, CatalogMethods):
                 shown = ", ".join(repr(n) for n in sorted(hit)[:5])
                 raise CorruptionError(f"{e}; affects array {var.name!r} of dataset(s) {shown}") from None
             except FileNotFoundError as e:
-                raise CorruptionError(f"a segment of variable {var.name!r} is missing: {e}") from None
+                raise self._missing_error(f"a segment of variable {var.name!r} is missing: {e}") from None
             for key, block in blocks.items():
                 # a fresh block is writable (cached ones are not); one view per chunk
                 whole = False
@@ -1281,6 +1383,7 @@ class Atlas(XarrayMethods, CatalogMethods):
             return "stored"
         return "read"
 
+    @retry_if_swapped
     def read_array_across_stacked(
         self,
         array: str,
@@ -1533,10 +1636,30 @@ class Atlas(XarrayMethods, CatalogMethods):
         self._dirty_bytes = 0
 
     def flush(self) -> None:
-        """Commit every buffered change atomically as a new version (no-op when unchanged)."""
+        """Commit every buffered change atomically as a new version (no-op when unchanged).
+
+        ``ConflictError`` if another writer committed since this handle's version (nothing
+        is written over it). A flush that raises committed nothing, except
+        ``CommitOutcomeUnknownError``: then call ``flush()`` again, which finishes the
+        commit if it had landed and commits again if it had not."""
+        if self._unsettled is not None and self._settle():
+            return
         if self._read_only or not self._changed:
             return
         self._commit()
+
+    def _settle(self) -> bool:
+        """Find out whether the unsettled commit landed; True if it did (and is now installed)."""
+        u = self._unsettled
+        assert u is not None
+        outcome = commit_outcome(self._storage, u.key, u.version, u.token)  # may raise: stays unsettled
+        self._unsettled = None
+        if outcome == "ours":
+            u.install()
+            return True
+        if outcome == "theirs":
+            u.lost()  # raises ConflictError
+        return False
 
     def close(self) -> None:
         """Same as :meth:`flush`; the handle stays usable."""
@@ -1553,53 +1676,33 @@ class Atlas(XarrayMethods, CatalogMethods):
         attach = self._write_ahead(list(self._changed_arrays.values()))
         pending = {id(v): (v, rows, segs) for v, rows, segs, _ in attach}
         # 2. merged indexes for changed variables
-        new_vars: dict[str, tuple[str | None, list[tuple[str, int]], ChunkIndex]] = {}
-        puts = ParallelPuts(self._storage)
-        for var in self._variables.values():
-            extra = pending.get(id(var))
-            if rewrite is not None and var.name in rewrite:
-                idx, segs = rewrite[var.name]
-                key = None
-                if len(idx):
-                    key = new_key("index", var.vid, "idx")
-                    puts.put(key, idx.to_bytes())
-                new_vars[var.name] = (key, segs, idx)
-                continue
-            if not (var.changed or extra is not None):
-                continue
-            committed = self._index(var)
-            parts = [committed.rows, var.pending.rows]
-            segs = list(var.segments) + list(var.pending_segments)
-            if extra is not None:
-                parts.append(extra[1])
-                segs.extend(extra[2])
-            merged = merge_rows(parts)
-            if var.dead_aids:
-                merged = merged[~np.isin(merged["aid"], np.fromiter(var.dead_aids, dtype=np.uint64))]
-            idx = ChunkIndex(merged)
-            key = None
-            if len(idx):
-                key = new_key("index", var.vid, "idx")
-                puts.put(key, idx.to_bytes())
-            new_vars[var.name] = (key, segs, idx)
-        puts.wait()
+        try:
+            new_vars, checks = self._merged_indexes(pending, rewrite)
+        except (CorruptionError, VersionRemovedError):
+            if self._store_moved_on():  # a compaction removed what this old version named
+                raise self._conflict_error(self._version + 1) from None
+            raise
+        self._check_written_ahead()
         with mf.paused_gc():  # builds ~10^5 short-lived containers, none of them cyclic
             # 3. stats for arrays whose data changed
             new_stats = self._new_stats(new_vars, string_stats_now)
             # 4. manifest
             version = self._version + 1
-            doc = self._manifest_doc(version, new_vars, new_stats)
+            token = new_token()
+            doc = self._manifest_doc(version, new_vars, new_stats, checks)
             header = {
                 "atlas": "manifest",
                 "format_version": mf.FORMAT_VERSION,
                 "version": version,
-                "timestamp": _dt.datetime.now(_dt.UTC).isoformat(timespec="milliseconds"),
+                "timestamp": history.now_iso(),
+                "commit": token,
                 "datasets": len(self._datasets),
                 "arrays": sum(1 for v in self._variables.values() if v.live > 0),
             }
             data = mf.encode_manifest(doc, header, self._meta_format, self._meta_compression)
             del doc
-        if not self._storage.put_if_absent(self._manifest_key(version), data):
+
+        def lost() -> None:
             # nothing of ours is referenced: the files written above are orphans for compact()
             for var, rows, segs in pending.values():
                 var.pending = ChunkIndex(merge_rows([var.pending.rows, rows]))
@@ -1610,39 +1713,124 @@ class Atlas(XarrayMethods, CatalogMethods):
                 for a in arrs:
                     a.dirty.clear()
             self._dirty_bytes = 0
+            raise self._conflict_error(version)
+
+        def install() -> None:
+            for vname, (key, segs, idx) in new_vars.items():
+                var = self._variables[vname]
+                var.index_check = checks.get(key) if key is not None else None
+                var.index_key = key
+                var.segments = segs
+                var.index = idx
+                var.pending = ChunkIndex(empty_rows())
+                var.pending_segments = []
+                var.dead_aids.clear()
+                var.changed = False
+                var.gen += 1
+            for _, _, _, arrs in attach:
+                for a in arrs:
+                    a.dirty.clear()
+            for aid, st in new_stats.items():
+                arr = self._changed_arrays[aid]
+                arr.stats = st
+                arr.changed = False
+            self._changed_arrays.clear()
+            self._dirty_bytes = 0
+            self._version = version
+            self._changed = False
+            self._state_gen += 1
+            if rewrite:
+                self._cache.clear()
+            self._after_commit(version)
+
+        key = self._manifest_key(version)
+        try:
+            landed = publish(self._storage, key, version, data, token)
+        except CommitOutcomeUnknownError:
+            self._unsettled = UnsettledCommit(version, key, token, install, lost)
+            raise
+        if not landed:
+            lost()
+        install()
+
+    def _merged_indexes(
+        self,
+        pending: dict[int, tuple[Variable, np.ndarray, list[tuple[str, int]]]],
+        rewrite: dict[str, tuple[ChunkIndex, list[tuple[str, int]]]] | None,
+    ) -> tuple[dict[str, tuple[str | None, list[tuple[str, int]], ChunkIndex]], dict[str, tuple[int, int]]]:
+        """Write the new index of every changed variable.
+
+        Returns (key, segments, index) by variable name, and (length, payload checksum) by
+        index key, which the manifest records so that a replaced index file is noticed."""
+        new_vars: dict[str, tuple[str | None, list[tuple[str, int]], ChunkIndex]] = {}
+        checks: dict[str, tuple[int, int]] = {}
+        puts = ParallelPuts(self._storage)
+        try:
+            for var in self._variables.values():
+                extra = pending.get(id(var))
+                if rewrite is not None and var.name in rewrite:
+                    idx, segs = rewrite[var.name]
+                elif var.changed or extra is not None:
+                    parts = [self._index(var).rows, var.pending.rows]
+                    segs = list(var.segments) + list(var.pending_segments)
+                    if extra is not None:
+                        parts.append(extra[1])
+                        segs.extend(extra[2])
+                    merged = merge_rows(parts)
+                    if var.dead_aids:
+                        merged = merged[~np.isin(merged["aid"], np.fromiter(var.dead_aids, dtype=np.uint64))]
+                    idx = ChunkIndex(merged)
+                else:
+                    continue
+                key = None
+                if len(idx):
+                    key = new_key("index", var.vid, "idx")
+                    data = idx.to_bytes()
+                    checks[key] = index_check(data)
+                    puts.put(key, data)
+                new_vars[var.name] = (key, segs, idx)
+        finally:
+            puts.wait()
+        return new_vars, checks
+
+    def _check_written_ahead(self) -> None:
+        """ConflictError if a segment written ahead by this handle was deleted meanwhile."""
+        keys = [k for var in self._variables.values() for k, _ in var.pending_segments]
+        if not keys:
+            return
+        present = run_concurrently(self._storage.exists, keys)
+        gone = [k for k, ok in zip(keys, present, strict=True) if not ok]
+        if gone:
             raise ConflictError(
-                f"the store at {self._storage.location} moved on to version {version} or later since this "
-                f"handle read version {self._version}; nothing was written over it. Reopen the store "
-                "and apply your changes again."
+                f"{len(gone)} segment(s) this handle wrote ahead to {self._storage.location} were deleted "
+                f"meanwhile (first: {gone[0]}), by a compaction or garbage collection whose grace period "
+                "was shorter than this write; nothing was committed. Write the changes again."
             )
+
+    def _store_moved_on(self) -> bool:
+        try:
+            versions = self._manifest_versions()
+        except Exception:
+            return False
+        return bool(versions) and versions[-1] > self._version
+
+    def _conflict_error(self, version: int) -> ConflictError:
+        return ConflictError(
+            f"the store at {self._storage.location} moved on to version {version} or later since this "
+            f"handle read version {self._version}; nothing was written over it. Reopen the store "
+            "and apply your changes again."
+        )
+
+    def _after_commit(self, version: int) -> None:
+        """Steps after a commit landed: none of them may fail the flush."""
         try:  # a hint for readers that cannot list (HTTP); never trusted alone
             self._storage.put(mf.LATEST_HINT_KEY, str(version).encode())
-        except OSError:
+        except Exception:
             pass
-        self._storage.mark_changed()
-        # 5. success: install the committed state
-        for vname, (key, segs, idx) in new_vars.items():
-            var = self._variables[vname]
-            var.index_key = key
-            var.segments = segs
-            var.index = idx
-            var.pending = ChunkIndex(empty_rows())
-            var.pending_segments = []
-            var.dead_aids.clear()
-            var.changed = False
-            var.gen += 1
-        for _, _, _, arrs in attach:
-            for a in arrs:
-                a.dirty.clear()
-        for aid, st in new_stats.items():
-            arr = self._changed_arrays[aid]
-            arr.stats = st
-            arr.changed = False
-        self._changed_arrays.clear()
-        self._dirty_bytes = 0
-        self._version = version
-        self._changed = False
-        self._cache.clear() if rewrite else None
+        try:
+            self._storage.mark_changed()
+        except Exception:
+            pass
 
     def _new_stats(
         self,
@@ -1695,7 +1883,13 @@ class Atlas(XarrayMethods, CatalogMethods):
                     values.append(decode_strings(piece, int(row["ncells"])))
         return string_stats(row_count, int(r["ncells"].sum()) if len(r) else 0, values, schema.fill)
 
-    def _manifest_doc(self, version: int, new_vars: dict[str, tuple[str | None, list[tuple[str, int]], ChunkIndex]], new_stats: dict[int, dict[str, Any] | None]) -> dict[str, Any]:
+    def _manifest_doc(
+        self,
+        version: int,
+        new_vars: dict[str, tuple[str | None, list[tuple[str, int]], ChunkIndex]],
+        new_stats: dict[int, dict[str, Any] | None],
+        checks: dict[str, tuple[int, int]],
+    ) -> dict[str, Any]:
         datasets = []
         for name, ds in self._datasets.items():
             if not isinstance(ds, DatasetState):
@@ -1713,17 +1907,22 @@ class Atlas(XarrayMethods, CatalogMethods):
                 arrays.append([aname, arr.aid, arr.schema.pos, _encode_stats(arr.schema.dtype, st), _encode_attrs(arr.attrs)])
             datasets.append([name, _encode_attrs(ds.attrs), arrays])
         variables = []
+        index_checks: dict[str, list[int]] = {}
         for vname, var in self._variables.items():
             if vname in new_vars:
                 key, segs, idx = new_vars[vname]
+                check = checks.get(key) if key is not None else None
             else:
-                key, segs = var.index_key, var.segments
+                key, segs, check = var.index_key, var.segments, var.index_check
             live = var.live
             if live <= 0 and key is None:
                 continue  # nothing left of this variable
             variables.append([vname, var.vid, key, [[k, s] for k, s in segs], live])
+            if key is not None and check is not None:
+                index_checks[key] = list(check)
         schemas = self._schemas.encoded()
         return {
+            "index_checks": index_checks,
             "format_version": mf.FORMAT_VERSION,
             _VERSION_KEY: version,
             "parent": self._version if self._version >= 0 else None,
@@ -1736,14 +1935,70 @@ class Atlas(XarrayMethods, CatalogMethods):
 
     # ------------------------------------------------------------------ compaction and versions
 
-    def compact(self, keep_versions: int = 1) -> None:
-        """Rewrite variables holding dead data densely, then delete files no kept version needs.
+    def compact(self, keep_versions: int = 1, grace_period: _dt.timedelta | float | None = None) -> None:
+        """Rewrite variables holding dead data densely, expire old versions, delete their files.
 
-        Buffered changes are flushed first. ``keep_versions`` newest versions stay readable.
+        Buffered changes are flushed first, and compaction works from the newest version
+        (a handle that is behind is brought to it; with changes of its own it gets
+        ``ConflictError``). The ``keep_versions`` newest versions and tagged versions stay
+        readable. Files of the versions it expires are deleted once ``grace_period`` has
+        passed since (a ``timedelta`` or seconds), files no version ever named once they
+        are that old. The default deletes what it replaced at once and keeps files no
+        version names for an hour: they may be another writer's work in progress. Pass
+        e.g. ``timedelta(hours=1)`` while other processes read old versions.
         """
         from .maintenance import compact
 
-        compact(self, keep_versions)
+        compact(self, keep_versions, grace_period)
+
+    def expire_versions(self, older_than: _dt.datetime | None = None, keep: int | None = None) -> list[int]:
+        """Expire old versions: those committed before ``older_than``, beyond the ``keep``
+        newest, or both. The newest and tagged versions never expire. Their files are
+        deleted by :meth:`garbage_collect` once its grace period has passed. Returns the
+        version numbers expired."""
+        from .maintenance import expire_versions
+
+        self._check_storage_writable()
+        return expire_versions(self, older_than=older_than, keep=keep)
+
+    def garbage_collect(self, grace_period: _dt.timedelta | float = _dt.timedelta(hours=1)) -> dict[str, Any]:
+        """Delete files no kept version refers to once ``grace_period`` has passed: since
+        the expiry of the version that named them, or since a never-committed file was
+        written. Returns what it deleted and what it kept for now."""
+        from .maintenance import _seconds, collect_garbage
+
+        self._check_storage_writable()
+        seconds = _seconds(grace_period, "grace_period")
+        return collect_garbage(self, seconds, seconds).as_dict()
+
+    def tag(self, name: str, version: int | None = None) -> None:
+        """Name a version (default: this handle's). Tags are immutable and never expire;
+        ``FileExistsError`` if the name is taken."""
+        self._check_storage_writable()
+        history.check_tag_name(name)
+        if version is None:
+            version = self._version
+        if isinstance(version, bool) or not isinstance(version, int):
+            raise TypeError(f"version must be an int, not {type(version).__name__}")
+        from .maintenance import version_headers
+
+        live = {h.version for h in version_headers(self) if h.live}
+        if version not in live:
+            raise KeyError(f"version {version} is not a live version of the store at {self._storage.location}")
+        if not self._storage.put_if_absent(history.tag_key(name), history.encode_tag(version)):
+            raise FileExistsError(f"tag {name!r} already exists; delete it first to move it")
+
+    def tags(self) -> dict[str, int]:
+        """Every tag and the version it names."""
+        return dict(sorted(history.read_tags(self._storage).items()))
+
+    def delete_tag(self, name: str) -> None:
+        """Delete a tag (the version it named may then be expired). ``KeyError`` if absent."""
+        self._check_storage_writable()
+        key = history.tag_key(history.check_tag_name(name))
+        if not self._storage.exists(key):
+            raise KeyError(f"no tag named {name!r} in the store at {self._storage.location}")
+        self._storage.delete(key)
 
     def versions(self) -> list[dict[str, Any]]:
         """Committed versions, oldest first: ``{"version", "timestamp", "datasets", "arrays"}``."""
@@ -1752,7 +2007,11 @@ class Atlas(XarrayMethods, CatalogMethods):
         return list_versions(self)
 
     def verify(self) -> list[str]:
-        """Check every block and index of the current version; return the problems found."""
+        """Check every block and index of the current version; return the problems found.
+
+        The list also has ``notes`` (things that are not damage, such as files no kept
+        version refers to, which ``compact()`` removes) and ``unreferenced_files`` /
+        ``unreferenced_bytes``."""
         from .maintenance import verify
 
         return verify(self)

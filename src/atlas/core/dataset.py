@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from numpy.typing import NDArray
 
 from ..names import check_key
+from .reader import retry_if_swapped
 
 if TYPE_CHECKING:
     from .atlas import Atlas
@@ -47,13 +48,15 @@ class DatasetView:
         chunk_shape: Sequence[int] | None = None,
         fill_value: Any | None = None,
     ) -> None:
-        """Declare a new N-dimensional array (``chunk_shape`` defaults to ``shape``)."""
+        """Declare a new N-dimensional array (``chunk_shape`` defaults to ``shape``, or to
+        chunks of a few MiB for an array over 4 MiB)."""
         self._atlas._define(self._ds, name, dtype, dims, shape, chunk_shape, fill_value)
 
     def write_array(self, name: str, start: Sequence[int], data: NDArray[Any]) -> None:
         """Write ``data`` (exact dtype, C-contiguous) at offset ``start``."""
         self._atlas._write(self._ds, name, start, data)
 
+    @retry_if_swapped
     def read_array(
         self, name: str, start: Sequence[int] | None = None, shape: Sequence[int] | None = None
     ) -> NDArray[Any] | None:
@@ -68,6 +71,7 @@ class DatasetView:
             return None
         return self._atlas._read(arr, start, shape)
 
+    @retry_if_swapped
     def read_arrays(
         self,
         names: Sequence[str],

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as _dt
+import time
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -11,12 +14,17 @@ from ..format import manifest as mf
 from ..format.chunkindex import ChunkIndex, empty_rows
 from ..format.codec import DECIMAL
 from ..format.segment import SEGMENT_MAGIC, ChunkPayload, write_segments
+from . import history
 from .state import DatasetState, Variable
 
 if TYPE_CHECKING:
     from .atlas import Atlas
 
 REWRITE_BATCH_BYTES = 64 << 20
+# How long files that no kept version names are kept by default: a reader pinned to an
+# expired version, or a writer whose written-ahead segments no manifest names yet, has
+# this long to finish.
+DEFAULT_GRACE = _dt.timedelta(hours=1)
 
 
 def _needs_rewrite(var: Variable, idx: ChunkIndex) -> bool:
@@ -115,26 +123,29 @@ def _rewrite(
     return ChunkIndex(merged[order]), new_segs
 
 
-def _referenced(atlas: Atlas, version: int) -> set[str]:
-    """Every data and index file a committed version refers to."""
-    key = atlas._manifest_key(version)
-    where = f"{atlas._storage.location}/{key}"
-    _, doc = mf.decode_manifest(atlas._storage.get(key), where, atlas._meta_format, atlas._meta_compression)
+def _referenced(doc: dict[str, Any]) -> set[str]:
+    """Every data and index file a manifest document refers to."""
     refs: set[str] = set()
     for v in doc.get("variables", []):
-        _, _, index_key, segs, _ = v
+        index_key, segs = v[2], v[3]
         if index_key:
             refs.add(index_key)
         refs.update(k for k, _ in segs)
     return refs
 
 
-def compact(atlas: Atlas, keep_versions: int = 1) -> None:
-    """Flush, rewrite variables that hold dead data, and delete unreferenced files."""
+def compact(atlas: Atlas, keep_versions: int = 1, grace_period: Any = None) -> GarbageReport:
+    """Flush, rewrite variables that hold dead data, expire old versions, collect garbage.
+
+    Works from the newest version: a handle that is behind and has no changes of its
+    own is first brought to it (``ConflictError`` if it has changes).
+    """
     if isinstance(keep_versions, bool) or not isinstance(keep_versions, int) or keep_versions < 1:
         raise ValueError("keep_versions must be an int >= 1 (the newest version is always kept)")
+    graces = _graces(grace_period)
     atlas._check_writable()
     atlas.flush()
+    atlas._advance()
     rewrite: dict[str, tuple[ChunkIndex, list[tuple[str, int]]]] = {}
     todo = [(var, atlas._index(var)) for var in list(atlas._variables.values())]
     todo = [(var, idx) for var, idx in todo if _needs_rewrite(var, idx)]
@@ -147,45 +158,212 @@ def compact(atlas: Atlas, keep_versions: int = 1) -> None:
             var = atlas._variables[name]
             if var.live <= 0 and len(idx) == 0:
                 del atlas._variables[name]
-    # garbage: files no kept version refers to, manifests beyond the retention
-    storage = atlas._storage
-    versions = atlas._manifest_versions()
-    keep = [v for v in versions if v <= atlas._version][-keep_versions:]
-    refs: set[str] = set()
-    for v in keep:
-        refs |= _referenced(atlas, v)
-    doomed = [k for prefix in ("data/", "index/") for k in storage.list(prefix) if k not in refs]
-    doomed += [atlas._manifest_key(v) for v in versions if v < keep[0]]
-    if doomed:
-        storage.delete_many(doomed)
-    storage.remove_temp_files()
+    expire_versions(atlas, keep=keep_versions)
+    report = collect_garbage(atlas, *graces)
     atlas._cache.clear()
+    return report
 
 
-def list_versions(atlas: Atlas) -> list[dict[str, Any]]:
-    """Headers of every committed version, oldest first."""
+def _graces(grace_period: Any) -> tuple[float, float]:
+    """(grace of expired versions, grace of files no version names), in seconds.
+
+    ``None`` is compaction's default: what the versions it expires named goes at once,
+    files no version ever named are kept for an hour (another writer's work in progress).
+    """
+    if grace_period is None:
+        return 0.0, DEFAULT_GRACE.total_seconds()
+    seconds = _seconds(grace_period, "grace_period")
+    return seconds, seconds
+
+
+def _seconds(value: Any, what: str) -> float:
+    if isinstance(value, _dt.timedelta):
+        seconds = value.total_seconds()
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = float(value)
+    else:
+        raise TypeError(f"{what} must be a datetime.timedelta or a number of seconds, not {type(value).__name__}")
+    if not seconds >= 0:
+        raise ValueError(f"{what} must not be negative, not {value!r}")
+    return seconds
+
+
+def version_headers(atlas: Atlas) -> list[history.VersionHeader]:
+    """The header of every readable manifest (live, expired and removed), oldest first.
+
+    A manifest too damaged to read is left out: it cannot be opened, so it keeps no
+    files alive, and it is never rewritten."""
     out = []
     for v in atlas._manifest_versions():
         key = atlas._manifest_key(v)
-        where = f"{atlas._storage.location}/{key}"
         try:
-            head_bytes = atlas._storage.get_range(key, 0, 4096)
-        except FileNotFoundError:
-            continue  # removed by a concurrent compaction
-        head, _ = mf.decode_header(head_bytes, where)
-        out.append(
-            {
-                "version": v,
-                "timestamp": head.get("timestamp"),
-                "datasets": head.get("datasets"),
-                "arrays": head.get("arrays"),
-            }
-        )
+            out.append(history.read_header(atlas._storage, key, v))
+        except (FileNotFoundError, CorruptionError):
+            continue
     return out
 
 
-def verify(atlas: Atlas) -> list[str]:
-    """Read and check every index and block of the version this handle reads."""
+def expire_versions(atlas: Atlas, older_than: Any = None, keep: int | None = None) -> list[int]:
+    """Expire live versions that are neither the newest, nor tagged, nor among ``keep``
+    newest, and (with ``older_than``, a datetime) committed before that time."""
+    if keep is not None and (isinstance(keep, bool) or not isinstance(keep, int) or keep < 1):
+        raise ValueError("keep must be an int >= 1 (the newest version is always kept)")
+    if older_than is not None and not isinstance(older_than, _dt.datetime):
+        raise TypeError(f"older_than must be a datetime.datetime, not {type(older_than).__name__}")
+    if older_than is None and keep is None:
+        raise ValueError("say which versions to expire: older_than=DATETIME, keep=N, or both")
+    if older_than is not None and older_than.tzinfo is None:
+        older_than = older_than.astimezone()  # naive times are local, as datetime.now() gives
+    live = [h for h in version_headers(atlas) if h.live]
+    if not live:
+        return []
+    protected = {live[-1].version} | set(history.read_tags(atlas._storage).values())
+    if keep is not None:
+        protected.update(h.version for h in live[-keep:])
+    doomed = []
+    for h in live:
+        if h.version in protected:
+            continue
+        if older_than is not None:
+            t = history.parse_time(h.header.get("timestamp"))
+            if t is None or t >= older_than:
+                continue
+        doomed.append(h)
+    when = history.now_iso()
+    storage = atlas._storage
+    for h in doomed:
+        where = f"{storage.location}/{h.key}"
+        storage.put(h.key, history.with_header(storage.get(h.key), where, expired=when))
+    return [h.version for h in doomed]
+
+
+@dataclass
+class GarbageReport:
+    """What a garbage collection deleted and what it kept for the grace period."""
+
+    deleted_files: int = 0
+    deleted_bytes: int = 0
+    removed_versions: list[int] = field(default_factory=list)
+    kept_files: int = 0  # unreferenced, but younger than the grace period
+    kept_bytes: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        """The report as plain data."""
+        return asdict(self)
+
+
+def _referenced_by(atlas: Atlas, h: history.VersionHeader) -> set[str]:
+    where = f"{atlas._storage.location}/{h.key}"
+    _, doc = mf.decode_manifest(atlas._storage.get(h.key), where, atlas._meta_format, atlas._meta_compression)
+    return _referenced(doc)
+
+
+def unreferenced_files(atlas: Atlas, expired_grace: float, orphan_grace: float) -> tuple[
+    list[tuple[str, int, float]], list[tuple[str, int, float]], list[history.VersionHeader]
+]:
+    """(files to delete, files kept for their grace period, expired versions past theirs).
+
+    Data files are listed before the manifests, so a commit landing meanwhile names only
+    files that are either listed young or not listed at all.
+    """
+    storage = atlas._storage
+    files = storage.list_details("data/") + storage.list_details("index/")
+    now = time.time()
+    refs: set[str] = set()  # named by a version that is kept, or expired within its grace
+    dropped: set[str] = set()  # named by an expired version past its grace
+    past: list[history.VersionHeader] = []
+    for h in version_headers(atlas):
+        if h.removed is not None:
+            continue
+        try:
+            named = _referenced_by(atlas, h)
+        except CorruptionError:
+            if h.live:
+                raise
+            named = set()  # an expired manifest damaged since: it protects nothing
+        expired = history.parse_time(h.expired)
+        if h.live or (expired is not None and expired.timestamp() > now - expired_grace):
+            refs |= named  # readers pinned to an expired version may still be at work
+        else:
+            dropped |= named
+            past.append(h)
+    doomed: list[tuple[str, int, float]] = []
+    kept: list[tuple[str, int, float]] = []
+    for k, size, modified in files:
+        if k in refs:
+            continue
+        # a file only expired versions named goes with them; one no version names is
+        # judged by its age, since it may be a writer's work in progress
+        (doomed if k in dropped or modified < now - orphan_grace else kept).append((k, size, modified))
+    return doomed, kept, past
+
+
+def collect_garbage(atlas: Atlas, expired_grace: float, orphan_grace: float) -> GarbageReport:
+    """Delete files no kept version names once their grace period has passed, then turn
+    the manifests of expired versions past theirs into tombstones."""
+    doomed, kept, past = unreferenced_files(atlas, expired_grace, orphan_grace)
+    storage = atlas._storage
+    if doomed:
+        storage.delete_many(k for k, _, _ in doomed)
+    when = history.now_iso()
+    for h in past:
+        storage.put(h.key, history.tombstone(h, when))
+    storage.remove_temp_files(time.time() - orphan_grace)
+    return GarbageReport(
+        deleted_files=len(doomed),
+        deleted_bytes=sum(n for _, n, _ in doomed),
+        removed_versions=[h.version for h in past],
+        kept_files=len(kept),
+        kept_bytes=sum(n for _, n, _ in kept),
+    )
+
+
+def list_versions(atlas: Atlas) -> list[dict[str, Any]]:
+    """Headers of every live (not expired) version, oldest first."""
+    return [
+        {
+            "version": h.version,
+            "timestamp": h.header.get("timestamp"),
+            "datasets": h.header.get("datasets"),
+            "arrays": h.header.get("arrays"),
+        }
+        for h in version_headers(atlas)
+        if h.live
+    ]
+
+
+class VerifyResult(list[str]):
+    """The problems ``verify()`` found (a list of messages), with ``notes`` beside them:
+    things worth knowing that are not damage, such as files no version refers to."""
+
+    def __init__(self, problems: list[str], notes: list[str], unreferenced_files: int, unreferenced_bytes: int) -> None:
+        super().__init__(problems)
+        self.notes = notes
+        self.unreferenced_files = unreferenced_files
+        self.unreferenced_bytes = unreferenced_bytes
+
+
+def unreferenced_summary(atlas: Atlas) -> tuple[int, int]:
+    """(files, bytes) under data/ and index/ that no version still kept refers to."""
+    doomed, kept, _ = unreferenced_files(atlas, float("inf"), 0.0)
+    return len(doomed) + len(kept), sum(n for _, n, _ in doomed) + sum(n for _, n, _ in kept)
+
+
+def verify(atlas: Atlas) -> VerifyResult:
+    """Read and check every index and block of the version this handle reads, and count
+    the files no kept version refers to (a note, not a problem)."""
+    problems = _problems(atlas)
+    files, nbytes = unreferenced_summary(atlas)
+    notes = []
+    if files:
+        notes.append(
+            f"{files} file(s), {nbytes:,} bytes, are referenced by no version still kept (left by interrupted "
+            "or conflicting writes, or by versions compaction replaced); `compact` removes them"
+        )
+    return VerifyResult(problems, notes, files, nbytes)
+
+
+def _problems(atlas: Atlas) -> list[str]:
     problems: list[str] = []
     owners: dict[int, str] = {}
     for name in list(atlas._datasets):
@@ -203,6 +381,7 @@ def verify(atlas: Atlas) -> list[str]:
         except CorruptionError as e:
             problems.append(str(e))
             continue
+        problems.extend(_segment_sizes(atlas, var))
         rows = idx.rows
         if len(rows) == 0:
             continue
@@ -221,3 +400,19 @@ def verify(atlas: Atlas) -> list[str]:
                     problems.append(f"segment {segs[seg_no][0]} of variable {var.name!r} is missing")
                     break
     return problems
+
+
+def _segment_sizes(atlas: Atlas, var: Variable) -> list[str]:
+    """Segments whose length differs from what the manifest recorded (replaced files)."""
+    out = []
+    for key, recorded in var.segments:
+        try:
+            size = atlas._storage.size(key)
+        except FileNotFoundError:
+            continue  # reported by the block checks, with the arrays it affects
+        if size != recorded:
+            out.append(
+                f"segment {atlas._storage.location}/{key} of variable {var.name!r} has length {size}, "
+                f"but version {atlas._version} recorded {recorded}: it was replaced or damaged"
+            )
+    return out

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, Literal
+from typing import Any, Literal, ParamSpec, TypeVar
 
 import numpy as np
 
@@ -17,6 +18,33 @@ from ..format.segment import pool
 
 # Decode in worker threads only when there is enough work to pay for the hand-off.
 PARALLEL_MIN_BLOCKS = 3
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def retry_if_swapped(method: Callable[_P, _R]) -> Callable[_P, _R]:
+    """Run a read again when the handle's committed state was swapped while it ran.
+
+    A compaction on the same handle swaps in a new version and then deletes the old one's
+    files; a read that started on the old state may then find a file gone or rows that
+    name another segment list. Such a read is done again on the new state, so it sees
+    one version or the other, never a false ``CorruptionError`` or ``IndexError``.
+    """
+
+    @functools.wraps(method)
+    def read(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        owner = args[0]
+        atlas: Any = getattr(owner, "_atlas", owner)
+        while True:
+            gen = atlas._state_gen
+            try:
+                return method(*args, **kwargs)
+            except (CorruptionError, LookupError):
+                if atlas._state_gen == gen:
+                    raise
+
+    return read
 
 
 class BlockCache:

@@ -327,7 +327,7 @@ class Variable:
     """All arrays of one name across datasets: segment files and chunk index."""
 
     __slots__ = (
-        "name", "vid", "index_key", "segments", "index", "pending", "pending_segments",
+        "name", "vid", "index_key", "index_check", "segments", "index", "pending", "pending_segments",
         "dead_aids", "live", "changed", "gen",
     )
 
@@ -335,6 +335,7 @@ class Variable:
         self.name = name
         self.vid = vid
         self.index_key: str | None = None  # committed index file
+        self.index_check: tuple[int, int] | None = None  # its (length, payload crc) as recorded
         self.segments: list[tuple[str, int]] = []  # committed segment files (key, size)
         self.index: ChunkIndex | None = None  # loaded lazily
         self.pending = ChunkIndex(empty_rows())  # rows written ahead, not yet committed

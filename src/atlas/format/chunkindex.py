@@ -80,6 +80,14 @@ def merge_rows(parts: list[np.ndarray], live_aids: np.ndarray | None = None) -> 
     return rows[last]
 
 
+def index_check(data: Any) -> tuple[int, int]:
+    """(length, payload checksum from the header) of an index file: what a manifest records
+    so that an index file replaced by another, valid one is noticed."""
+    if len(data) < HEADER.size:
+        return (len(data), 0)
+    return (len(data), HEADER.unpack_from(data)[4])
+
+
 class ChunkIndex:
     """Sorted index rows of one variable with fast lookups by array id."""
 

@@ -8,6 +8,7 @@ validated so that no key can escape the store root.
 from __future__ import annotations
 
 import abc
+import builtins
 import functools
 import os
 import re
@@ -220,7 +221,7 @@ class Storage(abc.ABC):
     def list(self, prefix: str = "") -> list[str]:
         """Sorted keys of all objects whose key starts with ``prefix`` (a plain string prefix)."""
 
-    def list_details(self, prefix: str = "") -> list[tuple[str, int, float]]:
+    def list_details(self, prefix: str = "") -> builtins.list[tuple[str, int, float]]:
         """``(key, size, modified)`` of every object under ``prefix``, sorted by key.
 
         ``modified`` is the time of the last write, in seconds since the epoch. This
@@ -253,8 +254,10 @@ class Storage(abc.ABC):
         """Called after each commit; lets tools that cache by modification time notice it."""
         return None  # nothing to do for object stores
 
-    def remove_temp_files(self) -> int:
-        """Delete temporary files of interrupted writes (object stores leave none)."""
+    def remove_temp_files(self, older_than: float | None = None) -> int:
+        """Delete temporary files of interrupted writes (object stores leave none).
+
+        With ``older_than`` (seconds since the epoch), only those last written before then."""
         return 0
 
     # ------------------------------------------------------------------- misc

@@ -416,14 +416,20 @@ class LocalStorage(Storage):
         except OSError:
             pass
 
-    def remove_temp_files(self) -> int:
-        """Delete temporary files left by writers that died mid-write; return how many."""
-        return _remove_temp_files(self.root) if os.path.isdir(self.root) else 0
+    def remove_temp_files(self, older_than: float | None = None) -> int:
+        """Delete temporary files left by writers that died mid-write; return how many.
+
+        With ``older_than`` (seconds since the epoch), only files last written before then:
+        younger ones may belong to a write still in progress."""
+        return _remove_temp_files(self.root, older_than) if os.path.isdir(self.root) else 0
 
     def delete_many(self, keys: Iterable[str]) -> None:
         """Unlink every file in ``keys`` and fsync the directories touched."""
+        self._delete_all(list(keys))
+
+    def _delete_all(self, keys: Sequence[str]) -> None:
         touched = set()
-        for key in list(keys):
+        for key in keys:
             path = self._path(key)
             try:
                 os.unlink(path)
@@ -438,12 +444,19 @@ class LocalStorage(Storage):
             _fsync_dir(directory)
 
 
-def _remove_temp_files(root: str) -> int:
+def _remove_temp_files(root: str, older_than: float | None) -> int:
     removed = 0
     for directory, _dirs, files in os.walk(root):
         for name in files:
             if name.startswith(".tmp-"):
-                _unlink_quietly(os.path.join(directory, name))
+                path = os.path.join(directory, name)
+                if older_than is not None:
+                    try:
+                        if os.stat(path).st_mtime >= older_than:
+                            continue
+                    except FileNotFoundError:
+                        continue
+                _unlink_quietly(path)
                 removed += 1
     return removed
 

@@ -64,7 +64,7 @@ class WrappedStorage(Storage):
         """Delegated."""
         return self.inner.list(prefix)
 
-    def list_details(self, prefix: str = "") -> list[tuple[str, int, float]]:
+    def list_details(self, prefix: str = "") -> builtins.list[tuple[str, int, float]]:
         """Delegated."""
         return self.inner.list_details(prefix)
 
@@ -88,9 +88,9 @@ class WrappedStorage(Storage):
         """Delegated."""
         self.inner.mark_changed()
 
-    def remove_temp_files(self) -> int:
+    def remove_temp_files(self, older_than: float | None = None) -> int:
         """Delegated."""
-        return self.inner.remove_temp_files()
+        return self.inner.remove_temp_files(older_than)
 
     def range_requests(self, starts: Sequence[int], lengths: Sequence[int]) -> int:
         """Delegated."""
@@ -174,7 +174,7 @@ class CountingStorage(WrappedStorage):
         self._count("list")
         return self.inner.list(prefix)
 
-    def list_details(self, prefix: str = "") -> list[tuple[str, int, float]]:
+    def list_details(self, prefix: str = "") -> builtins.list[tuple[str, int, float]]:
         """Counted as ``list``."""
         self._count("list")
         return self.inner.list_details(prefix)
