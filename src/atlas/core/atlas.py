@@ -1965,10 +1965,10 @@ class Atlas(XarrayMethods, CatalogMethods):
         """Delete files no kept version refers to once ``grace_period`` has passed: since
         the expiry of the version that named them, or since a never-committed file was
         written. Returns what it deleted and what it kept for now."""
-        from .maintenance import _seconds, collect_garbage
+        from .maintenance import collect_garbage, grace_seconds
 
         self._check_storage_writable()
-        seconds = _seconds(grace_period, "grace_period")
+        seconds = grace_seconds(grace_period, "grace_period")
         return collect_garbage(self, seconds, seconds).as_dict()
 
     def tag(self, name: str, version: int | None = None) -> None:

@@ -158,7 +158,7 @@ def compact(atlas: Atlas, keep_versions: int = 1, grace_period: Any = None) -> G
             var = atlas._variables[name]
             if var.live <= 0 and len(idx) == 0:
                 del atlas._variables[name]
-    expire_versions(atlas, keep=keep_versions)
+    expire_versions(atlas, keep=keep_versions, protect=atlas._version)  # a writer may have moved on
     report = collect_garbage(atlas, *graces)
     atlas._cache.clear()
     return report
@@ -172,11 +172,12 @@ def _graces(grace_period: Any) -> tuple[float, float]:
     """
     if grace_period is None:
         return 0.0, DEFAULT_GRACE.total_seconds()
-    seconds = _seconds(grace_period, "grace_period")
+    seconds = grace_seconds(grace_period, "grace_period")
     return seconds, seconds
 
 
-def _seconds(value: Any, what: str) -> float:
+def grace_seconds(value: Any, what: str) -> float:
+    """Seconds of a grace period given as a ``timedelta`` or a number; TypeError or ValueError."""
     if isinstance(value, _dt.timedelta):
         seconds = value.total_seconds()
     elif isinstance(value, int | float) and not isinstance(value, bool):
@@ -203,9 +204,11 @@ def version_headers(atlas: Atlas) -> list[history.VersionHeader]:
     return out
 
 
-def expire_versions(atlas: Atlas, older_than: Any = None, keep: int | None = None) -> list[int]:
+def expire_versions(
+    atlas: Atlas, older_than: Any = None, keep: int | None = None, protect: int | None = None
+) -> list[int]:
     """Expire live versions that are neither the newest, nor tagged, nor among ``keep``
-    newest, and (with ``older_than``, a datetime) committed before that time."""
+    newest, nor ``protect``, and (with ``older_than``, a datetime) committed before that time."""
     if keep is not None and (isinstance(keep, bool) or not isinstance(keep, int) or keep < 1):
         raise ValueError("keep must be an int >= 1 (the newest version is always kept)")
     if older_than is not None and not isinstance(older_than, _dt.datetime):
@@ -217,7 +220,7 @@ def expire_versions(atlas: Atlas, older_than: Any = None, keep: int | None = Non
     live = [h for h in version_headers(atlas) if h.live]
     if not live:
         return []
-    protected = {live[-1].version} | set(history.read_tags(atlas._storage).values())
+    protected = {live[-1].version, protect} | set(history.read_tags(atlas._storage).values())
     if keep is not None:
         protected.update(h.version for h in live[-keep:])
     doomed = []
