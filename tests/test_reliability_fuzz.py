@@ -609,5 +609,5 @@ def test_define_array_refuses_a_chunk_larger_than_readers_accept(tmp_path: Path)
     store = atlas.Atlas.create(tmp_path / "store")
     ds = store.create_dataset("d")
     with pytest.raises((ValueError, OverflowError)):
-        ds.define_array("x", "uint8", ["n"], [2 * MAX_BLOCK_BYTES])
+        ds.define_array("x", "uint8", ["n"], [2 * MAX_BLOCK_BYTES], chunk_shape=[2 * MAX_BLOCK_BYTES])
     assert ds.array_meta("x") is None

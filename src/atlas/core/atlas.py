@@ -60,6 +60,7 @@ from .state import (
     Schema,
     SchemaTable,
     Variable,
+    default_chunk_shape,
     schema_key,
 )
 
@@ -634,7 +635,7 @@ class Atlas(XarrayMethods, CatalogMethods):
             if type(d) is not str and not isinstance(d, str):
                 raise TypeError(f"dimension names must be str, found {type(d).__name__}")
         shape_t = _ints(shape, "shape")
-        chunk_t = shape_t if chunk_shape is None else _ints(chunk_shape, "chunk_shape")
+        chunk_t = default_chunk_shape(shape_t, dt) if chunk_shape is None else _ints(chunk_shape, "chunk_shape")
         if len(dims_t) != len(shape_t):
             raise ValueError(f"dims has {len(dims_t)} names but shape has {len(shape_t)} axes")
         if len(chunk_t) != len(shape_t):

@@ -23,6 +23,37 @@ from ..format.records import attr_values, decode_attrs, decode_stats
 
 _pack_double = struct.Struct("<d").pack
 
+#: The default chunking's size limit, in raw bytes. An array no larger keeps one chunk of its
+#: full shape (``chunk_shape == shape``, as defined by the API); a larger array defined without
+#: a chunk shape is cut into chunks of at most this size. 4 MiB is netCDF-4's default chunk
+#: size, and sits inside the range zarr and h5py aim their guessed chunks at; it bounds what a
+#: partial write buffers, and what a read of a few cells decodes, to a few MiB.
+AUTO_CHUNK_BYTES = 4 << 20
+#: Bytes assumed per cell of a string array when sizing chunks (what a buffered cell costs).
+STRING_CELL_BYTES = 64
+
+
+def default_chunk_shape(shape: tuple[int, ...], dtype: DType) -> tuple[int, ...]:
+    """The chunk shape of an array defined without one.
+
+    ``shape`` itself when the array holds at most ``AUTO_CHUNK_BYTES`` (or is 0-D, or empty);
+    otherwise the largest axis is halved (rounding up; of equal axes the leading one, so the
+    trailing, fastest-varying axes stay whole longest) until a chunk holds at most
+    ``AUTO_CHUNK_BYTES``; each halving at most halves the chunk, so it ends up holding more
+    than half of that.
+    """
+    cell = STRING_CELL_BYTES if dtype.is_string else dtype.itemsize
+    if not shape or 0 in shape or math.prod(shape) * cell <= AUTO_CHUNK_BYTES:
+        return shape
+    chunk = list(shape)
+    cells = math.prod(chunk)
+    while cells * cell > AUTO_CHUNK_BYTES:
+        axis = max(range(len(chunk)), key=lambda i: (chunk[i], -i))
+        n = chunk[axis]
+        chunk[axis] = (n + 1) // 2
+        cells = cells // n * chunk[axis]
+    return tuple(chunk)
+
 
 class Schema:
     """Dtype, shape, chunk shape, dims and fill value of an array (immutable, shared)."""

@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
+from ..core.state import default_chunk_shape
 from ..dtypes import DTYPES, DType, validate_fill
 from ..names import check_name
 
@@ -510,7 +511,9 @@ def _is_dask(variable: Any) -> bool:
     return type(data).__module__.startswith("dask.") and hasattr(data, "chunks")
 
 
-def _chunk_shape(name: str, variable: Any, shape: tuple[int, ...], chunks: Mapping[Hashable, Any] | None) -> tuple[int, ...]:
+def _chunk_shape(
+    name: str, variable: Any, dt: DType, shape: tuple[int, ...], chunks: Mapping[Hashable, Any] | None
+) -> tuple[int, ...]:
     if chunks is not None and name in chunks and chunks[name] is not None:
         given = chunks[name]
         if isinstance(given, (int, np.integer)) and not isinstance(given, bool):
@@ -524,7 +527,7 @@ def _chunk_shape(name: str, variable: Any, shape: tuple[int, ...], chunks: Mappi
         return cs
     if _is_dask(variable):
         return tuple(int(c[0]) if len(c) else 0 for c in variable.chunks)
-    return shape
+    return default_chunk_shape(shape, dt)  # the full shape, unless that is a big chunk
 
 
 def _plan(
@@ -558,7 +561,7 @@ def _plan(
                 raise TypeError(f"dimension names must be str, found {d!r} in variable {vname!r}")
         dt = DTYPES[atlas_dtype(variable.dtype, f"variable {vname!r}")]
         shape = tuple(int(n) for n in variable.shape)
-        cs = _chunk_shape(vname, variable, shape, chunks)
+        cs = _chunk_shape(vname, variable, dt, shape, chunks)
         attrs = dict(variable.attrs)
         attr_fill = attrs.pop("_FillValue", None)
         if fill_map is not None and vname in fill_map:
@@ -681,7 +684,8 @@ class XarrayMethods:
 
         Coordinates then data variables become arrays; dask-backed variables are written
         one block at a time. ``chunks={var: chunk_shape}`` overrides the chunk shape (else
-        the first dask chunk, else the full shape). ``fill_value`` is a ``{var: value}``
+        the first dask chunk, else the full shape, or for a variable over a few MiB the
+        default chunking of ``define_array``). ``fill_value`` is a ``{var: value}``
         dict (``None`` disables the default) or a scalar for int/uint/float variables.
         On any error nothing is left behind.
         """
