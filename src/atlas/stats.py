@@ -63,6 +63,8 @@ def chunk_stats(
     has = np.zeros(n, dtype=np.uint8)
     if n == 0:
         return nulls, vmin, vmax, has
+    if any(c.size > STATS_SLICE_CELLS for c in chunks):
+        return _sliced_stats(dtype, chunks, fills)
     # group chunks by fill value so each group is one concatenation and one mask; cut groups
     # into slices of about STATS_SLICE_CELLS cells so the temporaries stay small
     groups: dict[Any, list[list[int]]] = {}
@@ -133,6 +135,46 @@ def chunk_stats(
         vmin[ia] = kmin.view(np.int64) if kmin.dtype != np.int64 else kmin
         vmax[ia] = kmax.view(np.int64) if kmax.dtype != np.int64 else kmax
         has[ia] = (gnull < sizes).astype(np.uint8)
+    return nulls, vmin, vmax, has
+
+
+def _sliced_stats(
+    dtype: DType, chunks: Sequence[np.ndarray], fills: Sequence[Any]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`chunk_stats` of chunks some of which exceed ``STATS_SLICE_CELLS``: each such
+    chunk is summarised in slices (views, so the temporaries stay those of one slice) and
+    the slices' summaries are folded per chunk."""
+    step = STATS_SLICE_CELLS
+    pieces: list[np.ndarray] = []
+    piece_fills: list[Any] = []
+    counts = np.empty(len(chunks), dtype=np.int64)
+    for i, (c, f) in enumerate(zip(chunks, fills, strict=True)):
+        flat = c.reshape(-1)
+        if flat.size > step:
+            parts = [flat[j : j + step] for j in range(0, flat.size, step)]
+        else:
+            parts = [flat]
+        pieces.extend(parts)
+        piece_fills.extend([f] * len(parts))
+        counts[i] = len(parts)
+    pn, pmin, pmax, phas = chunk_stats(dtype, pieces, piece_fills)
+    starts = np.zeros(len(chunks), dtype=np.int64)
+    np.cumsum(counts[:-1], out=starts[1:])
+    nulls = np.add.reduceat(pn, starts).astype(np.uint64)
+    has = np.maximum.reduceat(phas, starts).astype(np.uint8)
+    some = phas.astype(bool)
+    if dtype.kind == "float":  # float64 bits: fold in total order
+        vmin = keys_to_bits(np.minimum.reduceat(np.where(some, float_keys(pmin), np.int64(I64_MAX)), starts))
+        vmax = keys_to_bits(np.maximum.reduceat(np.where(some, float_keys(pmax), np.int64(I64_MIN)), starts))
+    elif dtype.kind == "uint":  # uint64 bits
+        vmin = np.minimum.reduceat(np.where(some, pmin.view(np.uint64), np.uint64(U64_MAX)), starts).view(np.int64)
+        vmax = np.maximum.reduceat(np.where(some, pmax.view(np.uint64), np.uint64(0)), starts).view(np.int64)
+    else:
+        vmin = np.minimum.reduceat(np.where(some, pmin, np.int64(I64_MAX)), starts)
+        vmax = np.maximum.reduceat(np.where(some, pmax, np.int64(I64_MIN)), starts)
+    none = has == 0
+    vmin[none] = 0
+    vmax[none] = 0
     return nulls, vmin, vmax, has
 
 
