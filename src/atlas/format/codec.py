@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import struct
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 import crc32c as _crc32c
@@ -39,6 +40,11 @@ MAX_RATIO = {"none": 1, "zstd": 32768, "lz4": 256}
 DECIMAL = 0x80
 FILTERS = (1, 2, 4, 8, DECIMAL | 4, DECIMAL | 8)
 _LZ4_SIZE = struct.Struct("<I")
+# Blocks of at least this many raw bytes (a huge chunk is a block of its own) are filtered
+# and (de)compressed piece by piece where the codec allows it (zstd, and no compression),
+# so that a block costs its own size and not two or three copies of it.
+STREAM_MIN_BYTES = 16 << 20
+_PIECE_BYTES = 4 << 20
 
 
 def plausible_size(codec: str, stored: int, raw: int, filter_id: int = 1) -> bool:
@@ -150,6 +156,72 @@ def encode_filtered(data: bytes | np.ndarray, codec: str, filter_id: int) -> tup
     return stored, checksum(stored)
 
 
+def streams(codec: str, filter_id: int) -> bool:
+    """Whether a large block with this codec and filter is encoded and decoded in pieces."""
+    if codec == "none":  # stored as the raw buffer itself
+        return filter_id == 1
+    return codec == "zstd" and not filter_id & DECIMAL
+
+
+def _filtered_pieces(raw: np.ndarray, filter_id: int) -> Iterator[np.ndarray]:
+    """The bytes :func:`filtered` would return (no or byte-shuffle filter), piece by piece."""
+    if filter_id <= 1:
+        for i in range(0, raw.size, _PIECE_BYTES):
+            yield raw[i : i + _PIECE_BYTES]
+        return
+    planes = raw.reshape(-1, filter_id)
+    n = planes.shape[0]
+    for k in range(filter_id):
+        for lo in range(0, n, _PIECE_BYTES):
+            yield np.ascontiguousarray(planes[lo : lo + _PIECE_BYTES, k])
+
+
+def encode_large(raw: np.ndarray, codec: str, filter_id: int) -> tuple[bytes | bytearray | memoryview, int]:
+    """:func:`encode_block` for a large block, without a filtered copy of it (see
+    :func:`streams`): the shuffled bytes go to zstd a few MiB at a time, and an
+    uncompressed block is stored as the raw buffer itself."""
+    if not streams(codec, filter_id):
+        raise ValueError(f"codec {codec!r} with filter {filter_id} is not encoded in pieces")
+    if codec == "none":
+        stored: bytes | bytearray | memoryview = raw.data  # filter 1: the bytes as they are
+        return stored, checksum(stored)
+    cobj = _zstd_c().compressobj(size=int(raw.size))
+    out = bytearray()
+    for piece in _filtered_pieces(raw, filter_id):
+        out += cobj.compress(piece.data)
+    out += cobj.flush()
+    return out, checksum(out)
+
+
+def _decode_large(stored: Any, filter_id: int, raw_size: int) -> np.ndarray:
+    """Decompress a large zstd block straight into its unfiltered place, a piece at a time."""
+    out = np.empty(raw_size, dtype=np.uint8)
+    with _zstd_d().stream_reader(stored) as reader:
+
+        def fill(view: memoryview) -> None:
+            pos = 0
+            while pos < len(view):
+                got = reader.readinto(view[pos:])
+                if not got:
+                    raise ValueError(f"block decompressed to fewer than the {raw_size} bytes the index says")
+                pos += got
+
+        if filter_id <= 1:
+            fill(out.data)
+        else:
+            planes = out.reshape(-1, filter_id)
+            n = planes.shape[0]
+            piece = np.empty(min(n, _PIECE_BYTES), dtype=np.uint8)
+            for k in range(filter_id):
+                for lo in range(0, n, _PIECE_BYTES):
+                    m = min(_PIECE_BYTES, n - lo)
+                    fill(piece.data[:m])
+                    planes[lo : lo + m, k] = piece[:m]
+        if reader.read(1):
+            raise ValueError(f"block decompressed to more than the {raw_size} bytes the index says")
+    return out
+
+
 def encode_block(raw: np.ndarray, codec: str, filter_id: int) -> tuple[bytes, int]:
     """Filter and compress a raw uint8 block; return (stored bytes, crc32c)."""
     data = filtered(raw, filter_id)
@@ -191,6 +263,8 @@ def decode_block(stored: Any, codec: str, filter_id: int, raw_size: int) -> np.n
         return decimal.decode(data, itemsize, raw_size)
     if codec == "zstd" and _frame_size(stored) not in (raw_size, -1):
         raise ValueError(f"block frame claims {_frame_size(stored)} bytes, the index {raw_size}")
+    if codec == "zstd" and raw_size >= STREAM_MIN_BYTES:
+        return _decode_large(stored, filter_id, raw_size)
     raw = decompress(stored, codec, raw_size)
     arr = np.frombuffer(raw, dtype=np.uint8)
     if raw is stored and arr.flags.writeable:

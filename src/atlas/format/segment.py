@@ -18,7 +18,17 @@ from dataclasses import dataclass
 import numpy as np
 
 from .chunkindex import empty_rows
-from .codec import CODEC_IDS, DECIMAL, compress, encode_filtered, filtered, shuffle
+from .codec import (
+    CODEC_IDS,
+    DECIMAL,
+    STREAM_MIN_BYTES,
+    compress,
+    encode_filtered,
+    encode_large,
+    filtered,
+    shuffle,
+    streams,
+)
 
 BLOCK_TARGET = 256 * 1024
 SEGMENT_TARGET = 64 << 20
@@ -99,13 +109,20 @@ def start_segments(
 
     blocks = _choose_filters(groups, payloads, codec)
 
-    def build(block: tuple[list[int], int, int]) -> tuple[bytes, int, int, int]:
+    def build(block: tuple[list[int], int, int]) -> tuple[bytes | bytearray | memoryview, int, int, int]:
         members, filter_id, fallback = block
         parts = [payloads[i].raw for i in members]
         raw = parts[0] if len(parts) == 1 else np.concatenate(parts)
-        data = filtered(raw, filter_id)
-        if data is None:  # this block is no decimal data after all
-            filter_id = fallback
+        data = None
+        if filter_id & DECIMAL:
+            data = filtered(raw, filter_id)
+            if data is None:  # this block is no decimal data after all (or too large for it)
+                filter_id = fallback
+        if data is None:
+            if raw.size >= STREAM_MIN_BYTES and streams(codec, filter_id):
+                # a huge chunk is a block of its own: encode it without a filtered copy
+                stored_large, crc_large = encode_large(raw, codec, filter_id)
+                return stored_large, crc_large, int(raw.size), filter_id
             data = filtered(raw, filter_id)
         assert data is not None
         stored, crc = encode_filtered(data, codec, filter_id)
@@ -157,12 +174,12 @@ def _finish_segments(
     codec: str,
     first_seg: int,
     rows: np.ndarray,
-    encoded: list[tuple[bytes, int, int, int]],
+    encoded: list[tuple[bytes | bytearray | memoryview, int, int, int]],
     blocks: list[tuple[list[int], int, int]],
 ) -> tuple[np.ndarray, list[tuple[str, int]]]:
     # 2. fill index rows and cut segments
     segments: list[tuple[str, int]] = []
-    seg_parts: list[bytes] = [SEGMENT_MAGIC]
+    seg_parts: list[bytes | bytearray | memoryview] = [SEGMENT_MAGIC]
     seg_size = len(SEGMENT_MAGIC)
     seg_no = first_seg
     codec_id = CODEC_IDS[codec]
