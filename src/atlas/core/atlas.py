@@ -111,6 +111,20 @@ def _window_slices(st: tuple[int, ...], stop: tuple[int, ...]) -> tuple[slice, .
     return sl
 
 
+def _sole_owner(chunk: np.ndarray) -> bool:
+    """Whether a chunk read from storage is the whole of a block that nothing else holds.
+
+    Cached blocks are read-only, and so are blocks that are the storage's own bytes; a
+    writable decoded block is one no cache kept (a huge one): its chunk can be handed on
+    (as a read's result, or as the buffer a partial write updates) instead of copied.
+    """
+    base = chunk.base
+    return (
+        chunk.flags.writeable and isinstance(base, np.ndarray) and base.base is None
+        and base.nbytes == chunk.nbytes and chunk.dtype != np.dtype(object)
+    )
+
+
 def _open_storage(location: Any, create: bool, options: dict[str, Any]) -> Storage:
     if isinstance(location, (bytes, bytearray)):
         raise TypeError("store path must be a str or os.PathLike, not bytes")
@@ -818,7 +832,7 @@ class Atlas(XarrayMethods, CatalogMethods):
             buf = decoded.get(cid)
             if buf is None:
                 buf = schema.new_chunk(schema.chunk_extent(coords))
-            else:
+            elif not _sole_owner(buf):  # else a huge chunk decoded for this write alone
                 buf = np.array(buf, copy=True)
             out[cid] = buf
         return out
@@ -971,7 +985,9 @@ class Atlas(XarrayMethods, CatalogMethods):
         else:  # arguments checked before any I/O
             st, stop = window = self._window(schema, start, shape)
         if schema.single:
-            return self._read_single(schema, self._single_chunk(arr), window)
+            chunk = self._single_chunk(arr)
+            own = not arr.dirty and chunk is not None and _sole_owner(chunk)
+            return self._read_single(schema, chunk, window, own)
         out_shape = tuple(b - a for a, b in zip(st, stop, strict=True))
         out = np.empty(out_shape, dtype=schema.dtype.numpy)
         if out.size == 0:
@@ -980,13 +996,18 @@ class Atlas(XarrayMethods, CatalogMethods):
         return self._finish(schema, out)
 
     def _read_single(
-        self, schema: Schema, chunk: np.ndarray | None, window: tuple[tuple[int, ...], tuple[int, ...]] | None
+        self,
+        schema: Schema,
+        chunk: np.ndarray | None,
+        window: tuple[tuple[int, ...], tuple[int, ...]] | None,
+        own: bool = False,
     ) -> np.ndarray:
-        """A window (None: all) of a one-chunk array, given its chunk (None: never stored)."""
-        if window is None:
+        """A window (None: all) of a one-chunk array, given its chunk (None: never stored);
+        ``own``: the chunk was decoded for this read alone and is returned as it is."""
+        if window is None or (own and window[1] == schema.shape and not any(window[0])):
             if chunk is None:
                 return self._finish(schema, schema.new_chunk(schema.shape))
-            return self._finish(schema, chunk.copy())
+            return self._finish(schema, chunk if own else chunk.copy())
         st, stop = window
         if chunk is None:
             out_shape = tuple(b - a for a, b in zip(st, stop, strict=True))
@@ -1023,7 +1044,7 @@ class Atlas(XarrayMethods, CatalogMethods):
         window = None if start is None and shape is None else self._window(schema, start, shape)
         loc = self._single_location(aid, var)
         chunk = None if loc is False else self._chunk_at(var, loc, schema, ds.name, name)
-        return self._read_single(schema, chunk, window)
+        return self._read_single(schema, chunk, window, chunk is not None and _sole_owner(chunk))
 
     def _owners(self, var: Variable, rows: np.ndarray, message: str) -> str:
         """Name the datasets whose chunks sit in the damaged block a message points at."""
@@ -1133,24 +1154,22 @@ class Atlas(XarrayMethods, CatalogMethods):
         ranges = [range(a // c, (b - 1) // c + 1) for a, b, c in zip(st, stop, cs, strict=True)]
         coords_list = [tuple(r[i] for r, i in zip(ranges, rel, strict=True)) for rel in np.ndindex(*[len(r) for r in ranges])] if ranges else [()]
         cids = [sum(c * s for c, s in zip(coords, schema.strides, strict=True)) for coords in coords_list]
-        chunks: dict[int, np.ndarray] = {}
+        buffered: list[tuple[tuple[int, ...], np.ndarray]] = []
         missing = []
         for cid, coords in zip(cids, coords_list, strict=True):
             buf = arr.dirty.get(cid)
             if buf is not None:
-                chunks[cid] = buf
+                buffered.append((coords, buf))
             else:
                 missing.append((cid, coords))
+        stored: list[tuple[int, tuple[int, ...], tuple[Variable, np.void]]] = []
         if missing:
             srcs = self._locate(arr, [cid for cid, _ in missing])
             stored = [(cid, coords, src) for (cid, coords), src in zip(missing, srcs, strict=True) if src is not None]
-            chunks.update(self._decode_chunks(arr, stored))
-        if len(chunks) < len(cids):
+        if len(buffered) + len(stored) < len(cids):
             out.fill(schema.fillscalar)
-        for cid, coords in zip(cids, coords_list, strict=True):
-            buf = chunks.get(cid)
-            if buf is None:
-                continue
+
+        def place(coords: tuple[int, ...], buf: np.ndarray) -> None:
             src = []
             dst = []
             for a, b, c, n, ext in zip(st, stop, coords, cs, buf.shape, strict=True):
@@ -1160,6 +1179,22 @@ class Atlas(XarrayMethods, CatalogMethods):
                 src.append(slice(lo - o, hi - o))
                 dst.append(slice(lo - a, hi - a))
             out[tuple(dst)] = buf[tuple(src)]
+
+        for coords, buf in buffered:
+            place(coords, buf)
+        # stored chunks are decoded a batch at a time: a read holds its result and one batch
+        i = 0
+        while i < len(stored):
+            j, size = i + 1, int(stored[i][2][1]["nbytes"])
+            while j < len(stored) and size + int(stored[j][2][1]["nbytes"]) <= SCAN_BATCH_BYTES:
+                size += int(stored[j][2][1]["nbytes"])
+                j += 1
+            batch = stored[i:j]
+            decoded = self._decode_chunks(arr, batch)
+            for cid, coords, _ in batch:
+                place(coords, decoded[cid])
+            del decoded
+            i = j
 
     # ------------------------------------------------------------------ cross-dataset reads
 

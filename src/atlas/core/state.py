@@ -31,6 +31,8 @@ _pack_double = struct.Struct("<d").pack
 AUTO_CHUNK_BYTES = 4 << 20
 #: Bytes assumed per cell of a string array when sizing chunks (what a buffered cell costs).
 STRING_CELL_BYTES = 64
+# Fresh chunk buffers of at least this many cells whose fill has all-zero bits are zeroed lazily.
+_LAZY_ZEROS_CELLS = 1 << 16
 
 
 def default_chunk_shape(shape: tuple[int, ...], dtype: DType) -> tuple[int, ...]:
@@ -124,7 +126,12 @@ class Schema:
             arr = np.empty(extent, dtype=object)
             arr.fill(self.fillscalar)
             return arr
-        return np.full(extent, self.fillscalar, dtype=self.dtype.numpy)
+        dt = self.dtype.numpy
+        if math.prod(extent) >= _LAZY_ZEROS_CELLS and not np.asarray(self.fillscalar, dtype=dt).tobytes().strip(b"\0"):
+            # all-zero bits: pages the system zeroes on first touch, so the cells a partial
+            # write never reaches cost no memory
+            return np.zeros(extent, dtype=dt)
+        return np.full(extent, self.fillscalar, dtype=dt)
 
     def meta(self) -> dict[str, Any]:
         """The ``array_meta`` dictionary (fresh lists every time: callers may change them)."""
