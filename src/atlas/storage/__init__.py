@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+from datetime import timedelta
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -18,6 +19,7 @@ from .objectstore import ObjectStorage, is_obstore_store
 
 __all__ = [
     "COALESCE_GAP",
+    "DEFAULT_RETRY_CONFIG",
     "LocalStorage",
     "MemoryStorage",
     "ObjectStorage",
@@ -57,6 +59,23 @@ _CLIENT_OPTIONS = {
 }
 
 
+#: How obstore retries requests to object stores unless ``retry_config`` says otherwise.
+#: Answers 5xx (S3's ``503 SlowDown``, say), dropped connections and timed-out reads are
+#: sent again after 0.1 s, then twice as long each time (with jitter, at most 15 s), up
+#: to 10 times and for at most 2 minutes after the first attempt; then the call raises
+#: :class:`atlas.errors.StorageError`.
+DEFAULT_RETRY_CONFIG: dict[str, Any] = {
+    "max_retries": 10,
+    "backoff": {
+        "init_backoff": timedelta(milliseconds=100),
+        "max_backoff": timedelta(seconds=15),
+        "base": 2,
+    },
+    "retry_timeout": timedelta(minutes=2),
+}
+_DURATIONS = ("retry_timeout", "init_backoff", "max_backoff")
+
+
 def open_storage(location: Any, *, create: bool = False, **options: Any) -> Storage:
     """Open the store at ``location``.
 
@@ -67,6 +86,11 @@ def open_storage(location: Any, *, create: bool = False, **options: Any) -> Stor
     ``client_options``...; anything missing is read from the environment by obstore);
     ``prefix`` is also accepted with an obstore store. ``create`` makes a missing local
     directory; buckets and containers must already exist.
+
+    Failed requests to object stores are retried as :data:`DEFAULT_RETRY_CONFIG` says;
+    ``retry_config={"max_retries": 3, "retry_timeout": 30}`` overrides any of its
+    entries (durations as ``timedelta`` or seconds; ``{"max_retries": 0}`` turns
+    retries off).
     """
     if isinstance(location, Storage):
         if options:
@@ -133,5 +157,24 @@ def _open_object_store(url: str, scheme: str, options: dict[str, Any]) -> Object
     target = url + "/" if scheme in ("http", "https") else url
     if client:
         opts["client_options"] = client
+    opts["retry_config"] = _retry_config(opts.get("retry_config"))
     store = from_url(target, **opts)
     return ObjectStorage(store, location=url)
+
+
+def _retry_config(given: Any) -> dict[str, Any]:
+    """:data:`DEFAULT_RETRY_CONFIG` with the entries of ``given`` put over it."""
+    if given is None:
+        given = {}
+    if not isinstance(given, dict):
+        raise TypeError(f"retry_config must be a dict, not {type(given).__name__}")
+    backoff = given.get("backoff") or {}
+    if not isinstance(backoff, dict):
+        raise TypeError(f"retry_config['backoff'] must be a dict, not {type(backoff).__name__}")
+    config = {**DEFAULT_RETRY_CONFIG, **given, "backoff": {**DEFAULT_RETRY_CONFIG["backoff"], **backoff}}
+    for where in (config, config["backoff"]):
+        for name in _DURATIONS:
+            value = where.get(name)
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                where[name] = timedelta(seconds=value)
+    return config

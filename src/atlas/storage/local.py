@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import secrets
 import stat
-from collections.abc import Iterable, Sequence
-from typing import Any
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeVar, cast
 
 from ..errors import CorruptionError
 from .base import (
@@ -34,6 +36,33 @@ _OPEN_BATCH = 256
 _INLINE_BYTES = 256 << 10
 # Most pool tasks one batch of reads is split into.
 _MAX_CHUNKS = 32
+# Errors a file system may report for a moment and not again (a network or FUSE file
+# system that is busy or timed out, an interrupted call): such an operation is redone.
+_TRANSIENT = frozenset({errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR, errno.EBUSY, errno.ETIMEDOUT})
+#: Pauses (seconds) before each retry of an operation that failed with a transient
+#: error; when the last retry fails too, its error is raised.
+RETRY_PAUSES: tuple[float, ...] = (0.01, 0.04, 0.15, 0.5)
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _retrying(method: _F) -> _F:
+    """``method`` run again after a transient error, once after each of ``RETRY_PAUSES``
+    (its arguments must not be iterators, which the first attempt would use up)."""
+
+    @functools.wraps(method)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        pauses = iter(RETRY_PAUSES)
+        while True:
+            try:
+                return method(*args, **kwargs)
+            except OSError as e:
+                pause = next(pauses, None) if e.errno in _TRANSIENT else None
+                if pause is None:
+                    raise
+            time.sleep(pause)
+
+    return cast(_F, wrapper)
 
 
 def _fsync_dir(path: str) -> None:
@@ -93,7 +122,9 @@ class LocalStorage(Storage):
     """Objects are files under ``root``; writes go through a temporary file, fsync and rename.
 
     Temporary files are named ``.tmp-*`` in the target's directory so that a crash leaves
-    only orphans a cleanup can recognise; :meth:`list` never returns them.
+    only orphans a cleanup can recognise; :meth:`list` never returns them. Operations
+    failing with a transient error (``EAGAIN``, ``EINTR``, ``EBUSY``, ``ETIMEDOUT``) are
+    retried a few times (``RETRY_PAUSES``).
     """
 
     supports_conditional_put = True
@@ -207,6 +238,7 @@ class LocalStorage(Storage):
 
     # ----------------------------------------------------------------- reading
 
+    @_retrying
     def get(self, key: str) -> bytes:
         """The whole file at ``key``."""
         fd = self._open_file(key)
@@ -225,6 +257,7 @@ class LocalStorage(Storage):
             os.close(fd)
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
+    @_retrying
     def get_range(self, key: str, start: int, length: int) -> bytes:
         """``length`` bytes from ``start`` (fewer at the end of the file)."""
         (start,), (length,) = check_ranges([start], [length])
@@ -262,6 +295,7 @@ class LocalStorage(Storage):
             results.extend(self._read_batch(reqs[i : i + _OPEN_BATCH]))
         return results
 
+    @_retrying
     def _read_batch(
         self, reqs: Sequence[tuple[str, list[int], list[int]]]
     ) -> list[list[bytes | memoryview]]:
@@ -300,6 +334,7 @@ class LocalStorage(Storage):
         """Whether a file (not a directory) is stored at ``key``."""
         return os.path.isfile(self._path(key))
 
+    @_retrying
     def size(self, key: str) -> int:
         """Size of the file at ``key``."""
         try:
@@ -325,6 +360,7 @@ class LocalStorage(Storage):
             out.append((key, st.st_size, st.st_mtime))
         return out
 
+    @_retrying
     def _walk(self, prefix: str) -> list[tuple[str, os.DirEntry[str]]]:
         """Sorted ``(key, directory entry)`` of the files under ``prefix``."""
         check_prefix(prefix)
@@ -357,6 +393,7 @@ class LocalStorage(Storage):
 
     # ----------------------------------------------------------------- writing
 
+    @_retrying
     def put(self, key: str, data: BytesLike) -> None:
         """Write a temp file, fsync it, rename it over ``key`` and fsync the directory."""
         path = self._path(key)
@@ -370,7 +407,31 @@ class LocalStorage(Storage):
         _fsync_dir(directory)
 
     def put_if_absent(self, key: str, data: BytesLike) -> bool:
-        """Hard-link a complete, fsynced temp file to ``key``; the link fails if it exists."""
+        """Hard-link a complete, fsynced temp file to ``key``; the link fails if it exists.
+
+        After a transient error the create is tried again; if that finds ``key`` taken by
+        an object holding exactly ``data``, the failed attempt had created it after all.
+        """
+        pauses = iter(RETRY_PAUSES)
+        retried = False
+        while True:
+            try:
+                created = self._put_if_absent(key, data)
+            except OSError as e:
+                pause = next(pauses, None) if e.errno in _TRANSIENT else None
+                if pause is None:
+                    raise
+                retried = True
+                time.sleep(pause)
+                continue
+            if created or not retried:
+                return created
+            try:
+                return self.get(key) == memoryview(data).cast("B")
+            except FileNotFoundError:
+                return False
+
+    def _put_if_absent(self, key: str, data: BytesLike) -> bool:
         path = self._path(key)
         directory = os.path.dirname(path)
         tmp = self._write_temp(directory, data)
@@ -427,6 +488,7 @@ class LocalStorage(Storage):
         """Unlink every file in ``keys`` and fsync the directories touched."""
         self._delete_all(list(keys))
 
+    @_retrying
     def _delete_all(self, keys: Sequence[str]) -> None:
         touched = set()
         for key in keys:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import re
 import secrets
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import obstore as obs
@@ -19,7 +20,7 @@ from obstore.exceptions import (
     PreconditionError,
 )
 
-from ..errors import ReadOnlyError
+from ..errors import ReadOnlyError, StorageError
 from .base import (
     BytesLike,
     Storage,
@@ -41,6 +42,16 @@ _ENOTDIR = f"(os error {errno.ENOTDIR})"
 # Conditional creates that report "already exists" while nothing is there (S3 answers
 # 409 ConditionalRequestConflict to racing requests) are retried this many times.
 _CREATE_ATTEMPTS = 6
+# Stores that talk HTTP, where obstore retries failed requests on its own.
+_HTTP_KINDS = ("S3Store", "GCSStore", "AzureStore", "HTTPStore")
+# How many times obstore retried a request, as its error messages say.
+_RETRIES = re.compile(r"\bafter (\d+) retries\b|\bretries: (\d+)\b")
+# An S3-style XML error body: <Error><Code>SlowDown</Code><Message>...</Message></Error>.
+_XML_ERROR = re.compile(
+    r"(?:<\?xml[^>]*\?>)?\s*<Error>.*?<Code>([^<]*)</Code>(?:.*?<Message>([^<]*)</Message>)?.*?</Error>",
+    re.S,
+)
+
 
 
 def store_kind(store: Any) -> str | None:
@@ -58,6 +69,21 @@ def is_obstore_store(obj: Any) -> bool:
 
 def _is_missing(e: BaseException) -> bool:
     return isinstance(e, _NOT_FOUND) or (isinstance(e, GenericError) and _ENOTDIR in str(e))
+
+
+def _summary(e: BaseException) -> str:
+    """obstore's message on one line: without its debug dump, an XML error body as
+    ``Code: Message``."""
+    text = str(e).split("\n\nDebug source:", 1)[0]
+    text = _XML_ERROR.sub(lambda m: f"{m.group(1)}: {m.group(2)}" if m.group(2) else m.group(1), text)
+    text = " ".join(text.split()) or type(e).__name__
+    return text if len(text) <= 400 else text[:399] + "…"
+
+
+def _was_retried(e: BaseException) -> bool:
+    """Whether obstore sent the failed request more than once (True when it does not say)."""
+    m = _RETRIES.search(str(e))
+    return m is None or int(m.group(1) or m.group(2)) > 0
 
 
 def _repr_field(store: Any, name: str) -> str | None:
@@ -159,17 +185,37 @@ class ObjectStorage(Storage):
             return ReadOnlyError(f"cannot {what} {key!r}: {self.location} is read-only over HTTP")
         return ReadOnlyError(f"cannot {what} {key!r}: {self.location} is read-only")
 
-    def _call(self, key: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        """``fn(store, path of key, ...)``, with every flavour of "no such object" raised as
-        this storage's FileNotFoundError."""
+    def _failure(self, what: str, key: str | None, e: BaseException) -> StorageError:
+        """The error to raise for a request that failed (after obstore's retries)."""
+        target = self.location if key is None else f"{key!r} in {self.location}"
+        error = StorageError(f"storage error: {what} {target} failed: {_summary(e)}")
+        error.location = self.location
+        error.key = key
+        return error
+
+    @contextlib.contextmanager
+    def _reporting(self, what: str, key: str | None) -> Iterator[None]:
+        """Raise every flavour of "no such object" as this storage's FileNotFoundError and
+        every other failure of the service or client as :class:`StorageError`."""
         try:
-            return fn(self.store, self._path(key), *args, **kwargs)
-        except BaseError as e:
-            if _is_missing(e):
-                raise self._missing(key) from None
+            yield
+        except (FileNotFoundError, StorageError, ReadOnlyError):
             raise
-        except FileNotFoundError:
-            raise self._missing(key) from None
+        except BaseError as e:
+            if _is_missing(e) and key is not None:
+                raise self._missing(key) from None
+            raise self._failure(what, key, e) from e
+        except OSError as e:  # connection errors obstore raises as builtins
+            raise self._failure(what, key, e) from e
+
+    def _call(self, key: str, fn: Any, *args: Any, what: str = "reading", **kwargs: Any) -> Any:
+        """``fn(store, path of key, ...)``, failures raised as by :meth:`_reporting`."""
+        path = self._path(key)
+        with self._reporting(what, key):
+            try:
+                return fn(self.store, path, *args, **kwargs)
+            except FileNotFoundError:
+                raise self._missing(key) from None
 
     def _head(self, key: str) -> Any:
         return self._call(key, obs.head)
@@ -178,7 +224,7 @@ class ObjectStorage(Storage):
 
     def get(self, key: str) -> bytes:
         """The whole object at ``key``."""
-        return bytes(self._call(key, obs.get).bytes())
+        return self._call(key, lambda store, path: bytes(obs.get(store, path).bytes()))
 
     def get_range(self, key: str, start: int, length: int) -> bytes:
         """``length`` bytes from ``start`` (fewer at the end of the object)."""
@@ -190,6 +236,10 @@ class ObjectStorage(Storage):
         """Ranges are coalesced into spans (gap <= ``coalesce_gap``) fetched concurrently."""
         s, n = check_ranges(starts, lengths)
         path = self._path(key)
+        with self._reporting("reading", key):
+            return self._get_ranges(key, path, s, n)
+
+    def _get_ranges(self, key: str, path: str, s: list[int], n: list[int]) -> list[bytes | memoryview]:
         if not s:
             return []
         out: list[bytes | memoryview] = [_EMPTY] * len(s)
@@ -261,10 +311,14 @@ class ObjectStorage(Storage):
             metas = obs.list(self.store, prefix=where).collect()
         except BaseError as e:
             if self.kind == "HTTPStore":
-                raise OSError(
-                    f"cannot list {self.location}: listing over HTTP needs a WebDAV server ({e})"
-                ) from e
-            raise
+                error = StorageError(
+                    f"cannot list {self.location}: listing over HTTP needs a WebDAV server ({_summary(e)})"
+                )
+                error.location = self.location
+                raise error from e
+            raise self._failure("listing", None, e) from e
+        except OSError as e:
+            raise self._failure("listing", None, e) from e
         strip = len(self.prefix) + 1 if self.prefix else 0
         found = [(m["path"][strip:], m) for m in metas]
         found = [(k, m) for k, m in found if k.startswith(prefix)]
@@ -278,25 +332,40 @@ class ObjectStorage(Storage):
         path = self._path(key)
         if self.read_only:
             raise self._deny("write", key)
-        obs.put(self.store, path, memoryview(data).cast("B"))
+        with self._reporting("writing", key):
+            obs.put(self.store, path, memoryview(data).cast("B"))
 
     def put_if_absent(self, key: str, data: BytesLike) -> bool:
-        """A conditional create; False if an object already exists at ``key``."""
+        """A conditional create; False if an object already exists at ``key``.
+
+        When obstore had to send the create again (its first answer was lost or an
+        error) and then finds the key taken, the object there may be its own first
+        attempt's: the create counts as written if the object holds exactly ``data``.
+        """
         path = self._path(key)
         if self.read_only:
             raise self._deny("write", key)
         payload = memoryview(data).cast("B")
         for attempt in range(_CREATE_ATTEMPTS):
-            try:
-                obs.put(self.store, path, payload, mode="create", use_multipart=False)
-            except (AlreadyExistsError, PreconditionError):
-                if self.exists(key):
-                    return False
-                # Nothing is there: the create lost a conflict without anyone winning.
-                time.sleep(0.01 * 2**attempt)
-            else:
-                return True
-        raise OSError(f"could not create {key!r} in {self.location}: conditional writes kept conflicting")
+            with self._reporting("writing", key):
+                try:
+                    obs.put(self.store, path, payload, mode="create", use_multipart=False)
+                except (AlreadyExistsError, PreconditionError) as e:
+                    retried = self.kind in _HTTP_KINDS and _was_retried(e)
+                else:
+                    return True
+            if retried:
+                try:
+                    return self.get(key) == payload
+                except FileNotFoundError:
+                    pass
+            elif self.exists(key):
+                return False
+            # Nothing is there: the create lost a conflict without anyone winning.
+            time.sleep(0.01 * 2**attempt)
+        error = StorageError(f"could not create {key!r} in {self.location}: conditional writes kept conflicting")
+        error.location, error.key = self.location, key
+        raise error
 
     def delete(self, key: str) -> None:
         """Remove ``key``; a missing key is fine."""
@@ -304,7 +373,7 @@ class ObjectStorage(Storage):
         if self.read_only:
             raise self._deny("delete", key)
         try:
-            self._call(key, obs.delete)
+            self._call(key, obs.delete, what="deleting")
         except FileNotFoundError:
             pass
 
@@ -318,12 +387,13 @@ class ObjectStorage(Storage):
             return
         if not paths:
             return
-        try:
-            obs.delete(self.store, paths)
-        except (*_NOT_FOUND, GenericError):
-            # Some backends (local files) stop at the first missing key.
-            for k in ks:
-                self.delete(k)
+        with self._reporting("deleting", None):
+            try:
+                obs.delete(self.store, paths)
+            except (*_NOT_FOUND, GenericError):
+                # Some backends (local files) stop at the first missing key.
+                for k in ks:
+                    self.delete(k)
 
 
 def _slice_into(

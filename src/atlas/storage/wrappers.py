@@ -1,15 +1,20 @@
-"""Stores wrapping another store, for tests and diagnostics: request counting and faults."""
+"""Stores wrapping another store: request counting and faults (for tests and diagnostics),
+and store failures reported as one error type."""
 
 from __future__ import annotations
 
+import builtins
 import threading
 from collections import Counter
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeVar
 
+from ..errors import ReadOnlyError, StorageError
 from .base import BytesLike, Storage, check_key
 
-__all__ = ["CountingStorage", "FaultyStorage", "WrappedStorage"]
+__all__ = ["CountingStorage", "FaultyStorage", "ReportingStorage", "WrappedStorage"]
+
+_T = TypeVar("_T")
 
 
 class WrappedStorage(Storage):
@@ -313,3 +318,86 @@ class FaultyStorage(WrappedStorage):
         if not 0 <= length <= len(data):
             raise ValueError(f"cannot truncate the {len(data)}-byte object {key!r} to {length} bytes")
         self.inner.put(key, data[:length])
+
+
+class ReportingStorage(WrappedStorage):
+    """Raises every failure of the store ``inner`` as :class:`~atlas.errors.StorageError`.
+
+    Any ``OSError`` from ``inner`` (a full disk, an I/O error, a refused request) comes
+    out as a ``StorageError`` naming the store, with the same ``errno``. A missing object
+    is still ``FileNotFoundError``; errors about the request rather than the store (a bad
+    key, a read-only store, damaged bytes) pass unchanged. A caller can then tell the
+    store failing from anything else going wrong while it works with the store (the
+    NetCDF ingest stops on the first, and blames an input file only for the rest).
+    """
+
+    def _run(self, fn: Callable[..., _T], *args: Any) -> _T:
+        try:
+            return fn(*args)
+        except (FileNotFoundError, StorageError, ReadOnlyError):
+            raise
+        except OSError as e:
+            error = StorageError(f"storage error in {self.location}: {e}")
+            error.errno = e.errno
+            error.location = self.location
+            raise error from e
+
+    def get(self, key: str) -> bytes:
+        """Delegated; failures reported as StorageError."""
+        return self._run(self.inner.get, key)
+
+    def get_range(self, key: str, start: int, length: int) -> bytes:
+        """Delegated; failures reported as StorageError."""
+        return self._run(self.inner.get_range, key, start, length)
+
+    def get_ranges(
+        self, key: str, starts: Sequence[int], lengths: Sequence[int]
+    ) -> list[bytes | memoryview]:
+        """Delegated; failures reported as StorageError."""
+        return self._run(self.inner.get_ranges, key, starts, lengths)
+
+    def get_many_ranges(
+        self, requests: Sequence[tuple[str, Sequence[int], Sequence[int]]]
+    ) -> list[list[bytes | memoryview]]:
+        """Delegated; failures reported as StorageError."""
+        return self._run(self.inner.get_many_ranges, requests)
+
+    def exists(self, key: str) -> bool:
+        """Delegated; failures reported as StorageError."""
+        return self._run(self.inner.exists, key)
+
+    def size(self, key: str) -> int:
+        """Delegated; failures reported as StorageError."""
+        return self._run(self.inner.size, key)
+
+    def list(self, prefix: str = "") -> list[str]:
+        """Delegated; failures reported as StorageError."""
+        return self._run(self.inner.list, prefix)
+
+    def list_details(self, prefix: str = "") -> builtins.list[tuple[str, int, float]]:
+        """Delegated; failures reported as StorageError."""
+        return self._run(self.inner.list_details, prefix)
+
+    def put(self, key: str, data: BytesLike) -> None:
+        """Delegated; failures reported as StorageError."""
+        self._run(self.inner.put, key, data)
+
+    def put_if_absent(self, key: str, data: BytesLike) -> bool:
+        """Delegated; failures reported as StorageError."""
+        return self._run(self.inner.put_if_absent, key, data)
+
+    def delete(self, key: str) -> None:
+        """Delegated; failures reported as StorageError."""
+        self._run(self.inner.delete, key)
+
+    def delete_many(self, keys: Iterable[str]) -> None:
+        """Delegated; failures reported as StorageError."""
+        self._run(self.inner.delete_many, keys)
+
+    def mark_changed(self) -> None:
+        """Delegated; failures reported as StorageError."""
+        self._run(self.inner.mark_changed)
+
+    def remove_temp_files(self, older_than: float | None = None) -> int:
+        """Delegated; failures reported as StorageError."""
+        return self._run(self.inner.remove_temp_files, older_than)
