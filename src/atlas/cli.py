@@ -1039,10 +1039,13 @@ def build_parser() -> argparse.ArgumentParser:
             "each as one dataset of STORE, created if missing. Large files are streamed in\n"
             "blocks of --chunk-size bytes. All or nothing: if a file fails, nothing is\n"
             "committed (an existing store is unchanged, a new one is removed), unless\n"
-            "--skip-errors is given."
+            "--skip-errors is given. A failure of the store itself (a full disk, a bucket\n"
+            "refusing writes, a service still failing after retries) always stops the\n"
+            "ingest and is never blamed on a file."
         ),
         epilog=NAMING_HELP + (
-            "\nexit status: 0 ok, 1 error (nothing committed), 3 files skipped with --skip-errors."
+            "\nexit status: 0 ok, 1 error (nothing committed; also when the store fails),\n"
+            "3 files skipped with --skip-errors."
         ),
     )
     p.add_argument("src_dir", metavar="SRC_DIR", help="directory to search for NetCDF files")

@@ -17,7 +17,9 @@ An ingest is all-or-nothing by default: everything goes through one store handle
 that is flushed once at the end. If any file fails, nothing is flushed, so an
 existing store keeps its last committed version, and a store the ingest created
 itself is removed again. With ``skip_errors=True`` failing files are skipped and
-reported, and the rest is committed.
+reported, and the rest is committed. A failure of the store itself (a full disk, a
+bucket refusing writes, a service still failing after its retries) is never blamed on
+a file: it stops the ingest, with or without ``skip_errors``.
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, Protocol
+
+from ..errors import CorruptionError, StorageError
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -531,6 +535,17 @@ class _UnreadableFile(Exception):
     """A file the writer could not open for streaming (a per-file failure)."""
 
 
+# Failures of the store, never of the file being added. Everything the store's storage
+# raises on failing comes as StorageError (see _prepare_store); CorruptionError is
+# about bytes already in the store.
+_STORE_FAILURES = (StorageError, CorruptionError)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()).rstrip(".")
+    return text or type(exc).__name__
+
+
 def _add_dataset(store: Atlas, src: SourceFile, decoded: _Decoded, chunk_size: int) -> list[tuple[str, str]]:
     """Write one decoded (or to-be-streamed) file as a dataset; return the warnings raised."""
     with warnings.catch_warnings(record=True) as caught:
@@ -552,12 +567,19 @@ def _add_dataset(store: Atlas, src: SourceFile, decoded: _Decoded, chunk_size: i
 def _prepare_store(
     path: str, codec: str | None, meta: tuple[str, str], report: IngestReport
 ) -> tuple[Atlas, Callable[[], None]]:
-    """Open the store, or create it; return it with the clean-up to run if the ingest fails."""
+    """Open the store, or create it; return it with the clean-up to run if the ingest fails.
+
+    The store's storage reports its failures as ``StorageError``, so that they are told
+    apart from the failures of input files.
+    """
     from .. import Atlas
     from ..errors import StoreNotFoundError
+    from ..storage import open_storage
+    from ..storage.wrappers import ReportingStorage
 
+    storage = ReportingStorage(open_storage(path))
     try:
-        store = Atlas.open(path)
+        store = Atlas.open(storage)
     except StoreNotFoundError:
         store = None
     if store is not None:
@@ -572,7 +594,12 @@ def _prepare_store(
     existed = local and os.path.exists(path)
     if existed and (not os.path.isdir(path) or any(os.scandir(path))):
         raise IngestError(f"{path} exists and is not an Atlas store; give a new or empty directory")
-    store = Atlas.create(path, codec=codec or "zstd", meta_format=meta[0], meta_compression=meta[1])
+    store = Atlas.create(
+        ReportingStorage(open_storage(path, create=True)),
+        codec=codec or "zstd",
+        meta_format=meta[0],
+        meta_compression=meta[1],
+    )
     report.created = True
     report.store_bytes_before = 0
 
@@ -644,8 +671,10 @@ def ingest_directory(
 
     All-or-nothing unless ``skip_errors``: on the first failing file nothing is
     committed, a store created by this call is removed, and :class:`IngestError`
-    says which file failed and why. Errors writing to the store itself (a full
-    disk, say) always stop the ingest.
+    says which file failed and why. Failures of the store itself (a full disk, a
+    bucket refusing writes, a service still failing after its retries) always stop
+    the ingest with an :class:`IngestError` naming the store, and never count as a
+    failing file.
 
     Workers are started with multiprocessing's ``forkserver`` method, so a script
     calling this with ``jobs > 1`` needs the usual ``if __name__ == "__main__":``
@@ -702,9 +731,10 @@ def ingest_directory(
                         raise
                     except _UnreadableFile as exc:
                         error = str(exc)
-                    except OSError as exc:  # the store's disk or bucket, not this file: stop
+                    except _STORE_FAILURES as exc:  # the store's disk or bucket, not this file: stop
                         raise IngestError(
-                            f"writing {src.relpath} to the store failed: {exc}. Nothing was committed"
+                            f"{_one_line(exc)}; stopped while adding {src.relpath} (not that file's fault); "
+                            "nothing was committed"
                         ) from exc
                     except Exception as exc:  # data this file holds that cannot be stored
                         if isinstance(exc, AttributeError) and not hasattr(store, "add_xarray_dataset"):
@@ -730,7 +760,10 @@ def ingest_directory(
             readers.close()
         if progress is not None:
             progress.stage("committing")
-        store.flush()
+        try:
+            store.flush()
+        except StorageError as exc:
+            raise IngestError(f"{_one_line(exc)}; stopped while committing the ingest") from exc
         committed = True
     finally:
         if progress is not None:
