@@ -1041,7 +1041,8 @@ def build_parser() -> argparse.ArgumentParser:
             "committed (an existing store is unchanged, a new one is removed), unless\n"
             "--skip-errors is given. A failure of the store itself (a full disk, a bucket\n"
             "refusing writes, a service still failing after retries) always stops the\n"
-            "ingest and is never blamed on a file."
+            "ingest and is never blamed on a file. A STORE left half-created by an ingest\n"
+            "that was killed (only atlas.json or temporary files) is created again."
         ),
         epilog=NAMING_HELP + (
             "\nexit status: 0 ok, 1 error (nothing committed; also when the store fails),\n"

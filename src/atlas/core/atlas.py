@@ -178,6 +178,18 @@ def _ints(value: Any, what: str) -> tuple[int, ...]:
     return tuple(out)
 
 
+def is_store_key(key: str) -> bool:
+    """Whether ``key`` is one Atlas writes itself: the config, a manifest, the latest-version
+    hint, a segment or an index file (temporary ``.tmp-*`` files are never listed)."""
+    return (
+        key == mf.CONFIG_KEY
+        or key == mf.LATEST_HINT_KEY
+        or mf.parse_manifest_key(key) is not None
+        or _SEGMENT_KEY.fullmatch(key) is not None
+        or _INDEX_KEY.fullmatch(key) is not None
+    )
+
+
 class Atlas(XarrayMethods, CatalogMethods):
     """A store of many datasets laid out variable-first.
 
@@ -228,7 +240,10 @@ class Atlas(XarrayMethods, CatalogMethods):
     ) -> Atlas:
         """Create a new, empty store at ``path`` (a directory, URL or obstore store).
 
-        Raises ``FileExistsError`` if a store already exists there.
+        Raises ``FileExistsError`` if a store already exists there, or if the location
+        holds files Atlas did not write. A create that was interrupted (only
+        ``atlas.json``, temporary files or unreferenced data and index files, and no
+        committed version) is done again over what it left.
         """
         codec = parse_codec(codec)
         meta_format = mf.parse_meta_format(meta_format)
@@ -236,8 +251,16 @@ class Atlas(XarrayMethods, CatalogMethods):
         storage = _open_storage(path, True, storage_options)
         if getattr(storage, "read_only", False):
             raise ReadOnlyError(f"cannot create a store at {storage.location}: the location is read-only")
-        if [k for k in storage.list(mf.MANIFEST_PREFIX) if mf.parse_manifest_key(k) is not None]:
+        keys = storage.list("")
+        if any(mf.parse_manifest_key(k) is not None for k in keys):
             raise FileExistsError(f"an Atlas store already exists at {storage.location}")
+        foreign = [k for k in keys if not is_store_key(k)]
+        if foreign:
+            more = f" and {len(foreign) - 1} more" if len(foreign) > 1 else ""
+            raise FileExistsError(
+                f"{storage.location} is not empty and is not an Atlas store (it holds {foreign[0]!r}{more}); "
+                "give a new or empty location"
+            )
         config_bytes = mf.encode_config(codec, meta_format, meta_compression)
         if storage.exists(mf.CONFIG_KEY):
             # a config without any committed version is a create that was interrupted: redo it

@@ -83,6 +83,8 @@ MIN_INGEST_BUFFER_BYTES = 8 << 20
 MIN_FILES_FOR_WORKERS = 16
 #: Bytes assumed per element of object (string) arrays when estimating sizes.
 _OBJECT_ITEMSIZE = 64
+#: The directories of a store on local disk.
+_STORE_DIRS = ("manifests", "data", "index")
 
 
 class IngestError(RuntimeError):
@@ -564,16 +566,40 @@ def _add_dataset(store: Atlas, src: SourceFile, decoded: _Decoded, chunk_size: i
     return _record(caught)
 
 
+def _holds_only_store_files(path: str) -> bool:
+    """Whether the directory ``path`` holds nothing but files Atlas writes, where it writes
+    them: what a create that was interrupted leaves (``atlas.json``, temporary files)."""
+    from ..core.atlas import is_store_key
+    from ..storage.base import TEMP_PREFIX
+
+    def own(entry: os.DirEntry[str], key: str) -> bool:
+        return entry.is_file(follow_symlinks=False) and (
+            entry.name.startswith(TEMP_PREFIX) or is_store_key(key)
+        )
+
+    with os.scandir(path) as top:
+        for entry in top:
+            if entry.is_dir(follow_symlinks=False) and entry.name in _STORE_DIRS:
+                with os.scandir(entry.path) as inner:
+                    if not all(own(e, f"{entry.name}/{e.name}") for e in inner):
+                        return False
+            elif not own(entry, entry.name):
+                return False
+    return True
+
+
 def _prepare_store(
     path: str, codec: str | None, meta: tuple[str, str], report: IngestReport
 ) -> tuple[Atlas, Callable[[], None]]:
     """Open the store, or create it; return it with the clean-up to run if the ingest fails.
 
     The store's storage reports its failures as ``StorageError``, so that they are told
-    apart from the failures of input files.
+    apart from the failures of input files. A store whose create was interrupted is
+    created again.
     """
     from .. import Atlas
-    from ..errors import StoreNotFoundError
+    from ..errors import CorruptionError, StoreNotFoundError
+    from ..format import manifest as mf
     from ..storage import open_storage
     from ..storage.wrappers import ReportingStorage
 
@@ -581,6 +607,12 @@ def _prepare_store(
     try:
         store = Atlas.open(storage)
     except StoreNotFoundError:
+        store = None
+    except CorruptionError:
+        # a torn atlas.json is what a create interrupted on a file system without hard
+        # links may leave; with a committed version, the store is damaged
+        if any(mf.parse_manifest_key(k) is not None for k in storage.list(mf.MANIFEST_PREFIX)):
+            raise
         store = None
     if store is not None:
         current = getattr(store, "codec", None) or getattr(store, "_codec", None)
@@ -592,21 +624,24 @@ def _prepare_store(
         return store, lambda: None
     local = "://" not in path
     existed = local and os.path.exists(path)
-    if existed and (not os.path.isdir(path) or any(os.scandir(path))):
+    if existed and (not os.path.isdir(path) or not _holds_only_store_files(path)):
         raise IngestError(f"{path} exists and is not an Atlas store; give a new or empty directory")
-    store = Atlas.create(
-        ReportingStorage(open_storage(path, create=True)),
-        codec=codec or "zstd",
-        meta_format=meta[0],
-        meta_compression=meta[1],
-    )
+    try:
+        store = Atlas.create(
+            ReportingStorage(open_storage(path, create=True)),
+            codec=codec or "zstd",
+            meta_format=meta[0],
+            meta_compression=meta[1],
+        )
+    except FileExistsError as e:  # objects Atlas did not write, or another ingest won the race
+        raise IngestError(f"cannot create a store at {path}: {e}") from None
     report.created = True
     report.store_bytes_before = 0
 
     def remove_new_store() -> None:
         if not local:
             return
-        if existed:  # an empty directory we were given: empty it again
+        if existed:  # an empty directory, or what an interrupted create left: empty it
             for entry in os.scandir(path):
                 if entry.is_dir(follow_symlinks=False):
                     shutil.rmtree(entry.path, ignore_errors=True)
@@ -674,7 +709,8 @@ def ingest_directory(
     says which file failed and why. Failures of the store itself (a full disk, a
     bucket refusing writes, a service still failing after its retries) always stop
     the ingest with an :class:`IngestError` naming the store, and never count as a
-    failing file.
+    failing file. A store whose create was interrupted (a directory holding only
+    ``atlas.json`` or temporary files, say) is created again.
 
     Workers are started with multiprocessing's ``forkserver`` method, so a script
     calling this with ``jobs > 1`` needs the usual ``if __name__ == "__main__":``
