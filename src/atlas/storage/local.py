@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import errno
 import functools
 import os
@@ -349,7 +350,7 @@ class LocalStorage(Storage):
         """Keys of all files under the root starting with ``prefix``, skipping temp files."""
         return [k for k, _ in self._walk(prefix)]
 
-    def list_details(self, prefix: str = "") -> list[tuple[str, int, float]]:
+    def list_details(self, prefix: str = "") -> builtins.list[tuple[str, int, float]]:
         """``(key, size, modified)`` of every file under ``prefix`` (one ``stat`` each)."""
         out = []
         for key, entry in self._walk(prefix):
@@ -361,13 +362,13 @@ class LocalStorage(Storage):
         return out
 
     @_retrying
-    def _walk(self, prefix: str) -> list[tuple[str, os.DirEntry[str]]]:
+    def _walk(self, prefix: str) -> builtins.list[tuple[str, os.DirEntry[str]]]:
         """Sorted ``(key, directory entry)`` of the files under ``prefix``."""
         check_prefix(prefix)
         head, _, partial = prefix.rpartition("/")
         top = os.path.join(self.root, *head.split("/")) if head else self.root
         base = head + "/" if head else ""
-        keys: list[tuple[str, os.DirEntry[str]]] = []
+        keys: builtins.list[tuple[str, os.DirEntry[str]]] = []
         stack: list[tuple[str, str]] = [(top, base)]
         first = True
         while stack:

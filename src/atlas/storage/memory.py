@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import os
 import secrets
 import threading
@@ -172,7 +173,7 @@ class MemoryStorage(Storage):
         keys.sort()
         return keys
 
-    def list_details(self, prefix: str = "") -> list[tuple[str, int, float]]:
+    def list_details(self, prefix: str = "") -> builtins.list[tuple[str, int, float]]:
         """``(key, size, time of last write)`` of every key starting with ``prefix``."""
         check_prefix(prefix)
         with self._shared.lock:

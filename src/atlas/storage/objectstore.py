@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import errno
 import re
@@ -51,7 +52,6 @@ _XML_ERROR = re.compile(
     r"(?:<\?xml[^>]*\?>)?\s*<Error>.*?<Code>([^<]*)</Code>(?:.*?<Message>([^<]*)</Message>)?.*?</Error>",
     re.S,
 )
-
 
 
 def store_kind(store: Any) -> str | None:
@@ -298,11 +298,11 @@ class ObjectStorage(Storage):
         """Sorted keys starting with ``prefix`` (listing the prefix's directory)."""
         return [k for k, _ in self._listing(prefix)]
 
-    def list_details(self, prefix: str = "") -> list[tuple[str, int, float]]:
+    def list_details(self, prefix: str = "") -> builtins.list[tuple[str, int, float]]:
         """``(key, size, last modified)`` of every object under ``prefix``, from the listing."""
         return [(k, int(m["size"]), m["last_modified"].timestamp()) for k, m in self._listing(prefix)]
 
-    def _listing(self, prefix: str) -> list[tuple[str, Any]]:
+    def _listing(self, prefix: str) -> builtins.list[tuple[str, Any]]:
         """Sorted ``(key, object meta)`` of the objects under ``prefix``."""
         check_prefix(prefix)
         head = prefix.rpartition("/")[0]
