@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from .core.atlas import Atlas
+from .api import Atlas
 from .core.dataset import DatasetView
 from .errors import (
     AtlasError,

@@ -51,7 +51,7 @@ from .errors import CorruptionError
 if TYPE_CHECKING:
     import pandas as pd
 
-    from .core.atlas import Atlas
+    from .core.atlas import Store as Atlas
     from .core.state import ArrayState, DatasetState, Schema
 else:
 
@@ -66,7 +66,7 @@ else:
 
     pd = _Pandas()
 
-__all__ = ["CatalogMethods", "FIELDS"]
+__all__ = ["FIELDS", "catalog", "find"]
 
 #: Per-array catalogue fields, in column order.
 FIELDS = ("dtype", "shape", "min", "max", "null_count", "row_count")
@@ -1456,170 +1456,164 @@ def _kw_value(v: Any) -> Any:
     raise TypeError(f"find() cannot match a value of type {type(v).__name__}")
 
 
-class CatalogMethods:
-    """Mixed into ``Atlas``: catalogue and search over metadata (no array data is read)."""
 
-    def _live_arrays(self) -> dict[str, Any]:
-        atlas = cast("Atlas", self)
-        return {name: var for name, var in atlas._variables.items() if var.live > 0}
+def _live_arrays(atlas: Atlas) -> dict[str, Any]:
+    return {name: var for name, var in atlas._variables.items() if var.live > 0}
 
-    def catalog(
-        self,
-        arrays: Iterable[str] | None = None,
-        attributes: Iterable[str] | None = None,
-    ) -> pd.DataFrame:
-        """A table of the live datasets: one row each, indexed by name, in store order.
+def catalog(
+    atlas: Atlas,
+    arrays: Iterable[str] | None = None,
+    attributes: Iterable[str] | None = None,
+) -> pd.DataFrame:
+    """A table of the live datasets: one row each, indexed by name, in store order.
 
-        Columns are, first, the dataset ``attributes`` (all keys present in any dataset when
-        ``None``, in order of first appearance; ``[]`` for none), then, for each of ``arrays``
-        (every array name in the store, sorted, when ``None``; ``[]`` for none), the columns
-        ``ARRAY.dtype``, ``ARRAY.shape``, ``ARRAY.min``, ``ARRAY.max``, ``ARRAY.null_count``
-        and ``ARRAY.row_count``. An attribute whose key equals such a column name for an array
-        of the store is listed as ``attr:KEY`` instead.
+    Columns are, first, the dataset ``attributes`` (all keys present in any dataset when
+    ``None``, in order of first appearance; ``[]`` for none), then, for each of ``arrays``
+    (every array name in the store, sorted, when ``None``; ``[]`` for none), the columns
+    ``ARRAY.dtype``, ``ARRAY.shape``, ``ARRAY.min``, ``ARRAY.max``, ``ARRAY.null_count``
+    and ``ARRAY.row_count``. An attribute whose key equals such a column name for an array
+    of the store is listed as ``attr:KEY`` instead.
 
-        Typing: integer values are ``Int64`` (``UInt64`` for unsigned 64-bit data), floats
-        ``Float64`` (a NaN value stays NaN, distinct from a missing value), bools ``boolean``,
-        strings and dtype names ``string``, timestamps ``datetime64[ns]``, shapes tuples
-        (``object``). Missing values (dataset without the attribute or array, array without
-        statistics, all-null array without min/max) are ``NA``/``NaT``. A column whose values
-        mix kinds (an attribute that is an int in one dataset and a str in another) is an
-        ``object`` column of exact Python values. A timestamp value of exactly NaT
-        (``-2**63``) cannot be told apart from a missing one in the frame.
+    Typing: integer values are ``Int64`` (``UInt64`` for unsigned 64-bit data), floats
+    ``Float64`` (a NaN value stays NaN, distinct from a missing value), bools ``boolean``,
+    strings and dtype names ``string``, timestamps ``datetime64[ns]``, shapes tuples
+    (``object``). Missing values (dataset without the attribute or array, array without
+    statistics, all-null array without min/max) are ``NA``/``NaT``. A column whose values
+    mix kinds (an attribute that is an int in one dataset and a str in another) is an
+    ``object`` column of exact Python values. A timestamp value of exactly NaT
+    (``-2**63``) cannot be told apart from a missing one in the frame.
 
-        Statistics are those of ``array_stats``: computed at ``flush()``, so between flushes
-        they are those of the last flush (``NA`` for arrays never flushed). Which datasets,
-        attributes and arrays exist is always the live state of this handle. Only metadata
-        is used: no array data is read.
-        """
-        atlas = cast("Atlas", self)
-        arr_names = _name_list(arrays, "arrays")
-        attr_names = _name_list(attributes, "attributes")
-        live = self._live_arrays()
-        if arr_names is None:
-            arr_names = sorted(live)
-        names, acols, xcols = _table(atlas, attr_names, {a: FIELDS for a in arr_names})
-        columns: dict[str, Any] = {}
-        for key, col in acols.items():
-            cname = ATTR_PREFIX + key if _split_field(key, live) is not None else key
+    Statistics are those of ``array_stats``: computed at ``flush()``, so between flushes
+    they are those of the last flush (``NA`` for arrays never flushed). Which datasets,
+    attributes and arrays exist is always the live state of this handle. Only metadata
+    is used: no array data is read.
+    """
+    arr_names = _name_list(arrays, "arrays")
+    attr_names = _name_list(attributes, "attributes")
+    live = _live_arrays(atlas)
+    if arr_names is None:
+        arr_names = sorted(live)
+    names, acols, xcols = _table(atlas, attr_names, {a: FIELDS for a in arr_names})
+    columns: dict[str, Any] = {}
+    for key, col in acols.items():
+        cname = ATTR_PREFIX + key if _split_field(key, live) is not None else key
+        if cname in columns:
+            raise ValueError(f"attribute {key!r} and attribute {cname!r} would share a catalogue column")
+        columns[cname] = col.to_pandas()
+    for a in arr_names:
+        for f in FIELDS:
+            cname = f"{a}.{f}"
             if cname in columns:
-                raise ValueError(f"attribute {key!r} and attribute {cname!r} would share a catalogue column")
-            columns[cname] = col.to_pandas()
-        for a in arr_names:
-            for f in FIELDS:
-                cname = f"{a}.{f}"
-                if cname in columns:
-                    raise ValueError(f"two catalogue columns would be named {cname!r}")
-                columns[cname] = xcols[a][f].to_pandas()
-        index = pd.Index(names, name="dataset", dtype=object)
-        if not columns:
-            return pd.DataFrame(index=index)
-        return pd.DataFrame(columns, index=index, copy=False)
+                raise ValueError(f"two catalogue columns would be named {cname!r}")
+            columns[cname] = xcols[a][f].to_pandas()
+    index = pd.Index(names, name="dataset", dtype=object)
+    if not columns:
+        return pd.DataFrame(index=index)
+    return pd.DataFrame(columns, index=index, copy=False)
 
-    def find(self, where: str | None = None, **equals: Any) -> list[str]:
-        """Names of the live datasets matching a predicate, in store order.
+def find(atlas: Atlas, where: str | None = None, **equals: Any) -> list[str]:
+    """Names of the live datasets matching a predicate, in store order.
 
-        ``where`` is an expression over catalogue names (see :meth:`catalog`), e.g.
-        ``"temperature.max > 30 and depth.max >= 1000 and station == 'KNMI'"``;
-        keyword arguments add equality tests (``station="KNMI"``, a list means "one of",
-        ``None`` means "missing"; dotted names go through ``**{"depth.max": 2000}``). All
-        conditions must hold. The result can be passed straight to ``read_array_across``.
+    ``where`` is an expression over catalogue names (see :meth:`catalog`), e.g.
+    ``"temperature.max > 30 and depth.max >= 1000 and station == 'KNMI'"``;
+    keyword arguments add equality tests (``station="KNMI"``, a list means "one of",
+    ``None`` means "missing"; dotted names go through ``**{"depth.max": 2000}``). All
+    conditions must hold. The result can be passed straight to ``read_array_across``.
 
-        Semantics:
+    Semantics:
 
-        * ``NAME`` is an attribute key; ``ARRAY.min``, ``ARRAY.max``, ``ARRAY.null_count``,
-          ``ARRAY.row_count``, ``ARRAY.dtype`` and ``ARRAY.shape`` are an array's catalogue
-          fields (an attribute shadowed by one is ``attr:KEY``). Parts that are not Python
-          identifiers are quoted with backticks. An unknown name is a ``ValueError``.
-        * Predicates on attributes and on statistics are exact: ``temperature.max > 30`` holds
-          exactly for the datasets whose stored max exceeds 30. Comparisons follow IEEE for
-          floats (a NaN max compares false; ``isnan(temperature.max)`` finds it) and compare
-          ints, uints and floats exactly. A string compares with a timestamp as a date.
-        * A bare array name (or ``any(ARRAY)``) in a comparison asks whether *some* non-null
-          value of the array satisfies it: ``temperature > 30``, ``station in ['A', 'B']``.
-          This needs values inside the data, so it is decided from min/max and the answer is
-          a conservative superset: a dataset whose data may match is returned, one whose data
-          matches is never left out (for ``>``, ``>=``, ``<``, ``<=`` and ``!=`` without
-          NaN values the answer is exact). ``not`` keeps this guarantee.
-        * A comparison involving a missing value (no such attribute or array, no statistics)
-          is false, ``!=`` included; ``not`` negates the truth of its operand. Test for
-          missing values with ``isnull(x)`` / ``notnull(x)`` / ``x is None``;
-          ``isnull(ARRAY)`` holds for datasets that do not declare the array.
-        * Statistics are as of the last ``flush()``, as in ``array_stats``.
+    * ``NAME`` is an attribute key; ``ARRAY.min``, ``ARRAY.max``, ``ARRAY.null_count``,
+      ``ARRAY.row_count``, ``ARRAY.dtype`` and ``ARRAY.shape`` are an array's catalogue
+      fields (an attribute shadowed by one is ``attr:KEY``). Parts that are not Python
+      identifiers are quoted with backticks. An unknown name is a ``ValueError``.
+    * Predicates on attributes and on statistics are exact: ``temperature.max > 30`` holds
+      exactly for the datasets whose stored max exceeds 30. Comparisons follow IEEE for
+      floats (a NaN max compares false; ``isnan(temperature.max)`` finds it) and compare
+      ints, uints and floats exactly. A string compares with a timestamp as a date.
+    * A bare array name (or ``any(ARRAY)``) in a comparison asks whether *some* non-null
+      value of the array satisfies it: ``temperature > 30``, ``station in ['A', 'B']``.
+      This needs values inside the data, so it is decided from min/max and the answer is
+      a conservative superset: a dataset whose data may match is returned, one whose data
+      matches is never left out (for ``>``, ``>=``, ``<``, ``<=`` and ``!=`` without
+      NaN values the answer is exact). ``not`` keeps this guarantee.
+    * A comparison involving a missing value (no such attribute or array, no statistics)
+      is false, ``!=`` included; ``not`` negates the truth of its operand. Test for
+      missing values with ``isnull(x)`` / ``notnull(x)`` / ``x is None``;
+      ``isnull(ARRAY)`` holds for datasets that do not declare the array.
+    * Statistics are as of the last ``flush()``, as in ``array_stats``.
 
-        Invalid predicates raise ``ValueError`` naming the offending fragment; the
-        expression is parsed, never evaluated by Python.
-        """
-        atlas = cast("Atlas", self)
-        nodes: list[Node] = []
-        if where is not None:
-            if not isinstance(where, str):
-                raise TypeError(f"where must be a str predicate, not {type(where).__name__}")
-            if where.strip():
-                nodes.append(_Parser(where).parse())
-        for key, value in equals.items():
-            nodes.append(("eq", ("name", key, key), _kw_value(value), f"{key}={value!r}"))
-        if not nodes:
-            return atlas.list_datasets()
-        tree: Node = nodes[0] if len(nodes) == 1 else ("and", nodes)
-        mask = self._evaluate(tree)
-        names = atlas.list_datasets()
-        return [names[i] for i in np.flatnonzero(mask).tolist()]
+    Invalid predicates raise ``ValueError`` naming the offending fragment; the
+    expression is parsed, never evaluated by Python.
+    """
+    nodes: list[Node] = []
+    if where is not None:
+        if not isinstance(where, str):
+            raise TypeError(f"where must be a str predicate, not {type(where).__name__}")
+        if where.strip():
+            nodes.append(_Parser(where).parse())
+    for key, value in equals.items():
+        nodes.append(("eq", ("name", key, key), _kw_value(value), f"{key}={value!r}"))
+    if not nodes:
+        return atlas.list_datasets()
+    tree: Node = nodes[0] if len(nodes) == 1 else ("and", nodes)
+    mask = _evaluate(atlas, tree)
+    names = atlas.list_datasets()
+    return [names[i] for i in np.flatnonzero(mask).tolist()]
 
-    def _evaluate(self, tree: Node) -> Mask:
-        """The datasets that possibly satisfy an IR tree."""
-        atlas = cast("Atlas", self)
-        refs: dict[str, str] = {}
-        anys: dict[str, str] = {}
-        _names(tree, refs, anys)
-        live = self._live_arrays()
-        fields: dict[str, set[str]] = {}
-        attr_keys: dict[str, None] = {}
-        for name in refs:
-            sf = _split_field(name, live)
-            if sf is not None:
-                fields.setdefault(sf[0], set()).add(sf[1])
-                continue
-            attr_keys[name] = None
-            if name.startswith(ATTR_PREFIX):
-                attr_keys[name[len(ATTR_PREFIX) :]] = None
-            if name in live:
-                fields.setdefault(name, set()).update(("min", "max", "dtype"))
-        for name, frag in anys.items():
-            if name not in live:
-                raise ValueError(f"invalid predicate: no array named {name!r}: {frag!r}")
+def _evaluate(atlas: Atlas, tree: Node) -> Mask:
+    """The datasets that possibly satisfy an IR tree."""
+    refs: dict[str, str] = {}
+    anys: dict[str, str] = {}
+    _names(tree, refs, anys)
+    live = _live_arrays(atlas)
+    fields: dict[str, set[str]] = {}
+    attr_keys: dict[str, None] = {}
+    for name in refs:
+        sf = _split_field(name, live)
+        if sf is not None:
+            fields.setdefault(sf[0], set()).add(sf[1])
+            continue
+        attr_keys[name] = None
+        if name.startswith(ATTR_PREFIX):
+            attr_keys[name[len(ATTR_PREFIX) :]] = None
+        if name in live:
             fields.setdefault(name, set()).update(("min", "max", "dtype"))
-        names, acols, xcols = _table(atlas, list(attr_keys), fields)
-        n = len(names)
-        cache: dict[str, tuple[str, Any]] = {}
+    for name, frag in anys.items():
+        if name not in live:
+            raise ValueError(f"invalid predicate: no array named {name!r}: {frag!r}")
+        fields.setdefault(name, set()).update(("min", "max", "dtype"))
+    names, acols, xcols = _table(atlas, list(attr_keys), fields)
+    n = len(names)
+    cache: dict[str, tuple[str, Any]] = {}
 
-        def attr(key: str) -> _Col | None:
-            col = acols.get(key)
-            return None if col is None or col.mask.all() else col
+    def attr(key: str) -> _Col | None:
+        col = acols.get(key)
+        return None if col is None or col.mask.all() else col
 
-        def resolve(name: str, frag: str) -> tuple[str, Any]:
-            hit = cache.get(name)
-            if hit is not None:
-                return hit
-            sf = _split_field(name, live)
-            col = attr(name)
-            shadowed = attr(name[len(ATTR_PREFIX) :]) if name.startswith(ATTR_PREFIX) else None
-            if sf is not None:
-                out: tuple[str, Any] = ("col", xcols[sf[0]][sf[1]])
-            elif col is not None:
-                out = ("col", col)
-            elif shadowed is not None:
-                out = ("col", shadowed)
-            elif name in live:
-                cols = xcols[name]
-                out = ("values", (cols["min"], cols["max"], cols["dtype"]))
-            elif n == 0:  # an empty store knows no names, and nothing can match anyway
-                out = ("col", _empty(0, "null"))
-            else:
-                raise ValueError(
-                    f"invalid predicate: unknown name {frag!r}: no dataset has an attribute {name!r} "
-                    f"and no array is named so (array fields are ARRAY.{', ARRAY.'.join(FIELDS)})"
-                )
-            cache[name] = out
-            return out
+    def resolve(name: str, frag: str) -> tuple[str, Any]:
+        hit = cache.get(name)
+        if hit is not None:
+            return hit
+        sf = _split_field(name, live)
+        col = attr(name)
+        shadowed = attr(name[len(ATTR_PREFIX) :]) if name.startswith(ATTR_PREFIX) else None
+        if sf is not None:
+            out: tuple[str, Any] = ("col", xcols[sf[0]][sf[1]])
+        elif col is not None:
+            out = ("col", col)
+        elif shadowed is not None:
+            out = ("col", shadowed)
+        elif name in live:
+            cols = xcols[name]
+            out = ("values", (cols["min"], cols["max"], cols["dtype"]))
+        elif n == 0:  # an empty store knows no names, and nothing can match anyway
+            out = ("col", _empty(0, "null"))
+        else:
+            raise ValueError(
+                f"invalid predicate: unknown name {frag!r}: no dataset has an attribute {name!r} "
+                f"and no array is named so (array fields are ARRAY.{', ARRAY.'.join(FIELDS)})"
+            )
+        cache[name] = out
+        return out
 
-        return _Evaluator(n, resolve).eval(tree)[1]
+    return _Evaluator(n, resolve).eval(tree)[1]

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
-    from .core.atlas import Atlas
+    from .api import Atlas
     from .core.dataset import DatasetView
     from .integrations.netcdf import IngestReport
 
@@ -167,7 +167,7 @@ def _plural(n: int, word: str) -> str:
 
 
 def _open_store(path: str) -> Atlas:
-    from . import Atlas
+    from .api import Atlas
 
     return Atlas.open(path)
 
@@ -994,7 +994,7 @@ def _cores() -> int:
 
 
 def _has_catalogue() -> bool:
-    from . import Atlas
+    from .api import Atlas
 
     return hasattr(Atlas, "find")
 

@@ -135,7 +135,7 @@ def read_across(
     import dask.array as da
     from dask.base import tokenize
 
-    from .core.atlas import Atlas
+    from .core.atlas import Store as Atlas
 
     if isinstance(store_location, Atlas):
         raise TypeError("pass the store's location (Atlas.location), not an open handle")

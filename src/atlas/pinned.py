@@ -12,20 +12,20 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .core.atlas import Atlas
+    from .core.atlas import Store
 
 
 @functools.lru_cache(maxsize=4)
-def _cached_store(location: str, version: int) -> Atlas:
-    from .core.atlas import Atlas
+def _cached_store(location: str, version: int) -> Store:
+    from .core.atlas import Store
 
-    return Atlas.open(location, version=version)
+    return Store.open(location, version=version)
 
 
-def open_pinned(location: str, version: int, storage_options: Mapping[str, Any] | None = None) -> Atlas:
+def open_pinned(location: str, version: int, storage_options: Mapping[str, Any] | None = None) -> Store:
     """A read-only handle on one committed version (shared per process when possible)."""
-    from .core.atlas import Atlas
+    from .core.atlas import Store
 
     if storage_options:
-        return Atlas.open(location, version=version, **dict(storage_options))
+        return Store.open(location, version=version, **dict(storage_options))
     return _cached_store(location, version)

@@ -1,6 +1,6 @@
-"""The store handle: ``Atlas``.
+"""The store handle of the core: ``Store`` (``atlas.Atlas`` is its public face).
 
-An ``Atlas`` holds the state of the version it opened (or last flushed) in
+A ``Store`` holds the state of the version it opened (or last flushed) in
 memory, buffers every mutation, and commits them with ``flush()``: new segment
 and index files first, under fresh names, then one new manifest created with
 put-if-absent. A handle whose base version is no longer the newest gets a
@@ -15,11 +15,10 @@ import os
 import re
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 import numpy as np
 
-from ..catalog import CatalogMethods
 from ..dtypes import (
     DTYPES,
     coerce_attribute,
@@ -44,7 +43,6 @@ from ..format.records import encode_attrs as _encode_attrs
 from ..format.records import encode_stats as _encode_stats
 from ..format.segment import ChunkPayload, new_key, start_segments
 from ..format.strings import decode_strings, encode_strings, to_string_array
-from ..integrations.xarray import XarrayMethods
 from ..names import check_key, check_name
 from ..stats import chunk_stats, fold_many, string_stats
 from ..storage import open_storage
@@ -67,7 +65,7 @@ from .state import (
 if TYPE_CHECKING:
     from ..storage.base import Storage
 
-__all__ = ["Atlas"]
+__all__ = ["Store"]
 
 # Buffered chunk bytes above which chunks are written ahead to (unreferenced) segments.
 DEFAULT_BUFFER_BYTES = 128 << 20
@@ -190,7 +188,7 @@ def is_store_key(key: str) -> bool:
     )
 
 
-class Atlas(XarrayMethods, CatalogMethods):
+class Store:
     """A store of many datasets laid out variable-first.
 
     Mutations are buffered in memory and persisted atomically by :meth:`flush`.
@@ -237,7 +235,7 @@ class Atlas(XarrayMethods, CatalogMethods):
         meta_format: str = "json",
         meta_compression: str = "none",
         **storage_options: Any,
-    ) -> Atlas:
+    ) -> Self:
         """Create a new, empty store at ``path`` (a directory, URL or obstore store).
 
         Raises ``FileExistsError`` if a store already exists there, or if the location
@@ -275,7 +273,7 @@ class Atlas(XarrayMethods, CatalogMethods):
     @classmethod
     def open(
         cls, path: str | os.PathLike[str] | Any, version: int | str | None = None, **storage_options: Any
-    ) -> Atlas:
+    ) -> Self:
         """Open an existing store; ``version=N`` or ``version="tag"`` opens that version read-only.
 
         ``VersionRemovedError`` (a ``KeyError``) if the version was expired or removed."""
@@ -2123,7 +2121,7 @@ class Atlas(XarrayMethods, CatalogMethods):
         """Where the store lives (path or URL)."""
         return str(self._storage.location)
 
-    def __enter__(self) -> Atlas:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -2135,8 +2133,4 @@ class Atlas(XarrayMethods, CatalogMethods):
     def __reduce__(self) -> tuple[Any, ...]:
         if self._changed:
             raise RuntimeError("flush() before pickling an Atlas handle: buffered changes cannot be sent")
-        return (_reopen, (self._storage, self._version if self._read_only else None))
-
-
-def _reopen(storage: Any, version: int | None) -> Atlas:
-    return Atlas.open(storage, version=version)
+        return (type(self).open, (self._storage, self._version if self._read_only else None))

@@ -11,7 +11,7 @@ from ..names import check_key
 from .reader import retry_if_swapped
 
 if TYPE_CHECKING:
-    from .atlas import Atlas
+    from .atlas import Store
     from .state import DatasetState
 
 
@@ -24,7 +24,7 @@ class DatasetView:
 
     __slots__ = ("_atlas", "_ds")
 
-    def __init__(self, atlas: Atlas, state: DatasetState) -> None:
+    def __init__(self, atlas: Store, state: DatasetState) -> None:
         self._atlas = atlas
         self._ds = state
 

@@ -41,11 +41,12 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import CorruptionError, StorageError
+from .xarray import add_xarray_dataset
 
 if TYPE_CHECKING:
     import xarray as xr
 
-    from ..core.atlas import Atlas
+    from ..core.atlas import Store as Atlas
 
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
@@ -553,14 +554,14 @@ def _add_dataset(store: Atlas, src: SourceFile, decoded: _Decoded, chunk_size: i
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         if decoded.dataset is not None:
-            store.add_xarray_dataset(decoded.dataset, src.name)
+            add_xarray_dataset(store, decoded.dataset, src.name)
         else:
             try:
                 ds = open_netcdf(src.path, chunk_bytes=chunk_size)
             except Exception as exc:
                 raise _UnreadableFile(_describe_error(exc)) from exc
             try:
-                store.add_xarray_dataset(ds, src.name)
+                add_xarray_dataset(store, ds, src.name)
             finally:
                 ds.close()
     return _record(caught)
@@ -597,7 +598,7 @@ def _prepare_store(
     apart from the failures of input files. A store whose create was interrupted is
     created again.
     """
-    from .. import Atlas
+    from ..core.atlas import Store as Atlas
     from ..errors import CorruptionError, StoreNotFoundError
     from ..format import manifest as mf
     from ..storage import open_storage
@@ -773,8 +774,6 @@ def ingest_directory(
                             "nothing was committed"
                         ) from exc
                     except Exception as exc:  # data this file holds that cannot be stored
-                        if isinstance(exc, AttributeError) and not hasattr(store, "add_xarray_dataset"):
-                            raise IngestError("this atlas has no xarray support (add_xarray_dataset)") from None
                         error = _describe_error(exc, reading=False)
                         if store.dataset_exists(src.name):
                             store.delete_dataset(src.name)  # never keep half a file

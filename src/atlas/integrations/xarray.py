@@ -39,7 +39,7 @@ import uuid
 import warnings
 import weakref
 from collections.abc import Hashable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -50,7 +50,7 @@ from ..names import check_name
 if TYPE_CHECKING:
     import xarray as xr
 
-    from ..core.atlas import Atlas
+    from ..core.atlas import Store as Atlas
     from ..core.dataset import DatasetView
 
 __all__ = [
@@ -58,9 +58,11 @@ __all__ = [
     "JSON_PREFIX",
     "AtlasDatasetAccessor",
     "LazyArrayReader",
-    "XarrayMethods",
+    "add_xarray_dataset",
     "decode_attribute",
     "encode_attribute",
+    "open_as_many_xarray_dataset",
+    "open_as_xarray_dataset",
     "register_accessor",
     "split_attributes",
 ]
@@ -642,12 +644,12 @@ class AtlasDatasetAccessor:
         ``store`` is an open ``Atlas`` (the write stays buffered until its ``flush()``) or
         the location of an existing store, which is opened, written and flushed.
         """
-        from ..core.atlas import Atlas
+        from ..core.atlas import Store
 
-        if isinstance(store, Atlas):
-            return store.add_xarray_dataset(self._obj, name, **kwargs)
-        handle = Atlas.open(store)
-        view = handle.add_xarray_dataset(self._obj, name, **kwargs)
+        if isinstance(store, Store):
+            return add_xarray_dataset(store, self._obj, name, **kwargs)
+        handle = Store.open(store)
+        view = add_xarray_dataset(handle, self._obj, name, **kwargs)
         handle.flush()
         return view
 
@@ -667,144 +669,134 @@ def register_accessor() -> None:
     _registered = True
 
 
-# ----------------------------------------------------------------------------- the mixin
+# ----------------------------------------------------------------------------- the Atlas methods
 
 
-class XarrayMethods:
-    """Mixed into ``Atlas``: xarray ingest and export."""
+def add_xarray_dataset(
+    store: Atlas,
+    ds: xr.Dataset,
+    name: str,
+    chunks: Mapping[Hashable, Sequence[int]] | None = None,
+    fill_value: Any = None,
+) -> DatasetView:
+    """Store an ``xarray.Dataset`` as the new dataset ``name`` and return its view.
 
-    def add_xarray_dataset(
-        self,
-        ds: xr.Dataset,
-        name: str,
-        chunks: Mapping[Hashable, Sequence[int]] | None = None,
-        fill_value: Any = None,
-    ) -> DatasetView:
-        """Store an ``xarray.Dataset`` as the new dataset ``name`` and return its view.
+    Coordinates then data variables become arrays; dask-backed variables are written
+    one block at a time. ``chunks={var: chunk_shape}`` overrides the chunk shape (else
+    the first dask chunk, else the full shape, or for a variable over a few MiB the
+    default chunking of ``define_array``). ``fill_value`` is a ``{var: value}``
+    dict (``None`` disables the default) or a scalar for int/uint/float variables.
+    On any error nothing is left behind.
+    """
+    import xarray as xr
 
-        Coordinates then data variables become arrays; dask-backed variables are written
-        one block at a time. ``chunks={var: chunk_shape}`` overrides the chunk shape (else
-        the first dask chunk, else the full shape, or for a variable over a few MiB the
-        default chunking of ``define_array``). ``fill_value`` is a ``{var: value}``
-        dict (``None`` disables the default) or a scalar for int/uint/float variables.
-        On any error nothing is left behind.
-        """
-        import xarray as xr
-
-        register_accessor()
-        store = cast("Atlas", self)
-        if isinstance(ds, xr.DataArray):
-            ds = ds.to_dataset()
-        if not isinstance(ds, xr.Dataset):
-            raise TypeError(f"expected an xarray.Dataset, not {type(ds).__name__}")
-        plans, ds_attrs, coord_names = _plan(store, ds, name, chunks, fill_value)
-        view = store.create_dataset(name)
-        try:
-            for p in plans:
-                view.define_array(p.name, p.dtype.name, list(p.dims), list(p.shape), list(p.chunk_shape), p.fill)
-            for p in plans:
-                n = _write_plan(view, p)
-                if n:
-                    warnings.warn(
-                        f"variable {p.name!r}: {n} missing string cell(s) (None/NaN) stored as "
-                        f"{('' if p.fill is None else p.fill)!r}",
-                        UserWarning,
-                        stacklevel=2,
-                    )
-            for key, value, kind in ds_attrs:
+    register_accessor()
+    if isinstance(ds, xr.DataArray):
+        ds = ds.to_dataset()
+    if not isinstance(ds, xr.Dataset):
+        raise TypeError(f"expected an xarray.Dataset, not {type(ds).__name__}")
+    plans, ds_attrs, coord_names = _plan(store, ds, name, chunks, fill_value)
+    view = store.create_dataset(name)
+    try:
+        for p in plans:
+            view.define_array(p.name, p.dtype.name, list(p.dims), list(p.shape), list(p.chunk_shape), p.fill)
+        for p in plans:
+            n = _write_plan(view, p)
+            if n:
+                warnings.warn(
+                    f"variable {p.name!r}: {n} missing string cell(s) (None/NaN) stored as "
+                    f"{('' if p.fill is None else p.fill)!r}",
+                    UserWarning,
+                    stacklevel=2,
+                )
+        for key, value, kind in ds_attrs:
+            view.set_attribute(key, value, kind)
+        for p in plans:
+            for key, value, kind in p.attrs:
                 view.set_attribute(key, value, kind)
-            for p in plans:
-                for key, value, kind in p.attrs:
-                    view.set_attribute(key, value, kind)
-            view.set_attribute(COORDS_ATTR, json.dumps(coord_names))
-        except BaseException:
-            try:
-                if store.dataset_exists(name):
-                    store.delete_dataset(name)
-            except Exception:  # pragma: no cover - keep the original error
-                pass
-            raise
-        return view
+        view.set_attribute(COORDS_ATTR, json.dumps(coord_names))
+    except BaseException:
+        try:
+            if store.dataset_exists(name):
+                store.delete_dataset(name)
+        except Exception:  # pragma: no cover - keep the original error
+            pass
+        raise
+    return view
 
-    add_xr_dataset = add_xarray_dataset
 
-    def open_as_xarray_dataset(self, name: str) -> xr.Dataset:
-        """Open dataset ``name`` as an ``xarray.Dataset``.
+def open_as_xarray_dataset(store: Atlas, name: str) -> xr.Dataset:
+    """Open dataset ``name`` as an ``xarray.Dataset``.
 
-        Arrays chunked on disk come back as lazy dask arrays (one task per stored chunk,
-        read at compute time); one-chunk and 0-D arrays as numpy. Coordinates, attributes
-        and explicit ``_FillValue`` are restored.
-        """
-        import xarray as xr
+    Arrays chunked on disk come back as lazy dask arrays (one task per stored chunk,
+    read at compute time); one-chunk and 0-D arrays as numpy. Coordinates, attributes
+    and explicit ``_FillValue`` are restored.
+    """
+    import xarray as xr
 
-        register_accessor()
-        store = cast("Atlas", self)
-        view = store.open_dataset(name)
-        coords, var_attrs, ds_attrs = split_attributes(view)
-        variables: dict[str, Any] = {}
-        for a in view.list_arrays():
-            meta = view.array_meta(a)
-            assert meta is not None
-            shape = meta["shape"]
-            data: Any
-            if shape and meta["chunk_shape"] != shape and math.prod(shape) > 0:
-                data = _lazy_array(store, name, a, meta)
-            else:
-                data = view.read_array(a)
-            variables[a] = xr.Variable(tuple(meta["dimension_names"]), data, var_attrs[a])
-        coord_set = set(coords)
-        return xr.Dataset(
-            {k: v for k, v in variables.items() if k not in coord_set},
-            coords={k: variables[k] for k in coords},
-            attrs=ds_attrs,
-        )
+    register_accessor()
+    view = store.open_dataset(name)
+    coords, var_attrs, ds_attrs = split_attributes(view)
+    variables: dict[str, Any] = {}
+    for a in view.list_arrays():
+        meta = view.array_meta(a)
+        assert meta is not None
+        shape = meta["shape"]
+        data: Any
+        if shape and meta["chunk_shape"] != shape and math.prod(shape) > 0:
+            data = _lazy_array(store, name, a, meta)
+        else:
+            data = view.read_array(a)
+        variables[a] = xr.Variable(tuple(meta["dimension_names"]), data, var_attrs[a])
+    coord_set = set(coords)
+    return xr.Dataset(
+        {k: v for k, v in variables.items() if k not in coord_set},
+        coords={k: variables[k] for k in coords},
+        attrs=ds_attrs,
+    )
 
-    to_xarray = open_as_xarray_dataset
 
-    def open_as_many_xarray_dataset(
-        self,
-        names: Sequence[str],
-        concat_dim: str = "dataset",
-        parallel: bool = True,
-    ) -> xr.Dataset:
-        """Stack many datasets into one ``xarray.Dataset`` along ``concat_dim``.
+def open_as_many_xarray_dataset(
+    store: Atlas,
+    names: Sequence[str],
+    concat_dim: str = "dataset",
+    parallel: bool = True,
+) -> xr.Dataset:
+    """Stack many datasets into one ``xarray.Dataset`` along ``concat_dim``.
 
-        Each data variable is read with the bulk cross-dataset scan into eager numpy of
-        shape ``(len(names), *shape)``; coordinates and attributes come from the first
-        name. ``parallel`` is accepted for compatibility (the scan is already bulk).
-        """
-        import xarray as xr
+    Each data variable is read with the bulk cross-dataset scan into eager numpy of
+    shape ``(len(names), *shape)``; coordinates and attributes come from the first
+    name. ``parallel`` is accepted for compatibility (the scan is already bulk).
+    """
+    import xarray as xr
 
-        register_accessor()
-        store = cast("Atlas", self)
-        if isinstance(names, str):
-            raise TypeError("names must be a list of dataset names, not a str")
-        names = list(names)
-        if not names:
-            raise ValueError("names is empty: pass at least one dataset name")
-        first = store.open_dataset(names[0])
-        for n in names[1:]:
-            if not store.dataset_exists(n):
-                raise KeyError(f"no dataset named {n!r}")
-        coords, var_attrs, ds_attrs = split_attributes(first)
-        coord_set = set(coords)
-        coord_vars: dict[str, Any] = {}
-        data_vars: dict[str, Any] = {}
-        for a in first.list_arrays():
-            meta = first.array_meta(a)
-            assert meta is not None
-            dims = tuple(meta["dimension_names"])
-            if a in coord_set:
-                coord_vars[a] = xr.Variable(dims, first.read_array(a), var_attrs[a])
-            else:
-                stacked = read_stacked(store, a, names)
-                data_vars[a] = xr.Variable((concat_dim, *dims), stacked, var_attrs[a])
-        labels = np.empty(len(names), dtype=object)
-        labels[:] = names
-        coord_vars[concat_dim] = xr.Variable((concat_dim,), labels)
-        return xr.Dataset(data_vars, coords=coord_vars, attrs=ds_attrs)
-
-    to_xarray_many = open_as_many_xarray_dataset
+    register_accessor()
+    if isinstance(names, str):
+        raise TypeError("names must be a list of dataset names, not a str")
+    names = list(names)
+    if not names:
+        raise ValueError("names is empty: pass at least one dataset name")
+    first = store.open_dataset(names[0])
+    for n in names[1:]:
+        if not store.dataset_exists(n):
+            raise KeyError(f"no dataset named {n!r}")
+    coords, var_attrs, ds_attrs = split_attributes(first)
+    coord_set = set(coords)
+    coord_vars: dict[str, Any] = {}
+    data_vars: dict[str, Any] = {}
+    for a in first.list_arrays():
+        meta = first.array_meta(a)
+        assert meta is not None
+        dims = tuple(meta["dimension_names"])
+        if a in coord_set:
+            coord_vars[a] = xr.Variable(dims, first.read_array(a), var_attrs[a])
+        else:
+            stacked = read_stacked(store, a, names)
+            data_vars[a] = xr.Variable((concat_dim, *dims), stacked, var_attrs[a])
+    labels = np.empty(len(names), dtype=object)
+    labels[:] = names
+    coord_vars[concat_dim] = xr.Variable((concat_dim,), labels)
+    return xr.Dataset(data_vars, coords=coord_vars, attrs=ds_attrs)
 
 
 if "xarray" in sys.modules and hasattr(sys.modules["xarray"], "register_dataset_accessor"):

@@ -36,7 +36,7 @@ from .xarray import basic_window, read_window, register_accessor, split_attribut
 if TYPE_CHECKING:
     import xarray as xr
 
-    from ..core.atlas import Atlas
+    from ..core.atlas import Store as Atlas
 
 __all__ = ["AtlasBackendArray", "AtlasBackendEntrypoint"]
 
@@ -126,7 +126,7 @@ class AtlasBackendEntrypoint(BackendEntrypoint):
         """Open dataset ``group`` of the store at ``filename_or_obj`` (``version``: an old one)."""
         import xarray as xr
 
-        from ..core.atlas import Atlas
+        from ..core.atlas import Store as Atlas
 
         if not isinstance(filename_or_obj, (str, os.PathLike)):
             raise TypeError(
