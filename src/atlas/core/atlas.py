@@ -50,6 +50,7 @@ from ..storage.base import run_concurrently
 from . import history
 from .commit import UnsettledCommit, commit_outcome, new_token, publish
 from .dataset import DatasetView
+from .indexing import clip_window, ints, sub_array, window_slices
 from .reader import BlockCache, BlockKey, CacheMode, ParallelPuts, fetch_blocks, retry_if_swapped
 from .state import (
     NO_CHUNKS,
@@ -88,27 +89,6 @@ _SEGMENT_KEY = re.compile(r"data/v[0-9]+-[0-9a-f]+\.seg")
 _INDEX_KEY = re.compile(r"index/v[0-9]+-[0-9a-f]+\.idx")
 
 
-def _sub(arr: np.ndarray, sl: tuple[slice, ...]) -> np.ndarray:
-    """``arr[sl]`` that stays an array for 0-D (``x[()]`` would give the element)."""
-    if len(sl) == 1:
-        return arr[sl[0]]
-    return arr[sl + (Ellipsis,)]
-
-
-_SLICES: dict[tuple[tuple[int, ...], tuple[int, ...]], tuple[slice, ...]] = {}
-
-
-def _window_slices(st: tuple[int, ...], stop: tuple[int, ...]) -> tuple[slice, ...]:
-    """``tuple(slice(a, b))`` for a window, shared between the many reads of one scan."""
-    key = (st, stop)
-    sl = _SLICES.get(key)
-    if sl is None:
-        if len(_SLICES) > 4096:
-            _SLICES.clear()
-        sl = _SLICES[key] = tuple(slice(a, b) for a, b in zip(st, stop, strict=True))
-    return sl
-
-
 def _sole_owner(chunk: np.ndarray) -> bool:
     """Whether a chunk read from storage is the whole of a block that nothing else holds.
 
@@ -142,37 +122,6 @@ def _frozen_entries(entries: list[Any], nschemas: int) -> tuple[Any, ...]:
         out.append((name, aid, sidx, tuple(st) if type(st) is list else st, tuple(at) if type(at) is list else at))
     if len(out) > 1 and len({e[0] for e in out}) != len(out):
         raise ValueError("an array name is repeated")
-    return tuple(out)
-
-
-def _ints(value: Any, what: str) -> tuple[int, ...]:
-    """Normalise a sequence of non-negative ints (tuples, lists, numpy arrays and ints)."""
-    if type(value) is list or type(value) is tuple:
-        for v in value:
-            if type(v) is not int or v < 0:
-                break
-        else:
-            return tuple(value)
-    if isinstance(value, (str, bytes)):
-        raise TypeError(f"{what} must be a sequence of ints, not {type(value).__name__}")
-    if isinstance(value, np.ndarray):
-        if value.ndim != 1 or value.dtype.kind not in "iu":
-            if value.ndim == 1 and value.size == 0:
-                return ()
-            raise TypeError(f"{what} must be a 1-D sequence of ints")
-        value = value.tolist()
-    try:
-        items = list(value)
-    except TypeError:
-        raise TypeError(f"{what} must be a sequence of ints, not {type(value).__name__}") from None
-    out = []
-    for v in items:
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
-            raise TypeError(f"{what} must hold ints, found {type(v).__name__}")
-        iv = int(v)
-        if iv < 0:
-            raise OverflowError(f"{what} must not be negative, got {iv}")
-        out.append(iv)
     return tuple(out)
 
 
@@ -669,8 +618,8 @@ class Store:
         for d in dims_t:
             if type(d) is not str and not isinstance(d, str):
                 raise TypeError(f"dimension names must be str, found {type(d).__name__}")
-        shape_t = _ints(shape, "shape")
-        chunk_t = default_chunk_shape(shape_t, dt) if chunk_shape is None else _ints(chunk_shape, "chunk_shape")
+        shape_t = ints(shape, "shape")
+        chunk_t = default_chunk_shape(shape_t, dt) if chunk_shape is None else ints(chunk_shape, "chunk_shape")
         if len(dims_t) != len(shape_t):
             raise ValueError(f"dims has {len(dims_t)} names but shape has {len(shape_t)} axes")
         if len(chunk_t) != len(shape_t):
@@ -765,7 +714,7 @@ class Store:
         arr = self._array(ds, name)
         schema = arr.schema
         data = self._coerce(schema, data)
-        start_t = _ints(start, "start")
+        start_t = ints(start, "start")
         rank = len(schema.shape)
         if len(start_t) != rank or data.ndim != rank:
             raise RuntimeError(
@@ -975,23 +924,7 @@ class Store:
         return hit
 
     def _check_window(self, schema: Schema, start: Any, shape: Any) -> tuple[tuple[int, ...], tuple[int, ...]]:
-        rank = len(schema.shape)
-        if start is None:
-            st = (0,) * rank
-        else:
-            st = _ints(start, "start")
-            if len(st) != rank:
-                raise ValueError(f"start has {len(st)} entries but the array has {rank} axes")
-        if shape is None:
-            stop = schema.shape
-        else:
-            sh = _ints(shape, "shape")
-            if len(sh) != rank:
-                raise ValueError(f"shape has {len(sh)} entries but the array has {rank} axes")
-            stop = tuple(min(a + n, s) for a, n, s in zip(st, sh, schema.shape, strict=True))
-        st = tuple(min(a, s) for a, s in zip(st, schema.shape, strict=True))
-        stop = tuple(max(a, b) for a, b in zip(st, stop, strict=True))
-        return st, stop
+        return clip_window(schema.shape, start, shape)
 
     def _finish(self, schema: Schema, out: np.ndarray) -> np.ndarray:
         if schema.dtype.kind == "timestamp":
@@ -1036,7 +969,7 @@ class Store:
         if len(st) == 1:
             return self._finish(schema, chunk[st[0] : stop[0]].copy())
         sl = tuple(slice(a, b) for a, b in zip(st, stop, strict=True))
-        return self._finish(schema, _sub(chunk, sl).copy())
+        return self._finish(schema, sub_array(chunk, sl).copy())
 
     def _read_raw(self, ds: DatasetState, name: str, start: Any, shape: Any) -> np.ndarray | None:
         """Read one array of a dataset whose entries are still raw, building no array state
@@ -1306,7 +1239,7 @@ class Store:
                     fast.append((i, a, None))
                 else:
                     st, stop = self._window(schema, start, shape)
-                    fast.append((i, a, _window_slices(st, stop)))
+                    fast.append((i, a, window_slices(st, stop)))
                 continue
             if start is None and shape is None:
                 st, stop = (0,) * len(schema.shape), schema.shape
@@ -1332,7 +1265,7 @@ class Store:
                 elif own and sl is None:
                     out = chunk  # a piece of a block decoded for this call alone
                 else:
-                    out = (chunk if sl is None else _sub(chunk, sl)).copy()
+                    out = (chunk if sl is None else sub_array(chunk, sl)).copy()
                 results[i] = self._finish(schema, out)
 
             self._scan_single(var, fast, emit)
@@ -1481,7 +1414,7 @@ class Store:
         for i, (a, (st, stop)) in enumerate(zip(present, windows, strict=True)):
             if can_fast and a.schema.single and not a.dirty:
                 full = stop == a.schema.shape and not any(st)
-                fast.append((i, a, None if full else _window_slices(st, stop)))
+                fast.append((i, a, None if full else window_slices(st, stop)))
             else:
                 jobs.append((a, st, stop, out[i, ...]))
         self._scan(array, jobs)
@@ -1492,7 +1425,7 @@ class Store:
                 if chunk is None:
                     out[i, ...] = a.schema.fillscalar
                 else:
-                    out[i, ...] = chunk if sl is None else _sub(chunk, sl)
+                    out[i, ...] = chunk if sl is None else sub_array(chunk, sl)
 
             self._scan_single(var, fast, emit)
         return self._finish(present[0].schema, out)
