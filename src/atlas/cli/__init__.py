@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
-    from .api import Atlas
-    from .core.dataset import DatasetView
-    from .integrations.netcdf import IngestReport
+    from ..api import Atlas
+    from ..core.dataset import DatasetView
+    from ..integrations.netcdf import IngestReport
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -167,7 +167,7 @@ def _plural(n: int, word: str) -> str:
 
 
 def _open_store(path: str) -> Atlas:
-    from .api import Atlas
+    from ..api import Atlas
 
     return Atlas.open(path)
 
@@ -357,7 +357,7 @@ def _ingest_summary(report: IngestReport, verbose: bool, out: TextIO) -> None:
 
 def cmd_ingest(args: argparse.Namespace) -> int:
     """Ingest a directory tree of NetCDF files."""
-    from .integrations.netcdf import IngestError, ingest_directory, release_memory_promptly
+    from ..integrations.netcdf import IngestError, ingest_directory, release_memory_promptly
 
     release_memory_promptly()
     progress = make_progress("ingest", args.quiet or args.json)
@@ -605,7 +605,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 def store_info(store: Atlas) -> dict[str, Any]:
     """Counts, sizes, codec and versions of a store."""
-    from .core.maintenance import unreferenced_summary
+    from ..core.maintenance import unreferenced_summary
 
     names = store.list_datasets()
     total_arrays = sum(len(store.open_dataset(n).list_arrays()) for n in names)
@@ -693,7 +693,7 @@ def cmd_rm(args: argparse.Namespace) -> int:
 
 def cmd_compact(args: argparse.Namespace) -> int:
     """Compact a store."""
-    from .core.maintenance import compact
+    from ..core.maintenance import compact
 
     store = _open_store(args.store)
     before = _store_bytes(store.location)
@@ -863,7 +863,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def _generate(directory: Path, count: int, jobs: int) -> None:
     """Write ``count`` synthetic profiles, in parallel when there are many."""
-    from .integrations.netcdf import worker_pool, write_synthetic_profiles
+    from ..integrations.netcdf import worker_pool, write_synthetic_profiles
 
     if jobs <= 1 or count < 200:
         write_synthetic_profiles(directory, count)
@@ -902,7 +902,7 @@ def cross_summary(store: Atlas, variable: str) -> dict[str, Any]:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Generate (or take) profiles, ingest them, and query one variable across all."""
-    from .integrations.netcdf import (
+    from ..integrations.netcdf import (
         IngestError,
         find_netcdf_files,
         ingest_directory,
@@ -988,13 +988,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cores() -> int:
-    from .integrations.netcdf import _default_jobs
+    from ..integrations.netcdf import _default_jobs
 
     return _default_jobs()
 
 
 def _has_catalogue() -> bool:
-    from .api import Atlas
+    from ..api import Atlas
 
     return hasattr(Atlas, "find")
 
@@ -1005,7 +1005,7 @@ class _Formatter(argparse.RawDescriptionHelpFormatter):
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``atlas`` argument parser with all subcommands."""
-    from . import __version__
+    from .. import __version__
 
     parser = argparse.ArgumentParser(
         prog="atlas",
