@@ -45,14 +45,14 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import numpy as np
 
-from .dtypes import DTYPES, decode_float, decode_value
-from .errors import CorruptionError
+from ..dtypes import DTYPES, decode_float, decode_value
+from ..errors import CorruptionError
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from .core.atlas import Store as Atlas
-    from .core.state import ArrayState, DatasetState, Schema
+    from ..core.atlas import Store as Atlas
+    from ..core.state import ArrayState, DatasetState, Schema
 else:
 
     class _Pandas:
