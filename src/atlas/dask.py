@@ -20,8 +20,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .core.indexing import clip_window
 from .dtypes import DTYPES
-from .pinned import open_pinned as _open_pinned
+from .integrations.lazy import basic_window
+from .pinned import PinnedArray
 
 if TYPE_CHECKING:
     import dask.array
@@ -33,7 +35,7 @@ DEFAULT_TASK_BYTES = 64 << 20
 STRING_CELL_BYTES = 64
 
 
-class _GroupReader:
+class _GroupReader(PinnedArray):
     """The source of :func:`read_across` for ``dask.array.from_array``.
 
     Indexing it with the slices of one task reads those datasets with one bulk call.
@@ -51,65 +53,25 @@ class _GroupReader:
         dtype: np.dtype[Any],
         storage_options: Mapping[str, Any] | None,
     ) -> None:
-        self.location = location
-        self.version = version
-        self.array = array
+        super().__init__(location, version, array, (len(names), *shape), dtype, storage_options)
         self.names = names
         self.start = start
         self.window = shape
-        self.shape = (len(names), *shape)
-        self.dtype = dtype
-        self.ndim = len(self.shape)
-        self.storage_options = dict(storage_options) if storage_options else None
 
     def __getitem__(self, key: tuple[slice, ...]) -> np.ndarray:
         if not isinstance(key, tuple):
             key = (key,)
         key = key + (slice(None),) * (self.ndim - len(key))
-        rows = range(*key[0].indices(len(self.names)))
-        start = []
-        count = []
-        post: list[slice] = []
-        for k, a, n in zip(key[1:], self.start, self.window, strict=True):
-            lo, hi, step = k.indices(n)
-            start.append(a + lo)
-            count.append(max(0, hi - lo))
-            post.append(slice(None, None, step) if step != 1 else slice(None))
-        names = [self.names[i] for i in rows]
+        names = [self.names[i] for i in range(*key[0].indices(len(self.names)))]
+        within, count, post = basic_window(key[1:], self.window)
         if not names:
             return np.empty((0, *count), dtype=self.dtype)[(slice(None), *post)]
-        from .integrations.xarray import read_stacked
-
-        store = _open_pinned(self.location, self.version, self.storage_options)
-        out = read_stacked(store, self.array, names, start, count)
+        start = [a + b for a, b in zip(self.start, within, strict=True)]
+        out = self.handle().read_array_across_stacked(self._array_name, names, start, count)
         return out[(slice(None), *post)]
 
     def __repr__(self) -> str:
-        return f"<atlas.dask reader {self.array!r} x {len(self.names)} datasets @ {self.location}>"
-
-
-def _window(
-    meta_shape: Sequence[int], start: Sequence[int] | None, shape: Sequence[int] | None
-) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """Clip a read window like ``read_array`` does: ``(start, shape)`` inside the array."""
-    rank = len(meta_shape)
-    st = tuple(int(x) for x in start) if start is not None else (0,) * rank
-    if len(st) != rank:
-        raise ValueError(f"start has {len(st)} entries but the array has {rank} axes")
-    if any(x < 0 for x in st):
-        raise OverflowError("start must not be negative")
-    if shape is None:
-        stop = tuple(meta_shape)
-    else:
-        sh = tuple(int(x) for x in shape)
-        if len(sh) != rank:
-            raise ValueError(f"shape has {len(sh)} entries but the array has {rank} axes")
-        if any(x < 0 for x in sh):
-            raise OverflowError("shape must not be negative")
-        stop = tuple(min(a + n, s) for a, n, s in zip(st, sh, meta_shape, strict=True))
-    st = tuple(min(a, s) for a, s in zip(st, meta_shape, strict=True))
-    stop = tuple(max(a, b) for a, b in zip(st, stop, strict=True))
-    return st, tuple(b - a for a, b in zip(st, stop, strict=True))
+        return f"<atlas.dask reader {self._array_name!r} x {len(self.names)} datasets @ {self.location}>"
 
 
 def read_across(
@@ -161,8 +123,8 @@ def read_across(
         if meta is None:
             raise KeyError(f"dataset {n!r} has no array named {array!r}")
         dtypes.add(meta["dtype"])
-        st, sh = _window(meta["shape"], start, shape)
-        windows.add(sh)
+        st, stop = clip_window(meta["shape"], start, shape)
+        windows.add(tuple(b - a for a, b in zip(st, stop, strict=True)))
         if first_start is None:
             first_start = st
     if len(dtypes) > 1:

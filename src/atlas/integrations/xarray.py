@@ -1,13 +1,9 @@
 """xarray integration: the ``Atlas`` methods that read and write ``xarray.Dataset``.
 
-The conventions (dtype mapping, fill values, attribute encoding, coordinates) are the
-ones of ``spec/API.md``, section "xarray conventions":
-
-* every coordinate, then every data variable, becomes one atlas array;
-* per-variable attributes are stored as dataset attributes ``"{var}.{attr}"``; values
-  that are not ``bool``/``int``/``float``/``str`` are stored as ``"json:" + json.dumps``;
-* ``_pyatlas_coords`` holds the JSON list of coordinate names;
-* ``_FillValue`` moves between the variable attributes and the array fill value.
+The layout of a Dataset in a store (dtype mapping, fill values, attribute encoding,
+coordinates) is written down once, in :mod:`atlas.integrations.conventions`; its names
+(``COORDS_ATTR``, ``split_attributes``, ``decode_attribute``...) are importable from here
+too.
 
 xarray itself is imported lazily, inside the functions that need it, so that
 ``import atlas`` stays fast for users who never touch xarray.
@@ -29,23 +25,34 @@ any of these occurs:
 
 from __future__ import annotations
 
-import json
 import math
 import operator
 import os
 import sys
-import threading
-import uuid
 import warnings
-import weakref
 from collections.abc import Hashable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..core.state import default_chunk_shape
-from ..dtypes import DTYPES, DType, validate_fill
+from ..dtypes import DTYPES, DType
 from ..names import check_name
+from .conventions import (
+    COORDS_ATTR,
+    FILL_VALUE_ATTR,
+    JSON_PREFIX,
+    assemble_dataset,
+    atlas_dtype,
+    coerce_fill,
+    coordinates_marker,
+    decode_attribute,
+    default_fill,
+    encode_attribute,
+    split_attributes,
+    variable_attribute_key,
+)
+from .lazy import LazyArrayReader, lazy_dask_array
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -67,9 +74,6 @@ __all__ = [
     "split_attributes",
 ]
 
-COORDS_ATTR = "_pyatlas_coords"
-JSON_PREFIX = "json:"
-NAT = -(2**63)
 # A non-dask variable is written in slabs of at most this many bytes (lazy inputs such as
 # a NetCDF file opened by xarray are then read piece by piece, not all at once).
 STREAM_BYTES = 64 << 20
@@ -77,37 +81,7 @@ STREAM_BYTES = 64 << 20
 STRING_CELL_BYTES = 64
 
 
-# ----------------------------------------------------------------------------- dtypes
-
-
-def atlas_dtype(dtype: Any, what: str = "variable") -> str:
-    """The atlas dtype name for a numpy (or pandas) dtype, per the xarray conventions.
-
-    Raises ``NotImplementedError`` for dtypes Atlas cannot hold (float16, complex,
-    timedelta, structured...).
-    """
-    if not isinstance(dtype, np.dtype):
-        try:
-            import pandas as pd
-
-            if pd.api.types.is_string_dtype(dtype):
-                return "string"
-        except ImportError:  # pragma: no cover - pandas is a dependency
-            pass
-        raise NotImplementedError(f"{what} has dtype {dtype}, which Atlas cannot store")
-    kind = dtype.kind
-    if kind in "iu" or (kind == "f" and dtype.itemsize in (4, 8)):
-        return dtype.name  # int8..uint64, float32, float64 (any byte order)
-    if kind == "b":
-        return "bool"
-    if kind == "M":
-        return "timestamp_nanoseconds"
-    if kind in "OUS":
-        return "string"
-    raise NotImplementedError(
-        f"{what} has dtype {dtype}, which Atlas cannot store "
-        "(supported: int8..uint64, float32, float64, bool, datetime64, strings); convert it first"
-    )
+# ----------------------------------------------------------------------------- blocks
 
 
 def _to_storable(block: np.ndarray, dt: DType, fill: Any, missing: list[int]) -> np.ndarray:
@@ -147,345 +121,6 @@ def _to_storable(block: np.ndarray, dt: DType, fill: Any, missing: list[int]) ->
 def _contiguous(block: np.ndarray) -> np.ndarray:
     """C-contiguous, keeping 0-D arrays 0-D (``np.ascontiguousarray`` makes them 1-D)."""
     return block if block.flags.c_contiguous else block.copy(order="C")
-
-
-# ----------------------------------------------------------------------------- fill values
-
-
-def _scalar(value: Any) -> Any:
-    """Unwrap numpy scalars and one-element arrays (netCDF attributes often are)."""
-    if isinstance(value, np.ndarray) and value.size == 1:
-        value = value.reshape(()).item() if value.dtype.kind != "M" else value.reshape(())[()]
-    if isinstance(value, np.generic) and not isinstance(value, np.datetime64):
-        return value.item()
-    return value
-
-
-def _coerce_fill(dt: DType, value: Any, var: str) -> Any:
-    """Make a user-given or ``_FillValue`` fill fit the array's dtype, then validate it."""
-    value = _scalar(value)
-    if value is None:
-        return None
-    if dt.kind == "timestamp" and not isinstance(value, int):
-        if isinstance(value, np.datetime64):
-            value = int(value.astype("datetime64[ns]").view(np.int64))
-        else:
-            try:
-                import pandas as pd
-
-                ts = pd.Timestamp(value)
-                value = NAT if ts is pd.NaT else int(ts.value)
-            except (TypeError, ValueError):
-                pass
-    elif dt.is_string and isinstance(value, bytes):
-        value = value.decode("utf-8", "replace")
-    try:
-        return validate_fill(dt, value)
-    except (TypeError, OverflowError) as e:
-        raise type(e)(f"fill value for variable {var!r}: {e}") from None
-
-
-def _is_default_fill(dt: DType, fill: Any) -> bool:
-    """Whether ``fill`` is the default of its kind (NaN, ``""``, NaT): not shown on read."""
-    if dt.kind == "float":
-        return isinstance(fill, float) and math.isnan(fill)
-    if dt.is_string:
-        return fill == ""
-    if dt.kind == "timestamp":
-        return fill == NAT
-    return False
-
-
-def _default_fill(dt: DType) -> Any:
-    if dt.kind == "float":
-        return math.nan
-    if dt.kind == "timestamp":
-        return NAT
-    if dt.is_string:
-        return ""
-    return None
-
-
-# ----------------------------------------------------------------------------- attributes
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, (bytes, bytearray)):
-        return bytes(value).decode("utf-8", "replace")
-    if isinstance(value, (set, frozenset)):
-        return sorted(value, key=repr)
-    if hasattr(value, "isoformat"):
-        return value.isoformat()
-    return str(value)
-
-
-def encode_attribute(value: Any) -> tuple[Any, str | None]:
-    """How an xarray attribute value is stored: ``(value, forced dtype or None)``.
-
-    ``bool``/``int``/``float``/``str`` (numpy scalars unwrapped) are stored natively;
-    ``bytes`` are decoded as UTF-8 and stored as ``str``; anything else becomes
-    ``"json:" + json.dumps(value)`` (ndarrays as lists). A string that itself starts
-    with ``"json:"`` is stored JSON-encoded too, so it reads back unchanged.
-    """
-    if isinstance(value, np.generic) and not isinstance(value, (np.datetime64, np.timedelta64)):
-        value = value.item()
-    if isinstance(value, (bytes, bytearray)):
-        value = bytes(value).decode("utf-8", "replace")
-    if isinstance(value, bool):
-        return bool(value), None
-    if isinstance(value, int):
-        if -(2**63) <= value < 2**63:
-            return int(value), None
-        if 0 <= value < 2**64:
-            return int(value), "uint64"
-    elif isinstance(value, float):
-        return float(value), None
-    elif isinstance(value, str):
-        if not value.startswith(JSON_PREFIX):
-            return str(value), None
-        return JSON_PREFIX + json.dumps(str(value)), None
-    if isinstance(value, np.ndarray):
-        value = value.tolist()
-    return JSON_PREFIX + json.dumps(value, default=_json_default), None
-
-
-def decode_attribute(value: Any) -> Any:
-    """Inverse of :func:`encode_attribute` (``json:`` values decoded, others unchanged)."""
-    if isinstance(value, str) and value.startswith(JSON_PREFIX):
-        try:
-            return json.loads(value[len(JSON_PREFIX) :])
-        except ValueError:
-            return value
-    return value
-
-
-def _owner(key: str, arrays: set[str]) -> tuple[str, str] | None:
-    """``(array, attr)`` when ``key`` is ``"{array}.{attr}"`` for an array of the dataset.
-
-    The longest array-name prefix wins, so array names and attribute names may both
-    contain dots.
-    """
-    i = key.rfind(".")
-    while i > 0:
-        prefix = key[:i]
-        if prefix in arrays:
-            return prefix, key[i + 1 :]
-        i = key.rfind(".", 0, i)
-    return None
-
-
-def split_attributes(
-    view: DatasetView,
-) -> tuple[list[str], dict[str, dict[str, Any]], dict[str, Any]]:
-    """Read a dataset's xarray layout: ``(coordinate names, {array: attrs}, dataset attrs)``.
-
-    Coordinates come from ``_pyatlas_coords``; without it, a 1-D array whose only dim is
-    its own name is a coordinate. Per-array attributes (``set_array_attribute``) and
-    ``"{array}.{attr}"`` dataset attributes become variable attributes; ``_FillValue``
-    is added for explicit (non-default) fill values.
-    """
-    arrays = view.list_arrays()
-    names = set(arrays)
-    attrs = view.attributes()
-    coords: list[str] | None = None
-    marker = attrs.get(COORDS_ATTR)
-    if isinstance(marker, str):
-        try:
-            parsed = json.loads(marker)
-        except ValueError:
-            parsed = None
-        if isinstance(parsed, list):
-            coords = [c for c in parsed if isinstance(c, str) and c in names]
-    if coords is None:
-        coords = []
-        for a in arrays:
-            meta = view.array_meta(a)
-            if meta is not None and meta["dimension_names"] == [a]:
-                coords.append(a)
-    var_attrs: dict[str, dict[str, Any]] = {}
-    for a in arrays:
-        own = view.array_attributes(a)
-        var_attrs[a] = {k: decode_attribute(v) for k, v in own.items()}
-    ds_attrs: dict[str, Any] = {}
-    for key, value in attrs.items():
-        if key == COORDS_ATTR:
-            continue
-        owner = _owner(key, names)
-        if owner is None:
-            ds_attrs[key] = decode_attribute(value)
-        else:
-            var_attrs[owner[0]][owner[1]] = decode_attribute(value)
-    for a in arrays:
-        fill = view.array_fill_value(a)
-        meta = view.array_meta(a)
-        if fill is not None and meta is not None and not _is_default_fill(DTYPES[meta["dtype"]], fill):
-            var_attrs[a]["_FillValue"] = fill
-    return coords, var_attrs, ds_attrs
-
-
-# ----------------------------------------------------------------------------- lazy reads
-
-_LOCKS: weakref.WeakKeyDictionary[Any, threading.RLock] = weakref.WeakKeyDictionary()
-_LOCKS_GUARD = threading.Lock()
-
-
-def store_lock(store: Any) -> threading.RLock:
-    """The lock serialising reads through one ``Atlas`` handle from dask threads."""
-    with _LOCKS_GUARD:
-        lock = _LOCKS.get(store)
-        if lock is None:
-            lock = _LOCKS[store] = threading.RLock()
-        return lock
-
-
-def basic_window(
-    key: tuple[Any, ...], shape: tuple[int, ...]
-) -> tuple[list[int], list[int], tuple[Any, ...]]:
-    """Turn a basic index (ints and slices) into ``(start, shape, post-index)``.
-
-    The window ``[start, start + shape)`` is what to read; the post-index applies the
-    steps and drops the int-indexed axes.
-    """
-    if not isinstance(key, tuple):
-        key = (key,)
-    key = key + (slice(None),) * (len(shape) - len(key))
-    start: list[int] = []
-    count: list[int] = []
-    post: list[Any] = []
-    for k, n in zip(key, shape, strict=True):
-        if isinstance(k, slice):
-            r = range(*k.indices(n))
-            if len(r) == 0:
-                start.append(0)
-                count.append(0)
-                post.append(slice(0, 0))
-                continue
-            lo, hi = min(r[0], r[-1]), max(r[0], r[-1]) + 1
-            start.append(lo)
-            count.append(hi - lo)
-            if r.step == 1:
-                post.append(slice(None))
-            else:
-                first = r[0] - lo
-                stop = first + r.step * len(r)
-                post.append(slice(first, stop if stop >= 0 else None, r.step))
-        else:
-            i = operator.index(k)
-            if i < 0:
-                i += n
-            if not 0 <= i < n:
-                raise IndexError(f"index {k} is out of bounds for an axis of size {n}")
-            start.append(i)
-            count.append(1)
-            post.append(0)
-    return start, count, tuple(post)
-
-
-def read_window(view: DatasetView, array: str, start: list[int], count: list[int]) -> np.ndarray | None:
-    """``view.read_array`` of a window; 0-D arrays are read whole (the core's windowed
-    read of a flushed 0-D string array fails)."""
-    if not start:
-        return view.read_array(array)
-    return view.read_array(array, start, count)
-
-
-class LazyArrayReader:
-    """Reads windows of one array of one dataset, for ``dask.array.from_array``.
-
-    It holds the ``Atlas`` handle itself, so buffered (unflushed) data is visible in
-    process. It pickles through ``Atlas.__reduce__`` (the store is reopened by location,
-    which needs the handle flushed) with the handle's version pinned, so the dask arrays
-    built on it give the same result on distributed workers.
-    """
-
-    def __init__(self, store: Atlas, dataset: str, array: str, shape: Sequence[int], dtype: np.dtype[Any]) -> None:
-        self.store = store
-        self.dataset = dataset
-        self.array = array
-        self.shape = tuple(int(n) for n in shape)
-        self.dtype = dtype
-        self.ndim = len(self.shape)
-
-    def __getitem__(self, key: Any) -> np.ndarray:
-        start, count, post = basic_window(key, self.shape)
-        with store_lock(self.store):
-            data = read_window(self.store.open_dataset(self.dataset), self.array, start, count)
-        if data is None:
-            raise KeyError(f"dataset {self.dataset!r} no longer has an array named {self.array!r}")
-        return data[post]
-
-    def __repr__(self) -> str:
-        return f"<LazyArrayReader {self.dataset!r}/{self.array!r} shape={self.shape}>"
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        # the handle pickles itself (and refuses while it has unflushed changes); the
-        # version it had is pinned, so every process reads the same committed state
-        args = (self.store, self.store.version, self.dataset, self.array, self.shape, self.dtype)
-        return (_rebuild_reader, args)
-
-
-def _rebuild_reader(
-    store: Atlas, version: int, dataset: str, array: str, shape: tuple[int, ...], dtype: np.dtype[Any]
-) -> LazyArrayReader:
-    if store.version != version:  # the store moved on since pickling: read the pinned version
-        store = type(store).open(store.location, version=version)
-    return LazyArrayReader(store, dataset, array, shape, dtype)
-
-
-def _lazy_array(store: Atlas, dataset: str, array: str, meta: Mapping[str, Any]) -> Any:
-    """A dask array with one task per stored chunk of ``array``."""
-    import dask.array as da
-
-    shape = tuple(meta["shape"])
-    dtype = DTYPES[meta["dtype"]].read_dtype
-    reader = LazyArrayReader(store, dataset, array, shape, dtype)
-    return da.from_array(
-        reader,
-        chunks=tuple(meta["chunk_shape"]),
-        name=f"atlas-{array}-{uuid.uuid4().hex}",
-        lock=False,
-        asarray=False,
-        fancy=False,
-        meta=np.empty((0,) * len(shape), dtype=dtype),
-        inline_array=False,
-    )
-
-
-def read_stacked(
-    store: Atlas,
-    array: str,
-    names: Sequence[str],
-    start: Sequence[int] | None = None,
-    shape: Sequence[int] | None = None,
-) -> np.ndarray:
-    """``store.read_array_across_stacked``, also for 0-D arrays.
-
-    The core's stacked read of 0-D string arrays returns 0-D arrays instead of ``str``
-    elements, so 0-D arrays are read with ``read_array_across`` and stacked here.
-    """
-    meta = None
-    for n in names:
-        if store.dataset_exists(n):
-            meta = store.open_dataset(n).array_meta(array)
-            break
-    if meta is None or meta["shape"]:
-        return store.read_array_across_stacked(array, names, start, shape)
-    # a 0-D window is the whole array; the core's windowed path mishandles 0-D strings
-    parts = store.read_array_across(array, names)
-    for n, p in zip(names, parts, strict=True):
-        if p is None:
-            raise KeyError(f"dataset {n!r} has no array named {array!r}")
-    dtypes = {p.dtype for p in parts if p is not None}
-    if len(dtypes) > 1:
-        raise TypeError(f"array {array!r} has different dtypes across these datasets")
-    out = np.empty(len(parts), dtype=dtypes.pop())
-    for i, p in enumerate(parts):
-        out[i] = p[()]  # type: ignore[index]
-    return out
 
 
 # ----------------------------------------------------------------------------- writing plan
@@ -545,42 +180,7 @@ def _plan(
         raise FileExistsError(f"dataset {name!r} already exists")
     if chunks is not None and not isinstance(chunks, Mapping):
         raise TypeError("chunks must be a dict {variable: chunk shape}")
-    fill_map: Mapping[Hashable, Any] | None = None
-    scalar_fill: Any = None
-    if isinstance(fill_value, Mapping):
-        fill_map = fill_value
-    elif fill_value is not None:
-        scalar_fill = fill_value
-    order = list(ds.coords) + list(ds.data_vars)
-    plans: list[_Plan] = []
-    for vname in order:
-        if not isinstance(vname, str):
-            raise TypeError(f"variable names must be str, found {vname!r}")
-        check_name(vname, "array")
-        variable = ds.variables[vname]
-        for d in variable.dims:
-            if not isinstance(d, str):
-                raise TypeError(f"dimension names must be str, found {d!r} in variable {vname!r}")
-        dt = DTYPES[atlas_dtype(variable.dtype, f"variable {vname!r}")]
-        shape = tuple(int(n) for n in variable.shape)
-        cs = _chunk_shape(vname, variable, dt, shape, chunks)
-        attrs = dict(variable.attrs)
-        attr_fill = attrs.pop("_FillValue", None)
-        if fill_map is not None and vname in fill_map:
-            fill = _coerce_fill(dt, fill_map[vname], vname)
-        elif scalar_fill is not None and dt.kind in ("int", "uint", "float"):
-            fill = _coerce_fill(dt, scalar_fill, vname)
-        elif attr_fill is not None:
-            fill = _coerce_fill(dt, attr_fill, vname)
-        else:
-            fill = _default_fill(dt)
-        encoded = []
-        for k, v in attrs.items():
-            if not isinstance(k, str):
-                raise TypeError(f"attribute names must be str, found {k!r} on variable {vname!r}")
-            value, kind = encode_attribute(v)
-            encoded.append((f"{vname}.{k}", value, kind))
-        plans.append(_Plan(vname, variable, dt, tuple(str(d) for d in variable.dims), shape, cs, fill, encoded))
+    plans = [_plan_variable(ds, vname, chunks, fill_value) for vname in [*ds.coords, *ds.data_vars]]
     ds_attrs = []
     for k, v in ds.attrs.items():
         if not isinstance(k, str):
@@ -590,6 +190,44 @@ def _plan(
         value, kind = encode_attribute(v)
         ds_attrs.append((k, value, kind))
     return plans, ds_attrs, [str(c) for c in ds.coords]
+
+
+def _plan_variable(
+    ds: xr.Dataset, vname: Hashable, chunks: Mapping[Hashable, Any] | None, fill_value: Any
+) -> _Plan:
+    """The array variable ``vname`` becomes, with its fill and its encoded attributes."""
+    if not isinstance(vname, str):
+        raise TypeError(f"variable names must be str, found {vname!r}")
+    check_name(vname, "array")
+    variable = ds.variables[vname]
+    for d in variable.dims:
+        if not isinstance(d, str):
+            raise TypeError(f"dimension names must be str, found {d!r} in variable {vname!r}")
+    dt = DTYPES[atlas_dtype(variable.dtype, f"variable {vname!r}")]
+    shape = tuple(int(n) for n in variable.shape)
+    cs = _chunk_shape(vname, variable, dt, shape, chunks)
+    attrs = dict(variable.attrs)
+    fill = _fill(dt, vname, fill_value, attrs.pop(FILL_VALUE_ATTR, None))
+    encoded = []
+    for k, v in attrs.items():
+        if not isinstance(k, str):
+            raise TypeError(f"attribute names must be str, found {k!r} on variable {vname!r}")
+        value, kind = encode_attribute(v)
+        encoded.append((variable_attribute_key(vname, k), value, kind))
+    return _Plan(vname, variable, dt, tuple(str(d) for d in variable.dims), shape, cs, fill, encoded)
+
+
+def _fill(dt: DType, vname: str, fill_value: Any, attr_fill: Any) -> Any:
+    """The fill of a variable: ``fill_value[vname]`` when given as a dict holding it, else a
+    scalar ``fill_value`` (numeric variables), else its ``_FillValue``, else the default."""
+    if isinstance(fill_value, Mapping):
+        if vname in fill_value:
+            return coerce_fill(dt, fill_value[vname], vname)
+    elif fill_value is not None and dt.kind in ("int", "uint", "float"):
+        return coerce_fill(dt, fill_value, vname)
+    if attr_fill is not None:
+        return coerce_fill(dt, attr_fill, vname)
+    return default_fill(dt)
 
 
 def _write_plan(view: DatasetView, plan: _Plan) -> int:
@@ -714,7 +352,7 @@ def add_xarray_dataset(
         for p in plans:
             for key, value, kind in p.attrs:
                 view.set_attribute(key, value, kind)
-        view.set_attribute(COORDS_ATTR, json.dumps(coord_names))
+        view.set_attribute(COORDS_ATTR, coordinates_marker(coord_names))
     except BaseException:
         try:
             if store.dataset_exists(name):
@@ -737,23 +375,18 @@ def open_as_xarray_dataset(store: Atlas, name: str) -> xr.Dataset:
     register_accessor()
     view = store.open_dataset(name)
     coords, var_attrs, ds_attrs = split_attributes(view)
-    variables: dict[str, Any] = {}
+    variables: dict[str, xr.Variable] = {}
     for a in view.list_arrays():
         meta = view.array_meta(a)
         assert meta is not None
         shape = meta["shape"]
         data: Any
         if shape and meta["chunk_shape"] != shape and math.prod(shape) > 0:
-            data = _lazy_array(store, name, a, meta)
+            data = lazy_dask_array(store, name, a, meta)
         else:
             data = view.read_array(a)
         variables[a] = xr.Variable(tuple(meta["dimension_names"]), data, var_attrs[a])
-    coord_set = set(coords)
-    return xr.Dataset(
-        {k: v for k, v in variables.items() if k not in coord_set},
-        coords={k: variables[k] for k in coords},
-        attrs=ds_attrs,
-    )
+    return assemble_dataset(variables, coords, ds_attrs)
 
 
 def open_as_many_xarray_dataset(
@@ -791,7 +424,7 @@ def open_as_many_xarray_dataset(
         if a in coord_set:
             coord_vars[a] = xr.Variable(dims, first.read_array(a), var_attrs[a])
         else:
-            stacked = read_stacked(store, a, names)
+            stacked = store.read_array_across_stacked(a, names)
             data_vars[a] = xr.Variable((concat_dim, *dims), stacked, var_attrs[a])
     labels = np.empty(len(names), dtype=object)
     labels[:] = names

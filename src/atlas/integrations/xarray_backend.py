@@ -25,18 +25,16 @@ import os
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from xarray.backends import BackendArray, BackendEntrypoint
 from xarray.core import indexing
 
 from ..dtypes import DTYPES
-from ..pinned import open_pinned as _open_pinned
-from .xarray import basic_window, read_window, register_accessor, split_attributes, store_lock
+from .conventions import assemble_dataset, split_attributes
+from .lazy import DatasetArray
+from .xarray import register_accessor
 
 if TYPE_CHECKING:
     import xarray as xr
-
-    from ..core.atlas import Store as Atlas
 
 __all__ = ["AtlasBackendArray", "AtlasBackendEntrypoint"]
 
@@ -44,59 +42,24 @@ _CONFIG_FILE = "atlas.json"
 _SHOWN_NAMES = 5
 
 
-class AtlasBackendArray(BackendArray):
-    """Lazily indexed view of one array of one dataset in a committed store version."""
+class AtlasBackendArray(DatasetArray, BackendArray):
+    """Lazily indexed view of one array of one dataset in a committed store version.
 
-    def __init__(
-        self,
-        location: str,
-        version: int,
-        dataset: str,
-        array: str,
-        shape: tuple[int, ...],
-        dtype: np.dtype[Any],
-        storage_options: Mapping[str, Any] | None = None,
-        store: Atlas | None = None,
-    ) -> None:
-        self.location = location
-        self.version = version
-        self.dataset = dataset
-        self.array = array
-        self.shape = shape
-        self.dtype = dtype
-        self.storage_options = dict(storage_options) if storage_options else None
-        self._store = store
-
-    def _handle(self) -> Atlas:
-        if self._store is None:
-            self._store = _open_pinned(self.location, self.version, self.storage_options)
-        return self._store
+    Built with the handle that opened the dataset; pickled, it reopens the version by
+    location (see :class:`atlas.pinned.PinnedArray`).
+    """
 
     def __getitem__(self, key: indexing.ExplicitIndexer) -> Any:
         return indexing.explicit_indexing_adapter(
-            key, self.shape, indexing.IndexingSupport.BASIC, self._raw_getitem
+            key, self.shape, indexing.IndexingSupport.BASIC, self.read
         )
-
-    def _raw_getitem(self, key: tuple[Any, ...]) -> np.ndarray:
-        start, count, post = basic_window(key, self.shape)
-        store = self._handle()
-        with store_lock(store):
-            data = read_window(store.open_dataset(self.dataset), self.array, start, count)
-        if data is None:
-            raise KeyError(f"dataset {self.dataset!r} has no array named {self.array!r}")
-        return data[post]
 
     def __dask_tokenize__(self) -> tuple[Any, ...]:
         # the pinned version makes the token change whenever the data can differ
-        return (type(self).__name__, self.location, self.version, self.dataset, self.array, self.shape, str(self.dtype))
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        state["_store"] = None  # reopened by location on the other side
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
+        return (
+            type(self).__name__, self.location, self.version, self.dataset, self._array_name,
+            self.shape, str(self.dtype),
+        )
 
 
 def _names(value: str | Iterable[str] | None) -> set[str]:
@@ -167,13 +130,7 @@ class AtlasBackendEntrypoint(BackendEntrypoint):
             variables[a] = xr.Variable(
                 dims, indexing.LazilyIndexedArray(backend_array), var_attrs[a], encoding
             )
-        coord_set = {c for c in coords if c in variables}
-        ds = xr.Dataset(
-            {k: v for k, v in variables.items() if k not in coord_set},
-            coords={k: variables[k] for k in coords if k in variables},
-            attrs=ds_attrs,
-        )
-        return ds
+        return assemble_dataset(variables, coords, ds_attrs)
 
     def guess_can_open(self, filename_or_obj: Any) -> bool:
         """A directory holding ``atlas.json`` is an Atlas store."""
