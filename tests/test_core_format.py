@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import atlas
+from atlas.core import read
 from atlas.format import manifest as mf
 
 
@@ -310,7 +311,7 @@ def test_a_read_survives_the_array_states_being_built_meanwhile(tmp_path: Path) 
     ds = fresh.open_dataset("p1")._ds
     assert ds.arrays_untouched
     ds.arrays  # noqa: B018 - another thread builds them, as a concurrent array_stats() would
-    got = fresh._read_raw(ds, "temperature", [0], [3])  # called after its untouched check
+    got = read.read_raw_array(fresh, ds, "temperature", [0], [3])  # called after its untouched check
     assert got is not None and np.array_equal(got, want[:3], equal_nan=True)
 
 

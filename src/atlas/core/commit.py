@@ -11,18 +11,44 @@ on the next ``flush()``.
 
 from __future__ import annotations
 
+import math
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from ..errors import CommitOutcomeUnknownError, CorruptionError
+import numpy as np
+
+from ..dtypes import (
+    DTYPES,
+)
+from ..errors import (
+    CommitOutcomeUnknownError,
+    ConflictError,
+    CorruptionError,
+    VersionRemovedError,
+)
 from ..format import manifest as mf
+from ..format.chunkindex import ChunkIndex, empty_rows, index_check, merge_rows
 from ..format.codec import checksum
+from ..format.records import encode_attrs as _encode_attrs
+from ..format.records import encode_stats as _encode_stats
+from ..format.segment import ChunkPayload, new_key, start_segments
+from ..format.strings import decode_strings, encode_strings
+from ..stats import chunk_stats, fold_many, string_stats
+from ..storage.base import run_concurrently
+from . import history, loading, read
+from .reader import ParallelPuts
+from .state import (
+    ArrayState,
+    DatasetState,
+    Variable,
+)
 
 if TYPE_CHECKING:
     from ..storage.base import Storage
+    from .atlas import Store
 
 Outcome = Literal["ours", "theirs", "absent"]
 
@@ -98,3 +124,379 @@ def publish(storage: Storage, key: str, version: int, data: bytes, token: str) -
         if outcome == "absent":
             raise
         return outcome == "ours"
+
+
+def chunk_payloads(store: Store, arrays: Iterable[ArrayState]) -> Iterator[tuple[str, list[ChunkPayload]]]:
+    """Turn every buffered chunk into a payload with stats, one variable at a time."""
+    by_var: dict[str, list[tuple[ArrayState, int, np.ndarray]]] = {}
+    for arr in arrays:
+        if arr.dirty:
+            lst = by_var.setdefault(arr.name, [])
+            for cid in sorted(arr.dirty):
+                lst.append((arr, cid, arr.dirty[cid]))
+    for vname, items in by_var.items():
+        payloads: list[ChunkPayload | None] = [None] * len(items)
+        groups: dict[str, list[int]] = {}
+        for i, (arr, _, _) in enumerate(items):
+            groups.setdefault(arr.schema.dtype.name, []).append(i)
+        for dname, idx in groups.items():
+            dt = DTYPES[dname]
+            if dt.is_string:
+                for i in idx:
+                    arr, cid, buf = items[i]
+                    fill = arr.schema.fill
+                    snulls = 0 if fill is None else int(np.count_nonzero(buf == fill))
+                    payloads[i] = ChunkPayload(arr.aid, cid, 1, encode_strings(buf), buf.size, snulls, 0, 0, 0)
+                continue
+            chunks = [items[i][2] for i in idx]
+            fills = [items[i][0].schema.fill for i in idx]
+            nulls, vmin, vmax, has = chunk_stats(dt, chunks, fills)
+            itemsize = dt.itemsize
+            is_float = dt.kind == "float"
+            nl, mn, mx, hs = nulls.tolist(), vmin.tolist(), vmax.tolist(), has.tolist()
+            for j, i in enumerate(idx):
+                arr, cid, buf = items[i]
+                raw = buf.reshape(-1).view(np.uint8)
+                payloads[i] = ChunkPayload(arr.aid, cid, itemsize, raw, buf.size, nl[j], mn[j], mx[j], hs[j], is_float)
+        yield vname, [p for p in payloads if p is not None]
+
+
+def write_ahead(store: Store, arrays: Iterable[ArrayState]) -> list[tuple[Variable, np.ndarray, list[tuple[str, int]], list[ArrayState]]]:
+    """Write buffered chunks to new segments; return what to attach (not yet attached)."""
+    arrays = [a for a in arrays if a.dirty]
+    by_name: dict[str, list[ArrayState]] = {}
+    for a in arrays:
+        by_name.setdefault(a.name, []).append(a)
+    started = []
+    for vname, payloads in chunk_payloads(store, arrays):
+        var = store._variables[vname]
+        started.append((var, start_segments(var.vid, payloads, store._codec), by_name[vname]))
+    result = []
+    puts = ParallelPuts(store._storage)
+    try:
+        for var, finish, arrs in started:
+            first_seg = len(var.segments) + len(var.pending_segments)
+            rows, segs = finish(puts.put, first_seg)
+            result.append((var, rows, segs, arrs))
+    finally:
+        puts.wait()
+    return result
+
+
+def spill(store: Store) -> None:
+    """Write buffered chunks ahead so memory stays bounded (invisible until flush)."""
+    arrays = [a for a in store._changed_arrays.values() if a.dirty]
+    for var, rows, segs, arrs in write_ahead(store, arrays):
+        var.pending = ChunkIndex(merge_rows([var.pending.rows, rows]))
+        var.pending_segments.extend(segs)
+        var.changed = True
+        var.gen += 1
+        for a in arrs:
+            a.dirty.clear()
+    store._dirty_bytes = 0
+
+
+def flush(store: Store) -> None:
+    """Commit every buffered change atomically as a new version (no-op when unchanged).
+
+    ``ConflictError`` if another writer committed since this handle's version (nothing
+    is written over it). A flush that raises committed nothing, except
+    ``CommitOutcomeUnknownError``: then call ``flush()`` again, which finishes the
+    commit if it had landed and commits again if it had not."""
+    if store._unsettled is not None and settle(store):
+        return
+    if store._read_only or not store._changed:
+        return
+    commit(store)
+
+
+def settle(store: Store) -> bool:
+    """Find out whether the unsettled commit landed; True if it did (and is now installed)."""
+    u = store._unsettled
+    assert u is not None
+    outcome = commit_outcome(store._storage, u.key, u.version, u.token)  # may raise: stays unsettled
+    store._unsettled = None
+    if outcome == "ours":
+        u.install()
+        return True
+    if outcome == "theirs":
+        u.lost()  # raises ConflictError
+    return False
+
+
+def commit(store: Store, rewrite: dict[str, tuple[ChunkIndex, list[tuple[str, int]]]] | None = None) -> None:
+    """Write data, indexes and the next manifest; swap in-memory state only on success."""
+    # 1. data written ahead for every buffered chunk (string stats taken from buffers first)
+    string_stats_now = {
+        a.aid: string_stats(a.schema.size, a.schema.size, [a.dirty[0]], a.schema.fill)
+        for a in store._changed_arrays.values()
+        if a.schema.dtype.is_string and a.schema.single and 0 in a.dirty and not a.deleted
+    }
+    attach = write_ahead(store, list(store._changed_arrays.values()))
+    pending = {id(v): (v, rows, segs) for v, rows, segs, _ in attach}
+    # 2. merged indexes for changed variables
+    try:
+        new_vars, checks = merged_indexes(store, pending, rewrite)
+    except (CorruptionError, VersionRemovedError):
+        if store_moved_on(store):  # a compaction removed what this old version named
+            raise conflict_error(store, store._version + 1) from None
+        raise
+    check_written_ahead(store)
+    with mf.paused_gc():  # builds ~10^5 short-lived containers, none of them cyclic
+        # 3. stats for arrays whose data changed
+        new_stats = fresh_stats(store, new_vars, string_stats_now)
+        # 4. manifest
+        version = store._version + 1
+        token = new_token()
+        doc = manifest_doc(store, version, new_vars, new_stats, checks)
+        header = {
+            "atlas": "manifest",
+            "format_version": mf.FORMAT_VERSION,
+            "version": version,
+            "timestamp": history.now_iso(),
+            "commit": token,
+            "datasets": len(store._datasets),
+            "arrays": sum(1 for v in store._variables.values() if v.live > 0),
+        }
+        data = mf.encode_manifest(doc, header, store._meta_format, store._meta_compression)
+        del doc
+
+    def lost() -> None:
+        # nothing of ours is referenced: the files written above are orphans for compact()
+        for var, rows, segs in pending.values():
+            var.pending = ChunkIndex(merge_rows([var.pending.rows, rows]))
+            var.pending_segments.extend(segs)
+            var.changed = True
+            var.gen += 1
+        for _, _, _, arrs in attach:
+            for a in arrs:
+                a.dirty.clear()
+        store._dirty_bytes = 0
+        raise conflict_error(store, version)
+
+    def install() -> None:
+        for vname, (key, segs, idx) in new_vars.items():
+            var = store._variables[vname]
+            var.index_check = checks.get(key) if key is not None else None
+            var.index_key = key
+            var.segments = segs
+            var.index = idx
+            var.pending = ChunkIndex(empty_rows())
+            var.pending_segments = []
+            var.dead_aids.clear()
+            var.changed = False
+            var.gen += 1
+        for _, _, _, arrs in attach:
+            for a in arrs:
+                a.dirty.clear()
+        for aid, st in new_stats.items():
+            arr = store._changed_arrays[aid]
+            arr.stats = st
+            arr.changed = False
+        store._changed_arrays.clear()
+        store._dirty_bytes = 0
+        store._version = version
+        store._changed = False
+        store._state_gen += 1
+        if rewrite:
+            store._cache.clear()
+        after_commit(store, version)
+
+    key = store._manifest_key(version)
+    try:
+        landed = publish(store._storage, key, version, data, token)
+    except CommitOutcomeUnknownError:
+        store._unsettled = UnsettledCommit(version, key, token, install, lost)
+        raise
+    if not landed:
+        lost()
+    install()
+
+
+def merged_indexes(
+    store: Store,
+    pending: dict[int, tuple[Variable, np.ndarray, list[tuple[str, int]]]],
+    rewrite: dict[str, tuple[ChunkIndex, list[tuple[str, int]]]] | None,
+) -> tuple[dict[str, tuple[str | None, list[tuple[str, int]], ChunkIndex]], dict[str, tuple[int, int]]]:
+    """Write the new index of every changed variable.
+
+    Returns (key, segments, index) by variable name, and (length, payload checksum) by
+    index key, which the manifest records so that a replaced index file is noticed."""
+    new_vars: dict[str, tuple[str | None, list[tuple[str, int]], ChunkIndex]] = {}
+    checks: dict[str, tuple[int, int]] = {}
+    puts = ParallelPuts(store._storage)
+    try:
+        for var in store._variables.values():
+            extra = pending.get(id(var))
+            if rewrite is not None and var.name in rewrite:
+                idx, segs = rewrite[var.name]
+            elif var.changed or extra is not None:
+                parts = [store._index(var).rows, var.pending.rows]
+                segs = list(var.segments) + list(var.pending_segments)
+                if extra is not None:
+                    parts.append(extra[1])
+                    segs.extend(extra[2])
+                merged = merge_rows(parts)
+                if var.dead_aids:
+                    merged = merged[~np.isin(merged["aid"], np.fromiter(var.dead_aids, dtype=np.uint64))]
+                idx = ChunkIndex(merged)
+            else:
+                continue
+            key = None
+            if len(idx):
+                key = new_key("index", var.vid, "idx")
+                data = idx.to_bytes()
+                checks[key] = index_check(data)
+                puts.put(key, data)
+            new_vars[var.name] = (key, segs, idx)
+    finally:
+        puts.wait()
+    return new_vars, checks
+
+
+def check_written_ahead(store: Store) -> None:
+    """ConflictError if a segment written ahead by this handle was deleted meanwhile."""
+    keys = [k for var in store._variables.values() for k, _ in var.pending_segments]
+    if not keys:
+        return
+    present = run_concurrently(store._storage.exists, keys)
+    gone = [k for k, ok in zip(keys, present, strict=True) if not ok]
+    if gone:
+        raise ConflictError(
+            f"{len(gone)} segment(s) this handle wrote ahead to {store._storage.location} were deleted "
+            f"meanwhile (first: {gone[0]}), by a compaction or garbage collection whose grace period "
+            "was shorter than this write; nothing was committed. Write the changes again."
+        )
+
+
+def store_moved_on(store: Store) -> bool:
+    try:
+        versions = loading.manifest_versions(store)
+    except Exception:
+        return False
+    return bool(versions) and versions[-1] > store._version
+
+
+def conflict_error(store: Store, version: int) -> ConflictError:
+    return ConflictError(
+        f"the store at {store._storage.location} moved on to version {version} or later since this "
+        f"handle read version {store._version}; nothing was written over it. Reopen the store "
+        "and apply your changes again."
+    )
+
+
+def after_commit(store: Store, version: int) -> None:
+    """Steps after a commit landed: none of them may fail the flush."""
+    try:  # a hint for readers that cannot list (HTTP); never trusted alone
+        store._storage.put(mf.LATEST_HINT_KEY, str(version).encode())
+    except Exception:
+        pass
+    try:
+        store._storage.mark_changed()
+    except Exception:
+        pass
+
+
+def fresh_stats(
+    store: Store,
+    new_vars: dict[str, tuple[str | None, list[tuple[str, int]], ChunkIndex]],
+    string_now: dict[int, dict[str, Any]],
+) -> dict[int, dict[str, Any] | None]:
+    """Fresh stats of every changed array, folded from index rows in bulk."""
+    out: dict[int, dict[str, Any] | None] = {}
+    groups: dict[tuple[str, str], list[ArrayState]] = {}
+    for arr in store._changed_arrays.values():
+        if arr.deleted:
+            continue
+        if not arr.written:
+            out[arr.aid] = None
+        elif arr.aid in string_now:
+            out[arr.aid] = string_now[arr.aid]
+        elif arr.schema.dtype.is_string:
+            var = store._variables[arr.name]
+            idx = new_vars[arr.name][2] if arr.name in new_vars else store._index(var)
+            out[arr.aid] = array_stats_from(store, arr, var, idx, new_vars.get(arr.name, (None, None, None))[1])
+        else:
+            groups.setdefault((arr.name, arr.schema.dtype.name), []).append(arr)
+    for (vname, dname), arrs in groups.items():
+        var = store._variables[vname]
+        idx = new_vars[vname][2] if vname in new_vars else store._index(var)
+        aids = np.fromiter((a.aid for a in arrs), dtype=np.uint64, count=len(arrs))
+        lo = idx._aid.searchsorted(aids, "left")
+        hi = idx._aid.searchsorted(aids, "right")
+        folded = fold_many(DTYPES[dname], [a.schema.size for a in arrs], lo, hi, idx.rows)
+        for a, st in zip(arrs, folded, strict=True):
+            out[a.aid] = st
+    return out
+
+
+def array_stats_from(store: Store, arr: ArrayState, var: Variable, idx: ChunkIndex, segs: list[tuple[str, int]] | None) -> dict[str, Any] | None:
+    if not arr.written:
+        return None
+    schema = arr.schema
+    row_count = math.prod(schema.shape)
+    lo, hi = idx.span(arr.aid)
+    r = idx.rows[lo:hi]
+    if schema.dtype.is_string:
+        values = []
+        if len(r):
+            seg_list = var.all_segments() if segs is None else segs
+            blocks = read.get_blocks(store, var, r, segs=seg_list)
+            for row in r:
+                block = blocks[(seg_list[int(row["seg"])][0], int(row["offset"]))]
+                within = int(row["within"])
+                piece = block[within : within + int(row["nbytes"])]
+                values.append(decode_strings(piece, int(row["ncells"])))
+    return string_stats(row_count, int(r["ncells"].sum()) if len(r) else 0, values, schema.fill)
+
+
+def manifest_doc(
+    store: Store,
+    version: int,
+    new_vars: dict[str, tuple[str | None, list[tuple[str, int]], ChunkIndex]],
+    new_stats: dict[int, dict[str, Any] | None],
+    checks: dict[str, tuple[int, int]],
+) -> dict[str, Any]:
+    datasets = []
+    for name, ds in store._datasets.items():
+        if not isinstance(ds, DatasetState):
+            datasets.append(ds)
+            continue
+        if ds.arrays_untouched and ds._raw_attrs is not None:
+            datasets.append([name, ds._raw_attrs[0], ds._raw_arrays])
+            continue
+        if ds.arrays_untouched:
+            datasets.append([name, _encode_attrs(ds.attrs), ds._raw_arrays])
+            continue
+        arrays = []
+        for aname, arr in ds.arrays.items():
+            st = new_stats[arr.aid] if arr.aid in new_stats else arr.stats
+            arrays.append([aname, arr.aid, arr.schema.pos, _encode_stats(arr.schema.dtype, st), _encode_attrs(arr.attrs)])
+        datasets.append([name, _encode_attrs(ds.attrs), arrays])
+    variables = []
+    index_checks: dict[str, list[int]] = {}
+    for vname, var in store._variables.items():
+        if vname in new_vars:
+            key, segs, idx = new_vars[vname]
+            check = checks.get(key) if key is not None else None
+        else:
+            key, segs, check = var.index_key, var.segments, var.index_check
+        live = var.live
+        if live <= 0 and key is None:
+            continue  # nothing left of this variable
+        variables.append([vname, var.vid, key, [[k, s] for k, s in segs], live])
+        if key is not None and check is not None:
+            index_checks[key] = list(check)
+    schemas = store._schemas.encoded()
+    return {
+        "index_checks": index_checks,
+        "format_version": mf.FORMAT_VERSION,
+        loading.VERSION_KEY: version,
+        "parent": store._version if store._version >= 0 else None,
+        "codec": store._codec,
+        "next_id": store._next_id,
+        "schemas": schemas,
+        "variables": variables,
+        "datasets": datasets,
+    }
+

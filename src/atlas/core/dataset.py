@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from numpy.typing import NDArray
 
 from ..names import check_key
+from . import read, write
 from .reader import retry_if_swapped
 
 if TYPE_CHECKING:
@@ -50,11 +52,11 @@ class DatasetView:
     ) -> None:
         """Declare a new N-dimensional array (``chunk_shape`` defaults to ``shape``, or to
         chunks of a few MiB for an array over 4 MiB)."""
-        self._atlas._define(self._ds, name, dtype, dims, shape, chunk_shape, fill_value)
+        write.define_array(self._atlas, self._ds, name, dtype, dims, shape, chunk_shape, fill_value)
 
     def write_array(self, name: str, start: Sequence[int], data: NDArray[Any]) -> None:
         """Write ``data`` (exact dtype, C-contiguous) at offset ``start``."""
-        self._atlas._write(self._ds, name, start, data)
+        write.write_array(self._atlas, self._ds, name, start, data)
 
     @retry_if_swapped
     def read_array(
@@ -63,13 +65,13 @@ class DatasetView:
         """Read the array or a window of it (clipped like numpy); ``None`` if it is missing."""
         ds = self._ds
         if ds.arrays_untouched:
-            return self._atlas._read_raw(ds, name, start, shape)
+            return read.read_raw_array(self._atlas, ds, name, start, shape)
         arr = ds.arrays.get(name)
         if arr is None:
             if ds.deleted:
                 raise KeyError(f"dataset {ds.name!r} was deleted")
             return None
-        return self._atlas._read(arr, start, shape)
+        return read.read_array(self._atlas, arr, start, shape)
 
     @retry_if_swapped
     def read_arrays(
@@ -84,15 +86,15 @@ class DatasetView:
         ds = self._ds
         out: dict[str, NDArray[Any] | None] = {}
         if ds.arrays_untouched:
-            read_raw = self._atlas._read_raw
+            read_raw = functools.partial(read.read_raw_array, self._atlas)
             for n in names:
                 out[n] = read_raw(ds, n, start, shape)
             return out
         arrays = ds.arrays
-        read = self._atlas._read
+        read_one = functools.partial(read.read_array, self._atlas)
         for n in names:
             arr = arrays.get(n)
-            out[n] = None if arr is None else read(arr, start, shape)
+            out[n] = None if arr is None else read_one(arr, start, shape)
         return out
 
     def array_meta(self, name: str) -> dict[str, Any] | None:
@@ -119,7 +121,7 @@ class DatasetView:
 
     def delete_array(self, name: str) -> None:
         """Remove the array from this dataset (its data is dropped at the next compaction)."""
-        self._atlas._delete_array(self._ds, name)
+        write.delete_array(self._atlas, self._ds, name)
 
     def list_arrays(self) -> list[str]:
         """Names of the arrays in definition order."""
@@ -130,7 +132,7 @@ class DatasetView:
     def set_attribute(self, key: str, value: Any, dtype: str | None = None) -> None:
         """Set a typed attribute (kind inferred, or forced with ``dtype``)."""
         self._atlas._check_live(self._ds)
-        self._atlas._set_attr(self._ds.attrs, key, value, dtype)
+        write.set_attribute(self._atlas, self._ds.attrs, key, value, dtype)
 
     def get_attribute(self, key: str) -> Any:
         """The attribute's value, or ``None`` when unset."""
@@ -152,7 +154,7 @@ class DatasetView:
         """Set a typed attribute on one array (same typing rules as dataset attributes)."""
         self._atlas._check_live(self._ds)
         arr = self._atlas._array(self._ds, array)
-        self._atlas._set_attr(arr.attrs, key, value, dtype)
+        write.set_attribute(self._atlas, arr.attrs, key, value, dtype)
 
     def get_array_attribute(self, array: str, key: str) -> Any:
         """An array attribute's value, or ``None`` when unset (``KeyError`` for a missing array)."""

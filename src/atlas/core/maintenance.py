@@ -14,7 +14,7 @@ from ..format import manifest as mf
 from ..format.chunkindex import ChunkIndex, empty_rows
 from ..format.codec import DECIMAL
 from ..format.segment import SEGMENT_MAGIC, ChunkPayload, write_segments
-from . import history
+from . import commit, history, loading, read
 from .state import DatasetState, Variable
 
 if TYPE_CHECKING:
@@ -99,7 +99,7 @@ def _rewrite(
                 seen.add(bk)
                 acc += raw_c[j]
             j += 1
-        blocks = atlas._get_blocks(var, rows[i:j], cache="off")
+        blocks = read.get_blocks(atlas, var, rows[i:j], cache="off")
         payloads = []
         for k in range(i, j):
             block = blocks[(seg_keys[seg_c[k]], off_c[k])]
@@ -144,7 +144,7 @@ def compact(atlas: Store, keep_versions: int = 1, grace_period: Any = None) -> G
         raise ValueError("keep_versions must be an int >= 1 (the newest version is always kept)")
     graces = _graces(grace_period)
     atlas._check_writable()
-    atlas.flush()
+    commit.flush(atlas)
     atlas._advance()
     rewrite: dict[str, tuple[ChunkIndex, list[tuple[str, int]]]] = {}
     todo = [(var, atlas._index(var)) for var in list(atlas._variables.values())]
@@ -153,7 +153,7 @@ def compact(atlas: Store, keep_versions: int = 1, grace_period: Any = None) -> G
     for var, idx in todo:
         rewrite[var.name] = _rewrite(atlas, var, idx, kinds[var.name])
     if rewrite:
-        atlas._commit(rewrite=rewrite)
+        commit.commit(atlas, rewrite=rewrite)
         for name, (idx, _) in rewrite.items():
             var = atlas._variables[name]
             if var.live <= 0 and len(idx) == 0:
@@ -195,7 +195,7 @@ def version_headers(atlas: Store) -> list[history.VersionHeader]:
     A manifest too damaged to read is left out: it cannot be opened, so it keeps no
     files alive, and it is never rewritten."""
     out = []
-    for v in atlas._manifest_versions():
+    for v in loading.manifest_versions(atlas):
         key = atlas._manifest_key(v)
         try:
             out.append(history.read_header(atlas._storage, key, v))
@@ -394,7 +394,7 @@ def _problems(atlas: Store) -> list[str]:
             firsts = np.unique(sub["offset"], return_index=True)[1]
             for r in sub[firsts]:
                 try:
-                    atlas._get_blocks(var, r.reshape(1), cache="off")
+                    read.get_blocks(atlas, var, r.reshape(1), cache="off")
                 except CorruptionError as e:
                     hit = sub[sub["offset"] == r["offset"]]
                     who = sorted({owners.get(int(a), f"array id {int(a)}") for a in hit["aid"]})

@@ -1,0 +1,220 @@
+"""Loading a version: finding the versions a store holds, reading a manifest and installing
+it as the handle's in-memory state (datasets stay raw until used)."""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any
+
+from ..dtypes import (
+    DTYPES,
+    decode_value,
+    fill_scalar,
+)
+from ..errors import (
+    CorruptionError,
+    StoreNotFoundError,
+)
+from ..format import manifest as mf
+from . import history
+from .state import (
+    Schema,
+    SchemaTable,
+    Variable,
+)
+
+if TYPE_CHECKING:
+    from .atlas import Store
+VERSION_KEY = "version"
+SEGMENT_KEY = re.compile(r"data/v[0-9]+-[0-9a-f]+\.seg")
+INDEX_KEY = re.compile(r"index/v[0-9]+-[0-9a-f]+\.idx")
+
+
+def manifest_versions(store: Store) -> list[int]:
+    try:
+        keys = store._storage.list(mf.MANIFEST_PREFIX)
+    except OSError:
+        if not getattr(store._storage, "read_only", False):
+            raise
+        return probe_versions(store)
+    return sorted(v for v in (mf.parse_manifest_key(k) for k in keys) if v is not None)
+
+
+def probe_versions(store: Store) -> list[int]:
+    """Find the newest version without listing (plain HTTP): start from the
+    ``manifests/latest`` hint and step forward while newer manifests exist."""
+    exists = store._storage.exists
+    key = store._manifest_key
+    try:
+        start = int(bytes(store._storage.get(mf.LATEST_HINT_KEY)).decode("ascii").strip())
+    except (FileNotFoundError, ValueError, UnicodeDecodeError):
+        start = 0
+    if not exists(key(start)):
+        return []
+    while exists(key(start + 1)):
+        start += 1
+    return [start]
+
+
+def load(store: Store, version: int | None) -> None:
+    if version == -1:  # being created
+        store._version = -1
+        return
+    versions = manifest_versions(store)
+    if not versions:
+        raise StoreNotFoundError(f"no committed version in the Atlas store at {store._storage.location}")
+    if version is None:
+        version = versions[-1]
+    elif version not in versions:
+        raise KeyError(
+            f"version {version} is not in the store at {store._storage.location}; "
+            f"available: {versions[:3]}...{versions[-3:]}" if len(versions) > 6 else
+            f"version {version} is not in the store; available: {versions}"
+        )
+    key = store._manifest_key(version)
+    where = f"{store._storage.location}/{key}"
+    try:
+        data = store._storage.get(key)
+    except FileNotFoundError:
+        raise CorruptionError(f"manifest {where} disappeared while opening") from None
+    state = history.VersionHeader(version, key, mf.decode_header(data, where)[0])
+    if not state.live:
+        raise state.removed_error(str(store._storage.location))
+    with mf.paused_gc():  # ~10^5 new containers: collections would only rescan them
+        head, doc = mf.decode_manifest(data, where, store._meta_format, store._meta_compression)
+        install(store, doc, where)
+    if doc.get(VERSION_KEY) != version:
+        raise CorruptionError(f"manifest {where} claims version {doc.get(VERSION_KEY)!r}")
+    store._version = version
+
+
+def install(store: Store, doc: dict[str, Any], where: str) -> None:
+    """Build the in-memory state from a manifest document (datasets stay raw until used)."""
+    store._reset()
+    try:
+        next_id = doc["next_id"]
+        schemas = doc["schemas"]
+        variables = doc["variables"]
+        datasets = doc["datasets"]
+        if not isinstance(next_id, int) or next_id < 1:
+            raise ValueError("next_id")
+        if not all(isinstance(x, list) for x in (schemas, variables, datasets)):
+            raise ValueError("tables must be lists")
+    except (KeyError, TypeError, ValueError) as e:
+        raise CorruptionError(f"manifest {where} is malformed: {e}") from None
+    checks = doc.get("index_checks", {})
+    if not isinstance(checks, dict) or not all(
+        type(c) is list and len(c) == 2 and all(type(x) is int and 0 <= x < 2**63 for x in c)
+        for c in checks.values()
+    ):
+        raise CorruptionError(f"manifest {where}: index_checks is malformed")
+    store._next_id = next_id
+    store._manifest_where = where
+    store._where = f"manifest of {store._storage.location}"  # + ", dataset NAME" in messages
+    store._schemas = SchemaTable(schemas, store._decode_schema_entry, store._schema_entry_key)
+    for v in variables:
+        try:
+            name, vid, index_key, segs, live = v
+            var = Variable(str(name), int(vid))
+            if index_key is not None and not INDEX_KEY.fullmatch(index_key):
+                raise ValueError(f"bad index key {index_key!r}")
+            var.index_key = index_key
+            check = checks.get(index_key) if index_key is not None else None
+            var.index_check = (check[0], check[1]) if check is not None else None
+            var.segments = [(k, sz) for k, sz in segs]
+            for k, sz in var.segments:
+                if type(k) is not str or not SEGMENT_KEY.fullmatch(k) or type(sz) is not int or not 0 <= sz < 2**62:
+                    raise ValueError(f"bad segment entry {k!r}")
+            var.live = int(live)
+        except (TypeError, ValueError) as e:
+            raise CorruptionError(f"manifest {where}: variable entry is malformed: {e}") from None
+        if var.name in store._variables:
+            raise CorruptionError(f"manifest {where}: variable {var.name!r} listed twice")
+        if not 0 < var.vid < next_id or var.name.startswith("_") or "/" in var.name or var.name in ("", ".", ".."):
+            raise CorruptionError(f"manifest {where}: variable entry {var.name!r} is invalid")
+        store._variables[var.name] = var
+    nschemas = len(schemas)
+    for rec in datasets:
+        if not isinstance(rec, list) or len(rec) != 3 or type(rec[0]) is not str or type(rec[2]) is not list:
+            raise CorruptionError(f"manifest {where}: dataset entry is malformed")
+        n = rec[0]
+        if n.startswith("_") or "/" in n or n in ("", ".", ".."):
+            raise CorruptionError(f"manifest {where}: invalid dataset name {n!r}")
+        if rec[0] in store._datasets:
+            raise CorruptionError(f"manifest {where}: dataset {rec[0]!r} listed twice")
+        store._datasets[rec[0]] = rec
+        rec[1] = tuple(rec[1]) if type(rec[1]) is list else rec[1]
+        try:
+            rec[2] = frozen_entries(rec[2], nschemas)
+        except ValueError as e:
+            raise CorruptionError(f"manifest {where}, dataset {n!r}: {e}") from None
+    try:  # array ids must be unique, or one array would read another's chunks
+        aids = [a[1] for rec in datasets for a in rec[2]]
+    except (TypeError, IndexError, KeyError):
+        raise CorruptionError(f"manifest {where}: an array entry is malformed") from None
+    if len(set(aids)) != len(aids):
+        raise CorruptionError(f"manifest {where}: two arrays share one id")
+
+
+def decode_schema(store: Store, s: Any, where: str) -> Schema:
+    try:
+        dtype_name, shape, chunk, dims, fill = s
+        dt = DTYPES[dtype_name]
+        if len(shape) == 1 and len(chunk) == 1 and len(dims) == 1:  # the usual 1-D array
+            n, c, d = shape[0], chunk[0], dims[0]
+            if type(n) is not int or type(c) is not int or n < 0 or c < 0 or n > 2**62 or (c == 0 and n > 0):
+                raise ValueError("bad shape or chunk shape")
+            if type(d) is not str:
+                raise ValueError("dimension names must be strings")
+            shape_t: tuple[int, ...] = (n,)
+            chunk_t: tuple[int, ...] = (c,)
+            dims_t: tuple[str, ...] = (d,)
+        else:
+            shape_t = tuple(shape)
+            chunk_t = tuple(chunk)
+            dims_t = tuple(dims)
+            if not (len(shape_t) == len(chunk_t) == len(dims_t)):
+                raise ValueError("rank mismatch")
+            for n, c in zip(shape_t, chunk_t, strict=True):
+                if type(n) is not int or type(c) is not int or n < 0 or c < 0 or n > 2**62 or (c == 0 and n > 0):
+                    raise ValueError("bad shape or chunk shape")
+            for d in dims_t:
+                if type(d) is not str:
+                    raise ValueError("dimension names must be strings")
+        memo = store._fill_memo
+        mkey = (dtype_name, fill)
+        hit = memo.get(mkey)
+        if hit is None:
+            value = decode_value(dtype_name, fill)
+            hit = memo[mkey] = (value, fill_scalar(dt, value))
+        return Schema(dt, shape_t, chunk_t, dims_t, hit[0], hit[1])
+    except (KeyError, TypeError, ValueError) as e:
+        raise CorruptionError(f"manifest {where}: schema entry is malformed: {e}") from None
+
+
+def frozen_entries(entries: list[Any], nschemas: int) -> tuple[Any, ...]:
+    """Array entries of a manifest as tuples, after the structural checks every use relies
+    on (five fields, unique str names, a valid schema number); ValueError otherwise."""
+    out = []
+    for e in entries:
+        if type(e) is not list or len(e) != 5:
+            raise ValueError("an array entry is not a list of five fields")
+        name, aid, sidx, st, at = e
+        if type(name) is not str or type(sidx) is not int or not 0 <= sidx < nschemas:
+            raise ValueError("bad array name or schema reference")
+        out.append((name, aid, sidx, tuple(st) if type(st) is list else st, tuple(at) if type(at) is list else at))
+    if len(out) > 1 and len({e[0] for e in out}) != len(out):
+        raise ValueError("an array name is repeated")
+    return tuple(out)
+
+
+def is_store_key(key: str) -> bool:
+    """Whether ``key`` is one Atlas writes itself: the config, a manifest, the latest-version
+    hint, a segment or an index file (temporary ``.tmp-*`` files are never listed)."""
+    return (
+        key == mf.CONFIG_KEY
+        or key == mf.LATEST_HINT_KEY
+        or mf.parse_manifest_key(key) is not None
+        or SEGMENT_KEY.fullmatch(key) is not None
+        or INDEX_KEY.fullmatch(key) is not None
+    )

@@ -1,0 +1,431 @@
+"""Reading one variable across many datasets (``read_array_across`` and its stacked form):
+planning the chunks and blocks of every dataset at once and filling the results."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..errors import (
+    CorruptionError,
+)
+from ..format.chunkindex import empty_rows
+from . import read
+from .indexing import sub_array, window_slices
+from .reader import BlockKey, CacheMode, fetch_blocks
+from .state import (
+    ArrayState,
+    DatasetState,
+    Schema,
+    Variable,
+)
+
+if TYPE_CHECKING:
+    from .atlas import Store
+# A scan decodes at most this many raw bytes of blocks at a time.
+SCAN_BATCH_BYTES = 64 << 20
+
+
+def across_arrays(store: Store, array: str, names: Sequence[str]) -> list[ArrayState | None]:
+    if isinstance(names, str):
+        raise TypeError("names must be a list of dataset names, not a str")
+    names = list(names)
+    if not names:
+        raise ValueError("names is empty: pass at least one dataset name")
+    out: list[ArrayState | None] = []
+    datasets = store._datasets
+    peeked = store._peeked
+    for n in names:
+        rec = datasets.get(n) if type(n) is str else None
+        if rec is None:
+            out.append(None)
+        elif type(rec) is list:
+            arr = peeked.get((n, array))
+            out.append(arr if arr is not None else peek(store, n, rec[2], array))
+        elif rec.arrays_untouched:  # type: ignore[union-attr]
+            arr = peeked.get((n, array))
+            out.append(arr if arr is not None else peek(store, n, rec._raw_arrays, array))  # type: ignore[union-attr]
+        else:
+            out.append(rec.arrays.get(array))  # type: ignore[union-attr]
+    return out
+
+
+def one_array(store: Store, ds: DatasetState, array: str) -> ArrayState | None:
+    """One array's state of a dataset whose entries are still raw, the others left raw
+    (it joins them when they are built)."""
+    entries = ds._raw_arrays
+    if entries is None:  # built meanwhile (another thread)
+        return ds.arrays.get(array)
+    arr = store._peeked.get((ds.name, array))
+    if arr is None:
+        arr = peek(store, ds.name, entries, array)
+        if ds._raw_arrays is None:  # built while this one was made: use the built one
+            store._peeked.pop((ds.name, array), None)
+            return ds.arrays.get(array)
+    return arr
+
+
+def peek(store: Store, name: str, entries: Any, array: str) -> ArrayState | None:
+    """One array of a dataset still in manifest form, without decoding the rest of it.
+
+    The state is kept and reused when the dataset is materialised later, so there is
+    only ever one state per array.
+    """
+    try:
+        for entry in entries:
+            if entry[0] == array:
+                aname, aid, sidx, stats, aattrs = entry
+                if type(aid) is not int or array not in store._variables or not 0 < aid < store._next_id:
+                    raise TypeError("bad array id or unknown variable")
+                arr = ArrayState.from_record(aname, aid, store._schemas[sidx], name, stats, aattrs, store._where)
+                store._peeked[(name, array)] = arr
+                return arr
+    except (TypeError, ValueError, IndexError) as e:
+        raise CorruptionError(
+            f"manifest of {store._storage.location}, dataset {name!r}: array entry is malformed: {e}"
+        ) from None
+    return None
+
+
+def read_array_across(
+    store: Store,
+    array: str,
+    names: Sequence[str],
+    start: Sequence[int] | None = None,
+    shape: Sequence[int] | None = None,
+) -> list[np.ndarray | None]:
+    """Read one array from many datasets; ``None`` where a dataset lacks it.
+
+    Each array is the caller's own (writable, sharing no values with another), though
+    arrays read whole from one block may be views of one buffer, as numpy slices are."""
+    arrs = across_arrays(store, array, names)
+    if all(a is None for a in arrs):
+        raise KeyError(f"none of the listed datasets has an array named {array!r}")
+    results: list[np.ndarray | None] = [None] * len(arrs)
+    jobs = []
+    fast: list[tuple[int, ArrayState, tuple[slice, ...] | None]] = []
+    var = store._variables.get(array)
+    can_fast = var is not None and not len(var.pending)
+    for i, a in enumerate(arrs):
+        if a is None:
+            continue
+        schema = a.schema
+        if can_fast and schema.single and not a.dirty:
+            if start is None and shape is None:
+                fast.append((i, a, None))
+            else:
+                st, stop = read.read_window(store, schema, start, shape)
+                fast.append((i, a, window_slices(st, stop)))
+            continue
+        if start is None and shape is None:
+            st, stop = (0,) * len(schema.shape), schema.shape
+        else:
+            st, stop = read.read_window(store, schema, start, shape)
+        out = np.empty(tuple(b - x for x, b in zip(st, stop, strict=True)), dtype=schema.dtype.numpy)
+        jobs.append((a, st, stop, out))
+        results[i] = out
+    scan_jobs(store, array, jobs)
+    for i, r in enumerate(results):
+        if r is not None:
+            a = arrs[i]
+            assert a is not None
+            results[i] = read.finish(store, a.schema, r)
+    if fast:
+        assert var is not None
+
+        def emit(i: int, chunk: np.ndarray | None, a: ArrayState, sl: tuple[slice, ...] | None, own: bool) -> None:
+            schema = a.schema
+            if chunk is None:
+                shape_ = schema.shape if sl is None else tuple(x.stop - x.start for x in sl)
+                out = schema.new_chunk(shape_)
+            elif own and sl is None:
+                out = chunk  # a piece of a block decoded for this call alone
+            else:
+                out = (chunk if sl is None else sub_array(chunk, sl)).copy()
+            results[i] = read.finish(store, schema, out)
+
+        scan_single(store, var, fast, emit)
+    return results
+
+
+def scan_single(
+    store: Store,
+    var: Variable,
+    items: list[tuple[int, ArrayState, tuple[slice, ...] | None]],
+    emit: Callable[[int, np.ndarray | None, ArrayState, tuple[slice, ...] | None, bool], None],
+) -> None:
+    """Bulk read of one-chunk arrays with nothing buffered: one index lookup per array,
+    blocks fetched and decoded together (in bounded batches), each chunk handed to ``emit``
+    as a view into its block (``None`` when it was never stored).
+
+    The last argument of ``emit`` says the view is the caller's to keep: its block was
+    decoded for this call alone (not cached, not shared), the wanted chunks tile it
+    exactly, and no other item views the same chunk. Keeping such views saves a copy
+    and the memory of a second one."""
+    idx = store._index(var)
+    first = idx.first_chunk_row
+    rows = [first(a.aid) for _, a, _ in items]
+    seg_keys = [k for k, _ in var.all_segments()]
+    by_block: dict[BlockKey, list[int]] = {}
+    wanted: dict[BlockKey, tuple[int, int, int, int, int]] = {}
+    locs: list[tuple[int, int] | None] = []
+    needed = 0  # what the caller keeps: whole chunks, or the windows' share of them
+    for pos, j in enumerate(rows):
+        i, a, sl = items[pos]
+        if j < 0:
+            locs.append(None)
+            emit(i, None, a, sl, False)
+            continue
+        seg, offset, length, raw, crc, codec, filter_id, within, nbytes = idx.location(j)
+        key = (seg_keys[seg], offset)
+        if key not in wanted:
+            wanted[key] = (length, raw, crc, codec, filter_id)
+            by_block[key] = []
+        by_block[key].append(pos)
+        locs.append((within, nbytes))
+        size = a.schema.size
+        needed += nbytes if sl is None or not size else nbytes * math.prod(x.stop - x.start for x in sl) // size
+    total = sum(w[1] for w in wanted.values())
+    mode = scan_cache_mode(store, total, sum(w[0] for w in wanted.values()), needed)
+    # blocks that stay cached may come in big batches; others only a batch at a time
+    limit = SCAN_BATCH_BYTES if mode == "decoded" else min(SCAN_BATCH_BYTES, max(store._storage.scan_batch_bytes, total // 16))
+    keys = list(wanted)
+    b0 = 0
+    while b0 < len(keys):
+        acc = 0
+        b1 = b0
+        while b1 < len(keys) and (b1 == b0 or acc + wanted[keys[b1]][1] <= limit):
+            acc += wanted[keys[b1]][1]
+            b1 += 1
+        batch = {k: wanted[k] for k in keys[b0:b1]}
+        try:
+            blocks = fetch_blocks(
+                store._storage.get_many_ranges, store._cache, batch, read.describe_block(store, var), mode
+            )
+        except CorruptionError as e:
+            hit = {items[p][1].dataset for k in batch for p in by_block[k] if k[0] in str(e) and f"offset {k[1]} " in str(e)}
+            shown = ", ".join(repr(n) for n in sorted(hit)[:5])
+            raise CorruptionError(f"{e}; affects array {var.name!r} of dataset(s) {shown}") from None
+        except FileNotFoundError as e:
+            raise store._missing_error(f"a segment of variable {var.name!r} is missing: {e}") from None
+        for key, block in blocks.items():
+            # a fresh block is writable (cached ones are not); one view per chunk
+            whole = False
+            if block.flags.writeable:  # and the chunks tile it exactly (a damaged index could overlap them)
+                spans: dict[int, int] = {}
+                for p in by_block[key]:
+                    w, nb = locs[p]  # type: ignore[misc]
+                    spans[w] = max(nb, spans.get(w, 0))
+                end = 0
+                for w in sorted(spans):
+                    if w != end:
+                        break
+                    end += spans[w]
+                whole = end == block.nbytes
+            seen: set[int] = set()
+            for pos in by_block[key]:
+                i, a, sl = items[pos]
+                within, nbytes = locs[pos]  # type: ignore[misc]
+                own = whole and within not in seen
+                seen.add(within)
+                schema = a.schema
+                try:
+                    chunk = read.chunk_from_block(store, schema, block, within, nbytes, schema.shape)
+                except ValueError as e:
+                    raise CorruptionError(
+                        f"dataset {a.dataset!r}, array {a.name!r}: chunk does not fit its block: {e}"
+                    ) from None
+                emit(i, chunk, a, sl, own and not schema.dtype.is_string)
+        b0 = b1
+
+
+def scan_cache_mode(store: Store, decoded: int, stored: int, result: int) -> CacheMode:
+    """How a bulk read keeps blocks, so that its peak memory stays within 1.5x its result:
+    the decoded blocks when they are at most a quarter of the result, else their stored
+    (compressed) bytes when those are, else nothing (the rest of the half is left to the
+    batch in flight and per-dataset state). It uses whatever is cached either way."""
+    room = min(store._cache.budget // 2, result // 4)
+    if decoded <= room:
+        return "decoded"
+    if stored <= room:
+        return "stored"
+    return "read"
+
+
+def read_array_across_stacked(
+    store: Store,
+    array: str,
+    names: Sequence[str],
+    start: Sequence[int] | None = None,
+    shape: Sequence[int] | None = None,
+) -> np.ndarray:
+    """Read one array from many datasets into one ndarray of shape ``(len(names), *shape)``."""
+    arrs = across_arrays(store, array, names)
+    names = list(names)
+    for n, a in zip(names, arrs, strict=True):
+        if a is None:
+            raise KeyError(f"dataset {n!r} has no array named {array!r}")
+    present = [a for a in arrs if a is not None]
+    dtypes = {a.schema.dtype.name for a in present}
+    if len(dtypes) > 1:
+        raise TypeError(f"array {array!r} has different dtypes across these datasets: {sorted(dtypes)}")
+    windows = []
+    for a in present:
+        schema = a.schema
+        if start is None and shape is None:
+            windows.append(((0,) * len(schema.shape), schema.shape))
+        else:
+            windows.append(read.read_window(store, schema, start, shape))
+    shapes = {tuple(b - x for x, b in zip(st, stop, strict=True)) for st, stop in set(windows)}
+    if len(shapes) > 1:
+        raise ValueError(
+            f"array {array!r} has different shapes across these datasets ({len(shapes)} distinct); "
+            "pass start/shape to read a common window"
+        )
+    common = shapes.pop()
+    dt = present[0].schema.dtype
+    out = np.empty((len(present), *common), dtype=dt.numpy)
+    var = store._variables.get(array)
+    jobs = []
+    fast: list[tuple[int, ArrayState, tuple[slice, ...] | None]] = []
+    can_fast = var is not None and not len(var.pending)
+    for i, (a, (st, stop)) in enumerate(zip(present, windows, strict=True)):
+        if can_fast and a.schema.single and not a.dirty:
+            full = stop == a.schema.shape and not any(st)
+            fast.append((i, a, None if full else window_slices(st, stop)))
+        else:
+            jobs.append((a, st, stop, out[i, ...]))
+    scan_jobs(store, array, jobs)
+    if fast:
+        assert var is not None
+
+        def emit(i: int, chunk: np.ndarray | None, a: ArrayState, sl: tuple[slice, ...] | None, own: bool) -> None:
+            if chunk is None:
+                out[i, ...] = a.schema.fillscalar
+            else:
+                out[i, ...] = chunk if sl is None else sub_array(chunk, sl)
+
+        scan_single(store, var, fast, emit)
+    return read.finish(store, present[0].schema, out)
+
+
+def scan_jobs(store: Store, array: str, jobs: list[tuple[ArrayState, tuple[int, ...], tuple[int, ...], np.ndarray]]) -> None:
+    """Fill many windows of one variable, fetching and decoding blocks in bulk batches."""
+    var = store._variables.get(array)
+    # (out, out slices, chunk extent, dirty buffer or row number in `rows`)
+    pend_aids: list[int] = []
+    pend_cids: list[int] = []
+    pend_meta: list[tuple[np.ndarray, tuple[slice, ...], tuple[slice, ...], tuple[int, ...], Schema]] = []
+    for arr, st, stop, out in jobs:
+        if out.size == 0:
+            continue
+        schema = arr.schema
+        cs = schema.chunk_shape
+        if schema.single:
+            full = tuple(slice(a, b) for a, b in zip(st, stop, strict=True))
+            if arr.dirty:
+                out[...] = arr.dirty[0][full]
+                continue
+            pend_aids.append(arr.aid)
+            pend_cids.append(0)
+            pend_meta.append((out, ..., full, schema.shape, schema))  # type: ignore[arg-type]
+            continue
+        else:
+            ranges = [range(a // c, (b - 1) // c + 1) for a, b, c in zip(st, stop, cs, strict=True)]
+            coords_list = [tuple(r[i] for r, i in zip(ranges, rel, strict=True)) for rel in np.ndindex(*[len(r) for r in ranges])]
+        chunk_ids = [sum(c * s for c, s in zip(coords, schema.strides, strict=True)) for coords in coords_list]
+        if not all(cid in arr.dirty for cid in chunk_ids):
+            out.fill(schema.fillscalar)  # cells of chunks never written stay the fill value
+        for coords, cid in zip(coords_list, chunk_ids, strict=True):
+            extent = schema.chunk_extent(coords)
+            src = []
+            dst = []
+            for a, b, c, n, ext in zip(st, stop, coords, cs, extent, strict=True):
+                o = c * n
+                lo = max(a, o)
+                hi = min(b, o + ext)
+                src.append(slice(lo - o, hi - o))
+                dst.append(slice(lo - a, hi - a))
+            buf = arr.dirty.get(cid)
+            if buf is not None:
+                out[tuple(dst)] = buf[tuple(src)]
+                continue
+            pend_aids.append(arr.aid)
+            pend_cids.append(cid)
+            pend_meta.append((out, tuple(dst), tuple(src), extent, schema))
+    if not pend_aids:
+        return
+    if var is None:
+        for out, _, _, _, schema in pend_meta:
+            out.fill(schema.fillscalar)
+        return
+    aids = np.asarray(pend_aids, dtype=np.uint64)
+    cids = np.asarray(pend_cids, dtype=np.uint64)
+    committed = store._index(var)
+    found_c = committed.find_many(aids, cids)
+    found_p = var.pending.find_many(aids, cids) if len(var.pending) else np.full(len(aids), -1)
+    # gather rows: pending wins over committed
+    use_p = found_p >= 0
+    use_c = (~use_p) & (found_c >= 0)
+    sel = np.flatnonzero(use_p | use_c)
+    for k in np.flatnonzero(~(use_p | use_c)).tolist():
+        out, where_, _, _, schema = pend_meta[k]
+        if where_ is ...:
+            out.fill(schema.fillscalar)  # a one-chunk array never written
+    if len(sel) == 0:
+        return
+    rows = empty_rows(len(sel))
+    p_sel = use_p[sel]
+    if p_sel.any():
+        rows[p_sel] = var.pending.rows[found_p[sel][p_sel]]
+    if (~p_sel).any():
+        rows[~p_sel] = committed.rows[found_c[sel][~p_sel]]
+    segs = var.all_segments()
+    seg_keys = [k for k, _ in segs]
+    # batch by raw bytes so decoded blocks held at once stay small next to the result;
+    # blocks are cached only when they are not much bigger than what the reads need
+    raw = rows["raw_size"]
+    order = np.lexsort((rows["offset"], rows["seg"]))
+    result_bytes = sum({id(m[0]): int(m[0].nbytes) for m in pend_meta}.values())
+    batch_budget = min(SCAN_BATCH_BYTES, max(store._storage.scan_batch_bytes, result_bytes // 16))
+    block_ids = np.stack([rows["seg"].astype(np.int64), rows["offset"].astype(np.int64)], axis=1)
+    first = np.unique(block_ids, axis=0, return_index=True)[1]
+    mode = scan_cache_mode(store, int(raw[first].sum()), int(rows["length"][first].sum()), result_bytes)
+    start_i = 0
+    n = len(order)
+    while start_i < n:
+        acc = 0
+        end_i = start_i
+        seen: set[tuple[int, int]] = set()
+        while end_i < n:
+            r = order[end_i]
+            bk = (int(rows["seg"][r]), int(rows["offset"][r]))
+            if bk not in seen:
+                if acc and acc + int(raw[r]) > batch_budget:
+                    break
+                seen.add(bk)
+                acc += int(raw[r])
+            end_i += 1
+        batch = order[start_i:end_i]
+        brows = rows[batch]
+        try:
+            blocks = read.get_blocks(store, var, brows, cache=mode)
+        except CorruptionError as e:
+            raise CorruptionError(f"{e}; {read.owners(store, var, brows, str(e))}") from None
+        within = brows["within"].tolist()
+        nbytes = brows["nbytes"].tolist()
+        bseg = brows["seg"].tolist()
+        boff = brows["offset"].tolist()
+        for j, ri in enumerate(batch.tolist()):
+            out, dst_t, src_t, extent, schema = pend_meta[int(sel[ri])]
+            block = blocks[(seg_keys[bseg[j]], boff[j])]
+            try:
+                chunk = read.chunk_from_block(store, schema, block, within[j], nbytes[j], extent)
+            except ValueError as e:
+                raise CorruptionError(f"a chunk of variable {array!r} does not fit its block: {e}") from None
+            out[dst_t] = chunk[src_t]
+        start_i = end_i
+
