@@ -1,0 +1,215 @@
+"""The catalogue table: typed columns of attributes and array fields over the live datasets.
+
+Raw records are read through the handle's snapshot (:mod:`atlas.catalog.snapshot`);
+materialised datasets are read directly, without decoding what is still encoded, and
+merged in. Only metadata is used.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from itertools import chain, compress
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..errors import CorruptionError
+from .columns import Column, merge_columns, typed_column
+from .gather import (
+    ArrayHits,
+    AttributeHits,
+    array_hits,
+    attribute_hits,
+    attribute_keys,
+    concatenated,
+    field_columns,
+)
+from .snapshot import forget, snapshot_for
+from .source import (
+    dataset_records,
+    materialize_all,
+    metadata_location,
+    record_attribute_keys,
+    schema_table,
+    state_array,
+    state_attributes,
+)
+
+if TYPE_CHECKING:
+    from ..core.atlas import Store
+
+#: Per-array catalogue fields, in column order.
+FIELDS = ("dtype", "shape", "min", "max", "null_count", "row_count")
+
+#: Prefix of an attribute column whose key clashes with an ``ARRAY.FIELD`` column.
+ATTR_PREFIX = "attr:"
+
+
+def split_field(name: str, live: Mapping[str, Any] | set[str]) -> tuple[str, str] | None:
+    """``(array, field)`` when ``name`` is ``ARRAY.FIELD`` of a live array."""
+    head, dot, field = name.rpartition(".")
+    if dot and field in FIELDS and head in live:
+        return head, field
+    return None
+
+
+def name_list(value: Any, what: str) -> list[str] | None:
+    """A ``catalog()`` argument as a list of distinct names (None stays None)."""
+    if value is None:
+        return None
+    if isinstance(value, (str, bytes)):
+        raise TypeError(f"{what} must be a list of names, not a {type(value).__name__}")
+    try:
+        items = list(value)
+    except TypeError:
+        raise TypeError(f"{what} must be a list of names, not {type(value).__name__}") from None
+    for x in items:
+        if not isinstance(x, str):
+            raise TypeError(f"{what} must hold str names, found {type(x).__name__}")
+    return list(dict.fromkeys(items))
+
+
+@dataclass(slots=True)
+class Table:
+    """Typed columns over the live datasets, by attribute key and by array and field."""
+
+    names: list[str]
+    attributes: dict[str, Column]
+    arrays: dict[str, dict[str, Column]]
+
+
+def table(store: Store, attribute_keys: Sequence[str] | None, arrays: Mapping[str, Iterable[str]]) -> Table:
+    """Typed columns of the wanted attributes (every key when ``attribute_keys`` is None)
+    and array fields over the live datasets, from metadata alone."""
+    try:
+        return _table_once(store, attribute_keys, arrays)
+    except (TypeError, ValueError, IndexError, KeyError, AttributeError):
+        pass
+    # a malformed record: materialising every dataset reports it precisely
+    forget(store)
+    materialize_all(store)
+    try:
+        return _table_once(store, attribute_keys, arrays)
+    except (TypeError, ValueError, IndexError, KeyError, AttributeError) as e:
+        raise CorruptionError(f"{metadata_location(store)} is malformed: {e}") from None
+
+
+def _table_once(store: Store, attribute_keys: Sequence[str] | None, arrays: Mapping[str, Iterable[str]]) -> Table:
+    view = LiveView(store)
+    keys = view.all_keys() if attribute_keys is None else attribute_keys
+    attributes = {k: view.attribute(k) for k in keys}
+    columns = {a: view.array(a, fields) for a, fields in arrays.items()}
+    return Table(view.names, attributes, columns)
+
+
+class LiveView:
+    """The live datasets of a handle, as rows: raw records (through the snapshot) and
+    materialised ones."""
+
+    def __init__(self, store: Store) -> None:
+        records = dataset_records(store)
+        self.names = records.names
+        self.records = records.records
+        self.n = len(self.records)
+        self.states = records.states
+        self.state_rows = records.state_rows
+        self.schemas = schema_table(store)
+        self.where = metadata_location(store)
+        self.snapshot, self.placement = snapshot_for(
+            store, records.raw, records.raw_rows, self.records, self.schemas, self.where
+        )
+        self._state_attributes: tuple[list[list[Any]], np.ndarray, list[dict[str, tuple[str, Any]]], list[int]] | None
+        self._state_attributes = None
+        self._schema_numbers: dict[int, int] = {}
+
+    # ---- materialised datasets
+    def state_attribute_hits(self, key: str) -> AttributeHits:
+        """Where one attribute is among the materialised datasets."""
+        if self._state_attributes is None:
+            self._state_attributes = state_attributes(self.states, self.state_rows)
+        lists, list_rows, dicts, dict_rows = self._state_attributes
+        return attribute_hits(key, lists, list_rows, dicts, dict_rows)
+
+    def state_array_hits(self, name: str) -> ArrayHits:
+        """Where one array is among the materialised datasets."""
+        rows, numbers, statistics, keyed = state_array(
+            self.states, self.state_rows, name, self.schemas, self._schema_numbers
+        )
+        return array_hits(rows, numbers, statistics, keyed)
+
+    # ---- columns
+    def all_keys(self) -> list[str]:
+        """Every attribute key of the live datasets, in order of first appearance."""
+        keys = list(self.snapshot.key_set())
+        if not self.states and self.placement.same:
+            return keys
+        if self._state_attributes is None:
+            self._state_attributes = state_attributes(self.states, self.state_rows)
+        lists, _, dicts, _ = self._state_attributes
+        candidates = list(dict.fromkeys(chain(keys, *map(attribute_keys, lists), *dicts)))
+        first: dict[str, int] = {}  # key -> first row holding it
+        for key in candidates:
+            column = self.attribute(key)
+            if not column.mask.all():
+                first[key] = int(np.argmin(column.mask))
+        order: list[str] = []
+        for row in sorted(set(first.values())):
+            order.extend(k for k in record_attribute_keys(self.records[row]) if first.get(k) == row)
+        return list(dict.fromkeys(order))
+
+    def attribute(self, key: str) -> Column:
+        """The typed column of one attribute."""
+        column = self.placement.project(self.snapshot.attribute_column(key))
+        if not self.states:
+            return column
+        state_hits = self.state_attribute_hits(key)
+        where = f"{self.where}, attribute {key!r}"
+        state_column = typed_column(
+            self.n, state_hits.rows, state_hits.values, state_hits.dtypes, state_hits.dtypes, where
+        )
+        merged = merge_columns(column, state_column)
+        if merged is not None:
+            return merged
+        # kinds differ between raw and materialised datasets: type all values together
+        hits = self.snapshot.attribute_hits(key)
+        rows, keep = self.placement.current_rows(hits.rows)
+        dtypes, values = hits.dtypes, hits.values
+        if keep is not None:
+            dtypes, values = list(compress(dtypes, keep)), list(compress(values, keep))
+        dtypes, values = dtypes + state_hits.dtypes, values + state_hits.values
+        return typed_column(self.n, np.concatenate([rows, state_hits.rows]), values, dtypes, dtypes, where)
+
+    def array(self, name: str, fields: Iterable[str]) -> dict[str, Column]:
+        """Typed columns of some fields of one array."""
+        fields = list(fields)
+        snapshot_columns = self.snapshot.array_fields(name, fields, self.schemas)
+        out = {f: self.placement.project(column) for f, column in snapshot_columns.items()}
+        if not self.states:
+            return out
+        state_hits = self.state_array_hits(name)
+        state_columns = field_columns(self.n, name, state_hits, fields, self.schemas, self.where)
+        unmerged: list[str] = []
+        for f in fields:
+            merged = merge_columns(out[f], state_columns[f])
+            if merged is None:
+                unmerged.append(f)
+            else:
+                out[f] = merged
+        if unmerged:  # kinds differ between raw and materialised datasets: type all together
+            both = concatenated(self._current_array_hits(name), state_hits)
+            out.update(field_columns(self.n, name, both, unmerged, self.schemas, self.where))
+        return out
+
+    def _current_array_hits(self, name: str) -> ArrayHits:
+        """The snapshot's hits of one array, over the current rows."""
+        hits = self.snapshot.array_hits(name, self.schemas)
+        rows, keep = self.placement.current_rows(hits.rows)
+        numbers = hits.schemas if keep is None else hits.schemas[np.array(keep, dtype=bool)]
+        stat_rows, stat_keep = self.placement.current_rows(hits.stat_rows)
+        if stat_keep is None:
+            stat_numbers, statistics = hits.stat_schemas, hits.statistics_lists()
+        else:
+            stat_numbers = hits.stat_schemas[np.array(stat_keep, dtype=bool)]
+            statistics = list(compress(hits.statistics_lists(), stat_keep))
+        return ArrayHits(rows, numbers, stat_rows, stat_numbers, statistics, False)
