@@ -1,0 +1,306 @@
+"""NetCDF ingest: a directory tree of NetCDF files becomes datasets of one store.
+
+One file gives one dataset, named after its path relative to the source directory
+(see :func:`dataset_name`). Files are decoded with xarray's CF conventions (masked
+fill values become NaN, times become ``datetime64``, character arrays become
+strings) and written with ``Atlas.add_xarray_dataset``.
+
+Decoding a NetCDF file through xarray is Python-heavy and holds the GIL, so it runs
+in worker processes that send each decoded dataset back to the main thread; the
+store handle is not thread-safe, so every store write happens on that one thread.
+Files whose decoded size exceeds a per-file limit are not sent whole: the main
+thread opens them lazily with dask blocks of ``chunk_size`` bytes, and
+``add_xarray_dataset`` streams them block by block, so memory stays bounded
+whatever the size of the files or of the folder.
+
+The package's modules each do one job: :mod:`.files` finds the files and names their
+datasets, :mod:`.reading` decodes one file, :mod:`.workers` runs the reader processes,
+:mod:`.target` opens or creates the store, :mod:`.report` holds what an ingest tells,
+and :mod:`.synthetic` writes sample files. The ingest itself is here, so that its
+limits (``MIN_INGEST_BUFFER_BYTES``...) and the ``open_netcdf`` it streams with are
+the package's own attributes, as they were before it was split.
+
+An ingest is all-or-nothing by default: everything goes through one store handle
+that is flushed once at the end. If any file fails, nothing is flushed, so an
+existing store keeps its last committed version, and a store the ingest created
+itself is removed again. With ``skip_errors=True`` failing files are skipped and
+reported, and the rest is committed. A failure of the store itself (a full disk, a
+bucket refusing writes, a service still failing after its retries) is never blamed on
+a file: it stops the ingest, with or without ``skip_errors``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ...errors import CorruptionError, StorageError
+from ..xarray import add_xarray_dataset
+from .files import NAME_SEPARATOR, NETCDF_SUFFIXES, SourceFile, dataset_name, find_netcdf_files
+from .reading import (
+    MAX_INLINE_BYTES,
+    Decoded,
+    GroupIgnoredWarning,
+    describe_error,
+    open_netcdf,
+    plan_chunks,
+    read_netcdf,
+    record_warnings,
+)
+from .report import IngestError, IngestProgress, IngestReport, WarningRecord
+from .synthetic import write_synthetic_profiles as write_synthetic_profiles  # for the demo
+from .target import dir_bytes, prepare_store
+from .workers import Readers, release_memory_promptly, worker_pool
+from .workers import default_jobs as _default_jobs  # the name the command line imports
+
+if TYPE_CHECKING:
+    from ...core.atlas import Store as Atlas
+
+__all__ = [
+    "DEFAULT_CHUNK_SIZE",
+    "NAME_SEPARATOR",
+    "NETCDF_SUFFIXES",
+    "GroupIgnoredWarning",
+    "IngestError",
+    "IngestProgress",
+    "IngestReport",
+    "SourceFile",
+    "dataset_name",
+    "find_netcdf_files",
+    "ingest_directory",
+    "open_netcdf",
+    "plan_chunks",
+    "read_netcdf",
+    "release_memory_promptly",
+    "worker_pool",
+]
+
+#: Target size of one dask block when a large file is streamed. Streaming holds a few
+#: copies of a block at once (as read, CF-decoded, buffered by the store, and while the
+#: store computes statistics and compresses): streaming adds about 7 blocks to memory.
+DEFAULT_CHUNK_SIZE = 16 << 20
+#: Least buffer of chunk bytes before the store writes chunks ahead during an ingest
+#: (the buffer is half a streaming block, and at least this).
+MIN_INGEST_BUFFER_BYTES = 8 << 20
+#: Below this many files, decoding in the main process beats starting workers.
+MIN_FILES_FOR_WORKERS = 16
+
+# Failures of the store, never of the file being added. Everything the store's storage
+# raises on failing comes as StorageError (see target.prepare_store); CorruptionError is
+# about bytes already in the store.
+_STORE_FAILURES = (StorageError, CorruptionError)
+
+
+def ingest_directory(
+    source: str | os.PathLike[str],
+    store_path: str | os.PathLike[str],
+    *,
+    codec: str | None = None,
+    meta_format: str = "msgpack",
+    meta_compression: str = "zstd",
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    skip_errors: bool = False,
+    jobs: int | None = None,
+    update: bool = False,
+    progress: IngestProgress | None = None,
+    max_inline_bytes: int | None = None,
+) -> IngestReport:
+    """Ingest every NetCDF file under ``source`` into the store at ``store_path``.
+
+    The store is created when missing, with ``codec`` (default zstd) for data and
+    compact metadata (msgpack, zstd-compressed: per-file attributes make up most of
+    the metadata of a NetCDF collection, and JSON would be ten times the data). Each file
+    becomes one dataset named by :func:`dataset_name`. A name already in the store
+    is an error, unless ``update`` is true: then such files are left alone and only
+    the new ones are added. ``jobs`` worker processes decode files (default: one
+    per core; ``1`` decodes in this process). Files whose decoded size exceeds
+    ``max_inline_bytes`` (default: a quarter of ``chunk_size``, at most 32 MiB) are
+    streamed in dask blocks of about ``chunk_size`` bytes, which also become their
+    chunks in the store.
+
+    All-or-nothing unless ``skip_errors``: on the first failing file nothing is
+    committed, a store created by this call is removed, and :class:`IngestError`
+    says which file failed and why. Failures of the store itself (a full disk, a
+    bucket refusing writes, a service still failing after its retries) always stop
+    the ingest with an :class:`IngestError` naming the store, and never count as a
+    failing file. A store whose create was interrupted (a directory holding only
+    ``atlas.json`` or temporary files, say) is created again.
+
+    Workers are started with multiprocessing's ``forkserver`` method, so a script
+    calling this with ``jobs > 1`` needs the usual ``if __name__ == "__main__":``
+    guard.
+    """
+    t0 = time.perf_counter()
+    src_root = Path(source)
+    report = IngestReport(source=str(src_root), store=os.fspath(store_path))
+    if not src_root.is_dir():
+        raise IngestError(f"{src_root} is not a directory")
+    if chunk_size < 1:
+        raise IngestError("the chunk size must be at least 1 byte")
+    jobs = _default_jobs() if jobs is None else jobs
+    if jobs < 1:
+        raise IngestError("--jobs must be at least 1")
+    max_inline = max_inline_bytes if max_inline_bytes is not None else min(MAX_INLINE_BYTES, chunk_size // 4)
+    files = _source_files(src_root, skip_errors, report)
+    store, cleanup = prepare_store(report.store, codec, (meta_format, meta_compression), report)
+    report.store = store.location
+    committed = False
+    try:
+        todo = _new_files(store, files, update, report)
+        # writing ahead costs a few times the buffer while statistics are taken: keep it small
+        store.buffer_bytes = min(store.buffer_bytes, max(MIN_INGEST_BUFFER_BYTES, chunk_size // 2))
+        if progress is not None:
+            progress.start(len(todo), sum(s.size for s in todo))
+        use_workers = jobs > 1 and len(todo) >= MIN_FILES_FOR_WORKERS
+        readers = Readers(todo, jobs if use_workers else 1, max_inline)
+        _write_files(store, readers, chunk_size, skip_errors, report, progress)
+        if progress is not None:
+            progress.stage("committing")
+        try:
+            store.flush()
+        except StorageError as exc:
+            raise IngestError(f"{_one_line(exc)}; stopped while committing the ingest") from exc
+        committed = True
+    finally:
+        if progress is not None:
+            progress.close()
+        if not committed:
+            cleanup()
+    report.version = store.version
+    report.store_bytes_after = dir_bytes(store.location)
+    report.seconds = time.perf_counter() - t0
+    return report
+
+
+def _source_files(src_root: Path, skip_errors: bool, report: IngestReport) -> list[SourceFile]:
+    """The NetCDF files under ``src_root``, those whose names clash refused or skipped."""
+    files = find_netcdf_files(src_root)
+    report.files_found = len(files)
+    if not files:
+        raise IngestError(
+            f"found no NetCDF files ({', '.join(NETCDF_SUFFIXES)}) under {src_root}"
+        )
+    return _check_names(files, skip_errors, report)
+
+
+def _check_names(files: list[SourceFile], skip_errors: bool, report: IngestReport) -> list[SourceFile]:
+    """Refuse (or skip) files whose dataset names collide."""
+    first: dict[str, SourceFile] = {}
+    keep: list[SourceFile] = []
+    clashes: list[tuple[SourceFile, SourceFile]] = []
+    for src in files:
+        other = first.get(src.name)
+        if other is None:
+            first[src.name] = src
+            keep.append(src)
+        else:
+            clashes.append((src, other))
+    if clashes and not skip_errors:
+        src, other = clashes[0]
+        more = f" (and {len(clashes) - 1} more clashes)" if len(clashes) > 1 else ""
+        raise IngestError(
+            f"{src.relpath} and {other.relpath} would both become dataset {src.name!r}{more}; "
+            "rename one, or pass --skip-errors to skip the later one"
+        )
+    for src, other in clashes:
+        report.skipped.append((src.relpath, f"its dataset name {src.name!r} is taken by {other.relpath}"))
+    return keep
+
+
+def _new_files(store: Atlas, files: list[SourceFile], update: bool, report: IngestReport) -> list[SourceFile]:
+    """The files not yet in the store; those already in it are an error unless ``update``."""
+    present = [s for s in files if store.dataset_exists(s.name)]
+    if present and not update:
+        raise IngestError(
+            f"{len(present)} of the {len(files)} files are already in the store "
+            f"(e.g. {present[0].relpath} as {present[0].name!r}); "
+            "pass --update to add only the new files"
+        )
+    report.files_present = len(present)
+    return [s for s in files if not store.dataset_exists(s.name)]
+
+
+def _write_files(
+    store: Atlas,
+    readers: Readers,
+    chunk_size: int,
+    skip_errors: bool,
+    report: IngestReport,
+    progress: IngestProgress | None,
+) -> None:
+    """Add each file as the readers deliver it; the first failing file stops the ingest
+    unless ``skip_errors``."""
+    try:
+        for src, decoded in readers:
+            report.warnings.extend(WarningRecord(src.relpath, c, m) for c, m in decoded.warnings)
+            error = decoded.error
+            if error is None:
+                error = _write_file(store, src, decoded, chunk_size, report)
+            decoded.dataset = None
+            if error is not None:
+                if not skip_errors:
+                    raise IngestError(
+                        f"{src.relpath}: {error}. Nothing was committed"
+                        + ("" if report.created else "; the store is unchanged")
+                        + " (pass --skip-errors to skip failing files)"
+                    )
+                report.skipped.append((src.relpath, error))
+            else:
+                report.added.append(src.name)
+                report.bytes_in += src.size
+            if progress is not None:
+                progress.advance(1, src.size)
+    finally:
+        readers.close()
+
+
+def _write_file(store: Atlas, src: SourceFile, decoded: Decoded, chunk_size: int, report: IngestReport) -> str | None:
+    """Add one file as a dataset: None when added, else why the file failed. A failure
+    of the store itself raises :class:`IngestError`."""
+    try:
+        raised = _add_dataset(store, src, decoded, chunk_size)
+    except MemoryError:
+        raise
+    except _UnreadableFile as exc:
+        return str(exc)
+    except _STORE_FAILURES as exc:  # the store's disk or bucket, not this file: stop
+        raise IngestError(
+            f"{_one_line(exc)}; stopped while adding {src.relpath} (not that file's fault); "
+            "nothing was committed"
+        ) from exc
+    except Exception as exc:  # data this file holds that cannot be stored
+        if store.dataset_exists(src.name):
+            store.delete_dataset(src.name)  # never keep half a file
+        return describe_error(exc, reading=False)
+    report.warnings.extend(WarningRecord(src.relpath, c, m) for c, m in raised)
+    return None
+
+
+class _UnreadableFile(Exception):
+    """A file the writer could not open for streaming (a per-file failure)."""
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()).rstrip(".")
+    return text or type(exc).__name__
+
+
+def _add_dataset(store: Atlas, src: SourceFile, decoded: Decoded, chunk_size: int) -> list[tuple[str, str]]:
+    """Write one decoded (or to-be-streamed) file as a dataset; return the warnings raised."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        if decoded.dataset is not None:
+            add_xarray_dataset(store, decoded.dataset, src.name)
+        else:
+            try:
+                ds = open_netcdf(src.path, chunk_bytes=chunk_size)
+            except Exception as exc:
+                raise _UnreadableFile(describe_error(exc)) from exc
+            try:
+                add_xarray_dataset(store, ds, src.name)
+            finally:
+                ds.close()
+    return record_warnings(caught)

@@ -1,0 +1,137 @@
+"""The reader processes of an ingest: files decoded ahead of the writer, in order.
+
+Decoding a NetCDF file through xarray is Python-heavy and holds the GIL, so it runs in
+worker processes that send each decoded dataset back to the one thread that writes
+the store.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+from collections import deque
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+
+from .files import SourceFile
+from .reading import Decoded, read_netcdf
+
+__all__ = ["Readers", "default_jobs", "release_memory_promptly", "worker_pool"]
+
+
+def release_memory_promptly() -> None:
+    """Make glibc hand freed multi-MiB buffers straight back to the system.
+
+    By default glibc raises its mmap threshold to the size of the largest buffer
+    freed (up to 32 MiB), after which blocks of that size come from the heap and
+    are kept: a streaming ingest would then hold on to every block size it ever
+    used. Fixing the threshold at 1 MiB keeps the resident size near what is in
+    use. Does nothing on other C libraries.
+    """
+    import ctypes
+    import platform
+
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-3, 1 << 20)  # M_MMAP_THRESHOLD
+    except (OSError, AttributeError):
+        pass
+
+
+def _worker_init() -> None:
+    """Readers leave Ctrl-C to the main process, which shuts them down."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    release_memory_promptly()
+
+
+def worker_pool(jobs: int) -> ProcessPoolExecutor:
+    """Worker processes for NetCDF work, forked from a server that has imported xarray.
+
+    ``forkserver`` rather than ``fork``: this process may already run threads
+    (dask, compression), which must not be forked. The server is started once per
+    process, so every pool shares its preloaded (and memory-shared) modules.
+    """
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload([__name__, "netCDF4", "xarray"])
+    return ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_worker_init)
+
+
+def default_jobs() -> int:
+    """How many reader processes to start by default: one per core this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+class Readers:
+    """Decodes files ahead of the writer, in order, with a bounded number in flight."""
+
+    def __init__(self, files: Sequence[SourceFile], jobs: int, max_inline: int) -> None:
+        self._files = files
+        self._jobs = jobs
+        self._max_inline = max_inline
+        self._window = 2 * jobs
+        self._pool: ProcessPoolExecutor | None = None
+        self._pending: deque[tuple[SourceFile, Future[Decoded]]] = deque()
+        self._next = 0
+
+    def _start_pool(self) -> ProcessPoolExecutor:
+        return worker_pool(self._jobs)
+
+    def _fill(self) -> None:
+        assert self._pool is not None
+        while len(self._pending) < self._window and self._next < len(self._files):
+            src = self._files[self._next]
+            self._next += 1
+            self._pending.append((src, self._pool.submit(read_netcdf, str(src.path), self._max_inline)))
+
+    def __iter__(self) -> Iterator[tuple[SourceFile, Decoded]]:
+        if self._jobs <= 1:
+            for src in self._files:
+                yield src, read_netcdf(str(src.path), self._max_inline)
+            return
+        self._pool = self._start_pool()
+        try:
+            while True:
+                self._fill()
+                if not self._pending:
+                    return
+                src, fut = self._pending.popleft()
+                try:
+                    result = fut.result()
+                except BrokenProcessPool:
+                    result = self._after_crash(src)
+                yield src, result
+        finally:
+            self.close()
+
+    def _after_crash(self, src: SourceFile) -> Decoded:
+        """A reader died (the NetCDF library crashed): find out whether on this file."""
+        assert self._pool is not None
+        retry = [s for s, _ in self._pending]
+        self._pending.clear()
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._pool = self._start_pool()
+        try:
+            result = self._pool.submit(read_netcdf, str(src.path), self._max_inline).result()
+        except BrokenProcessPool:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = self._start_pool()
+            result = Decoded(error="the NetCDF library crashed while reading this file")
+        for s in retry:
+            self._pending.append((s, self._pool.submit(read_netcdf, str(s.path), self._max_inline)))
+        return result
+
+    def close(self) -> None:
+        """Stop the workers, dropping decoded files nobody will write."""
+        self._pending.clear()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+
