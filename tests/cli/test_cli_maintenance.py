@@ -1,22 +1,17 @@
-"""The ``atlas`` commands for a store's history: versions, tag, expire, and compact's grace
-period, run as a subprocess like a user would."""
+"""The commands that change a store or check it, run as a subprocess like a user would:
+``rm``, ``compact`` (and its grace period), ``verify``, and the store's history:
+``versions``, ``tag`` and ``expire``."""
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
+import shutil
 from pathlib import Path
 
 import numpy as np
+from cli_helpers import assert_one_line_error, run
 
 import atlas
-
-
-def run(*args: str | Path, rc: int = 0) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run([sys.executable, "-m", "atlas", *map(str, args)], capture_output=True, text=True, timeout=120)
-    assert proc.returncode == rc, f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
-    return proc
 
 
 def _store(path: Path, commits: int = 3) -> Path:
@@ -27,6 +22,27 @@ def _store(path: Path, commits: int = 3) -> Path:
         ds.write_array("x", [0], np.full(100, float(i)))
         store.flush()
     return path
+
+
+def test_rm_compact_and_verify(built: tuple[Path, Path], tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    shutil.copytree(built[1], store)
+    assert_one_line_error(run("rm", store, "south:p0000", "nope", rc=None), "nope")
+    assert len(atlas.Atlas.open(store).list_datasets()) == 6  # nothing was removed
+    proc = run("rm", store, "south:p0000", "south:p0002")
+    assert proc.stdout.startswith("removed 2 datasets")
+    assert "south:p0000" not in atlas.Atlas.open(store).list_datasets()
+    compact = json.loads(run("compact", store, "--prune-now", "--json").stdout)
+    assert compact["bytes_after"] < compact["bytes_before"]
+    assert "no problems found" in run("verify", store).stdout
+
+    segment = max((store / "data").iterdir(), key=lambda p: p.stat().st_size)
+    raw = bytearray(segment.read_bytes())
+    mid = len(raw) // 2
+    raw[mid : mid + 8] = bytes(b ^ 0xFF for b in raw[mid : mid + 8])
+    segment.write_bytes(bytes(raw))
+    result = json.loads(run("verify", store, "--json", rc=1).stdout)
+    assert result["ok"] is False and result["problems"]
 
 
 def test_versions_tag_expire_and_compact(tmp_path: Path) -> None:

@@ -1,0 +1,140 @@
+"""``atlas ingest``, run as a subprocess (``python -m atlas``) on real NetCDF files, and its
+progress output."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xarray as xr
+from cli_helpers import assert_one_line_error, run, run_in_pty
+from test_netcdf import assert_same_values, write_tree
+
+import atlas
+from atlas.cli import LogProgress
+
+ARGO = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "argo"
+
+
+def test_log_progress_lines() -> None:
+    out = io.StringIO()
+    progress = LogProgress("ingest", interval=0.0, out=out)
+    progress.start(4, 4096)
+    progress.advance(1, 1024)
+    progress.advance(3, 3072)
+    lines = out.getvalue().splitlines()
+    assert lines[0].startswith("ingest: 1/4 files, 1.0 KiB/4.0 KiB, ") and "ETA" in lines[0]
+    assert lines[1].startswith("ingest: 4/4 files, 4.0 KiB/4.0 KiB")
+    quiet = io.StringIO()
+    slow = LogProgress("ingest", interval=3600.0, out=quiet)
+    slow.start(4, 4096)
+    slow.advance(4, 4096)
+    assert quiet.getvalue() == ""  # short runs stay silent
+
+
+def test_ingest_summary_groups_warnings(built: tuple[Path, Path]) -> None:
+    src, _ = built
+    tmp = built[1].parent / "again"
+    proc = run("ingest", src, tmp)
+    out = proc.stdout
+    assert out.startswith(f"created {tmp}: 6 datasets added from 6 files")
+    assert "1 x GroupIgnoredWarning: group '…' ignored" in out
+    assert "--verbose" in out and "grouped.nc" not in out
+    verbose = run("ingest", src, tmp, "--update", "--verbose").stdout
+    assert "0 datasets added" in verbose and "6 already present" in verbose
+
+
+def test_existing_names_need_update(built: tuple[Path, Path]) -> None:
+    src, store = built
+    assert_one_line_error(run("ingest", src, store, rc=None), "already in the store", "--update")
+
+
+def test_update_adds_only_new_files(tmp_path: Path) -> None:
+    write_tree(tmp_path / "src", 3)
+    quiet = run("ingest", tmp_path / "src", tmp_path / "store", "-q")
+    assert quiet.stderr == "" and quiet.stdout.startswith("created")
+    write_tree(tmp_path / "src", 2, start=3)
+    out = run("ingest", tmp_path / "src", tmp_path / "store", "--update", "--json").stdout
+    report = json.loads(out)
+    assert report["datasets_added"] == 2 and report["files_already_present"] == 3
+    assert sorted(report["added"]) == ["north:p0003", "south:p0004"]
+    assert len(atlas.Atlas.open(tmp_path / "store").list_datasets()) == 5
+
+
+def test_corrupt_file_fails_cleanly_or_is_skipped(tmp_path: Path) -> None:
+    src, store = tmp_path / "src", tmp_path / "store"
+    write_tree(src, 3)
+    (src / "south" / "broken.nc").write_bytes(b"CDF\x01" + os.urandom(200))
+    proc = run("ingest", src, store, rc=None)
+    assert_one_line_error(proc, "south/broken.nc", "--skip-errors")
+    assert not store.exists()  # the store it created is gone again
+
+    proc = run("ingest", src, store, "--skip-errors", rc=3)
+    assert "3 datasets added from 4 files" in proc.stdout
+    assert "skipped 1 file:\n  south/broken.nc: " in proc.stdout
+    assert atlas.Atlas.open(store).list_datasets() == ["north:p0001", "south:p0000", "south:p0002"]
+
+    write_tree(src, 1, start=3)  # a good new file, and the broken one still there
+    before = atlas.Atlas.open(store)
+    assert_one_line_error(run("ingest", src, store, "--update", rc=None), "broken.nc", "unchanged")
+    after = atlas.Atlas.open(store)
+    assert (after.version, after.list_datasets()) == (before.version, before.list_datasets())
+
+
+def test_progress_bar_on_a_terminal_and_log_lines_when_piped(tmp_path: Path) -> None:
+    write_tree(tmp_path / "src", 4)
+    rc, out = run_in_pty("ingest", tmp_path / "src", tmp_path / "tty")
+    assert rc == 0, out
+    assert "ingest 4/4 files: 100%|" in out and "\r" in out
+    assert "created" in out
+
+    proc = run("ingest", tmp_path / "src", tmp_path / "piped")
+    assert proc.stderr == ""  # no bar; a run this short prints no log lines either
+    assert proc.stdout.startswith("created")
+
+
+def test_parallel_ingest_and_codec(tmp_path: Path) -> None:
+    write_tree(tmp_path / "src", 20)
+    args = ["-j", "2", "--codec", "lz4", "--meta-format", "json", "--meta-compression", "none", "--json"]
+    report = json.loads(run("ingest", tmp_path / "src", tmp_path / "store", *args).stdout)
+    assert report["datasets_added"] == 20
+    info = json.loads(run("info", tmp_path / "store", "--json").stdout)
+    assert info["codec"] == "lz4" and info["datasets"] == 20
+    assert_one_line_error(
+        run("ingest", tmp_path / "src", tmp_path / "store", "--update", "--codec", "zstd", rc=None),
+        "codec",
+    )
+
+
+# ---------------------------------------------------------------------------- real Argo profiles
+
+
+@pytest.mark.skipif(not ARGO.is_dir(), reason=f"real Argo profiles not found at {ARGO}")
+def test_real_argo_profiles(tmp_path: Path) -> None:
+    # a few profiles of every float, linked into a private tree to keep the test quick
+    src = tmp_path / "argo"
+    picked = []
+    for float_dir in sorted(p for p in ARGO.glob("*/*") if p.is_dir()):
+        for f in sorted((float_dir / "profiles").glob("*.nc"))[:6]:
+            link = src / f.relative_to(ARGO)
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.symlink_to(f)
+            picked.append(f)
+    report = json.loads(run("ingest", src, tmp_path / "store", "--json").stdout)
+    assert report["datasets_added"] == len(picked) and not report["skipped"]
+    store = atlas.Atlas.open(tmp_path / "store")
+    names = store.list_datasets()
+    temps = [t for t in store.read_array_across("TEMP", names) if t is not None]
+    assert len(temps) == len(picked)
+    flat = np.concatenate([t.ravel() for t in temps])
+    assert -3 < np.nanmin(flat) < np.nanmax(flat) < 40
+    out = run("show", tmp_path / "store", names[0]).stdout
+    assert "\tfloat32 TEMP(N_PROF, N_LEVELS) ;" in out and "timestamp_nanoseconds JULD(N_PROF) ;" in out
+    exported = tmp_path / "one.nc"
+    run("export", tmp_path / "store", names[0], exported)
+    with xr.open_dataset(picked[0]) as original, xr.open_dataset(exported) as back:
+        assert_same_values(original.load(), back.load())
