@@ -6,7 +6,11 @@ import json
 from pathlib import Path
 
 import numpy as np
+import xarray as xr
 from cli_helpers import assert_one_line_error, run
+
+import atlas
+from atlas.cli import describe_dataset
 
 
 def test_show_is_like_ncdump(built: tuple[Path, Path]) -> None:
@@ -30,3 +34,37 @@ def test_show_is_like_ncdump(built: tuple[Path, Path]) -> None:
     assert "time" in info["coordinates"]
     assert_one_line_error(run("show", store, "south:p002", rc=None), "no dataset named", "did you mean")
 
+
+def test_show_agrees_with_open_as_xarray_dataset(tmp_path: Path) -> None:
+    """Coordinates and attributes are xarray's, also where the conventions are subtle."""
+    store = atlas.Atlas.create(tmp_path / "store")
+    core = store.create_dataset("core")  # written without xarray: no coordinates marker
+    core.define_array("z", "float64", ["z"], [3])
+    core.write_array("z", [0], np.arange(3.0))
+    core.define_array("q", "int16", ["z"], [3], None, -1)
+    core.write_array("q", [0], np.array([1, 2, 3], dtype="int16"))
+    core.set_attribute("q.units", "count")
+    core.set_array_attribute("q", "units", "own")
+    core.set_array_attribute("q", "long_name", "quality")
+    core.set_attribute("listed", "json:[1, 2]")
+    ds = xr.Dataset(
+        {"t": ("x", np.array([1.5, 2.5], dtype="float32"), {"_FillValue": -999.0, "units": "K"})},
+        coords={"x": [10, 20]},
+        attrs={"title": "t"},
+    )
+    store.add_xarray_dataset(ds, "xr")
+    store.flush()
+    for name in ("core", "xr"):
+        info = describe_dataset(store, name)
+        xds = store.open_as_xarray_dataset(name)
+        assert info["coordinates"] == list(xds.coords)
+        assert info["attributes"] == xds.attrs
+        for v in info["variables"]:
+            assert v["coordinate"] == (v["name"] in xds.coords)
+            assert v["attributes"] == xds[v["name"]].attrs
+    out = run("show", tmp_path / "store", "core").stdout
+    assert "\tfloat64 z(z) ;  // coordinate\n" in out
+    assert '\t\tq:units = "count" ;\n\t\tq:long_name = "quality" ;\n\t\tq:_FillValue = -1 ;\n' in out
+    assert "\t\t:listed = 1, 2 ;" in out
+    out = run("show", tmp_path / "store", "xr").stdout
+    assert '\t\tt:units = "K" ;\n\t\tt:_FillValue = -999.0 ;\n\t\t// fill -999.0; 2 cells' in out
