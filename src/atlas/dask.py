@@ -21,12 +21,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .core.indexing import clip_window
-from .dtypes import DTYPES
+from .dtypes import DTYPES, DType
 from .integrations.lazy import basic_window
 from .pinned import PinnedArray
 
 if TYPE_CHECKING:
     import dask.array
+
+    from .core.atlas import Store
 
 
 __all__ = ["read_across"]
@@ -105,20 +107,48 @@ def read_across(
     options = dict(storage_options) if storage_options else {}
     store = Atlas.open(location, **options)
     version = store.version
+    chosen = _names(store, location, array, names)
+    dt, first_start, common = _common_window(store, array, chosen, start, shape)
+    dtype = dt.read_dtype
+    sizes = _task_sizes(len(chosen), dt, common, task_bytes, datasets_per_task)
+    reader = _GroupReader(location, version, array, chosen, first_start, common, dtype, options)
+    token = tokenize(location, version, array, chosen, first_start, common, sizes)
+    return da.from_array(
+        reader,
+        chunks=(sizes, *((c,) for c in common)),
+        name=f"atlas-across-{array}-{token}",
+        lock=False,
+        asarray=False,
+        fancy=False,
+        meta=np.empty((0,) * (1 + len(common)), dtype=dtype),
+        inline_array=False,
+    )
+
+
+def _names(store: Store, location: str, array: str, names: Sequence[str] | None) -> list[str]:
+    """The datasets to read: those given, or every dataset that declares ``array``."""
     if names is None:
         chosen = [n for n in store.list_datasets() if store.open_dataset(n).array_meta(array) is not None]
         if not chosen:
             raise KeyError(f"no dataset in {location} has an array named {array!r}")
-    else:
-        if isinstance(names, str):
-            raise TypeError("names must be a list of dataset names, not a str")
-        chosen = list(names)
-        if not chosen:
-            raise ValueError("names is empty: pass at least one dataset name")
+        return chosen
+    if isinstance(names, str):
+        raise TypeError("names must be a list of dataset names, not a str")
+    chosen = list(names)
+    if not chosen:
+        raise ValueError("names is empty: pass at least one dataset name")
+    return chosen
+
+
+def _common_window(
+    store: Store, array: str, names: list[str], start: Sequence[int] | None, shape: Sequence[int] | None
+) -> tuple[DType, tuple[int, ...], tuple[int, ...]]:
+    """``(dtype, start, shape)`` of the window read from every dataset, checked to be the
+    same everywhere (the start is the first dataset's, as clipped)."""
     dtypes: set[str] = set()
     windows: set[tuple[int, ...]] = set()
     first_start: tuple[int, ...] | None = None
-    for n in chosen:
+    for n in names:
         meta = store.open_dataset(n).array_meta(array) if store.dataset_exists(n) else None
         if meta is None:
             raise KeyError(f"dataset {n!r} has no array named {array!r}")
@@ -135,28 +165,19 @@ def read_across(
             "pass start/shape to read a common window"
         )
     assert first_start is not None
-    common = windows.pop()
-    dt = DTYPES[dtypes.pop()]
-    dtype = dt.read_dtype
-    cells = int(np.prod(common, dtype=np.int64)) if common else 1
-    per_dataset = max(1, cells * (STRING_CELL_BYTES if dt.is_string else dtype.itemsize))
+    return DTYPES[dtypes.pop()], first_start, windows.pop()
+
+
+def _task_sizes(
+    total: int, dt: DType, window: tuple[int, ...], task_bytes: int, datasets_per_task: int | None
+) -> tuple[int, ...]:
+    """How many datasets each task reads: ``datasets_per_task``, else about ``task_bytes``."""
+    cells = int(np.prod(window, dtype=np.int64)) if window else 1
+    per_dataset = max(1, cells * (STRING_CELL_BYTES if dt.is_string else dt.read_dtype.itemsize))
     if datasets_per_task is not None:
         if datasets_per_task < 1:
             raise ValueError("datasets_per_task must be at least 1")
         group = datasets_per_task
     else:
         group = max(1, task_bytes // per_dataset)
-    total = len(chosen)
-    sizes = tuple(min(group, total - i) for i in range(0, total, group))
-    reader = _GroupReader(location, version, array, chosen, first_start, common, dtype, options)
-    token = tokenize(location, version, array, chosen, first_start, common, sizes)
-    return da.from_array(
-        reader,
-        chunks=(sizes, *((c,) for c in common)),
-        name=f"atlas-across-{array}-{token}",
-        lock=False,
-        asarray=False,
-        fancy=False,
-        meta=np.empty((0,) * (1 + len(common)), dtype=dtype),
-        inline_array=False,
-    )
+    return tuple(min(group, total - i) for i in range(0, total, group))

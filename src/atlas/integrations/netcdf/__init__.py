@@ -136,14 +136,7 @@ def ingest_directory(
     t0 = time.perf_counter()
     src_root = Path(source)
     report = IngestReport(source=str(src_root), store=os.fspath(store_path))
-    if not src_root.is_dir():
-        raise IngestError(f"{src_root} is not a directory")
-    if chunk_size < 1:
-        raise IngestError("the chunk size must be at least 1 byte")
-    jobs = _default_jobs() if jobs is None else jobs
-    if jobs < 1:
-        raise IngestError("--jobs must be at least 1")
-    max_inline = max_inline_bytes if max_inline_bytes is not None else min(MAX_INLINE_BYTES, chunk_size // 4)
+    jobs, max_inline = _check_arguments(src_root, chunk_size, jobs, max_inline_bytes)
     files = _source_files(src_root, skip_errors, report)
     store, cleanup = prepare_store(report.store, codec, (meta_format, meta_compression), report)
     report.store = store.location
@@ -173,6 +166,22 @@ def ingest_directory(
     report.store_bytes_after = dir_bytes(store.location)
     report.seconds = time.perf_counter() - t0
     return report
+
+
+def _check_arguments(
+    src_root: Path, chunk_size: int, jobs: int | None, max_inline_bytes: int | None
+) -> tuple[int, int]:
+    """Refuse what cannot work; return the number of reader processes and the largest
+    decoded size of a file handed whole to the writer."""
+    if not src_root.is_dir():
+        raise IngestError(f"{src_root} is not a directory")
+    if chunk_size < 1:
+        raise IngestError("the chunk size must be at least 1 byte")
+    jobs = _default_jobs() if jobs is None else jobs
+    if jobs < 1:
+        raise IngestError("--jobs must be at least 1")
+    max_inline = max_inline_bytes if max_inline_bytes is not None else min(MAX_INLINE_BYTES, chunk_size // 4)
+    return jobs, max_inline
 
 
 def _source_files(src_root: Path, skip_errors: bool, report: IngestReport) -> list[SourceFile]:
