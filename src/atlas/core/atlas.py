@@ -17,19 +17,17 @@ from typing import TYPE_CHECKING, Any, Self
 
 import numpy as np
 
-from ..dtypes import decode_value
-from ..errors import ConflictError, CorruptionError, ReadOnlyError, StoreNotFoundError
+from ..errors import ReadOnlyError, StoreNotFoundError
 from ..format import manifest as mf
-from ..format.chunkindex import ChunkIndex, empty_rows, index_check
 from ..format.codec import parse_codec
 from ..names import check_name
 from ..storage import open_storage
 from . import commit, history, loading, read, scan, write
-from .commit import UnsettledCommit
 from .dataset import DatasetView
 from .loading import is_store_key
+from .model import StoreModel
 from .reader import BlockCache, retry_if_swapped
-from .state import ArrayState, DatasetState, Schema, SchemaTable, Variable, schema_key
+from .state import DatasetState, Schema
 
 if TYPE_CHECKING:
     from ..storage.base import Storage
@@ -41,12 +39,6 @@ DEFAULT_BUFFER_BYTES = 128 << 20
 # Decompressed blocks kept per handle.
 DEFAULT_CACHE_BYTES = 256 << 20
 
-# What a handle holds of the version it reads (set by _reset and _install; swapped whole).
-_STATE_ATTRIBUTES = (
-    "_version", "_manifest_where", "_where", "_schemas", "_datasets", "_fill_memo", "_windows",
-    "_seg_positions", "_peeked", "_variables", "_next_id", "_dirty_bytes", "_changed",
-    "_changed_arrays", "_unsettled",
-)
 
 
 def _open_storage(location: Any, create: bool, options: dict[str, Any]) -> Storage:
@@ -55,7 +47,7 @@ def _open_storage(location: Any, create: bool, options: dict[str, Any]) -> Stora
     return open_storage(location, create=create, **options)
 
 
-class Store:
+class Store(StoreModel):
     """A store of many datasets laid out variable-first.
 
     Mutations are buffered in memory and persisted atomically by :meth:`flush`.
@@ -77,22 +69,6 @@ class Store:
         self._reset()
         loading.load(self, _version)
 
-    def _reset(self) -> None:
-        self._version = 0
-        self._manifest_where = str(self._storage.location)
-        self._where = f"manifest of {self._storage.location}"
-        self._schemas = SchemaTable([], self._decode_schema_entry, self._schema_entry_key)
-        self._datasets: dict[str, DatasetState | list[Any]] = {}
-        self._fill_memo: dict[tuple[str, Any], tuple[Any, Any]] = {}
-        self._windows: dict[Any, tuple[tuple[int, ...], tuple[int, ...]]] = {}
-        self._seg_positions: dict[str, tuple[int, dict[str, int]]] = {}
-        self._peeked: dict[tuple[str, str], ArrayState] = {}  # arrays read before their dataset was decoded
-        self._variables: dict[str, Variable] = {}
-        self._next_id = 1
-        self._dirty_bytes = 0
-        self._changed = False  # anything to commit
-        self._changed_arrays: dict[int, ArrayState] = {}
-        self._unsettled: UnsettledCommit | None = None  # a commit whose outcome is unknown
 
     @classmethod
     def create(
@@ -169,156 +145,26 @@ class Store:
 
 
 
-    def _manifest_key(self, version: int) -> str:
-        return mf.manifest_key(version, self._meta_format, self._meta_compression)
 
 
 
-    def _decode_schema_entry(self, s: Any) -> Schema:
-        return loading.decode_schema(self, s, self._manifest_where)
-
-    def _schema_entry_key(self, s: Any) -> tuple[Any, ...]:
-        try:
-            dtype_name, shape, chunk, dims, fill = s
-            return schema_key(
-                dtype_name, tuple(shape), tuple(chunk), tuple(dims), decode_value(dtype_name, fill)
-            )
-        except (TypeError, ValueError) as e:
-            raise CorruptionError(f"manifest {self._manifest_where}: schema entry is malformed: {e}") from None
 
 
-    def _materialize(self, name: str) -> DatasetState | None:
-        rec = self._datasets.get(name)
-        if rec is None or isinstance(rec, DatasetState):
-            return rec
-        ds = DatasetState(name)
-        if rec[1]:
-            ds._raw_attrs = (rec[1], self._where)
-        entries = rec[2]  # checked when the manifest was read (_frozen_entries)
-        ds._arrays = None
-        ds._raw_arrays = entries
-        ds._build = self._build_shared  # one bound method for all, not one per dataset
-        self._datasets[name] = ds
-        return ds
 
-    def _build_arrays(self, ds: DatasetState, entries: list[Any]) -> dict[str, ArrayState]:
-        """Array states of a dataset from its manifest entries, validating each."""
-        name = ds.name
-        where = self._where
-        arrays: dict[str, ArrayState] = {}
-        schemas = self._schemas
-        variables = self._variables
-        peeked = self._peeked
-        next_id = self._next_id
-        from_record = ArrayState.from_record
-        try:
-            for aname, aid, sidx, stats, aattrs in entries:
-                if type(aname) is not str or type(aid) is not int or aname in arrays or not 0 < aid < next_id:
-                    raise TypeError("bad or repeated array name, or bad id")
-                if aname.startswith("_") or "/" in aname or aname in ("", ".", ".."):
-                    raise ValueError(f"invalid array name {aname!r}")
-                if aname not in variables:
-                    raise ValueError(f"array {aname!r} has no entry in the variable table")
-                known = peeked.pop((name, aname), None) if peeked else None
-                arrays[aname] = known if known is not None else from_record(aname, aid, schemas[sidx], name, stats, aattrs, where)
-        except (TypeError, ValueError, IndexError) as e:
-            raise CorruptionError(f"{where}, dataset {name!r}: array entry is malformed: {e}") from None
-        return arrays
+
 
     # ------------------------------------------------------------------ helpers
 
-    def _check_writable(self) -> None:
-        if self._read_only:
-            raise ReadOnlyError(
-                f"this handle on {self._storage.location} is read-only "
-                f"({'an old version' if not getattr(self._storage, 'read_only', False) else 'read-only storage'})"
-            )
-        if self._unsettled is not None:
-            raise ConflictError(
-                f"the last flush() on {self._storage.location} failed before it could tell whether version "
-                f"{self._unsettled.version} landed; call flush() again to settle it before changing anything"
-            )
 
-    def _check_storage_writable(self) -> None:
-        """For store-wide changes (tags, expiry): any handle may make them, even one on an
-        old version, unless the storage itself is read-only."""
-        if getattr(self._storage, "read_only", False):
-            raise ReadOnlyError(f"the store at {self._storage.location} is read-only")
 
-    def _missing_error(self, message: str) -> Exception:
-        """The error for a file of this version that is gone: VersionRemovedError when the
-        version was expired or removed meanwhile, else CorruptionError."""
-        try:
-            head = history.read_header(self._storage, self._manifest_key(self._version), self._version)
-        except Exception:
-            return CorruptionError(message)
-        return CorruptionError(message) if head.live else head.removed_error(str(self._storage.location))
 
-    def _advance(self) -> None:
-        """Bring a handle without changes of its own to the newest version, in one swap.
 
-        Views obtained before refuse writes afterwards (they name the old version)."""
-        if self._changed or not commit.store_moved_on(self):
-            return
-        fresh = type(self)(self._storage, self._config(), None, False)
-        with self._lock:
-            for name in _STATE_ATTRIBUTES:
-                setattr(self, name, getattr(fresh, name))
-            self._schemas._decode = self._decode_schema_entry
-            self._schemas._key_of = self._schema_entry_key
-            self._cache.clear()
-            self._state_gen += 1
 
-    def _config(self) -> dict[str, Any]:
-        return {"codec": self._codec, "meta_format": self._meta_format, "meta_compression": self._meta_compression}
 
-    def _take_id(self) -> int:
-        i = self._next_id
-        self._next_id += 1
-        return i
 
-    def _variable(self, name: str, create: bool) -> Variable | None:
-        var = self._variables.get(name)
-        if var is None and create:
-            var = Variable(name, self._take_id())
-            self._variables[name] = var
-        return var
 
-    def _index(self, var: Variable) -> ChunkIndex:
-        if var.index is None:
-            with self._lock:
-                return self._load_index(var)
-        return var.index
 
-    def _load_index(self, var: Variable) -> ChunkIndex:
-        if var.index is None:
-            if var.index_key is None:
-                var.index = ChunkIndex(empty_rows())
-            else:
-                where = f"{self._storage.location}/{var.index_key} (variable {var.name!r})"
-                try:
-                    data = self._storage.get(var.index_key)
-                except FileNotFoundError:
-                    raise self._missing_error(f"chunk index {where} is missing") from None
-                if var.index_check is not None and index_check(data) != var.index_check:
-                    raise CorruptionError(
-                        f"chunk index {where} is not the file version {self._version} recorded "
-                        f"(length and checksum {index_check(data)} instead of {var.index_check}): it was replaced"
-                    )
-                var.index = ChunkIndex.from_bytes(data, where)
-                var.index.validate([size for _, size in var.segments], where)
-        return var.index
 
-    def _dataset(self, name: str) -> DatasetState:
-        if not isinstance(name, str):
-            raise TypeError(f"dataset name must be a str, not {type(name).__name__}")
-        ds = self._materialize(name)
-        if ds is None:
-            raise KeyError(f"no dataset named {name!r} in {self._storage.location}")
-        return ds
-
-    def _intern_schema(self, schema: Schema) -> Schema:
-        return self._schemas.intern(schema)
 
     # ------------------------------------------------------------------ datasets
 
@@ -362,24 +208,9 @@ class Store:
     # ------------------------------------------------------------------ arrays (used by views)
 
 
-    def _check_live(self, ds: DatasetState) -> None:
-        if ds.deleted:
-            raise KeyError(f"dataset {ds.name!r} was deleted")
-        if self._datasets.get(ds.name) is not ds:
-            raise KeyError(
-                f"this view of dataset {ds.name!r} was opened before the handle moved to version "
-                f"{self._version}; open the dataset again"
-            )
 
 
 
-    def _array(self, ds: DatasetState, name: str) -> ArrayState:
-        arr = ds.arrays.get(name)
-        if arr is None:
-            if not isinstance(name, str):
-                raise TypeError(f"array name must be a str, not {type(name).__name__}")
-            raise KeyError(f"no array named {name!r} in dataset {ds.name!r}")
-        return arr
 
     # ------------------------------------------------------------------ writing
 

@@ -14,8 +14,7 @@ from __future__ import annotations
 import math
 import secrets
 import time
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -43,12 +42,13 @@ from .reader import ParallelPuts
 from .state import (
     ArrayState,
     DatasetState,
+    UnsettledCommit,
     Variable,
 )
 
 if TYPE_CHECKING:
     from ..storage.base import Storage
-    from .atlas import Store
+    from .model import StoreModel
 
 Outcome = Literal["ours", "theirs", "absent"]
 
@@ -59,17 +59,6 @@ READ_BACK_PAUSES = (0.0, 0.05, 0.2, 0.5, 1.0)
 def new_token() -> str:
     """A random commit token."""
     return secrets.token_hex(16)
-
-
-@dataclass
-class UnsettledCommit:
-    """A commit whose put failed and whose read-back failed too."""
-
-    version: int
-    key: str
-    token: str
-    install: Callable[[], None]  # makes the handle's state the committed one
-    lost: Callable[[], None]  # what to do when another writer's commit holds the number
 
 
 def commit_outcome(storage: Storage, key: str, version: int, token: str) -> Outcome:
@@ -126,7 +115,7 @@ def publish(storage: Storage, key: str, version: int, data: bytes, token: str) -
         return outcome == "ours"
 
 
-def chunk_payloads(store: Store, arrays: Iterable[ArrayState]) -> Iterator[tuple[str, list[ChunkPayload]]]:
+def chunk_payloads(store: StoreModel, arrays: Iterable[ArrayState]) -> Iterator[tuple[str, list[ChunkPayload]]]:
     """Turn every buffered chunk into a payload with stats, one variable at a time."""
     by_var: dict[str, list[tuple[ArrayState, int, np.ndarray]]] = {}
     for arr in arrays:
@@ -161,7 +150,7 @@ def chunk_payloads(store: Store, arrays: Iterable[ArrayState]) -> Iterator[tuple
         yield vname, [p for p in payloads if p is not None]
 
 
-def write_ahead(store: Store, arrays: Iterable[ArrayState]) -> list[tuple[Variable, np.ndarray, list[tuple[str, int]], list[ArrayState]]]:
+def write_ahead(store: StoreModel, arrays: Iterable[ArrayState]) -> list[tuple[Variable, np.ndarray, list[tuple[str, int]], list[ArrayState]]]:
     """Write buffered chunks to new segments; return what to attach (not yet attached)."""
     arrays = [a for a in arrays if a.dirty]
     by_name: dict[str, list[ArrayState]] = {}
@@ -183,7 +172,7 @@ def write_ahead(store: Store, arrays: Iterable[ArrayState]) -> list[tuple[Variab
     return result
 
 
-def spill(store: Store) -> None:
+def spill(store: StoreModel) -> None:
     """Write buffered chunks ahead so memory stays bounded (invisible until flush)."""
     arrays = [a for a in store._changed_arrays.values() if a.dirty]
     for var, rows, segs, arrs in write_ahead(store, arrays):
@@ -196,7 +185,7 @@ def spill(store: Store) -> None:
     store._dirty_bytes = 0
 
 
-def flush(store: Store) -> None:
+def flush(store: StoreModel) -> None:
     """Commit every buffered change atomically as a new version (no-op when unchanged).
 
     ``ConflictError`` if another writer committed since this handle's version (nothing
@@ -210,7 +199,7 @@ def flush(store: Store) -> None:
     commit(store)
 
 
-def settle(store: Store) -> bool:
+def settle(store: StoreModel) -> bool:
     """Find out whether the unsettled commit landed; True if it did (and is now installed)."""
     u = store._unsettled
     assert u is not None
@@ -224,7 +213,7 @@ def settle(store: Store) -> bool:
     return False
 
 
-def commit(store: Store, rewrite: dict[str, tuple[ChunkIndex, list[tuple[str, int]]]] | None = None) -> None:
+def commit(store: StoreModel, rewrite: dict[str, tuple[ChunkIndex, list[tuple[str, int]]]] | None = None) -> None:
     """Write data, indexes and the next manifest; swap in-memory state only on success."""
     # 1. data written ahead for every buffered chunk (string stats taken from buffers first)
     string_stats_now = {
@@ -314,7 +303,7 @@ def commit(store: Store, rewrite: dict[str, tuple[ChunkIndex, list[tuple[str, in
 
 
 def merged_indexes(
-    store: Store,
+    store: StoreModel,
     pending: dict[int, tuple[Variable, np.ndarray, list[tuple[str, int]]]],
     rewrite: dict[str, tuple[ChunkIndex, list[tuple[str, int]]]] | None,
 ) -> tuple[dict[str, tuple[str | None, list[tuple[str, int]], ChunkIndex]], dict[str, tuple[int, int]]]:
@@ -354,7 +343,7 @@ def merged_indexes(
     return new_vars, checks
 
 
-def check_written_ahead(store: Store) -> None:
+def check_written_ahead(store: StoreModel) -> None:
     """ConflictError if a segment written ahead by this handle was deleted meanwhile."""
     keys = [k for var in store._variables.values() for k, _ in var.pending_segments]
     if not keys:
@@ -369,7 +358,7 @@ def check_written_ahead(store: Store) -> None:
         )
 
 
-def store_moved_on(store: Store) -> bool:
+def store_moved_on(store: StoreModel) -> bool:
     try:
         versions = loading.manifest_versions(store)
     except Exception:
@@ -377,7 +366,7 @@ def store_moved_on(store: Store) -> bool:
     return bool(versions) and versions[-1] > store._version
 
 
-def conflict_error(store: Store, version: int) -> ConflictError:
+def conflict_error(store: StoreModel, version: int) -> ConflictError:
     return ConflictError(
         f"the store at {store._storage.location} moved on to version {version} or later since this "
         f"handle read version {store._version}; nothing was written over it. Reopen the store "
@@ -385,7 +374,7 @@ def conflict_error(store: Store, version: int) -> ConflictError:
     )
 
 
-def after_commit(store: Store, version: int) -> None:
+def after_commit(store: StoreModel, version: int) -> None:
     """Steps after a commit landed: none of them may fail the flush."""
     try:  # a hint for readers that cannot list (HTTP); never trusted alone
         store._storage.put(mf.LATEST_HINT_KEY, str(version).encode())
@@ -398,7 +387,7 @@ def after_commit(store: Store, version: int) -> None:
 
 
 def fresh_stats(
-    store: Store,
+    store: StoreModel,
     new_vars: dict[str, tuple[str | None, list[tuple[str, int]], ChunkIndex]],
     string_now: dict[int, dict[str, Any]],
 ) -> dict[int, dict[str, Any] | None]:
@@ -430,7 +419,7 @@ def fresh_stats(
     return out
 
 
-def array_stats_from(store: Store, arr: ArrayState, var: Variable, idx: ChunkIndex, segs: list[tuple[str, int]] | None) -> dict[str, Any] | None:
+def array_stats_from(store: StoreModel, arr: ArrayState, var: Variable, idx: ChunkIndex, segs: list[tuple[str, int]] | None) -> dict[str, Any] | None:
     if not arr.written:
         return None
     schema = arr.schema
@@ -451,7 +440,7 @@ def array_stats_from(store: Store, arr: ArrayState, var: Variable, idx: ChunkInd
 
 
 def manifest_doc(
-    store: Store,
+    store: StoreModel,
     version: int,
     new_vars: dict[str, tuple[str | None, list[tuple[str, int]], ChunkIndex]],
     new_stats: dict[int, dict[str, Any] | None],

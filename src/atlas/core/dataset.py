@@ -13,7 +13,7 @@ from . import read, write
 from .reader import retry_if_swapped
 
 if TYPE_CHECKING:
-    from .atlas import Store
+    from .model import StoreModel
     from .state import DatasetState
 
 
@@ -26,7 +26,7 @@ class DatasetView:
 
     __slots__ = ("_atlas", "_ds")
 
-    def __init__(self, atlas: Store, state: DatasetState) -> None:
+    def __init__(self, atlas: StoreModel, state: DatasetState) -> None:
         self._atlas = atlas
         self._ds = state
 

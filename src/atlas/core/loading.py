@@ -6,11 +6,6 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
-from ..dtypes import (
-    DTYPES,
-    decode_value,
-    fill_scalar,
-)
 from ..errors import (
     CorruptionError,
     StoreNotFoundError,
@@ -18,19 +13,18 @@ from ..errors import (
 from ..format import manifest as mf
 from . import history
 from .state import (
-    Schema,
     SchemaTable,
     Variable,
 )
 
 if TYPE_CHECKING:
-    from .atlas import Store
+    from .model import StoreModel
 VERSION_KEY = "version"
 SEGMENT_KEY = re.compile(r"data/v[0-9]+-[0-9a-f]+\.seg")
 INDEX_KEY = re.compile(r"index/v[0-9]+-[0-9a-f]+\.idx")
 
 
-def manifest_versions(store: Store) -> list[int]:
+def manifest_versions(store: StoreModel) -> list[int]:
     try:
         keys = store._storage.list(mf.MANIFEST_PREFIX)
     except OSError:
@@ -40,7 +34,7 @@ def manifest_versions(store: Store) -> list[int]:
     return sorted(v for v in (mf.parse_manifest_key(k) for k in keys) if v is not None)
 
 
-def probe_versions(store: Store) -> list[int]:
+def probe_versions(store: StoreModel) -> list[int]:
     """Find the newest version without listing (plain HTTP): start from the
     ``manifests/latest`` hint and step forward while newer manifests exist."""
     exists = store._storage.exists
@@ -56,7 +50,7 @@ def probe_versions(store: Store) -> list[int]:
     return [start]
 
 
-def load(store: Store, version: int | None) -> None:
+def load(store: StoreModel, version: int | None) -> None:
     if version == -1:  # being created
         store._version = -1
         return
@@ -88,7 +82,7 @@ def load(store: Store, version: int | None) -> None:
     store._version = version
 
 
-def install(store: Store, doc: dict[str, Any], where: str) -> None:
+def install(store: StoreModel, doc: dict[str, Any], where: str) -> None:
     """Build the in-memory state from a manifest document (datasets stay raw until used)."""
     store._reset()
     try:
@@ -154,42 +148,6 @@ def install(store: Store, doc: dict[str, Any], where: str) -> None:
         raise CorruptionError(f"manifest {where}: an array entry is malformed") from None
     if len(set(aids)) != len(aids):
         raise CorruptionError(f"manifest {where}: two arrays share one id")
-
-
-def decode_schema(store: Store, s: Any, where: str) -> Schema:
-    try:
-        dtype_name, shape, chunk, dims, fill = s
-        dt = DTYPES[dtype_name]
-        if len(shape) == 1 and len(chunk) == 1 and len(dims) == 1:  # the usual 1-D array
-            n, c, d = shape[0], chunk[0], dims[0]
-            if type(n) is not int or type(c) is not int or n < 0 or c < 0 or n > 2**62 or (c == 0 and n > 0):
-                raise ValueError("bad shape or chunk shape")
-            if type(d) is not str:
-                raise ValueError("dimension names must be strings")
-            shape_t: tuple[int, ...] = (n,)
-            chunk_t: tuple[int, ...] = (c,)
-            dims_t: tuple[str, ...] = (d,)
-        else:
-            shape_t = tuple(shape)
-            chunk_t = tuple(chunk)
-            dims_t = tuple(dims)
-            if not (len(shape_t) == len(chunk_t) == len(dims_t)):
-                raise ValueError("rank mismatch")
-            for n, c in zip(shape_t, chunk_t, strict=True):
-                if type(n) is not int or type(c) is not int or n < 0 or c < 0 or n > 2**62 or (c == 0 and n > 0):
-                    raise ValueError("bad shape or chunk shape")
-            for d in dims_t:
-                if type(d) is not str:
-                    raise ValueError("dimension names must be strings")
-        memo = store._fill_memo
-        mkey = (dtype_name, fill)
-        hit = memo.get(mkey)
-        if hit is None:
-            value = decode_value(dtype_name, fill)
-            hit = memo[mkey] = (value, fill_scalar(dt, value))
-        return Schema(dt, shape_t, chunk_t, dims_t, hit[0], hit[1])
-    except (KeyError, TypeError, ValueError) as e:
-        raise CorruptionError(f"manifest {where}: schema entry is malformed: {e}") from None
 
 
 def frozen_entries(entries: list[Any], nschemas: int) -> tuple[Any, ...]:

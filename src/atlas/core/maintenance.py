@@ -15,10 +15,11 @@ from ..format.chunkindex import ChunkIndex, empty_rows
 from ..format.codec import DECIMAL
 from ..format.segment import SEGMENT_MAGIC, ChunkPayload, write_segments
 from . import commit, history, loading, read
+from .model import STATE_ATTRIBUTES
 from .state import DatasetState, Variable
 
 if TYPE_CHECKING:
-    from .atlas import Store
+    from .model import StoreModel
 
 REWRITE_BATCH_BYTES = 64 << 20
 # How long files that no kept version names are kept by default: a reader pinned to an
@@ -43,7 +44,7 @@ def _needs_rewrite(var: Variable, idx: ChunkIndex) -> bool:
     return int(rows["nbytes"].sum()) < int(rows["raw_size"][first].sum())
 
 
-def _element_kinds(atlas: Store, names: set[str]) -> dict[str, dict[int, tuple[int, bool]]]:
+def _element_kinds(atlas: StoreModel, names: set[str]) -> dict[str, dict[int, tuple[int, bool]]]:
     """(element size, is float) of every live array of the named variables, by array id."""
     schemas = atlas._schemas
     kinds: dict[str, dict[int, tuple[int, bool]]] = {n: {} for n in names}
@@ -65,7 +66,7 @@ def _element_kinds(atlas: Store, names: set[str]) -> dict[str, dict[int, tuple[i
 
 
 def _rewrite(
-    atlas: Store, var: Variable, idx: ChunkIndex, kinds: dict[int, tuple[int, bool]]
+    atlas: StoreModel, var: Variable, idx: ChunkIndex, kinds: dict[int, tuple[int, bool]]
 ) -> tuple[ChunkIndex, list[tuple[str, int]]]:
     """Copy the live chunks of one variable into fresh, densely packed segments.
 
@@ -134,7 +135,7 @@ def _referenced(doc: dict[str, Any]) -> set[str]:
     return refs
 
 
-def compact(atlas: Store, keep_versions: int = 1, grace_period: Any = None) -> GarbageReport:
+def compact(atlas: StoreModel, keep_versions: int = 1, grace_period: Any = None) -> GarbageReport:
     """Flush, rewrite variables that hold dead data, expire old versions, collect garbage.
 
     Works from the newest version: a handle that is behind and has no changes of its
@@ -145,7 +146,7 @@ def compact(atlas: Store, keep_versions: int = 1, grace_period: Any = None) -> G
     graces = _graces(grace_period)
     atlas._check_writable()
     commit.flush(atlas)
-    atlas._advance()
+    advance(atlas)
     rewrite: dict[str, tuple[ChunkIndex, list[tuple[str, int]]]] = {}
     todo = [(var, atlas._index(var)) for var in list(atlas._variables.values())]
     todo = [(var, idx) for var, idx in todo if _needs_rewrite(var, idx)]
@@ -189,7 +190,7 @@ def grace_seconds(value: Any, what: str) -> float:
     return seconds
 
 
-def version_headers(atlas: Store) -> list[history.VersionHeader]:
+def version_headers(atlas: StoreModel) -> list[history.VersionHeader]:
     """The header of every readable manifest (live, expired and removed), oldest first.
 
     A manifest too damaged to read is left out: it cannot be opened, so it keeps no
@@ -205,7 +206,7 @@ def version_headers(atlas: Store) -> list[history.VersionHeader]:
 
 
 def expire_versions(
-    atlas: Store, older_than: Any = None, keep: int | None = None, protect: int | None = None
+    atlas: StoreModel, older_than: Any = None, keep: int | None = None, protect: int | None = None
 ) -> list[int]:
     """Expire live versions that are neither the newest, nor tagged, nor among ``keep``
     newest, nor ``protect``, and (with ``older_than``, a datetime) committed before that time."""
@@ -255,13 +256,13 @@ class GarbageReport:
         return asdict(self)
 
 
-def _referenced_by(atlas: Store, h: history.VersionHeader) -> set[str]:
+def _referenced_by(atlas: StoreModel, h: history.VersionHeader) -> set[str]:
     where = f"{atlas._storage.location}/{h.key}"
     _, doc = mf.decode_manifest(atlas._storage.get(h.key), where, atlas._meta_format, atlas._meta_compression)
     return _referenced(doc)
 
 
-def unreferenced_files(atlas: Store, expired_grace: float, orphan_grace: float) -> tuple[
+def unreferenced_files(atlas: StoreModel, expired_grace: float, orphan_grace: float) -> tuple[
     list[tuple[str, int, float]], list[tuple[str, int, float]], list[history.VersionHeader]
 ]:
     """(files to delete, files kept for their grace period, expired versions past theirs).
@@ -301,7 +302,7 @@ def unreferenced_files(atlas: Store, expired_grace: float, orphan_grace: float) 
     return doomed, kept, past
 
 
-def collect_garbage(atlas: Store, expired_grace: float, orphan_grace: float) -> GarbageReport:
+def collect_garbage(atlas: StoreModel, expired_grace: float, orphan_grace: float) -> GarbageReport:
     """Delete files no kept version names once their grace period has passed, then turn
     the manifests of expired versions past theirs into tombstones."""
     doomed, kept, past = unreferenced_files(atlas, expired_grace, orphan_grace)
@@ -321,7 +322,7 @@ def collect_garbage(atlas: Store, expired_grace: float, orphan_grace: float) -> 
     )
 
 
-def list_versions(atlas: Store) -> list[dict[str, Any]]:
+def list_versions(atlas: StoreModel) -> list[dict[str, Any]]:
     """Headers of every live (not expired) version, oldest first."""
     return [
         {
@@ -346,13 +347,13 @@ class VerifyResult(list[str]):
         self.unreferenced_bytes = unreferenced_bytes
 
 
-def unreferenced_summary(atlas: Store) -> tuple[int, int]:
+def unreferenced_summary(atlas: StoreModel) -> tuple[int, int]:
     """(files, bytes) under data/ and index/ that no version still kept refers to."""
     doomed, kept, _ = unreferenced_files(atlas, float("inf"), 0.0)
     return len(doomed) + len(kept), sum(n for _, n, _ in doomed) + sum(n for _, n, _ in kept)
 
 
-def verify(atlas: Store) -> VerifyResult:
+def verify(atlas: StoreModel) -> VerifyResult:
     """Read and check every index and block of the version this handle reads, and count
     the files no kept version refers to (a note, not a problem)."""
     problems = _problems(atlas)
@@ -366,7 +367,7 @@ def verify(atlas: Store) -> VerifyResult:
     return VerifyResult(problems, notes, files, nbytes)
 
 
-def _problems(atlas: Store) -> list[str]:
+def _problems(atlas: StoreModel) -> list[str]:
     problems: list[str] = []
     owners: dict[int, str] = {}
     for name in list(atlas._datasets):
@@ -405,7 +406,7 @@ def _problems(atlas: Store) -> list[str]:
     return problems
 
 
-def _segment_sizes(atlas: Store, var: Variable) -> list[str]:
+def _segment_sizes(atlas: StoreModel, var: Variable) -> list[str]:
     """Segments whose length differs from what the manifest recorded (replaced files)."""
     out = []
     for key, recorded in var.segments:
@@ -419,3 +420,19 @@ def _segment_sizes(atlas: Store, var: Variable) -> list[str]:
                 f"but version {atlas._version} recorded {recorded}: it was replaced or damaged"
             )
     return out
+
+
+def advance(store: StoreModel) -> None:
+    """Bring a handle without changes of its own to the newest version, in one swap.
+
+    Views obtained before refuse writes afterwards (they name the old version)."""
+    if store._changed or not commit.store_moved_on(store):
+        return
+    fresh = type(store)(store._storage, store._config(), None, False)  # type: ignore[call-arg]
+    with store._lock:
+        for name in STATE_ATTRIBUTES:
+            setattr(store, name, getattr(fresh, name))
+        store._schemas._decode = store._decode_schema_entry
+        store._schemas._key_of = store._schema_entry_key
+        store._cache.clear()
+        store._state_gen += 1

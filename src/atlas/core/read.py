@@ -13,7 +13,6 @@ from ..errors import (
     VersionRemovedError,
 )
 from ..format.strings import decode_strings
-from . import scan
 from .indexing import clip_window, sub_array
 from .reader import BlockKey, CacheMode, fetch_blocks
 from .state import (
@@ -24,12 +23,14 @@ from .state import (
 )
 
 if TYPE_CHECKING:
-    from .atlas import Store
+    from .model import StoreModel
 # Blocks fetched and decoded together with the one a single-array read misses.
 READ_AHEAD_BLOCKS = 7
+# A read or a scan decodes at most this many raw bytes of blocks at a time.
+DECODE_BATCH_BYTES = 64 << 20
 
 
-def locate(store: Store, arr: ArrayState, cids: list[int]) -> list[tuple[Variable, np.void] | None]:
+def locate(store: StoreModel, arr: ArrayState, cids: list[int]) -> list[tuple[Variable, np.void] | None]:
     """Stored location (pending first, then committed) of each chunk, or None."""
     var = store._variables[arr.name]
     out: list[tuple[Variable, np.void] | None] = []
@@ -44,7 +45,7 @@ def locate(store: Store, arr: ArrayState, cids: list[int]) -> list[tuple[Variabl
     return out
 
 
-def describe_block(store: Store, var: Variable) -> Any:
+def describe_block(store: StoreModel, var: Variable) -> Any:
     def describe(k: BlockKey) -> str:
         return f"segment {store._storage.location}/{k[0]} at offset {k[1]} (variable {var.name!r})"
 
@@ -52,7 +53,7 @@ def describe_block(store: Store, var: Variable) -> Any:
 
 
 def get_blocks(
-    store: Store, var: Variable, rows: np.ndarray, cache: CacheMode = "decoded", segs: list[tuple[str, int]] | None = None
+    store: StoreModel, var: Variable, rows: np.ndarray, cache: CacheMode = "decoded", segs: list[tuple[str, int]] | None = None
 ) -> dict[BlockKey, np.ndarray]:
     """Decoded blocks of index rows; ``segs`` is the segment list the rows refer to
     (the variable's current one unless a commit in progress passes its new list)."""
@@ -78,7 +79,7 @@ def get_blocks(
         raise store._missing_error(f"a segment of variable {var.name!r} is missing: {e}") from None
 
 
-def chunk_from_block(store: Store, schema: Schema, block: np.ndarray, within: int, nbytes: int, extent: tuple[int, ...]) -> np.ndarray:
+def chunk_from_block(store: StoreModel, schema: Schema, block: np.ndarray, within: int, nbytes: int, extent: tuple[int, ...]) -> np.ndarray:
     """The chunk of ``extent`` cells at ``within`` in a decoded block: one view straight on
     the block (decoded cells for strings); ValueError when it does not fit there."""
     ncells = schema.size if extent is schema.shape else math.prod(extent)
@@ -89,7 +90,7 @@ def chunk_from_block(store: Store, schema: Schema, block: np.ndarray, within: in
     return np.ndarray(extent, schema.dtype.numpy, block, within)
 
 
-def decode_chunks(store: Store, arr: ArrayState, items: list[tuple[int, tuple[int, ...], tuple[Variable, np.void]]]) -> dict[int, np.ndarray]:
+def decode_chunks(store: StoreModel, arr: ArrayState, items: list[tuple[int, tuple[int, ...], tuple[Variable, np.void]]]) -> dict[int, np.ndarray]:
     if not items:
         return {}
     var = items[0][2][0]
@@ -112,7 +113,7 @@ def decode_chunks(store: Store, arr: ArrayState, items: list[tuple[int, tuple[in
     return out
 
 
-def read_window(store: Store, schema: Schema, start: Any, shape: Any) -> tuple[tuple[int, ...], tuple[int, ...]]:
+def read_window(store: StoreModel, schema: Schema, start: Any, shape: Any) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """Validated, clipped window ``(start, stop)``; memoised for the usual tuple/list inputs."""
     ts, tn = type(start), type(shape)
     if (
@@ -147,13 +148,13 @@ def read_window(store: Store, schema: Schema, start: Any, shape: Any) -> tuple[t
     return hit
 
 
-def finish(store: Store, schema: Schema, out: np.ndarray) -> np.ndarray:
+def finish(store: StoreModel, schema: Schema, out: np.ndarray) -> np.ndarray:
     if schema.dtype.kind == "timestamp":
         return out.view("datetime64[ns]")
     return out
 
 
-def read_array(store: Store, arr: ArrayState, start: Any, shape: Any) -> np.ndarray:
+def read_array(store: StoreModel, arr: ArrayState, start: Any, shape: Any) -> np.ndarray:
     schema = arr.schema
     if start is None and shape is None:
         st, stop = (0,) * len(schema.shape), schema.shape
@@ -173,7 +174,7 @@ def read_array(store: Store, arr: ArrayState, start: Any, shape: Any) -> np.ndar
 
 
 def read_single_chunk(
-    store: Store,
+    store: StoreModel,
     schema: Schema,
     chunk: np.ndarray | None,
     window: tuple[tuple[int, ...], tuple[int, ...]] | None,
@@ -195,7 +196,7 @@ def read_single_chunk(
     return finish(store, schema, sub_array(chunk, sl).copy())
 
 
-def read_raw_array(store: Store, ds: DatasetState, name: str, start: Any, shape: Any) -> np.ndarray | None:
+def read_raw_array(store: StoreModel, ds: DatasetState, name: str, start: Any, shape: Any) -> np.ndarray | None:
     """Read one array of a dataset whose entries are still raw, building no array state
     for the usual one-chunk array (a loop over 10,000 datasets would build 50,000)."""
     entries = ds._raw_arrays  # taken once: another thread may build the states meanwhile
@@ -213,11 +214,11 @@ def read_raw_array(store: Store, ds: DatasetState, name: str, start: Any, shape:
     aid, sidx = entry[1], entry[2]
     var = store._variables.get(name)
     if type(aid) is not int or var is None or not 0 < aid < store._next_id or type(sidx) is not int:
-        arr = scan.peek(store, ds.name, entries, name)  # raises the right error
+        arr = store._peek(ds.name, entries, name)  # raises the right error
         return None if arr is None else read_array(store, arr, start, shape)
     schema = store._schemas[sidx]
     if not schema.single:
-        arr = scan.one_array(store, ds, name)
+        arr = store._one_array(ds, name)
         return None if arr is None else read_array(store, arr, start, shape)
     window = None if start is None and shape is None else read_window(store, schema, start, shape)
     loc = single_location(store, aid, var)
@@ -225,7 +226,7 @@ def read_raw_array(store: Store, ds: DatasetState, name: str, start: Any, shape:
     return read_single_chunk(store, schema, chunk, window, chunk is not None and sole_owner(chunk))
 
 
-def owners(store: Store, var: Variable, rows: np.ndarray, message: str) -> str:
+def owners(store: StoreModel, var: Variable, rows: np.ndarray, message: str) -> str:
     """Name the datasets whose chunks sit in the damaged block a message points at."""
     segs = var.all_segments()
     hit = {
@@ -243,7 +244,7 @@ def owners(store: Store, var: Variable, rows: np.ndarray, message: str) -> str:
     return f"affects array {var.name!r} of dataset(s) {shown}"
 
 
-def single_chunk(store: Store, arr: ArrayState) -> np.ndarray | None:
+def single_chunk(store: StoreModel, arr: ArrayState) -> np.ndarray | None:
     """The one chunk of a one-chunk array (a read-only view; None if never stored).
 
     This is the hot path of per-dataset loops: a cached location and a cached block.
@@ -261,7 +262,7 @@ def single_chunk(store: Store, arr: ArrayState) -> np.ndarray | None:
     return chunk_at(store, var, loc, arr.schema, arr.dataset, arr.name)
 
 
-def chunk_at(store: Store, var: Variable, loc: Any, schema: Schema, dataset: str, name: str) -> np.ndarray:
+def chunk_at(store: StoreModel, var: Variable, loc: Any, schema: Schema, dataset: str, name: str) -> np.ndarray:
     """The chunk at a stored location (see ``_single_location``), from the block cache or
     read with the blocks that follow it."""
     key, within, nbytes, spec = loc
@@ -307,7 +308,7 @@ def chunk_at(store: Store, var: Variable, loc: Any, schema: Schema, dataset: str
         ) from None
 
 
-def segment_positions(store: Store, var: Variable) -> dict[str, int]:
+def segment_positions(store: StoreModel, var: Variable) -> dict[str, int]:
     """Position of each committed segment of a variable (cached per index generation)."""
     memo = store._seg_positions.get(var.name)
     if memo is None or memo[0] != var.gen:
@@ -316,7 +317,7 @@ def segment_positions(store: Store, var: Variable) -> dict[str, int]:
     return memo[1]
 
 
-def single_location(store: Store, aid: int, var: Variable) -> Any:
+def single_location(store: StoreModel, aid: int, var: Variable) -> Any:
     """Location tuple of chunk 0 of an array, or False when it was never stored."""
     idx = var.pending
     j = idx.find(aid, 0) if len(idx) else -1
@@ -331,7 +332,7 @@ def single_location(store: Store, aid: int, var: Variable) -> Any:
     return (seg_key, offset), within, nbytes, (length, raw, crc, codec, filter_id)
 
 
-def fill_window(store: Store, arr: ArrayState, st: tuple[int, ...], stop: tuple[int, ...], out: np.ndarray) -> None:
+def fill_window(store: StoreModel, arr: ArrayState, st: tuple[int, ...], stop: tuple[int, ...], out: np.ndarray) -> None:
     """Copy the window [st, stop) of ``arr`` into ``out`` (already allocated)."""
     schema = arr.schema
     cs = schema.chunk_shape
@@ -370,7 +371,7 @@ def fill_window(store: Store, arr: ArrayState, st: tuple[int, ...], stop: tuple[
     i = 0
     while i < len(stored):
         j, size = i + 1, int(stored[i][2][1]["nbytes"])
-        while j < len(stored) and size + int(stored[j][2][1]["nbytes"]) <= scan.SCAN_BATCH_BYTES:
+        while j < len(stored) and size + int(stored[j][2][1]["nbytes"]) <= DECODE_BATCH_BYTES:
             size += int(stored[j][2][1]["nbytes"])
             j += 1
         batch = stored[i:j]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -18,18 +18,15 @@ from .indexing import sub_array, window_slices
 from .reader import BlockKey, CacheMode, fetch_blocks
 from .state import (
     ArrayState,
-    DatasetState,
     Schema,
     Variable,
 )
 
 if TYPE_CHECKING:
-    from .atlas import Store
-# A scan decodes at most this many raw bytes of blocks at a time.
-SCAN_BATCH_BYTES = 64 << 20
+    from .model import StoreModel
 
 
-def across_arrays(store: Store, array: str, names: Sequence[str]) -> list[ArrayState | None]:
+def across_arrays(store: StoreModel, array: str, names: Sequence[str]) -> list[ArrayState | None]:
     if isinstance(names, str):
         raise TypeError("names must be a list of dataset names, not a str")
     names = list(names)
@@ -44,54 +41,17 @@ def across_arrays(store: Store, array: str, names: Sequence[str]) -> list[ArrayS
             out.append(None)
         elif type(rec) is list:
             arr = peeked.get((n, array))
-            out.append(arr if arr is not None else peek(store, n, rec[2], array))
+            out.append(arr if arr is not None else store._peek(n, rec[2], array))
         elif rec.arrays_untouched:  # type: ignore[union-attr]
             arr = peeked.get((n, array))
-            out.append(arr if arr is not None else peek(store, n, rec._raw_arrays, array))  # type: ignore[union-attr]
+            out.append(arr if arr is not None else store._peek(n, rec._raw_arrays, array))  # type: ignore[union-attr]
         else:
             out.append(rec.arrays.get(array))  # type: ignore[union-attr]
     return out
 
 
-def one_array(store: Store, ds: DatasetState, array: str) -> ArrayState | None:
-    """One array's state of a dataset whose entries are still raw, the others left raw
-    (it joins them when they are built)."""
-    entries = ds._raw_arrays
-    if entries is None:  # built meanwhile (another thread)
-        return ds.arrays.get(array)
-    arr = store._peeked.get((ds.name, array))
-    if arr is None:
-        arr = peek(store, ds.name, entries, array)
-        if ds._raw_arrays is None:  # built while this one was made: use the built one
-            store._peeked.pop((ds.name, array), None)
-            return ds.arrays.get(array)
-    return arr
-
-
-def peek(store: Store, name: str, entries: Any, array: str) -> ArrayState | None:
-    """One array of a dataset still in manifest form, without decoding the rest of it.
-
-    The state is kept and reused when the dataset is materialised later, so there is
-    only ever one state per array.
-    """
-    try:
-        for entry in entries:
-            if entry[0] == array:
-                aname, aid, sidx, stats, aattrs = entry
-                if type(aid) is not int or array not in store._variables or not 0 < aid < store._next_id:
-                    raise TypeError("bad array id or unknown variable")
-                arr = ArrayState.from_record(aname, aid, store._schemas[sidx], name, stats, aattrs, store._where)
-                store._peeked[(name, array)] = arr
-                return arr
-    except (TypeError, ValueError, IndexError) as e:
-        raise CorruptionError(
-            f"manifest of {store._storage.location}, dataset {name!r}: array entry is malformed: {e}"
-        ) from None
-    return None
-
-
 def read_array_across(
-    store: Store,
+    store: StoreModel,
     array: str,
     names: Sequence[str],
     start: Sequence[int] | None = None,
@@ -152,7 +112,7 @@ def read_array_across(
 
 
 def scan_single(
-    store: Store,
+    store: StoreModel,
     var: Variable,
     items: list[tuple[int, ArrayState, tuple[slice, ...] | None]],
     emit: Callable[[int, np.ndarray | None, ArrayState, tuple[slice, ...] | None, bool], None],
@@ -191,7 +151,7 @@ def scan_single(
     total = sum(w[1] for w in wanted.values())
     mode = scan_cache_mode(store, total, sum(w[0] for w in wanted.values()), needed)
     # blocks that stay cached may come in big batches; others only a batch at a time
-    limit = SCAN_BATCH_BYTES if mode == "decoded" else min(SCAN_BATCH_BYTES, max(store._storage.scan_batch_bytes, total // 16))
+    limit = read.DECODE_BATCH_BYTES if mode == "decoded" else min(read.DECODE_BATCH_BYTES, max(store._storage.scan_batch_bytes, total // 16))
     keys = list(wanted)
     b0 = 0
     while b0 < len(keys):
@@ -242,7 +202,7 @@ def scan_single(
         b0 = b1
 
 
-def scan_cache_mode(store: Store, decoded: int, stored: int, result: int) -> CacheMode:
+def scan_cache_mode(store: StoreModel, decoded: int, stored: int, result: int) -> CacheMode:
     """How a bulk read keeps blocks, so that its peak memory stays within 1.5x its result:
     the decoded blocks when they are at most a quarter of the result, else their stored
     (compressed) bytes when those are, else nothing (the rest of the half is left to the
@@ -256,7 +216,7 @@ def scan_cache_mode(store: Store, decoded: int, stored: int, result: int) -> Cac
 
 
 def read_array_across_stacked(
-    store: Store,
+    store: StoreModel,
     array: str,
     names: Sequence[str],
     start: Sequence[int] | None = None,
@@ -312,7 +272,7 @@ def read_array_across_stacked(
     return read.finish(store, present[0].schema, out)
 
 
-def scan_jobs(store: Store, array: str, jobs: list[tuple[ArrayState, tuple[int, ...], tuple[int, ...], np.ndarray]]) -> None:
+def scan_jobs(store: StoreModel, array: str, jobs: list[tuple[ArrayState, tuple[int, ...], tuple[int, ...], np.ndarray]]) -> None:
     """Fill many windows of one variable, fetching and decoding blocks in bulk batches."""
     var = store._variables.get(array)
     # (out, out slices, chunk extent, dirty buffer or row number in `rows`)
@@ -390,7 +350,7 @@ def scan_jobs(store: Store, array: str, jobs: list[tuple[ArrayState, tuple[int, 
     raw = rows["raw_size"]
     order = np.lexsort((rows["offset"], rows["seg"]))
     result_bytes = sum({id(m[0]): int(m[0].nbytes) for m in pend_meta}.values())
-    batch_budget = min(SCAN_BATCH_BYTES, max(store._storage.scan_batch_bytes, result_bytes // 16))
+    batch_budget = min(read.DECODE_BATCH_BYTES, max(store._storage.scan_batch_bytes, result_bytes // 16))
     block_ids = np.stack([rows["seg"].astype(np.int64), rows["offset"].astype(np.int64)], axis=1)
     first = np.unique(block_ids, axis=0, return_index=True)[1]
     mode = scan_cache_mode(store, int(raw[first].sum()), int(rows["length"][first].sum()), result_bytes)

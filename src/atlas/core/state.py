@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import struct
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -386,3 +387,14 @@ class Variable:
     def all_segments(self) -> list[tuple[str, int]]:
         """Committed then pending segment files; a row's ``seg`` indexes this list."""
         return self.segments + self.pending_segments
+
+
+@dataclass
+class UnsettledCommit:
+    """A commit whose put failed and whose read-back failed too."""
+
+    version: int
+    key: str
+    token: str
+    install: Callable[[], None]  # makes the handle's state the committed one
+    lost: Callable[[], None]  # what to do when another writer's commit holds the number

@@ -30,12 +30,12 @@ from .state import (
 )
 
 if TYPE_CHECKING:
-    from .atlas import Store
+    from .model import StoreModel
 MAX_CELLS = 2**62
 
 
 def define_array(
-    store: Store,
+    store: StoreModel,
     ds: DatasetState,
     name: str,
     dtype: str,
@@ -89,7 +89,7 @@ def define_array(
     store._changed = True
 
 
-def drop_array(store: Store, arr: ArrayState) -> None:
+def drop_array(store: StoreModel, arr: ArrayState) -> None:
     var = store._variables[arr.name]
     var.live -= 1
     var.dead_aids.add(arr.aid)
@@ -101,7 +101,7 @@ def drop_array(store: Store, arr: ArrayState) -> None:
     store._changed_arrays.pop(arr.aid, None)
 
 
-def delete_array(store: Store, ds: DatasetState, name: str) -> None:
+def delete_array(store: StoreModel, ds: DatasetState, name: str) -> None:
     store._check_writable()
     store._check_live(ds)
     arr = ds.arrays.get(name)
@@ -112,7 +112,7 @@ def delete_array(store: Store, ds: DatasetState, name: str) -> None:
     store._changed = True
 
 
-def coerce(store: Store, schema: Schema, data: Any) -> np.ndarray:
+def coerce(store: StoreModel, schema: Schema, data: Any) -> np.ndarray:
     dt = schema.dtype
     if not isinstance(data, np.ndarray):
         raise TypeError(f"data must be a numpy array, not {type(data).__name__}")
@@ -132,7 +132,7 @@ def coerce(store: Store, schema: Schema, data: Any) -> np.ndarray:
     return data
 
 
-def write_array(store: Store, ds: DatasetState, name: str, start: Any, data: Any) -> None:
+def write_array(store: StoreModel, ds: DatasetState, name: str, start: Any, data: Any) -> None:
     store._check_writable()
     store._check_live(ds)
     arr = store._array(ds, name)
@@ -172,7 +172,7 @@ def write_array(store: Store, ds: DatasetState, name: str, start: Any, data: Any
         commit.spill(store)
 
 
-def write_chunks(store: Store, arr: ArrayState, start: tuple[int, ...], stop: tuple[int, ...], data: np.ndarray) -> None:
+def write_chunks(store: StoreModel, arr: ArrayState, start: tuple[int, ...], stop: tuple[int, ...], data: np.ndarray) -> None:
     schema = arr.schema
     cs = schema.chunk_shape
     ranges = [range(a // c, (b - 1) // c + 1) for a, b, c in zip(start, stop, cs, strict=True)]
@@ -217,7 +217,7 @@ def write_chunks(store: Store, arr: ArrayState, start: tuple[int, ...], stop: tu
         buf[tuple(dst)] = data[tuple(src)]
 
 
-def read_chunks_for_update(store: Store, arr: ArrayState, wanted: list[tuple[int, tuple[int, ...]]]) -> dict[int, np.ndarray]:
+def read_chunks_for_update(store: StoreModel, arr: ArrayState, wanted: list[tuple[int, tuple[int, ...]]]) -> dict[int, np.ndarray]:
     """Current content of chunks about to be partly overwritten (stored or fresh fill)."""
     schema = arr.schema
     out: dict[int, np.ndarray] = {}
@@ -234,7 +234,7 @@ def read_chunks_for_update(store: Store, arr: ArrayState, wanted: list[tuple[int
     return out
 
 
-def set_attribute(store: Store, target: dict[str, tuple[str, Any]], key: Any, value: Any, dtype: Any) -> None:
+def set_attribute(store: StoreModel, target: dict[str, tuple[str, Any]], key: Any, value: Any, dtype: Any) -> None:
     store._check_writable()
     check_key(key)
     kv = infer_attribute(value) if dtype is None else coerce_attribute(value, dtype)

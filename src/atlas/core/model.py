@@ -1,0 +1,293 @@
+"""The in-memory model of the version a handle reads, and the lookups every core module
+shares: datasets decoded from the manifest only when first used, array states, variables
+with their lazily loaded chunk indexes, shared schemas.
+
+``StoreModel`` is the seam between what a version holds and how it is held: the loading,
+write, read, scan, commit and maintenance modules are functions over it, and
+``atlas.core.atlas.Store`` (the handle) builds on it.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Any
+
+from ..dtypes import DTYPES, decode_value, fill_scalar
+from ..errors import ConflictError, CorruptionError, ReadOnlyError
+from ..format import manifest as mf
+from ..format.chunkindex import ChunkIndex, empty_rows, index_check
+from . import history
+from .reader import BlockCache
+from .state import (
+    ArrayState,
+    DatasetState,
+    Schema,
+    SchemaTable,
+    UnsettledCommit,
+    Variable,
+    schema_key,
+)
+
+if TYPE_CHECKING:
+    from ..storage.base import Storage
+
+__all__ = ["STATE_ATTRIBUTES", "StoreModel"]
+
+# What a handle holds of the version it reads (set by _reset and loading.install; swapped whole).
+STATE_ATTRIBUTES = (
+    "_version", "_manifest_where", "_where", "_schemas", "_datasets", "_fill_memo", "_windows",
+    "_seg_positions", "_peeked", "_variables", "_next_id", "_dirty_bytes", "_changed",
+    "_changed_arrays", "_unsettled",
+)
+
+
+class StoreModel:
+    """What a handle holds: its storage and settings, and the state of its version."""
+
+    _storage: Storage
+    _codec: str
+    _meta_format: str
+    _meta_compression: str
+    _read_only: bool
+    _cache: BlockCache
+    _lock: threading.RLock
+    buffer_bytes: int
+    _state_gen: int  # bumped whenever committed state is swapped (reads in flight retry)
+    _build_shared: Any  # _build_arrays bound once, shared by every dataset state
+
+    def _reset(self) -> None:
+        self._version = 0
+        self._manifest_where = str(self._storage.location)
+        self._where = f"manifest of {self._storage.location}"
+        self._schemas = SchemaTable([], self._decode_schema_entry, self._schema_entry_key)
+        self._datasets: dict[str, DatasetState | list[Any]] = {}
+        self._fill_memo: dict[tuple[str, Any], tuple[Any, Any]] = {}
+        self._windows: dict[Any, tuple[tuple[int, ...], tuple[int, ...]]] = {}
+        self._seg_positions: dict[str, tuple[int, dict[str, int]]] = {}
+        self._peeked: dict[tuple[str, str], ArrayState] = {}  # arrays read before their dataset was decoded
+        self._variables: dict[str, Variable] = {}
+        self._next_id = 1
+        self._dirty_bytes = 0
+        self._changed = False  # anything to commit
+        self._changed_arrays: dict[int, ArrayState] = {}
+        self._unsettled: UnsettledCommit | None = None  # a commit whose outcome is unknown
+
+    def _manifest_key(self, version: int) -> str:
+        return mf.manifest_key(version, self._meta_format, self._meta_compression)
+
+    def _decode_schema_entry(self, s: Any) -> Schema:
+        return self._decode_schema(s, self._manifest_where)
+
+    def _schema_entry_key(self, s: Any) -> tuple[Any, ...]:
+        try:
+            dtype_name, shape, chunk, dims, fill = s
+            return schema_key(
+                dtype_name, tuple(shape), tuple(chunk), tuple(dims), decode_value(dtype_name, fill)
+            )
+        except (TypeError, ValueError) as e:
+            raise CorruptionError(f"manifest {self._manifest_where}: schema entry is malformed: {e}") from None
+
+    def _materialize(self, name: str) -> DatasetState | None:
+        rec = self._datasets.get(name)
+        if rec is None or isinstance(rec, DatasetState):
+            return rec
+        ds = DatasetState(name)
+        if rec[1]:
+            ds._raw_attrs = (rec[1], self._where)
+        entries = rec[2]  # checked when the manifest was read (_frozen_entries)
+        ds._arrays = None
+        ds._raw_arrays = entries
+        ds._build = self._build_shared  # one bound method for all, not one per dataset
+        self._datasets[name] = ds
+        return ds
+
+    def _build_arrays(self, ds: DatasetState, entries: list[Any]) -> dict[str, ArrayState]:
+        """Array states of a dataset from its manifest entries, validating each."""
+        name = ds.name
+        where = self._where
+        arrays: dict[str, ArrayState] = {}
+        schemas = self._schemas
+        variables = self._variables
+        peeked = self._peeked
+        next_id = self._next_id
+        from_record = ArrayState.from_record
+        try:
+            for aname, aid, sidx, stats, aattrs in entries:
+                if type(aname) is not str or type(aid) is not int or aname in arrays or not 0 < aid < next_id:
+                    raise TypeError("bad or repeated array name, or bad id")
+                if aname.startswith("_") or "/" in aname or aname in ("", ".", ".."):
+                    raise ValueError(f"invalid array name {aname!r}")
+                if aname not in variables:
+                    raise ValueError(f"array {aname!r} has no entry in the variable table")
+                known = peeked.pop((name, aname), None) if peeked else None
+                arrays[aname] = known if known is not None else from_record(aname, aid, schemas[sidx], name, stats, aattrs, where)
+        except (TypeError, ValueError, IndexError) as e:
+            raise CorruptionError(f"{where}, dataset {name!r}: array entry is malformed: {e}") from None
+        return arrays
+
+    def _check_writable(self) -> None:
+        if self._read_only:
+            raise ReadOnlyError(
+                f"this handle on {self._storage.location} is read-only "
+                f"({'an old version' if not getattr(self._storage, 'read_only', False) else 'read-only storage'})"
+            )
+        if self._unsettled is not None:
+            raise ConflictError(
+                f"the last flush() on {self._storage.location} failed before it could tell whether version "
+                f"{self._unsettled.version} landed; call flush() again to settle it before changing anything"
+            )
+
+    def _check_storage_writable(self) -> None:
+        """For store-wide changes (tags, expiry): any handle may make them, even one on an
+        old version, unless the storage itself is read-only."""
+        if getattr(self._storage, "read_only", False):
+            raise ReadOnlyError(f"the store at {self._storage.location} is read-only")
+
+    def _missing_error(self, message: str) -> Exception:
+        """The error for a file of this version that is gone: VersionRemovedError when the
+        version was expired or removed meanwhile, else CorruptionError."""
+        try:
+            head = history.read_header(self._storage, self._manifest_key(self._version), self._version)
+        except Exception:
+            return CorruptionError(message)
+        return CorruptionError(message) if head.live else head.removed_error(str(self._storage.location))
+
+    def _config(self) -> dict[str, Any]:
+        return {"codec": self._codec, "meta_format": self._meta_format, "meta_compression": self._meta_compression}
+
+    def _take_id(self) -> int:
+        i = self._next_id
+        self._next_id += 1
+        return i
+
+    def _variable(self, name: str, create: bool) -> Variable | None:
+        var = self._variables.get(name)
+        if var is None and create:
+            var = Variable(name, self._take_id())
+            self._variables[name] = var
+        return var
+
+    def _index(self, var: Variable) -> ChunkIndex:
+        if var.index is None:
+            with self._lock:
+                return self._load_index(var)
+        return var.index
+
+    def _load_index(self, var: Variable) -> ChunkIndex:
+        if var.index is None:
+            if var.index_key is None:
+                var.index = ChunkIndex(empty_rows())
+            else:
+                where = f"{self._storage.location}/{var.index_key} (variable {var.name!r})"
+                try:
+                    data = self._storage.get(var.index_key)
+                except FileNotFoundError:
+                    raise self._missing_error(f"chunk index {where} is missing") from None
+                if var.index_check is not None and index_check(data) != var.index_check:
+                    raise CorruptionError(
+                        f"chunk index {where} is not the file version {self._version} recorded "
+                        f"(length and checksum {index_check(data)} instead of {var.index_check}): it was replaced"
+                    )
+                var.index = ChunkIndex.from_bytes(data, where)
+                var.index.validate([size for _, size in var.segments], where)
+        return var.index
+
+    def _dataset(self, name: str) -> DatasetState:
+        if not isinstance(name, str):
+            raise TypeError(f"dataset name must be a str, not {type(name).__name__}")
+        ds = self._materialize(name)
+        if ds is None:
+            raise KeyError(f"no dataset named {name!r} in {self._storage.location}")
+        return ds
+
+    def _intern_schema(self, schema: Schema) -> Schema:
+        return self._schemas.intern(schema)
+
+    def _check_live(self, ds: DatasetState) -> None:
+        if ds.deleted:
+            raise KeyError(f"dataset {ds.name!r} was deleted")
+        if self._datasets.get(ds.name) is not ds:
+            raise KeyError(
+                f"this view of dataset {ds.name!r} was opened before the handle moved to version "
+                f"{self._version}; open the dataset again"
+            )
+
+    def _array(self, ds: DatasetState, name: str) -> ArrayState:
+        arr = ds.arrays.get(name)
+        if arr is None:
+            if not isinstance(name, str):
+                raise TypeError(f"array name must be a str, not {type(name).__name__}")
+            raise KeyError(f"no array named {name!r} in dataset {ds.name!r}")
+        return arr
+
+    def _decode_schema(self, s: Any, where: str) -> Schema:
+        """A schema from its manifest entry (fill values decoded once per dtype and value)."""
+        try:
+            dtype_name, shape, chunk, dims, fill = s
+            dt = DTYPES[dtype_name]
+            if len(shape) == 1 and len(chunk) == 1 and len(dims) == 1:  # the usual 1-D array
+                n, c, d = shape[0], chunk[0], dims[0]
+                if type(n) is not int or type(c) is not int or n < 0 or c < 0 or n > 2**62 or (c == 0 and n > 0):
+                    raise ValueError("bad shape or chunk shape")
+                if type(d) is not str:
+                    raise ValueError("dimension names must be strings")
+                shape_t: tuple[int, ...] = (n,)
+                chunk_t: tuple[int, ...] = (c,)
+                dims_t: tuple[str, ...] = (d,)
+            else:
+                shape_t = tuple(shape)
+                chunk_t = tuple(chunk)
+                dims_t = tuple(dims)
+                if not (len(shape_t) == len(chunk_t) == len(dims_t)):
+                    raise ValueError("rank mismatch")
+                for n, c in zip(shape_t, chunk_t, strict=True):
+                    if type(n) is not int or type(c) is not int or n < 0 or c < 0 or n > 2**62 or (c == 0 and n > 0):
+                        raise ValueError("bad shape or chunk shape")
+                for d in dims_t:
+                    if type(d) is not str:
+                        raise ValueError("dimension names must be strings")
+            memo = self._fill_memo
+            mkey = (dtype_name, fill)
+            hit = memo.get(mkey)
+            if hit is None:
+                value = decode_value(dtype_name, fill)
+                hit = memo[mkey] = (value, fill_scalar(dt, value))
+            return Schema(dt, shape_t, chunk_t, dims_t, hit[0], hit[1])
+        except (KeyError, TypeError, ValueError) as e:
+            raise CorruptionError(f"manifest {where}: schema entry is malformed: {e}") from None
+
+    def _one_array(self, ds: DatasetState, array: str) -> ArrayState | None:
+        """One array's state of a dataset whose entries are still raw, the others left raw
+        (it joins them when they are built)."""
+        entries = ds._raw_arrays
+        if entries is None:  # built meanwhile (another thread)
+            return ds.arrays.get(array)
+        arr = self._peeked.get((ds.name, array))
+        if arr is None:
+            arr = self._peek(ds.name, entries, array)
+            if ds._raw_arrays is None:  # built while this one was made: use the built one
+                self._peeked.pop((ds.name, array), None)
+                return ds.arrays.get(array)
+        return arr
+
+
+    def _peek(self, name: str, entries: Any, array: str) -> ArrayState | None:
+        """One array of a dataset still in manifest form, without decoding the rest of it.
+
+        The state is kept and reused when the dataset is materialised later, so there is
+        only ever one state per array.
+        """
+        try:
+            for entry in entries:
+                if entry[0] == array:
+                    aname, aid, sidx, stats, aattrs = entry
+                    if type(aid) is not int or array not in self._variables or not 0 < aid < self._next_id:
+                        raise TypeError("bad array id or unknown variable")
+                    arr = ArrayState.from_record(aname, aid, self._schemas[sidx], name, stats, aattrs, self._where)
+                    self._peeked[(name, array)] = arr
+                    return arr
+        except (TypeError, ValueError, IndexError) as e:
+            raise CorruptionError(
+                f"manifest of {self._storage.location}, dataset {name!r}: array entry is malformed: {e}"
+            ) from None
+        return None
