@@ -163,8 +163,14 @@ def infer_attribute(value: object) -> tuple[str, Any]:
 
 
 def coerce_attribute(value: object, dtype: object) -> tuple[str, Any]:
-    """Coerce an attribute value to a forced dtype, as ``set_attribute(..., dtype=)``."""
-    dt = parse_dtype(dtype)
+    """Coerce an attribute value to a forced dtype, as ``set_attribute(..., dtype=)``.
+
+    An attribute dtype that is not supported is a ``ValueError`` like any unknown one (the
+    API's rule for attributes; ``define_array`` says ``NotImplementedError`` for binary)."""
+    try:
+        dt = parse_dtype(dtype)
+    except NotImplementedError as e:
+        raise ValueError(f"unknown attribute dtype {dtype!r}: {e}") from None
     kind = dt.kind
     if kind in ("int", "uint", "timestamp"):
         if not isinstance(value, int):
