@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from cli_helpers import run
-from test_netcdf import write_profile, write_tree
+from netcdf_helpers import write_profile, write_tree
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import xarray as xr
 from cli_helpers import assert_one_line_error, run
-from test_netcdf import assert_same_values
+from netcdf_helpers import assert_same_values
 
 
 def test_export_round_trip_value_by_value(built: tuple[Path, Path], tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import xarray as xr
 from cli_helpers import assert_one_line_error, run, run_in_pty
-from test_netcdf import assert_same_values, write_tree
+from netcdf_helpers import assert_same_values, write_tree
 
 import atlas
 from atlas.cli import LogProgress

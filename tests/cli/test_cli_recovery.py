@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from test_netcdf import write_tree
+from netcdf_helpers import write_tree
 
 import atlas
 from atlas.cli import main
