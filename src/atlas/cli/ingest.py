@@ -17,9 +17,9 @@ if TYPE_CHECKING:
 
 def default_jobs() -> int:
     """Processes an ingest uses unless told: the cores this process may run on."""
-    from ..integrations.netcdf import _default_jobs
+    from ..integrations.netcdf.workers import default_jobs as netcdf_default_jobs
 
-    return _default_jobs()
+    return netcdf_default_jobs()
 
 
 def run_ingest(src: str | Path, store: str | Path, progress: IngestProgress, **options: Any) -> IngestReport:
