@@ -11,6 +11,7 @@ on the next ``flush()``.
 
 from __future__ import annotations
 
+import functools
 import math
 import secrets
 import time
@@ -222,75 +223,22 @@ def commit(store: StoreModel, rewrite: dict[str, tuple[ChunkIndex, list[tuple[st
         if a.schema.dtype.is_string and a.schema.single and 0 in a.dirty and not a.deleted
     }
     attach = write_ahead(store, list(store._changed_arrays.values()))
-    pending = {id(v): (v, rows, segs) for v, rows, segs, _ in attach}
     # 2. merged indexes for changed variables
     try:
-        new_vars, checks = merged_indexes(store, pending, rewrite)
+        new_vars, checks = merged_indexes(store, {id(v): (v, rows, segs) for v, rows, segs, _ in attach}, rewrite)
     except (CorruptionError, VersionRemovedError):
         if store_moved_on(store):  # a compaction removed what this old version named
             raise conflict_error(store, store._version + 1) from None
         raise
     check_written_ahead(store)
     with mf.paused_gc():  # builds ~10^5 short-lived containers, none of them cyclic
-        # 3. stats for arrays whose data changed
+        # 3. stats for arrays whose data changed; 4. the manifest
         new_stats = fresh_stats(store, new_vars, string_stats_now)
-        # 4. manifest
         version = store._version + 1
         token = new_token()
-        doc = manifest_doc(store, version, new_vars, new_stats, checks)
-        header = {
-            "atlas": "manifest",
-            "format_version": mf.FORMAT_VERSION,
-            "version": version,
-            "timestamp": history.now_iso(),
-            "commit": token,
-            "datasets": len(store._datasets),
-            "arrays": sum(1 for v in store._variables.values() if v.live > 0),
-        }
-        data = mf.encode_manifest(doc, header, store._meta_format, store._meta_compression)
-        del doc
-
-    def lost() -> None:
-        # nothing of ours is referenced: the files written above are orphans for compact()
-        for var, rows, segs in pending.values():
-            var.pending = ChunkIndex(merge_rows([var.pending.rows, rows]))
-            var.pending_segments.extend(segs)
-            var.changed = True
-            var.gen += 1
-        for _, _, _, arrs in attach:
-            for a in arrs:
-                a.dirty.clear()
-        store._dirty_bytes = 0
-        raise conflict_error(store, version)
-
-    def install() -> None:
-        for vname, (key, segs, idx) in new_vars.items():
-            var = store._variables[vname]
-            var.index_check = checks.get(key) if key is not None else None
-            var.index_key = key
-            var.segments = segs
-            var.index = idx
-            var.pending = ChunkIndex(empty_rows())
-            var.pending_segments = []
-            var.dead_aids.clear()
-            var.changed = False
-            var.gen += 1
-        for _, _, _, arrs in attach:
-            for a in arrs:
-                a.dirty.clear()
-        for aid, st in new_stats.items():
-            arr = store._changed_arrays[aid]
-            arr.stats = st
-            arr.changed = False
-        store._changed_arrays.clear()
-        store._dirty_bytes = 0
-        store._version = version
-        store._changed = False
-        store._state_gen += 1
-        if rewrite:
-            store._cache.clear()
-        after_commit(store, version)
-
+        data = encoded_manifest(store, version, token, manifest_doc(store, version, new_vars, new_stats, checks))
+    install = functools.partial(install_commit, store, version, new_vars, checks, new_stats, attach, bool(rewrite))
+    lost = functools.partial(keep_written_ahead, store, version, attach)
     key = store._manifest_key(version)
     try:
         landed = publish(store._storage, key, version, data, token)
@@ -300,6 +248,76 @@ def commit(store: StoreModel, rewrite: dict[str, tuple[ChunkIndex, list[tuple[st
     if not landed:
         lost()
     install()
+
+
+def encoded_manifest(store: StoreModel, version: int, token: str, doc: dict[str, Any]) -> bytes:
+    """The manifest file of ``version``: its header line (with the commit token) and ``doc``."""
+    header = {
+        "atlas": "manifest",
+        "format_version": mf.FORMAT_VERSION,
+        "version": version,
+        "timestamp": history.now_iso(),
+        "commit": token,
+        "datasets": len(store._datasets),
+        "arrays": sum(1 for v in store._variables.values() if v.live > 0),
+    }
+    return mf.encode_manifest(doc, header, store._meta_format, store._meta_compression)
+
+
+WrittenAhead = list[tuple[Variable, np.ndarray, list[tuple[str, int]], list[ArrayState]]]
+
+
+def keep_written_ahead(store: StoreModel, version: int, attach: WrittenAhead) -> None:
+    """Another writer's commit holds ``version``: keep what this flush wrote as pending
+    (no manifest names it: orphans for compact() unless a later flush commits them) and
+    raise ``ConflictError``."""
+    for var, rows, segs, arrs in attach:
+        var.pending = ChunkIndex(merge_rows([var.pending.rows, rows]))
+        var.pending_segments.extend(segs)
+        var.changed = True
+        var.gen += 1
+        for a in arrs:
+            a.dirty.clear()
+    store._dirty_bytes = 0
+    raise conflict_error(store, version)
+
+
+def install_commit(
+    store: StoreModel,
+    version: int,
+    new_vars: dict[str, tuple[str | None, list[tuple[str, int]], ChunkIndex]],
+    checks: dict[str, tuple[int, int]],
+    new_stats: dict[int, dict[str, Any] | None],
+    attach: WrittenAhead,
+    rewrote: bool,
+) -> None:
+    """Make the committed ``version`` the handle's state."""
+    for vname, (key, segs, idx) in new_vars.items():
+        var = store._variables[vname]
+        var.index_check = checks.get(key) if key is not None else None
+        var.index_key = key
+        var.segments = segs
+        var.index = idx
+        var.pending = ChunkIndex(empty_rows())
+        var.pending_segments = []
+        var.dead_aids.clear()
+        var.changed = False
+        var.gen += 1
+    for _, _, _, arrs in attach:
+        for a in arrs:
+            a.dirty.clear()
+    for aid, st in new_stats.items():
+        arr = store._changed_arrays[aid]
+        arr.stats = st
+        arr.changed = False
+    store._changed_arrays.clear()
+    store._dirty_bytes = 0
+    store._version = version
+    store._changed = False
+    store._state_gen += 1
+    if rewrote:
+        store._cache.clear()
+    after_commit(store, version)
 
 
 def merged_indexes(
