@@ -120,7 +120,7 @@ def raw_attribute_lists(raw: list[list[Any]]) -> list[list[Any]]:
 
 def check_attribute_lists(lists: list[list[Any]]) -> None:
     """Raise ValueError unless every item is a flat ``[key, dtype, value, ...]`` list."""
-    if not set(map(type, lists)) <= {list, tuple} or any(x % 3 for x in set(map(len, lists))):
+    if not set(map(type, lists)) <= {list, tuple} or any(length % 3 for length in set(map(len, lists))):
         raise ValueError("attribute list is malformed")
 
 
@@ -188,8 +188,8 @@ def state_array(
     if None not in encoded:  # none decoded yet: the manifest's lists
         return rows, numbers, list(map(itemgetter(0), encoded)), False
     statistics = [
-        e[0] if e is not None else (None if d is None else statistics_of(d))
-        for e, d in zip(encoded, decoded, strict=True)
+        raw_stats[0] if raw_stats is not None else (None if stats is None else statistics_of(stats))
+        for raw_stats, stats in zip(encoded, decoded, strict=True)
     ]
     return rows, numbers, statistics, False
 
