@@ -1,0 +1,156 @@
+"""Search semantics: predicates over attributes and statistics are exact, predicates over an
+array's values a superset decided from min and max, NaN follows IEEE and the total order of
+statistics, and values that cannot be compared are refused."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from catalog_helpers import NAN, OPS
+
+import atlas
+
+
+def test_find_attributes_exactly(store: atlas.Atlas) -> None:
+    assert store.find("station == 'KNMI'") == ["a"]
+    assert store.find("station != 'KNMI'") == ["e"]  # missing values never compare
+    assert store.find("not station == 'KNMI'") == ["b", "d", "e"]
+    assert store.find("station is None") == ["b", "d"]
+    assert store.find("notnull(station)") == ["a", "e"]
+    assert store.find("year == 2021") == ["a"]  # the str "2021" of b is not 2021
+    assert store.find("year == '2021'") == ["b"]
+    assert store.find("year > 2000") == ["a", "e"]
+    assert store.find("lat < 0") == ["e"]
+    assert store.find("lat >= -3.0 and lat <= 52.1") == ["a", "e"]
+    assert store.find("isnan(lat)") == ["b"]
+    assert store.find("lat != 1") == ["a", "b", "e"]  # NaN != 1 (IEEE)
+    assert store.find("ok") == ["a"]
+    assert store.find("not ok") == ["b", "d", "e"]
+    assert store.find("ok == False") == ["b"]
+    assert store.find("launch >= ts('2021-01-01')") == ["a"]
+    assert store.find("launch < '2021-01-01T00:00:00.000000001'") == ["a"]
+    assert store.find("launch > timestamp('2021-01-01T01:00+02:00')") == ["a"]  # tz-aware: UTC
+    assert store.find("serial == 18446744073709551615") == ["a"]
+    assert store.find("serial > 9223372036854775807") == ["a"]
+    assert store.find("serial > 1e30") == []
+
+
+def test_find_statistics_exactly(store: atlas.Atlas) -> None:
+    assert store.find("temperature.max > 30") == ["a", "e"]
+    assert store.find("temperature.max > 31.5") == ["e"]
+    assert store.find("temperature.null_count > 0") == ["a", "b"]
+    assert store.find("temperature.row_count == 4") == ["a", "b"]
+    assert store.find("isnull(temperature.min)") == ["b", "d"]
+    assert store.find("temperature.dtype == 'float64'") == ["e"]
+    assert store.find("temperature.shape == (4,)") == ["a", "b"]
+    assert store.find("depth.shape != (3,)") == ["b"]
+    assert store.find("notnull(depth.dtype) and depth.row_count is None") == ["b"]
+    assert store.find("label.min == 'KNMI'") == ["b"]
+    assert store.find("flag.max == False") == ["a"]
+    assert store.find("time.min >= '2021-01-01' and time.max < ts('2021-01-01 00:00:02')") == ["a"]
+    assert store.find("qc.min < 0") == ["a"]
+    assert store.find("qc.max > 5") == ["e"]
+    assert store.find("0 < temperature.max <= 32") == ["a"]  # chained
+    assert store.find("temperature.max > temperature.min") == ["a", "e"]  # column vs column
+    assert store.find("qc.max >= serial") == []
+
+
+def test_find_values_of_an_array_is_a_superset(store: atlas.Atlas) -> None:
+    # some value above 30: decided exactly by max
+    assert store.find("temperature > 30") == ["a", "e"]
+    assert store.find("any(temperature) > 30") == ["a", "e"]
+    assert store.find("temperature < 0") == ["a"]
+    # an equality needs the data: every dataset whose range holds the value is returned
+    assert store.find("temperature == 20") == ["a"]  # within [-2, 31.5]: possible
+    assert store.find("temperature == 30") == ["a", "e"]
+    assert store.find("temperature == 100") == []
+    assert store.find("temperature in [20, 40]") == ["a"]
+    assert store.find("label == 'KNMI'") == ["b"]  # min == max == 'KNMI': certain
+    assert store.find("label == 'y'") == ["a"]  # 'x' <= 'y' <= 'yy': possible
+    # negation keeps the superset: "no value is 20" may hold for a (it holds: no 20 there)
+    assert store.find("not temperature == 20") == ["a", "b", "d", "e"]
+    assert store.find("not label == 'KNMI'") == ["a", "d", "e"]  # b certainly has 'KNMI'
+    assert store.find("label != 'KNMI'") == ["a"]
+    assert store.find("isnull(depth)") == ["d", "e"]
+    assert store.find("isnan(temperature)") == []
+
+
+def test_values_superset_never_misses_a_match(tmp_path: Path) -> None:
+    rng = np.random.default_rng(7)
+    s = atlas.Atlas.create(tmp_path / "s")
+    data = {}
+    for i in range(40):
+        x = rng.integers(0, 20, int(rng.integers(1, 6))).astype(np.int64)
+        data[f"d{i}"] = x
+        ds = s.create_dataset(f"d{i}")
+        ds.define_array("x", "int64", ["i"], [len(x)])
+        ds.write_array("x", [0], x)
+    s.flush()
+    for c in range(-1, 22):
+        for op in ("==", "!=", "<", "<=", ">", ">="):
+            expr = f"x {op} {c}"
+            truth = [n for n, x in data.items() if OPS[op](x, c).any()]
+            found = s.find(expr)
+            assert set(truth) <= set(found), expr
+            if op != "==":
+                assert found == truth, expr
+            nfound = s.find(f"not ({expr})")
+            ntruth = [n for n, x in data.items() if not OPS[op](x, c).any()]
+            assert set(ntruth) <= set(nfound), expr
+        members = [c, c + 3]
+        truth = [n for n, x in data.items() if np.isin(x, members).any()]
+        assert set(truth) <= set(s.find(f"x in {members}"))
+        truth = [n for n, x in data.items() if (~np.isin(x, members)).any()]
+        assert set(truth) <= set(s.find(f"x not in {members}"))
+
+
+def test_nan_values_follow_the_total_order_of_statistics(tmp_path: Path) -> None:
+    s = atlas.Atlas.create(tmp_path / "s")
+    for name, data in (("n", [NAN, 5.0, -1.0]), ("m", [-NAN, 2.0]), ("z", [-0.0, 0.0])):
+        ds = s.create_dataset(name)
+        ds.define_array("f", "float64", ["i"], [len(data)])  # no fill: NaN is a value
+        ds.write_array("f", [0], np.array(data))
+    s.flush()
+    df = s.catalog(arrays=["f"])
+    mx = df["f.max"].array
+    assert math.isnan(mx._data[0]) and not mx._mask[0]  # NaN is the max, and not missing
+    assert s.find("f.max > 3") == []  # IEEE on the statistic itself
+    assert s.find("isnan(f.max)") == ["n"]
+    assert s.find("isnan(f.min)") == ["m"]
+    assert s.find("isnan(f)") == ["n", "m"]
+    # over the values, a NaN bound leaves that side open: 5 > 3 is in n
+    assert s.find("f > 3") == ["n"]
+    assert s.find("f < 0") == ["n", "m"]
+    assert s.find("f == 5") == ["n"]
+    assert s.find("not f > 3") == ["n", "m", "z"]
+    assert s.find("f == 0") == ["n", "m", "z"]  # 0 lies within every range (-0.0 == 0)
+    assert s.find("f == -1.5") == ["m"]  # below n's min, within m's open lower side
+    assert s.find("f.min == 0 and f.max == -0.0") == ["z"]
+    assert s.find("f != 0") == ["n", "m"]
+
+
+def test_find_rejects_type_mismatches_and_unknown_names(store: atlas.Atlas) -> None:
+    for expr, fragment in [
+        ("station == 3", "station == 3"),
+        ("lat > 'x'", "lat > 'x'"),
+        ("ok == 1", "ok == 1"),
+        ("temperature.max > '3'", "temperature.max > '3'"),
+        ("launch > 1.5", "launch > 1.5"),
+        ("launch > 'not a date'", "not a date"),
+        ("statoin == 'KNMI'", "statoin"),
+        ("temperature.maxx > 1", "temperature.maxx"),
+        ("any(station) > 1", "any(station)"),
+        ("temperature > depth", "temperature > depth"),
+        ("temperature.shape > (1,)", "temperature.shape > (1,)"),
+        ("station", "station"),
+    ]:
+        with pytest.raises(ValueError, match="invalid predicate") as e:
+            store.find(expr)
+        assert fragment in str(e.value), (expr, str(e.value))
+    with pytest.raises(TypeError):
+        store.find(42)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        store.find(station=object())

@@ -1,0 +1,57 @@
+"""What the catalogue remembers of a handle between calls: later calls see every change."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from catalog_helpers import column_values as _col
+
+import atlas
+
+
+def test_catalog_follows_changes_after_earlier_calls(tmp_path: Path) -> None:
+    """Repeated calls reuse what was read from the manifest; changes made since must show."""
+    path = tmp_path / "s"
+    s = atlas.Atlas.create(path)
+    for i in range(30):
+        ds = s.create_dataset(f"d{i:02d}")
+        ds.set_attribute("k", i)
+        ds.define_array("v", "int32" if i % 7 else "float64", ["i"], [2])
+        if i % 5:
+            data = np.array([i, 2 * i], dtype=np.int32 if i % 7 else np.float64)
+            ds.write_array("v", [0], data)
+    s.flush()
+
+    def fresh() -> pd.DataFrame:
+        return atlas.Atlas.open(path).catalog()
+
+    s = atlas.Atlas.open(path)
+    pd.testing.assert_frame_equal(s.catalog(), fresh())
+    s.open_dataset("d03").set_attribute("k", "three")  # another kind in one materialised dataset
+    s.open_dataset("d04").set_attribute("new", True)
+    s.delete_dataset("d05")
+    d = s.create_dataset("zz")
+    d.define_array("v", "uint64", ["i"], [1])
+    d.write_array("v", [0], np.array([2**64 - 1], dtype=np.uint64))
+    s.open_dataset("d06").read_array("v")
+    before = s.catalog()
+    assert _col(before, "k")[3] == "three" and "d05" not in before.index and before.index[-1] == "zz"
+    assert _col(before, "v.max")[-1] is None  # not flushed yet
+    s.flush()
+    after = s.catalog()
+    pd.testing.assert_frame_equal(after, fresh())
+    assert after["v.max"].dtype == object  # int32, float64 and uint64 beyond int64 together
+    assert s.find("v.max > 18446744073709551614") == ["zz"]
+    assert s.find("k == 'three' or new") == ["d03", "d04"]
+    assert s.find("k >= 28") == ["d28", "d29"]
+    s.delete_dataset("zz")
+    s.open_dataset("d03").set_attribute("k", 3)
+    pd.testing.assert_frame_equal(s.catalog(), s.catalog())
+    assert str(s.catalog()["k"].dtype) == "Int64"
+    assert s.find("k == 3") == ["d03"]
+    for name in s.list_datasets()[::3]:  # most datasets gone from the snapshot
+        s.delete_dataset(name)
+    s.flush()
+    pd.testing.assert_frame_equal(s.catalog(), fresh())
