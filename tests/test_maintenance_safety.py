@@ -449,3 +449,18 @@ def test_storage_listing_times_drive_the_grace_period(tmp_path: Path) -> None:
     atlas.Atlas.open(path).compact()  # the default hour has passed for these files
     assert atlas.Atlas.open(path).verify().unreferenced_files == 0
     assert _values(path) == {"d0": 0.0, "d1": 1.0, "d2": 2.0}
+
+
+def test_stray_files_in_the_manifest_folder_are_ignored(tmp_path: Path) -> None:
+    path = _store(tmp_path)
+    newest = sorted((path / "manifests").glob("0*"))[-1]
+    backup = newest.read_bytes()
+    (path / "manifests" / "0000000009.json~").write_bytes(backup)  # an editor's backup
+    (path / "manifests" / "0000000008.json.bak").write_bytes(backup)
+    (path / "manifests" / "0000000007.msgpack").write_bytes(backup)  # not this store's encoding
+    assert atlas.Atlas.open(path).version == 1
+    assert [v["version"] for v in atlas.Atlas.open(path).versions()] == [0, 1]
+    store = atlas.Atlas.open(path)
+    _add(store, "more")
+    store.flush()
+    assert store.version == 2 and atlas.Atlas.open(path).verify() == []

@@ -25,13 +25,18 @@ INDEX_KEY = re.compile(r"index/v[0-9]+-[0-9a-f]+\.idx")
 
 
 def manifest_versions(store: StoreModel) -> list[int]:
+    """The version numbers of the store's manifests, oldest first.
+
+    Only keys named exactly as this store names its manifests count: an editor's backup
+    (``0000000009.json~``) or a file of another encoding is not a version."""
     try:
         keys = store._storage.list(mf.MANIFEST_PREFIX)
     except OSError:
         if not getattr(store._storage, "read_only", False):
             raise
         return probe_versions(store)
-    return sorted(v for v in (mf.parse_manifest_key(k) for k in keys) if v is not None)
+    versions = (mf.parse_manifest_key(k) for k in keys)
+    return sorted(v for k, v in zip(keys, versions, strict=True) if v is not None and k == store._manifest_key(v))
 
 
 def probe_versions(store: StoreModel) -> list[int]:

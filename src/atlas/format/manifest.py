@@ -12,6 +12,7 @@ from __future__ import annotations
 import gc
 import io
 import json
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -56,14 +57,14 @@ def manifest_key(version: int, meta_format: str, meta_compression: str) -> str:
     return f"{MANIFEST_PREFIX}{version:010d}.{ext}"
 
 
+_MANIFEST_NAME = re.compile(r"manifests/([0-9]{10})\.(?:json|msgpack)(?:\.zst|\.lz4)?")
+
+
 def parse_manifest_key(key: str) -> int | None:
-    """Version number of a manifest key, or None if the key is not a manifest."""
-    if not key.startswith(MANIFEST_PREFIX):
-        return None
-    stem = key[len(MANIFEST_PREFIX) :].split(".", 1)[0]
-    if len(stem) != 10 or not stem.isdigit():
-        return None
-    return int(stem)
+    """Version number of a manifest key, or None if the key is not exactly a manifest's name
+    (10 digits, then ``.json`` or ``.msgpack``, optionally ``.zst`` or ``.lz4``)."""
+    m = _MANIFEST_NAME.fullmatch(key)
+    return int(m.group(1)) if m else None
 
 
 def encode_config(codec: str, meta_format: str, meta_compression: str) -> bytes:
