@@ -6,12 +6,16 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 from catalog_helpers import NAN, OPS
 
 import atlas
+from atlas.catalog.columns import Column, object_array
+from atlas.catalog.evaluate import ArrayValues, Evaluator, exact_compare
+from atlas.catalog.predicate import parse
 
 
 def test_find_attributes_exactly(store: atlas.Atlas) -> None:
@@ -154,3 +158,79 @@ def test_find_rejects_type_mismatches_and_unknown_names(store: atlas.Atlas) -> N
         store.find(42)  # type: ignore[arg-type]
     with pytest.raises(TypeError):
         store.find(station=object())
+
+
+# ---------------------------------------------------------------------------------- the evaluator
+
+
+def _column(kind: str, values: list[Any], nulls: list[bool], dtype: Any = None) -> Column:
+    return Column(kind, np.array(values, dtype=dtype), np.array(nulls, dtype=bool))
+
+
+def _evaluator(resolved: dict[str, Column | ArrayValues]) -> Evaluator:
+    n = {len(r.mask if isinstance(r, Column) else r.declared.mask) for r in resolved.values()}.pop()
+    return Evaluator(n, lambda name, text: resolved[name])
+
+
+def _masks(evaluator: Evaluator, text: str) -> tuple[list[bool], list[bool]]:
+    certain, possible = evaluator.evaluate(parse(text))
+    return certain.tolist(), possible.tolist()
+
+
+def test_exact_comparisons_of_ints_with_floats_and_beyond_the_dtype() -> None:
+    ints = np.array([2**53, 2**53 + 1, -5], dtype=np.int64)
+    assert exact_compare(ints, "==", 2**53 + 1).tolist() == [False, True, False]
+    assert exact_compare(ints, ">", 2.0**53).tolist() == [False, True, False]
+    assert exact_compare(ints, "<", -4.5).tolist() == [False, False, True]
+    assert exact_compare(ints, ">=", -4.5).tolist() == [True, True, False]
+    assert exact_compare(ints, "==", 1.5).tolist() == [False, False, False]
+    assert exact_compare(ints, "<", math.inf).tolist() == [True, True, True]
+    assert exact_compare(ints, "!=", NAN).tolist() == [True, True, True]
+    assert exact_compare(ints, ">", 2**70).tolist() == [False, False, False]
+    assert exact_compare(ints, ">", -(2**70)).tolist() == [True, True, True]
+    floats = np.array([2.0**53, 1.5, NAN])
+    assert exact_compare(floats, "==", 2**53 + 1).tolist() == [False, False, False]  # not rounded to 2**53
+    assert exact_compare(floats, "<", 2**53 + 1).tolist() == [True, True, False]
+    uints = np.array([2**64 - 1], dtype=np.uint64)
+    assert exact_compare(uints, "==", 2**64 - 1).tolist() == [True]
+    assert exact_compare(uints, ">", -1).tolist() == [True]
+
+
+def test_an_arrays_values_give_certain_and_possible_datasets() -> None:
+    # x in [0, 10], x == 5 everywhere, declared without statistics, not declared
+    low = _column("float", [0.0, 5.0, 0.0, 0.0], [False, False, True, True])
+    high = _column("float", [10.0, 5.0, 0.0, 0.0], [False, False, True, True])
+    declared = _column("string", ["float64", "float64", "float64", ""], [False, False, False, True], object)
+    evaluator = _evaluator({"x": ArrayValues(low, high, declared)})
+    assert _masks(evaluator, "x == 5") == ([False, True, False, False], [True, True, False, False])
+    assert _masks(evaluator, "not x == 5") == ([False, False, True, True], [True, False, True, True])
+    assert _masks(evaluator, "x > 7") == ([True, False, False, False], [True, False, False, False])
+    assert _masks(evaluator, "x != 5") == ([True, False, False, False], [True, False, False, False])
+    assert _masks(evaluator, "x in [5, 20]") == ([False, True, False, False], [True, True, False, False])
+    assert _masks(evaluator, "x not in [5]") == ([True, False, False, False], [True, False, False, False])
+    assert _masks(evaluator, "isnull(x)") == ([False, False, False, True], [False, False, False, True])
+    assert _masks(evaluator, "x == float('nan')") == ([False] * 4, [False] * 4)
+
+
+def test_columns_compare_by_kind() -> None:
+    evaluator = _evaluator({
+        "i": _column("int", [1, -2, 0], [False, False, True], np.int64),
+        "u": _column("uint", [2**64 - 1, 1, 0], [False, False, True], np.uint64),
+        "f": _column("float", [1.0, NAN, 3.0], [False, False, False]),
+        "s": _column("string", ["a", "b", ""], [False, False, True], object),
+        "m": _column("object", [1, "1", None], [False, False, True], object),
+        "shape": Column("shape", object_array([(1,), (2, 3), None]), np.array([False, False, True])),
+    })
+    assert _masks(evaluator, "u > i")[0] == [True, True, False]  # int64 vs uint64, exactly
+    assert _masks(evaluator, "f == i")[0] == [True, False, False]
+    assert _masks(evaluator, "f != i")[0] == [False, True, False]  # NaN != -2 (IEEE); null never
+    assert _masks(evaluator, "m == 1")[0] == [True, False, False]  # "1" is not 1
+    assert _masks(evaluator, "m > 0")[0] == [True, False, False]  # a str does not compare: False
+    assert _masks(evaluator, "shape == (2, 3)")[0] == [False, True, False]
+    assert _masks(evaluator, "s in ['b', 'c']")[0] == [False, True, False]
+    assert _masks(evaluator, "s not in ['b']")[0] == [True, False, False]
+    assert _masks(evaluator, "isnan(f) or isnull(s)")[0] == [False, True, True]
+    for text, fragment in [("s > 1", "string values with 1"), ("s == i", "string with integer"),
+                           ("shape < (2,)", "a shape compares")]:
+        with pytest.raises(ValueError, match=fragment):
+            evaluator.evaluate(parse(text))

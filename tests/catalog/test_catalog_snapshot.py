@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +11,7 @@ import pandas as pd
 from catalog_helpers import column_values as _col
 
 import atlas
+from atlas.catalog import snapshot
 
 
 def test_catalog_follows_changes_after_earlier_calls(tmp_path: Path) -> None:
@@ -55,3 +58,53 @@ def test_catalog_follows_changes_after_earlier_calls(tmp_path: Path) -> None:
         s.delete_dataset(name)
     s.flush()
     pd.testing.assert_frame_equal(s.catalog(), fresh())
+
+
+def _store(path: Path, n: int = 6) -> atlas.Atlas:
+    s = atlas.Atlas.create(path)
+    for i in range(n):
+        ds = s.create_dataset(f"d{i}")
+        ds.set_attribute("k", i)
+        ds.define_array("v", "int32", ["i"], [1])
+        ds.write_array("v", [0], np.array([i], dtype=np.int32))
+    s.flush()
+    return atlas.Atlas.open(path)
+
+
+def test_the_snapshot_is_reused_and_sees_buffered_changes(tmp_path: Path) -> None:
+    s = _store(tmp_path / "s")
+    assert s.find("k == 1") == ["d1"]
+    first = snapshot._SNAPSHOTS[s]
+    assert s.find("v.max >= 4") == ["d4", "d5"]
+    assert snapshot._SNAPSHOTS[s] is first  # the raw records are those of the snapshot
+    s.open_dataset("d1").set_attribute("k", 100)  # buffered, not flushed
+    s.delete_dataset("d4")
+    d = s.create_dataset("new")
+    d.set_attribute("k", 1)
+    assert s.find("k == 1") == ["new"] and s.find("k == 100") == ["d1"]
+    assert s.find("v.max >= 4") == ["d5"]
+    assert snapshot._SNAPSHOTS[s] is first  # most of it still in use
+    assert _col(s.catalog(), "k") == [0, 100, 2, 3, 5, 1]
+
+
+def test_each_handle_has_its_own_snapshot(tmp_path: Path) -> None:
+    a = _store(tmp_path / "s")
+    b = atlas.Atlas.open(tmp_path / "s")
+    a.catalog()
+    b.open_dataset("d0").set_attribute("k", -1)
+    assert b.find("k < 0") == ["d0"] and a.find("k < 0") == []
+    assert snapshot._SNAPSHOTS[a] is not snapshot._SNAPSHOTS[b]
+
+
+def test_the_snapshot_adds_nothing_to_the_handle_and_never_keeps_it_alive(tmp_path: Path) -> None:
+    s = _store(tmp_path / "s")
+    before = set(vars(s))
+    s.catalog()
+    s.find("k > 2 and v.max < 5")
+    assert set(vars(s)) == before
+    held = len(snapshot._SNAPSHOTS)
+    handle = weakref.ref(s)
+    del s
+    gc.collect()
+    assert handle() is None
+    assert len(snapshot._SNAPSHOTS) < held  # its snapshot went with it
