@@ -37,9 +37,8 @@ from ..format.records import encode_stats as _encode_stats
 from ..format.segment import ChunkPayload, new_key, start_segments
 from ..format.strings import decode_strings, encode_strings
 from ..stats import chunk_stats, fold_many, string_stats
-from ..storage.base import run_concurrently
+from ..storage.base import ParallelPuts, run_concurrently
 from . import history, loading, read
-from .reader import ParallelPuts
 from .state import (
     ArrayState,
     DatasetState,

@@ -7,14 +7,13 @@ import itertools
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Literal, ParamSpec, TypeVar
 
 import numpy as np
 
 from ..errors import CorruptionError
+from ..executors import cpu_pool
 from ..format.codec import CODEC_NAMES, checksum, decode_block, plausible_size
-from ..format.segment import pool
 
 # Decode in worker threads only when there is enough work to pay for the hand-off.
 PARALLEL_MIN_BLOCKS = 3
@@ -224,7 +223,7 @@ def fetch_blocks(
             raise CorruptionError(f"{describe(k)}: block cannot be decoded: {e}") from None
 
     if len(jobs) >= PARALLEL_MIN_BLOCKS:
-        decoded = list(pool().map(decode, jobs))
+        decoded = list(cpu_pool().map(decode, jobs))
     else:
         decoded = [decode(j) for j in jobs]
     for (k, data, checked), b in zip(jobs, decoded, strict=True):
@@ -234,38 +233,3 @@ def fetch_blocks(
         elif mode == "stored" and not checked:
             cache.put_stored(k, bytes(data))
     return out
-
-
-_IO_POOL: ThreadPoolExecutor | None = None
-
-
-def io_pool() -> ThreadPoolExecutor:
-    """Threads for storage writes, so their latencies (fsync, network) overlap."""
-    global _IO_POOL
-    if _IO_POOL is None:
-        _IO_POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="atlas-io")
-    return _IO_POOL
-
-
-class ParallelPuts:
-    """Writes new, not-yet-referenced files concurrently; :meth:`wait` before publishing them."""
-
-    def __init__(self, storage: Any) -> None:
-        self._storage = storage
-        self._futures: list[Future[None]] = []
-
-    def put(self, key: str, data: bytes) -> None:
-        self._futures.append(io_pool().submit(self._storage.put, key, data))
-
-    def wait(self) -> None:
-        """Block until every write finished; re-raise the first failure."""
-        futures, self._futures = self._futures, []
-        error: BaseException | None = None
-        for f in futures:
-            try:
-                f.result()
-            except BaseException as e:  # noqa: BLE001 - wait for all, then report the first
-                if error is None:
-                    error = e
-        if error is not None:
-            raise error

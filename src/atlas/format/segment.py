@@ -9,14 +9,13 @@ written and only referenced by index rows.
 
 from __future__ import annotations
 
-import os
 import secrets
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 
+from ..executors import cpu_pool
 from .chunkindex import empty_rows
 from .codec import (
     CODEC_IDS,
@@ -33,17 +32,6 @@ from .codec import (
 BLOCK_TARGET = 256 * 1024
 SEGMENT_TARGET = 64 << 20
 SEGMENT_MAGIC = b"ATLASSEG"
-
-_POOL: ThreadPoolExecutor | None = None
-
-
-def pool() -> ThreadPoolExecutor:
-    """The shared worker pool for codec work (codecs release the GIL)."""
-    global _POOL
-    if _POOL is None:
-        _POOL = ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2), thread_name_prefix="atlas")
-    return _POOL
-
 
 @dataclass(slots=True)
 class ChunkPayload:
@@ -128,7 +116,7 @@ def start_segments(
         stored, crc = encode_filtered(data, codec, filter_id)
         return stored, crc, int(raw.size), filter_id
 
-    futures = [pool().submit(build, b) for b in blocks]
+    futures = [cpu_pool().submit(build, b) for b in blocks]
     return lambda put, first_seg: _finish_segments(
         put, vid, payloads, codec, first_seg, rows, [f.result() for f in futures], blocks
     )

@@ -10,13 +10,13 @@ from __future__ import annotations
 import abc
 import builtins
 import functools
-import os
 import re
-import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future
 from typing import TypeVar
+
+from ..executors import io_pool
 
 __all__ = [
     "COALESCE_GAP",
@@ -135,22 +135,6 @@ def coalesce_ranges(
     return spans
 
 
-_pool_lock = threading.Lock()
-_pool: tuple[int, ThreadPoolExecutor] | None = None
-
-
-def _executor() -> ThreadPoolExecutor:
-    """A process-wide pool for blocking I/O (recreated after a fork)."""
-    global _pool
-    pid = os.getpid()
-    with _pool_lock:
-        if _pool is None or _pool[0] != pid:
-            # Threads mostly wait on I/O (object-store latency, disk), not on the CPU.
-            workers = min(64, max(32, 4 * (os.cpu_count() or 4)))
-            _pool = (pid, ThreadPoolExecutor(max_workers=workers, thread_name_prefix="atlas-io"))
-        return _pool[1]
-
-
 def run_concurrently(fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
     """``[fn(x) for x in items]`` with the calls run on the shared I/O thread pool.
 
@@ -158,7 +142,7 @@ def run_concurrently(fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
     """
     if len(items) <= 1:
         return [fn(x) for x in items]
-    return list(_executor().map(fn, items))
+    return list(io_pool().map(fn, items))
 
 
 class Storage(abc.ABC):
@@ -268,3 +252,27 @@ class Storage(abc.ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.location!r})"
+
+
+class ParallelPuts:
+    """Writes new, not-yet-referenced files concurrently; :meth:`wait` before publishing them."""
+
+    def __init__(self, storage: Storage) -> None:
+        self._storage = storage
+        self._futures: list[Future[None]] = []
+
+    def put(self, key: str, data: bytes) -> None:
+        self._futures.append(io_pool().submit(self._storage.put, key, data))
+
+    def wait(self) -> None:
+        """Block until every write finished; re-raise the first failure."""
+        futures, self._futures = self._futures, []
+        error: BaseException | None = None
+        for f in futures:
+            try:
+                f.result()
+            except BaseException as e:  # noqa: BLE001 - wait for all, then report the first
+                if error is None:
+                    error = e
+        if error is not None:
+            raise error
