@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from test_reliability_helpers import Tally, canon, snapshot, store_files, stray_files, without
+from reliability_helpers import Tally, canon, snapshot, store_files, stray_files, without
 
 import atlas
 

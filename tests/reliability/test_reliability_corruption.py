@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from test_reliability_helpers import (
+from reliability_helpers import (
     Tally,
     all_files,
     build_small_store,

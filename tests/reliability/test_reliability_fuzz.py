@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
-from test_reliability_helpers import Tally, canon
+from reliability_helpers import Tally, canon
 
 import atlas
 

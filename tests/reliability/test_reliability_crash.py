@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from test_reliability_helpers import (
+from reliability_helpers import (
     Tally,
     handle_snapshot,
     snapshot,

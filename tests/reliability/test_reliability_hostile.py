@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from test_reliability_helpers import (
+from reliability_helpers import (
     Tally,
     build_small_store,
     current_manifest_path,

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from test_reliability_helpers import Tally, handle_snapshot, snapshot, stray_files, without
+from reliability_helpers import Tally, handle_snapshot, snapshot, stray_files, without
 
 import atlas
 import atlas.storage.local as local_module

@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from test_reliability_helpers import Tally, handle_snapshot, without
+from reliability_helpers import Tally, handle_snapshot, without
 
 import atlas
 from atlas.core.maintenance import unreferenced_summary

@@ -26,7 +26,7 @@ import obstore
 import obstore.store
 import pytest
 from obstore.exceptions import GenericError
-from test_netcdf import write_tree
+from netcdf_helpers import write_tree
 
 import atlas
 import atlas.integrations.netcdf as netcdf
