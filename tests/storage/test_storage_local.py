@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import os
 import pickle
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -172,3 +173,17 @@ def test_many_files_and_big_reads(store: LocalStorage, monkeypatch: pytest.Monke
         assert [bytes(r) for r in res] == [blobs[k][s : s + n] for s, n in zip(starts, lengths, strict=True)]
     with pytest.raises(FileNotFoundError):
         store.get_many_ranges([*requests, ("data/missing", [0], [1])])
+
+
+def test_local_reads_allocate_about_the_file_size(tmp_path: Path) -> None:
+    storage = LocalStorage(tmp_path / "s", create=True)
+    payload = bytes(range(256)) * 40
+    storage.put("index/x.idx", payload)
+    tracemalloc.start()
+    try:
+        got = storage.get("index/x.idx")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert got == payload
+    assert peak < 256 << 10, f"{peak} bytes allocated to read a {len(payload)}-byte file"

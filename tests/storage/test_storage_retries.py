@@ -25,8 +25,8 @@ import numpy as np
 import obstore
 import obstore.store
 import pytest
-from obstore.exceptions import GenericError
 from netcdf_helpers import write_tree
+from obstore.exceptions import GenericError
 
 import atlas
 import atlas.integrations.netcdf as netcdf

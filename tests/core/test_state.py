@@ -1,0 +1,102 @@
+"""Array state: the default chunking cuts big arrays into chunks of a few MiB and leaves
+ordinary ones whole."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import atlas
+from atlas.core.state import AUTO_CHUNK_BYTES, default_chunk_shape
+from atlas.dtypes import DTYPES
+
+MIB = 1 << 20
+BIG = 300_000_000  # float32 cells: 1.2 GB as one chunk
+
+
+def _chunk_bytes(meta: dict) -> int:
+    return math.prod(meta["chunk_shape"]) * {"float32": 4, "float64": 8, "int32": 4, "uint8": 1}[meta["dtype"]]
+
+
+def test_default_chunk_of_a_big_array_is_a_few_mib(tmp_path: Path) -> None:
+    store = atlas.Atlas.create(tmp_path / "s")
+    ds = store.create_dataset("d")
+    ds.define_array("big", "float32", ["t"], [BIG])
+    meta = ds.array_meta("big")
+    assert meta is not None and meta["shape"] == [BIG]
+    assert MIB <= _chunk_bytes(meta) <= AUTO_CHUNK_BYTES
+    ds.define_array("grid", "float64", ["time", "lat", "lon"], [10_000, 181, 360])
+    meta = ds.array_meta("grid")
+    assert meta is not None and MIB <= _chunk_bytes(meta) <= AUTO_CHUNK_BYTES
+    # the chunking survives a reopen
+    store.flush()
+    again = atlas.Atlas.open(tmp_path / "s").open_dataset("d").array_meta("big")
+    assert again is not None and again["chunk_shape"] == ds.array_meta("big")["chunk_shape"]
+
+
+@pytest.mark.parametrize(
+    ("dtype", "shape"),
+    [
+        ("float32", [3]),
+        ("float32", []),
+        ("float64", [0, 10**9]),
+        ("float32", [1 << 20]),  # exactly 4 MiB: still one chunk
+        ("uint8", [2048, 2048]),
+        ("float32", [100, 100, 100]),
+        ("string", [1000]),
+    ],
+)
+def test_ordinary_arrays_keep_chunk_shape_equal_to_shape(tmp_path: Path, dtype: str, shape: list[int]) -> None:
+    store = atlas.Atlas.create(tmp_path / "s")
+    ds = store.create_dataset("d")
+    ds.define_array("x", dtype, [f"d{i}" for i in range(len(shape))], shape)
+    meta = ds.array_meta("x")
+    assert meta is not None
+    assert meta["chunk_shape"] == ([0, 10**9] if shape == [0, 10**9] else shape)
+
+
+def test_an_explicit_chunk_shape_is_kept(tmp_path: Path) -> None:
+    store = atlas.Atlas.create(tmp_path / "s")
+    ds = store.create_dataset("d")
+    ds.define_array("x", "float32", ["t"], [BIG], chunk_shape=[BIG])
+    assert ds.array_meta("x")["chunk_shape"] == [BIG]
+
+
+def test_default_chunk_shape_rule() -> None:
+    f4 = DTYPES["float32"]
+    # just over the limit: halved once
+    assert default_chunk_shape(((1 << 20) + 1,), f4) == ((1 << 19) + 1,)
+    # the largest axis is halved first; of equal axes the leading one
+    assert default_chunk_shape((4096, 4096), f4) == (1024, 1024)
+    assert default_chunk_shape((100_000, 181, 360), f4) == (98, 91, 90)
+    assert default_chunk_shape((24, 181, 360), f4) == (24, 181, 180)
+    assert default_chunk_shape((3, 10**8), f4) == (3, 195313)
+    # strings are sized by what a buffered cell costs
+    assert default_chunk_shape((1 << 20,), DTYPES["string"]) == (1 << 16,)
+    for shape in [(BIG,), (7, 11, 13, 17, 19, 23), (2**40, 3), (5, 2**50)]:
+        for name in ("uint8", "float64", "string"):
+            cs = default_chunk_shape(shape, DTYPES[name])
+            cell = 64 if name == "string" else DTYPES[name].itemsize
+            assert all(1 <= c <= n for c, n in zip(cs, shape, strict=True))
+            assert math.prod(cs) * cell <= AUTO_CHUNK_BYTES or cs == shape
+
+
+def test_xarray_ingest_uses_the_default_for_big_variables_only(tmp_path: Path) -> None:
+    xr = pytest.importorskip("xarray")
+    big = np.arange(3 << 20, dtype=np.float32)  # 12 MiB
+    small = np.arange(1000, dtype=np.float64)
+    ds = xr.Dataset({"big": ("n", big), "small": ("m", small), "pinned": ("n", big)})
+    store = atlas.Atlas.create(tmp_path / "s")
+    store.add_xarray_dataset(ds, "a", chunks={"pinned": [3 << 20]})
+    view = store.open_dataset("a")
+    meta = view.array_meta("big")
+    assert meta["chunk_shape"] != meta["shape"] and _chunk_bytes(meta) <= AUTO_CHUNK_BYTES
+    assert view.array_meta("small")["chunk_shape"] == [1000]
+    assert view.array_meta("pinned")["chunk_shape"] == [3 << 20]
+    store.flush()
+    back = atlas.Atlas.open(tmp_path / "s").open_as_xarray_dataset("a")
+    np.testing.assert_array_equal(np.asarray(back["big"].values), big)
+
