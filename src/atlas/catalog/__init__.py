@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .columns import Mask as Mask  # importable from here, as before the package was split
 from .columns import pd
 from .evaluate import evaluate
 from .predicate import BoolOp, Predicate, keyword_equals, parse
@@ -41,7 +42,7 @@ if TYPE_CHECKING:
 
     from ..core.atlas import Store as Atlas
 
-__all__ = ["ATTR_PREFIX", "FIELDS", "catalog", "find"]
+__all__ = ["FIELDS", "catalog", "find"]
 
 
 def catalog(

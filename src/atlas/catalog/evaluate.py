@@ -142,6 +142,7 @@ class Evaluator:
         self.resolve = resolve
 
     def evaluate(self, node: Predicate) -> tuple[Mask, Mask]:
+        """The ``(certain, possible)`` masks of a node."""
         match node:
             case Constant(value):
                 mask = np.full(self.n, value, dtype=bool)
@@ -171,6 +172,7 @@ class Evaluator:
         raise TypeError(f"not a predicate node: {node!r}")
 
     def reference(self, operand: Reference) -> Resolved:
+        """What a name or ``any(ARRAY)`` stands for."""
         if isinstance(operand, Name):
             return self.resolve(operand.name, operand.text)
         resolved = self.resolve(operand.array, operand.text)
@@ -179,10 +181,12 @@ class Evaluator:
         return resolved
 
     def operand(self, operand: Operand) -> Resolved | Literal:
+        """What an operand stands for (a literal stands for itself)."""
         return operand if isinstance(operand, Literal) else self.reference(operand)
 
     # ---- leaves
     def compare(self, node: Compare) -> tuple[Mask, Mask]:
+        """``left op right``: exact over columns, over an array's values from its range."""
         left = self.reference(node.left)
         right = self.operand(node.right)
         if isinstance(left, ArrayValues):
@@ -196,11 +200,13 @@ class Evaluator:
         return mask, mask
 
     def values_compare(self, values: ArrayValues, op: str, other: Resolved | Literal, text: str) -> tuple[Mask, Mask]:
+        """``some value of the array op other``; ``other`` must be a literal."""
         if not isinstance(other, Literal):
             raise ValueError(f"invalid predicate: an array's values can only be compared with a literal: {text!r}")
         return self.any_value(values, op, other.value, text)
 
     def membership(self, node: In) -> tuple[Mask, Mask]:
+        """``x in [...]`` / ``x not in [...]``; a null ``x`` is neither in a list nor outside it."""
         what = self.reference(node.operand)
         if isinstance(what, ArrayValues):
             return self.any_value_in(what, node.values, node.negate, node.text)
@@ -224,6 +230,7 @@ class Evaluator:
         return self.compare(Compare(node.operand, "==", Literal(value, node.text), node.text))
 
     def call(self, node: Call) -> tuple[Mask, Mask]:
+        """``isnull(x)``, ``notnull(x)`` or ``isnan(x)``; an array is null where undeclared."""
         what = self.reference(node.operand)
         if node.function == "isnan":
             mask = (nan_mask(what.low) | nan_mask(what.high)) if isinstance(what, ArrayValues) else nan_mask(what)
@@ -233,6 +240,7 @@ class Evaluator:
         return mask, mask
 
     def truth(self, node: Truth) -> tuple[Mask, Mask]:
+        """A bare name: a bool column (or array) that is True."""
         what = self.reference(node.operand)
         column = what.low if isinstance(what, ArrayValues) else what
         if column.kind not in ("bool", "null"):
