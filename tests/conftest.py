@@ -1,4 +1,5 @@
-"""Shared fixtures: an S3-compatible server (moto) on 127.0.0.1 and fresh buckets in it."""
+"""Shared fixtures: a new store on each kind of backend, and an S3-compatible server (moto)
+on 127.0.0.1 with fresh buckets in it."""
 
 from __future__ import annotations
 
@@ -6,15 +7,36 @@ import itertools
 import logging
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
+import obstore.store
 import pytest
+
+import atlas
+from atlas.storage import MemoryStorage
 
 S3_REGION = "us-east-1"
 S3_ACCESS_KEY = "testing"
 S3_SECRET_KEY = "testing"
 
 _MUTATING = {"PUT", "POST", "DELETE"}
+
+#: The backends the ``store`` fixture runs a test on.
+STORE_BACKENDS = ["local", "memory", "obstore-memory"]
+
+
+@pytest.fixture(params=STORE_BACKENDS)
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> atlas.Atlas:
+    """A new, empty store on local disk, in a ``MemoryStorage`` or in obstore's
+    ``MemoryStore``; ``atlas.Atlas.open(store.storage)`` opens it again.
+
+    A test that needs one backend (a local path, say) makes its store itself."""
+    if request.param == "local":
+        return atlas.Atlas.create(tmp_path / "store")
+    if request.param == "memory":
+        return atlas.Atlas.create(MemoryStorage())
+    return atlas.Atlas.create(obstore.store.MemoryStore())
 
 
 class _SerialWrites:

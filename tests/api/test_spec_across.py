@@ -13,9 +13,9 @@ B_DATA = np.arange(5.0)
 
 
 @pytest.fixture
-def store(tmp_path) -> atlas.Atlas:
-    """Datasets A (v: float64[3]), B (v: float64[5], chunked), C (only w), D (v: float64[3])."""
-    store = atlas.Atlas.create(tmp_path / "store")
+def store(store: atlas.Atlas) -> atlas.Atlas:
+    """The shared empty store (conftest.py) holding datasets A (v: float64[3]), B (v:
+    float64[5], chunked), C (only w), D (v: float64[3])."""
     a = store.create_dataset("A")
     a.define_array("v", "float64", ["x"], [3])
     a.write_array("v", [0], A_DATA)
@@ -159,9 +159,9 @@ def test_across_timestamps(store):
     assert out.view(np.int64).tolist() == [5, -(2**63)]
 
 
-def test_across_after_flush_and_reopen(store, tmp_path):
+def test_across_after_flush_and_reopen(store):
     store.flush()
-    reopened = atlas.Atlas.open(tmp_path / "store")
+    reopened = atlas.Atlas.open(store.storage)
     out = reopened.read_array_across("v", ["D", "C", "A"])
     _eq(out[0], [-1.0, 8.0, -1.0])
     assert out[1] is None

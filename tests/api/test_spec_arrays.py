@@ -69,11 +69,6 @@ def assert_same(actual: np.ndarray, expected: np.ndarray) -> None:
 
 
 @pytest.fixture
-def store(tmp_path) -> atlas.Atlas:
-    return atlas.Atlas.create(tmp_path / "store")
-
-
-@pytest.fixture
 def ds(store) -> atlas.DatasetView:
     return store.create_dataset("ds")
 
@@ -289,7 +284,7 @@ def test_chunk_extent_zero_is_fine_on_an_empty_axis(ds):
     assert ds.array_meta("a")["chunk_shape"] == [0, 2]
 
 
-def test_second_definition_is_file_exists_error(store, ds, tmp_path):
+def test_second_definition_is_file_exists_error(store, ds):
     ds.define_array("a", "int32", ["x"], [3])
     ds.write_array("a", [0], np.array([1, 2, 3], dtype=np.int32))
     with pytest.raises(FileExistsError):
@@ -301,12 +296,12 @@ def test_second_definition_is_file_exists_error(store, ds, tmp_path):
     np.testing.assert_array_equal(ds.read_array("a"), [1, 2, 3])
     store.flush()
     with pytest.raises(FileExistsError):
-        atlas.Atlas.open(tmp_path / "store").open_dataset("ds").define_array(
+        atlas.Atlas.open(store.storage).open_dataset("ds").define_array(
             "a", "int8", ["x"], [1]
         )
 
 
-def test_same_array_name_in_two_datasets_is_independent(store, tmp_path):
+def test_same_array_name_in_two_datasets_is_independent(store):
     a = store.create_dataset("a")
     b = store.create_dataset("b")
     a.define_array("v", "int32", ["x"], [3])
@@ -316,7 +311,7 @@ def test_same_array_name_in_two_datasets_is_independent(store, tmp_path):
     store.create_dataset("c").define_array("v", "float32", ["t"], [5], chunk_shape=[2])
     store.open_dataset("c").write_array("v", [3], np.array([1.5, 2.5], dtype=np.float32))
     store.flush()
-    for handle in (store, atlas.Atlas.open(tmp_path / "store")):
+    for handle in (store, atlas.Atlas.open(store.storage)):
         assert_same(handle.open_dataset("a").read_array("v"), np.array([1, 2, 3], dtype=np.int32))
         assert handle.open_dataset("b").read_array("v", [0, 0], [1, 2]).tolist() == [["p", "q"]]
         assert_same(
@@ -372,7 +367,7 @@ def test_inconsistent_definition_is_value_error_at_define_time(ds, dims, shape, 
         ds.define_array("a", "int32", dims, shape, chunk_shape=chunk_shape)
 
 
-def test_list_arrays_is_definition_order_and_redefined_names_go_last(store, ds, tmp_path):
+def test_list_arrays_is_definition_order_and_redefined_names_go_last(store, ds):
     for name in ["m", "z", "a"]:
         ds.define_array(name, "int8", ["x"], [1])
     assert ds.list_arrays() == ["m", "z", "a"]
@@ -380,13 +375,13 @@ def test_list_arrays_is_definition_order_and_redefined_names_go_last(store, ds, 
     ds.define_array("m", "int8", ["x"], [1])
     assert ds.list_arrays() == ["z", "a", "m"]
     store.flush()
-    assert atlas.Atlas.open(tmp_path / "store").open_dataset("ds").list_arrays() == ["z", "a", "m"]
+    assert atlas.Atlas.open(store.storage).open_dataset("ds").list_arrays() == ["z", "a", "m"]
     ds.delete_array("z")
     store.flush()
     ds.define_array("z", "float32", ["x"], [2])
     ds.define_array("b", "float32", ["x"], [2])
     store.flush()
-    assert atlas.Atlas.open(tmp_path / "store").open_dataset("ds").list_arrays() == [
+    assert atlas.Atlas.open(store.storage).open_dataset("ds").list_arrays() == [
         "a",
         "m",
         "z",
@@ -456,7 +451,7 @@ def test_block_spanning_many_chunks(store, ds, dtype):
     assert_same(ds.read_array("a", [1, 1, 1], [4, 5, 7]), as_read(dtype, block))
 
 
-def test_later_writes_overwrite_cell_by_cell(store, ds, tmp_path):
+def test_later_writes_overwrite_cell_by_cell(store, ds):
     ds.define_array("a", "int64", ["y", "x"], [6, 6], chunk_shape=[4, 4])
     model = np.zeros((6, 6), dtype=np.int64)
     writes = [
@@ -475,7 +470,7 @@ def test_later_writes_overwrite_cell_by_cell(store, ds, tmp_path):
             store.flush()
     store.flush()
     np.testing.assert_array_equal(
-        atlas.Atlas.open(tmp_path / "store").open_dataset("ds").read_array("a"), model
+        atlas.Atlas.open(store.storage).open_dataset("ds").read_array("a"), model
     )
 
 
@@ -519,7 +514,7 @@ def test_invalid_utf8_bytes_are_decoded_with_replacement(ds):
     assert ds.read_array("s").tolist()[0] == b"\xfe\xffz".decode("utf-8", "replace")
 
 
-def test_timestamps_accept_int64_and_datetime64_ns_exactly(store, ds, tmp_path):
+def test_timestamps_accept_int64_and_datetime64_ns_exactly(store, ds):
     ds.define_array("t", "timestamp_nanoseconds", ["x"], [4])
     ds.write_array("t", [0], np.array([1, -(2**63)], dtype=np.int64))
     stamps = np.array(
@@ -532,7 +527,7 @@ def test_timestamps_accept_int64_and_datetime64_ns_exactly(store, ds, tmp_path):
     assert out.view(np.int64).tolist() == expected
     assert np.isnat(out[1])
     store.flush()
-    again = atlas.Atlas.open(tmp_path / "store").open_dataset("ds").read_array("t")
+    again = atlas.Atlas.open(store.storage).open_dataset("ds").read_array("t")
     assert again.view(np.int64).tolist() == expected
 
 
@@ -852,7 +847,7 @@ def test_delete_unknown_array_is_key_error(ds):
 @pytest.mark.parametrize(
     "flush_points", [(), ("after_write",), ("after_delete",), ("after_write", "after_delete")]
 )
-def test_redefined_array_starts_fresh(store, ds, tmp_path, flush_points):
+def test_redefined_array_starts_fresh(store, ds, flush_points):
     ds.define_array("a", "float64", ["x"], [4], chunk_shape=[2], fill_value=9.0)
     ds.write_array("a", [0], np.array([1.0, 2.0, 3.0, 4.0]))
     if "after_write" in flush_points:
@@ -867,16 +862,16 @@ def test_redefined_array_starts_fresh(store, ds, tmp_path, flush_points):
     store.flush()
     assert ds.array_stats("a") is None
     np.testing.assert_array_equal(ds.read_array("a"), np.zeros(4))
-    again = atlas.Atlas.open(tmp_path / "store").open_dataset("ds")
+    again = atlas.Atlas.open(store.storage).open_dataset("ds")
     np.testing.assert_array_equal(again.read_array("a"), np.zeros(4))
     ds.write_array("a", [3], np.array([8.0]))
     store.flush()
     np.testing.assert_array_equal(
-        atlas.Atlas.open(tmp_path / "store").open_dataset("ds").read_array("a"), [0, 0, 0, 8.0]
+        atlas.Atlas.open(store.storage).open_dataset("ds").read_array("a"), [0, 0, 0, 8.0]
     )
 
 
-def test_redefined_array_with_other_schema(store, ds, tmp_path):
+def test_redefined_array_with_other_schema(store, ds):
     ds.define_array("a", "int32", ["x"], [3])
     ds.write_array("a", [0], np.array([1, 2, 3], dtype=np.int32))
     store.flush()
@@ -886,7 +881,7 @@ def test_redefined_array_with_other_schema(store, ds, tmp_path):
     assert ds.read_array("a").tolist() == [["", ""], ["", ""]]
     ds.write_array("a", [1, 0], np.array([["p", "q"]], dtype=object))
     store.flush()
-    again = atlas.Atlas.open(tmp_path / "store").open_dataset("ds")
+    again = atlas.Atlas.open(store.storage).open_dataset("ds")
     assert again.read_array("a").tolist() == [["", ""], ["p", "q"]]
 
 

@@ -81,11 +81,6 @@ def scope_kind(request) -> str:
 
 
 @pytest.fixture
-def store(tmp_path) -> atlas.Atlas:
-    return atlas.Atlas.create(tmp_path / "store")
-
-
-@pytest.fixture
 def attrs(store, scope_kind):
     return SCOPES[scope_kind](_new_dataset(store))
 
@@ -250,13 +245,13 @@ def test_forced_kind_range_limits_are_valid(attrs, dtype, value):
     assert attrs.get("k") == value
 
 
-def test_uint64_max_is_valid(store, tmp_path, scope_kind):
+def test_uint64_max_is_valid(store, scope_kind):
     attrs = SCOPES[scope_kind](_new_dataset(store))
     attrs.set("k", 2**64 - 1, dtype="uint64")
     got = attrs.get("k")
     assert type(got) is int and got == 2**64 - 1
     store.flush()
-    again = _reopen(tmp_path / "store", scope_kind).get("k")
+    again = _reopen(store.storage, scope_kind).get("k")
     assert type(again) is int and again == 2**64 - 1
 
 
@@ -515,7 +510,7 @@ def test_array_attributes_of_unknown_array_are_key_error(store):
         ds.array_attributes("missing")
 
 
-def test_array_attributes_are_per_array(store, tmp_path):
+def test_array_attributes_are_per_array(store):
     ds = _new_dataset(store)
     ds.define_array("other", "int8", ["x"], [1])
     ds.set_array_attribute("arr", "units", "m")
@@ -525,7 +520,7 @@ def test_array_attributes_are_per_array(store, tmp_path):
     assert ds.array_attributes("other") == {"units": "s", "scale": 2}
     assert ds.get_array_attribute("arr", "scale") is None
     store.flush()
-    again = atlas.Atlas.open(tmp_path / "store").open_dataset("ds")
+    again = atlas.Atlas.open(store.storage).open_dataset("ds")
     assert again.array_attributes("arr") == {"units": "m"}
     assert list(again.array_attributes("other").items()) == [("units", "s"), ("scale", 2)]
 
@@ -546,23 +541,23 @@ def test_array_attributes_of_a_deleted_array_are_key_error(store):
         ds.set_array_attribute("arr", "k", 2)
 
 
-def test_array_attributes_not_persisted_before_flush(store, tmp_path):
+def test_array_attributes_not_persisted_before_flush(store):
     ds = _new_dataset(store)
     store.flush()
     ds.set_array_attribute("arr", "k", 1)
-    assert atlas.Atlas.open(tmp_path / "store").open_dataset("ds").array_attributes("arr") == {}
+    assert atlas.Atlas.open(store.storage).open_dataset("ds").array_attributes("arr") == {}
     store.flush()
-    assert atlas.Atlas.open(tmp_path / "store").open_dataset("ds").array_attributes("arr") == {
+    assert atlas.Atlas.open(store.storage).open_dataset("ds").array_attributes("arr") == {
         "k": 1
     }
 
 
-def test_dataset_attributes_not_persisted_before_flush(store, tmp_path):
+def test_dataset_attributes_not_persisted_before_flush(store):
     ds = _new_dataset(store)
     ds.set_attribute("a", 1)
     store.flush()
     ds.set_attribute("a", 2)
     ds.set_attribute("b", 3)
-    assert atlas.Atlas.open(tmp_path / "store").open_dataset("ds").attributes() == {"a": 1}
+    assert atlas.Atlas.open(store.storage).open_dataset("ds").attributes() == {"a": 1}
     store.flush()
-    assert atlas.Atlas.open(tmp_path / "store").open_dataset("ds").attributes() == {"a": 2, "b": 3}
+    assert atlas.Atlas.open(store.storage).open_dataset("ds").attributes() == {"a": 2, "b": 3}

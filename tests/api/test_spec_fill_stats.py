@@ -25,11 +25,6 @@ def _sign(x: float) -> float:
 
 
 @pytest.fixture
-def store(tmp_path) -> atlas.Atlas:
-    return atlas.Atlas.create(tmp_path / "store")
-
-
-@pytest.fixture
 def ds(store) -> atlas.DatasetView:
     return store.create_dataset("ds")
 
@@ -129,13 +124,13 @@ def _fill_cases_for_reads():
 
 @pytest.mark.parametrize("flushed", [False, True])
 @pytest.mark.parametrize(("dtype", "fill", "np_type"), _fill_cases_for_reads(), ids=repr)
-def test_unwritten_cells_read_as_the_fill_value(store, ds, tmp_path, dtype, fill, np_type, flushed):
+def test_unwritten_cells_read_as_the_fill_value(store, ds, dtype, fill, np_type, flushed):
     ds.define_array("a", dtype, ["x"], [7], chunk_shape=[3], fill_value=fill)
     written = np.array([1, 2], dtype=np.int64 if np_type is None else np_type)
     ds.write_array("a", [1], written)
     if flushed:
         store.flush()
-        ds = atlas.Atlas.open(tmp_path / "store").open_dataset("ds")
+        ds = atlas.Atlas.open(store.storage).open_dataset("ds")
     out = ds.read_array("a")
     if dtype == "timestamp_nanoseconds":
         assert out.dtype == np.dtype("datetime64[ns]")
@@ -157,7 +152,7 @@ def _implicit_default(dtype: str) -> np.ndarray:
 
 @pytest.mark.parametrize("flushed", [False, True])
 @pytest.mark.parametrize("dtype", [*INT_DTYPES, *FLOAT_DTYPES, "timestamp_nanoseconds", "string"])
-def test_implicit_defaults_without_fill_value(store, ds, tmp_path, dtype, flushed):
+def test_implicit_defaults_without_fill_value(store, ds, dtype, flushed):
     ds.define_array("a", dtype, ["x"], [5], chunk_shape=[2])
     expected = _implicit_default(dtype)
     out = ds.read_array("a")
@@ -177,20 +172,20 @@ def test_implicit_defaults_without_fill_value(store, ds, tmp_path, dtype, flushe
     ds.write_array("a", [2], block)
     if flushed:
         store.flush()
-        ds = atlas.Atlas.open(tmp_path / "store").open_dataset("ds")
+        ds = atlas.Atlas.open(store.storage).open_dataset("ds")
     out = ds.read_array("a")
     assert out.dtype == expected.dtype
     assert out.tolist() == expected.tolist()
 
 
 @pytest.mark.parametrize("flushed", [False, True])
-def test_string_arrays_honour_their_fill_value(store, ds, tmp_path, flushed):
+def test_string_arrays_honour_their_fill_value(store, ds, flushed):
     ds.define_array("s", "string", ["y", "x"], [3, 4], chunk_shape=[2, 2], fill_value="NA")
     assert ds.read_array("s").tolist() == [["NA"] * 4] * 3
     ds.write_array("s", [0, 1], np.array([["a", "b"]], dtype=object))
     if flushed:
         store.flush()
-        ds = atlas.Atlas.open(tmp_path / "store").open_dataset("ds")
+        ds = atlas.Atlas.open(store.storage).open_dataset("ds")
     assert ds.read_array("s").tolist() == [
         ["NA", "a", "b", "NA"],
         ["NA", "NA", "NA", "NA"],
@@ -292,13 +287,13 @@ def test_stats_are_none_for_missing_arrays(store, ds):
 
 
 @pytest.mark.parametrize("fill", [None, 1.0, float("nan")])
-def test_stats_are_none_for_never_written_arrays(store, ds, tmp_path, fill):
+def test_stats_are_none_for_never_written_arrays(store, ds, fill):
     ds.define_array("a", "float64", ["x"], [3], fill_value=fill)
     store.flush()
     assert ds.array_stats("a") is None
     store.flush()
     assert ds.array_stats("a") is None
-    assert atlas.Atlas.open(tmp_path / "store").open_dataset("ds").array_stats("a") is None
+    assert atlas.Atlas.open(store.storage).open_dataset("ds").array_stats("a") is None
 
 
 def test_stats_are_stale_between_flushes(store, ds):

@@ -218,11 +218,6 @@ def test_open_missing_path_is_runtime_error(tmp_path):
 # ---------------------------------------------------------------------------
 
 
-@pytest.fixture
-def store(tmp_path) -> atlas.Atlas:
-    return atlas.Atlas.create(tmp_path / "store")
-
-
 def test_create_dataset_returns_view_with_name(store):
     ds = store.create_dataset("alpha")
     assert isinstance(ds, atlas.DatasetView)
@@ -232,14 +227,14 @@ def test_create_dataset_returns_view_with_name(store):
     assert store.dataset_exists("alpha") is True
 
 
-def test_create_existing_dataset_is_file_exists_error(store, tmp_path):
+def test_create_existing_dataset_is_file_exists_error(store):
     store.create_dataset("alpha").set_attribute("k", 1)
     with pytest.raises(FileExistsError):
         store.create_dataset("alpha")
     # The existing dataset is untouched.
     assert store.open_dataset("alpha").get_attribute("k") == 1
     store.flush()
-    reopened = atlas.Atlas.open(tmp_path / "store")
+    reopened = atlas.Atlas.open(store.storage)
     with pytest.raises(FileExistsError):
         reopened.create_dataset("alpha")
 
@@ -335,15 +330,15 @@ def test_delete_dataset_disappears_at_once(store):
     assert store.list_arrays() == []
 
 
-def test_delete_dataset_is_persisted_by_flush(store, tmp_path):
+def test_delete_dataset_is_persisted_by_flush(store):
     _populate(store, "a")
     _populate(store, "b")
     store.flush()
     store.delete_dataset("a")
     # Not flushed yet: another reader still sees it.
-    assert atlas.Atlas.open(tmp_path / "store").list_datasets() == ["a", "b"]
+    assert atlas.Atlas.open(store.storage).list_datasets() == ["a", "b"]
     store.flush()
-    reopened = atlas.Atlas.open(tmp_path / "store")
+    reopened = atlas.Atlas.open(store.storage)
     assert reopened.list_datasets() == ["b"]
     assert reopened.dataset_exists("a") is False
 
@@ -362,7 +357,7 @@ MUTATIONS = ["define_array", "write_array", "set_attribute", "delete_array"]
 
 @pytest.mark.parametrize("mutation", MUTATIONS)
 @pytest.mark.parametrize("flushed", [False, True], ids=["unflushed", "flushed"])
-def test_stale_view_mutation_is_key_error_and_never_resurrects(store, tmp_path, mutation, flushed):
+def test_stale_view_mutation_is_key_error_and_never_resurrects(store, mutation, flushed):
     _populate(store, "d")
     store.create_dataset("other")
     if flushed:
@@ -377,7 +372,7 @@ def test_stale_view_mutation_is_key_error_and_never_resurrects(store, tmp_path, 
     assert store.list_datasets() == ["other"]
     assert store.list_arrays() == []
     store.flush()
-    reopened = atlas.Atlas.open(tmp_path / "store")
+    reopened = atlas.Atlas.open(store.storage)
     assert reopened.list_datasets() == ["other"]
     assert reopened.dataset_exists("d") is False
 
@@ -399,7 +394,7 @@ def test_stale_view_cannot_touch_a_recreated_dataset(store, mutation):
 
 
 @pytest.mark.parametrize("flushed", [False, True], ids=["unflushed", "flushed"])
-def test_recreated_dataset_starts_empty(store, tmp_path, flushed):
+def test_recreated_dataset_starts_empty(store, flushed):
     ds = _populate(store, "d")
     ds.define_array("s", "string", ["x"], [2])
     ds.write_array("s", [0], np.array(["p", "q"], dtype=object))
@@ -425,7 +420,7 @@ def test_recreated_dataset_starts_empty(store, tmp_path, flushed):
     assert fresh.array_fill_value("v") is None
     store.flush()
     assert fresh.array_stats("v") is None
-    again = atlas.Atlas.open(tmp_path / "store").open_dataset("d")
+    again = atlas.Atlas.open(store.storage).open_dataset("d")
     np.testing.assert_array_equal(again.read_array("v"), np.zeros(6))
     assert again.read_array("s").tolist() == ["", ""]
     assert again.attributes() == {}
@@ -483,13 +478,13 @@ def test_store_list_arrays_is_sorted_deduplicated_union(store):
     assert store.list_arrays() == []
 
 
-def test_store_list_arrays_after_reopen(store, tmp_path):
+def test_store_list_arrays_after_reopen(store):
     a = store.create_dataset("a")
     a.define_array("b2", "int8", ["x"], [1])
     a.define_array("B1", "int8", ["x"], [1])
     store.create_dataset("b").define_array("a3", "int8", ["x"], [1])
     store.flush()
-    reopened = atlas.Atlas.open(tmp_path / "store")
+    reopened = atlas.Atlas.open(store.storage)
     assert reopened.list_arrays() == sorted(["b2", "B1", "a3"])
 
 
@@ -498,26 +493,26 @@ def test_store_list_arrays_after_reopen(store, tmp_path):
 # ---------------------------------------------------------------------------
 
 
-def test_flush_and_close_return_none_and_are_idempotent(store, tmp_path):
+def test_flush_and_close_return_none_and_are_idempotent(store):
     _populate(store, "d")
     assert store.flush() is None
     assert store.flush() is None
     assert store.close() is None
     assert store.close() is None
-    assert atlas.Atlas.open(tmp_path / "store").list_datasets() == ["d"]
+    assert atlas.Atlas.open(store.storage).list_datasets() == ["d"]
 
 
-def test_close_is_flush_and_handle_stays_usable(store, tmp_path):
+def test_close_is_flush_and_handle_stays_usable(store):
     _populate(store, "d")
     store.close()
-    assert atlas.Atlas.open(tmp_path / "store").list_datasets() == ["d"]
+    assert atlas.Atlas.open(store.storage).list_datasets() == ["d"]
 
     # Still usable after close.
     ds = store.open_dataset("d")
     ds.write_array("v", [0], np.array([9.0], dtype=np.float64))
     store.create_dataset("e")
     store.close()
-    reopened = atlas.Atlas.open(tmp_path / "store")
+    reopened = atlas.Atlas.open(store.storage)
     assert reopened.list_datasets() == ["d", "e"]
     assert reopened.open_dataset("d").read_array("v")[0] == 9.0
 
