@@ -1,0 +1,157 @@
+"""The chunk index: rows sorted by (aid, chunk), merged with the newest winning, looked up in
+bulk, and serialised behind a checked header."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from atlas.errors import CorruptionError
+from atlas.format.chunkindex import (
+    DECIMAL_FORMAT_VERSION,
+    FORMAT_VERSION,
+    HEADER,
+    MAGIC,
+    ChunkIndex,
+    empty_rows,
+    index_check,
+    merge_rows,
+)
+from atlas.format.codec import DECIMAL, checksum
+
+
+def _rows(pairs: list[tuple[int, int]], tag: int = 0) -> np.ndarray:
+    """Index rows for (aid, chunk) pairs; ``offset`` tells rows of different origins apart."""
+    rows = empty_rows(len(pairs))
+    rows["aid"] = [a for a, _ in pairs]
+    rows["chunk"] = [c for _, c in pairs]
+    rows["codec"] = 1
+    rows["filter"] = 1
+    rows["offset"] = [tag * 1000 + i * 10 for i in range(len(pairs))]
+    rows["length"] = 10
+    rows["raw_size"] = 40
+    rows["nbytes"] = 40
+    return rows
+
+
+def _reheaded(data: bytes, **fields: int) -> bytes:
+    """``data`` with header fields replaced (the payload and its checksum kept)."""
+    magic, version, nrows, plen, crc = HEADER.unpack_from(data)
+    values = {"magic": magic, "version": version, "nrows": nrows, "plen": plen, "crc": crc, **fields}
+    head = HEADER.pack(values["magic"], values["version"], values["nrows"], values["plen"], values["crc"])
+    return head + data[HEADER.size :]
+
+
+def test_rows_round_trip_through_bytes() -> None:
+    rows = _rows([(1, 0), (1, 3), (2, 0), (7, 5)])
+    rows["vmin"] = [-5, 0, 2**62, -(2**63)]
+    rows["crc"] = [1, 2, 3, 2**32 - 1]
+    data = ChunkIndex(rows).to_bytes()
+    assert data[:8] == MAGIC
+    assert HEADER.unpack_from(data)[1:3] == (FORMAT_VERSION, 4)
+    back = ChunkIndex.from_bytes(data, "idx")
+    assert back.rows.tobytes() == rows.tobytes()
+    assert len(back) == 4
+    empty = ChunkIndex.from_bytes(ChunkIndex().to_bytes(), "empty")
+    assert len(empty) == 0 and empty.find(1, 0) == -1
+
+
+def test_decimal_rows_raise_the_format_version() -> None:
+    rows = _rows([(1, 0), (2, 0)])
+    rows["filter"][1] = DECIMAL | 8
+    data = ChunkIndex(rows).to_bytes()
+    assert HEADER.unpack_from(data)[1] == DECIMAL_FORMAT_VERSION
+    assert ChunkIndex.from_bytes(data, "idx").rows["filter"].tolist() == [1, DECIMAL | 8]
+    # an index claiming the first version may not name decimal blocks
+    with pytest.raises(CorruptionError, match="names decimal blocks"):
+        ChunkIndex.from_bytes(_reheaded(data, version=FORMAT_VERSION), "idx")
+
+
+def test_damaged_index_files_are_refused() -> None:
+    data = ChunkIndex(_rows([(1, 0), (1, 1), (2, 0)])).to_bytes()
+    cases = {
+        "is truncated": data[: HEADER.size - 1],
+        "bad magic": b"ATLASIDY" + data[8:],
+        "unsupported version": _reheaded(data, version=99),
+        "truncated \\(": data[:-1],
+        "fails its checksum": data[:-1] + bytes([data[-1] ^ 1]),
+        "impossible": _reheaded(data, nrows=1 << 40),
+        "wrong size": _reheaded(data, nrows=2),
+    }
+    for message, damaged in cases.items():
+        with pytest.raises(CorruptionError, match=message):
+            ChunkIndex.from_bytes(damaged, "index/v1-x.idx")
+    # the place is named
+    with pytest.raises(CorruptionError, match="index/v1-x.idx"):
+        ChunkIndex.from_bytes(data[:10], "index/v1-x.idx")
+
+
+def test_unsorted_or_repeated_rows_are_refused() -> None:
+    for pairs in ([(2, 0), (1, 0)], [(1, 3), (1, 2)], [(1, 1), (1, 1)]):
+        data = ChunkIndex(_rows(pairs)).to_bytes()  # written as given, checksum and all
+        with pytest.raises(CorruptionError, match="not sorted"):
+            ChunkIndex.from_bytes(data, "idx")
+
+
+def test_merge_rows_keeps_the_last_part_of_a_repeated_chunk_and_drops_dead_arrays() -> None:
+    old = _rows([(1, 0), (1, 1), (2, 0), (3, 0)], tag=1)
+    new = _rows([(1, 1), (2, 0), (2, 4)], tag=2)
+    merged = merge_rows([old, new])
+    assert list(zip(merged["aid"].tolist(), merged["chunk"].tolist(), strict=True)) == [
+        (1, 0), (1, 1), (2, 0), (2, 4), (3, 0)
+    ]
+    assert (merged["offset"] // 1000).tolist() == [1, 2, 2, 2, 1]  # the newer part won
+    live = merge_rows([old, new], live_aids=np.array([2, 3], dtype=np.uint64))
+    assert live["aid"].tolist() == [2, 2, 3]
+    assert len(merge_rows([])) == 0 and len(merge_rows([empty_rows(), empty_rows()])) == 0
+    assert len(merge_rows([old], live_aids=np.array([9], dtype=np.uint64))) == 0
+
+
+def test_lookups_by_array_and_chunk() -> None:
+    idx = ChunkIndex(_rows([(1, 0), (1, 2), (1, 5), (4, 0), (9, 7)]))
+    assert idx.span(1) == (0, 3) and idx.span(4) == (3, 4) and idx.span(3) == (3, 3)
+    assert [idx.find(1, c) for c in (0, 1, 2, 5, 6)] == [0, -1, 1, 2, -1]
+    assert idx.find(9, 7) == 4 and idx.find(9, 0) == -1 and idx.find(2, 0) == -1
+    aids = np.array([1, 1, 4, 9, 9, 2], dtype=np.uint64)
+    chunks = np.array([5, 3, 0, 7, 1, 0], dtype=np.uint64)
+    assert idx.find_many(aids, chunks).tolist() == [2, -1, 3, 4, -1, -1]
+    assert idx.first_chunk_row(4) == 3 and idx.first_chunk_row(9) == -1
+    seg, offset, length, raw, _, codec, filter_id, within, nbytes = idx.location(1)
+    assert (seg, offset, length, raw, codec, filter_id, within, nbytes) == (0, 10, 10, 40, 1, 1, 0, 40)
+
+
+def test_blocks_after_walks_blocks_in_storage_order() -> None:
+    rows = _rows([(1, 0), (2, 0), (3, 0), (4, 0)])
+    rows["seg"] = [0, 0, 1, 1]
+    rows["offset"] = [8, 8, 8, 500]  # the first two chunks share a block
+    idx = ChunkIndex(rows)
+    after = idx.blocks_after(0, 8, 5)
+    assert [(s, o) for s, o, *_ in after] == [(1, 8), (1, 500)]
+    assert [(s, o) for s, o, *_ in idx.blocks_after(1, 8, 1)] == [(1, 500)]
+    assert idx.blocks_after(1, 500, 3) == []
+
+
+def test_validate_refuses_rows_outside_their_segment_or_block() -> None:
+    rows = _rows([(1, 0), (1, 1)])
+    ChunkIndex(rows).validate([100], "idx")  # offsets 0 and 10, 10 bytes each
+    with pytest.raises(CorruptionError, match="names a segment that does not exist"):
+        ChunkIndex(rows).validate([], "idx")
+    with pytest.raises(CorruptionError, match="1 row"):
+        ChunkIndex(rows).validate([15], "idx")  # the second row ends at 20
+    bad = rows.copy()
+    bad["within"][0] = 1  # 1 + 40 bytes inside a 40-byte block
+    with pytest.raises(CorruptionError, match="outside"):
+        ChunkIndex(bad).validate([100], "idx")
+    bad = rows.copy()
+    bad["codec"][0] = 0  # stored uncompressed, yet raw and stored sizes differ
+    with pytest.raises(CorruptionError, match="outside"):
+        ChunkIndex(bad).validate([100], "idx")
+    ChunkIndex(empty_rows()).validate([], "idx")
+
+
+def test_index_check_is_the_length_and_payload_checksum() -> None:
+    a = ChunkIndex(_rows([(1, 0)])).to_bytes()
+    b = ChunkIndex(_rows([(2, 0)])).to_bytes()
+    assert index_check(a) == (len(a), checksum(a[HEADER.size :]))
+    assert len(a) == len(b) and index_check(a) != index_check(b)  # a replaced file is noticed
+    assert index_check(b"short") == (5, 0)
