@@ -6,14 +6,14 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from .errors import EXIT_ERROR, EXIT_OK, EXIT_USAGE, CommandError
 from .output import format_bytes, format_seconds, plural, print_json
 from .store import disk_usage, missing_dataset, open_store
 
 if TYPE_CHECKING:
-    from ..core.maintenance import VerifyResult
+    pass
 
 
 def cmd_rm(args: argparse.Namespace) -> int:
@@ -135,7 +135,7 @@ def cmd_expire(args: argparse.Namespace) -> int:
 def cmd_verify(args: argparse.Namespace) -> int:
     """Check every block and index; exit 1 when problems are found."""
     store = open_store(args.store)
-    result = cast("VerifyResult", store.verify())  # the problems, with notes beside them
+    result = store.verify()  # the problems, with notes beside them
     problems = [str(p) for p in result]
     if args.json:
         print_json({

@@ -31,6 +31,7 @@ from .state import DatasetState, Schema
 
 if TYPE_CHECKING:
     from ..storage.base import Storage
+    from .maintenance import VerifyResult
 
 __all__ = ["Store", "is_store_key"]
 
@@ -389,7 +390,7 @@ class Store(StoreModel):
 
         return list_versions(self)
 
-    def verify(self) -> list[str]:
+    def verify(self) -> VerifyResult:
         """Check every block and index of the current version; return the problems found.
 
         The list also has ``notes`` (things that are not damage, such as files no kept
