@@ -1,5 +1,6 @@
 """Commits: a second writer gets a conflict, written-ahead data stays invisible until the
-flush, and a commit reports exactly what happened whatever the storage did."""
+flush, and a commit reports exactly what happened whatever the storage did: the manifest
+read back after a failed put is ours, another writer's, or absent (torn counts as absent)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ import pytest
 from store_helpers import add_dataset, first_values, stored_files, write_profiles
 
 import atlas
+from atlas.core import commit
+from atlas.format import manifest as mf
 from atlas.storage import MemoryStorage
 from atlas.storage.wrappers import WrappedStorage
 
@@ -161,3 +164,104 @@ def test_a_failed_directory_fsync_after_the_link_does_not_fail_the_flush(
     assert calls["n"] >= 1
     assert store.version == 1 and first_values(tmp_path / "s") == {"a": 1.0}
 
+
+
+# ------------------------------------------------------------------ reading a commit back
+
+KEY = "manifests/0000000001.json"
+
+
+def _manifest(token: str | None) -> bytes:
+    head: dict[str, Any] = {"atlas": "manifest", "format_version": 1, "version": 1}
+    if token is not None:
+        head["commit"] = token
+    return mf.encode_manifest({"version": 1}, head, "json", "none")
+
+
+class _Unanswering(WrappedStorage):
+    """Reads fail ``failures`` times (a server that does not answer), then work."""
+
+    def __init__(self, inner: Any, failures: int) -> None:
+        super().__init__(inner)
+        self.failures = failures
+        self.gets = 0
+
+    def get(self, key: str) -> bytes:
+        self.gets += 1
+        if self.failures:
+            self.failures -= 1
+            raise TimeoutError(f"no answer ({self.gets})")
+        return self.inner.get(key)
+
+
+@pytest.fixture
+def no_pauses(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(commit, "READ_BACK_PAUSES", (0.0,) * len(commit.READ_BACK_PAUSES))
+
+
+def test_commit_outcome_tells_ours_theirs_and_absent() -> None:
+    storage = MemoryStorage()
+    token = commit.new_token()
+    assert len(token) == 32 and token != commit.new_token()
+    assert commit.commit_outcome(storage, KEY, 1, token) == "absent"
+    storage.put(KEY, _manifest(token))
+    assert commit.commit_outcome(storage, KEY, 1, token) == "ours"
+    assert commit.commit_outcome(storage, KEY, 1, commit.new_token()) == "theirs"
+    storage.put(KEY, _manifest(None))  # written before commits carried tokens
+    assert commit.commit_outcome(storage, KEY, 1, token) == "theirs"
+    storage.put(KEY, b"something that is not a manifest at all")
+    assert commit.commit_outcome(storage, KEY, 1, token) == "theirs"
+
+
+def test_a_torn_manifest_of_ours_counts_as_absent() -> None:
+    storage = MemoryStorage()
+    token = commit.new_token()
+    whole = _manifest(token)
+    storage.put(KEY, whole[:-3])  # the failed write left part of the body
+    assert commit.commit_outcome(storage, KEY, 1, token) == "absent"
+    storage.put(KEY, whole[:-1] + b"]")  # whole length, damaged body
+    assert commit.commit_outcome(storage, KEY, 1, token) == "absent"
+
+
+def test_commit_outcome_asks_again_then_gives_up_with_the_storage_error(no_pauses: None) -> None:
+    token = commit.new_token()
+    inner = MemoryStorage()
+    inner.put(KEY, _manifest(token))
+    patient = _Unanswering(inner, failures=len(commit.READ_BACK_PAUSES) - 1)
+    assert commit.commit_outcome(patient, KEY, 1, token) == "ours"
+    silent = _Unanswering(inner, failures=100)
+    with pytest.raises(TimeoutError, match=f"no answer \\({len(commit.READ_BACK_PAUSES)}\\)"):
+        commit.commit_outcome(silent, KEY, 1, token)
+    assert silent.gets == len(commit.READ_BACK_PAUSES)
+
+
+class _PutFails(WrappedStorage):
+    """``put_if_absent`` raises; with ``lands`` the object is stored first."""
+
+    def __init__(self, inner: Any, lands: bool) -> None:
+        super().__init__(inner)
+        self.lands = lands
+
+    def put_if_absent(self, key: str, data: Any) -> bool:
+        if self.lands:
+            self.inner.put_if_absent(key, data)
+        raise ConnectionResetError("connection reset")
+
+
+def test_publish_reports_what_landed(no_pauses: None) -> None:
+    token = commit.new_token()
+    data = _manifest(token)
+    storage = MemoryStorage()
+    assert commit.publish(storage, KEY, 1, data, token) is True
+    assert commit.publish(storage, KEY, 1, _manifest("other"), "other") is False  # taken
+    assert storage.get(KEY) == data
+    assert commit.publish(_PutFails(MemoryStorage(), lands=True), KEY, 1, data, token) is True
+    lost = _PutFails(MemoryStorage(), lands=False)
+    with pytest.raises(ConnectionResetError):  # nothing landed: the put's own error
+        commit.publish(lost, KEY, 1, data, token)
+    taken = _PutFails(MemoryStorage(), lands=False)
+    taken.inner.put(KEY, _manifest("other"))
+    assert commit.publish(taken, KEY, 1, data, token) is False
+    unknown = _Unanswering(_PutFails(MemoryStorage(), lands=True), failures=100)
+    with pytest.raises(atlas.CommitOutcomeUnknownError, match="could not be asked"):
+        commit.publish(unknown, KEY, 1, data, token)

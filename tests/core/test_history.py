@@ -1,8 +1,11 @@
 """A store's history: versions listed and opened read-only, numbers never taken twice,
-readers of removed versions told so, and tags."""
+readers of removed versions told so, tags; and the pieces: tag names and files, expired
+headers and tombstones."""
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +13,8 @@ import pytest
 from store_helpers import add_dataset, first_values, flushed_store, write_profiles
 
 import atlas
+from atlas.core import history
+from atlas.format import manifest as mf
 
 
 def test_versions_are_listed_and_old_ones_open_read_only(tmp_path: Path) -> None:
@@ -114,3 +119,113 @@ def test_bad_tag_names_are_refused(tmp_path: Path, bad: str) -> None:
         store.tag(3)  # type: ignore[arg-type]
     assert store.tags() == {} and not (tmp_path / "s" / "tags").exists()
 
+
+
+# ------------------------------------------------------------------ the pieces
+
+
+@pytest.mark.parametrize("name", ["v1", "release 2024-01-31", "ünïcødé", "a.b", "x" * 200, "-"])
+def test_good_tag_names(name: str) -> None:
+    assert history.check_tag_name(name) == name
+    assert history.tag_key(name) == "tags/" + name
+
+
+@pytest.mark.parametrize(
+    "name", ["", ".", "..", "a/b", "/a", ".x", "_x", "tab\there", "new\nline", "x" * 201, "é" * 101]
+)
+def test_bad_tag_names(name: str) -> None:
+    with pytest.raises(ValueError, match="tag name"):
+        history.check_tag_name(name)
+
+
+@pytest.mark.parametrize("name", [None, 3, b"v1", ["v1"]])
+def test_tag_names_must_be_str(name: object) -> None:
+    with pytest.raises(TypeError, match="must be a str"):
+        history.check_tag_name(name)
+
+
+def test_tag_files_round_trip_and_damaged_ones_are_corruption() -> None:
+    data = history.encode_tag(12)
+    assert history.decode_tag(data, "tags/t") == 12
+    created = history.parse_time(json.loads(data)["created"])
+    assert created is not None and abs((created - dt.datetime.now(dt.UTC)).total_seconds()) < 60
+    for bad, message in [
+        (b"not json", "damaged"),
+        (b"\xff\xfe", "damaged"),
+        (b'{"tag": 1}', "damaged"),
+        (b"[12]", "damaged"),
+        (b'{"version": -1}', "impossible version -1"),
+        (b'{"version": true}', "impossible version True"),
+        (b'{"version": "12"}', "impossible version '12'"),
+    ]:
+        with pytest.raises(atlas.CorruptionError, match=f"tag tags/t .*{message}"):
+            history.decode_tag(bad, "tags/t")
+
+
+def test_times_are_read_as_utc_and_anything_else_is_none() -> None:
+    assert history.parse_time("2024-05-01T12:00:00+02:00") == dt.datetime(2024, 5, 1, 10, tzinfo=dt.UTC)
+    assert history.parse_time("2024-05-01T12:00:00") == dt.datetime(2024, 5, 1, 12, tzinfo=dt.UTC)
+    assert history.parse_time("yesterday") is None and history.parse_time(None) is None
+    assert history.parse_time(history.now_iso()) is not None
+
+
+def _manifest(version: int, **header: object) -> bytes:
+    head = {"atlas": "manifest", "format_version": 1, "version": version, "timestamp": "2024-01-01T00:00:00+00:00"}
+    return mf.encode_manifest({"version": version, "datasets": []}, {**head, **header}, "json", "none")
+
+
+def test_an_expired_manifest_keeps_its_body_and_says_when() -> None:
+    data = _manifest(3, commit="abc")
+    live = history.VersionHeader(3, "manifests/0000000003.json", mf.decode_header(data, "m")[0])
+    assert live.live and live.expired is None and live.removed is None and live.commit == "abc"
+    expired = history.with_header(data, "m", expired="2024-02-01T00:00:00+00:00")
+    head, doc = mf.decode_manifest(expired, "m", "json", "none")  # the body and its checksum are intact
+    assert doc == {"version": 3, "datasets": []} and head["commit"] == "abc"
+    state = history.VersionHeader(3, "k", head)
+    assert not state.live and state.expired == "2024-02-01T00:00:00+00:00" and state.removed is None
+    error = state.removed_error("s3://b/p")
+    assert isinstance(error, KeyError) and "version 3 of the store at s3://b/p was expired at 2024-02-01" in str(error)
+
+
+def test_a_tombstone_is_a_header_without_a_body_that_keeps_the_number() -> None:
+    state = history.VersionHeader(4, "k", mf.decode_header(_manifest(4), "m")[0])
+    stone = history.tombstone(state, "2024-03-01T00:00:00+00:00")
+    head, start = mf.decode_header(stone, "m")
+    assert start == len(stone) and head["body_length"] == 0 and head["body_crc32c"] == mf.checksum(b"")
+    assert head["version"] == 4 and head["timestamp"] == "2024-01-01T00:00:00+00:00"
+    removed = history.VersionHeader(4, "k", head)
+    assert not removed.live and removed.removed == removed.expired == "2024-03-01T00:00:00+00:00"
+    assert "removed by compaction at 2024-03-01" in str(removed.removed_error("here"))
+    # a version expired earlier keeps the time it was expired
+    expired = history.VersionHeader(4, "k", {**state.header, "expired": "2024-02-01T00:00:00+00:00"})
+    assert mf.decode_header(history.tombstone(expired, "2024-03-01T00:00:00+00:00"), "m")[0]["expired"] == (
+        "2024-02-01T00:00:00+00:00"
+    )
+
+
+def test_a_header_claiming_another_version_is_corruption(store: atlas.Atlas) -> None:
+    store.create_dataset("d")
+    store.flush()
+    storage = store.storage
+    key = mf.manifest_key(1, store.meta_format, store.meta_compression)
+    state = history.read_header(storage, key, 1)
+    assert state.live and state.version == 1 and isinstance(state.commit, str)
+    copied = mf.manifest_key(7, store.meta_format, store.meta_compression)
+    storage.put(copied, storage.get(key))
+    with pytest.raises(atlas.CorruptionError, match="claims version 1"):
+        history.read_header(storage, copied, 7)
+    with pytest.raises(FileNotFoundError):
+        history.read_header(storage, mf.manifest_key(8, store.meta_format, store.meta_compression), 8)
+
+
+def test_tags_are_read_back_and_foreign_files_under_tags_are_not_tags(store: atlas.Atlas) -> None:
+    store.create_dataset("d")
+    store.flush()
+    store.tag("release")
+    store.tag("first", 0)
+    storage = store.storage
+    storage.put("tags/_scratch", history.encode_tag(1))  # not a name a tag may have
+    storage.put("tags/.hidden", history.encode_tag(1))
+    assert history.read_tags(storage) == {"first": 0, "release": 1}
+    assert atlas.Atlas.open(storage).tags() == {"first": 0, "release": 1}
+    assert atlas.Atlas.open(storage, version="first").list_datasets() == []

@@ -12,6 +12,7 @@ import pytest
 from store_helpers import add_dataset, first_values, flushed_store, stored_files, write_profiles
 
 import atlas
+from atlas.core.maintenance import grace_seconds
 from atlas.storage import LocalStorage
 
 # ------------------------------------------------------------------ compaction works from the newest
@@ -251,3 +252,18 @@ def test_garbage_collection_waits_for_the_grace_period(tmp_path: Path) -> None:
     assert store.garbage_collect(grace_period=0)["deleted_files"] > 0
     assert atlas.Atlas.open(path).verify() == []
 
+
+
+def test_grace_periods_are_timedeltas_or_seconds(store: atlas.Atlas) -> None:
+    assert grace_seconds(dt.timedelta(minutes=2), "g") == 120.0
+    assert grace_seconds(5, "g") == 5.0 and grace_seconds(0.5, "g") == 0.5 and grace_seconds(0, "g") == 0.0
+    for bad in (True, "1h", None, [1]):
+        with pytest.raises(TypeError, match="g must be a datetime.timedelta or a number of seconds"):
+            grace_seconds(bad, "g")
+    for bad in (-1, dt.timedelta(seconds=-1), float("nan")):
+        with pytest.raises(ValueError, match="g must not be negative"):
+            grace_seconds(bad, "g")
+    with pytest.raises(TypeError, match="grace_period"):
+        store.compact(grace_period="1h")
+    with pytest.raises(ValueError, match="grace_period"):
+        store.garbage_collect(grace_period=-1)

@@ -1,5 +1,5 @@
-"""Moving blocks: the block cache's budget and eviction, and reads retried when the handle's
-state is swapped under them."""
+"""Moving blocks: the block cache's budget and eviction, blocks fetched, checked, decoded and
+kept in either form, and reads retried when the handle's state is swapped under them."""
 
 from __future__ import annotations
 
@@ -12,7 +12,10 @@ import pytest
 from store_helpers import flushed_store, write_profiles
 
 import atlas
-from atlas.storage import LocalStorage
+from atlas.core.reader import BlockCache, fetch_blocks, retry_if_swapped
+from atlas.format.codec import CODEC_IDS, checksum, encode_block
+from atlas.format.segment import SEGMENT_MAGIC
+from atlas.storage import LocalStorage, MemoryStorage
 from atlas.storage.wrappers import WrappedStorage
 
 
@@ -118,3 +121,136 @@ def test_a_read_in_flight_while_its_handle_compacts_sees_one_version(tmp_path: P
     assert "error" not in result, result.get("error")
     assert result["got"] == ([1.0, 5.0] if how == "scan" else [5.0])
 
+
+
+# ------------------------------------------------------------------ fetching blocks
+
+
+def _segment(blocks: list[np.ndarray], codec: str = "zstd") -> tuple[bytes, dict[tuple[str, int], tuple[int, int, int, int, int]]]:
+    """A segment holding ``blocks`` (shuffled by 8) and what ``fetch_blocks`` wants for each."""
+    data = bytearray(SEGMENT_MAGIC)
+    wanted = {}
+    for raw in blocks:
+        stored, crc = encode_block(raw, codec, 8)
+        wanted[("data/seg", len(data))] = (len(stored), raw.size, crc, CODEC_IDS[codec], 8)
+        data += stored
+    return bytes(data), wanted
+
+
+class _Reads:
+    """``get_many_ranges`` of a storage, counting the ranges read."""
+
+    def __init__(self, storage: MemoryStorage) -> None:
+        self.storage = storage
+        self.ranges = 0
+
+    def __call__(self, requests: Any) -> Any:
+        self.ranges += sum(len(starts) for _, starts, _ in requests)
+        return self.storage.get_many_ranges(requests)
+
+
+def _describe(key: tuple[str, int]) -> str:
+    return f"block {key[0]}@{key[1]}"
+
+
+@pytest.fixture
+def blocks() -> list[np.ndarray]:
+    rng = np.random.default_rng(5)
+    return [np.cumsum(rng.integers(-2, 3, size=n)).astype(np.int64).view(np.uint8) for n in (500, 700, 900, 1100)]
+
+
+def test_fetch_blocks_decodes_what_it_reads_and_the_cache_serves_it_again(blocks: list[np.ndarray]) -> None:
+    data, wanted = _segment(blocks)
+    storage = MemoryStorage()
+    storage.put("data/seg", data)
+    reads = _Reads(storage)
+    cache = BlockCache(1 << 20)
+    got = fetch_blocks(reads, cache, wanted, _describe)
+    assert reads.ranges == 4 and list(got) == list(wanted)
+    assert all(np.array_equal(got[k], raw) for k, raw in zip(wanted, blocks, strict=True))
+    assert cache.used == sum(b.nbytes for b in blocks)
+    again = fetch_blocks(reads, cache, wanted, _describe)
+    assert reads.ranges == 4  # all from the cache
+    assert all(again[k] is got[k] for k in wanted)
+    fetch_blocks(reads, cache, wanted, _describe, mode="off")  # checks see the storage's bytes
+    assert reads.ranges == 8
+
+
+def test_fetch_blocks_can_keep_the_stored_bytes_and_decode_them_later(blocks: list[np.ndarray]) -> None:
+    data, wanted = _segment(blocks)
+    storage = MemoryStorage()
+    storage.put("data/seg", data)
+    reads = _Reads(storage)
+    cache = BlockCache(1 << 20)
+    fetch_blocks(reads, cache, wanted, _describe, mode="stored")
+    assert not cache._d and len(cache._s) == 4
+    assert cache.used == sum(n for n, *_ in wanted.values())  # compressed: less than decoded
+    got = fetch_blocks(reads, cache, wanted, _describe, mode="read")
+    assert reads.ranges == 4 and all(np.array_equal(got[k], raw) for k, raw in zip(wanted, blocks, strict=True))
+    assert len(cache._s) == 4 and not cache._d  # "read" only uses the cache
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        ("truncate", "is truncated"),
+        ("flip", "fails its checksum"),
+        ("claim", "claims"),
+        ("garbage", "cannot be decoded"),
+    ],
+)
+def test_fetch_blocks_names_the_damaged_block(blocks: list[np.ndarray], damage: str, message: str) -> None:
+    data, wanted = _segment(blocks[:1])
+    key = next(iter(wanted))
+    length, raw, crc, codec, filter_id = wanted[key]
+    if damage == "truncate":
+        data = data[:-1]
+    elif damage == "flip":
+        data = data[:-1] + bytes([data[-1] ^ 0x10])
+    elif damage == "claim":  # an index row claiming more than the block could ever hold
+        wanted[key] = (length, length * 40000, crc, codec, filter_id)
+    else:  # checksummed garbage
+        junk = bytes(i % 251 for i in range(length))
+        data = data[: key[1]] + junk
+        wanted[key] = (length, raw, checksum(junk), codec, filter_id)
+    storage = MemoryStorage()
+    storage.put("data/seg", data)
+    with pytest.raises(atlas.CorruptionError, match=f"block data/seg@{key[1]}: .*{message}"):
+        fetch_blocks(storage.get_many_ranges, BlockCache(1 << 20), wanted, _describe)
+
+
+def test_blocks_larger_than_a_quarter_of_the_budget_are_not_kept() -> None:
+    cache = BlockCache(4000)
+    cache.put(("a", 0), np.zeros(1001, dtype=np.uint8))
+    cache.put_stored(("a", 1), b"x" * 1001)
+    assert cache.get(("a", 0)) is None and cache.get_stored(("a", 1)) is None and cache.used == 0
+    cache.put(("a", 2), np.zeros(1000, dtype=np.uint8))
+    assert cache.get(("a", 2)) is not None and cache.used == 1000
+
+
+class _Handle:
+    _state_gen = 0
+
+
+def test_a_read_is_retried_only_when_the_state_was_swapped_meanwhile() -> None:
+    calls: list[int] = []
+
+    @retry_if_swapped
+    def read(owner: _Handle, swap: bool, error: type[Exception]) -> str:
+        calls.append(owner._state_gen)
+        if len(calls) == 1:
+            if swap:
+                owner._state_gen += 1  # a compaction swapped the state while this read ran
+            raise error("gone")
+        return "read again"
+
+    for error in (atlas.CorruptionError, KeyError, IndexError):
+        calls.clear()
+        assert read(_Handle(), True, error) == "read again" and calls == [0, 1]
+        calls.clear()
+        with pytest.raises(error):
+            read(_Handle(), False, error)
+        assert calls == [0]
+    calls.clear()
+    with pytest.raises(ValueError):  # not an error a swap causes
+        read(_Handle(), True, ValueError)

@@ -1,5 +1,5 @@
 """Array state: the default chunking cuts big arrays into chunks of a few MiB and leaves
-ordinary ones whole."""
+ordinary ones whole; a schema's chunk grid, fresh chunks and identity."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import atlas
-from atlas.core.state import AUTO_CHUNK_BYTES, default_chunk_shape
+from atlas.core.state import AUTO_CHUNK_BYTES, Schema, default_chunk_shape
 from atlas.dtypes import DTYPES
 
 MIB = 1 << 20
@@ -100,3 +100,41 @@ def test_xarray_ingest_uses_the_default_for_big_variables_only(tmp_path: Path) -
     back = atlas.Atlas.open(tmp_path / "s").open_as_xarray_dataset("a")
     np.testing.assert_array_equal(np.asarray(back["big"].values), big)
 
+
+
+def test_a_schema_knows_its_chunk_grid_and_edge_chunks() -> None:
+    s = Schema(DTYPES["float32"], (10, 7), (4, 4), ("a", "b"), None)
+    assert s.grid == (3, 2) and s.nchunks == 6 and s.strides == (2, 1) and not s.single
+    assert s.chunk_extent((0, 0)) == (4, 4) and s.chunk_extent((2, 1)) == (2, 3)
+    assert s.size == 70
+    one = Schema(DTYPES["int8"], (5,), (5,), ("n",), 3)
+    assert one.single and one.grid == (1,) and one.strides == (1,)
+    empty = Schema(DTYPES["int8"], (0, 5), (0, 5), ("a", "b"), None)
+    assert empty.nchunks == 0 and empty.size == 0
+    scalar = Schema(DTYPES["int8"], (), (), (), None)
+    assert scalar.single and scalar.chunk_extent(()) == ()
+
+
+def test_new_chunks_hold_the_fill_value_or_zero() -> None:
+    nan = Schema(DTYPES["float64"], (4,), (4,), ("n",), float("nan"))
+    assert np.isnan(nan.new_chunk((3,))).all()
+    zeros = Schema(DTYPES["int32"], (4,), (4,), ("n",), None).new_chunk((2, 2))
+    assert zeros.dtype == np.int32 and not zeros.any()
+    text = Schema(DTYPES["string"], (4,), (4,), ("n",), "n/a").new_chunk((2,))
+    assert text.dtype == object and text.tolist() == ["n/a", "n/a"]
+    blank = Schema(DTYPES["string"], (4,), (4,), ("n",), None).new_chunk((1,))
+    assert blank.tolist() == [""]
+
+
+def test_equal_schemas_share_a_key_and_meta_is_a_fresh_copy() -> None:
+    def make(fill: object) -> Schema:
+        return Schema(DTYPES["float64"], (4,), (2,), ("n",), fill)
+
+    assert make(float("nan")).key == make(float("nan")).key  # NaN fills compare by their bits
+    assert make(1.0).key != make(2.0).key and make(0.0).key != make(-0.0).key
+    assert make(None).encoded() == ["float64", [4], [2], ["n"], None]
+    assert make(float("inf")).encoded()[4] == "f64:7ff0000000000000"
+    s = make(None)
+    meta = s.meta()
+    meta["shape"].append(9)
+    assert s.meta() == {"dtype": "float64", "shape": [4], "chunk_shape": [2], "dimension_names": ["n"]}

@@ -1,6 +1,6 @@
-"""Memory stays bounded on writes: a few cells written into a big array with the default
-chunking cost little, and a partial write (or a read) of a huge chunk costs about that
-chunk, not several copies of it.
+"""Writes: memory stays bounded (a few cells written into a big array with the default
+chunking cost little, and a partial write, or a read, of a huge chunk costs about that
+chunk, not several copies of it), and a write buffers only the chunks it touches.
 
 The memory figures are the peak resident size (``ru_maxrss``) of a fresh interpreter,
 measured before and after the work.
@@ -143,3 +143,37 @@ def test_reading_and_updating_a_stored_huge_chunk_cost_about_that_chunk(tmp_path
         tmp_path,
     )
     assert max(marks.values()) <= 1.3 * chunk_mib, marks
+
+
+# ----------------------------------------------------------------------------- what a write buffers
+
+
+def test_a_write_buffers_only_the_chunks_it_touches(store: atlas.Atlas) -> None:
+    view = store.create_dataset("d")
+    view.define_array("x", "int16", ["a", "b"], [10, 10], chunk_shape=[4, 4], fill_value=-1)
+    grid = np.arange(100, dtype=np.int16).reshape(10, 10)
+    view.write_array("x", [0, 0], grid)
+    store.flush()
+    again = atlas.Atlas.open(store.storage)
+    other = again.open_dataset("d")
+    other.write_array("x", [3, 3], np.full((2, 2), 500, dtype=np.int16))  # corners of four chunks
+    arr = other._ds.arrays["x"]
+    assert sorted(arr.dirty) == [0, 1, 3, 4]  # chunk ids of the 3x3 grid, row-major
+    assert arr.dirty[4].shape == (4, 4) and arr.dirty[4][0, 0] == 500 and arr.dirty[4][1, 1] == grid[5, 5]
+    other.write_array("x", [8, 8], np.full((2, 2), 7, dtype=np.int16))  # the whole edge chunk 8
+    assert sorted(arr.dirty) == [0, 1, 3, 4, 8] and arr.dirty[8].shape == (2, 2)
+    again.flush()
+    want = grid.copy()
+    want[3:5, 3:5] = 500
+    want[8:, 8:] = 7
+    np.testing.assert_array_equal(atlas.Atlas.open(store.storage).open_dataset("d").read_array("x"), want)
+
+
+def test_a_write_past_the_edge_changes_nothing(store: atlas.Atlas) -> None:
+    view = store.create_dataset("d")
+    view.define_array("x", "float32", ["n"], [6], chunk_shape=[4])
+    with pytest.raises(RuntimeError, match="out of bounds"):
+        view.write_array("x", [5], np.ones(2, dtype=np.float32))
+    assert not view._ds.arrays["x"].dirty and store._dirty_bytes == 0
+    view.write_array("x", [4], np.ones(2, dtype=np.float32))
+    assert store._dirty_bytes == 8  # the edge chunk holds two cells
