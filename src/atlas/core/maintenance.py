@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import time
+from collections.abc import Collection
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -159,8 +160,13 @@ def compact(atlas: StoreModel, keep_versions: int = 1, grace_period: Any = None)
             var = atlas._variables[name]
             if var.live <= 0 and len(idx) == 0:
                 del atlas._variables[name]
-    expire_versions(atlas, keep=keep_versions, protect=atlas._version)  # a writer may have moved on
-    report = collect_garbage(atlas, *graces)
+    # never the version just committed: a writer may have moved on meanwhile
+    replaced = versions_to_expire(atlas, keep=keep_versions, protect=atlas._version)
+    if graces[0] > 0:  # readers of the replaced versions get the grace period
+        mark_expired(atlas, replaced)
+        replaced = []
+    # else nobody is waited for: the replaced versions become tombstones in one step
+    report = collect_garbage(atlas, *graces, {h.version for h in replaced})
     atlas._cache.clear()
     return report
 
@@ -210,6 +216,24 @@ def expire_versions(
 ) -> list[int]:
     """Expire live versions that are neither the newest, nor tagged, nor among ``keep``
     newest, nor ``protect``, and (with ``older_than``, a datetime) committed before that time."""
+    doomed = versions_to_expire(atlas, older_than, keep, protect)
+    mark_expired(atlas, doomed)
+    return [h.version for h in doomed]
+
+
+def mark_expired(atlas: StoreModel, headers: list[history.VersionHeader]) -> None:
+    """Rewrite each manifest with the time of its expiry in its header (body unchanged)."""
+    when = history.now_iso()
+    storage = atlas._storage
+    for h in headers:
+        where = f"{storage.location}/{h.key}"
+        storage.put(h.key, history.with_header(storage.get(h.key), where, expired=when))
+
+
+def versions_to_expire(
+    atlas: StoreModel, older_than: Any = None, keep: int | None = None, protect: int | None = None
+) -> list[history.VersionHeader]:
+    """The live versions :func:`expire_versions` would expire (the arguments checked)."""
     if keep is not None and (isinstance(keep, bool) or not isinstance(keep, int) or keep < 1):
         raise ValueError("keep must be an int >= 1 (the newest version is always kept)")
     if older_than is not None and not isinstance(older_than, _dt.datetime):
@@ -233,12 +257,7 @@ def expire_versions(
             if t is None or t >= older_than:
                 continue
         doomed.append(h)
-    when = history.now_iso()
-    storage = atlas._storage
-    for h in doomed:
-        where = f"{storage.location}/{h.key}"
-        storage.put(h.key, history.with_header(storage.get(h.key), where, expired=when))
-    return [h.version for h in doomed]
+    return doomed
 
 
 @dataclass
@@ -262,10 +281,13 @@ def _referenced_by(atlas: StoreModel, h: history.VersionHeader) -> set[str]:
     return _referenced(doc)
 
 
-def unreferenced_files(atlas: StoreModel, expired_grace: float, orphan_grace: float) -> tuple[
-    list[tuple[str, int, float]], list[tuple[str, int, float]], list[history.VersionHeader]
-]:
+def unreferenced_files(
+    atlas: StoreModel, expired_grace: float, orphan_grace: float, remove_now: Collection[int] = ()
+) -> tuple[list[tuple[str, int, float]], list[tuple[str, int, float]], list[history.VersionHeader]]:
     """(files to delete, files kept for their grace period, expired versions past theirs).
+
+    Versions in ``remove_now`` count as expired long ago, live or not (compaction without a
+    grace period removes the versions it replaces in one step).
 
     Data files are listed before the manifests, so a commit landing meanwhile names only
     files that are either listed young or not listed at all.
@@ -286,7 +308,8 @@ def unreferenced_files(atlas: StoreModel, expired_grace: float, orphan_grace: fl
                 raise
             named = set()  # an expired manifest damaged since: it protects nothing
         expired = history.parse_time(h.expired)
-        if h.live or (expired is not None and expired.timestamp() > now - expired_grace):
+        kept_for_readers = h.live or (expired is not None and expired.timestamp() > now - expired_grace)
+        if kept_for_readers and h.version not in remove_now:
             refs |= named  # readers pinned to an expired version may still be at work
         else:
             dropped |= named
@@ -302,16 +325,22 @@ def unreferenced_files(atlas: StoreModel, expired_grace: float, orphan_grace: fl
     return doomed, kept, past
 
 
-def collect_garbage(atlas: StoreModel, expired_grace: float, orphan_grace: float) -> GarbageReport:
-    """Delete files no kept version names once their grace period has passed, then turn
-    the manifests of expired versions past theirs into tombstones."""
-    doomed, kept, past = unreferenced_files(atlas, expired_grace, orphan_grace)
+def collect_garbage(
+    atlas: StoreModel, expired_grace: float, orphan_grace: float, remove_now: Collection[int] = ()
+) -> GarbageReport:
+    """Turn the manifests of expired versions past their grace period (and of the versions
+    in ``remove_now``) into tombstones, then delete the files no kept version names once
+    their grace period has passed.
+
+    Tombstones come first: a crash between the two steps leaves files no manifest names,
+    which a later collection deletes by their age, never a listed version missing files."""
+    doomed, kept, past = unreferenced_files(atlas, expired_grace, orphan_grace, remove_now)
     storage = atlas._storage
-    if doomed:
-        storage.delete_many(k for k, _, _ in doomed)
     when = history.now_iso()
     for h in past:
         storage.put(h.key, history.tombstone(h, when))
+    if doomed:
+        storage.delete_many(k for k, _, _ in doomed)
     storage.remove_temp_files(time.time() - orphan_grace)
     return GarbageReport(
         deleted_files=len(doomed),
