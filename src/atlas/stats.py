@@ -48,6 +48,8 @@ def null_mask(dtype: DType, flat: np.ndarray, fill: Any) -> np.ndarray | None:
     return flat == dtype.numpy.type(fill)
 
 
+# One function on purpose (hot path at flush): the statistics of every chunk of a variable
+# in a few numpy passes over one concatenated buffer.
 def chunk_stats(
     dtype: DType, chunks: Sequence[np.ndarray], fills: Sequence[Any]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

@@ -32,8 +32,6 @@ from ..errors import (
 from ..format import manifest as mf
 from ..format.chunkindex import ChunkIndex, empty_rows, index_check, merge_rows
 from ..format.codec import checksum
-from ..format.records import encode_attrs as _encode_attrs
-from ..format.records import encode_stats as _encode_stats
 from ..format.segment import ChunkPayload, new_key, start_segments
 from ..format.strings import decode_strings, encode_strings
 from ..stats import chunk_stats, fold_many, string_stats
@@ -41,7 +39,6 @@ from ..storage.base import ParallelPuts, run_concurrently
 from . import history, loading, read
 from .state import (
     ArrayState,
-    DatasetState,
     UnsettledCommit,
     Variable,
 )
@@ -174,8 +171,13 @@ def write_ahead(store: StoreModel, arrays: Iterable[ArrayState]) -> list[tuple[V
 
 def spill(store: StoreModel) -> None:
     """Write buffered chunks ahead so memory stays bounded (invisible until flush)."""
-    arrays = [a for a in store._changed_arrays.values() if a.dirty]
-    for var, rows, segs, arrs in write_ahead(store, arrays):
+    keep_pending(store, write_ahead(store, [a for a in store._changed_arrays.values() if a.dirty]))
+
+
+def keep_pending(store: StoreModel, written: WrittenAhead) -> None:
+    """Attach chunks written ahead to their variables as pending rows (named by no manifest
+    until a flush commits them) and drop them from the buffers."""
+    for var, rows, segs, arrs in written:
         var.pending = ChunkIndex(merge_rows([var.pending.rows, rows]))
         var.pending_segments.extend(segs)
         var.changed = True
@@ -270,14 +272,7 @@ def keep_written_ahead(store: StoreModel, version: int, attach: WrittenAhead) ->
     """Another writer's commit holds ``version``: keep what this flush wrote as pending
     (no manifest names it: orphans for compact() unless a later flush commits them) and
     raise ``ConflictError``."""
-    for var, rows, segs, arrs in attach:
-        var.pending = ChunkIndex(merge_rows([var.pending.rows, rows]))
-        var.pending_segments.extend(segs)
-        var.changed = True
-        var.gen += 1
-        for a in arrs:
-            a.dirty.clear()
-    store._dirty_bytes = 0
+    keep_pending(store, attach)
     raise conflict_error(store, version)
 
 
@@ -463,22 +458,7 @@ def manifest_doc(
     new_stats: dict[int, dict[str, Any] | None],
     checks: dict[str, tuple[int, int]],
 ) -> dict[str, Any]:
-    datasets = []
-    for name, ds in store._datasets.items():
-        if not isinstance(ds, DatasetState):
-            datasets.append(ds)
-            continue
-        if ds.arrays_untouched and ds._raw_attrs is not None:
-            datasets.append([name, ds._raw_attrs[0], ds._raw_arrays])
-            continue
-        if ds.arrays_untouched:
-            datasets.append([name, _encode_attrs(ds.attrs), ds._raw_arrays])
-            continue
-        arrays = []
-        for aname, arr in ds.arrays.items():
-            st = new_stats[arr.aid] if arr.aid in new_stats else arr.stats
-            arrays.append([aname, arr.aid, arr.schema.pos, _encode_stats(arr.schema.dtype, st), _encode_attrs(arr.attrs)])
-        datasets.append([name, _encode_attrs(ds.attrs), arrays])
+    datasets = list(store._manifest_records(new_stats))
     variables = []
     index_checks: dict[str, list[int]] = {}
     for vname, var in store._variables.items():

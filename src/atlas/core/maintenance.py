@@ -45,27 +45,6 @@ def _needs_rewrite(var: Variable, idx: ChunkIndex) -> bool:
     return int(rows["nbytes"].sum()) < int(rows["raw_size"][first].sum())
 
 
-def _element_kinds(atlas: StoreModel, names: set[str]) -> dict[str, dict[int, tuple[int, bool]]]:
-    """(element size, is float) of every live array of the named variables, by array id."""
-    schemas = atlas._schemas
-    kinds: dict[str, dict[int, tuple[int, bool]]] = {n: {} for n in names}
-    try:
-        for rec in atlas._datasets.values():
-            if isinstance(rec, DatasetState) and not rec.arrays_untouched:
-                for arr in rec.arrays.values():
-                    if arr.name in kinds:
-                        kinds[arr.name][arr.aid] = (arr.schema.dtype.itemsize, arr.schema.dtype.kind == "float")
-                continue
-            entries = rec._raw_arrays if isinstance(rec, DatasetState) else rec[2]
-            for e in entries or ():
-                if e[0] in kinds:
-                    dt = schemas[e[2]].dtype
-                    kinds[e[0]][e[1]] = (dt.itemsize, dt.kind == "float")
-    except (TypeError, IndexError) as e:
-        raise CorruptionError(f"manifest of {atlas._storage.location}: an array entry is malformed: {e}") from None
-    return kinds
-
-
 def _rewrite(
     atlas: StoreModel, var: Variable, idx: ChunkIndex, kinds: dict[int, tuple[int, bool]]
 ) -> tuple[ChunkIndex, list[tuple[str, int]]]:
@@ -151,7 +130,7 @@ def compact(atlas: StoreModel, keep_versions: int = 1, grace_period: Any = None)
     rewrite: dict[str, tuple[ChunkIndex, list[tuple[str, int]]]] = {}
     todo = [(var, atlas._index(var)) for var in list(atlas._variables.values())]
     todo = [(var, idx) for var, idx in todo if _needs_rewrite(var, idx)]
-    kinds = _element_kinds(atlas, {var.name for var, _ in todo})
+    kinds = atlas._element_kinds({var.name for var, _ in todo})
     for var, idx in todo:
         rewrite[var.name] = _rewrite(atlas, var, idx, kinds[var.name])
     if rewrite:

@@ -10,12 +10,14 @@ write, read, scan, commit and maintenance modules are functions over it, and
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from ..dtypes import DTYPES, decode_value, fill_scalar
 from ..errors import ConflictError, CorruptionError, ReadOnlyError
 from ..format import manifest as mf
 from ..format.chunkindex import ChunkIndex, empty_rows, index_check
+from ..format.records import encode_attrs, encode_stats
 from . import history
 from .reader import BlockCache
 from .state import (
@@ -291,3 +293,55 @@ class StoreModel:
                 f"manifest of {self._storage.location}, dataset {name!r}: array entry is malformed: {e}"
             ) from None
         return None
+
+    def _manifest_records(self, new_stats: dict[int, dict[str, Any] | None]) -> Iterator[list[Any]]:
+        """Each dataset's manifest record, in store order: untouched ones as they were read,
+        the others encoded from their states (``new_stats`` by array id where they changed)."""
+        for name, ds in self._datasets.items():
+            if not isinstance(ds, DatasetState):
+                yield ds
+            elif ds.arrays_untouched and ds._raw_attrs is not None:
+                yield [name, ds._raw_attrs[0], ds._raw_arrays]
+            elif ds.arrays_untouched:
+                yield [name, encode_attrs(ds.attrs), ds._raw_arrays]
+            else:
+                arrays = []
+                for aname, arr in ds.arrays.items():
+                    st = new_stats[arr.aid] if arr.aid in new_stats else arr.stats
+                    arrays.append([aname, arr.aid, arr.schema.pos, encode_stats(arr.schema.dtype, st), encode_attrs(arr.attrs)])
+                yield [name, encode_attrs(ds.attrs), arrays]
+
+    def _array_of(self, name: Any, array: str) -> ArrayState | None:
+        """The state of one array of dataset ``name`` (None if either is missing), decoding
+        no other array of a dataset still in manifest form."""
+        rec = self._datasets.get(name) if type(name) is str else None
+        if rec is None:
+            return None
+        if type(rec) is list:
+            entries = rec[2]
+        elif rec.arrays_untouched:  # type: ignore[union-attr]
+            entries = rec._raw_arrays  # type: ignore[union-attr]
+        else:
+            return rec.arrays.get(array)  # type: ignore[union-attr]
+        arr = self._peeked.get((name, array))
+        return arr if arr is not None else self._peek(name, entries, array)
+
+    def _element_kinds(self, names: set[str]) -> dict[str, dict[int, tuple[int, bool]]]:
+        """(element size, is float) of every live array of the named variables, by array id."""
+        schemas = self._schemas
+        kinds: dict[str, dict[int, tuple[int, bool]]] = {n: {} for n in names}
+        try:
+            for rec in self._datasets.values():
+                if isinstance(rec, DatasetState) and not rec.arrays_untouched:
+                    for arr in rec.arrays.values():
+                        if arr.name in kinds:
+                            kinds[arr.name][arr.aid] = (arr.schema.dtype.itemsize, arr.schema.dtype.kind == "float")
+                    continue
+                entries = rec._raw_arrays if isinstance(rec, DatasetState) else rec[2]
+                for e in entries or ():
+                    if e[0] in kinds:
+                        dt = schemas[e[2]].dtype
+                        kinds[e[0]][e[1]] = (dt.itemsize, dt.kind == "float")
+        except (TypeError, IndexError) as e:
+            raise CorruptionError(f"manifest of {self._storage.location}: an array entry is malformed: {e}") from None
+        return kinds

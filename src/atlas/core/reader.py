@@ -160,6 +160,8 @@ BlockKey = tuple[str, int]  # (segment key, offset)
 CacheMode = Literal["decoded", "stored", "read", "off"]
 
 
+# One function on purpose (hot path): cache lookups, the coalesced requests and the
+# parallel decode share one table of wanted blocks; its decode closure runs on the pool.
 def fetch_blocks(
     get_many_ranges: Callable[[Sequence[tuple[str, Sequence[int], Sequence[int]]]], list[list[Any]]],
     cache: BlockCache,

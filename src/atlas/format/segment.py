@@ -155,6 +155,8 @@ def _choose_filters(
     return out
 
 
+# One function on purpose: the blocks' compression futures are collected and laid out
+# in segments in one ordered pass.
 def _finish_segments(
     put: Callable[[str, bytes], None],
     vid: int,
