@@ -1,0 +1,278 @@
+"""Crafted store files: small files that declare big content, values out of range for their
+kind, and stray files next to the manifests.
+
+Every crafted file is written into a real store (``Atlas.create``) with a fresh checksum,
+so the bounds and semantic checks are what is tested. Opening such a store and reading
+everything must fail with ``atlas.CorruptionError`` and cost at most ``MEMORY_LIMIT``
+above opening and reading the untampered store. Memory is measured in a child process
+(the high-water mark of its resident memory), so C allocations (zstd, lz4, numpy) count
+as much as Python objects.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import struct
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import zstandard
+from reliability_helpers import (
+    current_manifest_path,
+    decode_index_file,
+    decode_manifest_file,
+    encode_manifest_body,
+    encode_manifest_file,
+)
+
+import atlas
+from atlas.format.chunkindex import (
+    DECIMAL_FORMAT_VERSION,
+    FORMAT_VERSION,
+    HEADER,
+    MAGIC,
+)
+from atlas.format.codec import DECIMAL, checksum
+
+MiB = 1 << 20
+MEMORY_LIMIT = 64 * MiB  # above opening and reading the untampered store
+
+# Opens a store and reads everything (mode "all"), only the arrays of dataset d0 ("d0"), or
+# the first cell of every array ("corner"); prints the peak resident memory and the outcome. The peak is the kernel's high-water mark
+# (VmHWM): ru_maxrss would also count the parent's memory, which a child inherits on Linux.
+CHILD = r"""
+import json, resource, sys
+import atlas
+
+def peak():
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return r if sys.platform == "darwin" else r * 1024
+
+path, mode = sys.argv[1], sys.argv[2]
+error = message = None
+try:
+    store = atlas.Atlas.open(path)
+    names = ["d0"] if mode == "d0" else store.list_datasets()
+    for name in names:
+        ds = store.open_dataset(name)
+        ds.attributes()
+        for a in ds.list_arrays():
+            if mode == "corner":
+                ds.read_array(a, [0] * len(ds.array_meta(a)["shape"]), [1] * len(ds.array_meta(a)["shape"]))
+                continue
+            ds.read_array(a)
+            ds.array_stats(a)
+            ds.array_attributes(a)
+    if mode == "all":
+        for a in store.list_arrays():
+            store.read_array_across(a, names)
+except Exception as e:
+    error, message = type(e).__name__, str(e)
+print(json.dumps({"peak": peak(), "error": error, "message": message}))
+"""
+
+
+def run_child(path: Path, mode: str = "all") -> dict[str, Any]:
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD, str(path), mode], capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    result: dict[str, Any] = json.loads(out.stdout)
+    return result
+
+
+# --------------------------------------------------------------------------- stores
+
+
+def build(path: Path, meta_format: str = "json", meta_compression: str = "none", codec: str = "zstd") -> Path:
+    """A small store: 4 datasets of float32, int32 (2-D, chunked), string and time arrays."""
+    store = atlas.Atlas.create(path, codec=codec, meta_format=meta_format, meta_compression=meta_compression)
+    rng = np.random.default_rng(3)
+    for i in range(4):
+        ds = store.create_dataset(f"d{i}")
+        ds.define_array("temp", "float32", ["z"], [40], chunk_shape=[16], fill_value=float("nan"))
+        ds.write_array("temp", [0], rng.normal(10, 3, 40).astype(np.float32))
+        ds.define_array("grid", "int32", ["y", "x"], [6, 10], chunk_shape=[4, 4], fill_value=-1)
+        ds.write_array("grid", [0, 0], rng.integers(-9, 9, (6, 10), dtype=np.int32))
+        ds.define_array("small", "float32", ["n"], [4])
+        ds.write_array("small", [0], np.arange(4, dtype=np.float32) + i)
+        ds.define_array("label", "string", ["k"], [3])
+        ds.write_array("label", [0], np.array(["a", "bb", "ccc"], dtype=object))
+        ds.set_attribute("i", i)
+        ds.set_attribute("title", f"dataset {i}")
+        ds.set_array_attribute("temp", "units", "degC")
+    store.flush()
+    return path
+
+
+KINDS = {
+    "json": ("json", "none"),
+    "json-zstd": ("json", "zstd"),
+    "json-lz4": ("json", "lz4"),
+    "msgpack": ("msgpack", "none"),
+    "msgpack-zstd": ("msgpack", "zstd"),
+}
+
+
+@pytest.fixture(scope="module")
+def templates(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("templates")
+    return {kind: build(root / kind, *options) for kind, options in KINDS.items()}
+
+
+_BASELINES: dict[tuple[str, str], int] = {}
+
+
+def baseline(templates: dict[str, Path], kind: str, mode: str = "all") -> int:
+    """Peak memory of opening and reading the untampered store of that kind."""
+    if (kind, mode) not in _BASELINES:
+        result = run_child(templates[kind], mode)
+        assert result["error"] is None, result
+        _BASELINES[(kind, mode)] = result["peak"]
+    return _BASELINES[(kind, mode)]
+
+
+def working_copy(templates: dict[str, Path], tmp_path: Path, kind: str = "json") -> Path:
+    path = tmp_path / "store"
+    shutil.copytree(templates[kind], path)
+    return path
+
+
+def expect_refused_cheaply(templates: dict[str, Path], path: Path, kind: str, names: str | None = None) -> str:
+    """Opening and reading the crafted store gives CorruptionError within MEMORY_LIMIT."""
+    result = run_child(path)
+    extra = result["peak"] - baseline(templates, kind)
+    assert extra < MEMORY_LIMIT, f"{extra / MiB:.0f} MiB above the untampered store ({result})"
+    assert result["error"] == "CorruptionError", result
+    if names is not None:
+        assert names in result["message"], result["message"]
+    message: str = result["message"]
+    return message
+
+
+# --------------------------------------------------------------------------- crafting
+
+
+def manifest(path: Path) -> tuple[Path, dict[str, Any], Any]:
+    """(path, header, body document) of the current manifest."""
+    cfg = json.loads((path / "atlas.json").read_text())
+    mp = current_manifest_path(path)
+    head, doc = decode_manifest_file(mp.read_bytes(), cfg["meta_format"], cfg["meta_compression"])
+    return mp, head, doc
+
+
+def put_body(path: Path, body: bytes, **header: Any) -> str:
+    """Replace the current manifest's body (already compressed as the store says)."""
+    mp, head, _ = manifest(path)
+    mp.write_bytes(encode_manifest_body(body, {**head, **header}))
+    return mp.name
+
+
+def put_doc(path: Path, doc: Any, **header: Any) -> str:
+    """Replace the current manifest's body with ``doc``, encoded as the store says."""
+    cfg = json.loads((path / "atlas.json").read_text())
+    mp, head, _ = manifest(path)
+    mp.write_bytes(encode_manifest_file({**head, **header}, doc, cfg["meta_format"], cfg["meta_compression"]))
+    return mp.name
+
+
+def variable(doc: Any, name: str) -> list[Any]:
+    found: list[Any] = next(v for v in doc["variables"] if v[0] == name)
+    return found
+
+
+def zstd_frame(parts: list[tuple[str, bytes, int]]) -> bytes:
+    """A zstd frame declaring its content size, built from ("raw", bytes, 0) blocks and
+    ("rle", byte, count) runs (split into RLE blocks of at most 128 KiB): a few bytes for
+    hundreds of MiB of content, without compressing anything."""
+    blocks = []
+    size = 0
+    for kind, data, count in parts:
+        if kind == "raw":
+            blocks.append((0, data, len(data)))
+            size += len(data)
+            continue
+        while count:
+            n = min(count, 128 << 10)
+            blocks.append((1, data[:1], n))
+            count -= n
+            size += n
+    # 8-byte content size, a window of 128 KiB (a decoder needs no more), no checksum
+    out = bytearray(struct.pack("<I", 0xFD2FB528) + bytes([0xC0, 7 << 3]) + struct.pack("<Q", size))
+    for i, (btype, data, n) in enumerate(blocks):
+        last = int(i == len(blocks) - 1)
+        out += (last | (btype << 1) | (n << 3)).to_bytes(3, "little") + data
+    return bytes(out)
+
+
+def index_file(rows: np.ndarray, nrows: int | None = None, payload: bytes | None = None) -> bytes:
+    """A chunk index file with a fresh checksum and the version its rows need (``nrows``
+    and ``payload`` may be forged)."""
+    if payload is None:
+        payload = zstandard.ZstdCompressor().compress(np.ascontiguousarray(rows).tobytes())
+    decimal = len(rows) and bool((rows["filter"] & DECIMAL).any())
+    version = DECIMAL_FORMAT_VERSION if decimal else FORMAT_VERSION
+    n = len(rows) if nrows is None else nrows
+    return HEADER.pack(MAGIC, version, n, len(payload), checksum(payload)) + payload
+
+
+def craft_index(path: Path, var_name: str, edit: Callable[[np.ndarray], Any], **forge: Any) -> str:
+    """Edit the rows of a variable's index file (fresh checksums, in the file and in the
+    manifest); returns the file name (the file is ``path / "index" / name``)."""
+    _, _, doc = manifest(path)
+    key = variable(doc, var_name)[2]
+    rows = decode_index_file((path / key).read_bytes())
+    result = edit(rows)
+    rows = rows if result is None else result
+    data = index_file(rows, **forge)
+    (path / key).write_bytes(data)
+    if "index_checks" in doc:  # the manifest records the file's length and checksum
+        doc["index_checks"][key] = [len(data), HEADER.unpack_from(data)[4]]
+        put_doc(path, doc)
+    return str(key).rsplit("/", 1)[-1]
+
+
+def append_block(path: Path, var_name: str, block: bytes) -> int:
+    """Append a stored block to the variable's first segment (the manifest records the new
+    size); returns its offset."""
+    _, head, doc = manifest(path)
+    seg = variable(doc, var_name)[3][0]
+    data = (path / seg[0]).read_bytes()
+    (path / seg[0]).write_bytes(data + block)
+    seg[1] = len(data) + len(block)
+    put_doc(path, doc)
+    return len(data)
+
+
+# --------------------------------------------------------------------------- stray files
+
+
+@pytest.mark.parametrize(
+    "stray",
+    ["0000000009.json~", "0000000009.json.bak", ".0000000009.json.swp", "0000000009.msgpack", "0000000009.json.zst",
+     "000000009.json", "0000000009.JSON", "0000000009.json.tmp"],
+)
+def test_stray_files_in_manifests_are_not_versions(templates: dict[str, Path], tmp_path: Path, stray: str) -> None:
+    """Editor backups and copies next to the manifests are ignored, not taken for the newest
+    version (which would then 'disappear while opening')."""
+    path = working_copy(templates, tmp_path)
+    version = atlas.Atlas.open(path).version
+    (path / "manifests" / stray).write_bytes(current_manifest_path(path).read_bytes())
+    store = atlas.Atlas.open(path)
+    assert store.version == version
+    assert [v["version"] for v in store.versions()][-1] == version
+    assert store.list_datasets() == ["d0", "d1", "d2", "d3"]
+    np.testing.assert_array_equal(store.open_dataset("d2").read_array("small"), np.arange(4, dtype=np.float32) + 2)
