@@ -257,6 +257,77 @@ def append_block(path: Path, var_name: str, block: bytes) -> int:
     return len(data)
 
 
+# --------------------------------------------------------------------------- values out of range
+
+
+OUT_OF_RANGE = [
+    ("int8", 10**30),
+    ("int8", 200),
+    ("int8", -129),
+    ("uint8", -1),
+    ("uint16", 70_000),
+    ("int32", 2**31),
+    ("int64", 2**63),
+    ("uint64", 2**64),
+    ("uint64", -1),
+    ("timestamp_nanoseconds", 2**63),
+    ("bool", 7),
+    ("float64", "abc"),
+    ("float32", "f64:zz"),
+    ("float64", 10**400),
+    ("string", 5),
+]
+
+
+@pytest.mark.parametrize("where", ["dataset", "array"])
+@pytest.mark.parametrize(("kind", "value"), OUT_OF_RANGE)
+def test_attribute_out_of_range_for_its_kind_is_corruption(
+    templates: dict[str, Path], tmp_path: Path, where: str, kind: str, value: Any
+) -> None:
+    path = working_copy(templates, tmp_path)
+    _, _, doc = manifest(path)
+    rec = next(d for d in doc["datasets"] if d[0] == "d0")
+    flat = rec[1] if where == "dataset" else next(a for a in rec[2] if a[0] == "temp")[4]
+    flat += ["x", kind, value]
+    name = put_doc(path, doc)
+    store = atlas.Atlas.open(path)
+    ds = store.open_dataset("d0")
+    for read in (ds.attributes, ds.attribute_dtypes) if where == "dataset" else (lambda: ds.array_attributes("temp"),):
+        with pytest.raises(atlas.CorruptionError, match="attribute 'x'") as err:
+            read()
+        assert name in str(err.value)
+
+
+@pytest.mark.parametrize(("value", "position"), [(2**31, 2), (-(2**40), 3), (True, 2), ("7", 3), (1.5, 2)])
+def test_statistic_out_of_range_for_its_dtype_is_corruption(
+    templates: dict[str, Path], tmp_path: Path, value: Any, position: int
+) -> None:
+    path = working_copy(templates, tmp_path)
+    _, _, doc = manifest(path)
+    entry = next(a for a in next(d for d in doc["datasets"] if d[0] == "d0")[2] if a[0] == "grid")  # int32
+    entry[3][position] = value
+    name = put_doc(path, doc)
+    with pytest.raises(atlas.CorruptionError, match="statistics") as err:
+        atlas.Atlas.open(path).open_dataset("d0").array_stats("grid")
+    assert name in str(err.value)
+
+
+@pytest.mark.parametrize(("dtype", "fill"), [("int32", 2**40), ("int8", 10**30), ("uint8", -1), ("float64", 10**400)])
+def test_fill_value_out_of_range_for_its_dtype_is_corruption(
+    templates: dict[str, Path], tmp_path: Path, dtype: str, fill: Any
+) -> None:
+    path = working_copy(templates, tmp_path)
+    _, _, doc = manifest(path)
+    sidx = next(a for a in next(d for d in doc["datasets"] if d[0] == "d0")[2] if a[0] == "grid")[2]
+    doc["schemas"][sidx][0] = dtype
+    doc["schemas"][sidx][4] = fill
+    name = put_doc(path, doc)
+    with pytest.raises(atlas.CorruptionError, match="schema entry is malformed") as err:
+        store = atlas.Atlas.open(path)
+        store.open_dataset("d0").array_fill_value("grid")
+    assert name in str(err.value)
+
+
 # --------------------------------------------------------------------------- stray files
 
 

@@ -13,11 +13,11 @@ import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from ..dtypes import DTYPES, decode_value, fill_scalar
+from ..dtypes import DTYPES, fill_scalar
 from ..errors import ConflictError, CorruptionError, ReadOnlyError
 from ..format import manifest as mf
 from ..format.chunkindex import ChunkIndex, empty_rows, index_check
-from ..format.records import encode_attrs, encode_stats
+from ..format.records import decode_checked, encode_attrs, encode_stats
 from . import history
 from .reader import BlockCache
 from .state import (
@@ -84,7 +84,7 @@ class StoreModel:
         try:
             dtype_name, shape, chunk, dims, fill = s
             return schema_key(
-                dtype_name, tuple(shape), tuple(chunk), tuple(dims), decode_value(dtype_name, fill)
+                dtype_name, tuple(shape), tuple(chunk), tuple(dims), decode_checked(dtype_name, fill)
             )
         except (TypeError, ValueError) as e:
             raise CorruptionError(f"manifest {self._manifest_where}: schema entry is malformed: {e}") from None
@@ -252,7 +252,7 @@ class StoreModel:
             mkey = (dtype_name, fill)
             hit = memo.get(mkey)
             if hit is None:
-                value = decode_value(dtype_name, fill)
+                value = decode_checked(dtype_name, fill)  # a fill its dtype holds
                 hit = memo[mkey] = (value, fill_scalar(dt, value))
             return Schema(dt, shape_t, chunk_t, dims_t, hit[0], hit[1])
         except (KeyError, TypeError, ValueError) as e:

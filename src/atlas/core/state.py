@@ -247,14 +247,14 @@ class ArrayState:
         self.deleted = False
         self._stats: dict[str, Any] | None = None  # as of the last flush
         self._attrs: dict[str, tuple[str, Any]] = _NO_ATTRS
-        # (stats, attrs, "manifest of LOCATION") not yet decoded
+        # (stats, attrs, "manifest FILE") not yet decoded
         self._raw: tuple[Any, Any, str] | None = None
         self.loc: Any = None  # cached stored location of a single-chunk array
         self.loc_gen = -1
 
     @classmethod
     def from_record(cls, name: str, aid: int, schema: Schema, dataset: str, stats: Any, attrs: Any, where: str) -> ArrayState:
-        """An array as listed in a manifest (``where``: "manifest of LOCATION"); its stats
+        """An array as listed in a manifest (``where``: "manifest FILE"); its stats
         and attributes stay encoded until used."""
         st = cls(name, aid, schema, dataset)
         st.written = stats is not None
@@ -309,7 +309,7 @@ class DatasetState:
         self._raw_arrays: list[Any] | None = None
         self._build: Callable[[DatasetState, list[Any]], dict[str, ArrayState]] | None = None
         self._attrs: dict[str, tuple[str, Any]] = {}
-        self._raw_attrs: tuple[Any, str] | None = None  # (flat list, "manifest of LOCATION")
+        self._raw_attrs: tuple[Any, str] | None = None  # (flat list, "manifest FILE")
         self.deleted = False
 
     @property

@@ -3,10 +3,47 @@
 from __future__ import annotations
 
 from math import isfinite
-from typing import Any
+from typing import Any, cast
 
-from ..dtypes import DTYPES, DType, decode_value, encode_value
+from ..dtypes import DTYPES, DType, decode_value, encode_value, int_range
 from ..errors import CorruptionError
+
+# Inclusive range of each integer kind (timestamps are int64 nanoseconds).
+_INT_RANGES = {
+    name: int_range(dt) for name, dt in DTYPES.items() if dt.kind in ("int", "uint", "timestamp")
+}
+# The same ranges as range objects (``v in r`` is one C-level test), and for each sequence of
+# kinds seen (datasets of a store mostly share theirs), where the integer kinds are in it.
+_RANGES = {name: range(lo, hi + 1) for name, (lo, hi) in _INT_RANGES.items()}
+_INT_SLOTS: dict[tuple[Any, ...], tuple[tuple[int, range], ...]] = {}
+
+
+def _ints_in_range(kinds: Any, vals: Any) -> bool:
+    """Whether the values of integer kinds are in range (``kinds`` all valid kind names)."""
+    key = kinds if type(kinds) is tuple else tuple(kinds)
+    slots = _INT_SLOTS.get(key)
+    if slots is None:
+        slots = tuple((i, _RANGES[k]) for i, k in enumerate(key) if k in _RANGES)
+        if len(_INT_SLOTS) < 4096:
+            _INT_SLOTS[key] = slots
+    for i, r in slots:
+        if vals[i] not in r:
+            return False
+    return True
+
+
+def decode_checked(kind: str, v: Any) -> Any:
+    """A typed value read from a manifest (see :func:`atlas.dtypes.decode_value`), refusing
+    one its kind cannot hold (an ``int8`` of 10**30, a ``uint8`` of -1, an int too large
+    for a float): ``ValueError``."""
+    try:
+        out = decode_value(kind, v)
+    except OverflowError as e:  # float() of a huge int
+        raise ValueError(f"{v!r} is out of range for {kind}: {e}") from None
+    bounds = _INT_RANGES.get(kind)
+    if bounds is not None and out is not None and not bounds[0] <= out <= bounds[1]:
+        raise ValueError(f"{out} is out of range for {kind} [{bounds[0]}, {bounds[1]}]")
+    return out
 
 
 def encode_attrs(attrs: dict[str, tuple[str, Any]]) -> list[Any]:
@@ -32,15 +69,18 @@ def decode_attrs(flat: Any, where: str) -> dict[str, tuple[str, Any]]:
         raise CorruptionError(f"{where}: attribute list is malformed")
     out: dict[str, tuple[str, Any]] = {}
     fast = _FAST_TYPES
+    ranges = _INT_RANGES
     for i in range(0, len(flat), 3):
         k, kind, v = flat[i], flat[i + 1], flat[i + 2]
-        if type(k) is not str or kind not in DTYPES:
+        if type(k) is not str or type(kind) is not str or kind not in DTYPES:
             raise CorruptionError(f"{where}: attribute entry is malformed")
         if type(v) is fast[kind]:
-            out[k] = (kind, v)
-            continue
+            bounds = ranges.get(kind)
+            if bounds is None or bounds[0] <= cast(int, v) <= bounds[1]:
+                out[k] = (kind, v)
+                continue
         try:
-            out[k] = (kind, decode_value(kind, v))
+            out[k] = (kind, decode_checked(kind, v))
         except ValueError as e:
             raise CorruptionError(f"{where}: attribute {k!r}: {e}") from None
     if 3 * len(out) != len(flat):
@@ -54,14 +94,19 @@ _fast_type = _FAST_TYPES.get
 def attr_values(flat: Any, where: str) -> dict[str, Any]:
     """``{key: value}`` of a flat attribute list, without building the typed form.
 
-    The common case (every value already of its kind's plain Python type, string keys,
-    no repeats) is checked and built with C-level calls; anything else takes the full
-    decoder.
+    The common case (string kinds and keys, every value already of its kind's plain Python
+    type and, for integer kinds, in range; no repeats) is checked and built with C-level
+    calls; anything else takes the full decoder.
     """
     if (type(flat) is tuple or type(flat) is list) and not len(flat) % 3:
         keys = flat[0::3]
+        kinds = flat[1::3]
         vals = flat[2::3]
-        if list(map(_fast_type, flat[1::3])) == list(map(type, vals)) and all(type(k) is str for k in keys):
+        try:
+            typed = list(map(_fast_type, kinds)) == list(map(type, vals))
+        except TypeError:  # an unhashable kind: the full decoder says what is wrong
+            typed = False
+        if typed and all(type(k) is str for k in keys) and _ints_in_range(kinds, vals):
             out = dict(zip(keys, vals, strict=True))
             if len(out) == len(keys):
                 return out
@@ -86,8 +131,8 @@ def decode_stats(dtype: DType, raw: Any, where: str) -> dict[str, Any] | None:
         return {
             "row_count": rc,
             "null_count": nc,
-            "min": decode_value(dtype.name, lo),
-            "max": decode_value(dtype.name, hi),
+            "min": decode_checked(dtype.name, lo),
+            "max": decode_checked(dtype.name, hi),
         }
     except (TypeError, ValueError) as e:
         raise CorruptionError(f"{where}: statistics are malformed: {e}") from None
