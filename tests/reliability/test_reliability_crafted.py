@@ -20,6 +20,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import lz4.block
+import lz4.frame
 import numpy as np
 import pytest
 import zstandard
@@ -36,6 +38,7 @@ from atlas.format.chunkindex import (
     DECIMAL_FORMAT_VERSION,
     FORMAT_VERSION,
     HEADER,
+    INDEX_DTYPE,
     MAGIC,
 )
 from atlas.format.codec import DECIMAL, checksum
@@ -255,6 +258,124 @@ def append_block(path: Path, var_name: str, block: bytes) -> int:
     seg[1] = len(data) + len(block)
     put_doc(path, doc)
     return len(data)
+
+
+# --------------------------------------------------------------------------- chunk indexes
+
+
+def test_index_declaring_millions_of_rows_of_zeros_is_refused(templates: dict[str, Path], tmp_path: Path) -> None:
+    path = working_copy(templates, tmp_path)
+    nrows = (192 * MiB) // INDEX_DTYPE.itemsize
+    payload = zstd_frame([("rle", b"\0", nrows * INDEX_DTYPE.itemsize)])  # 6 KiB
+    name = craft_index(path, "temp", lambda r: r[:0], nrows=nrows, payload=payload)
+    assert name in expect_refused_cheaply(templates, path, "json")
+
+
+def test_index_of_plausible_rows_beyond_every_array_is_refused(templates: dict[str, Path], tmp_path: Path) -> None:
+    """Sorted rows that point at a real block, for chunks no array of the variable has:
+    ~100 bytes each once decoded, ~1.5 each compressed. By the manifest, the variable's 4
+    arrays have at most 6 chunks each (the most of any schema)."""
+
+    def edit(rows: np.ndarray) -> np.ndarray:
+        extra = np.repeat(rows[-1:], 650_000)
+        extra["chunk"] = rows["chunk"][-1] + 1 + np.arange(len(extra))
+        return np.concatenate([rows, extra])
+
+    path = working_copy(templates, tmp_path)
+    name = craft_index(path, "temp", edit)
+    assert (path / "index" / name).stat().st_size < 1_000_000
+    assert name in expect_refused_cheaply(templates, path, "json")
+
+
+def test_index_rows_are_checked_a_piece_at_a_time(tmp_path: Path) -> None:
+    """A variable whose arrays may have millions of chunks: an index of that many sorted
+    rows naming a segment that does not exist is refused at its first piece."""
+    path = tmp_path / "store"
+    store = atlas.Atlas.create(path)
+    ds = store.create_dataset("d0")
+    ds.define_array("wide", "uint8", ["n"], [4_000_000], chunk_shape=[1])
+    ds.write_array("wide", [0], np.ones(3, dtype=np.uint8))
+    store.flush()
+    untampered = run_child(path, "corner")
+    assert untampered["error"] is None
+
+    def edit(rows: np.ndarray) -> np.ndarray:
+        many = np.repeat(rows[-1:], 650_000)
+        many["chunk"] = np.arange(len(many))
+        many["seg"] = 7
+        return many
+
+    name = craft_index(path, "wide", edit)
+    assert (path / "index" / name).stat().st_size < 1_000_000
+    result = run_child(path, "corner")
+    assert result["error"] == "CorruptionError" and name in result["message"], result
+    assert result["peak"] - untampered["peak"] < MEMORY_LIMIT
+
+
+@pytest.mark.parametrize("field", ["offset", "length", "within", "nbytes", "raw_size"])
+def test_index_fields_near_2_64_are_corruption(templates: dict[str, Path], tmp_path: Path, field: str) -> None:
+    """Sums of offsets and lengths must not wrap, nor overflow numpy's int64."""
+    path = working_copy(templates, tmp_path)
+
+    def edit(rows: np.ndarray) -> None:
+        rows[field][0] = 2**64 - 8
+
+    name = craft_index(path, "temp", edit)
+    assert name in expect_refused_cheaply(templates, path, "json")
+
+
+# --------------------------------------------------------------------------- blocks
+
+
+@pytest.mark.parametrize("codec", ["zstd", "lz4"])
+def test_block_behind_a_4_cell_array_claiming_a_huge_raw_size_is_refused(tmp_path: Path, codec: str) -> None:
+    """A block of a few KiB that decompresses to far more than the chunks it holds: a block
+    of several chunks is at most 512 KiB raw, a larger one holds one chunk whose size is
+    what its cells take."""
+    path = build(tmp_path / "store", codec=codec)
+    untampered = run_child(path)
+    raw = 192 * MiB if codec == "zstd" else 255 * 6000
+    block = zstd_frame([("rle", b"\0", raw)]) if codec == "zstd" else lz4.block.compress(bytes(raw), store_size=False)
+    offset = append_block(path, "small", block)
+
+    def point(rows: np.ndarray, whole: bool) -> None:
+        rows["offset"][1] = offset
+        rows["length"][1] = len(block)
+        rows["raw_size"][1] = raw
+        rows["crc"][1] = checksum(block)
+        rows["filter"][1] = 1
+        if whole:  # one chunk filling the block: checked against the array's 4 cells
+            rows["within"][1] = 0
+            rows["nbytes"][1] = raw
+
+    for whole in (False, True):
+        name = craft_index(path, "small", lambda r, whole=whole: point(r, whole))
+        result = run_child(path)
+        assert result["error"] == "CorruptionError", result
+        assert (name if not whole else "'d1'") in result["message"], result["message"]
+        assert result["peak"] - untampered["peak"] < MEMORY_LIMIT
+
+
+def test_read_ahead_skips_big_blocks_it_has_not_checked(tmp_path: Path) -> None:
+    """Reading d0 reads ahead the blocks of the datasets after it; a crafted one-chunk block
+    of d1 claiming 192 MiB must not be decoded by a read of d0, which stays correct."""
+    path = build(tmp_path / "store")
+    untampered = run_child(path, "d0")
+    block = zstd_frame([("rle", b"\0", 192 * MiB)])
+    offset = append_block(path, "small", block)
+    want = atlas.Atlas.open(path).open_dataset("d0").read_array("small")
+
+    def edit(rows: np.ndarray) -> None:
+        rows["offset"][1], rows["length"][1], rows["crc"][1] = offset, len(block), checksum(block)
+        rows["raw_size"][1] = rows["nbytes"][1] = 192 * MiB
+        rows["within"][1] = 0
+        rows["filter"][1] = 1
+
+    craft_index(path, "small", edit)
+    result = run_child(path, "d0")
+    assert result["error"] is None, result
+    assert result["peak"] - untampered["peak"] < MEMORY_LIMIT
+    np.testing.assert_array_equal(atlas.Atlas.open(path).open_dataset("d0").read_array("small"), want)
 
 
 # --------------------------------------------------------------------------- values out of range

@@ -10,7 +10,7 @@ write, read, scan, commit and maintenance modules are functions over it, and
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from ..dtypes import DTYPES, fill_scalar
@@ -190,9 +190,16 @@ class StoreModel:
                         f"chunk index {where} is not the file version {self._version} recorded "
                         f"(length and checksum {index_check(data)} instead of {var.index_check}): it was replaced"
                     )
-                var.index = ChunkIndex.from_bytes(data, where)
-                var.index.validate([size for _, size in var.segments], where)
+                sizes = [size for _, size in var.segments]
+                var.index = ChunkIndex.from_bytes(data, where, sizes, self._index_row_limit(var))
         return var.index
+
+    def _index_row_limit(self, var: Variable) -> Callable[[int], int]:
+        """The most rows the committed index of ``var`` can hold: every chunk of each array it
+        had when committed, the live ones and those deleted since (the schemas are looked at
+        only when an index holds more rows than one per array)."""
+        live = max(var.live + len(var.dead_aids), 1)
+        return lambda rows: rows if rows <= live else live * self._schemas.max_chunks()
 
     def _dataset(self, name: str) -> DatasetState:
         if not isinstance(name, str):

@@ -12,9 +12,10 @@ from ..errors import (
     CorruptionError,
     VersionRemovedError,
 )
+from ..format.chunkindex import MAX_SHARED_BLOCK_BYTES
 from ..format.strings import decode_strings
 from .indexing import clip_window, sub_array
-from .reader import BlockKey, CacheMode, fetch_blocks
+from .reader import BlockKey, CacheMode, check_chunk_size, fetch_blocks
 from .state import (
     ArrayState,
     DatasetState,
@@ -95,6 +96,14 @@ def decode_chunks(store: StoreModel, arr: ArrayState, items: list[tuple[int, tup
         return {}
     var = items[0][2][0]
     rows = np.array([src[1] for _, _, src in items], dtype=items[0][2][1].dtype)
+    schema = arr.schema
+    for (cid, coords, _), nbytes in zip(items, rows["nbytes"].tolist(), strict=True):
+        try:  # before any block is fetched
+            check_chunk_size(schema.dtype, math.prod(schema.chunk_extent(coords)), nbytes)
+        except ValueError as e:
+            raise CorruptionError(
+                f"dataset {arr.dataset!r}, array {arr.name!r}: chunk {cid} does not fit its block: {e}"
+            ) from None
     try:
         blocks = get_blocks(store, var, rows)
     except CorruptionError as e:
@@ -268,6 +277,12 @@ def chunk_at(store: StoreModel, var: Variable, loc: Any, schema: Schema, dataset
     key, within, nbytes, spec = loc
     block = store._cache.get(key)
     if block is None:
+        try:  # before the block is fetched: its size is what the array's shape explains
+            check_chunk_size(schema.dtype, schema.size, nbytes)
+        except ValueError as e:
+            raise CorruptionError(
+                f"dataset {dataset!r}, array {name!r}: chunk does not fit its block: {e}"
+            ) from None
         wanted = {key: spec}
         if (
             var.index is not None and not len(var.pending) and loc[0][0] in segment_positions(store, var)
@@ -276,9 +291,12 @@ def chunk_at(store: StoreModel, var: Variable, loc: Any, schema: Schema, dataset
             # read ahead: loops over datasets in store order will want the next blocks
             seg_no = segment_positions(store, var)[key[0]]
             segs = var.segments
+            # no larger than this block or a shared one: the chunks of big blocks that
+            # follow were not checked against their arrays
+            most = max(MAX_SHARED_BLOCK_BYTES, spec[1])
             for b in var.index.blocks_after(seg_no, key[1], READ_AHEAD_BLOCKS):
                 k = (segs[b[0]][0], b[1])
-                if store._cache.get(k) is None:
+                if b[3] <= most and store._cache.get(k) is None:
                     wanted[k] = b[2:]
         try:
             try:

@@ -11,6 +11,7 @@ from typing import Any, Literal, ParamSpec, TypeVar
 
 import numpy as np
 
+from ..dtypes import DType
 from ..errors import CorruptionError
 from ..executors import cpu_pool
 from ..format.codec import CODEC_NAMES, checksum, decode_block, plausible_size
@@ -44,6 +45,29 @@ def retry_if_swapped(method: Callable[_P, _R]) -> Callable[_P, _R]:
                     raise
 
     return read
+
+
+def check_chunk_size(dtype: DType, ncells: int, nbytes: int) -> None:
+    """ValueError unless an index row's ``nbytes`` is what a chunk of ``ncells`` cells holds
+    (a string chunk: at least its 4-byte lengths). Checked before the chunk's block is
+    fetched: a block larger than a shared one holds just that chunk (``nbytes ==
+    raw_size``), so no row can make a read decode more than its array's shape explains."""
+    if dtype.is_string:
+        if nbytes >= 4 * ncells:
+            return
+    elif nbytes == ncells * dtype.numpy.itemsize:
+        return
+    raise ValueError(f"a chunk of {ncells} cells claims {nbytes} bytes")
+
+
+def bad_chunk_sizes(nbytes: np.ndarray, ncells: np.ndarray, itemsize: np.ndarray) -> np.ndarray:
+    """Positions where :func:`check_chunk_size` fails, for many rows at once (``itemsize``
+    0 for string chunks)."""
+    nb = nbytes.astype(np.uint64)
+    cells = np.minimum(ncells.astype(np.uint64), np.uint64(1 << 40))  # no product wraps
+    size = itemsize.astype(np.uint64)
+    strings = size == 0
+    return np.flatnonzero(np.where(strings, nb < 4 * cells, nb != cells * size))
 
 
 class BlockCache:

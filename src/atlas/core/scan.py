@@ -15,7 +15,7 @@ from ..errors import (
 from ..format.chunkindex import empty_rows
 from . import read
 from .indexing import sub_array, window_slices
-from .reader import BlockKey, CacheMode, fetch_blocks
+from .reader import BlockKey, CacheMode, bad_chunk_sizes, check_chunk_size, fetch_blocks
 from .state import (
     ArrayState,
     Schema,
@@ -130,13 +130,20 @@ def scan_single(
             emit(i, None, a, sl, False)
             continue
         seg, offset, length, raw, crc, codec, filter_id, within, nbytes = idx.location(j)
+        size = a.schema.size
+        if nbytes != size * a.schema.dtype.numpy.itemsize:  # checked before blocks are fetched
+            try:
+                check_chunk_size(a.schema.dtype, size, nbytes)
+            except ValueError as e:
+                raise CorruptionError(
+                    f"dataset {a.dataset!r}, array {a.name!r}: chunk does not fit its block: {e}"
+                ) from None
         key = (seg_keys[seg], offset)
         if key not in wanted:
             wanted[key] = (length, raw, crc, codec, filter_id)
             by_block[key] = []
         by_block[key].append(pos)
         locs.append((within, nbytes))
-        size = a.schema.size
         needed += nbytes if sl is None or not size else nbytes * math.prod(x.stop - x.start for x in sl) // size
     total = sum(w[1] for w in wanted.values())
     mode = scan_cache_mode(store, total, sum(w[0] for w in wanted.values()), needed)
@@ -335,6 +342,18 @@ def scan_jobs(store: StoreModel, array: str, jobs: list[tuple[ArrayState, tuple[
         rows[p_sel] = var.pending.rows[found_p[sel][p_sel]]
     if (~p_sel).any():
         rows[~p_sel] = committed.rows[found_c[sel][~p_sel]]
+    metas = [pend_meta[k] for k in sel.tolist()]  # chunk sizes checked before blocks are fetched
+    bad = bad_chunk_sizes(
+        rows["nbytes"],
+        np.fromiter((m[4].size if m[3] is m[4].shape else math.prod(m[3]) for m in metas), np.uint64, len(metas)),
+        np.fromiter((0 if m[4].dtype.is_string else m[4].dtype.numpy.itemsize for m in metas), np.uint64, len(metas)),
+    )
+    if len(bad):
+        m = metas[int(bad[0])]
+        raise CorruptionError(
+            f"a chunk of variable {array!r} does not fit its block: a chunk of {math.prod(m[3])} cells "
+            f"claims {int(rows['nbytes'][bad[0]])} bytes"
+        )
     segs = var.all_segments()
     seg_keys = [k for k, _ in segs]
     # batch by raw bytes so decoded blocks held at once stay small next to the result;

@@ -162,6 +162,7 @@ class SchemaTable:
         self._decode = decode
         self._key_of = key_of
         self._ids: dict[tuple[Any, ...], int] | None = None
+        self._most_chunks = (0, 0)  # (schemas looked at, most chunks of one of them)
 
     def __len__(self) -> int:
         return len(self._items)
@@ -200,6 +201,15 @@ class SchemaTable:
             return None
         i = self._ids.get(key)
         return None if i is None else self[i]
+
+    def max_chunks(self) -> int:
+        """The most chunks an array of any schema in the table has (each schema is decoded
+        once, when this is first asked)."""
+        seen, most = self._most_chunks
+        for i in range(seen, len(self._items)):
+            most = max(most, self[i].nchunks)
+        self._most_chunks = (len(self._items), most)
+        return most
 
     def encoded(self) -> list[Any]:
         """Manifest form of every schema (undecoded entries are passed through)."""

@@ -10,6 +10,7 @@ the chunk sits inside the decompressed block, and the chunk's statistics.
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -50,8 +51,22 @@ DECIMAL_FORMAT_VERSION = 3
 READABLE_VERSIONS = (FORMAT_VERSION, 2, DECIMAL_FORMAT_VERSION)
 # No block is ever larger than this (blocks are ~256 KiB; a single huge chunk is its own block).
 MAX_BLOCK_BYTES = 1 << 34
+# A block holding several chunks is at most this large raw (segment.py packs chunks into
+# blocks of at most twice its BLOCK_TARGET); a larger block holds exactly one chunk, so
+# its rows have ``within == 0`` and ``nbytes == raw_size``. Readers refuse other rows, so
+# only a chunk the reader checked against its array's shape can make it decode a big block.
+MAX_SHARED_BLOCK_BYTES = 1 << 19
+# Offsets and lengths are refused beyond this, so that sums of them never wrap.
+_MAX_OFFSET = 1 << 62
 # An index with more rows than this is damaged or crafted (2**31 rows would be 200 GB).
 MAX_INDEX_ROWS = 1 << 31
+# Rows differ from one another (sorted, no repeats), so zstd cannot store one in less than
+# about a byte: written indexes compress 5 to 40 times. A payload declaring more rows than
+# this ratio allows is refused before anything is allocated.
+MAX_INDEX_RATIO = 1024
+# Rows are decompressed and checked this many bytes at a time, so a payload that stops
+# looking like sorted rows is refused after at most one piece of it was decompressed.
+_PIECE_BYTES = 1 << 20
 
 
 def empty_rows(n: int = 0) -> np.ndarray:
@@ -180,31 +195,10 @@ class ChunkIndex:
         return out
 
     def validate(self, segment_sizes: list[int], where: str) -> None:
-        """Reject rows that point outside their segment or block (crafted or damaged index)."""
-        r = self.rows
-        if len(r) == 0:
-            return
-        seg = r["seg"].astype(np.int64)
-        if int(seg.max()) >= len(segment_sizes):
-            raise CorruptionError(f"chunk index {where} names a segment that does not exist")
-        sizes = np.asarray(segment_sizes, dtype=np.uint64)[seg]
-        decimal = (r["filter"] & DECIMAL) != 0
-        grow = np.where(decimal, np.uint64(8), np.uint64(1))  # decimal deltas: up to 8 bytes from 1
-        bad = (
-            (r["offset"] + r["length"] > sizes)
-            | (r["within"] + r["nbytes"] > r["raw_size"])
-            | (r["raw_size"] > MAX_BLOCK_BYTES)
-            | (r["codec"] > 2)
-            | ~np.isin(r["filter"], FILTERS)
-            | (decimal & (r["codec"] == 0))
-            | ((r["codec"] == 0) & (r["raw_size"] != r["length"]))
-            | ((r["codec"] == 1) & (r["raw_size"] > (r["length"] * 32768 + 64) * grow))
-            | ((r["codec"] == 2) & (r["raw_size"] > (r["length"] * 256 + 64) * grow))
-        )
-        if bad.any():
-            raise CorruptionError(
-                f"chunk index {where} has {int(bad.sum())} row(s) pointing outside their segment or block"
-            )
+        """Reject rows that point outside their segment or block (crafted or damaged index);
+        :meth:`from_bytes` checks the rows it reads so as they come."""
+        check_fields(self.rows, where)
+        check_segments(self.rows, segment_sizes, where)
 
     # --- serialisation ---------------------------------------------------------------------
 
@@ -216,8 +210,23 @@ class ChunkIndex:
         return HEADER.pack(MAGIC, version, len(self.rows), len(payload), checksum(payload)) + payload
 
     @classmethod
-    def from_bytes(cls, data: Any, where: str) -> ChunkIndex:
-        """Decode an index file, checking magic, sizes and checksum."""
+    def from_bytes(
+        cls,
+        data: Any,
+        where: str,
+        segment_sizes: list[int] | None = None,
+        row_limit: Callable[[int], int] | None = None,
+    ) -> ChunkIndex:
+        """Decode an index file, checking magic, sizes, checksum and every row.
+
+        ``row_limit(rows)``: the most rows the manifest allows this variable (asked with the
+        number of rows the header declares); a header declaring more is refused before
+        anything is decompressed. The rows are decompressed straight into their array, a
+        piece at a time, and each piece is checked (:func:`check_order`, :func:`check_fields`,
+        and :func:`check_segments` when ``segment_sizes`` is given) before the next one is
+        decompressed: a payload that declares many rows but holds something else is refused
+        at its first bad piece.
+        """
         buf = memoryview(data)
         if len(buf) < HEADER.size:
             raise CorruptionError(f"chunk index {where} is truncated")
@@ -231,23 +240,105 @@ class ChunkIndex:
             raise CorruptionError(f"chunk index {where} is truncated ({len(payload)} of {plen} bytes)")
         if checksum(payload) != crc:
             raise CorruptionError(f"chunk index {where} fails its checksum")
-        expected = nrows * INDEX_DTYPE.itemsize
-        if nrows > MAX_INDEX_ROWS or expected > len(payload) * 32768 + 64:
+        if row_limit is not None and nrows > (most := row_limit(nrows)):
+            raise CorruptionError(
+                f"chunk index {where} declares {nrows} rows; its variable's arrays have at most {most} chunks"
+            )
+        size = INDEX_DTYPE.itemsize
+        expected = nrows * size
+        if nrows > MAX_INDEX_ROWS or expected > len(payload) * MAX_INDEX_RATIO + 64:
             raise CorruptionError(f"chunk index {where} declares an impossible {nrows} rows")
-        if zstandard.frame_content_size(payload) not in (expected, -1):
-            raise CorruptionError(f"chunk index {where} holds a frame of the wrong size")
         try:
-            raw = zstandard.ZstdDecompressor().decompress(payload, max_output_size=max(expected, 1))
-        except (zstandard.ZstdError, OverflowError, MemoryError, ValueError) as e:
+            declared = zstandard.frame_content_size(payload)
+        except zstandard.ZstdError as e:
             raise CorruptionError(f"chunk index {where} cannot be decompressed: {e}") from None
-        if len(raw) != expected:
-            raise CorruptionError(f"chunk index {where} holds {len(raw)} bytes, expected {expected}")
-        rows = np.frombuffer(raw, dtype=INDEX_DTYPE).copy()
-        if version == FORMAT_VERSION and nrows and ((rows["filter"] & DECIMAL) != 0).any():
-            raise CorruptionError(f"chunk index {where} is version {version} but names decimal blocks")
-        if nrows > 1:
-            a, c = rows["aid"], rows["chunk"]
-            ok = (a[1:] > a[:-1]) | ((a[1:] == a[:-1]) & (c[1:] > c[:-1]))
-            if not ok.all():
-                raise CorruptionError(f"chunk index {where} is not sorted")
+        if declared not in (expected, -1):
+            raise CorruptionError(f"chunk index {where} holds a frame of the wrong size")
+        rows = np.empty(nrows, dtype=INDEX_DTYPE)
+        out = rows.view(np.uint8)
+        piece = max(size, _PIECE_BYTES // size * size)
+        done = checked = 0
+        # a frame of unknown size may not ask for a larger window than writers use
+        window = 0 if declared >= 0 else _PIECE_BYTES << 3
+        try:
+            with zstandard.ZstdDecompressor(max_window_size=window).stream_reader(payload) as reader:
+                while done < expected:
+                    n = reader.readinto(out[done : min(expected, done + piece)])
+                    if not n:
+                        raise CorruptionError(f"chunk index {where} holds {done} bytes, expected {expected}")
+                    done += n
+                    upto = done // size
+                    if upto - checked >= piece // size or done == expected:
+                        check_order(rows[max(0, checked - 1) : upto], version, where)
+                        check_fields(rows[checked:upto], where)
+                        if segment_sizes is not None:
+                            check_segments(rows[checked:upto], segment_sizes, where)
+                        checked = upto
+                if reader.read(1):
+                    raise CorruptionError(f"chunk index {where} holds more than the {expected} bytes expected")
+        except zstandard.ZstdError as e:
+            raise CorruptionError(f"chunk index {where} cannot be decompressed: {e}") from None
         return cls(rows)
+
+
+def check_segments(rows: np.ndarray, segment_sizes: list[int], where: str) -> None:
+    """Refuse rows whose block lies outside its segment (vectorised)."""
+    if len(rows) == 0:
+        return
+    seg = rows["seg"].astype(np.int64)
+    if int(seg.max()) >= len(segment_sizes):
+        raise CorruptionError(f"chunk index {where} names a segment that does not exist")
+    sizes = np.asarray(segment_sizes, dtype=np.uint64)[seg]
+    offset, length = rows["offset"], rows["length"]
+    bad = (offset > _MAX_OFFSET) | (length > _MAX_OFFSET) | (offset + length > sizes)  # no sum wraps
+    if bad.any():
+        raise CorruptionError(
+            f"chunk index {where} has {int(bad.sum())} row(s) pointing outside their segment or block"
+        )
+
+
+def check_order(rows: np.ndarray, version: int, where: str) -> None:
+    """Refuse rows of an index file out of order or repeated, or naming decimal blocks in
+    an index of the version before the decimal filter (vectorised)."""
+    if len(rows) == 0:
+        return
+    if version == FORMAT_VERSION and ((rows["filter"] & DECIMAL) != 0).any():
+        raise CorruptionError(f"chunk index {where} is version {version} but names decimal blocks")
+    if len(rows) > 1:
+        a, c = rows["aid"], rows["chunk"]
+        if not ((a[1:] > a[:-1]) | ((a[1:] == a[:-1]) & (c[1:] > c[:-1]))).all():
+            raise CorruptionError(f"chunk index {where} is not sorted")
+
+
+def check_fields(rows: np.ndarray, where: str) -> None:
+    """Refuse rows no writer produces: an unknown codec or filter, a block that would
+    decompress to more than its stored bytes can hold or than its chunks explain, a chunk
+    outside its block, offsets and sizes so large that sums of them would wrap
+    (vectorised)."""
+    if len(rows) == 0:
+        return
+    codec, filt = rows["codec"], rows["filter"]
+    length, raw = rows["length"], rows["raw_size"]
+    within, nbytes = rows["within"], rows["nbytes"]
+    decimal = (filt & DECIMAL) != 0
+    grow = np.where(decimal, np.uint64(8), np.uint64(1))  # decimal deltas: up to 8 bytes from 1
+    # raw, within, nbytes and length bounded first: the sums after them cannot wrap
+    bad = (
+        (raw > MAX_BLOCK_BYTES)
+        | (within > MAX_BLOCK_BYTES)
+        | (nbytes > MAX_BLOCK_BYTES)
+        | (length > _MAX_OFFSET)
+        | (rows["offset"] > _MAX_OFFSET)
+        | (within + nbytes > raw)
+        | ((raw > MAX_SHARED_BLOCK_BYTES) & ((within != 0) | (nbytes != raw)))
+        | (codec > 2)
+        | ~np.isin(filt, FILTERS)
+        | (decimal & (codec == 0))
+        | ((codec == 0) & (raw != length))
+        | ((codec == 1) & (raw > (np.minimum(length, MAX_BLOCK_BYTES) * 32768 + 64) * grow))
+        | ((codec == 2) & (raw > (np.minimum(length, MAX_BLOCK_BYTES) * 256 + 64) * grow))
+    )
+    if bad.any():
+        raise CorruptionError(
+            f"chunk index {where} has {int(bad.sum())} row(s) pointing outside their segment or block"
+        )

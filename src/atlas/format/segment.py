@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..executors import cpu_pool
-from .chunkindex import empty_rows
+from .chunkindex import MAX_SHARED_BLOCK_BYTES, empty_rows
 from .codec import (
     CODEC_IDS,
     DECIMAL,
@@ -29,7 +29,10 @@ from .codec import (
     streams,
 )
 
-BLOCK_TARGET = 256 * 1024
+# Chunks are packed into a block until it holds this much; a chunk that would take it past
+# twice that starts a new block. So a block of several chunks is at most twice this, which
+# readers rely on (a larger block must hold one chunk only).
+BLOCK_TARGET = MAX_SHARED_BLOCK_BYTES // 2
 SEGMENT_TARGET = 64 << 20
 SEGMENT_MAGIC = b"ATLASSEG"
 
