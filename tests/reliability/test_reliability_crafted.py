@@ -22,6 +22,7 @@ from typing import Any
 
 import lz4.block
 import lz4.frame
+import msgpack
 import numpy as np
 import pytest
 import zstandard
@@ -258,6 +259,95 @@ def append_block(path: Path, var_name: str, block: bytes) -> int:
     seg[1] = len(data) + len(block)
     put_doc(path, doc)
     return len(data)
+
+
+# --------------------------------------------------------------------------- manifests
+
+
+def test_zstd_manifest_of_zeros_is_refused_before_it_is_decompressed(templates: dict[str, Path], tmp_path: Path) -> None:
+    path = working_copy(templates, tmp_path, "json-zstd")
+    body = zstd_frame([("rle", b"\0", 256 * MiB)])  # 8 KiB for 256 MiB
+    assert len(body) < 9 << 10
+    name = put_body(path, body)
+    assert name in expect_refused_cheaply(templates, path, "json-zstd")
+
+
+def test_zstd_manifest_of_one_long_string_is_refused(templates: dict[str, Path], tmp_path: Path) -> None:
+    path = working_copy(templates, tmp_path, "json-zstd")
+    body = zstd_frame([("raw", b'{"format_version":1,"x":"', 0), ("rle", b"a", 256 * MiB), ("raw", b'"}', 0)])
+    put_body(path, body)
+    expect_refused_cheaply(templates, path, "json-zstd")
+
+
+def test_zstd_manifest_without_a_declared_size_is_cut_off(templates: dict[str, Path], tmp_path: Path) -> None:
+    path = working_copy(templates, tmp_path, "json-zstd")
+    body = zstandard.ZstdCompressor(level=1, write_content_size=False).compress(bytes(128 * MiB))
+    put_body(path, body)
+    expect_refused_cheaply(templates, path, "json-zstd")
+
+
+@pytest.mark.parametrize("unit", [b"[],", b"[0],", b'{"":[]},'])
+def test_compressed_json_manifest_of_many_small_containers_is_refused(
+    templates: dict[str, Path], tmp_path: Path, unit: bytes
+) -> None:
+    """Valid JSON that would decode to millions of lists or dicts (30-40 bytes each per
+    byte of JSON): refused by its decompressed size, before it is decoded."""
+    path = working_copy(templates, tmp_path, "json-zstd")
+    n = (12 * MiB) // len(unit)
+    put_body(path, zstandard.ZstdCompressor(level=3).compress(b'{"x":[' + unit * n + b"0]}"))
+    expect_refused_cheaply(templates, path, "json-zstd")
+
+
+def test_lz4_manifest_of_zeros_is_refused(templates: dict[str, Path], tmp_path: Path) -> None:
+    path = working_copy(templates, tmp_path, "json-lz4")
+    body = lz4.frame.compress(bytes(128 * MiB))
+    assert len(body) < 1_000_000
+    put_body(path, body)
+    expect_refused_cheaply(templates, path, "json-lz4")
+
+
+def test_compressed_msgpack_manifest_of_empty_arrays_is_refused(templates: dict[str, Path], tmp_path: Path) -> None:
+    path = working_copy(templates, tmp_path, "msgpack-zstd")
+    n = 4_000_000  # 4 MB of msgpack, 320 MB of lists
+    body = b"\x81" + msgpack.packb("x") + b"\xdd" + struct.pack(">I", n) + b"\x90" * n
+    put_body(path, zstandard.ZstdCompressor(level=3).compress(body))
+    expect_refused_cheaply(templates, path, "msgpack-zstd")
+
+
+@pytest.mark.parametrize("fill", [b"\x90", b"\x80"])
+def test_msgpack_manifest_of_empty_containers_stays_small(
+    templates: dict[str, Path], tmp_path: Path, fill: bytes
+) -> None:
+    """One byte per empty array or map: 1 MiB of them would be ~70 MiB of lists or dicts."""
+    path = working_copy(templates, tmp_path, "msgpack")
+    n = MiB
+    put_body(path, b"\x81" + msgpack.packb("x") + b"\xdd" + struct.pack(">I", n) + fill * n)
+    expect_refused_cheaply(templates, path, "msgpack")
+
+
+def test_manifest_whose_header_counts_do_not_match_its_body_is_refused(templates: dict[str, Path], tmp_path: Path) -> None:
+    """The header's counts bound decompression, so they must describe the body."""
+    for field, value in (("datasets", 3), ("datasets", 400), ("arrays", 3)):
+        path = working_copy(templates, tmp_path / f"{field}{value}", "json-zstd")
+        _, _, doc = manifest(path)
+        name = put_doc(path, doc, **{field: value})
+        with pytest.raises(atlas.CorruptionError, match=f"header declares {value}") as err:
+            atlas.Atlas.open(path)
+        assert name in str(err.value)
+
+
+def test_a_manifest_beyond_what_readers_accept_is_never_written(tmp_path: Path) -> None:
+    """One dataset whose attribute compresses 4000 times: readers would refuse the manifest,
+    so the writer refuses to commit it (the store stays at its last version)."""
+    store = atlas.Atlas.create(tmp_path / "s", meta_compression="zstd")
+    store.create_dataset("d").set_attribute("blob", "x" * (4 * MiB))
+    with pytest.raises(ValueError, match="more than readers accept"):
+        store.flush()
+    assert atlas.Atlas.open(tmp_path / "s").version == 0
+    plain = atlas.Atlas.create(tmp_path / "plain")  # uncompressed: any size is accepted
+    plain.create_dataset("d").set_attribute("blob", "x" * (4 * MiB))
+    plain.flush()
+    assert len(atlas.Atlas.open(tmp_path / "plain").open_dataset("d").attributes()["blob"]) == 4 * MiB
 
 
 # --------------------------------------------------------------------------- chunk indexes

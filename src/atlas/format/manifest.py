@@ -19,6 +19,7 @@ from typing import Any
 
 import lz4.frame
 import msgpack
+import numpy as np
 import orjson
 import zstandard
 
@@ -37,6 +38,29 @@ META_COMPRESSIONS = ("none", "zstd", "lz4")
 
 # A manifest larger than this is refused before it is read or decompressed (hostile input).
 MAX_MANIFEST_BYTES = 4 << 30
+# What a manifest body may decompress to, beyond which it is refused before anything of
+# that size is allocated (decoding costs up to ~45 times the decompressed bytes in Python
+# objects for JSON): the larger of a base plus an allowance per dataset and per array name
+# the header declares, and a multiple of its stored size. Written manifests compress 3-6
+# times (segment keys are random); content that compresses better is repeated per dataset,
+# which the per-entry allowance covers. Never more than MAX_MANIFEST_BYTES. Writers refuse
+# to write a manifest beyond it, and readers check the counts once the body is decoded.
+MANIFEST_BASE_BYTES = 512 << 10
+MANIFEST_BYTES_PER_ENTRY = 64 << 10
+MANIFEST_MAX_RATIO = 16
+# msgpack says the same in about 3/4 of the bytes of JSON, and its containers are denser
+# (a list can cost 64 times its encoding, against 44 for JSON): its allowance is half.
+_MSGPACK_SHARE = 0.5
+# Maps a msgpack body may hold, per byte of it: the writer's bodies hold exactly one (the
+# top level), and a map costs ~70 times its encoded size as a Python dict.
+_MSGPACK_BYTES_PER_MAP = 64
+# A msgpack body larger than this in which more than 1 byte in 8 could be an empty array
+# (an empty list costs 80 bytes, 80 times its encoding) shares one empty list among all
+# (slower: a call per list); written bodies hold about one in 50.
+_MSGPACK_DENSE_CHECK = 64 << 10
+# Window a zstd frame without a declared content size may use (writers declare the size).
+_MAX_WINDOW = 8 << 20
+_PIECE = 1 << 20
 
 
 def parse_meta_format(value: object) -> str:
@@ -102,17 +126,85 @@ def decode_config(data: bytes, where: str) -> dict[str, Any]:
     return doc
 
 
-def _bounded(stream: Any, limit: int, where: str) -> bytes:
-    """Read a decompressing stream, refusing output beyond ``limit`` (decompression bombs)."""
-    out = bytearray()
+def body_limit(head: dict[str, Any], stored: int, meta_format: str, where: str) -> int:
+    """The most bytes a manifest body of ``stored`` bytes may decompress to (see
+    ``MANIFEST_BASE_BYTES``), from the counts its header declares."""
+    counts = [head.get(k, 0) for k in ("datasets", "arrays")]
+    if any(type(c) is not int or c < 0 for c in counts):
+        raise CorruptionError(f"manifest {where} declares impossible counts {counts!r}")
+    allowance = MANIFEST_BASE_BYTES + sum(counts) * MANIFEST_BYTES_PER_ENTRY
+    if meta_format == "msgpack":
+        allowance = int(allowance * _MSGPACK_SHARE)
+    return min(MAX_MANIFEST_BYTES, max(allowance, stored * MANIFEST_MAX_RATIO))
+
+
+def _check_counts(head: dict[str, Any], doc: dict[str, Any], where: str) -> None:
+    """Refuse a body that does not hold what its header declares (the counts the reader
+    bounded decompression by): as many datasets, as many variables with live arrays."""
+    datasets, variables = doc.get("datasets"), doc.get("variables")
+    if "datasets" in head and type(datasets) is list and len(datasets) != head["datasets"]:
+        raise CorruptionError(
+            f"manifest {where} lists {len(datasets)} datasets; its header declares {head['datasets']}"
+        )
+    if "arrays" in head and type(variables) is list:
+        live = sum(1 for v in variables if type(v) is list and len(v) == 5 and type(v[4]) is int and v[4] > 0)
+        if live != head["arrays"]:
+            raise CorruptionError(
+                f"manifest {where} has {live} array names in use; its header declares {head['arrays']}"
+            )
+
+
+def _read_bounded(stream: Any, declared: int, limit: int, where: str) -> bytearray:
+    """Read a decompressing stream whose frame declares ``declared`` bytes (-1: unknown),
+    never holding more than ``limit`` bytes (decompression bombs) nor a second copy."""
+    if declared > limit:
+        raise CorruptionError(f"manifest {where} declares {declared} decompressed bytes, more than {limit}")
     with stream:
+        if declared >= 0:
+            out = bytearray(declared)
+            view = memoryview(out)
+            pos = 0
+            while pos < declared:
+                n = stream.readinto(view[pos:])
+                if not n:
+                    raise CorruptionError(f"manifest {where} decompresses to fewer bytes than it declares")
+                pos += n
+            view.release()
+            if stream.read(1):
+                raise CorruptionError(f"manifest {where} decompresses to more bytes than it declares")
+            return out
+        out = bytearray()
         while True:
-            piece = stream.read(1 << 20)
+            piece = stream.read(_PIECE)
             if not piece:
-                return bytes(out)
+                return out
             out += piece
             if len(out) > limit:
                 raise CorruptionError(f"manifest {where} decompresses to more than {limit} bytes")
+
+
+def _decompress(body: memoryview, meta_compression: str, limit: int, where: str) -> bytes | bytearray | memoryview:
+    """The decompressed body, refused beyond ``limit`` bytes before they are allocated."""
+    if meta_compression == "none":
+        return body
+    data = bytes(body)
+    if meta_compression == "zstd":
+        try:
+            declared = zstandard.frame_content_size(data)
+        except zstandard.ZstdError as e:
+            raise CorruptionError(f"manifest {where} cannot be decoded: not a zstd frame ({e})") from None
+        if 0 <= declared <= limit:  # exactly the declared size, at once
+            raw = zstandard.ZstdDecompressor().decompress(data)
+            if len(raw) != declared:
+                raise CorruptionError(f"manifest {where} decompresses to {len(raw)} bytes, not {declared}")
+            return raw
+        reader = zstandard.ZstdDecompressor(max_window_size=_MAX_WINDOW).stream_reader(data)
+        return _read_bounded(reader, declared, limit, where)
+    try:
+        declared = int(lz4.frame.get_frame_info(data)["content_size"]) or -1  # 0: not declared
+    except (RuntimeError, KeyError, ValueError) as e:
+        raise CorruptionError(f"manifest {where} cannot be decoded: not an lz4 frame ({e})") from None
+    return _read_bounded(lz4.frame.LZ4FrameFile(io.BytesIO(data), "rb"), declared, limit, where)
 
 
 @contextmanager
@@ -132,7 +224,7 @@ def paused_gc() -> Iterator[None]:
             gc.enable()
 
 
-def _decode_json(raw: bytes) -> Any:
+def _decode_json(raw: Any) -> Any:
     """Parse a JSON manifest body, refusing duplicate keys.
 
     orjson parses fast but silently keeps the last of duplicate keys, so its result is
@@ -140,13 +232,16 @@ def _decode_json(raw: bytes) -> Any:
     produced); anything else (hand-written, lone surrogates, duplicates) goes through
     the standard parser, which refuses duplicates.
     """
+    if isinstance(raw, memoryview):
+        raw = bytes(raw)  # compared below: bytes compare at memcmp speed, memoryviews do not
     try:
         doc = orjson.loads(raw)
         if orjson.dumps(doc) == raw:
             return doc
+        del doc  # not held while the standard parser builds its own
     except orjson.JSONDecodeError:
         pass
-    return json.loads(raw.decode("utf-8", "surrogatepass"), object_pairs_hook=_unique_keys)
+    return json.loads(bytes(raw).decode("utf-8", "surrogatepass"), object_pairs_hook=_unique_keys)
 
 
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -154,6 +249,34 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     if len(out) != len(pairs):
         raise ValueError("duplicate key in a JSON object")
     return out
+
+
+def _empty_arrays(raw: Any) -> int:
+    """How many bytes of a msgpack body are 0x90: at most how many empty arrays it holds
+    (counted a piece at a time: no large temporaries)."""
+    b = np.frombuffer(raw, np.uint8)
+    return sum(int(np.count_nonzero(b[i : i + _PIECE] == 0x90)) for i in range(0, len(b), _PIECE))
+
+
+def _decode_msgpack(raw: Any) -> Any:
+    """Parse a msgpack manifest body, refusing duplicate keys and more maps than a body of
+    its size can hold (empty maps would cost ~70 times their encoded size)."""
+    budget = [1 + len(raw) // _MSGPACK_BYTES_PER_MAP]
+
+    def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        budget[0] -= 1
+        if budget[0] < 0:
+            raise ValueError("more maps than a manifest holds")
+        return _unique_keys(pairs)
+
+    options: dict[str, Any] = {}
+    if len(raw) > _MSGPACK_DENSE_CHECK and 8 * _empty_arrays(raw) > len(raw):
+        empty: list[Any] = []  # nothing that reads a manifest adds to its lists
+        options["list_hook"] = lambda items: items or empty
+    return msgpack.unpackb(
+        raw, raw=False, strict_map_key=True, unicode_errors="surrogatepass", use_list=True,
+        object_pairs_hook=unique_keys, **options,
+    )
 
 
 def _packer() -> msgpack.Packer:
@@ -173,10 +296,18 @@ def encode_manifest(
             )
     else:
         body = _packer().pack(doc)
+    raw_length = len(body)
     if meta_compression == "zstd":
         body = zstandard.ZstdCompressor(level=3).compress(body)
     elif meta_compression == "lz4":
         body = lz4.frame.compress(body)
+    limit = body_limit(header, len(body), meta_format, "being written")
+    if raw_length > limit:  # readers would refuse it (see MANIFEST_BASE_BYTES): never write it
+        raise ValueError(
+            f"the new manifest would hold {raw_length} bytes in {len(body)} compressed ones, more than "
+            f"readers accept for {header.get('datasets')} datasets ({limit}); write less repetitive "
+            "attributes, or use meta_compression='none'"
+        )
     head = dict(header)
     head["body_length"] = len(body)
     head["body_crc32c"] = checksum(body)
@@ -216,25 +347,18 @@ def decode_manifest(
         )
     if checksum(body) != head.get("body_crc32c"):
         raise CorruptionError(f"manifest {where} fails its checksum")
+    limit = body_limit(head, len(body), meta_format, where)
     try:
-        limit = min(MAX_MANIFEST_BYTES, len(body) * (32768 if meta_compression == "zstd" else 256) + (1 << 20))
-        if meta_compression == "zstd":
-            raw: bytes | memoryview = _bounded(zstandard.ZstdDecompressor().stream_reader(bytes(body)), limit, where)
-        elif meta_compression == "lz4":
-            raw = _bounded(lz4.frame.LZ4FrameFile(io.BytesIO(bytes(body)), "rb"), limit, where)
-        else:
-            raw = body
-        if meta_format == "json":
-            doc = _decode_json(bytes(raw))
-        else:
-            doc = msgpack.unpackb(
-                raw, raw=False, strict_map_key=True, unicode_errors="surrogatepass", use_list=True,
-                object_pairs_hook=_unique_keys,
-            )
+        raw = _decompress(body, meta_compression, limit, where)
+        if len(raw) > limit:
+            raise CorruptionError(f"manifest {where} holds {len(raw)} bytes, more than {limit}")
+        doc = _decode_json(raw) if meta_format == "json" else _decode_msgpack(raw)
+        del raw
     except CorruptionError:
         raise
     except Exception as e:  # any decoder failure on checksummed bytes is corruption
         raise CorruptionError(f"manifest {where} cannot be decoded: {e}") from None
     if not isinstance(doc, dict):
         raise CorruptionError(f"manifest {where} body is not a mapping")
+    _check_counts(head, doc, where)
     return head, doc
