@@ -131,7 +131,7 @@ def scan_single(
             continue
         seg, offset, length, raw, crc, codec, filter_id, within, nbytes = idx.location(j)
         size = a.schema.size
-        if nbytes != size * a.schema.dtype.numpy.itemsize:  # checked before blocks are fetched
+        if nbytes != a.schema.nbytes:  # checked before blocks are fetched (strings always)
             try:
                 check_chunk_size(a.schema.dtype, size, nbytes)
             except ValueError as e:

@@ -63,7 +63,7 @@ class Schema:
 
     __slots__ = (
         "dtype", "shape", "chunk_shape", "dims", "fill", "grid", "nchunks", "size",
-        "single", "fillscalar", "_key", "strides", "pos",
+        "single", "fillscalar", "_key", "strides", "pos", "nbytes",
     )
 
     def __init__(
@@ -87,6 +87,8 @@ class Schema:
         self.grid = grid
         self.nchunks = math.prod(grid)
         self.size = math.prod(shape)
+        # raw bytes of the whole array (-1 for strings, whose cells vary in length)
+        self.nbytes = -1 if dtype.is_string else self.size * dtype.numpy.itemsize
         self.single = self.nchunks == 1
         self.fillscalar = fill_scalar(dtype, fill) if fillscalar is None else fillscalar
         # row-major strides of the chunk grid, for linear chunk ids

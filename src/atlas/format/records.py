@@ -15,21 +15,24 @@ _INT_RANGES = {
 # The same ranges as range objects (``v in r`` is one C-level test), and for each sequence of
 # kinds seen (datasets of a store mostly share theirs), where the integer kinds are in it.
 _RANGES = {name: range(lo, hi + 1) for name, (lo, hi) in _INT_RANGES.items()}
-_INT_SLOTS: dict[tuple[Any, ...], tuple[tuple[int, range], ...]] = {}
+# Per sequence of attribute kinds (datasets of one collection repeat a few): the plain
+# Python type each value must have, and the positions and ranges of integer kinds.
+_KIND_PLANS: dict[tuple[Any, ...], tuple[list[type | None], tuple[tuple[int, range], ...]]] = {}
 
 
-def _ints_in_range(kinds: Any, vals: Any) -> bool:
-    """Whether the values of integer kinds are in range (``kinds`` all valid kind names)."""
+def _kind_plan(kinds: Any) -> tuple[list[type | None], tuple[tuple[int, range], ...]]:
+    """The types and integer ranges a flat attribute list's values must match (TypeError
+    for an unhashable kind)."""
     key = kinds if type(kinds) is tuple else tuple(kinds)
-    slots = _INT_SLOTS.get(key)
-    if slots is None:
-        slots = tuple((i, _RANGES[k]) for i, k in enumerate(key) if k in _RANGES)
-        if len(_INT_SLOTS) < 4096:
-            _INT_SLOTS[key] = slots
-    for i, r in slots:
-        if vals[i] not in r:
-            return False
-    return True
+    plan = _KIND_PLANS.get(key)
+    if plan is None:
+        plan = (
+            [_FAST_TYPES.get(k) if type(k) is str else None for k in key],
+            tuple((i, _RANGES[k]) for i, k in enumerate(key) if type(k) is str and k in _RANGES),
+        )
+        if len(_KIND_PLANS) < 4096:
+            _KIND_PLANS[key] = plan
+    return plan
 
 
 def decode_checked(kind: str, v: Any) -> Any:
@@ -88,7 +91,6 @@ def decode_attrs(flat: Any, where: str) -> dict[str, tuple[str, Any]]:
     return out
 
 
-_fast_type = _FAST_TYPES.get
 
 
 def attr_values(flat: Any, where: str) -> dict[str, Any]:
@@ -100,13 +102,16 @@ def attr_values(flat: Any, where: str) -> dict[str, Any]:
     """
     if (type(flat) is tuple or type(flat) is list) and not len(flat) % 3:
         keys = flat[0::3]
-        kinds = flat[1::3]
         vals = flat[2::3]
         try:
-            typed = list(map(_fast_type, kinds)) == list(map(type, vals))
+            types, int_slots = _kind_plan(flat[1::3])
         except TypeError:  # an unhashable kind: the full decoder says what is wrong
-            typed = False
-        if typed and all(type(k) is str for k in keys) and _ints_in_range(kinds, vals):
+            types, int_slots = [], ()
+        if (
+            types == list(map(type, vals))
+            and all(type(k) is str for k in keys)
+            and all(vals[i] in r for i, r in int_slots)
+        ):
             out = dict(zip(keys, vals, strict=True))
             if len(out) == len(keys):
                 return out
