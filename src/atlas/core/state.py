@@ -362,7 +362,7 @@ class DatasetState:
     def attr_values(self) -> dict[str, Any]:
         """A fresh ``{key: value}`` dict of the attributes (still-encoded ones stay encoded)."""
         if self._raw_attrs is not None:
-            return attr_values(self._raw_attrs[0], f"{self._raw_attrs[1]}, dataset {self.name!r}")
+            return attr_values(self._raw_attrs[0], self._raw_attrs[1], self.name)
         return {k: v for k, (_, v) in self._attrs.items()}
 
     @property

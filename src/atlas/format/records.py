@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from math import isfinite
+from operator import contains, itemgetter
 from typing import Any, cast
 
 from ..dtypes import DTYPES, DType, decode_value, encode_value, int_range
@@ -16,19 +18,28 @@ _INT_RANGES = {
 # kinds seen (datasets of a store mostly share theirs), where the integer kinds are in it.
 _RANGES = {name: range(lo, hi + 1) for name, (lo, hi) in _INT_RANGES.items()}
 # Per sequence of attribute kinds (datasets of one collection repeat a few): the plain
-# Python type each value must have, and the positions and ranges of integer kinds.
-_KIND_PLANS: dict[tuple[Any, ...], tuple[list[type | None], tuple[tuple[int, range], ...]]] = {}
+# Python type each value must have, a getter of the values of integer kinds and their ranges.
+_KindPlan = tuple[list[type | None], Callable[[Any], tuple[Any, ...]] | None, tuple[range, ...]]
+_KIND_PLANS: dict[tuple[Any, ...], _KindPlan] = {}
 
 
-def _kind_plan(kinds: Any) -> tuple[list[type | None], tuple[tuple[int, range], ...]]:
+def _kind_plan(kinds: Any) -> _KindPlan:
     """The types and integer ranges a flat attribute list's values must match (TypeError
     for an unhashable kind)."""
     key = kinds if type(kinds) is tuple else tuple(kinds)
     plan = _KIND_PLANS.get(key)
     if plan is None:
+        slots = [i for i, k in enumerate(key) if type(k) is str and k in _RANGES]
+        getter: Callable[[Any], tuple[Any, ...]] | None = None
+        if len(slots) == 1:
+            only = slots[0]
+            getter = lambda vals: (vals[only],)  # noqa: E731 - itemgetter of one gives no tuple
+        elif slots:
+            getter = itemgetter(*slots)
         plan = (
             [_FAST_TYPES.get(k) if type(k) is str else None for k in key],
-            tuple((i, _RANGES[k]) for i, k in enumerate(key) if type(k) is str and k in _RANGES),
+            getter,
+            tuple(_RANGES[key[i]] for i in slots),
         )
         if len(_KIND_PLANS) < 4096:
             _KIND_PLANS[key] = plan
@@ -93,28 +104,34 @@ def decode_attrs(flat: Any, where: str) -> dict[str, tuple[str, Any]]:
 
 
 
-def attr_values(flat: Any, where: str) -> dict[str, Any]:
+_STR_ONLY = {str}
+
+
+def attr_values(flat: Any, where: str, dataset: str | None = None) -> dict[str, Any]:
     """``{key: value}`` of a flat attribute list, without building the typed form.
 
     The common case (string kinds and keys, every value already of its kind's plain Python
     type and, for integer kinds, in range; no repeats) is checked and built with C-level
-    calls; anything else takes the full decoder.
+    calls; anything else takes the full decoder (whose errors name ``where`` and
+    ``dataset``, put together only then).
     """
     if (type(flat) is tuple or type(flat) is list) and not len(flat) % 3:
         keys = flat[0::3]
         vals = flat[2::3]
         try:
-            types, int_slots = _kind_plan(flat[1::3])
+            types, int_values, int_ranges = _kind_plan(flat[1::3])
         except TypeError:  # an unhashable kind: the full decoder says what is wrong
-            types, int_slots = [], ()
+            types, int_values, int_ranges = [], None, ()
         if (
             types == list(map(type, vals))
-            and all(type(k) is str for k in keys)
-            and all(vals[i] in r for i, r in int_slots)
+            and set(map(type, keys)) <= _STR_ONLY
+            and (int_values is None or all(map(contains, int_ranges, int_values(vals))))
         ):
             out = dict(zip(keys, vals, strict=True))
             if len(out) == len(keys):
                 return out
+    if dataset is not None:
+        where = f"{where}, dataset {dataset!r}"
     return {k: v for k, (_, v) in decode_attrs(flat, where).items()}
 
 
