@@ -209,6 +209,8 @@ class ChunkIndex:
         version = DECIMAL_FORMAT_VERSION if decimal else FORMAT_VERSION
         return HEADER.pack(MAGIC, version, len(self.rows), len(payload), checksum(payload)) + payload
 
+    # One function on purpose: the header, the bounded piecewise decompression and the
+    # checks of each piece before the next share the buffers being filled.
     @classmethod
     def from_bytes(
         cls,
