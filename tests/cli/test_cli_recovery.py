@@ -71,9 +71,9 @@ def _files(**files: bytes) -> Callable[[Path], None]:
 
 
 FOREIGN: dict[str, Callable[[Path], None]] = {
-    "a-file": _files(**{"notes.txt": b"mine"}),
     "a-file-in-data": _files(**{"data__table.csv": b"1,2"}),
-    "config-and-a-file": _files(**{"atlas.json": CONFIG, "x.nc": b"x"}),
+    "a-file-in-index": _files(**{"index__notes.txt": b"mine"}),
+    "config-and-a-file-in-manifests": _files(**{"atlas.json": CONFIG, "manifests__x.nc": b"x"}),
 }
 
 
@@ -121,6 +121,21 @@ def test_create_refuses_a_location_with_foreign_files(foreign: str, tmp_path: Pa
     assert _tree(store) == before
 
 
+def test_create_leaves_the_users_own_files_beside_the_store_alone(tmp_path: Path) -> None:
+    """As ``mkdir -p`` would: a directory holding other files takes a store beside them."""
+    store = tmp_path / "store"
+    store.mkdir()
+    (store / "notes.txt").write_bytes(b"mine")
+    (store / "inputs").mkdir()
+    (store / "inputs" / "x.nc").write_bytes(b"x")
+    created = atlas.Atlas.create(store)
+    created.create_dataset("d")
+    created.flush()
+    created.compact(grace_period=0)
+    assert (store / "notes.txt").read_bytes() == b"mine" and (store / "inputs" / "x.nc").read_bytes() == b"x"
+    assert atlas.Atlas.open(store).list_datasets() == ["d"]
+
+
 def test_create_still_refuses_a_committed_store(tmp_path: Path) -> None:
     atlas.Atlas.create(tmp_path / "store")
     with pytest.raises(FileExistsError, match="already exists"):
@@ -133,10 +148,13 @@ def test_create_on_object_storage_takes_over_leftovers_and_refuses_foreign_objec
     st.put("data/v2-00112233445566778899.seg", b"orphan")
     assert atlas.Atlas.create(st).version == 0
     other = MemoryStorage()
-    other.put("photos/cat.jpg", b"meow")
-    with pytest.raises(FileExistsError, match="photos/cat.jpg"):
+    other.put("data/cat.jpg", b"meow")
+    with pytest.raises(FileExistsError, match="data/cat.jpg"):
         atlas.Atlas.create(other)
-    assert other.list() == ["photos/cat.jpg"]
+    assert other.list() == ["data/cat.jpg"]
+    beside = MemoryStorage()
+    beside.put("photos/cat.jpg", b"meow")  # beside the store's folders: left alone
+    assert atlas.Atlas.create(beside).version == 0 and beside.get("photos/cat.jpg") == b"meow"
 
 
 # ---------------------------------------------------------------------------- the ingest

@@ -35,6 +35,9 @@ if TYPE_CHECKING:
 
 __all__ = ["Store", "is_store_key"]
 
+# The folders whose files Atlas takes for its own.
+_OWN_FOLDERS = ("data/", "index/", "manifests/", "tags/")
+
 # Buffered chunk bytes above which chunks are written ahead to (unreferenced) segments.
 DEFAULT_BUFFER_BYTES = 128 << 20
 # Decompressed blocks kept per handle.
@@ -82,8 +85,9 @@ class Store(StoreModel):
     ) -> Self:
         """Create a new, empty store at ``path`` (a directory, URL or obstore store).
 
-        Raises ``FileExistsError`` if a store already exists there, or if the location
-        holds files Atlas did not write. A create that was interrupted (only
+        Raises ``FileExistsError`` if a store already exists there, or if the folders Atlas
+        writes (``data/``, ``index/``, ``manifests/``, ``tags/``) hold files it did not
+        write; other files beside them are left alone. A create that was interrupted (only
         ``atlas.json``, temporary files or unreferenced data and index files, and no
         committed version) is done again over what it left.
         """
@@ -96,12 +100,14 @@ class Store(StoreModel):
         keys = storage.list("")
         if any(mf.parse_manifest_key(k) is not None for k in keys):
             raise FileExistsError(f"an Atlas store already exists at {storage.location}")
-        foreign = [k for k in keys if not is_store_key(k)]
+        # files of the user's own beside the store are left alone; inside the folders Atlas
+        # writes they would be taken for its own (and removed as orphans by compaction)
+        foreign = [k for k in keys if k.startswith(_OWN_FOLDERS) and not is_store_key(k)]
         if foreign:
             more = f" and {len(foreign) - 1} more" if len(foreign) > 1 else ""
             raise FileExistsError(
-                f"{storage.location} is not empty and is not an Atlas store (it holds {foreign[0]!r}{more}); "
-                "give a new or empty location"
+                f"{storage.location} is not an Atlas store, and its folder for Atlas's files holds "
+                f"{foreign[0]!r}{more}; give a new or empty location"
             )
         config_bytes = mf.encode_config(codec, meta_format, meta_compression)
         if storage.exists(mf.CONFIG_KEY):
