@@ -318,20 +318,28 @@ class StoreModel:
                     arrays.append([aname, arr.aid, arr.schema.pos, encode_stats(arr.schema.dtype, st), encode_attrs(arr.attrs)])
                 yield [name, encode_attrs(ds.attrs), arrays]
 
-    def _array_of(self, name: Any, array: str) -> ArrayState | None:
-        """The state of one array of dataset ``name`` (None if either is missing), decoding
-        no other array of a dataset still in manifest form."""
-        rec = self._datasets.get(name) if type(name) is str else None
-        if rec is None:
-            return None
-        if type(rec) is list:
-            entries = rec[2]
-        elif rec.arrays_untouched:  # type: ignore[union-attr]
-            entries = rec._raw_arrays  # type: ignore[union-attr]
-        else:
-            return rec.arrays.get(array)  # type: ignore[union-attr]
-        arr = self._peeked.get((name, array))
-        return arr if arr is not None else self._peek(name, entries, array)
+    def _arrays_of(self, names: list[Any], array: str) -> list[ArrayState | None]:
+        """The state of one array of each dataset in ``names`` (None where either is
+        missing), decoding no other array of a dataset still in manifest form."""
+        datasets = self._datasets
+        peeked = self._peeked
+        peek = self._peek
+        out: list[ArrayState | None] = []
+        for name in names:
+            rec = datasets.get(name) if type(name) is str else None
+            if rec is None:
+                out.append(None)
+                continue
+            if type(rec) is list:
+                entries = rec[2]
+            elif rec.arrays_untouched:  # type: ignore[union-attr]
+                entries = rec._raw_arrays  # type: ignore[union-attr]
+            else:
+                out.append(rec.arrays.get(array))  # type: ignore[union-attr]
+                continue
+            arr = peeked.get((name, array))
+            out.append(arr if arr is not None else peek(name, entries, array))
+        return out
 
     def _element_kinds(self, names: set[str]) -> dict[str, dict[int, tuple[int, bool]]]:
         """(element size, is float) of every live array of the named variables, by array id."""

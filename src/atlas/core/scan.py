@@ -32,8 +32,7 @@ def across_arrays(store: StoreModel, array: str, names: Sequence[str]) -> list[A
     names = list(names)
     if not names:
         raise ValueError("names is empty: pass at least one dataset name")
-    array_of = store._array_of
-    out: list[ArrayState | None] = [array_of(n, array) for n in names]
+    out = store._arrays_of(names, array)
     return out
 
 
