@@ -411,6 +411,63 @@ def phase_scan_stacked_warm(ctx: Context) -> None:
     _profile_scan(ctx, stacked=True, warm=True)
 
 
+# Session order: one handle does what a user does, in order (open and list, read every
+# dataset's metadata, scan a variable, slice it across all); each phase times one step
+# after doing the steps before it, untimed, on the same handle.
+SESSION_STEPS = ("sweep", "scan", "slice")
+
+
+def _session(ctx: Context, step: str) -> None:
+    a = ctx.open_store()
+    names = a.list_datasets()
+
+    def sweep() -> Any:
+        swept = []
+        for d in map(a.open_dataset, names):
+            arrays = d.list_arrays()
+            swept.append((arrays, [d.array_meta(x) for x in arrays], d.attributes()))
+        return swept
+
+    def scan() -> Any:
+        return a.read_array_across("temperature", names)
+
+    def slice_across() -> Any:
+        start, shape = list(wl.STACKED_START), list(wl.STACKED_SHAPE)
+        return a.read_array_across_stacked("temperature", names, start=start, shape=shape)
+
+    steps = {"sweep": sweep, "scan": scan, "slice": slice_across}
+    for before in SESSION_STEPS[: SESSION_STEPS.index(step)]:
+        steps[before]()
+    with ctx.measure():
+        got = steps[step]()
+    ps = load_profiles(ctx)
+    expect(names == [p.name for p in ps], "list_datasets: not the profiles in order")
+    if step == "sweep":
+        for (arrays, metas, attrs), p in zip(got, ps, strict=True):
+            expect(arrays == list(wl.PROFILE_ARRAYS), f"{p.name}: list_arrays {arrays}")
+            for array, meta in zip(arrays, metas, strict=True):
+                expect(meta == p.array_meta(array), f"{p.name}/{array}: array_meta {meta}")
+            check_attributes(attrs, p.attributes, p.name)
+    elif step == "scan":
+        for g, p in zip(got, ps, strict=True):
+            check_array(g, p.temperature, f"{p.name}/temperature")
+    else:
+        window = slice(wl.STACKED_START[0], wl.STACKED_START[0] + wl.STACKED_SHAPE[0])
+        check_array(got, np.stack([p.temperature[window] for p in ps]), "stacked temperature")
+
+
+def phase_session_sweep(ctx: Context) -> None:
+    _session(ctx, "sweep")
+
+
+def phase_session_scan(ctx: Context) -> None:
+    _session(ctx, "scan")
+
+
+def phase_session_slice(ctx: Context) -> None:
+    _session(ctx, "slice")
+
+
 def _read_arrays_loop(ctx: Context, sliced: bool) -> None:
     a = ctx.open_store()
     names = wl.profile_names(ctx.n_profiles)
@@ -731,6 +788,9 @@ PHASES: dict[str, Phase] = {
             "profiles",
             phase_scan_stacked_warm,
         ),
+        Phase("session_sweep", "session: sweep after open + list", "read", "profiles", phase_session_sweep),
+        Phase("session_scan", "session: scan after the sweep", "read", "profiles", phase_session_scan),
+        Phase("session_slice", "session: stacked [0:50] after the scan", "read", "profiles", phase_session_slice),
         Phase(
             "limit_profiles",
             "machine limit: temperature scan",
