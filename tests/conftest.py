@@ -4,7 +4,6 @@ on 127.0.0.1 with fresh buckets in it."""
 from __future__ import annotations
 
 import itertools
-import logging
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -12,6 +11,7 @@ from typing import Any
 
 import obstore.store
 import pytest
+from s3_helpers import serve_moto
 
 import atlas
 from atlas.storage import MemoryStorage
@@ -62,30 +62,8 @@ class _SerialWrites:
 @pytest.fixture(scope="session")
 def s3_server() -> Iterator[str]:
     """Endpoint URL of a moto S3 server on 127.0.0.1 (free port), for the whole session."""
-    pytest.importorskip("moto")
-    from moto.moto_server.werkzeug_app import (
-        DomainDispatcherApplication,
-        MotoRequestHandler,
-        create_backend_app,
-    )
-    from werkzeug.serving import make_server
-
-    log = logging.getLogger("werkzeug")
-    level = log.level
-    log.setLevel(logging.ERROR)
-    app = _SerialWrites(DomainDispatcherApplication(create_backend_app))
-    server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=MotoRequestHandler)
-    thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="moto-s3", daemon=True
-    )
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
-        log.setLevel(level)
+    with serve_moto(_SerialWrites) as endpoint:
+        yield endpoint
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import errno
 import itertools
-import logging
 import os
 import threading
 from collections import Counter
@@ -27,6 +26,7 @@ import obstore.store
 import pytest
 from netcdf_helpers import write_tree
 from obstore.exceptions import GenericError
+from s3_helpers import serve_moto
 
 import atlas
 import atlas.integrations.netcdf as netcdf
@@ -116,28 +116,14 @@ class FaultyS3:
 
 @pytest.fixture(scope="module")
 def faulty_server() -> Iterator[tuple[str, FaultyS3]]:
-    pytest.importorskip("moto")
-    from moto.moto_server.werkzeug_app import (
-        DomainDispatcherApplication,
-        MotoRequestHandler,
-        create_backend_app,
-    )
-    from werkzeug.serving import make_server
+    made: list[FaultyS3] = []
 
-    log = logging.getLogger("werkzeug")
-    level = log.level
-    log.setLevel(logging.ERROR)
-    faults = FaultyS3(DomainDispatcherApplication(create_backend_app))
-    server = make_server("127.0.0.1", 0, faults, threaded=True, request_handler=MotoRequestHandler)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}", faults
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
-        log.setLevel(level)
+    def wrap(app: Any) -> FaultyS3:
+        made.append(FaultyS3(app))
+        return made[0]
+
+    with serve_moto(wrap) as endpoint:
+        yield endpoint, made[0]
 
 
 _buckets = itertools.count()
