@@ -22,12 +22,12 @@ from ..format import manifest as mf
 from ..format.codec import parse_codec
 from ..names import check_name
 from ..storage import open_storage
-from . import commit, history, loading, read, scan, write
+from . import commit, history, loading, scan, write
 from .dataset import DatasetView
 from .loading import is_store_key
 from .model import StoreModel
 from .reader import BlockCache, retry_if_swapped
-from .state import DatasetState, Schema
+from .state import DatasetState
 
 if TYPE_CHECKING:
     from ..storage.base import Storage
@@ -42,7 +42,6 @@ _OWN_FOLDERS = ("data/", "index/", "manifests/", "tags/")
 DEFAULT_BUFFER_BYTES = 128 << 20
 # Decompressed blocks kept per handle.
 DEFAULT_CACHE_BYTES = 256 << 20
-
 
 
 def _open_storage(location: Any, create: bool, options: dict[str, Any]) -> Storage:
@@ -72,7 +71,6 @@ class Store(StoreModel):
         self._state_gen = 0  # bumped whenever committed state is swapped (reads in flight retry)
         self._reset()
         loading.load(self, _version)
-
 
     @classmethod
     def create(
@@ -148,31 +146,6 @@ class Store(StoreModel):
         except FileNotFoundError:
             raise KeyError(f"no tag named {name!r} in the store at {storage.location}") from None
 
-    # ------------------------------------------------------------------ loading
-
-
-
-
-
-
-
-
-
-
-
-    # ------------------------------------------------------------------ helpers
-
-
-
-
-
-
-
-
-
-
-
-
     # ------------------------------------------------------------------ datasets
 
     def create_dataset(self, name: str) -> DatasetView:
@@ -211,60 +184,6 @@ class Store(StoreModel):
     def list_arrays(self) -> list[str]:
         """Sorted union of array names over all datasets."""
         return sorted(name for name, var in self._variables.items() if var.live > 0)
-
-    # ------------------------------------------------------------------ arrays (used by views)
-
-
-
-
-
-
-    # ------------------------------------------------------------------ writing
-
-
-
-
-
-    # ------------------------------------------------------------------ locating and decoding chunks
-
-
-
-
-
-
-    # ------------------------------------------------------------------ reading
-
-
-
-
-
-
-
-
-
-
-
-
-
-    # ------------------------------------------------------------------ cross-dataset reads
-
-
-
-
-
-
-
-
-
-    # ------------------------------------------------------------------ attributes
-
-
-    # ------------------------------------------------------------------ flush
-
-
-
-
-
 
     # ------------------------------------------------------------------ reading and committing
 
@@ -309,19 +228,6 @@ class Store(StoreModel):
     def close(self) -> None:
         """Same as :meth:`flush`; the handle stays usable."""
         commit.flush(self)
-
-    def _window(self, schema: Schema, start: Any, shape: Any) -> tuple[tuple[int, ...], tuple[int, ...]]:
-        """The clipped window of a read of ``schema``'s array (see :func:`read.read_window`)."""
-        return read.read_window(self, schema, start, shape)
-
-
-
-
-
-
-
-
-
 
     # ------------------------------------------------------------------ compaction and versions
 
