@@ -123,14 +123,16 @@ def current_manifest_path(root: Path) -> Path:
 
 
 def referenced_files(root: Path) -> set[str]:
-    """Data and index files the newest manifest refers to."""
+    """Data, index and shard files the newest manifest refers to."""
     cfg = read_config(root)
-    _, doc = decode_manifest_file(current_manifest_path(root).read_bytes(), cfg["meta_format"], cfg["meta_compression"])
+    data = current_manifest_path(root).read_bytes()
+    _, doc = decode_manifest_file(data, cfg["meta_format"], cfg["meta_compression"])
     refs = set()
     for _, _, index_key, segs, _ in doc["variables"]:
         if index_key:
             refs.add(index_key)
         refs.update(k for k, _ in segs)
+    refs.update(s[0] for s in doc.get("shards", []))
     return refs
 
 
@@ -147,19 +149,40 @@ def stray_files(root: Path) -> set[str]:
 # --------------------------------------------------------------------------- crafting files
 
 
-def decode_manifest_file(data: bytes, meta_format: str = "json", meta_compression: str = "none") -> tuple[dict[str, Any], Any]:
-    """(header, body document) of a manifest file, without any validation."""
-    nl = data.index(b"\n")
-    head = json.loads(data[:nl])
-    body = data[nl + 1 :]
+def _decode_section(body: bytes, meta_format: str, meta_compression: str) -> Any:
     if meta_compression == "zstd":
         body = zstandard.ZstdDecompressor().decompress(body)
     elif meta_compression == "lz4":
         body = lz4.frame.decompress(body)
     if meta_format == "json":
-        doc = json.loads(body.decode("utf-8", "surrogatepass"))
-    else:
-        doc = msgpack.unpackb(body, raw=False, strict_map_key=False, unicode_errors="surrogatepass")
+        return json.loads(body.decode("utf-8", "surrogatepass"))
+    return msgpack.unpackb(body, raw=False, strict_map_key=False, unicode_errors="surrogatepass")
+
+
+def decode_manifest_file(
+    source: bytes | Path, meta_format: str = "json", meta_compression: str = "none"
+) -> tuple[dict[str, Any], Any]:
+    """(header, body document) of a manifest file, without any validation.
+
+    Given the manifest's path, a version-2 manifest's shards are read too and their datasets
+    put in the document as a version-1 manifest lists them (``datasets``); written back with
+    ``encode_manifest_file``, such a document is a version-1 manifest, which readers still read.
+    """
+    data = source.read_bytes() if isinstance(source, Path) else source
+    nl = data.index(b"\n")
+    head = json.loads(data[:nl])
+    doc = _decode_section(data[nl + 1 :], meta_format, meta_compression)
+    if isinstance(source, Path) and isinstance(doc, dict) and "shards" in doc:
+        root = source.parent.parent
+        datasets = []
+        for key, _rows, end, _ in doc.pop("shards"):
+            raw = (root / key).read_bytes()
+            shead = json.loads(raw[: raw.index(b"\n")])
+            names = _decode_section(raw[raw.index(b"\n") + 1 : end], meta_format, meta_compression)
+            records = _decode_section(raw[end : end + shead["body_length"]], meta_format, meta_compression)
+            datasets.extend([n, *rec] for n, rec in zip(names, records, strict=True))
+        doc["datasets"] = datasets
+        doc["format_version"] = head["format_version"] = 1
     return head, doc
 
 

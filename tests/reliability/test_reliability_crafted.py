@@ -174,7 +174,7 @@ def manifest(path: Path) -> tuple[Path, dict[str, Any], Any]:
     """(path, header, body document) of the current manifest."""
     cfg = json.loads((path / "atlas.json").read_text())
     mp = current_manifest_path(path)
-    head, doc = decode_manifest_file(mp.read_bytes(), cfg["meta_format"], cfg["meta_compression"])
+    head, doc = decode_manifest_file(mp, cfg["meta_format"], cfg["meta_compression"])
     return mp, head, doc
 
 

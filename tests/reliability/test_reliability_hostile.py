@@ -131,7 +131,7 @@ def craft_manifest(path: Path, edit: Callable[[Any], Any]) -> str:
     cfg = read_config(path)
     assert cfg["meta_compression"] == "none"
     mp = current_manifest_path(path)
-    head, doc = decode_manifest_file(mp.read_bytes(), cfg["meta_format"])
+    head, doc = decode_manifest_file(mp, cfg["meta_format"])
     doc = copy.deepcopy(doc)
     result = edit(doc)
     data = encode_manifest_file(head, doc if result is None else result, cfg["meta_format"])
@@ -279,7 +279,7 @@ def test_reused_next_id_would_show_old_data_in_a_new_array(templates: dict[str, 
     "case,header",
     [
         ("header with deep nesting", {"extra": DEEP}),
-        ("header format version 2", {"format_version": 2}),
+        ("header format version 3", {"format_version": 3}),
         ("header body length absurd", {"body_length": 2**62}),
         ("header body length negative", {"body_length": -1}),
         ("header body length a string", {"body_length": "5"}),
@@ -335,7 +335,7 @@ def test_crafted_msgpack_duplicate_keys_are_refused(templates: dict[str, Path], 
     path = working_copy(templates, tmp_path, "msgpack-none")
     cfg = read_config(path)
     mp = current_manifest_path(path)
-    _, doc = decode_manifest_file(mp.read_bytes(), cfg["meta_format"], cfg["meta_compression"])
+    _, doc = decode_manifest_file(mp, cfg["meta_format"], cfg["meta_compression"])
     import msgpack
 
     body = bytearray(msgpack.packb(doc, use_bin_type=True))
@@ -362,7 +362,7 @@ def test_compressed_manifest_declaring_gigabytes_is_refused_without_allocating_t
 def craft_index(path: Path, variable: str, edit: Callable[[np.ndarray], Any], **forge: Any) -> str:
     """Edit the rows of one variable's current chunk index (fresh checksum)."""
     cfg = read_config(path)
-    _, doc = decode_manifest_file(current_manifest_path(path).read_bytes(), cfg["meta_format"], cfg["meta_compression"])
+    _, doc = decode_manifest_file(current_manifest_path(path), cfg["meta_format"], cfg["meta_compression"])
     key = var(doc, variable)[2]
     rows = decode_index_file((path / key).read_bytes())
     result = edit(rows)
@@ -430,7 +430,7 @@ def test_block_declaring_gigabytes_is_refused_without_allocating_them(tmp_path: 
     block = zstd_frame_declaring(raw) if codec == "zstd" else b"\x10a"
     cfg = read_config(path)
     mp = current_manifest_path(path)
-    head, doc = decode_manifest_file(mp.read_bytes())
+    head, doc = decode_manifest_file(mp)
     seg_key, seg_size = var(doc, "temp")[3][0]
     seg = (path / seg_key).read_bytes() + block
     (path / seg_key).write_bytes(seg)
@@ -461,7 +461,7 @@ def test_crafted_string_chunks_are_refused(templates: dict[str, Path], tmp_path:
         path = working_copy(templates, tmp_path / case.replace(" ", "_"))
         cfg = read_config(path)
         mp = current_manifest_path(path)
-        head, doc = decode_manifest_file(mp.read_bytes())
+        head, doc = decode_manifest_file(mp)
         seg_key, seg_size = var(doc, "label")[3][0]
         stored, crc = encode_block(np.frombuffer(raw, dtype=np.uint8), cfg["codec"], 1)
         seg = (path / seg_key).read_bytes() + stored
@@ -502,7 +502,7 @@ def test_crafted_decimal_blocks_are_refused(templates: dict[str, Path], tmp_path
     path = working_copy(templates, tmp_path)
     cfg = read_config(path)
     mp = current_manifest_path(path)
-    head, doc = decode_manifest_file(mp.read_bytes())
+    head, doc = decode_manifest_file(mp)
     seg_key, seg_size = var(doc, "depth")[3][0]
     stored, crc = encode_filtered(DECIMAL_CASES[case], cfg["codec"], DECIMAL | 8)
     seg = (path / seg_key).read_bytes() + stored
@@ -577,7 +577,7 @@ def test_store_config_crafted(tmp_path: Path) -> None:
     base = tmp_path / "base"
     build_small_store(base)
     cases = {
-        "format version 2": {"format": "atlas", "format_version": 2, "codec": "zstd", "meta_format": "json", "meta_compression": "none"},
+        "format version 3": {"format": "atlas", "format_version": 3, "codec": "zstd", "meta_format": "json", "meta_compression": "none"},
         "not atlas": {"format": "zarr", "format_version": 1},
         "unknown codec": {"format": "atlas", "format_version": 1, "codec": "brotli", "meta_format": "json", "meta_compression": "none"},
         "codec not a string": {"format": "atlas", "format_version": 1, "codec": 1, "meta_format": "json", "meta_compression": "none"},

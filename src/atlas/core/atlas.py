@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 __all__ = ["Store", "is_store_key"]
 
 # The folders whose files Atlas takes for its own.
-_OWN_FOLDERS = ("data/", "index/", "manifests/", "tags/")
+_OWN_FOLDERS = ("data/", "index/", "meta/", "manifests/", "tags/")
 
 # Buffered chunk bytes above which chunks are written ahead to (unreferenced) segments.
 DEFAULT_BUFFER_BYTES = 128 << 20
@@ -84,7 +84,7 @@ class Store(StoreModel):
         """Create a new, empty store at ``path`` (a directory, URL or obstore store).
 
         Raises ``FileExistsError`` if a store already exists there, or if the folders Atlas
-        writes (``data/``, ``index/``, ``manifests/``, ``tags/``) hold files it did not
+        writes (``data/``, ``index/``, ``meta/``, ``manifests/``, ``tags/``) hold files it did not
         write; other files beside them are left alone. A create that was interrupted (only
         ``atlas.json``, temporary files or unreferenced data and index files, and no
         committed version) is done again over what it left.
@@ -179,7 +179,7 @@ class Store(StoreModel):
 
     def list_datasets(self) -> list[str]:
         """Dataset names in creation order."""
-        return list(self._datasets)
+        return self._datasets.names()
 
     def list_arrays(self) -> list[str]:
         """Sorted union of array names over all datasets."""

@@ -33,6 +33,7 @@ from ..format import manifest as mf
 from ..format.chunkindex import ChunkIndex, empty_rows, index_check, merge_rows
 from ..format.codec import checksum
 from ..format.segment import ChunkPayload, new_key, start_segments
+from ..format.shard import encode_shard, new_shard_key
 from ..format.strings import decode_strings, encode_strings
 from ..stats import chunk_stats, fold_many, string_stats
 from ..storage.base import ParallelPuts, run_concurrently
@@ -42,6 +43,7 @@ from .state import (
     UnsettledCommit,
     Variable,
 )
+from .table import Shard
 
 if TYPE_CHECKING:
     from ..storage.base import Storage
@@ -237,8 +239,11 @@ def commit(store: StoreModel, rewrite: dict[str, tuple[ChunkIndex, list[tuple[st
         new_stats = fresh_stats(store, new_vars, string_stats_now)
         version = store._version + 1
         token = new_token()
-        data = encoded_manifest(store, version, token, manifest_doc(store, version, new_vars, new_stats, checks))
-    install = functools.partial(install_commit, store, version, new_vars, checks, new_stats, attach, bool(rewrite))
+        shards = write_shards(store, version, new_stats)
+        data = encoded_manifest(store, version, token, manifest_doc(store, version, new_vars, new_stats, checks, shards))
+    install = functools.partial(
+        install_commit, store, version, new_vars, checks, new_stats, attach, bool(rewrite), shards
+    )
     lost = functools.partial(keep_written_ahead, store, version, attach)
     key = store._manifest_key(version)
     try:
@@ -284,8 +289,10 @@ def install_commit(
     new_stats: dict[int, dict[str, Any] | None],
     attach: WrittenAhead,
     rewrote: bool,
+    shards: list[Shard],
 ) -> None:
     """Make the committed ``version`` the handle's state."""
+    store._datasets.install(shards)
     for vname, (key, segs, idx) in new_vars.items():
         var = store._variables[vname]
         var.index_check = checks.get(key) if key is not None else None
@@ -451,14 +458,33 @@ def array_stats_from(store: StoreModel, arr: ArrayState, var: Variable, idx: Chu
     return string_stats(row_count, int(r["ncells"].sum()) if len(r) else 0, values, schema.fill)
 
 
+def write_shards(store: StoreModel, version: int, new_stats: dict[int, dict[str, Any] | None]) -> list[Shard]:
+    """The shards of ``version``: those this commit's changes did not touch are kept, the
+    others written anew (in parallel)."""
+    shards = store._datasets.plan(lambda ds: store._record_of(ds, new_stats))
+    fmt, comp = store._meta_format, store._meta_compression
+    puts = ParallelPuts(store._storage)
+    try:
+        for s in shards:
+            if s.key is None:
+                assert s.records is not None
+                data, s.names_end = encode_shard(s.names, [r[1:] for r in s.records], fmt, comp)
+                s.key = new_shard_key(version)
+                s.length = len(data)
+                puts.put(s.key, data)
+    finally:
+        puts.wait()
+    return shards
+
+
 def manifest_doc(
     store: StoreModel,
     version: int,
     new_vars: dict[str, tuple[str | None, list[tuple[str, int]], ChunkIndex]],
     new_stats: dict[int, dict[str, Any] | None],
     checks: dict[str, tuple[int, int]],
+    shards: list[Shard],
 ) -> dict[str, Any]:
-    datasets = list(store._manifest_records(new_stats))
     variables = []
     index_checks: dict[str, list[int]] = {}
     for vname, var in store._variables.items():
@@ -483,6 +509,6 @@ def manifest_doc(
         "next_id": store._next_id,
         "schemas": schemas,
         "variables": variables,
-        "datasets": datasets,
+        "shards": [[s.key, len(s.names), s.names_end, s.length] for s in shards],
     }
 

@@ -4,6 +4,7 @@ it as the handle's in-memory state (datasets stay raw until used)."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..errors import (
@@ -11,11 +12,13 @@ from ..errors import (
     StoreNotFoundError,
 )
 from ..format import manifest as mf
+from ..format import shard as shard_format
 from . import history
 from .state import (
     SchemaTable,
     Variable,
 )
+from .table import DatasetTable, Shard
 
 if TYPE_CHECKING:
     from .model import StoreModel
@@ -82,6 +85,8 @@ def load(store: StoreModel, version: int | None) -> None:
     with mf.paused_gc():  # ~10^5 new containers: collections would only rescan them
         head, doc = mf.decode_manifest(data, where, store._meta_format, store._meta_compression)
         install(store, doc, where)
+    if "shards" in doc and len(store._datasets) != head.get("datasets"):
+        raise CorruptionError(f"manifest {where} has {len(store._datasets)} datasets in its shards; its header declares {head.get('datasets')}")
     if doc.get(VERSION_KEY) != version:
         raise CorruptionError(f"manifest {where} claims version {doc.get(VERSION_KEY)!r}")
     store._version = version
@@ -96,7 +101,7 @@ def install(store: StoreModel, doc: dict[str, Any], where: str) -> None:
         next_id = doc["next_id"]
         schemas = doc["schemas"]
         variables = doc["variables"]
-        datasets = doc["datasets"]
+        datasets = doc["shards"] if "shards" in doc else doc["datasets"]
         if not isinstance(next_id, int) or next_id < 1:
             raise ValueError("next_id")
         if not all(isinstance(x, list) for x in (schemas, variables, datasets)):
@@ -134,27 +139,119 @@ def install(store: StoreModel, doc: dict[str, Any], where: str) -> None:
         if not 0 < var.vid < next_id or var.name.startswith("_") or "/" in var.name or var.name in ("", ".", ".."):
             raise CorruptionError(f"manifest {where}: variable entry {var.name!r} is invalid")
         store._variables[var.name] = var
-    nschemas = len(schemas)
+    if "shards" in doc:
+        shards = read_shards(store, doc["shards"], where)
+    else:  # format version 1: every dataset in the manifest
+        names, records = v1_datasets(doc["datasets"], len(schemas), where)
+        shards = [Shard(None, names, records=records)] if names else []
+    store._datasets = DatasetTable(shards, shard_loader(store, len(schemas), where), where)
+    if shards and shards[0].key is None:
+        check_unique_ids(records, f"manifest {where}")
+
+
+def v1_datasets(datasets: list[Any], nschemas: int, where: str) -> tuple[list[str], list[list[Any]]]:
+    """The names and checked records of a version-1 manifest's datasets."""
+    names = []
     for rec in datasets:
-        if not isinstance(rec, list) or len(rec) != 3 or type(rec[0]) is not str or type(rec[2]) is not list:
+        if not isinstance(rec, list) or len(rec) != 3 or type(rec[0]) is not str:
             raise CorruptionError(f"manifest {where}: dataset entry is malformed")
-        n = rec[0]
-        if n.startswith("_") or "/" in n or n in ("", ".", ".."):
-            raise CorruptionError(f"manifest {where}: invalid dataset name {n!r}")
-        if rec[0] in store._datasets:
-            raise CorruptionError(f"manifest {where}: dataset {rec[0]!r} listed twice")
-        store._datasets[rec[0]] = rec
-        rec[1] = tuple(rec[1]) if type(rec[1]) is list else rec[1]
+        names.append(rec[0])
+    check_names(names, where)
+    if len(set(names)) != len(names):
+        raise CorruptionError(f"manifest {where}: a dataset is listed twice")
+    return names, checked_records(names, [rec[1:] for rec in datasets], nschemas, where)
+
+
+def checked_records(names: list[str], records: list[Any], nschemas: int, where: str) -> list[list[Any]]:
+    """``[name, attributes, entries]`` for each ``[attributes, entries]`` record, after the
+    structural checks every later use relies on."""
+    out = []
+    for n, rec in zip(names, records, strict=True):
+        if not isinstance(rec, list) or len(rec) != 2 or type(rec[1]) is not list:
+            raise CorruptionError(f"{where}: the record of dataset {n!r} is malformed")
+        attrs = tuple(rec[0]) if type(rec[0]) is list else rec[0]
         try:
-            rec[2] = frozen_entries(rec[2], nschemas)
+            entries = frozen_entries(rec[1], nschemas)
         except ValueError as e:
-            raise CorruptionError(f"manifest {where}, dataset {n!r}: {e}") from None
-    try:  # array ids must be unique, or one array would read another's chunks
-        aids = [a[1] for rec in datasets for a in rec[2]]
+            raise CorruptionError(f"{where}, dataset {n!r}: {e}") from None
+        out.append([n, attrs, entries])
+    return out
+
+
+def check_unique_ids(records: list[list[Any]], where: str) -> None:
+    """CorruptionError unless every array id is unique: one array would read another's chunks."""
+    try:
+        aids = [a[1] for rec in records for a in rec[2]]
     except (TypeError, IndexError, KeyError):
-        raise CorruptionError(f"manifest {where}: an array entry is malformed") from None
+        raise CorruptionError(f"{where}: an array entry is malformed") from None
     if len(set(aids)) != len(aids):
-        raise CorruptionError(f"manifest {where}: two arrays share one id")
+        raise CorruptionError(f"{where}: two arrays share one id")
+
+
+def check_names(names: list[str], where: str) -> None:
+    """CorruptionError unless every name is one a dataset may have (checked in bulk)."""
+    joined = "\x00" + "\x00".join(names) + "\x00"
+    if joined.count("\x00") == len(names) + 1 and not any(
+        bad in joined for bad in ("/", "\x00_", "\x00\x00", "\x00.\x00", "\x00..\x00")
+    ):
+        return
+    for n in names:
+        if n.startswith("_") or "/" in n or n in ("", ".", ".."):
+            raise CorruptionError(f"{where}: invalid dataset name {n!r}")
+
+
+def read_shards(store: StoreModel, entries: Any, where: str) -> list[Shard]:
+    """The shards a version-2 manifest names, with their datasets' names (one ranged read each)."""
+    try:
+        if not isinstance(entries, list):
+            raise ValueError("not a list")
+        for e in entries:
+            key, rows, end, length = e
+            if not shard_format.is_shard_key(key) or not all(type(x) is int for x in (rows, end, length)):
+                raise ValueError(f"bad shard entry {e!r}")
+            if not 0 < rows <= shard_format.MAX_SHARD_ROWS or not 0 < end <= length < 2**40:
+                raise ValueError(f"impossible sizes in shard entry {e!r}")
+    except (TypeError, ValueError) as e:
+        raise CorruptionError(f"manifest {where}: the shard list is malformed: {e}") from None
+    storage = store._storage
+    try:
+        prefixes = storage.get_many_ranges([(e[0], [0], [e[2]]) for e in entries])
+    except FileNotFoundError as e:
+        raise store._missing_error(f"a shard of manifest {where} is missing: {e}") from None
+    meta = (store._meta_format, store._meta_compression)
+    shards = []
+    for (key, rows, end, length), (prefix,) in zip(entries, prefixes, strict=True):
+        at = f"{storage.location}/{key}"
+        if shard_format.names_end(prefix, rows, at) != end:
+            raise CorruptionError(f"shard {at} is not the file manifest {where} names (its names end elsewhere)")
+        names = shard_format.decode_names(prefix, rows, meta, at)
+        check_names(names, f"shard {at}")
+        shards.append(Shard(key, names, end, length))
+    return shards
+
+
+def shard_loader(store: StoreModel, nschemas: int, where: str) -> Callable[[Shard], list[list[Any]]]:
+    """What decodes a shard's records when one of its datasets is first used."""
+    storage = store._storage
+    meta = (store._meta_format, store._meta_compression)
+    missing = store._missing_error
+
+    def load_shard(shard: Shard) -> list[list[Any]]:
+        assert shard.key is not None
+        at = f"{storage.location}/{shard.key}"
+        try:
+            data = storage.get(shard.key)
+        except FileNotFoundError:
+            raise missing(f"shard {at} of manifest {where} is missing") from None
+        if len(data) != shard.length:
+            raise CorruptionError(f"shard {at} is {len(data)} bytes; manifest {where} recorded {shard.length}")
+        with mf.paused_gc():
+            records = shard_format.decode_records(data, len(shard.names), meta, at)
+            records = checked_records(shard.names, records, nschemas, f"shard {at}")
+        check_unique_ids(records, f"shard {at}")
+        return records
+
+    return load_shard
 
 
 def frozen_entries(entries: list[Any], nschemas: int) -> tuple[Any, ...]:
@@ -182,4 +279,5 @@ def is_store_key(key: str) -> bool:
         or mf.parse_manifest_key(key) is not None
         or SEGMENT_KEY.fullmatch(key) is not None
         or INDEX_KEY.fullmatch(key) is not None
+        or shard_format.is_shard_key(key)
     )

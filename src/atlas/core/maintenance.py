@@ -15,6 +15,7 @@ from ..format import manifest as mf
 from ..format.chunkindex import ChunkIndex, empty_rows
 from ..format.codec import DECIMAL
 from ..format.segment import SEGMENT_MAGIC, ChunkPayload, write_segments
+from ..format.shard import SHARD_PREFIX
 from . import commit, history, loading, read
 from .model import STATE_ATTRIBUTES
 from .state import DatasetState, Variable
@@ -112,6 +113,7 @@ def _referenced(doc: dict[str, Any]) -> set[str]:
         if index_key:
             refs.add(index_key)
         refs.update(k for k, _ in segs)
+    refs.update(s[0] for s in doc.get("shards", []))
     return refs
 
 
@@ -272,7 +274,7 @@ def unreferenced_files(
     files that are either listed young or not listed at all.
     """
     storage = atlas._storage
-    files = storage.list_details("data/") + storage.list_details("index/")
+    files = storage.list_details("data/") + storage.list_details("index/") + storage.list_details(SHARD_PREFIX)
     now = time.time()
     refs: set[str] = set()  # named by a version that is kept, or expired within its grace
     dropped: set[str] = set()  # named by an expired version past its grace
@@ -356,7 +358,7 @@ class VerifyResult(list[str]):
 
 
 def unreferenced_summary(atlas: StoreModel) -> tuple[int, int]:
-    """(files, bytes) under data/ and index/ that no version still kept refers to."""
+    """(files, bytes) under data/, index/ and meta/ that no version still kept refers to."""
     doomed, kept, _ = unreferenced_files(atlas, float("inf"), 0.0)
     return len(doomed) + len(kept), sum(n for _, n, _ in doomed) + sum(n for _, n, _ in kept)
 
@@ -386,6 +388,8 @@ def _problems(atlas: StoreModel) -> list[str]:
             continue
         assert isinstance(ds, DatasetState)
         for arr in ds.arrays.values():
+            if arr.aid in owners:
+                problems.append(f"{owners[arr.aid]} and dataset {name!r}, array {arr.name!r} share one array id")
             owners[arr.aid] = f"dataset {name!r}, array {arr.name!r}"
     for var in atlas._variables.values():
         try:

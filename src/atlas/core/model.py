@@ -10,7 +10,7 @@ write, read, scan, commit and maintenance modules are functions over it, and
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..dtypes import DTYPES, fill_scalar
@@ -29,6 +29,7 @@ from .state import (
     Variable,
     schema_key,
 )
+from .table import DatasetTable, Shard
 
 if TYPE_CHECKING:
     from ..storage.base import Storage
@@ -62,7 +63,7 @@ class StoreModel:
         self._manifest_where = str(self._storage.location)
         self._where = f"manifest of {self._storage.location}"
         self._schemas = SchemaTable([], self._decode_schema_entry, self._schema_entry_key)
-        self._datasets: dict[str, DatasetState | list[Any]] = {}
+        self._datasets = DatasetTable([], _no_shards)
         self._fill_memo: dict[tuple[str, Any], tuple[Any, Any]] = {}
         self._windows: dict[Any, tuple[tuple[int, ...], tuple[int, ...]]] = {}
         self._seg_positions: dict[str, tuple[int, dict[str, int]]] = {}
@@ -301,22 +302,18 @@ class StoreModel:
             ) from None
         return None
 
-    def _manifest_records(self, new_stats: dict[int, dict[str, Any] | None]) -> Iterator[list[Any]]:
-        """Each dataset's manifest record, in store order: untouched ones as they were read,
-        the others encoded from their states (``new_stats`` by array id where they changed)."""
-        for name, ds in self._datasets.items():
-            if not isinstance(ds, DatasetState):
-                yield ds
-            elif ds.arrays_untouched and ds._raw_attrs is not None:
-                yield [name, ds._raw_attrs[0], ds._raw_arrays]
-            elif ds.arrays_untouched:
-                yield [name, encode_attrs(ds.attrs), ds._raw_arrays]
-            else:
-                arrays = []
-                for aname, arr in ds.arrays.items():
-                    st = new_stats[arr.aid] if arr.aid in new_stats else arr.stats
-                    arrays.append([aname, arr.aid, arr.schema.pos, encode_stats(arr.schema.dtype, st), encode_attrs(arr.attrs)])
-                yield [name, encode_attrs(ds.attrs), arrays]
+    def _record_of(self, ds: DatasetState, new_stats: dict[int, dict[str, Any] | None]) -> list[Any]:
+        """The stored record of a dataset state (``new_stats`` by array id where they changed)."""
+        name = ds.name
+        if ds.arrays_untouched and ds._raw_attrs is not None:
+            return [name, ds._raw_attrs[0], ds._raw_arrays]
+        if ds.arrays_untouched:
+            return [name, encode_attrs(ds.attrs), ds._raw_arrays]
+        arrays = []
+        for aname, arr in ds.arrays.items():
+            st = new_stats[arr.aid] if arr.aid in new_stats else arr.stats
+            arrays.append([aname, arr.aid, arr.schema.pos, encode_stats(arr.schema.dtype, st), encode_attrs(arr.attrs)])
+        return [name, encode_attrs(ds.attrs), arrays]
 
     def _arrays_of(self, names: list[Any], array: str) -> list[ArrayState | None]:
         """The state of one array of each dataset in ``names`` (None where either is
@@ -332,10 +329,10 @@ class StoreModel:
                 continue
             if type(rec) is list:
                 entries = rec[2]
-            elif rec.arrays_untouched:  # type: ignore[union-attr]
-                entries = rec._raw_arrays  # type: ignore[union-attr]
+            elif rec.arrays_untouched:
+                entries = rec._raw_arrays
             else:
-                out.append(rec.arrays.get(array))  # type: ignore[union-attr]
+                out.append(rec.arrays.get(array))
                 continue
             arr = peeked.get((name, array))
             out.append(arr if arr is not None else peek(name, entries, array))
@@ -360,3 +357,7 @@ class StoreModel:
         except (TypeError, IndexError) as e:
             raise CorruptionError(f"manifest of {self._storage.location}: an array entry is malformed: {e}") from None
         return kinds
+
+
+def _no_shards(shard: Shard) -> list[list[Any]]:
+    raise AssertionError("a table without shards loads none")

@@ -26,7 +26,9 @@ import zstandard
 from ..errors import CorruptionError
 from .codec import checksum, parse_choice
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+# Versions this code reads: 1 (one manifest holding every dataset) and 2 (datasets in shards).
+READABLE_VERSIONS = (1, 2)
 CONFIG_KEY = "atlas.json"
 MANIFEST_PREFIX = "manifests/"
 # Plain text holding the newest version number, rewritten after each commit: only a
@@ -111,9 +113,10 @@ def decode_config(data: bytes, where: str) -> dict[str, Any]:
         raise CorruptionError(f"store config {where} is not valid JSON: {e}") from None
     if not isinstance(doc, dict) or doc.get("format") != "atlas":
         raise CorruptionError(f"{where} is not an Atlas store config")
-    if doc.get("format_version") != FORMAT_VERSION:
+    if doc.get("format_version") not in READABLE_VERSIONS:
         raise CorruptionError(
-            f"{where} has format version {doc.get('format_version')!r}; this Atlas reads version {FORMAT_VERSION}"
+            f"{where} has format version {doc.get('format_version')!r}; this Atlas reads versions "
+            f"{', '.join(map(str, READABLE_VERSIONS))}"
         )
     try:
         from .codec import parse_codec
@@ -154,11 +157,11 @@ def _check_counts(head: dict[str, Any], doc: dict[str, Any], where: str) -> None
             )
 
 
-def _read_bounded(stream: Any, declared: int, limit: int, where: str) -> bytearray:
+def _read_bounded(stream: Any, declared: int, limit: int, what: str) -> bytearray:
     """Read a decompressing stream whose frame declares ``declared`` bytes (-1: unknown),
     never holding more than ``limit`` bytes (decompression bombs) nor a second copy."""
     if declared > limit:
-        raise CorruptionError(f"manifest {where} declares {declared} decompressed bytes, more than {limit}")
+        raise CorruptionError(f"{what} declares {declared} decompressed bytes, more than {limit}")
     with stream:
         if declared >= 0:
             out = bytearray(declared)
@@ -167,11 +170,11 @@ def _read_bounded(stream: Any, declared: int, limit: int, where: str) -> bytearr
             while pos < declared:
                 n = stream.readinto(view[pos:])
                 if not n:
-                    raise CorruptionError(f"manifest {where} decompresses to fewer bytes than it declares")
+                    raise CorruptionError(f"{what} decompresses to fewer bytes than it declares")
                 pos += n
             view.release()
             if stream.read(1):
-                raise CorruptionError(f"manifest {where} decompresses to more bytes than it declares")
+                raise CorruptionError(f"{what} decompresses to more bytes than it declares")
             return out
         out = bytearray()
         while True:
@@ -180,10 +183,10 @@ def _read_bounded(stream: Any, declared: int, limit: int, where: str) -> bytearr
                 return out
             out += piece
             if len(out) > limit:
-                raise CorruptionError(f"manifest {where} decompresses to more than {limit} bytes")
+                raise CorruptionError(f"{what} decompresses to more than {limit} bytes")
 
 
-def _decompress(body: memoryview, meta_compression: str, limit: int, where: str) -> bytes | bytearray | memoryview:
+def _decompress(body: memoryview, meta_compression: str, limit: int, what: str) -> bytes | bytearray | memoryview:
     """The decompressed body, refused beyond ``limit`` bytes before they are allocated."""
     if meta_compression == "none":
         return body
@@ -192,19 +195,19 @@ def _decompress(body: memoryview, meta_compression: str, limit: int, where: str)
         try:
             declared = zstandard.frame_content_size(data)
         except zstandard.ZstdError as e:
-            raise CorruptionError(f"manifest {where} cannot be decoded: not a zstd frame ({e})") from None
+            raise CorruptionError(f"{what} cannot be decoded: not a zstd frame ({e})") from None
         if 0 <= declared <= limit:  # exactly the declared size, at once
             raw = zstandard.ZstdDecompressor().decompress(data)
             if len(raw) != declared:
-                raise CorruptionError(f"manifest {where} decompresses to {len(raw)} bytes, not {declared}")
+                raise CorruptionError(f"{what} decompresses to {len(raw)} bytes, not {declared}")
             return raw
         reader = zstandard.ZstdDecompressor(max_window_size=_MAX_WINDOW).stream_reader(data)
-        return _read_bounded(reader, declared, limit, where)
+        return _read_bounded(reader, declared, limit, what)
     try:
         declared = int(lz4.frame.get_frame_info(data)["content_size"]) or -1  # 0: not declared
     except (RuntimeError, KeyError, ValueError) as e:
-        raise CorruptionError(f"manifest {where} cannot be decoded: not an lz4 frame ({e})") from None
-    return _read_bounded(lz4.frame.LZ4FrameFile(io.BytesIO(data), "rb"), declared, limit, where)
+        raise CorruptionError(f"{what} cannot be decoded: not an lz4 frame ({e})") from None
+    return _read_bounded(lz4.frame.LZ4FrameFile(io.BytesIO(data), "rb"), declared, limit, what)
 
 
 @contextmanager
@@ -283,24 +286,34 @@ def _packer() -> msgpack.Packer:
     return msgpack.Packer(use_bin_type=True, unicode_errors="surrogatepass")
 
 
+def encode_body(doc: Any, meta_format: str) -> bytes:
+    """A manifest or shard section, encoded (not yet compressed)."""
+    if meta_format == "json":
+        try:
+            return orjson.dumps(doc)  # same bytes as the json module, ten times faster
+        except (TypeError, orjson.JSONEncodeError):  # lone surrogates, ints beyond 64 bits
+            return json.dumps(doc, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode(
+                "utf-8", "surrogatepass"
+            )
+    return _packer().pack(doc)
+
+
+def compress_body(body: bytes, meta_compression: str) -> bytes:
+    """An encoded section, compressed as the store's config says."""
+    if meta_compression == "zstd":
+        return zstandard.ZstdCompressor(level=3).compress(body)
+    if meta_compression == "lz4":
+        return lz4.frame.compress(body)
+    return body
+
+
 def encode_manifest(
     doc: dict[str, Any], header: dict[str, Any], meta_format: str, meta_compression: str
 ) -> bytes:
     """Encode a manifest: JSON header line + body."""
-    if meta_format == "json":
-        try:
-            body = orjson.dumps(doc)  # same bytes as the json module, ten times faster
-        except (TypeError, orjson.JSONEncodeError):  # lone surrogates, ints beyond 64 bits
-            body = json.dumps(doc, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode(
-                "utf-8", "surrogatepass"
-            )
-    else:
-        body = _packer().pack(doc)
+    body = encode_body(doc, meta_format)
     raw_length = len(body)
-    if meta_compression == "zstd":
-        body = zstandard.ZstdCompressor(level=3).compress(body)
-    elif meta_compression == "lz4":
-        body = lz4.frame.compress(body)
+    body = compress_body(body, meta_compression)
     limit = body_limit(header, len(body), meta_format, "being written")
     if raw_length > limit:  # readers would refuse it (see MANIFEST_BASE_BYTES): never write it
         raise ValueError(
@@ -327,12 +340,28 @@ def decode_header(data: bytes | memoryview, where: str) -> tuple[dict[str, Any],
         raise CorruptionError(f"manifest {where} has a damaged header: {e}") from None
     if not isinstance(head, dict) or head.get("atlas") != "manifest":
         raise CorruptionError(f"manifest {where} has a damaged header")
-    if head.get("format_version") != FORMAT_VERSION:
+    if head.get("format_version") not in READABLE_VERSIONS:
         raise CorruptionError(f"manifest {where} has unsupported format version {head.get('format_version')!r}")
     blen = head.get("body_length")
     if not isinstance(blen, int) or not 0 <= blen <= MAX_MANIFEST_BYTES:
         raise CorruptionError(f"manifest {where} declares an impossible body length {blen!r}")
     return head, nl + 1
+
+
+def decode_body(body: memoryview, meta_format: str, meta_compression: str, limit: int, what: str) -> Any:
+    """A checksummed section, decompressed (at most ``limit`` bytes) and decoded; anything
+    wrong with it is ``CorruptionError`` naming ``what``."""
+    try:
+        raw = _decompress(body, meta_compression, limit, what)
+        if len(raw) > limit:
+            raise CorruptionError(f"{what} holds {len(raw)} bytes, more than {limit}")
+        doc = _decode_json(raw) if meta_format == "json" else _decode_msgpack(raw)
+        del raw
+    except CorruptionError:
+        raise
+    except Exception as e:  # any decoder failure on checksummed bytes is corruption
+        raise CorruptionError(f"{what} cannot be decoded: {e}") from None
+    return doc
 
 
 def decode_manifest(
@@ -347,17 +376,7 @@ def decode_manifest(
         )
     if checksum(body) != head.get("body_crc32c"):
         raise CorruptionError(f"manifest {where} fails its checksum")
-    limit = body_limit(head, len(body), meta_format, where)
-    try:
-        raw = _decompress(body, meta_compression, limit, where)
-        if len(raw) > limit:
-            raise CorruptionError(f"manifest {where} holds {len(raw)} bytes, more than {limit}")
-        doc = _decode_json(raw) if meta_format == "json" else _decode_msgpack(raw)
-        del raw
-    except CorruptionError:
-        raise
-    except Exception as e:  # any decoder failure on checksummed bytes is corruption
-        raise CorruptionError(f"manifest {where} cannot be decoded: {e}") from None
+    doc = decode_body(body, meta_format, meta_compression, body_limit(head, len(body), meta_format, where), f"manifest {where}")
     if not isinstance(doc, dict):
         raise CorruptionError(f"manifest {where} body is not a mapping")
     _check_counts(head, doc, where)
