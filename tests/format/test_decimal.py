@@ -192,10 +192,12 @@ def test_index_version_tells_old_readers_about_decimal_blocks(tmp_path: Path) ->
     store.flush()
     versions = {}
     for name in ("dec", "ints"):
-        data = (tmp_path / "s" / store._variables[name].index_key).read_bytes()
+        run = store._variables[name].runs[0]
+        data = (tmp_path / "s" / run.key).read_bytes()[run.offset : run.offset + run.length]
         versions[name] = HEADER.unpack(data[: HEADER.size])[1]
     assert versions == {"dec": 3, "ints": 1}
-    data = bytearray((tmp_path / "s" / store._variables["dec"].index_key).read_bytes())
+    run = store._variables["dec"].runs[0]
+    data = bytearray((tmp_path / "s" / run.key).read_bytes()[run.offset : run.offset + run.length])
     data[8:12] = (1).to_bytes(4, "little")  # claims the version before the filter
     with pytest.raises(atlas.CorruptionError, match="version 1 but names decimal blocks"):
         ChunkIndex.from_bytes(bytes(data), "test")

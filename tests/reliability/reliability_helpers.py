@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import struct
 from collections.abc import Iterable
 from pathlib import Path
@@ -27,7 +28,7 @@ import numpy as np
 import zstandard
 
 import atlas
-from atlas.format.chunkindex import HEADER, INDEX_DTYPE
+from atlas.format.chunkindex import HEADER, INDEX_DTYPE, ChunkIndex, merge_rows
 from atlas.format.codec import checksum
 from atlas.format.manifest import parse_manifest_key
 
@@ -122,15 +123,48 @@ def current_manifest_path(root: Path) -> Path:
     return manifest_paths(root)[-1]
 
 
+def as_version_1(root: Path) -> None:
+    """Rewrite the newest manifest of the store at ``root`` as a version-1 manifest: the
+    datasets listed in it, one index file per variable (its runs merged), recorded in
+    ``index_checks``. Crafted-file tests plant their damage in this layout, which readers
+    still read: the checks of records, index rows and blocks are the same for both versions."""
+    cfg = read_config(root)
+    mp = current_manifest_path(root)
+    head, doc = _decode_file(mp.read_bytes(), cfg["meta_format"], cfg["meta_compression"])
+    if "shards" not in doc:
+        return
+    _inline_shards(root, doc, cfg["meta_format"], cfg["meta_compression"])
+    head["format_version"] = 1
+    checks = {}
+    for v in doc["variables"]:
+        runs = v[2]
+        if not isinstance(runs, list):
+            continue
+        parts = []
+        for key, offset, length, _, _ in runs:
+            parts.append(decode_index_file((root / key).read_bytes()[offset : offset + length]))
+        v[2] = None
+        if parts:
+            rows = merge_rows(parts)
+            v[2] = f"index/v{v[1]}-{secrets.token_hex(10)}.idx"
+            data = ChunkIndex(rows).to_bytes()
+            (root / v[2]).write_bytes(data)
+            checks[v[2]] = [len(data), HEADER.unpack_from(data)[4]]
+    doc["index_checks"] = checks
+    mp.write_bytes(encode_manifest_file(head, doc, cfg["meta_format"], cfg["meta_compression"]))
+
+
 def referenced_files(root: Path) -> set[str]:
     """Data, index and shard files the newest manifest refers to."""
     cfg = read_config(root)
     data = current_manifest_path(root).read_bytes()
     _, doc = decode_manifest_file(data, cfg["meta_format"], cfg["meta_compression"])
     refs = set()
-    for _, _, index_key, segs, _ in doc["variables"]:
-        if index_key:
-            refs.add(index_key)
+    for _, _, index, segs, _ in doc["variables"]:
+        if isinstance(index, str):
+            refs.add(index)
+        elif index:
+            refs.update(r[0] for r in index)
         refs.update(k for k, _ in segs)
     refs.update(s[0] for s in doc.get("shards", []))
     return refs
@@ -164,26 +198,33 @@ def decode_manifest_file(
 ) -> tuple[dict[str, Any], Any]:
     """(header, body document) of a manifest file, without any validation.
 
-    Given the manifest's path, a version-2 manifest's shards are read too and their datasets
-    put in the document as a version-1 manifest lists them (``datasets``); written back with
-    ``encode_manifest_file``, such a document is a version-1 manifest, which readers still read.
-    """
-    data = source.read_bytes() if isinstance(source, Path) else source
+    Given the path of a store's newest manifest, a version-2 manifest is first rewritten as
+    version 1 (``as_version_1``), the layout crafted-file tests plant their damage in: the
+    document then lists the datasets and one index file per variable, and written back with
+    ``encode_manifest_file`` it is a manifest readers still read."""
+    if isinstance(source, Path):
+        if source == current_manifest_path(source.parent.parent):
+            as_version_1(source.parent.parent)
+        source = source.read_bytes()
+    return _decode_file(source, meta_format, meta_compression)
+
+
+def _decode_file(data: bytes, meta_format: str, meta_compression: str) -> tuple[dict[str, Any], Any]:
     nl = data.index(b"\n")
-    head = json.loads(data[:nl])
-    doc = _decode_section(data[nl + 1 :], meta_format, meta_compression)
-    if isinstance(source, Path) and isinstance(doc, dict) and "shards" in doc:
-        root = source.parent.parent
-        datasets = []
-        for key, _rows, end, _ in doc.pop("shards"):
-            raw = (root / key).read_bytes()
-            shead = json.loads(raw[: raw.index(b"\n")])
-            names = _decode_section(raw[raw.index(b"\n") + 1 : end], meta_format, meta_compression)
-            records = _decode_section(raw[end : end + shead["body_length"]], meta_format, meta_compression)
-            datasets.extend([n, *rec] for n, rec in zip(names, records, strict=True))
-        doc["datasets"] = datasets
-        doc["format_version"] = head["format_version"] = 1
-    return head, doc
+    return json.loads(data[:nl]), _decode_section(data[nl + 1 :], meta_format, meta_compression)
+
+
+def _inline_shards(root: Path, doc: dict[str, Any], meta_format: str, meta_compression: str) -> None:
+    """Put the datasets of a version-2 document's shards in it, as version 1 lists them."""
+    datasets = []
+    for key, _rows, end, _ in doc.pop("shards"):
+        raw = (root / key).read_bytes()
+        shead = json.loads(raw[: raw.index(b"\n")])
+        names = _decode_section(raw[raw.index(b"\n") + 1 : end], meta_format, meta_compression)
+        records = _decode_section(raw[end : end + shead["body_length"]], meta_format, meta_compression)
+        datasets.extend([n, *rec] for n, rec in zip(names, records, strict=True))
+    doc["datasets"] = datasets
+    doc["format_version"] = 1
 
 
 def encode_manifest_body(body: bytes, head: dict[str, Any]) -> bytes:

@@ -27,6 +27,7 @@ import numpy as np
 import pytest
 import zstandard
 from reliability_helpers import (
+    as_version_1,
     current_manifest_path,
     decode_index_file,
     decode_manifest_file,
@@ -134,7 +135,10 @@ KINDS = {
 @pytest.fixture(scope="module")
 def templates(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("templates")
-    return {kind: build(root / kind, *options) for kind, options in KINDS.items()}
+    out = {kind: build(root / kind, *options) for kind, options in KINDS.items()}
+    for path in out.values():
+        as_version_1(path)  # damage is planted in one index file per variable
+    return out
 
 
 _BASELINES: dict[tuple[str, str], int] = {}

@@ -29,6 +29,7 @@ import numpy as np
 import pytest
 from reliability_helpers import (
     Tally,
+    as_version_1,
     build_small_store,
     current_manifest_path,
     decode_index_file,
@@ -76,6 +77,7 @@ def templates(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     for fmt, comp in (("json", "none"), ("msgpack", "none"), ("json", "zstd"), ("json", "lz4")):
         path = tmp_path_factory.mktemp(f"{fmt}-{comp}") / "store"
         build_small_store(path, meta_format=fmt, meta_compression=comp)
+        as_version_1(path)  # damage is planted in one index file per variable
         out[f"{fmt}-{comp}"] = path
     return out
 

@@ -16,6 +16,7 @@ import math
 import secrets
 import time
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -30,9 +31,9 @@ from ..errors import (
     VersionRemovedError,
 )
 from ..format import manifest as mf
-from ..format.chunkindex import ChunkIndex, empty_rows, index_check, merge_rows
+from ..format.chunkindex import ChunkIndex, empty_rows, index_check, merge_rows, run_file_key
 from ..format.codec import checksum
-from ..format.segment import ChunkPayload, new_key, start_segments
+from ..format.segment import ChunkPayload, start_segments
 from ..format.shard import encode_shard, new_shard_key
 from ..format.strings import decode_strings, encode_strings
 from ..stats import chunk_stats, fold_many, string_stats
@@ -40,6 +41,7 @@ from ..storage.base import ParallelPuts, run_concurrently
 from . import history, loading, read
 from .state import (
     ArrayState,
+    IndexRun,
     UnsettledCommit,
     Variable,
 )
@@ -226,24 +228,20 @@ def commit(store: StoreModel, rewrite: dict[str, tuple[ChunkIndex, list[tuple[st
         if a.schema.dtype.is_string and a.schema.single and 0 in a.dirty and not a.deleted
     }
     attach = write_ahead(store, list(store._changed_arrays.values()))
-    # 2. merged indexes for changed variables
-    try:
-        new_vars, checks = merged_indexes(store, {id(v): (v, rows, segs) for v, rows, segs, _ in attach}, rewrite)
+    version = store._version + 1
+    try:  # 2. indexes, 3. stats, 4. the shards and the manifest
+        updates = merged_indexes(store, {id(v): (v, rows, segs) for v, rows, segs, _ in attach}, rewrite, version)
+        check_written_ahead(store)
+        with mf.paused_gc():  # builds ~10^5 short-lived containers, none of them cyclic
+            new_stats = fresh_stats(store, updates, string_stats_now)
+            token = new_token()
+            shards = write_shards(store, version, new_stats)
+            data = encoded_manifest(store, version, token, manifest_doc(store, version, updates, shards))
     except (CorruptionError, VersionRemovedError):
         if store_moved_on(store):  # a compaction removed what this old version named
-            raise conflict_error(store, store._version + 1) from None
+            raise conflict_error(store, version) from None
         raise
-    check_written_ahead(store)
-    with mf.paused_gc():  # builds ~10^5 short-lived containers, none of them cyclic
-        # 3. stats for arrays whose data changed; 4. the manifest
-        new_stats = fresh_stats(store, new_vars, string_stats_now)
-        version = store._version + 1
-        token = new_token()
-        shards = write_shards(store, version, new_stats)
-        data = encoded_manifest(store, version, token, manifest_doc(store, version, new_vars, new_stats, checks, shards))
-    install = functools.partial(
-        install_commit, store, version, new_vars, checks, new_stats, attach, bool(rewrite), shards
-    )
+    install = functools.partial(install_commit, store, version, updates, new_stats, attach, bool(rewrite), shards)
     lost = functools.partial(keep_written_ahead, store, version, attach)
     key = store._manifest_key(version)
     try:
@@ -284,8 +282,7 @@ def keep_written_ahead(store: StoreModel, version: int, attach: WrittenAhead) ->
 def install_commit(
     store: StoreModel,
     version: int,
-    new_vars: dict[str, tuple[str | None, list[tuple[str, int]], ChunkIndex]],
-    checks: dict[str, tuple[int, int]],
+    updates: dict[str, IndexUpdate],
     new_stats: dict[int, dict[str, Any] | None],
     attach: WrittenAhead,
     rewrote: bool,
@@ -293,12 +290,11 @@ def install_commit(
 ) -> None:
     """Make the committed ``version`` the handle's state."""
     store._datasets.install(shards)
-    for vname, (key, segs, idx) in new_vars.items():
+    for vname, upd in updates.items():
         var = store._variables[vname]
-        var.index_check = checks.get(key) if key is not None else None
-        var.index_key = key
-        var.segments = segs
-        var.index = idx
+        var.runs = upd.runs
+        var.segments = upd.segments
+        var.index = upd.after
         var.pending = ChunkIndex(empty_rows())
         var.pending_segments = []
         var.dead_aids.clear()
@@ -321,45 +317,79 @@ def install_commit(
     after_commit(store, version)
 
 
+# A variable's index is written whole again once it would have more runs than this.
+MAX_RUNS = 12
+# The newest runs are merged into the new one while each is at most this many times larger.
+RUN_RATIO = 4
+
+
+@dataclass
+class IndexUpdate:
+    """What a commit changes of one variable's chunk index."""
+
+    runs: list[IndexRun]
+    segments: list[tuple[str, int]]
+    fresh: ChunkIndex  # the rows of the run this commit writes (new rows, and any runs merged in)
+    after: ChunkIndex | None  # the whole index after the commit, when the handle holds it
+
+
+def runs_to_merge(runs: list[IndexRun], new_rows: int) -> tuple[list[IndexRun], list[IndexRun]]:
+    """(runs kept as they are, newest runs merged into the new one): the index stays a few
+    runs of growing size, so an append writes about its own rows and a read merges few runs."""
+    if len(runs) >= MAX_RUNS:
+        return [], list(runs)
+    keep = list(runs)
+    size = new_rows
+    tail: list[IndexRun] = []
+    while keep and new_rows and (keep[-1].rows < 0 or keep[-1].rows <= RUN_RATIO * size):
+        run = keep.pop()
+        tail.insert(0, run)
+        size += max(run.rows, 0)
+    return keep, tail
+
+
 def merged_indexes(
     store: StoreModel,
     pending: dict[int, tuple[Variable, np.ndarray, list[tuple[str, int]]]],
     rewrite: dict[str, tuple[ChunkIndex, list[tuple[str, int]]]] | None,
-) -> tuple[dict[str, tuple[str | None, list[tuple[str, int]], ChunkIndex]], dict[str, tuple[int, int]]]:
-    """Write the new index of every changed variable.
-
-    Returns (key, segments, index) by variable name, and (length, payload checksum) by
-    index key, which the manifest records so that a replaced index file is noticed."""
-    new_vars: dict[str, tuple[str | None, list[tuple[str, int]], ChunkIndex]] = {}
-    checks: dict[str, tuple[int, int]] = {}
-    puts = ParallelPuts(store._storage)
-    try:
-        for var in store._variables.values():
-            extra = pending.get(id(var))
-            if rewrite is not None and var.name in rewrite:
-                idx, segs = rewrite[var.name]
-            elif var.changed or extra is not None:
-                parts = [store._index(var).rows, var.pending.rows]
-                segs = list(var.segments) + list(var.pending_segments)
-                if extra is not None:
-                    parts.append(extra[1])
-                    segs.extend(extra[2])
-                merged = merge_rows(parts)
-                if var.dead_aids:
-                    merged = merged[~np.isin(merged["aid"], np.fromiter(var.dead_aids, dtype=np.uint64))]
-                idx = ChunkIndex(merged)
-            else:
-                continue
-            key = None
-            if len(idx):
-                key = new_key("index", var.vid, "idx")
-                data = idx.to_bytes()
-                checks[key] = index_check(data)
-                puts.put(key, data)
-            new_vars[var.name] = (key, segs, idx)
-    finally:
-        puts.wait()
-    return new_vars, checks
+    version: int,
+) -> dict[str, IndexUpdate]:
+    """Write the new rows of every changed variable as one run each, all in one index file."""
+    updates: dict[str, IndexUpdate] = {}
+    blobs: list[bytes] = []
+    key = run_file_key(version)
+    offset = 0
+    for var in store._variables.values():
+        extra = pending.get(id(var))
+        if rewrite is not None and var.name in rewrite:
+            idx, segs = rewrite[var.name]
+            keep, rows = list[IndexRun](), idx.rows
+        elif var.changed or extra is not None:
+            segs = list(var.segments) + list(var.pending_segments)
+            parts = [var.pending.rows]
+            if extra is not None:
+                parts.append(extra[1])
+                segs.extend(extra[2])
+            new = merge_rows(parts)
+            keep, tail = runs_to_merge(var.runs, len(new))
+            rows = merge_rows([*store._run_rows(var, tail), new]) if tail else new
+        else:
+            continue
+        runs = keep
+        if len(rows):
+            blob = ChunkIndex(rows).to_bytes()
+            length, crc = index_check(blob)
+            runs = [*keep, IndexRun(key, offset, length, crc, len(rows))]
+            blobs.append(blob)
+            offset += len(blob)
+        if rewrite is not None and var.name in rewrite:
+            after: ChunkIndex | None = rewrite[var.name][0]
+        else:
+            after = None if var.index is None else ChunkIndex(merge_rows([var.index.rows, rows]))
+        updates[var.name] = IndexUpdate(runs, segs, ChunkIndex(rows), after)
+    if blobs:
+        store._storage.put(key, b"".join(blobs))
+    return updates
 
 
 def check_written_ahead(store: StoreModel) -> None:
@@ -405,10 +435,21 @@ def after_commit(store: StoreModel, version: int) -> None:
         pass
 
 
+def stats_index(store: StoreModel, var: Variable, arrs: list[ArrayState], updates: dict[str, IndexUpdate]) -> ChunkIndex:
+    """Index rows holding every chunk of ``arrs`` after the commit: the new run alone when
+    none of them had committed data (the usual append), else the whole index."""
+    upd = updates.get(var.name)
+    if upd is None:
+        return store._index(var)
+    if all(a.stats is None for a in arrs):
+        return upd.fresh
+    if upd.after is not None:
+        return upd.after
+    return ChunkIndex(merge_rows([store._index(var).rows, upd.fresh.rows]))
+
+
 def fresh_stats(
-    store: StoreModel,
-    new_vars: dict[str, tuple[str | None, list[tuple[str, int]], ChunkIndex]],
-    string_now: dict[int, dict[str, Any]],
+    store: StoreModel, updates: dict[str, IndexUpdate], string_now: dict[int, dict[str, Any]]
 ) -> dict[int, dict[str, Any] | None]:
     """Fresh stats of every changed array, folded from index rows in bulk."""
     out: dict[int, dict[str, Any] | None] = {}
@@ -422,13 +463,12 @@ def fresh_stats(
             out[arr.aid] = string_now[arr.aid]
         elif arr.schema.dtype.is_string:
             var = store._variables[arr.name]
-            idx = new_vars[arr.name][2] if arr.name in new_vars else store._index(var)
-            out[arr.aid] = array_stats_from(store, arr, var, idx, new_vars.get(arr.name, (None, None, None))[1])
+            segs = updates[arr.name].segments if arr.name in updates else None
+            out[arr.aid] = array_stats_from(store, arr, var, stats_index(store, var, [arr], updates), segs)
         else:
             groups.setdefault((arr.name, arr.schema.dtype.name), []).append(arr)
     for (vname, dname), arrs in groups.items():
-        var = store._variables[vname]
-        idx = new_vars[vname][2] if vname in new_vars else store._index(var)
+        idx = stats_index(store, store._variables[vname], arrs, updates)
         aids = np.fromiter((a.aid for a in arrs), dtype=np.uint64, count=len(arrs))
         lo = idx._aid.searchsorted(aids, "left")
         hi = idx._aid.searchsorted(aids, "right")
@@ -478,37 +518,22 @@ def write_shards(store: StoreModel, version: int, new_stats: dict[int, dict[str,
 
 
 def manifest_doc(
-    store: StoreModel,
-    version: int,
-    new_vars: dict[str, tuple[str | None, list[tuple[str, int]], ChunkIndex]],
-    new_stats: dict[int, dict[str, Any] | None],
-    checks: dict[str, tuple[int, int]],
-    shards: list[Shard],
+    store: StoreModel, version: int, updates: dict[str, IndexUpdate], shards: list[Shard]
 ) -> dict[str, Any]:
     variables = []
-    index_checks: dict[str, list[int]] = {}
     for vname, var in store._variables.items():
-        if vname in new_vars:
-            key, segs, idx = new_vars[vname]
-            check = checks.get(key) if key is not None else None
-        else:
-            key, segs, check = var.index_key, var.segments, var.index_check
-        live = var.live
-        if live <= 0 and key is None:
+        upd = updates.get(vname)
+        runs, segs = (upd.runs, upd.segments) if upd is not None else (var.runs, var.segments)
+        if var.live <= 0 and not runs:
             continue  # nothing left of this variable
-        variables.append([vname, var.vid, key, [[k, s] for k, s in segs], live])
-        if key is not None and check is not None:
-            index_checks[key] = list(check)
-    schemas = store._schemas.encoded()
+        variables.append([vname, var.vid, [r.entry() for r in runs], [[k, s] for k, s in segs], var.live])
     return {
-        "index_checks": index_checks,
         "format_version": mf.FORMAT_VERSION,
         loading.VERSION_KEY: version,
         "parent": store._version if store._version >= 0 else None,
         "codec": store._codec,
         "next_id": store._next_id,
-        "schemas": schemas,
+        "schemas": store._schemas.encoded(),
         "variables": variables,
         "shards": [[s.key, len(s.names), s.names_end, s.length] for s in shards],
     }
-

@@ -15,6 +15,7 @@ from ..format import manifest as mf
 from ..format import shard as shard_format
 from . import history
 from .state import (
+    IndexRun,
     SchemaTable,
     Variable,
 )
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
     from .model import StoreModel
 VERSION_KEY = "version"
 SEGMENT_KEY = re.compile(r"data/v[0-9]+-[0-9a-f]+\.seg")
-INDEX_KEY = re.compile(r"index/v[0-9]+-[0-9a-f]+\.idx")
+INDEX_KEY = re.compile(r"index/[vr][0-9]+-[0-9a-f]+\.idx")
 
 
 def manifest_versions(store: StoreModel) -> list[int]:
@@ -120,13 +121,9 @@ def install(store: StoreModel, doc: dict[str, Any], where: str) -> None:
     store._schemas = SchemaTable(schemas, store._decode_schema_entry, store._schema_entry_key)
     for v in variables:
         try:
-            name, vid, index_key, segs, live = v
+            name, vid, index, segs, live = v
             var = Variable(str(name), int(vid))
-            if index_key is not None and not INDEX_KEY.fullmatch(index_key):
-                raise ValueError(f"bad index key {index_key!r}")
-            var.index_key = index_key
-            check = checks.get(index_key) if index_key is not None else None
-            var.index_check = (check[0], check[1]) if check is not None else None
+            var.runs = index_runs(index, checks)
             var.segments = [(k, sz) for k, sz in segs]
             for k, sz in var.segments:
                 if type(k) is not str or not SEGMENT_KEY.fullmatch(k) or type(sz) is not int or not 0 <= sz < 2**62:
@@ -147,6 +144,28 @@ def install(store: StoreModel, doc: dict[str, Any], where: str) -> None:
     store._datasets = DatasetTable(shards, shard_loader(store, len(schemas), where), where)
     if shards and shards[0].key is None:
         check_unique_ids(records, f"manifest {where}")
+
+
+def index_runs(index: Any, checks: dict[str, Any]) -> list[IndexRun]:
+    """The runs of a variable's chunk index as a manifest lists them: version 2 lists
+    ``[key, offset, length, crc, rows]`` runs, version 1 one index file (or none) whose
+    length and checksum ``index_checks`` may record. ValueError if malformed."""
+    if index is None:
+        return []
+    if type(index) is str:  # version 1
+        if not INDEX_KEY.fullmatch(index):
+            raise ValueError(f"bad index key {index!r}")
+        check = checks.get(index)
+        return [IndexRun(index, 0, check[0], check[1], -1) if check else IndexRun(index, 0, -1, None, -1)]
+    runs = []
+    for r in index:
+        key, offset, length, crc, rows = r
+        if type(key) is not str or not INDEX_KEY.fullmatch(key):
+            raise ValueError(f"bad index key {key!r}")
+        if not all(type(x) is int and 0 <= x < 2**62 for x in (offset, length, crc, rows)) or length < 32:
+            raise ValueError(f"bad index run {r!r}")
+        runs.append(IndexRun(key, offset, length, crc, rows))
+    return runs
 
 
 def v1_datasets(datasets: list[Any], nschemas: int, where: str) -> tuple[list[str], list[list[Any]]]:

@@ -30,6 +30,13 @@ REWRITE_BATCH_BYTES = 64 << 20
 DEFAULT_GRACE = _dt.timedelta(hours=1)
 
 
+def _live_rows(idx: ChunkIndex, live: dict[int, Any]) -> ChunkIndex:
+    """The index rows of live arrays (deleted arrays' rows stay in older runs until compaction)."""
+    rows = idx.rows
+    keep = np.isin(rows["aid"], np.fromiter(live, dtype=np.uint64, count=len(live)))
+    return idx if keep.all() else ChunkIndex(rows[keep])
+
+
 def _needs_rewrite(var: Variable, idx: ChunkIndex) -> bool:
     """True when the variable's segments hold bytes no live chunk uses."""
     rows = idx.rows
@@ -109,9 +116,11 @@ def _referenced(doc: dict[str, Any]) -> set[str]:
     """Every data and index file a manifest document refers to."""
     refs: set[str] = set()
     for v in doc.get("variables", []):
-        index_key, segs = v[2], v[3]
-        if index_key:
-            refs.add(index_key)
+        index, segs = v[2], v[3]
+        if isinstance(index, str):  # version 1: one index file
+            refs.add(index)
+        elif index:
+            refs.update(r[0] for r in index)
         refs.update(k for k, _ in segs)
     refs.update(s[0] for s in doc.get("shards", []))
     return refs
@@ -130,11 +139,13 @@ def compact(atlas: StoreModel, keep_versions: int = 1, grace_period: Any = None)
     commit.flush(atlas)
     advance(atlas)
     rewrite: dict[str, tuple[ChunkIndex, list[tuple[str, int]]]] = {}
-    todo = [(var, atlas._index(var)) for var in list(atlas._variables.values())]
-    todo = [(var, idx) for var, idx in todo if _needs_rewrite(var, idx)]
-    kinds = atlas._element_kinds({var.name for var, _ in todo})
-    for var, idx in todo:
-        rewrite[var.name] = _rewrite(atlas, var, idx, kinds[var.name])
+    kinds = atlas._element_kinds(set(atlas._variables))
+    for var in list(atlas._variables.values()):
+        idx = _live_rows(atlas._index(var), kinds[var.name])
+        if _needs_rewrite(var, idx):
+            rewrite[var.name] = _rewrite(atlas, var, idx, kinds[var.name])
+        elif len(var.runs) > 1 or len(idx) < len(atlas._index(var)):  # one run, without deleted arrays' rows
+            rewrite[var.name] = (idx, var.all_segments())
     if rewrite:
         commit.commit(atlas, rewrite=rewrite)
         for name, (idx, _) in rewrite.items():

@@ -13,16 +13,19 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from ..dtypes import DTYPES, fill_scalar
 from ..errors import ConflictError, CorruptionError, ReadOnlyError
 from ..format import manifest as mf
-from ..format.chunkindex import ChunkIndex, empty_rows, index_check
+from ..format.chunkindex import ChunkIndex, empty_rows, index_check, merge_rows
 from ..format.records import decode_checked, encode_attrs, encode_stats
 from . import history
 from .reader import BlockCache
 from .state import (
     ArrayState,
     DatasetState,
+    IndexRun,
     Schema,
     SchemaTable,
     UnsettledCommit,
@@ -178,29 +181,45 @@ class StoreModel:
 
     def _load_index(self, var: Variable) -> ChunkIndex:
         if var.index is None:
-            if var.index_key is None:
-                var.index = ChunkIndex(empty_rows())
-            else:
-                where = f"{self._storage.location}/{var.index_key} (variable {var.name!r})"
-                try:
-                    data = self._storage.get(var.index_key)
-                except FileNotFoundError:
-                    raise self._missing_error(f"chunk index {where} is missing") from None
-                if var.index_check is not None and index_check(data) != var.index_check:
-                    raise CorruptionError(
-                        f"chunk index {where} is not the file version {self._version} recorded "
-                        f"(length and checksum {index_check(data)} instead of {var.index_check}): it was replaced"
-                    )
-                sizes = [size for _, size in var.segments]
-                var.index = ChunkIndex.from_bytes(data, where, sizes, self._index_row_limit(var))
+            parts = self._run_rows(var, var.runs)
+            var.index = ChunkIndex(merge_rows(parts) if len(parts) > 1 else parts[0] if parts else empty_rows())
         return var.index
 
-    def _index_row_limit(self, var: Variable) -> Callable[[int], int]:
-        """The most rows the committed index of ``var`` can hold: every chunk of each array it
-        had when committed, the live ones and those deleted since (the schemas are looked at
-        only when an index holds more rows than one per array)."""
-        live = max(var.live + len(var.dead_aids), 1)
-        return lambda rows: rows if rows <= live else live * self._schemas.max_chunks()
+    def _run_rows(self, var: Variable, runs: list[IndexRun]) -> list[np.ndarray]:
+        """The rows of some runs of a variable's committed index (fetched together), each
+        checked against what the manifest recorded of it."""
+        ranged = [r for r in runs if r.length >= 0]
+        try:
+            fetched = iter(self._storage.get_many_ranges([(r.key, [r.offset], [r.length]) for r in ranged]))
+        except FileNotFoundError as e:
+            where = f"{self._storage.location} (variable {var.name!r})"
+            raise self._missing_error(f"a chunk index file of {where} is missing: {e}") from None
+        sizes = [size for _, size in var.segments]
+        limit = self._index_row_limit()
+        out = []
+        for r in runs:
+            where = f"{self._storage.location}/{r.key}" + (f" at {r.offset}" if r.offset else "") + f" (variable {var.name!r})"
+            try:
+                data = next(fetched)[0] if r.length >= 0 else self._storage.get(r.key)
+            except FileNotFoundError:
+                raise self._missing_error(f"chunk index {where} is missing") from None
+            if r.crc is not None and index_check(data) != (r.length, r.crc):
+                raise CorruptionError(
+                    f"chunk index {where} is not the one version {self._version} recorded "
+                    f"(length and checksum {index_check(data)} instead of {(r.length, r.crc)}): it was replaced"
+                )
+            rows = ChunkIndex.from_bytes(data, where, sizes, limit).rows
+            if r.rows >= 0 and len(rows) != r.rows:
+                raise CorruptionError(f"chunk index {where} holds {len(rows)} rows; version {self._version} recorded {r.rows}")
+            out.append(rows)
+        return out
+
+    def _index_row_limit(self) -> Callable[[int], int]:
+        """The most rows a run of a committed index can hold: one per chunk of every array
+        id handed out so far (ids are never reused; the schemas are looked at only when a
+        run holds more rows than that)."""
+        ids = self._next_id
+        return lambda rows: rows if rows <= ids else ids * self._schemas.max_chunks()
 
     def _dataset(self, name: str) -> DatasetState:
         if not isinstance(name, str):

@@ -14,7 +14,7 @@ import math
 import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -374,19 +374,33 @@ class DatasetState:
         return self._attrs
 
 
+class IndexRun(NamedTuple):
+    """One run of a variable's committed chunk index: a complete index (header and rows)
+    stored at ``offset`` in the index file ``key``. A later run's row for the same chunk wins."""
+
+    key: str
+    offset: int
+    length: int  # -1: the whole file, length not recorded (version-1 manifests without index_checks)
+    crc: int | None  # the payload checksum its header holds; None: not recorded
+    rows: int  # -1: not recorded (version 1)
+
+    def entry(self) -> list[Any]:
+        """The run as a version-2 manifest lists it."""
+        return [self.key, self.offset, self.length, self.crc, self.rows]
+
+
 class Variable:
     """All arrays of one name across datasets: segment files and chunk index."""
 
     __slots__ = (
-        "name", "vid", "index_key", "index_check", "segments", "index", "pending", "pending_segments",
+        "name", "vid", "runs", "segments", "index", "pending", "pending_segments",
         "dead_aids", "live", "changed", "gen",
     )
 
     def __init__(self, name: str, vid: int) -> None:
         self.name = name
         self.vid = vid
-        self.index_key: str | None = None  # committed index file
-        self.index_check: tuple[int, int] | None = None  # its (length, payload crc) as recorded
+        self.runs: list[IndexRun] = []  # the committed chunk index, oldest run first
         self.segments: list[tuple[str, int]] = []  # committed segment files (key, size)
         self.index: ChunkIndex | None = None  # loaded lazily
         self.pending = ChunkIndex(empty_rows())  # rows written ahead, not yet committed

@@ -9,6 +9,7 @@ the chunk sits inside the decompressed block, and the chunk's statistics.
 
 from __future__ import annotations
 
+import secrets
 import struct
 from collections.abc import Callable
 from typing import Any
@@ -82,6 +83,8 @@ def merge_rows(parts: list[np.ndarray], live_aids: np.ndarray | None = None) -> 
     parts = [p for p in parts if len(p)]
     if not parts:
         return empty_rows()
+    if live_aids is None and _in_order(parts):  # runs of appends: nothing to sort or drop
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
     rows = parts[0] if len(parts) == 1 else np.concatenate(parts)
     if live_aids is not None:
         rows = rows[np.isin(rows["aid"], live_aids)]
@@ -93,6 +96,28 @@ def merge_rows(parts: list[np.ndarray], live_aids: np.ndarray | None = None) -> 
     last = np.ones(len(rows), dtype=bool)
     last[:-1] = (aid[1:] != aid[:-1]) | (chunk[1:] != chunk[:-1])
     return rows[last]
+
+
+def run_file_key(version: int) -> str:
+    """A fresh, never-reused key for the index file of the commit of ``version``, which
+    holds one run of each variable the commit changed."""
+    return f"index/r{version}-{secrets.token_hex(10)}.idx"
+
+
+def _in_order(parts: list[np.ndarray]) -> bool:
+    """Whether the parts, one after the other, are strictly sorted by (aid, chunk)."""
+    last: tuple[int, int] | None = None
+    for p in parts:
+        aid, chunk = p["aid"], p["chunk"]
+        first = (int(aid[0]), int(chunk[0]))
+        if last is not None and first <= last:
+            return False
+        if len(p) > 1:
+            da = aid[1:] > aid[:-1]
+            if not (da | ((aid[1:] == aid[:-1]) & (chunk[1:] > chunk[:-1]))).all():
+                return False
+        last = (int(aid[-1]), int(chunk[-1]))
+    return True
 
 
 def index_check(data: Any) -> tuple[int, int]:
