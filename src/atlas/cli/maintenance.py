@@ -132,6 +132,19 @@ def cmd_expire(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_upgrade(args: argparse.Namespace) -> int:
+    """Commit the store's newest version in the newest on-disk format."""
+    store = open_store(args.store)
+    upgraded = store.upgrade()
+    if args.json:
+        print_json({"store": store.location, "version": store.version, "upgraded": upgraded})
+    elif upgraded:
+        print(f"{store.location}: upgraded to format version 2 (version {store.version})")
+    else:
+        print(f"{store.location}: already in format version 2 (version {store.version})")
+    return EXIT_OK
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
     """Check every block and index; exit 1 when problems are found."""
     store = open_store(args.store)

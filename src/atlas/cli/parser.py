@@ -12,7 +12,15 @@ from ..format.manifest import CONFIG_KEY
 from .demo import cmd_demo
 from .export import cmd_export
 from .ingest import cmd_ingest, default_jobs
-from .maintenance import cmd_compact, cmd_expire, cmd_rm, cmd_tag, cmd_verify, cmd_versions
+from .maintenance import (
+    cmd_compact,
+    cmd_expire,
+    cmd_rm,
+    cmd_tag,
+    cmd_upgrade,
+    cmd_verify,
+    cmd_versions,
+)
 from .read import cmd_find, cmd_info, cmd_ls
 from .show import cmd_show
 
@@ -199,6 +207,12 @@ def _add_maintenance_commands(sub: Subcommands) -> None:
                       "Disk space is reclaimed by `atlas compact`.")
     _store_argument(p)
     p.add_argument("datasets", metavar="DATASET", nargs="+", help="dataset names")
+
+    p = _command(sub, "upgrade", cmd_upgrade, "bring a store to the newest on-disk format",
+                 desc="Commit a version of STORE whose metadata is all in the newest format (version 2:\n"
+                      "datasets in shards, chunk indexes in runs). Stores of format 1 open and are read\n"
+                      "as they are, and any write upgrades them too; this does it without a change.")
+    _store_argument(p)
 
     p = _command(sub, "compact", cmd_compact, "rewrite data densely and drop old versions",
                  desc="Rewrite variables holding deleted data densely, expire all but the newest versions\n"

@@ -247,6 +247,16 @@ class Store(StoreModel):
 
         compact(self, keep_versions, grace_period)
 
+    def upgrade(self) -> bool:
+        """Bring a store written in format version 1 to version 2 by committing a version
+        whose metadata is all in format 2 (datasets in shards, chunk indexes in runs).
+        Returns False when there was nothing to upgrade. Any commit upgrades too; this one
+        commits even without changes."""
+        from .maintenance import upgrade
+
+        self._check_writable()
+        return upgrade(self)
+
     def expire_versions(self, older_than: _dt.datetime | None = None, keep: int | None = None) -> list[int]:
         """Expire old versions: those committed before ``older_than``, beyond the ``keep``
         newest, or both. The newest and tagged versions never expire. Their files are

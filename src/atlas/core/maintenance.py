@@ -30,6 +30,30 @@ REWRITE_BATCH_BYTES = 64 << 20
 DEFAULT_GRACE = _dt.timedelta(hours=1)
 
 
+def needs_upgrade(store: StoreModel) -> bool:
+    """Whether the version a handle reads holds metadata of format version 1."""
+    return any(s.key is None for s in store._datasets.shards) or any(
+        r.rows < 0 for var in store._variables.values() for r in var.runs
+    )
+
+
+def upgrade(store: StoreModel) -> bool:
+    """Commit the newest version again with all its metadata in format 2 (a no-op, False,
+    when it already is). Buffered changes are committed with it."""
+    commit.flush(store)
+    advance(store)
+    if not needs_upgrade(store):
+        return False
+    rewrite = {
+        var.name: (store._index(var), var.all_segments())
+        for var in store._variables.values()
+        if any(r.rows < 0 for r in var.runs)
+    }
+    store._changed = True
+    commit.commit(store, rewrite=rewrite)
+    return True
+
+
 def _live_rows(idx: ChunkIndex, live: dict[int, Any]) -> ChunkIndex:
     """The index rows of live arrays (deleted arrays' rows stay in older runs until compaction)."""
     rows = idx.rows

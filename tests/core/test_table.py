@@ -1,0 +1,132 @@
+"""The datasets of a version in shards: what a commit rewrites, keeps and shares."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from store_helpers import add_dataset, stored_files
+
+import atlas
+from atlas.core import table
+from atlas.format import shard
+
+
+@pytest.fixture
+def small_shards(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(table, "SHARD_ROWS", 4)
+    monkeypatch.setattr(shard, "SHARD_ROWS", 4)
+
+
+def _shard_keys(store: atlas.Atlas) -> list[str | None]:
+    return [s.key for s in store._datasets.shards]
+
+
+def _meta_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and p.parts[-2] in ("meta", "manifests", "index"))
+
+
+def test_a_commit_rewrites_only_the_shards_it_touched(tmp_path: Path, small_shards: None) -> None:
+    store = atlas.Atlas.create(tmp_path / "s")
+    for i in range(10):
+        add_dataset(store, f"d{i}", value=float(i))
+    store.flush()
+    first = _shard_keys(store)
+    assert [len(s.names) for s in store._datasets.shards] == [4, 4, 2]
+    store.open_dataset("d5").set_attribute("k", 1)  # the second shard
+    store.flush()
+    after = _shard_keys(store)
+    assert after[0] == first[0] and after[2] == first[2] and after[1] != first[1]
+    reader = atlas.Atlas.open(tmp_path / "s")
+    reader.open_dataset("d0").read_array("x")  # reading makes states; a commit keeps their shards
+    reader.create_dataset("new")  # new datasets fill the last shard up
+    reader.flush()
+    keys = _shard_keys(reader)
+    assert keys[:2] == after[:2] and keys[2] != after[2]
+    reader.delete_dataset("d1")
+    reader.flush()
+    assert _shard_keys(reader)[1:] == keys[1:] and _shard_keys(reader)[0] != keys[0]
+    fresh = atlas.Atlas.open(tmp_path / "s")
+    assert fresh.list_datasets() == ["d0", "d2", "d3", "d4", "d5", "d6", "d7", "d8", "d9", "new"]
+    assert fresh.open_dataset("d5").get_attribute("k") == 1
+    assert fresh.read_array_across("x", ["d9", "d0"])[0][0] == 9.0
+
+
+def test_deleted_and_recreated_datasets_go_to_the_end(tmp_path: Path, small_shards: None) -> None:
+    store = atlas.Atlas.create(tmp_path / "s")
+    for i in range(6):
+        add_dataset(store, f"d{i}")
+    store.flush()
+    store.delete_dataset("d1")
+    add_dataset(store, "d1", value=7.0)
+    assert store.list_datasets() == ["d0", "d2", "d3", "d4", "d5", "d1"]
+    store.flush()
+    again = atlas.Atlas.open(tmp_path / "s")
+    assert again.list_datasets() == ["d0", "d2", "d3", "d4", "d5", "d1"]
+    assert again.open_dataset("d1").read_array("x")[0] == 7.0
+    assert again.verify() == []
+
+
+def test_history_costs_what_changed(tmp_path: Path) -> None:
+    """Twenty one-attribute commits on 10,000 datasets add one shard each, not the store."""
+    store = atlas.Atlas.create(tmp_path / "s")
+    for i in range(10_000):
+        store.create_dataset(f"p{i:05d}").set_attribute("cycle", i)
+    store.flush()
+    base = _meta_bytes(tmp_path / "s")
+    for i in range(20):
+        store.open_dataset(f"p{i * 400:05d}").set_attribute("cycle", -i)
+        store.flush()
+    per_commit = (_meta_bytes(tmp_path / "s") - base) / 20
+    assert per_commit < base / 2, (per_commit, base)
+    assert atlas.Atlas.open(tmp_path / "s").open_dataset("p07600").get_attribute("cycle") == -19
+
+
+def test_appends_write_new_index_runs_and_reads_merge_them(tmp_path: Path) -> None:
+    store = atlas.Atlas.create(tmp_path / "s")
+    big = store.create_dataset("big")  # 5,000 chunks: one large run that appends leave alone
+    big.define_array("x", "float64", ["z"], [50_000], chunk_shape=[10])
+    big.write_array("x", [0], np.arange(50_000.0))
+    store.flush()
+    (big_run,) = store._variables["x"].runs
+    for i in range(30):
+        add_dataset(store, f"a{i}", value=float(i))
+        store.flush()
+    runs = store._variables["x"].runs
+    assert runs[0] == big_run and 1 < len(runs) <= 12
+    store.open_dataset("a3").write_array("x", [0], np.array([-1.0]))  # a newer row for one chunk wins
+    store.flush()
+    fresh = atlas.Atlas.open(tmp_path / "s")
+    got = fresh.read_array_across("x", ["a3", "a29", "big"])
+    assert got[0][0] == -1.0 and got[0][1] == 3.0 and got[1][0] == 29.0 and len(got[2]) == 50_000
+    stats = fresh.open_dataset("a3").array_stats("x")
+    assert stats is not None and stats["min"] == -1.0
+    fresh.delete_dataset("a5")
+    fresh.compact()
+    assert len(fresh._variables["x"].runs) == 1
+    assert len(fresh._index(fresh._variables["x"])) == 5_000 + 29  # the deleted array's row is gone
+    assert fresh.verify() == []
+
+
+def test_version_1_stores_open_and_upgrade(tmp_path: Path) -> None:
+    from reliability_helpers import as_version_1
+
+    path = tmp_path / "s"
+    store = atlas.Atlas.create(path)
+    for i in range(5):
+        add_dataset(store, f"d{i}", value=float(i))
+    store.flush()
+    as_version_1(path)  # as a store written before format 2
+    old = atlas.Atlas.open(path)
+    assert _shard_keys(old) == [None]
+    assert old.read_array_across("x", ["d4"])[0][0] == 4.0
+    assert old.upgrade() is True
+    assert old.upgrade() is False
+    files = stored_files(path)
+    assert any(f.startswith("meta/") for f in files)
+    fresh = atlas.Atlas.open(path)
+    assert all(s.key is not None for s in fresh._datasets.shards)
+    assert all(r.rows >= 0 for r in fresh._variables["x"].runs)
+    assert fresh.list_datasets() == [f"d{i}" for i in range(5)]
+    assert fresh.verify() == []
