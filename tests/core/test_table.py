@@ -130,3 +130,26 @@ def test_version_1_stores_open_and_upgrade(tmp_path: Path) -> None:
     assert all(r.rows >= 0 for r in fresh._variables["x"].runs)
     assert fresh.list_datasets() == [f"d{i}" for i in range(5)]
     assert fresh.verify() == []
+
+
+def test_columns_that_disagree_with_the_records_are_corruption(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A shard whose array columns name other ids than its records: opening a dataset of it
+    and verify() report it."""
+    real = shard.columns_of
+
+    def swapped(records: list[object]) -> dict[str, np.ndarray]:
+        cols = real(records)
+        cols["x"]["aid"][[0, 1]] = cols["x"]["aid"][[1, 0]]  # d0 and d1 swap their ids
+        return cols
+
+    path = tmp_path / "s"
+    store = atlas.Atlas.create(path)
+    for i in range(3):
+        add_dataset(store, f"d{i}", value=float(i))
+    monkeypatch.setattr(shard, "columns_of", swapped)
+    store.flush()
+    monkeypatch.undo()
+    crafted = atlas.Atlas.open(path)
+    with pytest.raises(atlas.CorruptionError, match="columns disagree with its records"):
+        crafted.open_dataset("d0")
+    assert any("disagree" in p for p in atlas.Atlas.open(path).verify())

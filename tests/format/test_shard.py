@@ -13,8 +13,8 @@ META = ("json", "none")
 
 
 def _records(n: int) -> tuple[list[str], list[list[object]]]:
-    names = [f"d{i}" for i in range(n)]
-    return names, [[["k", "int64", i], []] for i in range(n)]
+    names = [f"d{i}" for i in range(n)]  # the even ones have an array x
+    return names, [[["k", "int64", i], [["x", 10 + i, 0, None, []]] if i % 2 == 0 else []] for i in range(n)]
 
 
 @pytest.mark.parametrize("meta", [("json", "none"), ("msgpack", "zstd"), ("json", "lz4")])
@@ -23,7 +23,10 @@ def test_shard_round_trips_and_names_read_from_its_prefix(meta: tuple[str, str])
     data, end = shard.encode_shard(names, records, *meta)
     assert shard.names_end(data, 5, "s") == end
     assert shard.decode_names(data[:end], 5, meta, "s") == names
-    assert shard.decode_records(data, 5, meta, "s") == records
+    got, columns = shard.decode_records(data, 5, meta, "s")
+    assert got == records
+    assert list(columns) == ["x"] and columns["x"]["row"].tolist() == [0, 2, 4]
+    assert columns["x"]["aid"].tolist() == [10, 12, 14] and columns["x"]["schema"].tolist() == [0, 0, 0]
 
 
 def test_shard_keys_are_recognised() -> None:

@@ -221,7 +221,8 @@ def _inline_shards(root: Path, doc: dict[str, Any], meta_format: str, meta_compr
         raw = (root / key).read_bytes()
         shead = json.loads(raw[: raw.index(b"\n")])
         names = _decode_section(raw[raw.index(b"\n") + 1 : end], meta_format, meta_compression)
-        records = _decode_section(raw[end : end + shead["body_length"]], meta_format, meta_compression)
+        body = end + shead["columns_length"]  # the array columns come between names and records
+        records = _decode_section(raw[body : body + shead["body_length"]], meta_format, meta_compression)
         datasets.extend([n, *rec] for n, rec in zip(names, records, strict=True))
     doc["datasets"] = datasets
     doc["format_version"] = 1

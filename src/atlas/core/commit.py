@@ -34,7 +34,7 @@ from ..format import manifest as mf
 from ..format.chunkindex import ChunkIndex, empty_rows, index_check, merge_rows, run_file_key
 from ..format.codec import checksum
 from ..format.segment import ChunkPayload, start_segments
-from ..format.shard import encode_shard, new_shard_key
+from ..format.shard import columns_of, encode_shard, new_shard_key, parse_header
 from ..format.strings import decode_strings, encode_strings
 from ..stats import chunk_stats, fold_many, string_stats
 from ..storage.base import ParallelPuts, run_concurrently
@@ -511,6 +511,8 @@ def write_shards(store: StoreModel, version: int, new_stats: dict[int, dict[str,
                 data, s.names_end = encode_shard(s.names, [r[1:] for r in s.records], fmt, comp)
                 s.key = new_shard_key(version)
                 s.length = len(data)
+                s.head = parse_header(data, len(s.names), s.key)
+                s.columns = columns_of(s.records)
                 puts.put(s.key, data)
     finally:
         puts.wait()

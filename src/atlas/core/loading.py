@@ -7,6 +7,8 @@ import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from ..errors import (
     CorruptionError,
     StoreNotFoundError,
@@ -141,7 +143,9 @@ def install(store: StoreModel, doc: dict[str, Any], where: str) -> None:
     else:  # format version 1: every dataset in the manifest
         names, records = v1_datasets(doc["datasets"], len(schemas), where)
         shards = [Shard(None, names, records=records)] if names else []
-    store._datasets = DatasetTable(shards, shard_loader(store, len(schemas), where), where)
+    store._datasets = DatasetTable(
+        shards, shard_loader(store, len(schemas), where), where, columns_loader(store, len(schemas), where)
+    )
     if shards and shards[0].key is None:
         check_unique_ids(records, f"manifest {where}")
 
@@ -241,19 +245,22 @@ def read_shards(store: StoreModel, entries: Any, where: str) -> list[Shard]:
     shards = []
     for (key, rows, end, length), (prefix,) in zip(entries, prefixes, strict=True):
         at = f"{storage.location}/{key}"
-        if shard_format.names_end(prefix, rows, at) != end:
-            raise CorruptionError(f"shard {at} is not the file manifest {where} names (its names end elsewhere)")
+        head = shard_format.parse_header(prefix, rows, at)
+        if head.names_at[0] + head.names_at[1] != end or head.length != length:
+            raise CorruptionError(f"shard {at} is not the file manifest {where} names (its sections differ)")
         names = shard_format.decode_names(prefix, rows, meta, at)
         check_names(names, f"shard {at}")
-        shards.append(Shard(key, names, end, length))
+        shards.append(Shard(key, names, end, length, head=head))
     return shards
 
 
 def shard_loader(store: StoreModel, nschemas: int, where: str) -> Callable[[Shard], list[list[Any]]]:
-    """What decodes a shard's records when one of its datasets is first used."""
+    """What decodes a shard's records when one of its datasets is first used (its array
+    columns too, which must agree with the records)."""
     storage = store._storage
     meta = (store._meta_format, store._meta_compression)
     missing = store._missing_error
+    next_id = store._next_id
 
     def load_shard(shard: Shard) -> list[list[Any]]:
         assert shard.key is not None
@@ -265,12 +272,57 @@ def shard_loader(store: StoreModel, nschemas: int, where: str) -> Callable[[Shar
         if len(data) != shard.length:
             raise CorruptionError(f"shard {at} is {len(data)} bytes; manifest {where} recorded {shard.length}")
         with mf.paused_gc():
-            records = shard_format.decode_records(data, len(shard.names), meta, at)
+            records, columns = shard_format.decode_records(data, len(shard.names), meta, at)
             records = checked_records(shard.names, records, nschemas, f"shard {at}")
         check_unique_ids(records, f"shard {at}")
+        expected = shard_format.columns_of(records)
+        if expected.keys() != columns.keys() or not all(
+            np.array_equal(expected[n], columns[n]) for n in columns
+        ):
+            raise CorruptionError(f"shard {at}: its array columns disagree with its records")
+        check_columns(columns, nschemas, next_id, f"shard {at}")
+        shard.columns = columns
         return records
 
     return load_shard
+
+
+def check_columns(columns: shard_format.Columns, nschemas: int, next_id: int, where: str) -> None:
+    """CorruptionError unless every column names known schemas and ids handed out."""
+    for name, col in columns.items():
+        if len(col) and (int(col["schema"].max()) >= nschemas or int(col["aid"].max()) >= next_id):
+            raise CorruptionError(f"{where}: the column of array {name!r} names an unknown schema or id")
+
+
+def columns_loader(store: StoreModel, nschemas: int, where: str) -> Callable[[list[Shard]], None]:
+    """What reads the array columns of shards (one ranged read each, together) for scans,
+    which need no other part of a shard."""
+    storage = store._storage
+    comp = store._meta_compression
+    missing = store._missing_error
+    next_id = store._next_id
+
+    def load_columns(shards: list[Shard]) -> None:
+        stored = [s for s in shards if s.columns is None and s.head is not None]
+        for s in shards:
+            if s.columns is None and s.head is None:  # datasets of a version-1 manifest
+                s.columns = shard_format.columns_of(s.records or [])
+        if not stored:
+            return
+        try:
+            parts = storage.get_many_ranges(
+                [(s.key, [s.head.columns_at[0]], [s.head.columns_at[1]]) for s in stored if s.key and s.head]
+            )
+        except FileNotFoundError as e:
+            raise missing(f"a shard of manifest {where} is missing: {e}") from None
+        for s, (part,) in zip(stored, parts, strict=True):
+            assert s.head is not None
+            at = f"{storage.location}/{s.key}"
+            columns = shard_format.decode_columns(s.head, part, s.head.columns_at[0], comp, at)
+            check_columns(columns, nschemas, next_id, f"shard {at}")
+            s.columns = columns
+
+    return load_columns
 
 
 def frozen_entries(entries: list[Any], nschemas: int) -> tuple[Any, ...]:

@@ -126,7 +126,9 @@ class StoreModel:
                 if aname not in variables:
                     raise ValueError(f"array {aname!r} has no entry in the variable table")
                 known = peeked.pop((name, aname), None) if peeked else None
-                arrays[aname] = known if known is not None else from_record(aname, aid, schemas[sidx], name, stats, aattrs, where)
+                if known is None or known.from_columns:  # a state from the columns knows no stats
+                    known = from_record(aname, aid, schemas[sidx], name, stats, aattrs, where)
+                arrays[aname] = known
         except (TypeError, ValueError, IndexError) as e:
             raise CorruptionError(f"{where}, dataset {name!r}: array entry is malformed: {e}") from None
         return arrays
@@ -336,26 +338,48 @@ class StoreModel:
 
     def _arrays_of(self, names: list[Any], array: str) -> list[ArrayState | None]:
         """The state of one array of each dataset in ``names`` (None where either is
-        missing), decoding no other array of a dataset still in manifest form."""
+        missing). Stored datasets this handle has not touched are found in the shards'
+        array columns, without decoding their records."""
+        out: list[ArrayState | None] = [None] * len(names)
+        pos, ids, schemas, other = self._datasets.array_locations(names, array)
+        if len(pos):
+            self._column_states(names, array, pos, ids, schemas, out)
         datasets = self._datasets
         peeked = self._peeked
-        peek = self._peek
-        out: list[ArrayState | None] = []
-        for name in names:
+        for i in other:
+            name = names[i]
             rec = datasets.get(name) if type(name) is str else None
             if rec is None:
-                out.append(None)
                 continue
             if type(rec) is list:
                 entries = rec[2]
             elif rec.arrays_untouched:
                 entries = rec._raw_arrays
             else:
-                out.append(rec.arrays.get(array))
+                out[i] = rec.arrays.get(array)
                 continue
             arr = peeked.get((name, array))
-            out.append(arr if arr is not None else peek(name, entries, array))
+            out[i] = arr if arr is not None else self._peek(name, entries, array)
         return out
+
+    def _column_states(
+        self, names: list[Any], array: str, pos: list[int], ids: np.ndarray, schemas: np.ndarray,
+        out: list[ArrayState | None],
+    ) -> None:
+        """Array states of untouched stored datasets from their column entries (kept and
+        reused, as peeked states are: one state per array)."""
+        peeked = self._peeked
+        table = self._schemas
+        if array not in self._variables and (ids != 0).any():
+            raise CorruptionError(f"{self._where}: array {array!r} has no entry in the variable table")
+        for i, aid, sidx in zip(pos, ids.tolist(), schemas.tolist(), strict=True):
+            if not aid:
+                continue
+            name = names[i]
+            arr = peeked.get((name, array))
+            if arr is None:
+                arr = peeked[(name, array)] = ArrayState.from_column(array, aid, table[sidx], name)
+            out[i] = arr
 
     def _element_kinds(self, names: set[str]) -> dict[str, dict[int, tuple[int, bool]]]:
         """(element size, is float) of every live array of the named variables, by array id."""

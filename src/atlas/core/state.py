@@ -244,7 +244,7 @@ class ArrayState:
 
     __slots__ = (
         "name", "aid", "schema", "dirty", "changed", "written", "deleted", "dataset",
-        "_stats", "_attrs", "_raw", "loc", "loc_gen",
+        "_stats", "_attrs", "_raw", "loc", "loc_gen", "from_columns",
     )
 
     def __init__(self, name: str, aid: int, schema: Schema, dataset: str) -> None:
@@ -263,6 +263,7 @@ class ArrayState:
         self._raw: tuple[Any, Any, str] | None = None
         self.loc: Any = None  # cached stored location of a single-chunk array
         self.loc_gen = -1
+        self.from_columns = False  # made from a shard's columns: for reading data only
 
     @classmethod
     def from_record(cls, name: str, aid: int, schema: Schema, dataset: str, stats: Any, attrs: Any, where: str) -> ArrayState:
@@ -272,6 +273,14 @@ class ArrayState:
         st.written = stats is not None
         if stats is not None or attrs:
             st._raw = (stats, attrs, where)
+        return st
+
+    @classmethod
+    def from_column(cls, name: str, aid: int, schema: Schema, dataset: str) -> ArrayState:
+        """An array as a shard's columns list it (id and schema, for scans): statistics and
+        attributes are not known, so the state serves reads of data only."""
+        st = cls(name, aid, schema, dataset)
+        st.from_columns = True
         return st
 
     def _decode(self) -> None:

@@ -15,10 +15,11 @@ from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import orjson
 
 from ..errors import CorruptionError
-from ..format.shard import SHARD_ROWS
+from ..format.shard import SHARD_ROWS, Columns, ShardHeader
 from .state import DatasetState
 
 ROW_BITS = 24  # a dataset's place: its shard's serial number, then its row (shards hold < 2**24)
@@ -34,20 +35,27 @@ class Shard:
     names_end: int = 0  # length of the file's prefix holding the names
     length: int = 0  # length of the file
     records: list[list[Any]] | None = None  # raw records, once decoded
+    head: ShardHeader | None = None  # the file's header (where its sections are)
+    columns: Columns | None = None  # array columns, once read
     serial: int = field(default_factory=itertools.count(1).__next__)
 
 
 Record = DatasetState | list[Any]
 Loader = Callable[[Shard], list[list[Any]]]
+ColumnsLoader = Callable[[list[Shard]], None]
 
 
 class DatasetTable(MutableMapping[str, Record]):
     """Dataset name → record, in store order, over a version's shards."""
 
-    def __init__(self, shards: list[Shard], loader: Loader, where: str = "") -> None:
+    def __init__(
+        self, shards: list[Shard], loader: Loader, where: str = "", columns_loader: ColumnsLoader | None = None
+    ) -> None:
         self.shards = shards
         self.where = where  # "manifest FILE", for messages
         self._load = loader  # decodes and checks a shard's records
+        self._load_columns = columns_loader  # reads the array columns of shards
+        self._dense: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # array -> (ids, schemas) by global row
         self._by_serial = {s.serial: s for s in shards}
         self._place: dict[str, int] | None = None  # name -> serial << ROW_BITS | row, built when first needed
         self._states: dict[str, DatasetState] = {}  # datasets of the shards made states (read or changed)
@@ -148,6 +156,66 @@ class DatasetTable(MutableMapping[str, Record]):
                     yield name, states.get(name, rec)
         yield from list(self._added.items())
 
+    # ------------------------------------------------------------------ columns
+
+    def array_locations(self, names: list[Any], array: str) -> tuple[list[int], np.ndarray, np.ndarray, list[int]]:
+        """Where ``array`` is in each of ``names`` that is a stored dataset this handle has
+        not touched, read from the shards' columns without decoding any record: (positions
+        in ``names``, array ids (0: the dataset has no such array), schema positions). Then
+        the positions of the other names (new, read or changed, deleted, unknown), whose
+        records or states tell."""
+        place = self._places()
+        touched = bool(self._states or self._added or self._deleted)
+        states, added, deleted = self._states, self._added, self._deleted
+        pos: list[int] = []
+        codes: list[int] = []
+        other: list[int] = []
+        get = place.get
+        for i, n in enumerate(names):
+            code = get(n) if type(n) is str else None
+            if code is None or (touched and (n in states or n in added or n in deleted)):
+                other.append(i)
+            else:
+                pos.append(i)
+                codes.append(code)
+        if not codes:
+            return pos, np.zeros(0, np.uint64), np.zeros(0, np.int64), other
+        ids, schemas = self._dense_column(array)
+        at = np.array(codes, dtype=np.int64)
+        rows = self._serial_base()[at >> ROW_BITS] + (at & ((1 << ROW_BITS) - 1))
+        return pos, ids[rows], schemas[rows], other
+
+    def _serial_base(self) -> np.ndarray:
+        top = max((s.serial for s in self.shards), default=0)
+        base = np.zeros(top + 1, dtype=np.int64)
+        at = 0
+        for s in self.shards:
+            base[s.serial] = at
+            at += len(s.names)
+        return base
+
+    def _dense_column(self, array: str) -> tuple[np.ndarray, np.ndarray]:
+        """Array ids and schema positions of ``array`` by global row (0 where absent)."""
+        hit = self._dense.get(array)
+        if hit is None:
+            missing = [s for s in self.shards if s.columns is None]
+            if missing:
+                if self._load_columns is None:
+                    raise AssertionError("a table with stored shards reads their columns")
+                self._load_columns(missing)
+            ids = np.zeros(self._rows, dtype=np.uint64)
+            schemas = np.zeros(self._rows, dtype=np.int64)
+            at = 0
+            for s in self.shards:
+                assert s.columns is not None
+                col = s.columns.get(array)
+                if col is not None:
+                    ids[at + col["row"]] = col["aid"]
+                    schemas[at + col["row"]] = col["schema"]
+                at += len(s.names)
+            hit = self._dense[array] = (ids, schemas)
+        return hit
+
     # ------------------------------------------------------------------ changes
 
     def __setitem__(self, name: str, rec: Record) -> None:
@@ -235,6 +303,7 @@ class DatasetTable(MutableMapping[str, Record]):
         self.shards = shards
         self._by_serial = {s.serial: s for s in shards}
         self._rows = sum(len(s.names) for s in shards)
+        self._dense = {}
         self._deleted = set()
         self._added = {}
         self._touched = {self._places()[n] >> ROW_BITS for n in states} if states else set()

@@ -364,6 +364,16 @@ def decode_body(body: memoryview, meta_format: str, meta_compression: str, limit
     return doc
 
 
+def decode_raw(body: memoryview, meta_compression: str, limit: int, what: str) -> bytes | bytearray | memoryview:
+    """A checksummed binary section, decompressed (at most ``limit`` bytes)."""
+    try:
+        return _decompress(body, meta_compression, limit, what)
+    except CorruptionError:
+        raise
+    except Exception as e:  # any decoder failure on checksummed bytes is corruption
+        raise CorruptionError(f"{what} cannot be decompressed: {e}") from None
+
+
 def decode_manifest(
     data: bytes, where: str, meta_format: str, meta_compression: str
 ) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import json
 import secrets
+from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
 
 from ..errors import CorruptionError
 from . import manifest as mf
@@ -25,6 +28,7 @@ SHARD_ROWS = 4096
 NAMES_BASE_BYTES = 64 << 10
 NAMES_BYTES_PER_ROW = 4 << 10
 MAX_SHARD_ROWS = 1 << 24
+MAX_HEADER_BYTES = 1 << 20  # the header line lists the shard's array names
 
 
 def new_shard_key(version: int) -> str:
@@ -55,6 +59,22 @@ def records_limit(rows: int, stored: int) -> int:
     return min(mf.MAX_MANIFEST_BYTES, max(limit, stored * mf.MANIFEST_MAX_RATIO))
 
 
+# A column row: the dataset's row in the shard, the array's id and its schema's position.
+COLUMN_DTYPE = np.dtype([("row", "<u4"), ("aid", "<u8"), ("schema", "<u4")])
+Columns = dict[str, np.ndarray]  # array name -> its rows (COLUMN_DTYPE), by dataset row
+
+
+def columns_of(records: list[Any]) -> Columns:
+    """The columns of the arrays of ``records`` (``[attributes, entries]`` each, or the
+    ``[name, attributes, entries]`` of a version-1 manifest): for each array name, the rows
+    of the datasets holding one, with its id and schema."""
+    found: dict[str, list[tuple[int, int, int]]] = {}
+    for row, rec in enumerate(records):
+        for e in rec[-1]:
+            found.setdefault(e[0], []).append((row, e[1], e[2]))
+    return {name: np.array(items, dtype=COLUMN_DTYPE) for name, items in sorted(found.items())}
+
+
 def encode_shard(names: list[str], records: list[Any], meta_format: str, meta_compression: str) -> tuple[bytes, int]:
     """A shard file holding ``names`` and their ``records`` ([attributes, arrays] each);
     returns the file and the length of its prefix (header and names), which the manifest
@@ -72,21 +92,49 @@ def encode_shard(names: list[str], records: list[Any], meta_format: str, meta_co
             f"{len(names_part) + len(body)} compressed ones, more than readers accept; write less "
             "repetitive attributes or shorter names, or use meta_compression='none'"
         )
+    columns = columns_of(records)
+    cols_raw = b"".join(c.tobytes() for c in columns.values())
+    cols = mf.compress_body(cols_raw, meta_compression)
     head = {
         "atlas": "shard",
         "format_version": mf.FORMAT_VERSION,
-        "rows": len(names),
+        "rows": rows,
         "names_length": len(names_part),
         "names_crc32c": checksum(names_part),
+        "columns": [[name, len(c)] for name, c in columns.items()],
+        "columns_length": len(cols),
+        "columns_crc32c": checksum(cols),
         "body_length": len(body),
         "body_crc32c": checksum(body),
     }
     line = json.dumps(head, ensure_ascii=True, separators=(",", ":")).encode() + b"\n"
-    return line + names_part + body, len(line) + len(names_part)
+    return line + names_part + cols + body, len(line) + len(names_part)
 
 
-def _header(data: bytes | memoryview, rows: int, where: str) -> tuple[dict[str, Any], int]:
-    buf = bytes(data[:4096])
+LENGTH_FIELDS = (
+    "rows", "names_length", "names_crc32c", "columns_length", "columns_crc32c", "body_length", "body_crc32c"
+)
+
+
+@dataclass(frozen=True)
+class ShardHeader:
+    """What a shard's header line says, checked: where each section is and what it holds."""
+
+    rows: int
+    names_at: tuple[int, int, int]  # offset, length, crc
+    columns_at: tuple[int, int, int]
+    body_at: tuple[int, int, int]
+    columns: tuple[tuple[str, int], ...]  # array name, rows of its column
+
+    @property
+    def length(self) -> int:
+        return self.body_at[0] + self.body_at[1]
+
+
+def parse_header(data: bytes | memoryview, rows: int, where: str) -> ShardHeader:
+    """The header of a shard file (from its first bytes); ``CorruptionError`` if damaged or
+    not holding the ``rows`` datasets its manifest says."""
+    buf = bytes(data[:MAX_HEADER_BYTES])
     nl = buf.find(b"\n")
     try:
         if nl < 0:
@@ -98,49 +146,86 @@ def _header(data: bytes | memoryview, rows: int, where: str) -> tuple[dict[str, 
         raise CorruptionError(f"shard {where} has a damaged header: {e}") from None
     if head.get("format_version") != mf.FORMAT_VERSION:
         raise CorruptionError(f"shard {where} has unsupported format version {head.get('format_version')!r}")
-    for field in ("rows", "names_length", "names_crc32c", "body_length", "body_crc32c"):
+    for field in LENGTH_FIELDS:
         value = head.get(field)
         if type(value) is not int or not 0 <= value < 2**40:
             raise CorruptionError(f"shard {where} declares an impossible {field} {value!r}")
     if head["rows"] != rows:
         raise CorruptionError(f"shard {where} holds {head['rows']} datasets; its manifest says {rows}")
-    return head, nl + 1
+    cols = head.get("columns")
+    try:
+        columns = tuple((str(n), int(c)) for n, c in cols) if type(cols) is list else None
+        if columns is None or any(not 0 < c <= rows or not n for n, c in columns):
+            raise ValueError
+    except (TypeError, ValueError):
+        raise CorruptionError(f"shard {where} has a damaged column list") from None
+    if len({n for n, _ in columns}) != len(columns):
+        raise CorruptionError(f"shard {where} lists a column twice")
+    start = nl + 1
+    names_at = (start, head["names_length"], head["names_crc32c"])
+    columns_at = (start + names_at[1], head["columns_length"], head["columns_crc32c"])
+    body_at = (columns_at[0] + columns_at[1], head["body_length"], head["body_crc32c"])
+    return ShardHeader(rows, names_at, columns_at, body_at, columns)
 
 
-def _section(
-    data: bytes | memoryview, start: int, length: int, crc: int, limit: int, meta: tuple[str, str], where: str
-) -> Any:
-    part = memoryview(data)[start : start + length]
+def _section(data: bytes | memoryview, at: tuple[int, int, int], base: int, where: str) -> memoryview:
+    """The checksummed bytes of a section (``data`` starting at file offset ``base``)."""
+    start, length, crc = at
+    part = memoryview(data)[start - base : start - base + length]
     if len(part) != length:
         raise CorruptionError(f"shard {where} is truncated")
     if checksum(part) != crc:
         raise CorruptionError(f"shard {where} fails its checksum")
-    return mf.decode_body(part, meta[0], meta[1], limit, f"shard {where}")
+    return part
 
 
 def names_end(data: bytes | memoryview, rows: int, where: str) -> int:
     """Where the names section of a shard ends (the prefix readers fetch to list names)."""
-    head, start = _header(data, rows, where)
-    return start + int(head["names_length"])
+    head = parse_header(data, rows, where)
+    return head.names_at[0] + head.names_at[1]
 
 
 def decode_names(prefix: bytes | memoryview, rows: int, meta: tuple[str, str], where: str) -> list[str]:
     """The dataset names of a shard, from its first bytes (header and names section)."""
-    head, start = _header(prefix, rows, where)
-    names = _section(prefix, start, head["names_length"], head["names_crc32c"], names_limit(rows), meta, where)
+    head = parse_header(prefix, rows, where)
+    part = _section(prefix, head.names_at, 0, where)
+    names = mf.decode_body(part, meta[0], meta[1], names_limit(rows), f"shard {where}")
     if type(names) is not list or len(names) != rows or not all(type(n) is str for n in names):
         raise CorruptionError(f"shard {where}: the names section is not a list of {rows} names")
     return names
 
 
-def decode_records(data: bytes | memoryview, rows: int, meta: tuple[str, str], where: str) -> list[Any]:
-    """The records ([attributes, arrays] per dataset) of a whole shard file."""
-    head, start = _header(data, rows, where)
-    start += head["names_length"]
-    if len(data) != start + head["body_length"]:
-        raise CorruptionError(f"shard {where} is {len(data)} bytes, not the {start + head['body_length']} it declares")
-    limit = records_limit(rows, head["body_length"])
-    records = _section(data, start, head["body_length"], head["body_crc32c"], limit, meta, where)
+def decode_columns(
+    head: ShardHeader, data: bytes | memoryview, base: int, meta_compression: str, where: str
+) -> Columns:
+    """The array columns of a shard from its columns section (``data`` starting at file
+    offset ``base``), each checked: rows in order and within the shard, ids above 0."""
+    part = _section(data, head.columns_at, base, where)
+    size = COLUMN_DTYPE.itemsize
+    expected = sum(c for _, c in head.columns) * size
+    raw = mf.decode_raw(part, meta_compression, expected, f"shard {where}")
+    if len(raw) != expected:
+        raise CorruptionError(f"shard {where}: the columns section holds {len(raw)} bytes, not {expected}")
+    out: Columns = {}
+    pos = 0
+    for name, count in head.columns:
+        col = np.frombuffer(raw, COLUMN_DTYPE, count, pos)
+        pos += count * size
+        rows = col["row"]
+        if (col["aid"] == 0).any() or rows[-1] >= head.rows or (count > 1 and (rows[1:] <= rows[:-1]).any()):
+            raise CorruptionError(f"shard {where}: the column of array {name!r} is malformed")
+        out[name] = col
+    return out
+
+
+def decode_records(data: bytes | memoryview, rows: int, meta: tuple[str, str], where: str) -> tuple[list[Any], Columns]:
+    """The records ([attributes, arrays] per dataset) and array columns of a whole shard
+    file, which must agree."""
+    head = parse_header(data, rows, where)
+    if len(data) != head.length:
+        raise CorruptionError(f"shard {where} is {len(data)} bytes, not the {head.length} it declares")
+    part = _section(data, head.body_at, 0, where)
+    records = mf.decode_body(part, meta[0], meta[1], records_limit(rows, len(part)), f"shard {where}")
     if type(records) is not list or len(records) != rows:
         raise CorruptionError(f"shard {where}: the records section does not hold {rows} records")
-    return records
+    return records, decode_columns(head, data, 0, meta[1], where)
