@@ -68,11 +68,22 @@ def columns_of(records: list[Any]) -> Columns:
     """The columns of the arrays of ``records`` (``[attributes, entries]`` each, or the
     ``[name, attributes, entries]`` of a version-1 manifest): for each array name, the rows
     of the datasets holding one, with its id and schema."""
-    found: dict[str, list[tuple[int, int, int]]] = {}
+    found: dict[str, tuple[list[int], list[int], list[int]]] = {}
     for row, rec in enumerate(records):
         for e in rec[-1]:
-            found.setdefault(e[0], []).append((row, e[1], e[2]))
-    return {name: np.array(items, dtype=COLUMN_DTYPE) for name, items in sorted(found.items())}
+            lists = found.get(e[0])
+            if lists is None:
+                lists = found[e[0]] = ([], [], [])
+            lists[0].append(row)
+            lists[1].append(e[1])
+            lists[2].append(e[2])
+    out: Columns = {}
+    for name in sorted(found):
+        rows, aids, schemas = found[name]
+        col = np.empty(len(rows), dtype=COLUMN_DTYPE)
+        col["row"], col["aid"], col["schema"] = rows, aids, schemas
+        out[name] = col
+    return out
 
 
 def encode_shard(names: list[str], records: list[Any], meta_format: str, meta_compression: str) -> tuple[bytes, int]:
