@@ -57,6 +57,7 @@ class Config:
     timeout: float
     output: Path
     cprofile: bool
+    history: bool
 
 
 @dataclass
@@ -170,7 +171,7 @@ def prepare(cfg: Config, impl: str) -> Side:
 
 def history(cfg: Config, side: Side) -> None:
     """100 commits of one attribute change each, once per kept store; sizes after."""
-    if "history" in side.state or side.state["build"]["status"] != "ok":
+    if not cfg.history or "history" in side.state or side.state["build"]["status"] != "ok":
         return
     result = spawn(cfg, side, "history")
     log(side, "history", result)
@@ -235,85 +236,89 @@ def from_state(side: Side, *keys: str, scale: float = 1.0) -> float | str:
 
 Getter = Callable[[Side], "float | str"]
 
-ROWS: list[tuple[str, str, Getter]] = [
-    ("open + `list_datasets()`", "s", lambda s: median(s, "open_list")),
-    (
-        "open + `list_datasets()`, peak RSS of the process",
-        "MB",
-        lambda s: median(s, "open_list", "peak_rss_mb"),
-    ),
-    ('`read_array_across("temperature", all)`', "s", lambda s: median(s, "scan")),
-    (
-        "`read_array_across`, peak RSS of the process",
-        "MB",
-        lambda s: median(s, "scan", "peak_rss_mb"),
-    ),
-    ("`read_array_across_stacked`, same", "s", lambda s: median(s, "scan_stacked")),
-    ('`find("temperature.max > 20.8")`', "s", lambda s: median(s, "find")),
-    ("`catalog()` of 3 arrays' statistics + 2 attributes", "s", lambda s: median(s, "catalog")),
-    ("append 100 datasets + `flush()`", "s", lambda s: median(s, "append")),
-    ("change one attribute + `flush()`", "s", lambda s: median(s, "attribute")),
-    ("flush of the last batch", "s", lambda s: from_state(s, "build", "last_flush_s")),
-    (
-        "metadata written by the append-100 commit",
-        "MB",
-        lambda s: _mb(median(s, "append", "meta_bytes")),
-    ),
-    (
-        "metadata written by the attribute commit",
-        "MB",
-        lambda s: _mb(median(s, "attribute", "meta_bytes")),
-    ),
-    (
-        "all bytes written by the attribute commit (`wchar`)",
-        "MB",
-        lambda s: _mb(median(s, "attribute", "wchar")),
-    ),
-    (
-        "manifests on disk, all versions",
-        "MB",
-        lambda s: from_state(s, "sizes", "manifests", scale=MB),
-    ),
-    (
-        "chunk index / statistics files on disk",
-        "MB",
-        lambda s: from_state(s, "sizes", "index", scale=MB),
-    ),
-    ("store on disk after the build", "MB", lambda s: from_state(s, "sizes", "total", scale=MB)),
-    ("files in the store after the build", "", lambda s: from_state(s, "sizes", "files")),
-    ("peak memory while building (process)", "MB", lambda s: from_state(s, "build", "peak_rss_mb")),
-    ("build time (data generation excluded)", "s", lambda s: from_state(s, "build", "seconds")),
-    (
-        "store on disk after 100 more commits",
-        "MB",
-        lambda s: from_state(s, "history", "sizes", "total", scale=MB),
-    ),
+
+@dataclass(frozen=True)
+class Row:
+    title: str
+    unit: str
+    get: Getter
+    spread_of: str | None = None  # the op whose runs' min-max the notes show
+
+
+def _scaled(value: float | str, scale: float) -> float | str:
+    return value / scale if isinstance(value, float | int) else value
+
+
+def timed(title: str, op: str) -> Row:
+    return Row(title, "s", lambda s: median(s, op), op)
+
+
+def per_run(title: str, unit: str, op: str, key: str, scale: float = 1.0) -> Row:
+    return Row(title, unit, lambda s: _scaled(median(s, op, key), scale))
+
+
+def kept(title: str, unit: str, *keys: str, scale: float = 1.0) -> Row:
+    return Row(title, unit, lambda s: from_state(s, *keys, scale=scale))
+
+
+ROWS = [
+    timed("open + `list_datasets()`", "open_list"),
+    per_run("open + `list_datasets()`, peak RSS of the process", "MB", "open_list", "peak_rss_mb"),
+    timed('`read_array_across("temperature", all)`', "scan"),
+    per_run("`read_array_across`, peak RSS of the process", "MB", "scan", "peak_rss_mb"),
+    timed("`read_array_across_stacked`, same", "scan_stacked"),
+    timed('`find("temperature.max > 20.8")`', "find"),
+    timed("`catalog()` of 3 arrays' statistics + 2 attributes", "catalog"),
+    timed("append 100 datasets + `flush()`", "append"),
+    timed("change one attribute + `flush()`", "attribute"),
+    kept("flush of the last batch", "s", "build", "last_flush_s"),
+    per_run("metadata written by the append-100 commit", "MB", "append", "meta_bytes", MB),
+    per_run("metadata written by the attribute commit", "MB", "attribute", "meta_bytes", MB),
+    per_run("all bytes written by the attribute commit (`wchar`)", "MB", "attribute", "wchar", MB),
+    kept("manifests on disk, all versions", "MB", "sizes", "manifests", scale=MB),
+    kept("chunk index / statistics files on disk", "MB", "sizes", "index", scale=MB),
+    kept("store on disk after the build", "MB", "sizes", "total", scale=MB),
+    kept("files in the store after the build", "", "sizes", "files"),
+    kept("peak memory while building (process)", "MB", "build", "peak_rss_mb"),
+    kept("build time (data generation excluded)", "s", "build", "seconds"),
+    kept("store on disk after 100 more commits", "MB", "history", "sizes", "total", scale=MB),
 ]
 
 
-def _mb(value: float | str) -> float | str:
-    return value / MB if isinstance(value, float | int) else value
+def spread(side: Side, op: str) -> str:
+    """``min-max`` of the ok runs' wall seconds and their median CPU seconds."""
+    ok = [r for r in side.runs.get(op, []) if r["status"] == "ok"]
+    if not ok:
+        return ""
+    wall = [r["seconds"] for r in ok]
+    cpu = statistics.median(r.get("cpu_seconds", float("nan")) for r in ok)
+    return f"{fmt(min(wall))}–{fmt(max(wall))} (cpu {fmt(cpu)})"
 
 
 def fmt(value: float | str) -> str:
     if isinstance(value, str):
         return value
+    if value != value:  # NaN: not recorded
+        return "?"
     if value >= 100 or value == int(value):
         return f"{value:,.0f}"
     return f"{value:.3g}" if value >= 1 else f"{value:.3f}" if value >= 0.01 else f"{value:.4f}"
 
 
-def render(cfg: Config, sides: dict[str, Side]) -> str:
+def render(n: int, batch: int, sides: dict[str, Side]) -> str:
     lines = [
-        f"| N = {cfg.n:,}, flush every {cfg.batch:,} | unit | atlas | yardstick | atlas / yardstick |",
-        "| --- | --- | ---: | ---: | ---: |",
+        f"| N = {n:,}, flush every {batch:,} | unit | atlas | yardstick | atlas / yardstick "
+        "| runs min–max (median CPU s), atlas / yardstick |",
+        "| --- | --- | ---: | ---: | ---: | --- |",
     ]
-    for title, unit, get in ROWS:
-        ours = get(sides["ours"]) if "ours" in sides else ""
-        ref = get(sides["ref"]) if "ref" in sides else ""
+    for row in ROWS:
+        ours = row.get(sides["ours"]) if "ours" in sides else ""
+        ref = row.get(sides["ref"]) if "ref" in sides else ""
         both = isinstance(ours, float | int) and isinstance(ref, float | int) and ref
         ratio = f"{ours / ref:.2f}" if both else ""  # type: ignore[operator]
-        lines.append(f"| {title} | {unit} | {fmt(ours)} | {fmt(ref)} | {ratio} |")
+        spreads = [spread(s, row.spread_of) for s in sides.values()] if row.spread_of else []
+        note = " / ".join(x or "—" for x in spreads) if any(spreads) else ""
+        lines.append(f"| {row.title} | {row.unit} | {fmt(ours)} | {fmt(ref)} | {ratio} | {note} |")
     return "\n".join(lines)
 
 
@@ -343,9 +348,20 @@ def parse_args(argv: list[str] | None) -> Config:
         "--output", type=Path, help="JSON report (default bench/results/scale-N.json)"
     )
     parser.add_argument(
+        "--no-history",
+        action="store_true",
+        help="skip the 100 commits of history (at 1M each of ours writes a full manifest)",
+    )
+    parser.add_argument(
+        "--table-from", type=Path, help="print the table of an earlier JSON report and exit"
+    )
+    parser.add_argument(
         "--cprofile", action="store_true", help="also profile our open + list and scan"
     )
     args = parser.parse_args(argv)
+    if args.table_from:
+        print(table_from(args.table_from))
+        raise SystemExit(0)
     return Config(
         n=args.scale_probe,
         batch=args.batch,
@@ -356,12 +372,25 @@ def parse_args(argv: list[str] | None) -> Config:
         timeout=args.timeout,
         output=args.output or BENCH / "results" / f"scale-{args.scale_probe}.json",
         cprofile=args.cprofile,
+        history=not args.no_history,
     )
+
+
+def table_from(report_path: Path) -> str:
+    """The table of an earlier run's JSON report."""
+    report = json.loads(report_path.read_text())
+    sides = {
+        impl: Side(impl, Path(), side["state"], side["runs"])
+        for impl, side in report["sides"].items()
+    }
+    config = report["config"]
+    n, batch = int(config["n"]), int(config["batch"])
+    return render(n, batch, sides)
 
 
 def main(argv: list[str] | None = None) -> int:
     cfg = parse_args(argv)
-    started = time.perf_counter()
+    started, loads = time.perf_counter(), [os.getloadavg()]
     print(
         f"atlas scale probe: {cfg.n:,} datasets, flush every {cfg.batch:,}, {cfg.reps} rep(s), {os.cpu_count()} CPUs"
     )
@@ -371,12 +400,16 @@ def main(argv: list[str] | None = None) -> int:
     for side in sides.values():
         history(cfg, side)
     texts = profiles(cfg, sides["ours"]) if cfg.cprofile and "ours" in sides else {}
-    table = render(cfg, sides)
-    print(f"\n{table}\n\n{time.perf_counter() - started:.0f} s; results in {cfg.output}")
+    table = render(cfg.n, cfg.batch, sides)
+    load = "load average {} at the start, {} at the end".format(
+        *(" ".join(f"{x:.1f}" for x in avg) for avg in (loads[0], os.getloadavg()))
+    )
+    print(f"\n{table}\n\n{time.perf_counter() - started:.0f} s, {load}; results in {cfg.output}")
     report = {
         "generated_at": now(),
         "config": {k: str(v) for k, v in vars(cfg).items()},
         "sides": {impl: {"state": s.state, "runs": s.runs} for impl, s in sides.items()},
+        "load_average": [*loads, os.getloadavg()],
         "table": table,
         "profiles": texts,
     }

@@ -179,11 +179,12 @@ class Context:
 
     @contextmanager
     def measure(self, watch_store: bool = False) -> Iterator[None]:
-        """Time the block; record the peak RSS after it, the bytes written and (when
+        """Time the block (wall and CPU); record the peak RSS after it, the bytes written and (when
         ``watch_store``) the files of the store it added or changed."""
         before = tree(self.store) if watch_store else {}
         profiler = cProfile.Profile() if self.cprofile else None
         wchar = written_bytes()
+        cpu0 = time.process_time()
         t0 = time.perf_counter()
         if profiler:
             profiler.enable()
@@ -191,6 +192,7 @@ class Context:
         if profiler:
             profiler.disable()
         self.result["seconds"] = time.perf_counter() - t0
+        self.result["cpu_seconds"] = time.process_time() - cpu0  # every thread's user + system
         self.result["wchar"] = written_bytes() - wchar
         self.result["peak_rss_mb"] = peak_rss_mb()
         if watch_store:
