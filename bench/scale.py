@@ -291,8 +291,8 @@ def spread(side: Side, op: str) -> str:
     if not ok:
         return ""
     wall = [r["seconds"] for r in ok]
-    cpu = statistics.median(r.get("cpu_seconds", float("nan")) for r in ok)
-    return f"{fmt(min(wall))}–{fmt(max(wall))} (cpu {fmt(cpu)})"
+    cpu = f"cpu {fmt(statistics.median(r.get('cpu_seconds', float('nan')) for r in ok))}"
+    return f"{fmt(min(wall))}–{fmt(max(wall))} ({cpu})" if len(ok) > 1 else f"({cpu})"
 
 
 def fmt(value: float | str) -> str:
