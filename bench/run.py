@@ -432,6 +432,14 @@ def parse_args(argv: list[str] | None) -> tuple[Config, bool]:
         "--quick", action="store_true", help="smoke run: 300 profiles, 10 gridded, 1 rep"
     )
     parser.add_argument("--scale", type=int, help="number of profile datasets (default 2000)")
+    parser.add_argument(
+        "--scale-probe",
+        type=int,
+        nargs="?",
+        metavar="N",
+        help="run the scale probe of issue 13 instead (N datasets, default 100000; "
+        "its options: --scale-probe --help)",
+    )
     parser.add_argument("--gridded", type=int, help="number of gridded datasets (default 50)")
     parser.add_argument(
         "--reps", type=int, help="repetitions per phase and implementation (default 3)"
@@ -493,6 +501,11 @@ def git_revision() -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if any(arg.split("=")[0] == "--scale-probe" for arg in argv):
+        import scale  # the scale probe has its own options: bench/run --scale-probe --help
+
+        return scale.main(argv)
     cfg, remove_workdir = parse_args(argv)
     for impl in cfg.impls:
         if not INTERPRETERS[impl].exists():
