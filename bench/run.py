@@ -437,7 +437,7 @@ def parse_args(argv: list[str] | None) -> tuple[Config, bool]:
         type=int,
         nargs="?",
         metavar="N",
-        help="run the scale probe of issue 13 instead (N datasets, default 100000; "
+        help="run the scale probe instead (N datasets, default 100000; "
         "its options: --scale-probe --help)",
     )
     parser.add_argument("--gridded", type=int, help="number of gridded datasets (default 50)")

@@ -1,4 +1,4 @@
-"""The scale probe of issue 13: one store of N profile datasets, our atlas against the yardstick.
+"""The scale probe: one store of N profile datasets, our atlas against the yardstick.
 
     bench/run --scale-probe [N] [--reps R] [--batch B] [--impl ours|ref|both] [--rebuild] ...
 
@@ -43,7 +43,7 @@ WORKER = BENCH / "scale_worker.py"
 WORKLOAD_VERSION = "1"  # bump when scale_worker's datasets change: kept stores are rebuilt
 READ_OPS = ("open_list", "scan", "scan_stacked", "find", "catalog")
 COMMIT_OPS = ("append", "attribute")
-MB = 1e6  # decimal megabytes, as in the issue's table
+MB = 1e6  # decimal megabytes
 
 
 @dataclass
@@ -327,7 +327,7 @@ def render(n: int, batch: int, sides: dict[str, Side]) -> str:
 
 def parse_args(argv: list[str] | None) -> Config:
     parser = argparse.ArgumentParser(
-        description="The scale probe of issue 13 (see bench/README.md)."
+        description="The scale probe (see bench/README.md)."
     )
     parser.add_argument(
         "--scale-probe", type=int, nargs="?", const=100_000, default=100_000, metavar="N"

@@ -8,7 +8,7 @@ of the timed block, the process's peak RSS right after it, the bytes the block w
 (``/proc/self/io`` ``wchar``) and the files it added or changed in the store. Only the
 standard library, numpy and ``atlas`` are used, so it runs in both venvs.
 
-The probe's datasets (issue 13): profile ``pNNNNNNN`` has ``depth``, ``temperature`` and
+The probe's datasets: profile ``pNNNNNNN`` has ``depth``, ``temperature`` and
 ``salinity`` (float32, 100 levels, rounded to 0.1 / 0.001 / 0.001) and 6 attributes; the
 data of dataset ``i`` is a pure function of ``i``, so any process can regenerate it.
 """
