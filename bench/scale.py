@@ -130,7 +130,8 @@ def log(side: Side, label: str, result: dict[str, Any]) -> None:
 
 def store_sizes(store: Path) -> dict[str, int]:
     """Bytes on disk (``st_blocks``) in all, of manifests and of chunk indexes (ours:
-    ``manifests/``, ``index/``; the yardstick: ``atlas.json``, ``*.stats``), and files."""
+    ``manifests/`` with the dataset shards of ``meta/``, ``index/``; the yardstick:
+    ``atlas.json``, ``*.stats``), and files."""
     sizes = {"total": 0, "manifests": 0, "index": 0, "files": 0}
     for root, _dirs, names in os.walk(store):
         for name in names:
@@ -275,7 +276,7 @@ ROWS = [
     per_run("metadata written by the append-100 commit", "MB", "append", "meta_bytes", MB),
     per_run("metadata written by the attribute commit", "MB", "attribute", "meta_bytes", MB),
     per_run("all bytes written by the attribute commit (`wchar`)", "MB", "attribute", "wchar", MB),
-    kept("manifests on disk, all versions", "MB", "sizes", "manifests", scale=MB),
+    kept("manifests (and dataset shards) on disk, all versions", "MB", "sizes", "manifests", scale=MB),
     kept("chunk index / statistics files on disk", "MB", "sizes", "index", scale=MB),
     kept("store on disk after the build", "MB", "sizes", "total", scale=MB),
     kept("files in the store after the build", "", "sizes", "files"),

@@ -141,9 +141,9 @@ def written_bytes() -> int:
 
 
 def is_metadata(relpath: str) -> bool:
-    """Our manifests and chunk indexes; the yardstick's ``atlas.json`` and ``*.stats``."""
+    """Our manifests, dataset shards and chunk indexes; the yardstick's ``atlas.json`` and ``*.stats``."""
     top = relpath.split("/", 1)[0]
-    return top in ("manifests", "index") or relpath == "atlas.json" or relpath.endswith(".stats")
+    return top in ("manifests", "meta", "index") or relpath == "atlas.json" or relpath.endswith(".stats")
 
 
 def tree(store: Path) -> dict[str, tuple[int, int, int]]:
