@@ -62,12 +62,12 @@ def test_views_from_before_a_compaction_that_advanced_the_handle_refuse_writes(t
 
 def test_compact_rewrites_only_variables_that_hold_dead_data(tmp_path: Path) -> None:
     store = atlas.Atlas.create(tmp_path / "s")
-    for i in range(10):
-        ds = store.create_dataset(f"d{i}")
-        for v in ("a", "b"):
+    for v in ("a", "b"):  # flushed apart: each in segment files of its own
+        for i in range(10):
+            ds = store.create_dataset(f"d{i}") if v == "a" else store.open_dataset(f"d{i}")
             ds.define_array(v, "int64", ["x"], [100])
             ds.write_array(v, [0], np.arange(100, dtype=np.int64) + i)
-    store.flush()
+        store.flush()
     b_segments = list(store._variables["b"].segments)
     store.open_dataset("d3").delete_array("a")
     store.compact()
@@ -79,6 +79,25 @@ def test_compact_rewrites_only_variables_that_hold_dead_data(tmp_path: Path) -> 
     again = atlas.Atlas.open(tmp_path / "s")
     assert again.open_dataset("d3").read_array("a") is None
     assert again.open_dataset("d4").read_array("a").tolist() == list(range(4, 104))
+
+
+def test_compact_copies_the_variables_sharing_a_segment_with_dead_data(tmp_path: Path) -> None:
+    store = atlas.Atlas.create(tmp_path / "s")
+    for i in range(10):  # one flush: a and b share their segment files
+        ds = store.create_dataset(f"d{i}")
+        for v in ("a", "b"):
+            ds.define_array(v, "int64", ["x"], [100])
+            ds.write_array(v, [0], np.arange(100, dtype=np.int64) + i)
+    store.flush()
+    shared = {k for k, _ in store._variables["a"].segments}
+    assert shared == {k for k, _ in store._variables["b"].segments}
+    store.open_dataset("d3").delete_array("a")
+    store.compact()
+    files = stored_files(tmp_path / "s")
+    assert not shared & set(files)  # the shared file went: both variables were copied
+    again = atlas.Atlas.open(tmp_path / "s")
+    assert again.open_dataset("d4").read_array("b").tolist() == list(range(4, 104))
+    assert again.verify() == []
 
 
 # ------------------------------------------------------------------ live writers and the grace period

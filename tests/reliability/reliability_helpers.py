@@ -137,6 +137,7 @@ def as_version_1(root: Path) -> None:
     head["format_version"] = 1
     checks = {}
     for v in doc["variables"]:
+        v[3] = [seg[:2] for seg in v[3]]  # [key, size]: a variable's own bytes are not listed
         runs = v[2]
         if not isinstance(runs, list):
             continue
@@ -165,7 +166,7 @@ def referenced_files(root: Path) -> set[str]:
             refs.add(index)
         elif index:
             refs.update(r[0] for r in index)
-        refs.update(k for k, _ in segs)
+        refs.update(seg[0] for seg in segs)
     refs.update(s[0] for s in doc.get("shards", []))
     return refs
 

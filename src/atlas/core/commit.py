@@ -33,7 +33,7 @@ from ..errors import (
 from ..format import manifest as mf
 from ..format.chunkindex import ChunkIndex, empty_rows, index_check, merge_rows, run_file_key
 from ..format.codec import checksum
-from ..format.segment import ChunkPayload, start_segments
+from ..format.segment import ChunkPayload, SegmentSink, start_segments
 from ..format.shard import columns_of, encode_shard, new_shard_key, parse_header
 from ..format.strings import decode_strings, encode_strings
 from ..stats import chunk_stats, fold_many, string_stats
@@ -161,15 +161,22 @@ def write_ahead(store: StoreModel, arrays: Iterable[ArrayState]) -> list[tuple[V
     for vname, payloads in chunk_payloads(store, arrays):
         var = store._variables[vname]
         started.append((var, start_segments(var.vid, payloads, store._codec), by_name[vname]))
-    result = []
+    result: WrittenAhead = []
     puts = ParallelPuts(store._storage)
-    try:
+    try:  # every variable's blocks in the same few segment files
+        sink = SegmentSink(puts.put)
+        owned = []
         for var, finish, arrs in started:
             first_seg = len(var.segments) + len(var.pending_segments)
-            rows, segs = finish(puts.put, first_seg)
-            result.append((var, rows, segs, arrs))
+            rows, var_owned = finish(sink, first_seg)
+            owned.append(var_owned)
+            result.append((var, rows, [], arrs))
+        sizes = sink.close()
     finally:
         puts.wait()
+    for (var, _, segs, _), var_owned in zip(result, owned, strict=True):
+        segs.extend((k, sizes[k]) for k, _ in var_owned)
+        var.owned.update(var_owned)
     return result
 
 
@@ -528,7 +535,7 @@ def manifest_doc(
         runs, segs = (upd.runs, upd.segments) if upd is not None else (var.runs, var.segments)
         if var.live <= 0 and not runs:
             continue  # nothing left of this variable
-        variables.append([vname, var.vid, [r.entry() for r in runs], [[k, s] for k, s in segs], var.live])
+        variables.append([vname, var.vid, [r.entry() for r in runs], var.segment_entries(segs), var.live])
     return {
         "format_version": mf.FORMAT_VERSION,
         loading.VERSION_KEY: version,

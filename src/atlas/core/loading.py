@@ -26,7 +26,7 @@ from .table import DatasetTable, Shard
 if TYPE_CHECKING:
     from .model import StoreModel
 VERSION_KEY = "version"
-SEGMENT_KEY = re.compile(r"data/v[0-9]+-[0-9a-f]+\.seg")
+SEGMENT_KEY = re.compile(r"data/(v[0-9]+|m)-[0-9a-f]+\.seg")
 INDEX_KEY = re.compile(r"index/[vr][0-9]+-[0-9a-f]+\.idx")
 
 
@@ -126,10 +126,15 @@ def install(store: StoreModel, doc: dict[str, Any], where: str) -> None:
             name, vid, index, segs, live = v
             var = Variable(str(name), int(vid))
             var.runs = index_runs(index, checks)
-            var.segments = [(k, sz) for k, sz in segs]
-            for k, sz in var.segments:
+            var.segments = [(seg[0], seg[1]) for seg in segs]
+            for seg in segs:  # [key, size] (version 1), [key, size, bytes of this variable] (version 2)
+                k, sz, own = seg[0], seg[1], seg[2] if len(seg) == 3 else seg[1] - 8
                 if type(k) is not str or not SEGMENT_KEY.fullmatch(k) or type(sz) is not int or not 0 <= sz < 2**62:
                     raise ValueError(f"bad segment entry {k!r}")
+                if len(seg) not in (2, 3) or type(own) is not int or not 0 <= own <= sz:
+                    raise ValueError(f"bad segment entry {seg!r}")
+                if len(seg) == 3:
+                    var.owned[k] = own
             var.live = int(live)
         except (TypeError, ValueError) as e:
             raise CorruptionError(f"manifest {where}: variable entry is malformed: {e}") from None

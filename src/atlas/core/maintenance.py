@@ -14,7 +14,7 @@ from ..errors import CorruptionError
 from ..format import manifest as mf
 from ..format.chunkindex import ChunkIndex, empty_rows
 from ..format.codec import DECIMAL
-from ..format.segment import SEGMENT_MAGIC, ChunkPayload, write_segments
+from ..format.segment import ChunkPayload, write_segments
 from ..format.shard import SHARD_PREFIX
 from . import commit, history, loading, read
 from .model import STATE_ATTRIBUTES
@@ -54,6 +54,19 @@ def upgrade(store: StoreModel) -> bool:
     return True
 
 
+def _to_copy(variables: list[Variable], dead: set[str]) -> list[Variable]:
+    """The variables whose data compaction copies: those holding dead bytes, and every
+    variable sharing a segment file with one of them (a file goes only when no variable
+    names it any more)."""
+    copy = set(dead)
+    while True:
+        files = {k for v in variables if v.name in copy for k, _ in v.segments}
+        more = {v.name for v in variables if v.name not in copy and any(k in files for k, _ in v.segments)}
+        if not more:
+            return [v for v in variables if v.name in copy]
+        copy |= more
+
+
 def _live_rows(idx: ChunkIndex, live: dict[int, Any]) -> ChunkIndex:
     """The index rows of live arrays (deleted arrays' rows stay in older runs until compaction)."""
     rows = idx.rows
@@ -71,7 +84,7 @@ def _needs_rewrite(var: Variable, idx: ChunkIndex) -> bool:
     block_ids = np.stack([rows["seg"].astype(np.int64), rows["offset"].astype(np.int64)], axis=1)
     first = np.unique(block_ids, axis=0, return_index=True)[1]
     stored = int(rows["length"][first].sum())
-    if stored < sum(size - len(SEGMENT_MAGIC) for _, size in var.segments):
+    if stored < sum(var.owned_bytes(k, size) for k, size in var.segments):
         return True  # some blocks are dead
     # blocks still used, but some of their chunks were overwritten or deleted
     return int(rows["nbytes"].sum()) < int(rows["raw_size"][first].sum())
@@ -145,7 +158,7 @@ def _referenced(doc: dict[str, Any]) -> set[str]:
             refs.add(index)
         elif index:
             refs.update(r[0] for r in index)
-        refs.update(k for k, _ in segs)
+        refs.update(seg[0] for seg in segs)
     refs.update(s[0] for s in doc.get("shards", []))
     return refs
 
@@ -164,12 +177,14 @@ def compact(atlas: StoreModel, keep_versions: int = 1, grace_period: Any = None)
     advance(atlas)
     rewrite: dict[str, tuple[ChunkIndex, list[tuple[str, int]]]] = {}
     kinds = atlas._element_kinds(set(atlas._variables))
-    for var in list(atlas._variables.values()):
-        idx = _live_rows(atlas._index(var), kinds[var.name])
-        if _needs_rewrite(var, idx):
-            rewrite[var.name] = _rewrite(atlas, var, idx, kinds[var.name])
-        elif len(var.runs) > 1 or len(idx) < len(atlas._index(var)):  # one run, without deleted arrays' rows
-            rewrite[var.name] = (idx, var.all_segments())
+    variables = list(atlas._variables.values())
+    live = {var.name: _live_rows(atlas._index(var), kinds[var.name]) for var in variables}
+    for var in _to_copy(variables, {v.name for v in variables if _needs_rewrite(v, live[v.name])}):
+        rewrite[var.name] = _rewrite(atlas, var, live[var.name], kinds[var.name])
+    for var in variables:
+        idx = live[var.name]
+        if var.name not in rewrite and (len(var.runs) > 1 or len(idx) < len(atlas._index(var))):
+            rewrite[var.name] = (idx, var.all_segments())  # one run, without deleted arrays' rows
     if rewrite:
         commit.commit(atlas, rewrite=rewrite)
         for name, (idx, _) in rewrite.items():

@@ -402,7 +402,7 @@ class Variable:
     """All arrays of one name across datasets: segment files and chunk index."""
 
     __slots__ = (
-        "name", "vid", "runs", "segments", "index", "pending", "pending_segments",
+        "name", "vid", "runs", "segments", "owned", "index", "pending", "pending_segments",
         "dead_aids", "live", "changed", "gen",
     )
 
@@ -411,6 +411,9 @@ class Variable:
         self.vid = vid
         self.runs: list[IndexRun] = []  # the committed chunk index, oldest run first
         self.segments: list[tuple[str, int]] = []  # committed segment files (key, size)
+        # bytes of this variable's blocks in a segment shared with other variables, by key
+        # (a segment missing here holds this variable's blocks alone)
+        self.owned: dict[str, int] = {}
         self.index: ChunkIndex | None = None  # loaded lazily
         self.pending = ChunkIndex(empty_rows())  # rows written ahead, not yet committed
         self.pending_segments: list[tuple[str, int]] = []
@@ -422,6 +425,14 @@ class Variable:
     def all_segments(self) -> list[tuple[str, int]]:
         """Committed then pending segment files; a row's ``seg`` indexes this list."""
         return self.segments + self.pending_segments
+
+    def owned_bytes(self, key: str, size: int) -> int:
+        """Bytes of this variable's blocks in the segment ``key`` of ``size`` bytes."""
+        return self.owned.get(key, size - 8)  # 8: the segment's magic
+
+    def segment_entries(self, segments: list[tuple[str, int]]) -> list[list[Any]]:
+        """Segments as a version-2 manifest lists them: ``[key, size, bytes of this variable's blocks]``."""
+        return [[k, size, self.owned_bytes(k, size)] for k, size in segments]
 
 
 @dataclass

@@ -57,6 +57,52 @@ def new_key(prefix: str, vid: int, ext: str) -> str:
     return f"{prefix}/v{vid}-{secrets.token_hex(10)}.{ext}"
 
 
+def new_shared_key() -> str:
+    """A fresh, never-reused key for a segment file shared by the variables of one write."""
+    return f"data/m-{secrets.token_hex(10)}.seg"
+
+
+class SegmentSink:
+    """Where the blocks of one write go: segment files (cut at ``SEGMENT_TARGET``) that the
+    variables written share, each variable's blocks contiguous in them. ``close`` writes the
+    last file and returns every file's size."""
+
+    def __init__(self, put: Callable[[str, bytes], None], new_key: Callable[[], str] = new_shared_key) -> None:
+        self._put = put
+        self._new_key = new_key
+        self.sizes: dict[str, int] = {}
+        self._start()
+
+    def _start(self) -> None:
+        self.key = self._new_key()
+        self._parts: list[bytes | bytearray | memoryview] = [SEGMENT_MAGIC]
+        self._size = len(SEGMENT_MAGIC)
+
+    def _cut(self) -> None:
+        if self._size > len(SEGMENT_MAGIC):
+            data = b"".join(self._parts)
+            self._put(self.key, data)
+            self.sizes[self.key] = len(data)
+        self._start()
+
+    def append(self, block: bytes | bytearray | memoryview) -> tuple[str, int]:
+        """Add a stored block; returns (segment key, offset)."""
+        if self._size > len(SEGMENT_MAGIC) and self._size + len(block) > SEGMENT_TARGET:
+            self._cut()
+        at = self._size
+        self._parts.append(block)
+        self._size += len(block)
+        return self.key, at
+
+    def close(self) -> dict[str, int]:
+        self._cut()
+        return self.sizes
+
+
+# The segments a variable's write used: (key, bytes of its blocks in that file).
+Owned = list[tuple[str, int]]
+
+
 def write_segments(
     put: Callable[[str, bytes], None],
     vid: int,
@@ -64,22 +110,27 @@ def write_segments(
     codec: str,
     first_seg: int,
 ) -> tuple[np.ndarray, list[tuple[str, int]]]:
-    """Store ``payloads`` as new segment files; return (index rows, [(segment key, size)])."""
-    return start_segments(vid, payloads, codec)(put, first_seg)
+    """Store ``payloads`` as new segment files of their own; return (index rows,
+    [(segment key, size)])."""
+    sink = SegmentSink(put, lambda: new_key("data", vid, "seg"))
+    rows, owned = start_segments(vid, payloads, codec)(sink, first_seg)
+    sizes = sink.close()
+    return rows, [(k, sizes[k]) for k, _ in owned]
 
 
 def start_segments(
     vid: int, payloads: list[ChunkPayload], codec: str
-) -> Callable[[Callable[[str, bytes], None], int], tuple[np.ndarray, list[tuple[str, int]]]]:
+) -> Callable[[SegmentSink, int], tuple[np.ndarray, Owned]]:
     """Pack ``payloads`` into blocks and start compressing them in the worker pool.
 
-    Returns a function ``finish(put, first_seg)`` that waits for the blocks, writes the
-    segment files and returns (index rows, [(segment key, size)]). Starting several
-    variables before finishing any keeps every core busy.
+    Returns a function ``finish(sink, first_seg)`` that waits for the blocks, adds them to
+    the sink's segment files and returns (index rows, [(segment key, bytes of these blocks
+    in it)]); ``first_seg`` is the position the first of those segments takes in the
+    variable's list. Starting several variables before finishing any keeps every core busy.
     """
     rows = empty_rows(len(payloads))
     if not payloads:
-        return lambda put, first_seg: (rows, [])
+        return lambda sink, first_seg: (rows, [])
     # 1. pack into blocks (payload order kept: neighbouring datasets stay together)
     order = sorted(range(len(payloads)), key=lambda i: (payloads[i].itemsize, payloads[i].is_float))
     groups: list[tuple[list[int], tuple[int, bool]]] = []
@@ -120,8 +171,8 @@ def start_segments(
         return stored, crc, int(raw.size), filter_id
 
     futures = [cpu_pool().submit(build, b) for b in blocks]
-    return lambda put, first_seg: _finish_segments(
-        put, vid, payloads, codec, first_seg, rows, [f.result() for f in futures], blocks
+    return lambda sink, first_seg: _finish_segments(
+        sink, payloads, codec, first_seg, rows, [f.result() for f in futures], blocks
     )
 
 
@@ -161,32 +212,17 @@ def _choose_filters(
 # One function on purpose: the blocks' compression futures are collected and laid out
 # in segments in one ordered pass.
 def _finish_segments(
-    put: Callable[[str, bytes], None],
-    vid: int,
+    sink: SegmentSink,
     payloads: list[ChunkPayload],
     codec: str,
     first_seg: int,
     rows: np.ndarray,
     encoded: list[tuple[bytes | bytearray | memoryview, int, int, int]],
     blocks: list[tuple[list[int], int, int]],
-) -> tuple[np.ndarray, list[tuple[str, int]]]:
-    # 2. fill index rows and cut segments
-    segments: list[tuple[str, int]] = []
-    seg_parts: list[bytes | bytearray | memoryview] = [SEGMENT_MAGIC]
-    seg_size = len(SEGMENT_MAGIC)
-    seg_no = first_seg
+) -> tuple[np.ndarray, Owned]:
+    # 2. fill index rows, the blocks laid out in the sink's segments
+    owned: Owned = []
     codec_id = CODEC_IDS[codec]
-
-    def finish() -> None:
-        nonlocal seg_parts, seg_size, seg_no
-        key = new_key("data", vid, "seg")
-        data = b"".join(seg_parts)
-        put(key, data)
-        segments.append((key, len(data)))
-        seg_no += 1
-        seg_parts = [SEGMENT_MAGIC]
-        seg_size = len(SEGMENT_MAGIC)
-
     n = len(payloads)
     col_seg = np.zeros(n, dtype=np.int64)
     col_item = np.zeros(n, dtype=np.int64)
@@ -196,20 +232,19 @@ def _finish_segments(
     col_crc = np.zeros(n, dtype=np.int64)
     col_within = np.zeros(n, dtype=np.int64)
     for (members, _, _), (stored, crc, raw_size, filter_id) in zip(blocks, encoded, strict=True):
-        if seg_size > len(SEGMENT_MAGIC) and seg_size + len(stored) > SEGMENT_TARGET:
-            finish()
+        key, offset = sink.append(stored)
+        if not owned or owned[-1][0] != key:
+            owned.append((key, 0))
+        owned[-1] = (key, owned[-1][1] + len(stored))
         m = np.asarray(members)
         sizes = np.fromiter((payloads[i].raw.size for i in members), dtype=np.int64, count=len(members))
-        col_seg[m] = seg_no
+        col_seg[m] = first_seg + len(owned) - 1
         col_item[m] = filter_id
-        col_off[m] = seg_size
+        col_off[m] = offset
         col_len[m] = len(stored)
         col_raw[m] = raw_size
         col_crc[m] = crc
         col_within[m] = np.cumsum(sizes) - sizes
-        seg_parts.append(stored)
-        seg_size += len(stored)
-    finish()
     rows["aid"] = [p.aid for p in payloads]
     rows["chunk"] = [p.chunk for p in payloads]
     rows["seg"] = col_seg
@@ -226,5 +261,5 @@ def _finish_segments(
     rows["nulls"] = [p.nulls for p in payloads]
     rows["vmin"] = [p.vmin for p in payloads]
     rows["vmax"] = [p.vmax for p in payloads]
-    return rows, segments
+    return rows, owned
 
