@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "COORDS_ATTR",
+    "RECORD_ATTR",
     "FILL_VALUE_ATTR",
     "JSON_PREFIX",
     "NAT",
@@ -51,6 +52,8 @@ __all__ = [
 ]
 
 COORDS_ATTR = "_pyatlas_coords"
+#: The CF encoding record of a dataset written by ``add_xarray_dataset`` (see :mod:`.cf`).
+RECORD_ATTR = "_pyatlas_cf"
 JSON_PREFIX = "json:"
 FILL_VALUE_ATTR = "_FillValue"
 NAT = -(2**63)
@@ -268,7 +271,7 @@ def split_attributes(
         var_attrs[a] = {k: decode_attribute(v) for k, v in own.items()}
     ds_attrs: dict[str, Any] = {}
     for key, value in attrs.items():
-        if key == COORDS_ATTR:
+        if key in (COORDS_ATTR, RECORD_ATTR):
             continue
         owner = attribute_owner(key, names)
         if owner is None:
