@@ -215,3 +215,40 @@ def test_decode_options_match_xarray(tmp_path: Path) -> None:
                     xr.testing.assert_identical(want, got)
                     with xr.open_dataset(store_path, engine="atlas", group=name, **options) as eng:
                         xr.testing.assert_identical(want, eng)
+
+
+def test_attribute_edits_win_over_the_record(tmp_path: Path) -> None:
+    store = atlas.Atlas.create(tmp_path / "s")
+    ds = xr.Dataset({"t": ("x", np.arange(3.0, dtype="f4"), {"units": "K", "long_name": "temp"})}, attrs={"a": 1})
+    view = store.add_xarray_dataset(ds, "d", encoding={"t": {"dtype": "i2", "scale_factor": 0.5}})
+    view.set_attribute("t.units", "degC")  # the 0.10 layout stays the catalogue's and editable
+    view.set_attribute("t.comment", "new")
+    view.set_attribute("b", "two")
+    out = store.open_as_xarray_dataset("d")
+    assert out.t.attrs == {"units": "degC", "long_name": "temp", "comment": "new"}
+    assert out.attrs == {"a": 1, "b": "two"}
+    assert out.t.encoding["scale_factor"] == 0.5 and out.t.encoding["dtype"] == np.dtype("i2")
+
+
+def test_datasets_without_the_record_open_as_before(tmp_path: Path) -> None:
+    """A dataset written before the CF record existed (simulated by blanking it: the API
+    deletes no attribute) opens in the 0.10 layout: explicit fills as _FillValue
+    attributes, nothing decoded."""
+    store = atlas.Atlas.create(tmp_path / "s")
+    ds = xr.Dataset({"i": ("x", np.array([1, -1, 3], "i4"), {"_FillValue": np.int32(-1)})})
+    view = store.add_xarray_dataset(ds, "old")
+    view.set_attribute("_pyatlas_cf", "")
+    store.flush()
+    out = atlas.Atlas.open(tmp_path / "s").open_as_xarray_dataset("old")
+    assert out.i.dtype == np.dtype("i4") and out.i.attrs == {"_FillValue": -1}
+    np.testing.assert_array_equal(out.i.values, [1, -1, 3])
+
+
+def test_a_failing_variable_is_named(tmp_path: Path) -> None:
+    store = atlas.Atlas.create(tmp_path / "s")
+    ds = xr.Dataset({"ok": ("x", [1.0]), "waves": ("x", np.array([1 + 2j]))})
+    with pytest.raises(NotImplementedError, match="'waves'"):
+        store.add_xarray_dataset(ds, "d")
+    with pytest.raises(ValueError, match="unexpected encoding parameters for variable 'ok'"):
+        store.add_xarray_dataset(ds.drop_vars("waves"), "d", encoding={"ok": {"bogus": 1}})
+    assert store.list_datasets() == []

@@ -276,7 +276,11 @@ def encode_dataset(ds: xr.Dataset, encoding: Mapping[Hashable, Any] | None = Non
     for k, var in variables.items():
         variables[k] = _fixed_width_bytes(var)
     decoded = dict(variables)
-    encoded, disk_global = conventions.cf_encoder(variables, disk_global)
+    # numbers and bools are stored decoded, so only their on-disk dtype and attributes are
+    # needed, which do not depend on the values: encode one cell, not the whole array
+    # (fixed-width bytes too: their width is in the dtype)
+    sample = {k: _one_cell(v) if _storable(v.dtype) or v.dtype.kind == "S" else v for k, v in variables.items()}
+    encoded, disk_global = conventions.cf_encoder(sample, disk_global)
     out = []
     for name, var in encoded.items():
         try:
@@ -290,6 +294,16 @@ def encode_dataset(ds: xr.Dataset, encoding: Mapping[Hashable, Any] | None = Non
     order = {str(k): i for i, k in enumerate([*ds.coords, *ds.data_vars])}  # the 0.10 array order
     out.sort(key=lambda ev: order.get(ev.name, len(order)))
     return EncodedDataset(out, dict(ds.attrs), dict(disk_global), _dataset_encoding(ds))
+
+
+def _one_cell(var: xr.Variable) -> xr.Variable:
+    """The first cell of ``var`` (or ``var`` when empty), with its attributes and encoding."""
+    import xarray as xr
+
+    if var.size <= 1:
+        return var
+    key = tuple(slice(0, 1) for _ in var.shape)
+    return xr.Variable(var.dims, np.asarray(var[key].values), var.attrs, var.encoding)
 
 
 def _fixed_width_bytes(var: xr.Variable) -> xr.Variable:
@@ -311,9 +325,13 @@ def _fixed_width_bytes(var: xr.Variable) -> xr.Variable:
         width = max(1, int(shape[-1]))
     fill = var.encoding.get("_FillValue", b"")
     fill = bytes(fill) if isinstance(fill, (bytes, np.bytes_)) else b""
-    width = max([width, len(fill), *(len(x) for x in flat[~missing])])
-    out = np.array([fill if m else x for x, m in zip(flat, missing, strict=True)] if flat.size else [], dtype=f"S{width}")
-    return var.copy(data=out.reshape(values.shape))
+    filled = flat.copy()
+    filled[missing] = fill
+    out = filled.astype("S") if flat.size else np.zeros(0, "S1")
+    out = out.astype(f"S{max(width, out.dtype.itemsize, len(fill))}")
+    import xarray as xr
+
+    return xr.Variable(var.dims, out.reshape(values.shape), var.attrs, var.encoding)
 
 
 def _masked_objects(var: xr.Variable, enc: xr.Variable) -> xr.Variable:
