@@ -73,7 +73,12 @@ def write_raw(ds: xr.Dataset, path: str, fmt: str) -> None:
             for d in var.dims:
                 if d not in nc.dimensions:
                     nc.createDimension(str(d), None if d in unlimited else int(sizes[d]))
+        classic = fmt != "NETCDF4"
         for name, var in ds.variables.items():
+            if classic and var.dtype.kind in "OUT":
+                var = _as_chars(var)  # no NC_STRING in classic formats: a char array
+                if var.dims[-1] not in nc.dimensions:
+                    nc.createDimension(str(var.dims[-1]), var.shape[-1])
             attrs = dict(var.attrs)
             fill = attrs.pop("_FillValue", None)
             dtype: Any = str if var.dtype.kind in "OUT" else var.dtype
@@ -95,6 +100,23 @@ def write_raw(ds: xr.Dataset, path: str, fmt: str) -> None:
                 if dtype is str:
                     block = block.astype(object)
                 out[i : i + block.shape[0]] = block
+
+
+def _as_chars(var: Any) -> Any:
+    """A variable of strings as a char array (``S1`` with a ``string{n}`` dim, as xarray
+    writes strings to classic files)."""
+    import numpy as np
+    import xarray as xr
+
+    values = np.asarray(var.values, dtype=object).reshape(-1)
+    encoded = [v.encode("utf-8") if isinstance(v, str) else (b"" if v is None or v != v else bytes(v)) for v in values]
+    width = max([1, *(len(v) for v in encoded)])
+    data = np.array(encoded, dtype=f"S{width}").reshape(var.shape)
+    chars = data.reshape(-1).view("S1").reshape(*var.shape, width)
+    attrs = dict(var.attrs)
+    if isinstance(attrs.get("_FillValue"), str):
+        attrs["_FillValue"] = np.bytes_(attrs["_FillValue"].encode("utf-8")[:1])
+    return xr.Variable((*var.dims, f"string{width}"), chars, attrs)
 
 
 def cmd_export(args: argparse.Namespace) -> int:

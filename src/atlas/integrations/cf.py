@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -274,6 +275,10 @@ def encode_dataset(ds: xr.Dataset, encoding: Mapping[Hashable, Any] | None = Non
                 f"valid encodings are {sorted(VALID_ENCODINGS)}"
             )
     for k, var in variables.items():
+        enc = var.encoding
+        if "original_shape" in enc and "_FillValue" not in enc and "_FillValue" not in var.attrs:
+            # decoded from a file that had no _FillValue: write none (not xarray's NaN default)
+            var.encoding = {**enc, "_FillValue": None}
         variables[k] = _fixed_width_bytes(var)
     decoded = dict(variables)
     # numbers and bools are stored decoded, so only their on-disk dtype and attributes are
@@ -575,11 +580,13 @@ def encode_window(spec: Mapping[str, Any], dims: tuple[str, ...], window: np.nda
         return _string_window(spec, window)
     import xarray as xr
     from xarray import conventions
+    from xarray.coding.variables import SerializationWarning
 
     var = xr.Variable(dims, window, {}, _coding_encoding(spec))
-    if var.dtype.kind == "O":  # pragma: no cover - decoded objects are strings
-        raise TypeError("unexpected object window")
-    out = conventions.encode_cf_variable(var)
+    with warnings.catch_warnings():
+        # what it warns about (float to int without a fill...) was said when it was written
+        warnings.simplefilter("ignore", SerializationWarning)
+        out = conventions.encode_cf_variable(var)
     return np.asarray(out.values).astype(np.dtype(spec["dtype"]), copy=False)
 
 
