@@ -252,3 +252,13 @@ def test_a_failing_variable_is_named(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="unexpected encoding parameters for variable 'ok'"):
         store.add_xarray_dataset(ds.drop_vars("waves"), "d", encoding={"ok": {"bogus": 1}})
     assert store.list_datasets() == []
+
+
+def test_float16_is_held_as_float32_and_given_back_as_float16(tmp_path: Path) -> None:
+    store = atlas.Atlas.create(tmp_path / "s")
+    ds = xr.Dataset({"h": ("x", np.array([1.5, np.nan, -2.25], dtype="f2"))})
+    view = store.add_xarray_dataset(ds, "d")
+    assert view.array_meta("h")["dtype"] == "float32"
+    out = store.open_as_xarray_dataset("d")
+    assert out.h.dtype == np.dtype("f2") and out.h.encoding["dtype"] == np.dtype("f2")
+    xr.testing.assert_identical(out, ds)

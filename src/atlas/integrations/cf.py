@@ -364,6 +364,9 @@ def _single_chars(var: xr.Variable) -> bool:
     )
 
 
+_HALF = np.dtype("float16")
+
+
 def _storable(dtype: np.dtype[Any]) -> bool:
     kind = dtype.kind
     return kind in "iub" or (kind == "f" and dtype.itemsize in (4, 8))
@@ -435,14 +438,15 @@ def _encode_variable(name: str, var: xr.Variable, enc: xr.Variable) -> EncodedVa
         )
     enc = _force_native_endianness(enc)
     disk_dtype = np.dtype(enc.dtype)
-    if not _storable(disk_dtype):
+    half = var.dtype == _HALF and disk_dtype == _HALF  # held as float32, written back as float16
+    if not (_storable(disk_dtype) or half):
         raise NotImplementedError(
             f"variable {name!r} has dtype {var.dtype} (written as {disk_dtype}), which Atlas cannot store; "
-            "convert it, or give an encoding dtype Atlas holds (int8..uint64, float32, float64)"
+            "convert it, or give an encoding dtype Atlas holds (int8..uint64, float16..64)"
         )
-    decoded_ok = _storable(var.dtype) or (var.dtype.kind == "M" and _fits_ns(var))
+    decoded_ok = half or _storable(var.dtype) or (var.dtype.kind == "M" and _fits_ns(var))
     form = "decoded" if decoded_ok else "encoded"
-    data = var if decoded_ok else _masked_objects(var, enc)
+    data = (var.astype("f4") if half else var) if decoded_ok else _masked_objects(var, enc)
     disk_attrs = dict(enc.attrs)
     calendar = disk_attrs.get("calendar")
     if (

@@ -65,8 +65,9 @@ NAT = -(2**63)
 def atlas_dtype(dtype: Any, what: str = "variable") -> str:
     """The atlas dtype name for a numpy (or pandas) dtype, per the xarray conventions.
 
-    Raises ``NotImplementedError`` for dtypes Atlas cannot hold (float16, complex,
-    timedelta, structured...).
+    Raises ``NotImplementedError`` for dtypes no atlas array holds (float16, complex,
+    timedelta, structured...); ``add_xarray_dataset`` stores float16 as float32 and
+    timedelta as its CF numbers first (:mod:`.cf`).
     """
     if not isinstance(dtype, np.dtype):
         try:
