@@ -586,12 +586,27 @@ def encode_window(spec: Mapping[str, Any], dims: tuple[str, ...], window: np.nda
     from xarray import conventions
     from xarray.coding.variables import SerializationWarning
 
-    var = xr.Variable(dims, window, {}, _coding_encoding(spec))
+    encoding = _coding_encoding(spec)
+    if window.dtype == encoding["dtype"] and _identity(encoding):
+        return window  # nothing to encode: the stored values are the on-disk ones
+    var = xr.Variable(dims, window, {}, encoding)
     with warnings.catch_warnings():
         # what it warns about (float to int without a fill...) was said when it was written
         warnings.simplefilter("ignore", SerializationWarning)
         out = conventions.encode_cf_variable(var)
     return np.asarray(out.values).astype(np.dtype(spec["dtype"]), copy=False)
+
+
+def _identity(encoding: Mapping[str, Any]) -> bool:
+    """Whether encoding with ``encoding`` leaves values of its dtype unchanged (no coding
+    but a NaN ``_FillValue``)."""
+    for key, value in encoding.items():
+        if key == "dtype":
+            continue
+        if key == "_FillValue" and isinstance(value, (float, np.floating)) and math.isnan(value):
+            continue
+        return False
+    return True
 
 
 def _string_window(spec: Mapping[str, Any], window: np.ndarray) -> np.ndarray:
@@ -610,10 +625,3 @@ def _string_window(spec: Mapping[str, Any], window: np.ndarray) -> np.ndarray:
     if spec.get("nchar") is None:
         return data.astype("S1")
     return data.reshape(-1).view("S1").reshape(*window.shape, nchar)
-
-
-def storage_dtype(ev: EncodedVariable) -> DType:
-    """The atlas dtype of the array that holds ``ev``."""
-    from .conventions import atlas_dtype
-
-    return DTYPES[atlas_dtype(ev.data.dtype, f"variable {ev.name!r}")]
