@@ -3,7 +3,8 @@
 The layout of a Dataset in a store (dtype mapping, fill values, attribute encoding,
 coordinates) is written down once, in :mod:`atlas.integrations.conventions`; its names
 (``COORDS_ATTR``, ``split_attributes``, ``decode_attribute``...) are importable from here
-too.
+too. CF encoding (``encoding=``, what is stored decoded or encoded, the record that lets
+opening decode as xarray does) is :mod:`atlas.integrations.cf`.
 
 xarray itself is imported lazily, inside the functions that need it, so that
 ``import atlas`` stays fast for users who never touch xarray.

@@ -1,10 +1,15 @@
 """xarray backend engine: ``xr.open_dataset("argo.atlas", engine="atlas", group="profile_0001")``.
 
 Registered under the ``xarray.backends`` entry point as ``atlas``. One Atlas dataset
-(the ``group``) opens as one ``xarray.Dataset`` laid out exactly like
-``Atlas.open_as_xarray_dataset`` (same coordinates, attributes and ``_FillValue``), but
-every variable is lazy: nothing is read until it is indexed or loaded. With
-``chunks={}`` xarray builds dask arrays whose chunks mirror the stored chunk grid.
+(the ``group``) opens as one ``xarray.Dataset``, decoded as xarray decodes a netCDF file:
+the on-disk variables of its CF record (:mod:`atlas.integrations.cf`) go through xarray's
+own store backend with the decode options given (``decode_cf``, ``mask_and_scale``,
+``decode_times``, ``decode_timedelta``, ``use_cftime``, ``concat_characters``,
+``decode_coords``, ``drop_variables``), so ``.encoding`` is what xarray's netCDF4 backend
+gives. ``Atlas.open_as_xarray_dataset`` is this same path, through its handle. Every
+variable is lazy: nothing is read until it is indexed or loaded (but the single cells
+xarray's decoding looks at). With ``chunks={}`` xarray builds dask arrays whose chunks
+mirror the stored chunk grid. Datasets without a CF record open in the 0.10 layout.
 
 Backend arrays pickle as (store location, version, dataset, array): a worker that
 unpickles one reopens that exact committed version of the store, so results are the same
