@@ -48,15 +48,16 @@ class Atlas(Store):
         name: str,
         chunks: Mapping[Hashable, Sequence[int]] | None = None,
         fill_value: Any = None,
+        encoding: Mapping[Hashable, Mapping[str, Any]] | None = None,
     ) -> DatasetView:
         """Store an ``xarray.Dataset`` as the new dataset ``name`` and return its view;
         see :func:`atlas.integrations.xarray.add_xarray_dataset`."""
-        return _xarray.add_xarray_dataset(self, ds, name, chunks, fill_value)
+        return _xarray.add_xarray_dataset(self, ds, name, chunks, fill_value, encoding)
 
-    def open_as_xarray_dataset(self, name: str) -> xr.Dataset:
-        """Open dataset ``name`` as an ``xarray.Dataset`` (lazy where chunked);
-        see :func:`atlas.integrations.xarray.open_as_xarray_dataset`."""
-        return _xarray.open_as_xarray_dataset(self, name)
+    def open_as_xarray_dataset(self, name: str, **kwargs: Any) -> xr.Dataset:
+        """Open dataset ``name`` as an ``xarray.Dataset`` (lazy, CF-decoded, xarray's decode
+        options in ``kwargs``); see :func:`atlas.integrations.xarray.open_as_xarray_dataset`."""
+        return _xarray.open_as_xarray_dataset(self, name, **kwargs)
 
     def open_as_many_xarray_dataset(
         self, names: Sequence[str], concat_dim: str = "dataset", parallel: bool = True

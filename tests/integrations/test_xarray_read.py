@@ -72,15 +72,18 @@ def test_chunked_arrays_come_back_lazy_one_task_per_chunk(store: atlas.Atlas) ->
     try:
         out = reopened.open_as_xarray_dataset("d")
         eager = {c[0] for c in calls}
-        assert eager == {"whole", "zero"}  # one-chunk and 0-D arrays are numpy
+        # nothing is read, but single cells xarray looks at: the first of a string array,
+        # the first and last of a time array
+        assert eager <= {"words", "times"}
+        assert all(c[2] in ([1], []) for c in calls)
         calls.clear()
         reads_before = counting.ranged_reads
         grid = out.grid.data
         assert isinstance(grid, da.Array)
         assert grid.chunks == ((3, 3, 1), (4, 4, 2))  # mirrors the grid, short edges
         assert len(dict(grid.__dask_graph__())) == 9 + 1  # one task per chunk (+ the source)
-        assert isinstance(out.whole.variable._data, np.ndarray)
-        assert isinstance(out.zero.variable._data, np.ndarray)
+        # one-chunk and 0-D arrays are lazily indexed, as the engine gives them
+        assert not out.whole.variable._in_memory and not out.zero.variable._in_memory
         assert isinstance(out.times.data, da.Array) and isinstance(out.words.data, da.Array)
         _ = out.grid.attrs, out.grid.shape, out.grid.dtype, repr(out)
         assert calls == [] and counting.ranged_reads == reads_before  # nothing read yet

@@ -1,25 +1,44 @@
-"""``atlas export``: one dataset back to a NetCDF-4 file, through xarray."""
+"""``atlas export``: one dataset back to a NetCDF file.
+
+A dataset written by ``add_xarray_dataset`` (or ``atlas ingest``) carries its CF record
+(:mod:`atlas.integrations.cf`): it is written back in the on-disk form it came with, via
+``open_as_xarray_dataset(name, decode_cf=False)`` and netCDF4-python directly, so that
+dtypes, ``_FillValue``, units, char arrays with their ``STRINGnn`` dims, attributes (typed,
+in order), variable order and unlimited dims come back as they were. Older datasets go
+through xarray's ``to_netcdf``.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import EXIT_OK, CommandError
 from .output import format_bytes, format_seconds, print_json
 from .store import missing_dataset, open_store
 
+if TYPE_CHECKING:
+    import xarray as xr
+
+#: Bytes of one variable written at a time.
+SLAB_BYTES = 32 << 20
+
 
 def _netcdf_attr(value: Any) -> Any:
-    """An attribute value NetCDF can hold (others become JSON text)."""
+    """An attribute value NetCDF can hold (typed numpy values as they are, others as JSON text)."""
+    import numpy as np
+
+    if isinstance(value, (np.generic, np.ndarray)) and value.dtype.kind in "biufS":
+        return value.astype("i1") if value.dtype.kind == "b" else value
     if isinstance(value, bool):
         return int(value)
-    if isinstance(value, (str, int, float)):
+    if isinstance(value, (str, int, float, bytes)):
         return value
     if isinstance(value, (list, tuple)) and value and all(
         isinstance(v, (int, float)) and not isinstance(v, bool) for v in value
@@ -27,7 +46,77 @@ def _netcdf_attr(value: Any) -> Any:
         return list(value)
     if isinstance(value, (list, tuple)) and value and all(isinstance(v, str) for v in value):
         return list(value)
-    return json.dumps(value)
+    return json.dumps(value, default=str)
+
+
+def _source_format(store: Any, name: str) -> str | None:
+    from ..integrations.cf import read_record, unpack
+
+    record = read_record(store.open_dataset(name))
+    if record is None:
+        return None
+    fmt = unpack(record.get("encoding", {}).get("format"))
+    return fmt if isinstance(fmt, str) else None
+
+
+def write_raw(ds: xr.Dataset, path: str, fmt: str) -> None:
+    """Write the on-disk (``decode_cf=False``) variables of ``ds`` as they are."""
+    import netCDF4
+    import numpy as np
+
+    unlimited = set(ds.encoding.get("unlimited_dims") or ())
+    with netCDF4.Dataset(path, "w", format=fmt) as nc:  # type: ignore[arg-type]
+        nc.set_auto_maskandscale(False)
+        nc.setncatts({k: _netcdf_attr(v) for k, v in ds.attrs.items()})
+        sizes = dict(ds.sizes)
+        for var in ds.variables.values():
+            for d in var.dims:
+                if d not in nc.dimensions:
+                    nc.createDimension(str(d), None if d in unlimited else int(sizes[d]))
+        classic = fmt != "NETCDF4"
+        for name, var in ds.variables.items():
+            if classic and var.dtype.kind in "OUT":
+                var = _as_chars(var)  # no NC_STRING in classic formats: a char array
+                if var.dims[-1] not in nc.dimensions:
+                    nc.createDimension(str(var.dims[-1]), var.shape[-1])
+            attrs = dict(var.attrs)
+            fill = attrs.pop("_FillValue", None)
+            dtype: Any = str if var.dtype.kind in "OUT" else var.dtype
+            if isinstance(fill, float) and math.isnan(fill) and var.dtype.kind == "f":
+                fill = var.dtype.type(fill)
+            out = nc.createVariable(str(name), dtype, tuple(str(d) for d in var.dims), fill_value=fill)
+            out.set_auto_maskandscale(False)
+            out.set_auto_chartostring(False)
+            out.setncatts({k: _netcdf_attr(v) for k, v in attrs.items()})
+            if var.size == 0:
+                continue
+            if var.ndim == 0:
+                out[...] = np.asarray(var.values)
+                continue
+            row = max(1, var.dtype.itemsize * math.prod(var.shape[1:]))
+            step = max(1, SLAB_BYTES // row)
+            for i in range(0, var.shape[0], step):
+                block = np.asarray(var[i : i + step].values)
+                if dtype is str:
+                    block = block.astype(object)
+                out[i : i + block.shape[0]] = block
+
+
+def _as_chars(var: Any) -> Any:
+    """A variable of strings as a char array (``S1`` with a ``string{n}`` dim, as xarray
+    writes strings to classic files)."""
+    import numpy as np
+    import xarray as xr
+
+    values = np.asarray(var.values, dtype=object).reshape(-1)
+    encoded = [v.encode("utf-8") if isinstance(v, str) else (b"" if v is None or v != v else bytes(v)) for v in values]
+    width = max([1, *(len(v) for v in encoded)])
+    data = np.array(encoded, dtype=f"S{width}").reshape(var.shape)
+    chars = data.reshape(-1).view("S1").reshape(*var.shape, width)
+    attrs = dict(var.attrs)
+    if isinstance(attrs.get("_FillValue"), str):
+        attrs["_FillValue"] = np.bytes_(attrs["_FillValue"].encode("utf-8")[:1])
+    return xr.Variable((*var.dims, f"string{width}"), chars, attrs)
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -41,14 +130,24 @@ def cmd_export(args: argparse.Namespace) -> int:
     if not out.parent.is_dir():
         raise CommandError(f"{out.parent} is not a directory")
     t0 = time.perf_counter()
-    ds = store.open_as_xarray_dataset(args.dataset)
-    ds.attrs = {k: _netcdf_attr(v) for k, v in ds.attrs.items()}
-    for var in ds.variables.values():
-        var.attrs = {k: _netcdf_attr(v) for k, v in var.attrs.items()}
+    fmt = getattr(args, "format", "NETCDF4") or "NETCDF4"
+    source = _source_format(store, args.dataset)
+    if fmt == "source":
+        fmt = source or "NETCDF4"
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
     os.close(fd)
     try:
-        ds.to_netcdf(tmp, engine="netcdf4")
+        if source is not None or _has_record(store, args.dataset):
+            write_raw(store.open_as_xarray_dataset(args.dataset, decode_cf=False), tmp, fmt)
+        else:
+            ds = store.open_as_xarray_dataset(args.dataset)
+            ds.attrs = {k: _netcdf_attr(v) for k, v in ds.attrs.items()}
+            for var in ds.variables.values():
+                var.attrs = {k: _netcdf_attr(v) for k, v in var.attrs.items()}
+            ds.to_netcdf(tmp, engine="netcdf4", format=fmt)  # type: ignore[call-overload]
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it 0600; a new file's usual mode
         os.replace(tmp, out)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -60,3 +159,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     else:
         print(f"wrote {args.dataset} to {out} ({format_bytes(size)}, {format_seconds(took)})")
     return EXIT_OK
+
+
+def _has_record(store: Any, name: str) -> bool:
+    from ..integrations.cf import read_record
+
+    return read_record(store.open_dataset(name)) is not None

@@ -251,12 +251,16 @@ def _add_maintenance_commands(sub: Subcommands) -> None:
 
 def _add_export_and_demo(sub: Subcommands) -> None:
     p = _command(sub, "export", cmd_export, "write one dataset to a NetCDF file",
-                 desc="Write DATASET back to a NetCDF-4 file through xarray (coordinates, attributes\n"
-                      "and fill values included).")
+                 desc="Write DATASET back to a NetCDF file in the on-disk form it was added with\n"
+                      "(dtypes, fill values, units, char dims, attributes and their order).")
     _store_argument(p)
     _dataset_argument(p)
     p.add_argument("out", metavar="OUT.nc", help="NetCDF file to write")
     p.add_argument("--overwrite", action="store_true", help="replace OUT.nc if it exists")
+    p.add_argument("--format", default="NETCDF4", metavar="FORMAT",
+                   choices=["NETCDF4", "NETCDF4_CLASSIC", "NETCDF3_CLASSIC", "NETCDF3_64BIT_OFFSET", "source"],
+                   help="NETCDF4 (default), NETCDF4_CLASSIC, NETCDF3_CLASSIC, NETCDF3_64BIT_OFFSET, or "
+                        "source: the format of the file the dataset was ingested from")
 
     p = _command(
         sub,

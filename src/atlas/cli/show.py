@@ -32,6 +32,17 @@ def _plain(dtype: str, value: Any) -> Any:
     return value
 
 
+def _attr(value: Any) -> Any:
+    """A typed (numpy) attribute value as plain Python, for printing and JSON."""
+    import numpy as np
+
+    if isinstance(value, (bytes, np.bytes_)):
+        return bytes(value).decode("utf-8", "replace")
+    if isinstance(value, (np.ndarray, np.generic)):
+        return value.tolist()
+    return value
+
+
 def _describe_array(
     view: DatasetView, name: str, meta: dict[str, Any], coordinate: bool, attributes: dict[str, Any]
 ) -> dict[str, Any]:
@@ -64,12 +75,17 @@ def describe_dataset(store: Atlas, name: str) -> dict[str, Any]:
     Coordinates and attributes (``_FillValue`` included) are those of
     ``store.open_as_xarray_dataset(name)``.
     """
+    from ..integrations.cf import decoded_layout
     from ..integrations.xarray import split_attributes
 
     if not store.dataset_exists(name):
         raise missing_dataset(store, name)
     view = store.open_dataset(name)
     coords, var_attrs, global_attrs = split_attributes(view)
+    layout = decoded_layout(view)
+    if layout is not None:  # written by add_xarray_dataset: the on-disk CF attributes, as ncdump
+        var_attrs = {a: {k: _attr(v) for k, v in spec["merged"].items()} for a, spec in layout[0].items()}
+        global_attrs = {k: _attr(v) for k, v in layout[1]["attrs"].items()}
     dims: dict[str, list[int]] = {}
     variables = []
     for a in view.list_arrays():

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "COORDS_ATTR",
+    "RECORD_ATTR",
     "FILL_VALUE_ATTR",
     "JSON_PREFIX",
     "NAT",
@@ -51,6 +52,8 @@ __all__ = [
 ]
 
 COORDS_ATTR = "_pyatlas_coords"
+#: The CF encoding record of a dataset written by ``add_xarray_dataset`` (see :mod:`.cf`).
+RECORD_ATTR = "_pyatlas_cf"
 JSON_PREFIX = "json:"
 FILL_VALUE_ATTR = "_FillValue"
 NAT = -(2**63)
@@ -62,8 +65,9 @@ NAT = -(2**63)
 def atlas_dtype(dtype: Any, what: str = "variable") -> str:
     """The atlas dtype name for a numpy (or pandas) dtype, per the xarray conventions.
 
-    Raises ``NotImplementedError`` for dtypes Atlas cannot hold (float16, complex,
-    timedelta, structured...).
+    Raises ``NotImplementedError`` for dtypes no atlas array holds (float16, complex,
+    timedelta, structured...); ``add_xarray_dataset`` stores float16 as float32 and
+    timedelta as its CF numbers first (:mod:`.cf`).
     """
     if not isinstance(dtype, np.dtype):
         try:
@@ -268,7 +272,7 @@ def split_attributes(
         var_attrs[a] = {k: decode_attribute(v) for k, v in own.items()}
     ds_attrs: dict[str, Any] = {}
     for key, value in attrs.items():
-        if key == COORDS_ATTR:
+        if key in (COORDS_ATTR, RECORD_ATTR):
             continue
         owner = attribute_owner(key, names)
         if owner is None:

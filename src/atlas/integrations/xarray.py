@@ -3,7 +3,8 @@
 The layout of a Dataset in a store (dtype mapping, fill values, attribute encoding,
 coordinates) is written down once, in :mod:`atlas.integrations.conventions`; its names
 (``COORDS_ATTR``, ``split_attributes``, ``decode_attribute``...) are importable from here
-too.
+too. CF encoding (``encoding=``, what is stored decoded or encoded, the record that lets
+opening decode as xarray does) is :mod:`atlas.integrations.cf`.
 
 xarray itself is imported lazily, inside the functions that need it, so that
 ``import atlas`` stays fast for users who never touch xarray.
@@ -38,11 +39,11 @@ import numpy as np
 from ..core.state import default_chunk_shape
 from ..dtypes import DTYPES, DType
 from ..names import check_name
+from .cf import RECORD_ATTR, EncodedVariable, add_fill, encode_dataset
 from .conventions import (
     COORDS_ATTR,
     FILL_VALUE_ATTR,
     JSON_PREFIX,
-    assemble_dataset,
     atlas_dtype,
     coerce_fill,
     coordinates_marker,
@@ -52,7 +53,7 @@ from .conventions import (
     split_attributes,
     variable_attribute_key,
 )
-from .lazy import LazyArrayReader, lazy_dask_array
+from .lazy import LazyArrayReader
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -162,6 +163,11 @@ def _chunk_shape(
         if len(cs) != len(shape):
             raise ValueError(f"chunks[{name!r}] has {len(cs)} axes but variable {name!r} has {len(shape)}")
         return cs
+    given = variable.encoding.get("chunks") or variable.encoding.get("chunksizes")
+    if isinstance(given, (tuple, list)) and len(given) == len(shape) and all(
+        isinstance(c, (int, np.integer)) and c > 0 for c in given
+    ):
+        return tuple(min(int(c), max(1, n)) for c, n in zip(given, shape, strict=True))
     if _is_dask(variable):
         return tuple(int(c[0]) if len(c) else 0 for c in variable.chunks)
     return default_chunk_shape(shape, dt)  # the full shape, unless that is a big chunk
@@ -173,41 +179,53 @@ def _plan(
     name: str,
     chunks: Mapping[Hashable, Any] | None,
     fill_value: Any,
-) -> tuple[list[_Plan], list[tuple[str, Any, str | None]], list[str]]:
+    encoding: Mapping[Hashable, Any] | None,
+) -> tuple[list[_Plan], list[tuple[str, Any, str | None]], list[str], str]:
     """Validate everything and decide each array's schema; touches nothing."""
     check_name(name, "dataset")
     if store.dataset_exists(name):
         raise FileExistsError(f"dataset {name!r} already exists")
     if chunks is not None and not isinstance(chunks, Mapping):
         raise TypeError("chunks must be a dict {variable: chunk shape}")
-    plans = [_plan_variable(ds, vname, chunks, fill_value) for vname in [*ds.coords, *ds.data_vars]]
+    encoded = encode_dataset(ds, encoding)
+    plans = []
+    for ev in encoded.variables:
+        try:
+            plans.append(_plan_variable(ev, chunks, fill_value))
+        except (TypeError, ValueError, OverflowError, NotImplementedError) as e:
+            if repr(ev.name) in str(e):
+                raise
+            raise type(e)(f"variable {ev.name!r}: {e}") from e
     ds_attrs = []
     for k, v in ds.attrs.items():
         if not isinstance(k, str):
             raise TypeError(f"attribute names must be str, found {k!r}")
-        if k == COORDS_ATTR:
+        if k in (COORDS_ATTR, RECORD_ATTR):
             continue
         value, kind = encode_attribute(v)
         ds_attrs.append((k, value, kind))
-    return plans, ds_attrs, [str(c) for c in ds.coords]
+    return plans, ds_attrs, [str(c) for c in ds.coords], encoded.record()
 
 
-def _plan_variable(
-    ds: xr.Dataset, vname: Hashable, chunks: Mapping[Hashable, Any] | None, fill_value: Any
-) -> _Plan:
-    """The array variable ``vname`` becomes, with its fill and its encoded attributes."""
-    if not isinstance(vname, str):
-        raise TypeError(f"variable names must be str, found {vname!r}")
+def _plan_variable(ev: EncodedVariable, chunks: Mapping[Hashable, Any] | None, fill_value: Any) -> _Plan:
+    """The array ``ev`` becomes, with its fill and its ``"{var}.{attr}"`` attributes."""
+    vname = ev.name
     check_name(vname, "array")
-    variable = ds.variables[vname]
+    variable = ev.data
     for d in variable.dims:
         if not isinstance(d, str):
             raise TypeError(f"dimension names must be str, found {d!r} in variable {vname!r}")
     dt = DTYPES[atlas_dtype(variable.dtype, f"variable {vname!r}")]
     shape = tuple(int(n) for n in variable.shape)
     cs = _chunk_shape(vname, variable, dt, shape, chunks)
-    attrs = dict(variable.attrs)
-    fill = _fill(dt, vname, fill_value, attrs.pop(FILL_VALUE_ATTR, None))
+    attrs = dict(ev.user_attrs)
+    attr_fill = attrs.pop(FILL_VALUE_ATTR, None)
+    if ev.form == "encoded" and attr_fill is None:
+        attr_fill = ev.disk_attrs.get(FILL_VALUE_ATTR)
+    if ev.string_fill is not None and attr_fill is None:
+        attr_fill = ev.string_fill
+    fill = _fill(dt, vname, fill_value, attr_fill)
+    add_fill(ev, dt, fill)
     encoded = []
     for k, v in attrs.items():
         if not isinstance(k, str):
@@ -316,14 +334,23 @@ def add_xarray_dataset(
     name: str,
     chunks: Mapping[Hashable, Sequence[int]] | None = None,
     fill_value: Any = None,
+    encoding: Mapping[Hashable, Mapping[str, Any]] | None = None,
 ) -> DatasetView:
     """Store an ``xarray.Dataset`` as the new dataset ``name`` and return its view.
 
     Coordinates then data variables become arrays; dask-backed variables are written
     one block at a time. ``chunks={var: chunk_shape}`` overrides the chunk shape (else
-    the first dask chunk, else the full shape, or for a variable over a few MiB the
-    default chunking of ``define_array``). ``fill_value`` is a ``{var: value}``
-    dict (``None`` disables the default) or a scalar for int/uint/float variables.
+    the variable's ``encoding["chunks"]``, else the first dask chunk, else the full shape,
+    or for a variable over a few MiB the default chunking of ``define_array``).
+    ``fill_value`` is a ``{var: value}`` dict (``None`` disables the default) or a scalar
+    for int/uint/float variables.
+
+    ``encoding`` is xarray's ``{var: {"dtype": ..., "_FillValue": ..., "scale_factor": ...,
+    "units": ..., "calendar": ...}}`` (as ``Dataset.to_netcdf`` takes it); each variable's
+    ``.encoding`` counts too. Values are CF-encoded with xarray's own machinery and the
+    encoding is kept with each variable (:mod:`atlas.integrations.cf`), so opening gives
+    xarray's ``.encoding`` back and ``atlas export`` writes the same on-disk form. Arrays
+    hold the physical (decoded) values where Atlas can hold them, else the encoded numbers.
     On any error nothing is left behind.
     """
     import xarray as xr
@@ -333,13 +360,16 @@ def add_xarray_dataset(
         ds = ds.to_dataset()
     if not isinstance(ds, xr.Dataset):
         raise TypeError(f"expected an xarray.Dataset, not {type(ds).__name__}")
-    plans, ds_attrs, coord_names = _plan(store, ds, name, chunks, fill_value)
+    plans, ds_attrs, coord_names, record = _plan(store, ds, name, chunks, fill_value, encoding)
     view = store.create_dataset(name)
     try:
         for p in plans:
             view.define_array(p.name, p.dtype.name, list(p.dims), list(p.shape), list(p.chunk_shape), p.fill)
         for p in plans:
-            n = _write_plan(view, p)
+            try:
+                n = _write_plan(view, p)
+            except (TypeError, ValueError, OverflowError) as e:
+                raise type(e)(f"variable {p.name!r}: {e}") from e
             if n:
                 warnings.warn(
                     f"variable {p.name!r}: {n} missing string cell(s) (None/NaN) stored as "
@@ -353,6 +383,7 @@ def add_xarray_dataset(
             for key, value, kind in p.attrs:
                 view.set_attribute(key, value, kind)
         view.set_attribute(COORDS_ATTR, coordinates_marker(coord_names))
+        view.set_attribute(RECORD_ATTR, record)
     except BaseException:
         try:
             if store.dataset_exists(name):
@@ -363,30 +394,36 @@ def add_xarray_dataset(
     return view
 
 
-def open_as_xarray_dataset(store: Atlas, name: str) -> xr.Dataset:
-    """Open dataset ``name`` as an ``xarray.Dataset``.
+def open_as_xarray_dataset(store: Atlas, name: str, **kwargs: Any) -> xr.Dataset:
+    """Open dataset ``name`` as an ``xarray.Dataset``, through this handle.
 
-    Arrays chunked on disk come back as lazy dask arrays (one task per stored chunk,
-    read at compute time); one-chunk and 0-D arrays as numpy. Coordinates, attributes
-    and explicit ``_FillValue`` are restored.
+    The same as ``xr.open_dataset(path, engine="atlas", group=name, **kwargs)`` (lazy,
+    decoded by xarray's CF decoding, ``.encoding`` as xarray's netCDF4 backend gives it),
+    but read through this handle, so unflushed writes are seen. ``kwargs`` are
+    ``xr.open_dataset``'s: the decode options (``decode_cf``, ``mask_and_scale``,
+    ``decode_times``, ``decode_timedelta``, ``use_cftime``, ``concat_characters``,
+    ``decode_coords``, ``drop_variables``), ``chunks`` and ``cache``. Without ``chunks``,
+    arrays chunked on disk come back as dask arrays with one task per stored chunk, the
+    others lazily indexed.
     """
     import xarray as xr
 
+    from .xarray_backend import AtlasBackendEntrypoint, StoreRef
+
     register_accessor()
-    view = store.open_dataset(name)
-    coords, var_attrs, ds_attrs = split_attributes(view)
-    variables: dict[str, xr.Variable] = {}
-    for a in view.list_arrays():
-        meta = view.array_meta(a)
-        assert meta is not None
-        shape = meta["shape"]
-        data: Any
-        if shape and meta["chunk_shape"] != shape and math.prod(shape) > 0:
-            data = lazy_dask_array(store, name, a, meta)
-        else:
-            data = view.read_array(a)
-        variables[a] = xr.Variable(tuple(meta["dimension_names"]), data, var_attrs[a])
-    return assemble_dataset(variables, coords, ds_attrs)
+    if not store.dataset_exists(name):
+        raise KeyError(f"no dataset named {name!r}")
+    chunked = "chunks" in kwargs
+    ds = xr.open_dataset(StoreRef(store), engine=AtlasBackendEntrypoint, group=name, **kwargs)  # type: ignore[arg-type]
+    if chunked:
+        return ds
+    for k, var in ds.variables.items():
+        chunks = var.encoding.get("preferred_chunks")
+        if not chunks or not var.ndim or k in ds.dims:
+            continue
+        if any(chunks.get(d, n) < n for d, n in zip(var.dims, var.shape, strict=True)):
+            ds[k] = var.chunk({d: chunks.get(d, n) for d, n in zip(var.dims, var.shape, strict=True)})
+    return ds
 
 
 def open_as_many_xarray_dataset(

@@ -1,10 +1,15 @@
 """xarray backend engine: ``xr.open_dataset("argo.atlas", engine="atlas", group="profile_0001")``.
 
 Registered under the ``xarray.backends`` entry point as ``atlas``. One Atlas dataset
-(the ``group``) opens as one ``xarray.Dataset`` laid out exactly like
-``Atlas.open_as_xarray_dataset`` (same coordinates, attributes and ``_FillValue``), but
-every variable is lazy: nothing is read until it is indexed or loaded. With
-``chunks={}`` xarray builds dask arrays whose chunks mirror the stored chunk grid.
+(the ``group``) opens as one ``xarray.Dataset``, decoded as xarray decodes a netCDF file:
+the on-disk variables of its CF record (:mod:`atlas.integrations.cf`) go through xarray's
+own store backend with the decode options given (``decode_cf``, ``mask_and_scale``,
+``decode_times``, ``decode_timedelta``, ``use_cftime``, ``concat_characters``,
+``decode_coords``, ``drop_variables``), so ``.encoding`` is what xarray's netCDF4 backend
+gives. ``Atlas.open_as_xarray_dataset`` is this same path, through its handle. Every
+variable is lazy: nothing is read until it is indexed or loaded (but the single cells
+xarray's decoding looks at). With ``chunks={}`` xarray builds dask arrays whose chunks
+mirror the stored chunk grid. Datasets without a CF record open in the 0.10 layout.
 
 Backend arrays pickle as (store location, version, dataset, array): a worker that
 unpickles one reopens that exact committed version of the store, so results are the same
@@ -21,14 +26,19 @@ Importing this module (which xarray does when it loads its engines) also registe
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from xarray.backends import BackendArray, BackendEntrypoint
+from xarray.backends.common import AbstractDataStore
+from xarray.coding.strings import create_vlen_dtype
 from xarray.core import indexing
 
 from ..dtypes import DTYPES
+from .cf import DECODE_OPTIONS, decoded_layout, encode_window
 from .conventions import assemble_dataset, split_attributes
 from .lazy import DatasetArray
 from .xarray import register_accessor
@@ -36,7 +46,9 @@ from .xarray import register_accessor
 if TYPE_CHECKING:
     import xarray as xr
 
-__all__ = ["AtlasBackendArray", "AtlasBackendEntrypoint"]
+    from ..core.atlas import Store as Atlas
+
+__all__ = ["AtlasBackendArray", "AtlasBackendEntrypoint", "EncodedArray", "StoreRef", "open_store_dataset"]
 
 _CONFIG_FILE = "atlas.json"
 _SHOWN_NAMES = 5
@@ -54,12 +66,92 @@ class AtlasBackendArray(DatasetArray, BackendArray):
             key, self.shape, indexing.IndexingSupport.BASIC, self.read
         )
 
+    async def async_getitem(self, key: indexing.ExplicitIndexer) -> Any:
+        """``self[key]`` read in a worker thread (xarray's ``load_async``)."""
+        return await asyncio.to_thread(self.__getitem__, key)
+
+    def __getstate__(self) -> dict[str, Any]:
+        store = self._store
+        if store is not None and getattr(store, "_changed", False):
+            # what a worker reopens is the committed version: buffered writes would be lost
+            raise RuntimeError("flush() before pickling arrays of an Atlas handle with buffered changes")
+        return super().__getstate__()
+
     def __dask_tokenize__(self) -> tuple[Any, ...]:
         # the pinned version makes the token change whenever the data can differ
         return (
             type(self).__name__, self.location, self.version, self.dataset, self._array_name,
             self.shape, str(self.dtype),
         )
+
+
+class EncodedArray(BackendArray):
+    """An array stored decoded, seen as xarray's netCDF4 backend would see it on disk:
+    each window read is re-encoded (:func:`atlas.integrations.cf.encode_window`), then
+    xarray decodes it with the options the caller gave."""
+
+    def __init__(self, source: AtlasBackendArray, spec: dict[str, Any]) -> None:
+        self.array = source  # ``array``: what xarray's wrappers call the array they wrap
+        self.spec = {k: v for k, v in spec.items() if k != "meta"}
+        self.nchar = spec.get("nchar")
+        shape = tuple(source.shape) + ((int(self.nchar),) if self.nchar else ())
+        self.shape = shape
+        disk = spec["dtype"]
+        self.dtype = create_vlen_dtype(str) if disk == "str" else np.dtype(disk)
+
+    def __getitem__(self, key: indexing.ExplicitIndexer) -> Any:
+        return indexing.explicit_indexing_adapter(
+            key, self.shape, indexing.IndexingSupport.BASIC, self._read
+        )
+
+    async def async_getitem(self, key: indexing.ExplicitIndexer) -> Any:
+        """``self[key]`` read in a worker thread (xarray's ``load_async``)."""
+        return await asyncio.to_thread(self.__getitem__, key)
+
+    def _read(self, key: tuple[Any, ...]) -> np.ndarray:
+        if not isinstance(key, tuple):
+            key = (key,)
+        key = key + (slice(None),) * (len(self.shape) - len(key))
+        main, last = (key[:-1], key[-1]) if self.nchar else (key, None)
+        window = self.array.read(main)
+        if not isinstance(window, np.ndarray):
+            window = np.array(window, dtype=self.array.dtype)
+        dims = tuple(f"dim_{i}" for i in range(window.ndim))
+        out = encode_window(self.spec, dims, window)
+        return out if last is None else out[..., last]
+
+    def __dask_tokenize__(self) -> tuple[Any, ...]:
+        return (type(self).__name__, self.array.__dask_tokenize__(), self.shape, str(self.dtype))
+
+
+class _Variables(AbstractDataStore):
+    """The on-disk view of one dataset, handed to xarray's own CF decoding."""
+
+    def __init__(self, variables: dict[str, Any], attrs: dict[str, Any], encoding: dict[str, Any]) -> None:
+        self._variables = variables
+        self._attrs = attrs
+        self._encoding = encoding
+
+    def load(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        return self._variables, self._attrs
+
+    def get_encoding(self) -> dict[str, Any]:
+        return self._encoding
+
+    def close(self) -> None:
+        pass
+
+
+class StoreRef:
+    """An open handle passed to ``xr.open_dataset`` (what ``open_as_xarray_dataset`` does),
+    so the dataset is read through it (unflushed writes included)."""
+
+    def __init__(self, store: Atlas) -> None:
+        self.store = store
+
+    def __dask_tokenize__(self) -> tuple[Any, ...]:
+        s = self.store
+        return ("atlas-handle", s.location, s.version, id(s) if getattr(s, "_changed", True) else None)
 
 
 def _names(value: str | Iterable[str] | None) -> set[str]:
@@ -70,27 +162,127 @@ def _names(value: str | Iterable[str] | None) -> set[str]:
     return set(value)
 
 
+def _chunk_encoding(meta: Mapping[str, Any], extra_dim: tuple[str, int] | None = None) -> dict[str, Any]:
+    dims = list(meta["dimension_names"])
+    chunks = list(meta["chunk_shape"])
+    if extra_dim is not None:
+        dims.append(extra_dim[0])
+        chunks.append(extra_dim[1])
+    return {"chunks": tuple(chunks), "preferred_chunks": dict(zip(dims, chunks, strict=True))}
+
+
+def open_store_dataset(
+    store: Atlas,
+    group: str,
+    options: Mapping[str, Any] | None = None,
+    drop_variables: str | Iterable[str] | None = None,
+    **decoders: Any,
+) -> xr.Dataset:
+    """Dataset ``group`` of an open handle as ``xr.open_dataset(..., engine="atlas")`` gives
+    it, decoded with xarray's own CF decoding and the decode options in ``decoders``."""
+    import xarray as xr
+    from xarray.backends.store import StoreBackendEntrypoint
+
+    unknown = set(decoders) - set(DECODE_OPTIONS)
+    if unknown:
+        raise TypeError(
+            f"unexpected keyword argument(s) {sorted(unknown)}; the atlas engine takes "
+            f"{', '.join(DECODE_OPTIONS)} (and decode_cf, chunks, cache through xr.open_dataset)"
+        )
+    view = store.open_dataset(group)  # KeyError when missing
+    location = store.location
+    pinned = store.version
+    opts = dict(options) if options else {}
+    layout = decoded_layout(view)
+    if layout is None:
+        return _open_plain(store, view, group, opts, drop_variables)
+    specs, ds_spec = layout
+    variables: dict[str, Any] = {}
+    for a, spec in specs.items():
+        meta = spec["meta"]
+        shape = tuple(meta["shape"])
+        dtype = DTYPES[meta["dtype"]].read_dtype
+        stored = AtlasBackendArray(location, pinned, group, a, shape, dtype, opts, store)
+        data: Any = stored
+        extra = None
+        if spec["form"] == "decoded":
+            data = EncodedArray(stored, spec)
+            if spec.get("nchar"):
+                extra = (spec["dims"][-1], int(spec["nchar"]))
+        dims = tuple(spec["dims"]) if spec["form"] != "plain" else tuple(meta["dimension_names"])
+        variables[None if spec.get("none") else a] = xr.Variable(  # type: ignore[index]
+            dims, indexing.LazilyIndexedArray(data), spec["merged"], _chunk_encoding(meta, extra)
+        )
+    encoding = dict(ds_spec["encoding"])
+    if "unlimited_dims" in encoding:
+        encoding["unlimited_dims"] = set(encoding["unlimited_dims"])
+    datastore = _Variables(variables, ds_spec["attrs"], encoding)
+    return StoreBackendEntrypoint().open_dataset(datastore, drop_variables=drop_variables, **decoders)
+
+
+def _open_plain(
+    store: Atlas, view: Any, group: str, opts: dict[str, Any], drop_variables: str | Iterable[str] | None
+) -> xr.Dataset:
+    """A dataset without a CF record (written before it existed, or through the core API):
+    the 0.10 layout, nothing to decode."""
+    import xarray as xr
+
+    drop = _names(drop_variables)
+    coords, var_attrs, ds_attrs = split_attributes(view)
+    variables: dict[str, xr.Variable] = {}
+    for a in view.list_arrays():
+        if a in drop:
+            continue
+        meta = view.array_meta(a)
+        assert meta is not None
+        shape = tuple(meta["shape"])
+        dtype = DTYPES[meta["dtype"]].read_dtype
+        backend_array = AtlasBackendArray(store.location, store.version, group, a, shape, dtype, opts, store)
+        variables[a] = xr.Variable(
+            tuple(meta["dimension_names"]), indexing.LazilyIndexedArray(backend_array), var_attrs[a],
+            _chunk_encoding(meta),
+        )
+    return assemble_dataset(variables, coords, ds_attrs)
+
+
 class AtlasBackendEntrypoint(BackendEntrypoint):
     """Open one dataset of an Atlas store with ``xr.open_dataset(path, engine="atlas", group=name)``."""
 
     description = "Open one dataset (group) of an Atlas store"
     url = "https://github.com/atlas-python/atlas"
-    open_dataset_parameters = ("filename_or_obj", "drop_variables", "group", "version", "storage_options")
+    open_dataset_parameters = (
+        "filename_or_obj", "drop_variables", "group", "version", "storage_options", *DECODE_OPTIONS[:-2],
+    )
 
     def open_dataset(  # type: ignore[override]
         self,
-        filename_or_obj: str | os.PathLike[str],
+        filename_or_obj: str | os.PathLike[str] | StoreRef,
         *,
         drop_variables: str | Iterable[str] | None = None,
         group: str | None = None,
         version: int | None = None,
         storage_options: Mapping[str, Any] | None = None,
+        mask_and_scale: Any = True,
+        decode_times: Any = True,
+        concat_characters: Any = True,
+        decode_coords: Any = True,
+        use_cftime: Any = None,
+        decode_timedelta: Any = None,
+        set_indexes: bool = True,
     ) -> xr.Dataset:
-        """Open dataset ``group`` of the store at ``filename_or_obj`` (``version``: an old one)."""
-        import xarray as xr
-
+        """Open dataset ``group`` of the store at ``filename_or_obj`` (``version``: an old one),
+        decoded as xarray decodes a netCDF file, with the same decode options."""
         from ..core.atlas import Store as Atlas
 
+        decoders = dict(
+            mask_and_scale=mask_and_scale, decode_times=decode_times, concat_characters=concat_characters,
+            decode_coords=decode_coords, use_cftime=use_cftime, decode_timedelta=decode_timedelta,
+            set_indexes=set_indexes,
+        )
+        if isinstance(filename_or_obj, StoreRef):
+            if group is None:
+                raise ValueError("group= names the dataset to open")
+            return open_store_dataset(filename_or_obj.store, group, None, drop_variables, **decoders)
         if not isinstance(filename_or_obj, (str, os.PathLike)):
             raise TypeError(
                 f"the atlas engine opens a store by path or URL, not {type(filename_or_obj).__name__}"
@@ -109,28 +301,7 @@ class AtlasBackendEntrypoint(BackendEntrypoint):
                 f"group=<name>, e.g. xr.open_dataset({location!r}, engine='atlas', group={names[0]!r}). "
                 f"Datasets: {shown}{more}. Atlas.open(path).list_datasets() lists them all."
             )
-        view = store.open_dataset(group)  # KeyError when missing
-        pinned = store.version
-        drop = _names(drop_variables)
-        coords, var_attrs, ds_attrs = split_attributes(view)
-        variables: dict[str, xr.Variable] = {}
-        for a in view.list_arrays():
-            if a in drop:
-                continue
-            meta = view.array_meta(a)
-            assert meta is not None
-            shape = tuple(meta["shape"])
-            dtype = DTYPES[meta["dtype"]].read_dtype
-            backend_array = AtlasBackendArray(location, pinned, group, a, shape, dtype, options, store)
-            dims = tuple(meta["dimension_names"])
-            encoding = {
-                "chunks": tuple(meta["chunk_shape"]),
-                "preferred_chunks": dict(zip(dims, meta["chunk_shape"], strict=True)),
-            }
-            variables[a] = xr.Variable(
-                dims, indexing.LazilyIndexedArray(backend_array), var_attrs[a], encoding
-            )
-        return assemble_dataset(variables, coords, ds_attrs)
+        return open_store_dataset(store, group, options, drop_variables, **decoders)
 
     def guess_can_open(self, filename_or_obj: Any) -> bool:
         """A directory holding ``atlas.json`` is an Atlas store."""

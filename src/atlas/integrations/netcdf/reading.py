@@ -1,7 +1,10 @@
 """Reading one NetCDF file: decoded whole in memory, or opened lazily to be streamed.
 
 Files are decoded with xarray's CF conventions (masked fill values become NaN, times
-become ``datetime64``, character arrays become strings), root group only.
+become ``datetime64``, character arrays become strings), root group only; each variable's
+``.encoding`` (on-disk dtype, ``_FillValue``, units, char dims) and the file's format and
+unlimited dims go with it, so the store keeps the on-disk form (see
+:mod:`atlas.integrations.cf`).
 :func:`read_netcdf` is what the reader processes run: it never raises for a bad file.
 """
 
@@ -54,6 +57,7 @@ def open_netcdf(path: str | os.PathLike[str], chunk_bytes: int | None = None) ->
     try:
         _warn_groups(store.ds)
         ds = xr.open_dataset(store, engine="store")
+        ds.encoding.update(_file_encoding(store.ds))
     except BaseException:
         store.close()
         raise
@@ -180,9 +184,20 @@ def _decode_in_memory(path: str, max_inline_bytes: int) -> xr.Dataset | None:
             encoding = {"dtype": var.dtype, "source": path, "original_shape": data.shape}
             variables[name] = xr.Variable(var.dimensions, data, attrs, encoding)
         file_attrs = {k: nc.getncattr(k) for k in nc.ncattrs()}
+        file_encoding = _file_encoding(nc)
     decoded, ds_attrs, coord_names = decode_cf_variables(variables, file_attrs)
     ds = xr.Dataset(decoded, attrs=ds_attrs).set_coords(coord_names.intersection(decoded))
+    ds.encoding.update(file_encoding)
     return ds.load()
+
+
+def _file_encoding(nc: Any) -> dict[str, Any]:
+    """What a file's encoding keeps of it: its format and unlimited dims (``atlas export``
+    writes them back)."""
+    return {
+        "format": str(nc.data_model),
+        "unlimited_dims": {name for name, dim in nc.dimensions.items() if dim.isunlimited()},
+    }
 
 
 def read_netcdf(path: str, max_inline_bytes: int = MAX_INLINE_BYTES) -> Decoded:

@@ -1,0 +1,627 @@
+"""CF encoding, written once: how a variable goes into a store and how it is decoded back.
+
+Used by ``add_xarray_dataset``, ``open_as_xarray_dataset``, the ``engine="atlas"``
+backend, ``atlas export`` and ``atlas show``. It reuses xarray's own machinery: on the way
+in, the chain xarray's netCDF4 backend runs before writing a file
+(``encode_dataset_coordinates``, ``cf_encoder``, ``ensure_dtype_not_object``, the string
+coders); on the way out, ``decode_cf_variables`` through xarray's store backend, with
+every decode option xarray takes.
+
+What is stored, per variable (see ``docs/format.md``, "CF encoding record"):
+
+* **decoded**, when the decoded values are something Atlas holds natively (ints, float32/64,
+  bool, datetime64 that fit nanoseconds, strings): the array holds the physical values, so
+  scans and ``read_array`` give them. Opening re-encodes a window as xarray would write it
+  (the same on-disk form a netCDF file would hold) and lets xarray decode it;
+* **encoded**, otherwise (timedelta64, cftime dates, dates outside datetime64[ns], object
+  arrays of numbers, float16 packed by its encoding...): the array holds the numbers xarray
+  would write, with their units and calendar, decoded on opening.
+
+The record of each variable (its on-disk dims, dtype and typed attributes, in order) is the
+dataset attribute ``_pyatlas_cf``. Variable attributes are also stored as
+``"{var}.{attr}"`` dataset attributes (the 0.10 layout the catalogue and ``find`` read);
+edits made there later win over the record on opening.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from collections.abc import Hashable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..dtypes import DTYPES, DType
+from .conventions import (
+    COORDS_ATTR,
+    RECORD_ATTR,
+    attribute_owner,
+    decode_attribute,
+    is_default_fill,
+)
+
+if TYPE_CHECKING:
+    import xarray as xr
+
+    from ..core.dataset import DatasetView
+
+__all__ = [
+    "DECODE_OPTIONS",
+    "RECORD_ATTR",
+    "EncodedVariable",
+    "decoded_layout",
+    "encode_dataset",
+    "encode_window",
+    "pack",
+    "read_record",
+    "unpack",
+]
+
+RECORD_VERSION = 1
+
+#: The decode options the engine and ``open_as_xarray_dataset`` take (as xarray's own
+#: backends do); ``decode_cf=False`` turns the first five off (xarray does that itself).
+DECODE_OPTIONS = (
+    "mask_and_scale",
+    "decode_times",
+    "concat_characters",
+    "decode_coords",
+    "use_cftime",
+    "decode_timedelta",
+    "drop_variables",
+    "set_indexes",
+)
+
+#: Attributes holding the encoding of a variable: what re-encoding a window needs.
+_CODING_ATTRS = ("_FillValue", "missing_value", "scale_factor", "add_offset", "units", "calendar", "_Unsigned")
+
+#: Encoding keys an ``encoding=`` entry may hold (xarray's netCDF4 list, plus the CF ones
+#: and Atlas's ``chunks``).
+VALID_ENCODINGS = frozenset(
+    {
+        "dtype", "_FillValue", "missing_value", "scale_factor", "add_offset", "units", "calendar",
+        "_Unsigned", "_Encoding", "char_dim_name", "chunks", "chunksizes", "preferred_chunks",
+        "zlib", "szip", "bzip2", "blosc", "zstd", "complevel", "fletcher32", "contiguous", "shuffle",
+        "compression", "significant_digits", "quantize_mode", "blosc_shuffle", "szip_coding",
+        "szip_pixels_per_block", "endian", "least_significant_digit", "coordinates",
+        "source", "original_shape",
+    }
+)
+
+
+# ----------------------------------------------------------------------------- typed values
+
+
+def pack(value: Any) -> Any:
+    """A JSON-able form of an attribute value that keeps its numpy type (``unpack`` inverts it)."""
+    if isinstance(value, (bool, str)) or value is None:
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, np.generic):
+        if isinstance(value, float) and not math.isfinite(value):
+            return {"f": repr(value)}
+        return value
+    if isinstance(value, (bytes, np.bytes_)):
+        return {"b": bytes(value).decode("latin-1")}
+    if isinstance(value, np.generic):
+        if value.dtype.kind == "S":
+            return {"b": value.tobytes().decode("latin-1")}
+        if value.dtype.kind in "biuf":
+            item = value.item()
+            if isinstance(item, float) and not math.isfinite(item):
+                item = repr(item)
+            return {"t": value.dtype.str, "v": item}
+        return pack(value.item())
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind in "biuf":
+            items = [repr(x) if isinstance(x, float) and not math.isfinite(x) else x for x in value.ravel().tolist()]
+            return {"t": value.dtype.str, "a": items}
+        return {"l": [pack(v) for v in value.ravel().tolist()]}
+    if isinstance(value, (list, tuple)):
+        return {"l": [pack(v) for v in value]}
+    return {"j": json.dumps(value, default=str)}
+
+
+def _num(x: Any) -> Any:
+    return float(x) if isinstance(x, str) else x
+
+
+def unpack(value: Any) -> Any:
+    """Inverse of :func:`pack`."""
+    if not isinstance(value, dict):
+        return value
+    if "b" in value:
+        return np.bytes_(value["b"].encode("latin-1"))
+    if "f" in value:
+        return float(value["f"])
+    if "v" in value:
+        return np.dtype(value["t"]).type(_num(value["v"]))
+    if "a" in value:
+        return np.array([_num(x) for x in value["a"]], dtype=np.dtype(value["t"]))
+    if "l" in value:
+        return [unpack(v) for v in value["l"]]
+    if "j" in value:
+        return json.loads(value["j"])
+    return value
+
+
+def _plain(value: Any) -> Any:
+    """What the ``"{var}.{attr}"`` copy of a value reads back as (to tell edits apart)."""
+    from .conventions import encode_attribute
+
+    return decode_attribute(encode_attribute(value)[0])
+
+
+def _same(a: Any, b: Any) -> bool:
+    try:
+        return bool(np.array_equal(np.asarray(a, dtype=object), np.asarray(b, dtype=object)))
+    except Exception:  # pragma: no cover - odd values: treat as edited
+        return False
+
+
+# ----------------------------------------------------------------------------- writing
+
+
+@dataclass
+class EncodedVariable:
+    """One variable as it goes into the store: the data to store and its CF record."""
+
+    name: str
+    data: xr.Variable  # what the atlas array holds (decoded or encoded values)
+    form: str  # "decoded" or "encoded"
+    disk_dims: tuple[str, ...]
+    disk_dtype: str
+    disk_attrs: dict[str, Any]
+    user_attrs: dict[str, Any]  # the variable's own attributes (also stored as "{var}.{attr}")
+    strings: str | None = None  # "bytes" or "str" for strings stored decoded
+    nchar: int | None = None  # length of the char dim, for char arrays
+    string_fill: str | None = None  # what missing string cells are stored as
+    none_name: bool = False  # the variable's name is None (stored as "None")
+
+    def record(self) -> dict[str, Any]:
+        """The entry of ``_pyatlas_cf`` for this variable."""
+        out: dict[str, Any] = {
+            "form": self.form,
+            "dims": list(self.disk_dims),
+            "dtype": self.disk_dtype,
+            "attrs": [[k, pack(v)] for k, v in self.disk_attrs.items()],
+            "user": [k for k in self.user_attrs if k != "_FillValue"],  # that one is the array fill
+            "coding": [k for k in self.disk_attrs if k not in self.user_attrs],
+        }
+        if self.none_name:
+            out["none"] = True
+        if self.strings is not None:
+            out["strings"] = self.strings
+        if self.nchar is not None:
+            out["nchar"] = self.nchar
+        return out
+
+
+@dataclass
+class EncodedDataset:
+    """A whole Dataset encoded: its variables and global attributes, with the record."""
+
+    variables: list[EncodedVariable]
+    attrs: dict[str, Any]  # the dataset's own attributes
+    disk_attrs: dict[str, Any]  # what a netCDF file would hold (``coordinates`` added)
+    encoding: dict[str, Any] = field(default_factory=dict)
+
+    def record(self) -> str:
+        """The value of the ``_pyatlas_cf`` dataset attribute."""
+        doc = {
+            "version": RECORD_VERSION,
+            "variables": {v.name: v.record() for v in self.variables},
+            "attrs": [[k, pack(v)] for k, v in self.disk_attrs.items()],
+            "user": list(self.attrs),
+            "encoding": {k: pack(v) for k, v in self.encoding.items()},
+        }
+        return json.dumps(doc, allow_nan=False)
+
+
+def _validate_names(ds: xr.Dataset) -> None:
+    try:
+        from xarray.backends.writers import _validate_dataset_names
+    except ImportError:  # pragma: no cover - older xarray
+        from xarray.backends.api import _validate_dataset_names  # type: ignore[attr-defined,no-redef]
+    _validate_dataset_names(ds)
+
+
+def _dataset_encoding(ds: xr.Dataset) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    unlimited = ds.encoding.get("unlimited_dims")
+    if unlimited:
+        out["unlimited_dims"] = sorted([unlimited] if isinstance(unlimited, str) else [str(d) for d in unlimited])
+    fmt = ds.encoding.get("format")
+    if isinstance(fmt, str):
+        out["format"] = fmt
+    return out
+
+
+def encode_dataset(ds: xr.Dataset, encoding: Mapping[Hashable, Any] | None = None) -> EncodedDataset:
+    """Encode ``ds`` the way xarray's netCDF4 backend does before writing a file.
+
+    ``encoding`` is xarray's ``{var: {key: value}}``; each variable's ``.encoding`` counts
+    too. Raises what xarray raises for the same input (``KeyError`` for an encoding of a
+    missing variable, ``ValueError`` for unexpected encoding keys or bad names,
+    ``NotImplementedError`` for a MultiIndex), and ``NotImplementedError`` naming the
+    variable for data Atlas cannot hold in any form.
+    """
+    from xarray import conventions
+    from xarray.backends.common import ensure_dtype_not_object
+
+    if encoding is None:
+        encoding = {}
+    if not isinstance(encoding, Mapping):
+        raise TypeError(f"encoding must be a dict {{variable: {{key: value}}}}, not {type(encoding).__name__}")
+    _validate_names(ds)
+    for vname in ds.variables:
+        conventions.ensure_not_multiindex(ds.variables[vname], name=vname)
+    variables, disk_global = conventions.encode_dataset_coordinates(ds)
+    checked = set()
+    for k, enc in encoding.items():
+        try:
+            enc = dict(enc)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"encoding of variable {k!r} must be castable to a dictionary, got {enc!r}") from err
+        variables[k].encoding = enc  # KeyError for a variable the Dataset lacks, as xarray
+        checked.add(k)
+    for k in checked:
+        bad = set(variables[k].encoding) - VALID_ENCODINGS
+        if bad:
+            raise ValueError(
+                f"unexpected encoding parameters for variable {k!r}: {sorted(bad)}; "
+                f"valid encodings are {sorted(VALID_ENCODINGS)}"
+            )
+    for k, var in variables.items():
+        enc = var.encoding
+        if "original_shape" in enc and "_FillValue" not in enc and "_FillValue" not in var.attrs:
+            # decoded from a file that had no _FillValue: write none (not xarray's NaN default)
+            var.encoding = {**enc, "_FillValue": None}
+        variables[k] = _fixed_width_bytes(var)
+    decoded = dict(variables)
+    # numbers and bools are stored decoded, so only their on-disk dtype and attributes are
+    # needed, which do not depend on the values: encode one cell, not the whole array
+    # (fixed-width bytes too: their width is in the dtype)
+    sample = {k: _one_cell(v) if _storable(v.dtype) or v.dtype.kind == "S" else v for k, v in variables.items()}
+    encoded, disk_global = conventions.cf_encoder(sample, disk_global)
+    out = []
+    for name, var in encoded.items():
+        try:
+            ev = _encode_variable(str(name), decoded[name], ensure_dtype_not_object(var, name=name))
+            ev.none_name = name is None
+            out.append(ev)
+        except (NotImplementedError, TypeError, ValueError, OverflowError) as e:
+            if f"{name!r}" in str(e) or f"variable {name}" in str(e):
+                raise
+            raise type(e)(f"variable {name!r}: {e}") from e
+    order = {str(k): i for i, k in enumerate([*ds.coords, *ds.data_vars])}  # the 0.10 array order
+    out.sort(key=lambda ev: order.get(ev.name, len(order)))
+    return EncodedDataset(out, dict(ds.attrs), dict(disk_global), _dataset_encoding(ds))
+
+
+def _one_cell(var: xr.Variable) -> xr.Variable:
+    """The first cell of ``var`` (or ``var`` when empty), with its attributes and encoding."""
+    import xarray as xr
+
+    if var.size <= 1:
+        return var
+    key = tuple(slice(0, 1) for _ in var.shape)
+    return xr.Variable(var.dims, np.asarray(var[key].values), var.attrs, var.encoding)
+
+
+def _fixed_width_bytes(var: xr.Variable) -> xr.Variable:
+    """An object array of bytes (or all missing, or empty) read from a char array (encoding
+    dtype ``S1``) as fixed-width bytes again, missing cells as the fill, so it is written
+    back as the same char array (xarray would infer float64 for an empty or all-NaN one)."""
+    if var.dtype.kind != "O" or var.chunks is not None or var.encoding.get("dtype") != np.dtype("S1"):
+        return var
+    import pandas as pd
+
+    values = np.asarray(var.values)
+    flat = values.reshape(-1)
+    missing = np.asarray(pd.isna(flat), dtype=bool) if flat.size else np.zeros(0, bool)
+    if not all(isinstance(x, bytes) for x in flat[~missing]):
+        return var
+    width = 1
+    shape = var.encoding.get("original_shape")
+    if "char_dim_name" in var.encoding and isinstance(shape, tuple) and len(shape) == var.ndim + 1:
+        width = max(1, int(shape[-1]))
+    fill = var.encoding.get("_FillValue", b"")
+    fill = bytes(fill) if isinstance(fill, (bytes, np.bytes_)) else b""
+    filled = flat.copy()
+    filled[missing] = fill
+    out = filled.astype("S") if flat.size else np.zeros(0, "S1")
+    out = out.astype(f"S{max(width, out.dtype.itemsize, len(fill))}")
+    import xarray as xr
+
+    return xr.Variable(var.dims, out.reshape(values.shape), var.attrs, var.encoding)
+
+
+def _masked_objects(var: xr.Variable, enc: xr.Variable) -> xr.Variable:
+    """The encoded numbers of an object array (cftime dates), its missing cells as the
+    ``_FillValue`` (xarray's date encoding leaves them 0)."""
+    fill = enc.attrs.get("_FillValue", enc.encoding.get("_FillValue"))
+    if var.dtype.kind != "O" or fill is None or var.chunks is not None:
+        return enc
+    import pandas as pd
+
+    missing = np.asarray(pd.isna(np.asarray(var.values)), dtype=bool)
+    if not missing.any():
+        return enc
+    values = np.array(enc.values, copy=True)
+    values[missing] = fill
+    return enc.copy(data=values)
+
+
+def _single_chars(var: xr.Variable) -> bool:
+    """Whether ``var`` was read from a char array without a char dimension."""
+    enc = var.encoding
+    return (
+        enc.get("dtype") == np.dtype("S1") and "char_dim_name" not in enc
+        and tuple(enc.get("original_shape", ())) == tuple(var.shape)
+    )
+
+
+_HALF = np.dtype("float16")
+
+
+def _storable(dtype: np.dtype[Any]) -> bool:
+    kind = dtype.kind
+    return kind in "iub" or (kind == "f" and dtype.itemsize in (4, 8))
+
+
+def _fits_ns(var: xr.Variable) -> bool:
+    """Whether a datetime64 variable converts to nanoseconds without overflow."""
+    if var.dtype == np.dtype("datetime64[ns]") or var.chunks is not None:
+        return True  # dask input is converted block by block (an overflow raises then)
+    arr = np.asarray(var.values)
+    try:
+        ns = arr.astype("datetime64[ns]")
+    except (OverflowError, ValueError):  # pragma: no cover - numpy raises on some versions
+        return False
+    return bool(np.all((ns.astype(arr.dtype) == arr) | np.isnat(arr)))
+
+
+def _is_strings(var: xr.Variable, enc: xr.Variable) -> str | None:
+    """"bytes" or "str" when ``var`` holds strings (object arrays judged by xarray's inference)."""
+    kind = var.dtype.kind
+    if kind == "S":
+        return "bytes"
+    if kind in "UT":
+        return "str"
+    if kind == "O":
+        from xarray.coding.strings import check_vlen_dtype
+
+        vlen = check_vlen_dtype(var.dtype)
+        if vlen is bytes:
+            return "bytes"
+        if vlen is str:
+            return "str"
+        ek = enc.dtype.kind
+        if ek == "S":
+            return "bytes"
+        if ek in "UT":
+            return "str"
+        if ek == "O":
+            vlen = check_vlen_dtype(enc.dtype)
+            return "bytes" if vlen is bytes else "str" if vlen is str else None
+    return None
+
+
+def _encode_variable(name: str, var: xr.Variable, enc: xr.Variable) -> EncodedVariable:
+    """Choose the stored form of one variable; ``enc`` is xarray's CF encoding of it."""
+    from xarray.backends.netCDF4_ import _encode_nc4_variable, _force_native_endianness
+
+    user_attrs = dict(var.attrs)
+    strings = _is_strings(var, enc)
+    if strings is not None:
+        disk = _encode_nc4_variable(_force_native_endianness(enc), name=name)
+        disk_dims = tuple(str(d) for d in disk.dims)
+        nchar = None
+        if disk.dtype == np.dtype("S1") and len(disk_dims) == len(var.dims) + 1:
+            nchar = int(disk.shape[-1])
+            if nchar == 1 and _single_chars(var):  # read from an S1 array without a char dim
+                disk_dims, nchar = disk_dims[:-1], None
+        disk_dtype = "S1" if disk.dtype == np.dtype("S1") else "str"
+        attrs = dict(disk.attrs)
+        fill = attrs.get("_FillValue")
+        string_fill = None
+        if fill is not None:
+            string_fill = bytes(fill).decode(_text_encoding(attrs), "replace") if isinstance(fill, (bytes, np.bytes_)) else str(fill)
+        data = var
+        if var.dtype.kind == "T":
+            data = var.copy(data=np.asarray(var.values, dtype=object))
+        return EncodedVariable(
+            name, data, "decoded", disk_dims, disk_dtype, attrs, user_attrs, strings, nchar, string_fill
+        )
+    enc = _force_native_endianness(enc)
+    disk_dtype = np.dtype(enc.dtype)
+    half = var.dtype == _HALF and disk_dtype == _HALF  # held as float32, written back as float16
+    if not (_storable(disk_dtype) or half):
+        raise NotImplementedError(
+            f"variable {name!r} has dtype {var.dtype} (written as {disk_dtype}), which Atlas cannot store; "
+            "convert it, or give an encoding dtype Atlas holds (int8..uint64, float16..64)"
+        )
+    decoded_ok = half or _storable(var.dtype) or (var.dtype.kind == "M" and _fits_ns(var))
+    form = "decoded" if decoded_ok else "encoded"
+    data = (var.astype("f4") if half else var) if decoded_ok else _masked_objects(var, enc)
+    disk_attrs = dict(enc.attrs)
+    calendar = disk_attrs.get("calendar")
+    if (
+        "units" in var.encoding and "calendar" not in var.encoding and "calendar" not in var.attrs
+        and (calendar in ("standard", "gregorian") or (calendar == "proleptic_gregorian" and var.dtype.kind == "M"))
+    ):
+        disk_attrs.pop("calendar", None)  # the source had none (the default): keep it so
+    fill = disk_attrs.get("_FillValue")
+    if fill is not None and disk_dtype.kind in "iuf" and not isinstance(fill, np.ndarray):
+        try:  # on-disk type, as netCDF stores a _FillValue (255 for a u1 var is np.uint8(255))
+            with np.errstate(all="ignore"):
+                disk_attrs["_FillValue"] = np.array(fill).astype(disk_dtype)[()]
+        except (TypeError, ValueError, OverflowError):
+            pass
+    given = var.encoding.get("units")
+    if isinstance(given, str) and "units" in disk_attrs and "units" not in var.attrs:
+        disk_attrs["units"] = given  # as written (xarray normalises "... 00:00:00 UTC")
+    return EncodedVariable(
+        name, data, form, tuple(str(d) for d in enc.dims), disk_dtype.name, disk_attrs, user_attrs
+    )
+
+
+def _text_encoding(attrs: Mapping[str, Any]) -> str:
+    value = attrs.get("_Encoding", "utf-8")
+    return value if isinstance(value, str) else "utf-8"
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+def read_record(view: DatasetView) -> dict[str, Any] | None:
+    """The ``_pyatlas_cf`` record of a dataset, or None (written before it existed, or by
+    the core API)."""
+    raw = view.attributes().get(RECORD_ATTR)
+    if not isinstance(raw, str):
+        return None
+    try:
+        doc = json.loads(raw)
+    except ValueError:
+        return None
+    if not isinstance(doc, dict) or not isinstance(doc.get("variables"), dict):
+        return None
+    return doc
+
+
+def _merged_attrs(
+    recorded: list[list[Any]], user: list[str], current: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Recorded on-disk attributes (typed, in order), with later edits of the user's
+    ``"{var}.{attr}"`` copies applied (changed values, deletions, additions)."""
+    out: dict[str, Any] = {}
+    users = set(user)
+    for key, packed in recorded:
+        value = unpack(packed)
+        if key not in users:
+            out[key] = value
+        elif key in current:
+            now = current[key]
+            out[key] = value if _same(_plain(value), now) else now
+    for key, value in current.items():
+        if key not in out and key not in users:
+            out[key] = value
+    return out
+
+
+def decoded_layout(view: DatasetView) -> tuple[dict[str, dict[str, Any]], dict[str, Any]] | None:
+    """``({array: on-disk spec with merged attrs}, dataset spec)`` of a dataset with a CF
+    record, else None."""
+    record = read_record(view)
+    if record is None:
+        return None
+    arrays = view.list_arrays()
+    names = set(arrays)
+    attrs = view.attributes()
+    own: dict[str, dict[str, Any]] = {a: {} for a in arrays}
+    globals_: dict[str, Any] = {}
+    for key, value in attrs.items():
+        if key in (RECORD_ATTR, COORDS_ATTR):
+            continue
+        owner = attribute_owner(key, names)
+        if owner is None:
+            globals_[key] = decode_attribute(value)
+        else:
+            own[owner[0]][owner[1]] = decode_attribute(value)
+    specs: dict[str, dict[str, Any]] = {}
+    for a in arrays:
+        for k, v in view.array_attributes(a).items():
+            own[a].setdefault(k, decode_attribute(v))
+        spec = record["variables"].get(a)
+        meta = view.array_meta(a)
+        assert meta is not None
+        if spec is None:  # added later through the core API: as the 0.10 layout
+            fill = view.array_fill_value(a)
+            plain = dict(own[a])
+            if fill is not None and not is_default_fill(DTYPES[meta["dtype"]], fill):
+                plain["_FillValue"] = fill
+            spec = {"form": "plain", "dims": meta["dimension_names"], "attrs": [], "user": []}
+            specs[a] = {**spec, "merged": plain, "meta": meta}
+            continue
+        merged = _merged_attrs(spec.get("attrs", []), spec.get("user", []), own[a])
+        specs[a] = {**spec, "merged": merged, "meta": meta}
+    ds_spec = {
+        "attrs": _merged_attrs(record.get("attrs", []), record.get("user", []), globals_),
+        "encoding": {k: unpack(v) for k, v in record.get("encoding", {}).items()},
+    }
+    return specs, ds_spec
+
+
+def _coding_encoding(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """The encoding that re-encodes a decoded window exactly as it was written."""
+    attrs = spec["merged"]
+    coding = set(spec.get("coding", ()))
+    enc = {k: attrs[k] for k in _CODING_ATTRS if k in attrs and k in coding}
+    enc["dtype"] = np.dtype(spec["dtype"])
+    return enc
+
+
+def add_fill(ev: EncodedVariable, dt: DType, fill: Any) -> None:
+    """Record an explicit Atlas fill (``fill_value=``) as the on-disk ``_FillValue`` of a
+    variable that has none, as a netCDF file of the same data would hold it."""
+    if fill is None or is_default_fill(dt, fill):
+        return
+    have = ev.disk_attrs.get("_FillValue")
+    if have is not None and not (isinstance(have, (float, np.floating)) and math.isnan(have)):
+        return  # the variable's own _FillValue (a NaN one is xarray's default for floats)
+    if dt.is_string:
+        ev.disk_attrs["_FillValue"] = fill if ev.disk_dtype == "str" else np.bytes_(fill.encode("utf-8"))
+    elif dt.kind in ("int", "uint", "float") and np.dtype(ev.disk_dtype) == dt.numpy:
+        ev.disk_attrs["_FillValue"] = dt.numpy.type(fill)
+
+
+def encode_window(spec: Mapping[str, Any], dims: tuple[str, ...], window: np.ndarray) -> np.ndarray:
+    """A window of a decoded array as it is on disk (numbers, or chars for char arrays)."""
+    if spec.get("strings") is not None:
+        return _string_window(spec, window)
+    import xarray as xr
+    from xarray import conventions
+    from xarray.coding.variables import SerializationWarning
+
+    encoding = _coding_encoding(spec)
+    if window.dtype == encoding["dtype"] and _identity(encoding):
+        return window  # nothing to encode: the stored values are the on-disk ones
+    var = xr.Variable(dims, window, {}, encoding)
+    with warnings.catch_warnings():
+        # what it warns about (float to int without a fill...) was said when it was written
+        warnings.simplefilter("ignore", SerializationWarning)
+        out = conventions.encode_cf_variable(var)
+    return np.asarray(out.values).astype(np.dtype(spec["dtype"]), copy=False)
+
+
+def _identity(encoding: Mapping[str, Any]) -> bool:
+    """Whether encoding with ``encoding`` leaves values of its dtype unchanged (no coding
+    but a NaN ``_FillValue``)."""
+    for key, value in encoding.items():
+        if key == "dtype":
+            continue
+        if key == "_FillValue" and isinstance(value, (float, np.floating)) and math.isnan(value):
+            continue
+        return False
+    return True
+
+
+def _string_window(spec: Mapping[str, Any], window: np.ndarray) -> np.ndarray:
+    flat = window.reshape(-1)
+    if spec["dtype"] != "S1":  # vlen strings
+        if spec["strings"] == "bytes":
+            out = np.empty(flat.shape, dtype=object)
+            out[:] = [s.encode("utf-8", "surrogateescape") if isinstance(s, str) else s for s in flat]
+            return out.reshape(window.shape)
+        return window
+    codec = _text_encoding(spec["merged"])
+    nchar = spec.get("nchar") or 1
+    data = np.array(
+        [s.encode(codec, "replace") if isinstance(s, str) else bytes(s) for s in flat], dtype=f"S{nchar}"
+    ).reshape(window.shape)
+    if spec.get("nchar") is None:
+        return data.astype("S1")
+    return data.reshape(-1).view("S1").reshape(*window.shape, nchar)
