@@ -223,12 +223,14 @@ class Store(StoreModel):
         names: Sequence[str],
         start: Sequence[int] | None = None,
         shape: Sequence[int] | None = None,
+        pad: bool = False,
     ) -> np.ndarray:
         """Read one array from many datasets into one ndarray of shape ``(len(names), *shape)``.
 
         ``KeyError`` if a dataset lacks the array, ``TypeError`` for different dtypes and
-        ``ValueError`` for different shapes unless ``start``/``shape`` give a common window."""
-        return scan.read_array_across_stacked(self, array, names, start, shape)
+        ``ValueError`` for different shapes unless ``start``/``shape`` give a common window
+        or ``pad=True``, which pads each array to the largest shape with its fill value."""
+        return scan.read_array_across_stacked(self, array, names, start, shape, pad)
 
     def flush(self) -> None:
         """Commit every buffered change atomically as a new version (no-op when unchanged).
