@@ -16,6 +16,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
 from .files import SourceFile
+from .provenance import file_sha256
 from .reading import Decoded, read_netcdf
 
 __all__ = ["Readers", "default_jobs", "release_memory_promptly", "worker_pool"]
@@ -40,6 +41,16 @@ def release_memory_promptly() -> None:
         libc.mallopt(-3, 1 << 20)  # M_MMAP_THRESHOLD
     except (OSError, AttributeError):
         pass
+
+
+def read_file(path: str, max_inline: int) -> tuple[Decoded, str]:
+    """What a reader does with one file: its SHA-256 (empty when it cannot be read) and
+    its decoded content (never raises for a bad file)."""
+    try:
+        digest = file_sha256(path)
+    except OSError:
+        digest = ""
+    return read_netcdf(path, max_inline), digest
 
 
 def _worker_init() -> None:
@@ -77,7 +88,7 @@ class Readers:
         self._max_inline = max_inline
         self._window = 2 * jobs
         self._pool: ProcessPoolExecutor | None = None
-        self._pending: deque[tuple[SourceFile, Future[Decoded]]] = deque()
+        self._pending: deque[tuple[SourceFile, Future[tuple[Decoded, str]]]] = deque()
         self._next = 0
 
     def _start_pool(self) -> ProcessPoolExecutor:
@@ -88,12 +99,12 @@ class Readers:
         while len(self._pending) < self._window and self._next < len(self._files):
             src = self._files[self._next]
             self._next += 1
-            self._pending.append((src, self._pool.submit(read_netcdf, str(src.path), self._max_inline)))
+            self._pending.append((src, self._pool.submit(read_file, str(src.path), self._max_inline)))
 
-    def __iter__(self) -> Iterator[tuple[SourceFile, Decoded]]:
+    def __iter__(self) -> Iterator[tuple[SourceFile, Decoded, str]]:
         if self._jobs <= 1:
             for src in self._files:
-                yield src, read_netcdf(str(src.path), self._max_inline)
+                yield (src, *read_file(str(src.path), self._max_inline))
             return
         self._pool = self._start_pool()
         try:
@@ -106,11 +117,11 @@ class Readers:
                     result = fut.result()
                 except BrokenProcessPool:
                     result = self._after_crash(src)
-                yield src, result
+                yield (src, *result)
         finally:
             self.close()
 
-    def _after_crash(self, src: SourceFile) -> Decoded:
+    def _after_crash(self, src: SourceFile) -> tuple[Decoded, str]:
         """A reader died (the NetCDF library crashed): find out whether on this file."""
         assert self._pool is not None
         retry = [s for s, _ in self._pending]
@@ -118,13 +129,13 @@ class Readers:
         self._pool.shutdown(wait=True, cancel_futures=True)
         self._pool = self._start_pool()
         try:
-            result = self._pool.submit(read_netcdf, str(src.path), self._max_inline).result()
+            result = self._pool.submit(read_file, str(src.path), self._max_inline).result()
         except BrokenProcessPool:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = self._start_pool()
-            result = Decoded(error="the NetCDF library crashed while reading this file")
+            result = Decoded(error="the NetCDF library crashed while reading this file"), ""
         for s in retry:
-            self._pending.append((s, self._pool.submit(read_netcdf, str(s.path), self._max_inline)))
+            self._pending.append((s, self._pool.submit(read_file, str(s.path), self._max_inline)))
         return result
 
     def close(self) -> None:
