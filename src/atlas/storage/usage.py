@@ -33,7 +33,8 @@ def _local_root(storage: Storage) -> str | None:
 
 
 def _local_usage(root: str) -> DiskUsage:
-    files = apparent = allocated = 0
+    files = apparent = 0
+    allocated = os.lstat(root).st_blocks * _BLOCK  # the directory itself, as du -s counts it
     seen: set[tuple[int, int]] = set()  # hard links count once, as du counts them
     for dirpath, dirnames, filenames in os.walk(root):
         for name in filenames + dirnames:
