@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
 
+import pytest
 from cli_helpers import assert_one_line_error, run
 from netcdf_helpers import write_profile, write_tree
 
@@ -102,3 +104,38 @@ def test_info_lists_the_files_that_failed(tmp_path: Path) -> None:
     assert [f["file"] for f in info["failed_files"]] == ["bad.nc"]
     again = run("ingest", src, tmp_path / "store", "--update")
     assert "1 file failed before and is unchanged, not retried" in again.stdout
+
+
+# ---------------------------------------------------------------------------- the real Argo sample
+
+ARGO = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "argo"
+needs_argo = pytest.mark.skipif(not ARGO.is_dir(), reason=f"the real Argo sample is not at {ARGO}")
+
+
+@needs_argo
+def test_real_archive_kinds_ingest_quietly_and_are_found(tmp_path: Path) -> None:
+    # every kind beside the profiles (_prof, _meta, _tech, _Rtraj of five floats), and a few profiles
+    store = tmp_path / "argo.atlas"
+    first = run("ingest", ARGO, store, "--exclude", "*/profiles/*", "--skip-errors", "-q", rc=None)
+    assert first.returncode in (0, 3), first.stderr
+    assert first.stderr == ""  # no raw warning, no traceback
+    out = first.stdout
+    lines = out.splitlines()
+    kinds = [i for i, line in enumerate(lines) if re.match(r"  \d+ x ", line)]
+    assert all(lines[i + 1].startswith("      e.g. ") and lines[i + 1].endswith(".nc") for i in kinds)
+    s = atlas.Atlas.open(store)
+    assert "aoml:13857:13857_prof" in s.list_datasets()
+    # PLATFORM_NUMBER is stored as Argo writes it, padded with blanks
+    stored = s.open_dataset("aoml:13857:13857_prof").read_array("PLATFORM_NUMBER")
+    assert str(stored.flat[0]).rstrip() == "13857" and str(stored.flat[0]) != "13857"
+    found = run("find", store, "PLATFORM_NUMBER == '13857'").stdout.split()
+    assert "aoml:13857:13857_prof" in found and not any("2901746" in n for n in found)
+    # the default catalogue leaves the variables' attributes out
+    table = s.catalog()
+    assert "PLATFORM_NUMBER.long_name" not in table.columns and "PLATFORM_NUMBER.max" in table.columns
+    assert "PLATFORM_NUMBER.long_name" in s.catalog(array_attributes=True).columns
+    # an update finds nothing changed, and does not try again what failed
+    again = run("ingest", ARGO, store, "--exclude", "*/profiles/*", "--update", "-q")
+    assert "0 datasets added" in again.stdout and again.stderr == ""
+    skipped = [line for line in out.splitlines() if line.startswith("  ") and ".nc: " in line]
+    assert len(skipped) == again.stdout.count(".nc: ")
