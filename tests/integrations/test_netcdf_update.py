@@ -93,12 +93,3 @@ def test_a_new_failure_of_an_update_joins_the_log(tmp_path: Path) -> None:
     files = [f.file for f in decode_failures(atlas.Atlas.open(store).storage.get(FAILURES_KEY))]
     assert files == ["a/one.nc", "b/two.nc"]
 
-
-def test_long_ingests_commit_in_batches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from atlas.integrations import netcdf
-
-    monkeypatch.setattr(netcdf, "COMMIT_EVERY", 2)
-    write_tree(tmp_path / "src", 5)
-    report = ingest_directory(tmp_path / "src", tmp_path / "store", jobs=1)
-    s = atlas.Atlas.open(tmp_path / "store")
-    assert len(s.list_datasets()) == 5 and report.version == s.version == 3  # 2 + 2 + 1

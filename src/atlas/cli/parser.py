@@ -144,8 +144,7 @@ def _add_ingest(sub: Subcommands) -> None:
             "itself (a full disk, a bucket refusing writes, a service still failing after\n"
             "retries) always stops the ingest and is never blamed on a file. A STORE left\n"
             f"half-created by an ingest that was killed (only {CONFIG_KEY} or temporary files)\n"
-            "is created again. A long ingest into a new store, or with --skip-errors, commits\n"
-            "every 1000 files: one that was killed goes on with --update."
+            "is created again."
         ),
         epilog=NAMING_HELP + (
             "\nexamples:\n"

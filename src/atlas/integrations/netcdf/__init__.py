@@ -97,8 +97,6 @@ DEFAULT_CHUNK_SIZE = 16 << 20
 #: Least buffer of chunk bytes before the store writes chunks ahead during an ingest
 #: (the buffer is half a streaming block, and at least this).
 MIN_INGEST_BUFFER_BYTES = 8 << 20
-#: Files committed at a time by a long ingest into a store it creates, or with skip_errors.
-COMMIT_EVERY = 1000
 #: Below this many files, decoding in the main process beats starting workers.
 MIN_FILES_FOR_WORKERS = 16
 
@@ -155,9 +153,7 @@ def ingest_directory(
     full disk, a bucket refusing writes, a service still failing after its retries)
     always stop the ingest with an :class:`IngestError` naming the store, and never
     count as a failing file. A store whose create was interrupted (a directory holding
-    only ``atlas.json`` or temporary files, say) is created again. A long ingest into a
-    store it creates, or with ``skip_errors``, commits every ``COMMIT_EVERY`` files, so
-    that memory stays bounded (and a killed ingest can go on with ``update``).
+    only ``atlas.json`` or temporary files, say) is created again.
 
     Workers are started with multiprocessing's ``forkserver`` method, so a script
     calling this with ``jobs > 1`` needs the usual ``if __name__ == "__main__":``
@@ -173,7 +169,6 @@ def ingest_directory(
     report.store_bytes_before = 0 if report.created else disk_usage(store.storage).allocated_bytes
     # writing ahead costs a few times the buffer while statistics are taken: keep it small
     store.buffer_bytes = min(store.buffer_bytes, max(MIN_INGEST_BUFFER_BYTES, chunk_size // 2))
-    target = _Target(store, report.created or skip_errors, skip_errors)
     committed = False
     try:
         with warnings.catch_warnings():
@@ -185,18 +180,18 @@ def ingest_directory(
                 progress.start(len(plan.todo), sum(s.size for s in plan.todo))
             use_workers = jobs > 1 and len(plan.todo) >= MIN_FILES_FOR_WORKERS
             readers = Readers(plan.todo, jobs if use_workers else 1, max_inline)
-            failed = _write_files(target, readers, plan, chunk_size, skip_errors, report, progress)
+            failed = _write_files(store, readers, plan, chunk_size, skip_errors, report, progress)
         if progress is not None:
             progress.stage("committing")
-        target.commit(report)
-        _keep_log(target.store, plan, failed)
+        _commit(store)
+        _keep_log(store, plan, failed)
         committed = True
     finally:
         if progress is not None:
             progress.close()
-        if not committed and not target.keeps_batches:
+        if not committed:
             cleanup()
-    _measure(report, target.store, t0)
+    _measure(report, store, t0)
     return report
 
 
@@ -210,52 +205,12 @@ def _measure(report: IngestReport, store: Atlas, t0: float) -> None:
     report.seconds = time.perf_counter() - t0
 
 
-class _Target:
-    """The store handle an ingest writes through; with ``batches``, committed every
-    ``COMMIT_EVERY`` files and reopened, since a handle keeps what it wrote in memory."""
-
-    def __init__(self, store: Atlas, batches: bool, skip_errors: bool) -> None:
-        self.store = store
-        self.batching = batches
-        self.skip_errors = skip_errors
-        self.batches = 0  # commits made before the end
-        self.uncommitted = 0
-        self.buffer_bytes = store.buffer_bytes
-
-    def added(self, report: IngestReport) -> None:
-        """One more file added; commit when a batch is full."""
-        self.uncommitted += 1
-        if self.batching and self.uncommitted >= COMMIT_EVERY:
-            self.commit(report)
-            self.batches += 1
-            from ...core.atlas import Store
-
-            self.store = Store.open(self.store.storage)
-            self.store.buffer_bytes = self.buffer_bytes
-
-    @property
-    def keeps_batches(self) -> bool:
-        """Whether an ingest that stops keeps what it committed: only with skip_errors
-        (otherwise it is all or nothing, and only batches a store it created)."""
-        return self.skip_errors and self.batches > 0
-
-    def commit(self, report: IngestReport) -> None:
-        """Commit what was added; a failure of the store stops the ingest."""
-        try:
-            self.store.flush()
-        except StorageError as exc:
-            raise IngestError(f"{_one_line(exc)}; stopped while committing the ingest{_kept(self)}") from exc
-        self.uncommitted = 0
-
-
-def _kept(target: _Target) -> str:
-    """What stays of an ingest that stops: the batches it committed, if any."""
-    if not target.keeps_batches:
-        return ""
-    return (
-        f"; the datasets committed before (version {target.store.version}) stay: "
-        "run the ingest again with --update to add the rest"
-    )
+def _commit(store: Atlas) -> None:
+    """Commit the ingest; a failure of the store stops it."""
+    try:
+        store.flush()
+    except StorageError as exc:
+        raise IngestError(f"{_one_line(exc)}; stopped while committing the ingest") from exc
 
 
 def _keep_log(store: Atlas, plan: Plan, failed: list[Failure]) -> None:
@@ -330,7 +285,7 @@ def _check_names(files: list[SourceFile], skip_errors: bool, report: IngestRepor
 
 
 def _write_files(
-    target: _Target,
+    store: Atlas,
     readers: Readers,
     plan: Plan,
     chunk_size: int,
@@ -346,7 +301,7 @@ def _write_files(
             report.warnings.extend(WarningRecord(src.relpath, c, m) for c, m in decoded.warnings)
             error = decoded.error
             if error is None:
-                error = _write_file(target, src, decoded, chunk_size, report, src.name in plan.replace, digest)
+                error = _write_file(store, src, decoded, chunk_size, report, src.name in plan.replace, digest)
             decoded.dataset = None
             if error is not None:
                 if not skip_errors:
@@ -362,7 +317,6 @@ def _write_files(
                 if src.name in plan.replace:
                     report.replaced.append(src.name)
                 report.bytes_in += src.size
-                target.added(report)
             if progress is not None:
                 progress.advance(1, src.size)
     finally:
@@ -371,12 +325,11 @@ def _write_files(
 
 
 def _write_file(
-    target: _Target, src: SourceFile, decoded: Decoded, chunk_size: int, report: IngestReport, replace: bool, digest: str
+    store: Atlas, src: SourceFile, decoded: Decoded, chunk_size: int, report: IngestReport, replace: bool, digest: str
 ) -> str | None:
     """Add one file as a dataset (replacing the one of an earlier version of the file):
     None when added, else why the file failed. A failure of the store itself raises
     :class:`IngestError`."""
-    store = target.store
     if replace and store.dataset_exists(src.name):
         store.delete_dataset(src.name)
     try:
@@ -389,7 +342,7 @@ def _write_file(
     except _STORE_FAILURES as exc:  # the store's disk or bucket, not this file: stop
         raise IngestError(
             f"{_one_line(exc)}; stopped while adding {src.relpath} (not that file's fault); "
-            + (_kept(target)[2:] if target.keeps_batches else "nothing was committed")
+            "nothing was committed"
         ) from exc
     except Exception as exc:  # data this file holds that cannot be stored
         if store.dataset_exists(src.name):
