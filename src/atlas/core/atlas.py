@@ -209,7 +209,9 @@ class Store(StoreModel):
         start: Sequence[int] | None = None,
         shape: Sequence[int] | None = None,
     ) -> list[np.ndarray | None]:
-        """Read one array from many datasets; ``None`` where a dataset lacks it.
+        """Read one array from many datasets; ``None`` where a dataset lacks it, and also
+        where a listed dataset does not exist (as in the 0.10 API: a misspelt name gives
+        ``None``, not an error).
 
         ``KeyError`` when none of the listed datasets has the array. Each array is the
         caller's own (writable, sharing no values with another), though arrays read whole
