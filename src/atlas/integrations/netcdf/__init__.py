@@ -32,6 +32,7 @@ a file: it stops the ingest, with or without ``skip_errors``.
 from __future__ import annotations
 
 import os
+import sys
 import time
 import warnings
 from collections.abc import Sequence
@@ -68,6 +69,8 @@ from .workers import Readers, release_memory_promptly, worker_pool
 from .workers import default_jobs as _default_jobs  # the name the command line imports
 
 if TYPE_CHECKING:
+    import xarray as xr
+
     from ...core.atlas import Store as Atlas
 
 __all__ = [
@@ -361,12 +364,24 @@ def _one_line(exc: BaseException) -> str:
     return text or type(exc).__name__
 
 
+def shared_strings(ds: xr.Dataset) -> xr.Dataset:
+    """``ds`` with its string attribute values interned (in place): the store keeps every
+    dataset's attributes in memory until it commits, and files of one kind repeat the
+    same units and long names thousands of times."""
+    intern = sys.intern
+    for attrs in (ds.attrs, *(v.attrs for v in ds.variables.values())):
+        for k, v in attrs.items():
+            if type(v) is str:
+                attrs[k] = intern(v)
+    return ds
+
+
 def _add_dataset(store: Atlas, src: SourceFile, decoded: Decoded, chunk_size: int) -> list[tuple[str, str]]:
     """Write one decoded (or to-be-streamed) file as a dataset; return the warnings raised."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         if decoded.dataset is not None:
-            add_xarray_dataset(store, decoded.dataset, src.name)
+            add_xarray_dataset(store, shared_strings(decoded.dataset), src.name)
         else:
             try:
                 ds = open_netcdf(src.path, chunk_bytes=chunk_size)
