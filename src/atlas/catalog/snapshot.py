@@ -54,7 +54,7 @@ class Snapshot:
     __slots__ = (
         "records", "_schemas", "where", "_position_of", "_attribute_lists", "_entry_lists", "_keys",
         "_attribute_columns", "_array_hits", "_field_columns", "_entry_index",
-        "_attribute_index",
+        "_attribute_index", "_attribute_positions",
     )
 
     def __init__(self, records: list[list[Any]], schemas: SchemaSource, where: str) -> None:
@@ -70,6 +70,7 @@ class Snapshot:
         self._array_hits: dict[str, ArrayHits] = {}
         self._entry_index: dict[str, tuple[list[int], list[Any]]] | None = None
         self._attribute_index: dict[str, tuple[list[int], list[str], list[Any]]] | None = None
+        self._attribute_positions: list[dict[Any, int]] | None = None
         self._field_columns: dict[tuple[str, str], Column] = {}
 
     def holds(self, schemas: SchemaSource) -> bool:
@@ -97,8 +98,8 @@ class Snapshot:
     def attribute_hits(self, key: str) -> AttributeHits:
         """Where one attribute is in the snapshot."""
         lists = self.attribute_lists()
-        if self._attribute_index is not None:
-            rows, dtypes, values = self._attribute_index.get(key, ([], [], []))
+        if self._attribute_index is not None and key in self._attribute_index:
+            rows, dtypes, values = self._attribute_index[key]
             return AttributeHits(np.array(rows, dtype=np.intp), list(dtypes), list(values))
         if all(attribute_position(f, key) < 0 for f in lists[:8]) and key not in self.key_set():
             return AttributeHits(NO_ROWS, [], [])  # a key nobody has: no search of every dataset
@@ -131,20 +132,29 @@ class Snapshot:
             hits = self._array_hits[name] = array_hits(rows, numbers, entry_statistics(entries))
         return hits
 
-    def index_attributes(self) -> None:
-        """Find every attribute of every dataset in one pass, for lookups of many keys
-        (which need not be at the same positions in every dataset)."""
-        if self._attribute_index is not None:
+    def index_attributes(self, keys: list[str]) -> None:
+        """Find many attribute keys in every dataset at once: each dataset's keys are
+        mapped to their positions once, so keys that are not at the same position in
+        every dataset (datasets of different kinds) cost a lookup each, not a search."""
+        if self._attribute_index is None:
+            self._attribute_index = {}
+        missing = [k for k in keys if k not in self._attribute_index]
+        if not missing:
             return
-        index: dict[str, tuple[list[int], list[str], list[Any]]] = {}
-        for row, flat in enumerate(self.attribute_lists()):
-            for j in range(0, len(flat) - 2, 3):
-                rows, dtypes, values = index.setdefault(flat[j], ([], [], []))
-                if not rows or rows[-1] != row:  # the first of a key in a dataset
+        lists = self.attribute_lists()
+        if self._attribute_positions is None:
+            self._attribute_positions = [dict(zip(flat[::3], range(0, len(flat), 3), strict=False)) for flat in lists]
+        for key in missing:
+            rows: list[int] = []
+            dtypes: list[str] = []
+            values: list[Any] = []
+            for row, (positions, flat) in enumerate(zip(self._attribute_positions, lists, strict=True)):
+                j = positions.get(key)
+                if j is not None:
                     rows.append(row)
                     dtypes.append(flat[j + 1])
                     values.append(flat[j + 2])
-        self._attribute_index = index
+            self._attribute_index[key] = (rows, dtypes, values)
 
     def index_arrays(self) -> None:
         """Find every array of every dataset in one pass, for lookups of many array names:

@@ -133,7 +133,7 @@ def _table_once(
     if len(arrays) > _INDEX_FROM:
         view.snapshot.index_arrays()
     if len(keys) > _INDEX_FROM:
-        view.snapshot.index_attributes()
+        view.snapshot.index_attributes(keys)
     attributes = {k: view.attribute(k) for k in keys}
     columns = {a: view.array(a, fields) for a, fields in arrays.items()}
     return Table(view.names, attributes, columns)
