@@ -55,3 +55,31 @@ def test_catalog_leaves_variable_attributes_out_unless_asked(tmp_path: Path) -> 
         assert list(full["PLATFORM_NUMBER.conventions"]) == ["WMO float identifier : A9IIIII"] * 3
         assert full["title"].isna().tolist() == [True, False, True]
     assert again.find("`PLATFORM_NUMBER.long_name` == 'Float unique identifier'") == ["a", "b", "c"]
+
+
+def test_many_columns_over_datasets_of_different_kinds(tmp_path: Path) -> None:
+    # keys and arrays at different positions in each kind: the one-pass lookups must agree
+    # with the lookups of one column at a time
+    s = atlas.Atlas.create(tmp_path / "kinds.atlas")
+    for i in range(6):
+        d = s.create_dataset(f"d{i}")
+        keys = [f"k{j}" for j in range(8)]
+        for j, key in enumerate(keys[i % 3 :] + keys[: i % 3]):
+            if (i + j) % 5:
+                d.set_attribute(key, i * 10 + j if j % 2 else f"v{i}{j}  ")
+        for j in range(7):
+            if (i + j) % 3:
+                name = f"a{(j + i) % 7}"
+                d.define_array(name, "float64", ["n"], [2], [2], np.nan)
+                d.write_array(name, [0], np.array([i, j], dtype=float))
+    s.flush()
+    again = atlas.Atlas.open(s.location)
+    whole = again.catalog()
+    for key in [c for c in whole.columns if c.startswith("k")]:
+        one = atlas.Atlas.open(s.location).catalog(arrays=[], attributes=[key])
+        assert whole[key].tolist() == one[key].tolist(), key
+    for name in sorted({c.split(".")[0] for c in whole.columns if c.startswith("a")}):
+        one = atlas.Atlas.open(s.location).catalog(arrays=[name], attributes=[])
+        for field in ("min", "max", "shape"):
+            column = f"{name}.{field}"
+            assert whole[column].astype(object).tolist() == one[column].astype(object).tolist(), column
