@@ -93,3 +93,22 @@ def test_a_new_failure_of_an_update_joins_the_log(tmp_path: Path) -> None:
     files = [f.file for f in decode_failures(atlas.Atlas.open(store).storage.get(FAILURES_KEY))]
     assert files == ["a/one.nc", "b/two.nc"]
 
+
+
+def test_warnings_of_the_commit_join_the_report(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import warnings
+
+    from atlas.core.atlas import Store
+
+    flush = Store.flush
+
+    def warning_flush(self: Store) -> None:
+        warnings.warn("something odd in the statistics", RuntimeWarning, stacklevel=1)
+        flush(self)
+
+    monkeypatch.setattr(Store, "flush", warning_flush)
+    write_tree(tmp_path / "src", 1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing may escape raw
+        report = ingest_directory(tmp_path / "src", tmp_path / "store", jobs=1)
+    assert [(w.file, w.category) for w in report.warnings] == [("(the commit)", "RuntimeWarning")]

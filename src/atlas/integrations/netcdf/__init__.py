@@ -186,7 +186,7 @@ def ingest_directory(
             failed = _write_files(store, readers, plan, chunk_size, skip_errors, report, progress)
         if progress is not None:
             progress.stage("committing")
-        _commit(store)
+        _commit(store, report)
         _keep_log(store, plan, failed)
         committed = True
     finally:
@@ -208,12 +208,15 @@ def _measure(report: IngestReport, store: Atlas, t0: float) -> None:
     report.seconds = time.perf_counter() - t0
 
 
-def _commit(store: Atlas) -> None:
-    """Commit the ingest; a failure of the store stops it."""
+def _commit(store: Atlas, report: IngestReport) -> None:
+    """Commit the ingest; a failure of the store stops it. Its warnings join the report."""
     try:
-        store.flush()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            store.flush()
     except StorageError as exc:
         raise IngestError(f"{_one_line(exc)}; stopped while committing the ingest") from exc
+    report.warnings.extend(WarningRecord("(the commit)", c, m) for c, m in record_warnings(caught))
 
 
 def _keep_log(store: Atlas, plan: Plan, failed: list[Failure]) -> None:
