@@ -32,9 +32,14 @@ class Atlas(Store):
 
     # ------------------------------------------------------------------ catalogue
 
-    def catalog(self, arrays: Iterable[str] | None = None, attributes: Iterable[str] | None = None) -> pd.DataFrame:
+    def catalog(
+        self,
+        arrays: Iterable[str] | None = None,
+        attributes: Iterable[str] | None = None,
+        array_attributes: bool = False,
+    ) -> pd.DataFrame:
         """A table of the live datasets (attributes and array statistics); see :func:`atlas.catalog.catalog`."""
-        return _catalog.catalog(self, arrays, attributes)
+        return _catalog.catalog(self, arrays, attributes, array_attributes)
 
     def find(self, where: str | None = None, **equals: Any) -> list[str]:
         """Names of the live datasets matching a predicate; see :func:`atlas.catalog.find`."""

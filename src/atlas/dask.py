@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .core.indexing import clip_window
+from .core.scan import read_array_across_stacked, stacked_shape
 from .dtypes import DTYPES, DType
 from .integrations.lazy import basic_window
 from .pinned import PinnedArray
@@ -54,11 +55,13 @@ class _GroupReader(PinnedArray):
         shape: tuple[int, ...],
         dtype: np.dtype[Any],
         storage_options: Mapping[str, Any] | None,
+        pad: bool = False,
     ) -> None:
         super().__init__(location, version, array, (len(names), *shape), dtype, storage_options)
         self.names = names
         self.start = start
         self.window = shape
+        self.pad = pad
 
     def __getitem__(self, key: tuple[slice, ...]) -> np.ndarray:
         if not isinstance(key, tuple):
@@ -69,7 +72,10 @@ class _GroupReader(PinnedArray):
         if not names:
             return np.empty((0, *count), dtype=self.dtype)[(slice(None), *post)]
         start = [a + b for a, b in zip(self.start, within, strict=True)]
-        out = self.handle().read_array_across_stacked(self._array_name, names, start, count)
+        if self.pad:  # every task's slot is the whole array's, whatever its datasets hold
+            out = read_array_across_stacked(self.handle(), self._array_name, names, start, count, True, count)
+        else:
+            out = self.handle().read_array_across_stacked(self._array_name, names, start, count)
         return out[(slice(None), *post)]
 
     def __repr__(self) -> str:
@@ -86,6 +92,7 @@ def read_across(
     task_bytes: int = DEFAULT_TASK_BYTES,
     datasets_per_task: int | None = None,
     storage_options: Mapping[str, Any] | None = None,
+    pad: bool = False,
 ) -> dask.array.Array:
     """Lazily read ``array`` from many datasets as one dask array ``(len(names), *shape)``.
 
@@ -93,8 +100,10 @@ def read_across(
     window ``start``/``shape`` is clipped like ``read_array``. Each task covers a run of
     consecutive datasets: ``datasets_per_task`` if given, else about ``task_bytes`` of
     output. Errors follow ``read_array_across_stacked`` and are raised here, before any
-    data is read: ``ValueError`` for no names or ragged shapes, ``KeyError`` for a dataset
-    lacking the array, ``TypeError`` for mixed dtypes.
+    data is read: ``ValueError`` for no names or ragged shapes (unless ``pad``),
+    ``KeyError`` for a dataset lacking the array, ``TypeError`` for mixed dtypes. With
+    ``pad=True`` ragged arrays are padded to the largest shape in every dimension with
+    each dataset's fill value, as ``read_array_across_stacked(..., pad=True)`` does.
     """
     import dask.array as da
     from dask.base import tokenize
@@ -108,11 +117,11 @@ def read_across(
     store = Atlas.open(location, **options)
     version = store.version
     chosen = _names(store, location, array, names)
-    dt, first_start, common = _common_window(store, array, chosen, start, shape)
+    dt, first_start, common = _common_window(store, array, chosen, start, shape, pad)
     dtype = dt.read_dtype
     sizes = _task_sizes(len(chosen), dt, common, task_bytes, datasets_per_task)
-    reader = _GroupReader(location, version, array, chosen, first_start, common, dtype, options)
-    token = tokenize(location, version, array, chosen, first_start, common, sizes)
+    reader = _GroupReader(location, version, array, chosen, first_start, common, dtype, options, pad)
+    token = tokenize(location, version, array, chosen, first_start, common, sizes, pad)
     return da.from_array(
         reader,
         chunks=(sizes, *((c,) for c in common)),
@@ -141,10 +150,16 @@ def _names(store: Store, location: str, array: str, names: Sequence[str] | None)
 
 
 def _common_window(
-    store: Store, array: str, names: list[str], start: Sequence[int] | None, shape: Sequence[int] | None
+    store: Store,
+    array: str,
+    names: list[str],
+    start: Sequence[int] | None,
+    shape: Sequence[int] | None,
+    pad: bool,
 ) -> tuple[DType, tuple[int, ...], tuple[int, ...]]:
     """``(dtype, start, shape)`` of the window read from every dataset, checked to be the
-    same everywhere (the start is the first dataset's, as clipped)."""
+    same everywhere unless ``pad`` (then the largest in each dimension); the start is the
+    first dataset's, as clipped."""
     dtypes: set[str] = set()
     windows: set[tuple[int, ...]] = set()
     first_start: tuple[int, ...] | None = None
@@ -159,13 +174,8 @@ def _common_window(
             first_start = st
     if len(dtypes) > 1:
         raise TypeError(f"array {array!r} has different dtypes across these datasets: {sorted(dtypes)}")
-    if len(windows) > 1:
-        raise ValueError(
-            f"array {array!r} has different shapes across these datasets ({len(windows)} distinct); "
-            "pass start/shape to read a common window"
-        )
     assert first_start is not None
-    return DTYPES[dtypes.pop()], first_start, windows.pop()
+    return DTYPES[dtypes.pop()], first_start, stacked_shape(array, sorted(windows), pad)
 
 
 def _task_sizes(

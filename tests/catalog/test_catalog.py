@@ -122,10 +122,11 @@ def test_attribute_clashing_with_an_array_field_is_renamed(tmp_path: Path) -> No
     ds.set_attribute("temperature.max", "not a number")  # an xarray-style variable attribute
     ds.set_attribute("temperature.units", "K")
     s.flush()
-    df = s.catalog()
+    df = s.catalog(array_attributes=True)
     assert _col(df, "attr:temperature.max") == ["not a number"]
     assert _col(df, "temperature.max") == [3.0]
     assert _col(df, "temperature.units") == ["K"]
+    assert "temperature.units" not in s.catalog().columns  # variables' attributes only when asked
     assert s.find("temperature.max == 3") == ["x"]
     assert s.find("`attr:temperature.max` == 'not a number'") == ["x"]
     assert s.find("temperature.units == 'K'") == ["x"]

@@ -43,9 +43,10 @@ def test_ingest_summary_groups_warnings(built: tuple[Path, Path]) -> None:
     out = proc.stdout
     assert out.startswith(f"created {tmp}: 6 datasets added from 6 files")
     assert "1 x GroupIgnoredWarning: group '…' ignored" in out
-    assert "--verbose" in out and "grouped.nc" not in out
+    assert "--verbose" in out and out.count("grouped.nc") == 1  # once, as the kind's example
+    assert "      e.g. north/grouped.nc\n" in out
     verbose = run("ingest", src, tmp, "--update", "--verbose").stdout
-    assert "0 datasets added" in verbose and "6 already present" in verbose
+    assert "0 datasets added" in verbose and "6 unchanged" in verbose
 
 
 def test_existing_names_need_update(built: tuple[Path, Path]) -> None:
@@ -80,9 +81,15 @@ def test_corrupt_file_fails_cleanly_or_is_skipped(tmp_path: Path) -> None:
 
     write_tree(src, 1, start=3)  # a good new file, and the broken one still there
     before = atlas.Atlas.open(store)
-    assert_one_line_error(run("ingest", src, store, "--update", rc=None), "broken.nc", "unchanged")
+    retried = run("ingest", src, store, "--update", "--retry-failed", rc=None)
+    assert_one_line_error(retried, "broken.nc", "unchanged")
     after = atlas.Atlas.open(store)
     assert (after.version, after.list_datasets()) == (before.version, before.list_datasets())
+    # without --retry-failed, the file that failed before (unchanged) is not tried again
+    proc = run("ingest", src, store, "--update")
+    assert "1 dataset added" in proc.stdout
+    assert "1 file failed before and is unchanged, not retried (--retry-failed retries it):" in proc.stdout
+    assert "south/broken.nc: " in proc.stdout
 
 
 def test_progress_bar_on_a_terminal_and_log_lines_when_piped(tmp_path: Path) -> None:

@@ -26,7 +26,7 @@ def test_help_everywhere(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     proc = run("ingest", rc=2)
-    assert "Traceback" not in proc.stderr and "SRC_DIR" in proc.stderr
+    assert "Traceback" not in proc.stderr and "SRC [SRC ...] STORE" in proc.stderr
     assert main([]) == 2
     with pytest.raises(SystemExit) as exit_info:
         main(["ingest", "a", "b", "--chunk-size", "lots"])

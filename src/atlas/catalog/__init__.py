@@ -49,11 +49,14 @@ def catalog(
     atlas: Atlas,
     arrays: Iterable[str] | None = None,
     attributes: Iterable[str] | None = None,
+    array_attributes: bool = False,
 ) -> pandas.DataFrame:
     """A table of the live datasets: one row each, indexed by name, in store order.
 
-    Columns are, first, the dataset ``attributes`` (all keys present in any dataset when
-    ``None``, in order of first appearance; ``[]`` for none), then, for each of ``arrays``
+    Columns are, first, the dataset ``attributes`` (when ``None``, all keys present in any
+    dataset, in order of first appearance, except the attributes of variables that xarray
+    stores as ``VAR.KEY`` with ``VAR`` an array of the store, such as ``TEMP.units``:
+    those come too with ``array_attributes=True``; ``[]`` for none), then, for each of ``arrays``
     (every array name in the store, sorted, when ``None``; ``[]`` for none), the columns
     ``ARRAY.dtype``, ``ARRAY.shape``, ``ARRAY.min``, ``ARRAY.max``, ``ARRAY.null_count``
     and ``ARRAY.row_count``. An attribute whose key equals such a column name for an array
@@ -78,7 +81,7 @@ def catalog(
     live = live_arrays(atlas)
     if array_names is None:
         array_names = sorted(live)
-    columns = table(atlas, attribute_keys, {a: FIELDS for a in array_names})
+    columns = table(atlas, attribute_keys, {a: FIELDS for a in array_names}, None if array_attributes else live)
     frame: dict[str, Any] = {}
     for key, column in columns.attributes.items():
         name = ATTR_PREFIX + key if split_field(key, live) is not None else key
@@ -126,6 +129,9 @@ def find(atlas: Atlas, where: str | None = None, **equals: Any) -> list[str]:
       is false, ``!=`` included; ``not`` negates the truth of its operand. Test for
       missing values with ``isnull(x)`` / ``notnull(x)`` / ``x is None``;
       ``isnull(ARRAY)`` holds for datasets that do not declare the array.
+    * Strings compare with their trailing blanks (spaces and NULs) ignored, on both sides,
+      as CF and Argo readers take fixed-width character data: ``PLATFORM_NUMBER ==
+      '13857'`` matches a stored ``'13857   '``. Leading blanks count.
     * Statistics are as of the last ``flush()``, as in ``array_stats``.
 
     Invalid predicates raise ``ValueError`` naming the offending fragment; the

@@ -262,6 +262,8 @@ class Evaluator:
         literal = _literal_of_kind(kind, literal, text)
         if kind in _NUMERIC or kind == "timestamp":
             mask = exact_compare(column.values, op, literal)
+        elif kind == "string":  # trailing blanks are padding, as CF and Argo readers take them
+            mask = np.asarray(OPERATORS[op](unpadded(column.values), unpad(literal)), dtype=bool)
         else:
             mask = np.asarray(OPERATORS[op](column.values, literal), dtype=bool)
         return mask & ~column.mask
@@ -275,6 +277,8 @@ class Evaluator:
         ):
             if a.kind != b.kind and "float" not in (a.kind, b.kind):
                 x, y = a.values.astype(object), b.values.astype(object)  # int64 vs uint64: exact
+            elif a.kind == "string":
+                x, y = unpadded(a.values), unpadded(b.values)
             else:
                 x, y = a.values, b.values
             with np.errstate(invalid="ignore"):
@@ -346,6 +350,24 @@ class Evaluator:
             single |= low_equal & high_equal
         has_values = ~values.low.mask
         return has_values & ~(low_in & high_in), has_values & ~single
+
+
+#: What pads fixed-width strings (NetCDF char arrays): ignored at the end when comparing.
+PADDING = " \0"
+
+
+def unpad(text: str) -> str:
+    """``text`` without its trailing blanks (spaces and NULs)."""
+    return text.rstrip(PADDING)
+
+
+def unpadded(values: np.ndarray) -> np.ndarray:
+    """A string column's values without their trailing blanks (nulls, ``None``, stay)."""
+    out = values.copy()
+    for i, v in enumerate(out.tolist()):
+        if type(v) is str and v.endswith((" ", "\0")):
+            out[i] = v.rstrip(PADDING)
+    return out
 
 
 def _literal_of_kind(kind: str, literal: Any, text: str) -> Any:

@@ -33,6 +33,7 @@ from .gather import (
     field_columns,
 )
 from .source import (
+    ENTRY_NAME,
     SchemaSource,
     entry_schema_numbers,
     entry_statistics,
@@ -52,7 +53,8 @@ class Snapshot:
 
     __slots__ = (
         "records", "_schemas", "where", "_position_of", "_attribute_lists", "_entry_lists", "_keys",
-        "_attribute_columns", "_array_hits", "_field_columns",
+        "_attribute_columns", "_array_hits", "_field_columns", "_entry_index",
+        "_attribute_index", "_attribute_positions",
     )
 
     def __init__(self, records: list[list[Any]], schemas: SchemaSource, where: str) -> None:
@@ -66,6 +68,9 @@ class Snapshot:
         self._keys: dict[str, None] | None = None  # every attribute key, in order of first appearance
         self._attribute_columns: dict[str, Column] = {}
         self._array_hits: dict[str, ArrayHits] = {}
+        self._entry_index: dict[str, tuple[list[int], list[Any]]] | None = None
+        self._attribute_index: dict[str, tuple[list[int], list[str], list[Any]]] | None = None
+        self._attribute_positions: list[dict[Any, int]] | None = None
         self._field_columns: dict[tuple[str, str], Column] = {}
 
     def holds(self, schemas: SchemaSource) -> bool:
@@ -93,6 +98,9 @@ class Snapshot:
     def attribute_hits(self, key: str) -> AttributeHits:
         """Where one attribute is in the snapshot."""
         lists = self.attribute_lists()
+        if self._attribute_index is not None and key in self._attribute_index:
+            rows, dtypes, values = self._attribute_index[key]
+            return AttributeHits(np.array(rows, dtype=np.intp), list(dtypes), list(values))
         if all(attribute_position(f, key) < 0 for f in lists[:8]) and key not in self.key_set():
             return AttributeHits(NO_ROWS, [], [])  # a key nobody has: no search of every dataset
         return attribute_hits(key, lists, np.arange(len(lists), dtype=np.intp), [], [])
@@ -113,12 +121,57 @@ class Snapshot:
         if hits is None:
             if self._entry_lists is None:
                 self._entry_lists = raw_entry_lists(self.records)
-            rows, entries = array_entries(name, self._entry_lists, np.arange(len(self.records), dtype=np.intp))
+            if self._entry_index is not None:
+                found = self._entry_index.get(name, ([], []))
+                rows, entries = np.array(found[0], dtype=np.intp), found[1]
+            else:
+                rows, entries = array_entries(name, self._entry_lists, np.arange(len(self.records), dtype=np.intp))
             numbers = entry_schema_numbers(entries)
             if len(numbers) and (int(numbers.min()) < 0 or int(numbers.max()) >= len(schemas)):
                 raise IndexError("schema number out of range")
             hits = self._array_hits[name] = array_hits(rows, numbers, entry_statistics(entries))
         return hits
+
+    def index_attributes(self, keys: list[str]) -> None:
+        """Find many attribute keys in every dataset at once: each dataset's keys are
+        mapped to their positions once, so keys that are not at the same position in
+        every dataset (datasets of different kinds) cost a lookup each, not a search."""
+        if self._attribute_index is None:
+            self._attribute_index = {}
+        missing = [k for k in keys if k not in self._attribute_index]
+        if not missing:
+            return
+        lists = self.attribute_lists()
+        if self._attribute_positions is None:
+            self._attribute_positions = [dict(zip(flat[::3], range(0, len(flat), 3), strict=False)) for flat in lists]
+        for key in missing:
+            rows: list[int] = []
+            dtypes: list[str] = []
+            values: list[Any] = []
+            for row, (positions, flat) in enumerate(zip(self._attribute_positions, lists, strict=True)):
+                j = positions.get(key)
+                if j is not None:
+                    rows.append(row)
+                    dtypes.append(flat[j + 1])
+                    values.append(flat[j + 2])
+            self._attribute_index[key] = (rows, dtypes, values)
+
+    def index_arrays(self) -> None:
+        """Find every array of every dataset in one pass, for lookups of many array names:
+        datasets of different kinds (whose arrays are not at the same positions) then cost
+        one pass in all, not one per name."""
+        if self._entry_index is not None:
+            return
+        if self._entry_lists is None:
+            self._entry_lists = raw_entry_lists(self.records)
+        index: dict[str, tuple[list[int], list[Any]]] = {}
+        for row, entries in enumerate(self._entry_lists):
+            for entry in entries:
+                rows, found = index.setdefault(entry[ENTRY_NAME], ([], []))
+                if not rows or rows[-1] != row:  # the first entry of a name in a dataset
+                    rows.append(row)
+                    found.append(entry)
+        self._entry_index = index
 
     def array_fields(self, name: str, fields: list[str], schemas: SchemaSource) -> dict[str, Column]:
         """Typed columns of some fields of one array over the snapshot."""

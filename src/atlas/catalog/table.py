@@ -42,6 +42,10 @@ if TYPE_CHECKING:
 #: Per-array catalogue fields, in column order.
 FIELDS = ("dtype", "shape", "min", "max", "null_count", "row_count")
 
+#: Beyond this many array names (attribute keys), a table finds every array (attribute)
+#: of every dataset in one pass.
+_INDEX_FROM = 4
+
 #: Prefix of an attribute column whose key clashes with an ``ARRAY.FIELD`` column.
 ATTR_PREFIX = "attr:"
 
@@ -79,25 +83,57 @@ class Table:
     arrays: dict[str, dict[str, Column]]
 
 
-def table(store: Store, attribute_keys: Sequence[str] | None, arrays: Mapping[str, Iterable[str]]) -> Table:
-    """Typed columns of the wanted attributes (every key when ``attribute_keys`` is None)
-    and array fields over the live datasets, from metadata alone."""
+def table(
+    store: Store,
+    attribute_keys: Sequence[str] | None,
+    arrays: Mapping[str, Iterable[str]],
+    skip_owned_by: Mapping[str, Any] | None = None,
+) -> Table:
+    """Typed columns of the wanted attributes (every key when ``attribute_keys`` is None,
+    but those of arrays in ``skip_owned_by``, see :func:`array_attribute`, unless they
+    clash with a field column) and array fields over the live datasets, from metadata
+    alone."""
     try:
-        return _table_once(store, attribute_keys, arrays)
+        return _table_once(store, attribute_keys, arrays, skip_owned_by)
     except (TypeError, ValueError, IndexError, KeyError, AttributeError):
         pass
     # a malformed record: materialising every dataset reports it precisely
     forget(store)
     materialize_all(store)
     try:
-        return _table_once(store, attribute_keys, arrays)
+        return _table_once(store, attribute_keys, arrays, skip_owned_by)
     except (TypeError, ValueError, IndexError, KeyError, AttributeError) as e:
         raise CorruptionError(f"{metadata_location(store)} is malformed: {e}") from None
 
 
-def _table_once(store: Store, attribute_keys: Sequence[str] | None, arrays: Mapping[str, Iterable[str]]) -> Table:
+def array_attribute(key: str, arrays: Mapping[str, Any]) -> bool:
+    """Whether ``key`` names an attribute of a variable as xarray stores it (``VAR.KEY``,
+    ``VAR`` one of ``arrays``)."""
+    at = key.find(".")
+    while at > 0:
+        if key[:at] in arrays:
+            return True
+        at = key.find(".", at + 1)
+    return False
+
+
+def _table_once(
+    store: Store,
+    attribute_keys: Sequence[str] | None,
+    arrays: Mapping[str, Iterable[str]],
+    skip_owned_by: Mapping[str, Any] | None,
+) -> Table:
     view = LiveView(store)
-    keys = view.all_keys() if attribute_keys is None else attribute_keys
+    if attribute_keys is None:
+        keys = view.all_keys()
+        if skip_owned_by is not None:
+            keys = [k for k in keys if not array_attribute(k, skip_owned_by) or split_field(k, skip_owned_by)]
+    else:
+        keys = list(attribute_keys)
+    if len(arrays) > _INDEX_FROM:
+        view.snapshot.index_arrays()
+    if len(keys) > _INDEX_FROM:
+        view.snapshot.index_attributes(keys)
     attributes = {k: view.attribute(k) for k in keys}
     columns = {a: view.array(a, fields) for a, fields in arrays.items()}
     return Table(view.names, attributes, columns)

@@ -1,4 +1,4 @@
-"""``atlas ingest``: a directory tree of NetCDF files into a store."""
+"""``atlas ingest``: NetCDF files (directory trees, single files) into a store."""
 
 from __future__ import annotations
 
@@ -22,7 +22,9 @@ def default_jobs() -> int:
     return netcdf_default_jobs()
 
 
-def run_ingest(src: str | Path, store: str | Path, progress: IngestProgress, **options: Any) -> IngestReport:
+def run_ingest(
+    src: str | Path | list[str], store: str | Path, progress: IngestProgress, **options: Any
+) -> IngestReport:
     """``ingest_directory`` with ``progress``; its refusals become one-line errors."""
     from ..integrations.netcdf import IngestError, ingest_directory
 
@@ -32,32 +34,58 @@ def run_ingest(src: str | Path, store: str | Path, progress: IngestProgress, **o
         raise CommandError(str(e)) from None
 
 
+def _size_text(report: IngestReport) -> str:
+    """``store takes 4.7 MiB on disk (1.1 MiB in 1012 files), 22% of the NetCDF size``."""
+    before, after = report.store_bytes_before, report.store_bytes_after
+    if after is None:
+        return "store size unknown"
+    files = f" ({format_bytes(report.store_apparent_bytes)} in {plural(report.store_files or 0, 'file')})"
+    ratio = f", {after / report.bytes_in:.0%} of the NetCDF size" if report.bytes_in and report.created else ""
+    grown = ""
+    if before and after != before and not report.created:
+        grown = f", {'+' if after > before else '-'}{format_bytes(abs(after - before))}"
+    return f"store takes {format_bytes(after)} on disk{files}{grown}{ratio}"
+
+
 def print_summary(report: IngestReport, verbose: bool, out: TextIO) -> None:
     """The one summary an ingest prints."""
-    before, after = report.store_bytes_before, report.store_bytes_after
-    ratio = f", {after / report.bytes_in:.0%} of the NetCDF size" if after and report.bytes_in and report.created else ""
-    grown = f" (+{format_bytes(after - before)})" if before and after is not None and not report.created else ""
-    present = f"; {report.files_present} already present" if report.files_present else ""
+    present = f"; {report.files_present} unchanged" if report.files_present else ""
+    replaced = f" ({len(report.replaced)} replacing changed files)" if report.replaced else ""
     print(
         f"{'created' if report.created else 'updated'} {report.store}: "
-        f"{plural(len(report.added), 'dataset')} added from {plural(report.files_found, 'file')}{present}; "
-        f"read {format_bytes(report.bytes_in)}, store is {format_bytes(after)}{grown}{ratio}; "
-        f"{format_seconds(report.seconds)}",
+        f"{plural(len(report.added), 'dataset')} added{replaced} from {plural(report.files_found, 'file')}{present}; "
+        f"read {format_bytes(report.bytes_in)}, {_size_text(report)}; {format_seconds(report.seconds)}",
         file=out,
     )
     if report.skipped:
         print(f"skipped {plural(len(report.skipped), 'file')}:", file=out)
         for f, reason in report.skipped:
             print(f"  {f}: {reason}", file=out)
+    if report.failed_before:
+        n = len(report.failed_before)
+        verb = "failed before and is unchanged, not retried (--retry-failed retries it)" if n == 1 else (
+            "failed before and are unchanged, not retried (--retry-failed retries them)"
+        )
+        print(f"{plural(n, 'file')} {verb}:", file=out)
+        for f, reason in report.failed_before:
+            print(f"  {f}: {reason}", file=out)
+    _print_warnings(report, verbose, out)
+
+
+def _print_warnings(report: IngestReport, verbose: bool, out: TextIO) -> None:
+    """Warnings once per kind, with a count and one file that raised it."""
     kinds = report.warning_kinds()
-    if kinds:
-        hint = "" if verbose else " (--verbose for details)"
-        print(f"warnings: {len(report.warnings)} in {plural(len(kinds), 'kind')}{hint}", file=out)
-        for kind, n in kinds:
-            print(f"  {n} x {kind}", file=out)
-        if verbose:
-            for w in report.warnings:
-                print(f"  {w.file}: {w.category}: {w.message}", file=out)
+    if not kinds:
+        return
+    hint = "" if verbose else " (--verbose for every file)"
+    print(f"warnings: {len(report.warnings)} in {plural(len(kinds), 'kind')}{hint}", file=out)
+    examples = report.warning_examples()
+    for kind, n in kinds:
+        print(f"  {n} x {kind}", file=out)
+        print(f"      e.g. {examples[kind].file}", file=out)
+    if verbose:
+        for w in report.warnings:
+            print(f"  {w.file}: {w.category}: {w.message}", file=out)
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
@@ -66,7 +94,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
     release_memory_promptly()
     report = run_ingest(
-        args.src_dir,
+        args.sources,
         args.store,
         make_progress("ingest", args.quiet or args.json),
         codec=args.codec,
@@ -76,6 +104,10 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         skip_errors=args.skip_errors,
         jobs=args.jobs,
         update=args.update,
+        include=args.include,
+        exclude=args.exclude,
+        root=args.root,
+        retry_failed=args.retry_failed,
     )
     if args.json:
         print_json(report.as_dict())

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import sys
 import time
 from typing import TYPE_CHECKING, Any
@@ -13,20 +14,41 @@ from .output import format_bytes, format_seconds, plural, print_json
 from .store import disk_usage, missing_dataset, open_store
 
 if TYPE_CHECKING:
-    pass
+    from ..api import Atlas
+
+
+def matching_datasets(store: Atlas, patterns: list[str]) -> list[str]:
+    """The datasets named by ``patterns`` (names, or shell-style patterns as ``ls`` takes),
+    in store order; a pattern that matches nothing is an error naming it."""
+    names = store.list_datasets()
+    chosen: set[str] = set()
+    unmatched: list[str] = []
+    for pattern in patterns:
+        hits = [n for n in names if n == pattern or fnmatch.fnmatchcase(n, pattern)]
+        if not hits:
+            unmatched.append(pattern)
+        chosen.update(hits)
+    if len(unmatched) == 1 and not any(c in unmatched[0] for c in "*?["):
+        raise missing_dataset(store, unmatched[0])
+    if unmatched:
+        raise CommandError(
+            f"no dataset matches {', '.join(repr(m) for m in unmatched)} in {store.location}; nothing was removed"
+        )
+    return [n for n in names if n in chosen]
 
 
 def cmd_rm(args: argparse.Namespace) -> int:
-    """Delete datasets (all or none)."""
+    """Delete the datasets named by names or patterns (all or none)."""
     store = open_store(args.store)
-    missing = [n for n in args.datasets if not store.dataset_exists(n)]
-    if missing:
-        if len(missing) == 1:
-            raise missing_dataset(store, missing[0])
-        raise CommandError(
-            f"no datasets named {', '.join(repr(m) for m in missing)} in {store.location}; nothing was removed"
-        )
-    names = list(dict.fromkeys(args.datasets))
+    names = matching_datasets(store, args.datasets)
+    if args.dry_run:
+        if args.json:
+            print_json({"would_remove": names})
+        else:
+            for n in names:
+                print(n)
+            print(f"would remove {plural(len(names), 'dataset')} (--dry-run: nothing removed)", file=sys.stderr)
+        return EXIT_OK
     for n in names:
         store.delete_dataset(n)
     store.flush()
@@ -45,17 +67,17 @@ def cmd_compact(args: argparse.Namespace) -> int:
     from ..core.maintenance import compact
 
     store = open_store(args.store)
-    before = disk_usage(store.location)
+    before = disk_usage(store)
     t0 = time.perf_counter()
     grace = 0.0 if args.prune_now else args.grace
     report = compact(store, keep_versions=args.keep_versions, grace_period=grace)
     took = time.perf_counter() - t0
-    after = disk_usage(store.location)
+    after = disk_usage(store)
     result: dict[str, Any] = {
         "store": store.location,
         "version": store.version,
-        "bytes_before": None if before is None else before[0],
-        "bytes_after": None if after is None else after[0],
+        "bytes_before": None if before is None else before.allocated_bytes,
+        "bytes_after": None if after is None else after.allocated_bytes,
         "grace_seconds": grace,
         **report.as_dict(),
         "seconds": round(took, 3),

@@ -29,8 +29,9 @@ if TYPE_CHECKING:
 
 NAMING_HELP = """\
 dataset names:
-  one dataset per file, named after the file's path relative to SRC_DIR
-  without its extension, with '/' replaced by ':' (dataset names cannot
+  one dataset per file, named after the file's path relative to the root
+  (--root; by default SRC itself when it is one directory, else the deepest
+  directory holding every SRC) without its extension, with '/' replaced by ':' (dataset names cannot
   hold '/'). A name that would start with '_' (not allowed) gets a leading
   ':'. Hidden files and directories (starting with '.') are skipped.
     aoml/13857/profiles/R13857_001.nc  ->  aoml:13857:profiles:R13857_001
@@ -136,24 +137,44 @@ def _add_ingest(sub: Subcommands) -> None:
         sub,
         "ingest",
         cmd_ingest,
-        "ingest a directory tree of NetCDF files into a store",
+        "ingest NetCDF files (directory trees or single files) into a store",
         desc=(
-            "Find .nc, .nc4, .cdf and .netcdf files under SRC_DIR (recursively) and store\n"
-            "each as one dataset of STORE, created if missing. Large files are streamed in\n"
-            "blocks of --chunk-size bytes. All or nothing: if a file fails, nothing is\n"
-            "committed (an existing store is unchanged, a new one is removed), unless\n"
-            "--skip-errors is given. A failure of the store itself (a full disk, a bucket\n"
-            "refusing writes, a service still failing after retries) always stops the\n"
-            "ingest and is never blamed on a file. A STORE left half-created by an ingest\n"
-            f"that was killed (only {CONFIG_KEY} or temporary files) is created again."
+            "Find .nc, .nc4, .cdf and .netcdf files under each SRC directory (recursively),\n"
+            "take each SRC file whatever its extension, keep those matching --include and\n"
+            "not --exclude, and store each as one dataset of STORE, created if missing.\n"
+            "Each dataset records its source (path, size, time, SHA-256, Atlas version) as\n"
+            "_atlas_* attributes; --update uses them to replace the datasets of changed files.\n"
+            "Large files are streamed in blocks of --chunk-size bytes. All or nothing: if a\n"
+            "file fails, nothing is committed (an existing store is unchanged, a new one is\n"
+            "removed), unless --skip-errors is given: then failing files are listed, kept in\n"
+            "the store's list of failed files (`atlas info` shows it) and not tried again by\n"
+            "later ingests while unchanged, unless --retry-failed. A failure of the store\n"
+            "itself (a full disk, a bucket refusing writes, a service still failing after\n"
+            "retries) always stops the ingest and is never blamed on a file. A STORE left\n"
+            f"half-created by an ingest that was killed (only {CONFIG_KEY} or temporary files)\n"
+            "is created again."
         ),
         epilog=NAMING_HELP + (
+            "\nexamples:\n"
+            "  atlas ingest argo/ argo.atlas\n"
+            "  atlas ingest argo/aoml argo/csiro argo.atlas       (names start aoml:, csiro:)\n"
+            "  atlas ingest argo/ argo.atlas --include '*_prof.nc' --exclude 'kma/*'\n"
+            "  atlas ingest argo/ argo.atlas --update              (new and changed files)\n"
             "\nexit status: 0 ok, 1 error (nothing committed; also when the store fails),\n"
             "3 files skipped with --skip-errors."
         ),
     )
-    p.add_argument("src_dir", metavar="SRC_DIR", help="directory to search for NetCDF files")
+    p.add_argument("sources", metavar="SRC", nargs="+",
+                   help="directory to search for NetCDF files, or a NetCDF file (several may be given)")
     p.add_argument("store", metavar="STORE", help="store path (created if missing)")
+    p.add_argument("--include", action="append", default=[], metavar="GLOB",
+                   help="only files matching GLOB: a pattern without '/' matches file names "
+                        "('*_prof.nc'), one with '/' the path under the root ('aoml/*'); repeatable")
+    p.add_argument("--exclude", action="append", default=[], metavar="GLOB",
+                   help="leave out files matching GLOB (as --include); repeatable")
+    p.add_argument("--root", metavar="DIR", default=None,
+                   help="name datasets by their path relative to DIR (default: the deepest directory "
+                        "holding every SRC; a single directory is its own root)")
     p.add_argument("--codec", choices=["zstd", "lz4", "none"], type=str.lower, default=None,
                    help="compression of a new store (default: zstd)")
     p.add_argument("--meta-format", choices=["msgpack", "json"], type=str.lower, default="msgpack",
@@ -168,7 +189,10 @@ def _add_ingest(sub: Subcommands) -> None:
     p.add_argument("--jobs", "-j", type=positive_int, default=None, metavar="N",
                    help=f"processes decoding files in parallel (default: the number of cores, {default_jobs()})")
     p.add_argument("--update", action="store_true",
-                   help="add only files whose datasets are not in the store yet (changed files are not re-read)")
+                   help="add new files, replace the datasets of changed files (by size and time, then "
+                        "SHA-256), leave unchanged ones alone")
+    p.add_argument("--retry-failed", action="store_true",
+                   help="try again files that failed in an earlier ingest even if they did not change")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress output, only the summary")
     p.add_argument("--verbose", "-v", action="store_true", help="list every warning with its file")
 
@@ -197,16 +221,21 @@ def _add_read_commands(sub: Subcommands) -> None:
     _dataset_argument(p)
 
     p = _command(sub, "info", cmd_info, "summarise a store",
-                 desc="Counts of datasets and arrays, bytes on disk, codec and versions of STORE.")
+                 desc="Counts of datasets and arrays, room on disk (as du counts it: allocated blocks;\n"
+                      "object sizes on object stores) beside the sizes of the store's files, codec,\n"
+                      "versions, and the files earlier ingests could not store.")
     _store_argument(p)
 
 
 def _add_maintenance_commands(sub: Subcommands) -> None:
-    p = _command(sub, "rm", cmd_rm, "delete datasets",
-                 desc="Delete datasets from STORE in one commit (none is deleted if any is missing).\n"
-                      "Disk space is reclaimed by `atlas compact`.")
+    p = _command(sub, "rm", cmd_rm, "delete datasets by name or pattern",
+                 desc="Delete the datasets of STORE named by PATTERNs in one commit: a name, or a\n"
+                      "shell-style pattern as `atlas ls` takes ('aoml:*:profiles:*'; quote it). None\n"
+                      "is deleted if a PATTERN matches no dataset. Disk space is reclaimed by\n"
+                      "`atlas compact`.")
     _store_argument(p)
-    p.add_argument("datasets", metavar="DATASET", nargs="+", help="dataset names")
+    p.add_argument("datasets", metavar="PATTERN", nargs="+", help="dataset names or shell-style patterns")
+    p.add_argument("--dry-run", "-n", action="store_true", help="list the datasets that would be deleted, delete none")
 
     p = _command(sub, "upgrade", cmd_upgrade, "bring a store to the newest on-disk format",
                  desc="Commit a version of STORE whose metadata is all in the newest format (version 2:\n"

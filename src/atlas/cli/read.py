@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
+from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 from .errors import EXIT_OK, CommandError
@@ -52,11 +53,12 @@ def cmd_find(args: argparse.Namespace) -> int:
 def store_info(store: Atlas) -> dict[str, Any]:
     """Counts, sizes, codec and versions of a store."""
     from ..core.maintenance import unreferenced_summary
+    from ..integrations.netcdf.provenance import read_failures
 
     names = store.list_datasets()
     total_arrays = sum(len(store.open_dataset(n).list_arrays()) for n in names)
     versions = store.versions()
-    disk = disk_usage(store.location)
+    disk = disk_usage(store)
     unreferenced = unreferenced_summary(store)
     return {
         "store": store.location,
@@ -68,12 +70,18 @@ def store_info(store: Atlas) -> dict[str, Any]:
         "array_names": len(store.list_arrays()),
         "arrays": total_arrays,
         "codec": store.codec,
-        "bytes_on_disk": None if disk is None else disk[0],
-        "files_on_disk": None if disk is None else disk[1],
+        "bytes_on_disk": None if disk is None else disk.allocated_bytes,
+        "apparent_bytes": None if disk is None else disk.apparent_bytes,
+        "files_on_disk": None if disk is None else disk.files,
         "tags": store.tags(),
         "unreferenced_files": unreferenced[0],
         "unreferenced_bytes": unreferenced[1],
+        "failed_files": [asdict(f) for f in read_failures(store)],
     }
+
+
+#: Failed files ``atlas info`` lists (``--json`` gives them all).
+_FAILED_SHOWN = 10
 
 
 def _info_rows(info: dict[str, Any], location: str) -> list[tuple[str, str]]:
@@ -87,14 +95,20 @@ def _info_rows(info: dict[str, Any], location: str) -> list[tuple[str, str]]:
         ("datasets", str(info["datasets"])),
         ("arrays", f"{info['arrays']} ({info['array_names']} distinct names)"),
         ("codec", info["codec"]),
-        (
-            "on disk",
-            "?" if info["bytes_on_disk"] is None
-            else f"{format_bytes(info['bytes_on_disk'])} in {plural(info['files_on_disk'], 'file')}",
-        ),
+        ("on disk", _disk_text(info)),
     ]
     if info["tags"]:
         rows.append(("tags", ", ".join(f"{k} = {v}" for k, v in info["tags"].items())))
+    failed = info["failed_files"]
+    if failed:
+        rows.append((
+            "failed",
+            f"{plural(len(failed), 'file')} could not be stored by earlier ingests "
+            "(`atlas ingest --update --retry-failed` tries them again):",
+        ))
+        rows.extend(("", f"  {f['file']}: {f['reason']}") for f in failed[:_FAILED_SHOWN])
+        if len(failed) > _FAILED_SHOWN:
+            rows.append(("", f"  ... and {len(failed) - _FAILED_SHOWN} more (--json lists them all)"))
     if info["unreferenced_files"]:
         rows.append((
             "note",
@@ -104,6 +118,16 @@ def _info_rows(info: dict[str, Any], location: str) -> list[tuple[str, str]]:
     return rows
 
 
+def _disk_text(info: dict[str, Any]) -> str:
+    """``4.7 MiB (as du counts it); 1.1 MiB in 1012 files`` or ``?``."""
+    if info["bytes_on_disk"] is None:
+        return "? (the store's files cannot be listed)"
+    return (
+        f"{format_bytes(info['bytes_on_disk'])} (as du counts it); "
+        f"{format_bytes(info['apparent_bytes'])} in {plural(info['files_on_disk'], 'file')}"
+    )
+
+
 def cmd_info(args: argparse.Namespace) -> int:
     """Summarise a store."""
     info = store_info(open_store(args.store))
@@ -111,5 +135,5 @@ def cmd_info(args: argparse.Namespace) -> int:
         print_json(info)
         return EXIT_OK
     for k, v in _info_rows(info, args.store):
-        print(f"{k + ':':<10} {v}")
+        print(f"{k + ':' if k else '':<10} {v}")
     return EXIT_OK

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import difflib
-import os
 from typing import TYPE_CHECKING
 
 from .errors import CommandError
 
 if TYPE_CHECKING:
     from ..api import Atlas
+    from ..storage.usage import DiskUsage
 
 
 def open_store(path: str) -> Atlas:
@@ -26,16 +26,12 @@ def missing_dataset(store: Atlas, name: str) -> CommandError:
     return CommandError(f"no dataset named {name!r} in {store.location}{hint}")
 
 
-def disk_usage(location: str) -> tuple[int, int] | None:
-    """(bytes, files) under a local store directory, or None for remote stores."""
-    if "://" in location or not os.path.isdir(location):
+def disk_usage(store: Atlas) -> DiskUsage | None:
+    """What ``du`` says of a store's files (object sizes on object stores); None when the
+    store cannot list its files (plain HTTP)."""
+    from ..storage.usage import disk_usage as usage
+
+    try:
+        return usage(store.storage)
+    except (OSError, NotImplementedError):
         return None
-    total = files = 0
-    for dirpath, _, filenames in os.walk(location):
-        for fn in filenames:
-            try:
-                total += os.lstat(os.path.join(dirpath, fn)).st_size
-                files += 1
-            except OSError:
-                pass
-    return total, files

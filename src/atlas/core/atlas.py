@@ -56,6 +56,8 @@ class Store(StoreModel):
     Mutations are buffered in memory and persisted atomically by :meth:`flush`.
     """
 
+    _read_only_why: str | None = None  # why a read-only handle is (errors say it)
+
     # ------------------------------------------------------------------ construction
 
     def __init__(self, _storage: Storage, _config: dict[str, Any], _version: int | None, _read_only: bool) -> None:
@@ -120,11 +122,20 @@ class Store(StoreModel):
 
     @classmethod
     def open(
-        cls, path: str | os.PathLike[str] | Any, version: int | str | None = None, **storage_options: Any
+        cls,
+        path: str | os.PathLike[str] | Any,
+        version: int | str | None = None,
+        mode: str | None = None,
+        **storage_options: Any,
     ) -> Self:
-        """Open an existing store; ``version=N`` or ``version="tag"`` opens that version read-only.
+        """Open an existing store.
 
+        ``mode="r"`` gives a read-only handle on the newest version (every write raises
+        ``ReadOnlyError``); ``mode="r+"`` (the default) a writable one. ``version=N`` or
+        ``version="tag"`` opens that version, always read-only (``mode="r+"`` with a
+        version is refused). Any other mode gives ``ValueError``.
         ``VersionRemovedError`` (a ``KeyError``) if the version was expired or removed."""
+        read_only = _check_mode(mode, version)
         storage = _open_storage(path, False, storage_options)
         try:
             raw = storage.get(mf.CONFIG_KEY)
@@ -136,7 +147,10 @@ class Store(StoreModel):
                 version = cls._tagged_version(storage, version)
             elif isinstance(version, bool) or not isinstance(version, int):
                 raise TypeError("version must be an int (a version number) or a str (a tag)")
-        return cls(storage, config, version, version is not None)
+        self = cls(storage, config, version, read_only)
+        if mode == "r":
+            self._read_only_why = _MODE_R
+        return self
 
     @staticmethod
     def _tagged_version(storage: Storage, name: str) -> int:
@@ -195,7 +209,9 @@ class Store(StoreModel):
         start: Sequence[int] | None = None,
         shape: Sequence[int] | None = None,
     ) -> list[np.ndarray | None]:
-        """Read one array from many datasets; ``None`` where a dataset lacks it.
+        """Read one array from many datasets; ``None`` where a dataset lacks it, and also
+        where a listed dataset does not exist (as in the 0.10 API: a misspelt name gives
+        ``None``, not an error).
 
         ``KeyError`` when none of the listed datasets has the array. Each array is the
         caller's own (writable, sharing no values with another), though arrays read whole
@@ -209,12 +225,14 @@ class Store(StoreModel):
         names: Sequence[str],
         start: Sequence[int] | None = None,
         shape: Sequence[int] | None = None,
+        pad: bool = False,
     ) -> np.ndarray:
         """Read one array from many datasets into one ndarray of shape ``(len(names), *shape)``.
 
         ``KeyError`` if a dataset lacks the array, ``TypeError`` for different dtypes and
-        ``ValueError`` for different shapes unless ``start``/``shape`` give a common window."""
-        return scan.read_array_across_stacked(self, array, names, start, shape)
+        ``ValueError`` for different shapes unless ``start``/``shape`` give a common window
+        or ``pad=True``, which pads each array to the largest shape with its fill value."""
+        return scan.read_array_across_stacked(self, array, names, start, shape, pad)
 
     def flush(self) -> None:
         """Commit every buffered change atomically as a new version (no-op when unchanged).
@@ -382,4 +400,26 @@ class Store(StoreModel):
     def __reduce__(self) -> tuple[Any, ...]:
         if self._changed:
             raise RuntimeError("flush() before pickling an Atlas handle: buffered changes cannot be sent")
+        if self._read_only and getattr(self, "_read_only_why", None) == _MODE_R:
+            return (_reopen_read_only, (type(self), self._storage, self._version))
         return (type(self).open, (self._storage, self._version if self._read_only else None))
+
+
+#: Why a handle opened with ``mode="r"`` is read-only (its write errors say so).
+_MODE_R = "opened with mode='r'; open it without mode='r' to write"
+
+
+def _check_mode(mode: str | None, version: int | str | None) -> bool:
+    """Whether ``Store.open`` with ``mode`` and ``version`` gives a read-only handle."""
+    if mode is not None and mode not in ("r", "r+"):
+        raise ValueError(f"mode must be 'r' (read-only) or 'r+' (read and write), not {mode!r}")
+    if mode == "r+" and version is not None:
+        raise ValueError("an old version opens read-only: pass mode='r' (or no mode) with version=")
+    return mode == "r" or version is not None
+
+
+def _reopen_read_only(cls: type[Store], storage: Storage, version: int) -> Store:
+    """Unpickle a handle opened with ``mode='r'``: the same version, read-only again."""
+    self = cls.open(storage, version)
+    self._read_only_why = _MODE_R
+    return self

@@ -62,7 +62,10 @@ class DatasetView:
     def read_array(
         self, name: str, start: Sequence[int] | None = None, shape: Sequence[int] | None = None
     ) -> NDArray[Any] | None:
-        """Read the array or a window of it (clipped like numpy); ``None`` if it is missing."""
+        """Read the array or a window of it (clipped like numpy).
+
+        ``None`` if the dataset has no array ``name`` (a misspelt name too, as in the 0.10
+        API: check for ``None``, or ``array_meta(name)`` first)."""
         ds = self._ds
         if ds.arrays_untouched:
             return read.read_raw_array(self._atlas, ds, name, start, shape)

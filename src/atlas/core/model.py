@@ -133,11 +133,16 @@ class StoreModel:
             raise CorruptionError(f"{where}, dataset {name!r}: array entry is malformed: {e}") from None
         return arrays
 
+    def _read_only_reason(self) -> str:
+        if getattr(self._storage, "read_only", False):
+            return "read-only storage"
+        return getattr(self, "_read_only_why", None) or "an old version"  # set by Store.open
+
     def _check_writable(self) -> None:
         if self._read_only:
             raise ReadOnlyError(
                 f"this handle on {self._storage.location} is read-only "
-                f"({'an old version' if not getattr(self._storage, 'read_only', False) else 'read-only storage'})"
+                f"({self._read_only_reason()})"
             )
         if self._unsettled is not None:
             raise ConflictError(

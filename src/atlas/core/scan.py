@@ -217,8 +217,15 @@ def read_array_across_stacked(
     names: Sequence[str],
     start: Sequence[int] | None = None,
     shape: Sequence[int] | None = None,
+    pad: bool = False,
+    slot: Sequence[int] | None = None,
 ) -> np.ndarray:
-    """Read one array from many datasets into one ndarray of shape ``(len(names), *shape)``."""
+    """Read one array from many datasets into one ndarray of shape ``(len(names), *shape)``.
+
+    Ragged windows (arrays of different shapes) are a ``ValueError`` unless ``pad``: then
+    each one fills the leading corner of a slot as large as the largest window in every
+    dimension (or of shape ``slot``, when given: at least every window), and the rest of
+    the slot holds that dataset's fill value (zeros for arrays without one)."""
     arrs = across_arrays(store, array, names)
     names = list(names)
     for n, a in zip(names, arrs, strict=True):
@@ -235,15 +242,15 @@ def read_array_across_stacked(
             windows.append(((0,) * len(schema.shape), schema.shape))
         else:
             windows.append(read.read_window(store, schema, start, shape))
-    shapes = {tuple(b - x for x, b in zip(st, stop, strict=True)) for st, stop in set(windows)}
-    if len(shapes) > 1:
-        raise ValueError(
-            f"array {array!r} has different shapes across these datasets ({len(shapes)} distinct); "
-            "pass start/shape to read a common window"
-        )
-    common = shapes.pop()
+    extents = [tuple(b - x for x, b in zip(st, stop, strict=True)) for st, stop in windows]
+    common = stacked_shape(array, extents, pad) if slot is None else tuple(slot)
     dt = present[0].schema.dtype
     out = np.empty((len(present), *common), dtype=dt.numpy)
+    dests = [out[i, ...] for i in range(len(present))]
+    if any(e != common for e in extents):  # padded: each window fills a corner of its slot
+        for i, (a, e) in enumerate(zip(present, extents, strict=True)):
+            out[i, ...] = a.schema.fillscalar
+            dests[i] = out[i][tuple(slice(0, n) for n in e)]
     var = store._variables.get(array)
     jobs = []
     fast: list[tuple[int, ArrayState, tuple[slice, ...] | None]] = []
@@ -253,19 +260,35 @@ def read_array_across_stacked(
             full = stop == a.schema.shape and not any(st)
             fast.append((i, a, None if full else window_slices(st, stop)))
         else:
-            jobs.append((a, st, stop, out[i, ...]))
+            jobs.append((a, st, stop, dests[i]))
     scan_jobs(store, array, jobs)
     if fast:
         assert var is not None
 
         def emit(i: int, chunk: np.ndarray | None, a: ArrayState, sl: tuple[slice, ...] | None, own: bool) -> None:
             if chunk is None:
-                out[i, ...] = a.schema.fillscalar
+                dests[i][...] = a.schema.fillscalar
             else:
-                out[i, ...] = chunk if sl is None else sub_array(chunk, sl)
+                dests[i][...] = chunk if sl is None else sub_array(chunk, sl)
 
         scan_single(store, var, fast, emit)
     return read.finish(store, present[0].schema, out)
+
+
+def stacked_shape(array: str, extents: Sequence[tuple[int, ...]], pad: bool) -> tuple[int, ...]:
+    """The shape of one slot of a stacked read: the windows' common shape, or with ``pad``
+    the largest extent in each dimension."""
+    shapes = set(extents)
+    if len(shapes) == 1:
+        return shapes.pop()
+    if not pad:
+        raise ValueError(
+            f"array {array!r} has different shapes across these datasets ({len(shapes)} distinct); "
+            "pass start/shape to read a common window, or pad=True to pad to the largest"
+        )
+    if len({len(s) for s in shapes}) > 1:
+        raise ValueError(f"array {array!r} has different numbers of dimensions across these datasets; cannot pad")
+    return tuple(max(dim) for dim in zip(*shapes, strict=True))
 
 
 # One function on purpose (hot path): planning, fetching and filling share the per-batch

@@ -32,14 +32,26 @@ a file: it stops the ingest, with or without ``skip_errors``.
 from __future__ import annotations
 
 import os
+import sys
 import time
 import warnings
-from pathlib import Path
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from ...errors import CorruptionError, StorageError
+from ...format.ingestlog import Failure
+from ...storage.usage import disk_usage
 from ..xarray import add_xarray_dataset
-from .files import NAME_SEPARATOR, NETCDF_SUFFIXES, SourceFile, dataset_name, find_netcdf_files
+from .files import (
+    NAME_SEPARATOR,
+    NETCDF_SUFFIXES,
+    SourceFile,
+    collect_sources,
+    dataset_name,
+    find_netcdf_files,
+)
+from .plan import Plan, plan_ingest
+from .provenance import failure, file_sha256, record, write_failures
 from .reading import (
     MAX_INLINE_BYTES,
     Decoded,
@@ -52,11 +64,13 @@ from .reading import (
 )
 from .report import IngestError, IngestProgress, IngestReport, WarningRecord
 from .synthetic import write_synthetic_profiles as write_synthetic_profiles  # for the demo
-from .target import dir_bytes, prepare_store
+from .target import prepare_store
 from .workers import Readers, release_memory_promptly, worker_pool
 from .workers import default_jobs as _default_jobs  # the name the command line imports
 
 if TYPE_CHECKING:
+    import xarray as xr
+
     from ...core.atlas import Store as Atlas
 
 __all__ = [
@@ -68,6 +82,7 @@ __all__ = [
     "IngestProgress",
     "IngestReport",
     "SourceFile",
+    "collect_sources",
     "dataset_name",
     "find_netcdf_files",
     "ingest_directory",
@@ -95,7 +110,7 @@ _STORE_FAILURES = (StorageError, CorruptionError)
 
 
 def ingest_directory(
-    source: str | os.PathLike[str],
+    source: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     store_path: str | os.PathLike[str],
     *,
     codec: str | None = None,
@@ -107,74 +122,118 @@ def ingest_directory(
     update: bool = False,
     progress: IngestProgress | None = None,
     max_inline_bytes: int | None = None,
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+    root: str | os.PathLike[str] | None = None,
+    retry_failed: bool = False,
 ) -> IngestReport:
-    """Ingest every NetCDF file under ``source`` into the store at ``store_path``.
+    """Ingest the NetCDF files of ``source`` (a directory, a file, or a list of them) into
+    the store at ``store_path``.
+
+    Directories are searched recursively; files given by name are taken whatever their
+    extension. ``include``/``exclude`` patterns select files (see
+    :func:`.files.collect_sources`); dataset names are paths relative to ``root`` (by
+    default the deepest directory holding every input), see :func:`dataset_name`.
 
     The store is created when missing, with ``codec`` (default zstd) for data and
     compact metadata (msgpack, zstd-compressed: per-file attributes make up most of
-    the metadata of a NetCDF collection, and JSON would be ten times the data). Each file
-    becomes one dataset named by :func:`dataset_name`. A name already in the store
-    is an error, unless ``update`` is true: then such files are left alone and only
-    the new ones are added. ``jobs`` worker processes decode files (default: one
-    per core; ``1`` decodes in this process). Files whose decoded size exceeds
-    ``max_inline_bytes`` (default: a quarter of ``chunk_size``, at most 32 MiB) are
-    streamed in dask blocks of about ``chunk_size`` bytes, which also become their
-    chunks in the store.
+    the metadata of a NetCDF collection, and JSON would be ten times the data). Each
+    dataset records its source file (path, size, modification time, SHA-256, Atlas
+    version) as ``_atlas_*`` attributes (:mod:`.provenance`). A name already in the
+    store is an error, unless ``update`` is true: then unchanged files are left alone,
+    changed ones (by size and time, then content hash) replace their datasets, and new
+    ones are added. Files that failed in an earlier ingest (kept in the store's ingest
+    log) are not tried again while unchanged, unless ``retry_failed``. ``jobs`` worker
+    processes decode files (default: one per core; ``1`` decodes in this process).
+    Files whose decoded size exceeds ``max_inline_bytes`` (default: a quarter of
+    ``chunk_size``, at most 32 MiB) are streamed in dask blocks of about ``chunk_size``
+    bytes, which also become their chunks in the store.
 
     All-or-nothing unless ``skip_errors``: on the first failing file nothing is
     committed, a store created by this call is removed, and :class:`IngestError`
-    says which file failed and why. Failures of the store itself (a full disk, a
-    bucket refusing writes, a service still failing after its retries) always stop
-    the ingest with an :class:`IngestError` naming the store, and never count as a
-    failing file. A store whose create was interrupted (a directory holding only
-    ``atlas.json`` or temporary files, say) is created again.
+    says which file failed and why. With ``skip_errors`` failing files are skipped,
+    listed in the report and in the store's ingest log. Failures of the store itself (a
+    full disk, a bucket refusing writes, a service still failing after its retries)
+    always stop the ingest with an :class:`IngestError` naming the store, and never
+    count as a failing file. A store whose create was interrupted (a directory holding
+    only ``atlas.json`` or temporary files, say) is created again.
 
     Workers are started with multiprocessing's ``forkserver`` method, so a script
     calling this with ``jobs > 1`` needs the usual ``if __name__ == "__main__":``
     guard.
     """
     t0 = time.perf_counter()
-    src_root = Path(source)
-    report = IngestReport(source=str(src_root), store=os.fspath(store_path))
-    jobs, max_inline = _check_arguments(src_root, chunk_size, jobs, max_inline_bytes)
-    files = _source_files(src_root, skip_errors, report)
+    sources = [source] if isinstance(source, (str, os.PathLike)) else list(source)
+    report = IngestReport(source=", ".join(os.fspath(p) for p in sources), store=os.fspath(store_path))
+    jobs, max_inline = _check_arguments(chunk_size, jobs, max_inline_bytes)
+    files = _source_files(sources, root, include, exclude, skip_errors, report)
     store, cleanup = prepare_store(report.store, codec, (meta_format, meta_compression), report)
     report.store = store.location
+    report.store_bytes_before = 0 if report.created else disk_usage(store.storage).allocated_bytes
+    # writing ahead costs a few times the buffer while statistics are taken: keep it small
+    store.buffer_bytes = min(store.buffer_bytes, max(MIN_INGEST_BUFFER_BYTES, chunk_size // 2))
     committed = False
     try:
-        todo = _new_files(store, files, update, report)
-        # writing ahead costs a few times the buffer while statistics are taken: keep it small
-        store.buffer_bytes = min(store.buffer_bytes, max(MIN_INGEST_BUFFER_BYTES, chunk_size // 2))
-        if progress is not None:
-            progress.start(len(todo), sum(s.size for s in todo))
-        use_workers = jobs > 1 and len(todo) >= MIN_FILES_FOR_WORKERS
-        readers = Readers(todo, jobs if use_workers else 1, max_inline)
-        _write_files(store, readers, chunk_size, skip_errors, report, progress)
+        with warnings.catch_warnings():
+            # decoded values sent back by the readers may warn again when they are
+            # unpickled here; the readers have recorded their warnings already
+            warnings.filterwarnings("ignore", module=r"multiprocessing\.")
+            plan = plan_ingest(store, files, update, retry_failed, report)
+            if progress is not None:
+                progress.start(len(plan.todo), sum(s.size for s in plan.todo))
+            use_workers = jobs > 1 and len(plan.todo) >= MIN_FILES_FOR_WORKERS
+            readers = Readers(plan.todo, jobs if use_workers else 1, max_inline)
+            failed = _write_files(store, readers, plan, chunk_size, skip_errors, report, progress)
         if progress is not None:
             progress.stage("committing")
-        try:
-            store.flush()
-        except StorageError as exc:
-            raise IngestError(f"{_one_line(exc)}; stopped while committing the ingest") from exc
+        _commit(store, report)
+        _keep_log(store, plan, failed)
         committed = True
     finally:
         if progress is not None:
             progress.close()
         if not committed:
             cleanup()
-    report.version = store.version
-    report.store_bytes_after = dir_bytes(store.location)
-    report.seconds = time.perf_counter() - t0
+    _measure(report, store, t0)
     return report
 
 
-def _check_arguments(
-    src_root: Path, chunk_size: int, jobs: int | None, max_inline_bytes: int | None
-) -> tuple[int, int]:
+def _measure(report: IngestReport, store: Atlas, t0: float) -> None:
+    """The store's version and size after the ingest, and the time it took."""
+    report.version = store.version
+    usage = disk_usage(store.storage)
+    report.store_bytes_after = usage.allocated_bytes
+    report.store_apparent_bytes = usage.apparent_bytes
+    report.store_files = usage.files
+    report.seconds = time.perf_counter() - t0
+
+
+def _commit(store: Atlas, report: IngestReport) -> None:
+    """Commit the ingest; a failure of the store stops it. Its warnings join the report."""
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            store.flush()
+    except StorageError as exc:
+        raise IngestError(f"{_one_line(exc)}; stopped while committing the ingest") from exc
+    report.warnings.extend(WarningRecord("(the commit)", c, m) for c, m in record_warnings(caught))
+
+
+def _keep_log(store: Atlas, plan: Plan, failed: list[Failure]) -> None:
+    """The store's ingest log after this ingest: the failures of this one, and those of
+    earlier ones for files it did not try."""
+    tried = {s.relpath for s in plan.todo}
+    log = [f for f in plan.log if f.file not in tried] + failed
+    if log != plan.log:
+        try:
+            write_failures(store, log)
+        except StorageError as exc:
+            raise IngestError(f"{_one_line(exc)}; the ingest was committed, but its list of failed files was not") from exc
+
+
+def _check_arguments(chunk_size: int, jobs: int | None, max_inline_bytes: int | None) -> tuple[int, int]:
     """Refuse what cannot work; return the number of reader processes and the largest
     decoded size of a file handed whole to the writer."""
-    if not src_root.is_dir():
-        raise IngestError(f"{src_root} is not a directory")
     if chunk_size < 1:
         raise IngestError("the chunk size must be at least 1 byte")
     jobs = _default_jobs() if jobs is None else jobs
@@ -184,14 +243,26 @@ def _check_arguments(
     return jobs, max_inline
 
 
-def _source_files(src_root: Path, skip_errors: bool, report: IngestReport) -> list[SourceFile]:
-    """The NetCDF files under ``src_root``, those whose names clash refused or skipped."""
-    files = find_netcdf_files(src_root)
+def _source_files(
+    sources: list[str | os.PathLike[str]],
+    root: str | os.PathLike[str] | None,
+    include: Sequence[str],
+    exclude: Sequence[str],
+    skip_errors: bool,
+    report: IngestReport,
+) -> list[SourceFile]:
+    """The NetCDF files of ``sources``, those whose names clash refused or skipped."""
+    try:
+        base, files = collect_sources(sources, root, include, exclude)
+    except ValueError as e:
+        raise IngestError(str(e)) from None
     report.files_found = len(files)
     if not files:
+        chosen = " matching --include/--exclude" if include or exclude else ""
         raise IngestError(
-            f"found no NetCDF files ({', '.join(NETCDF_SUFFIXES)}) under {src_root}"
+            f"found no NetCDF files ({', '.join(NETCDF_SUFFIXES)}){chosen} in {report.source}"
         )
+    report.root = str(base)
     return _check_names(files, skip_errors, report)
 
 
@@ -219,35 +290,24 @@ def _check_names(files: list[SourceFile], skip_errors: bool, report: IngestRepor
     return keep
 
 
-def _new_files(store: Atlas, files: list[SourceFile], update: bool, report: IngestReport) -> list[SourceFile]:
-    """The files not yet in the store; those already in it are an error unless ``update``."""
-    present = [s for s in files if store.dataset_exists(s.name)]
-    if present and not update:
-        raise IngestError(
-            f"{len(present)} of the {len(files)} files are already in the store "
-            f"(e.g. {present[0].relpath} as {present[0].name!r}); "
-            "pass --update to add only the new files"
-        )
-    report.files_present = len(present)
-    return [s for s in files if not store.dataset_exists(s.name)]
-
-
 def _write_files(
     store: Atlas,
     readers: Readers,
+    plan: Plan,
     chunk_size: int,
     skip_errors: bool,
     report: IngestReport,
     progress: IngestProgress | None,
-) -> None:
+) -> list[Failure]:
     """Add each file as the readers deliver it; the first failing file stops the ingest
-    unless ``skip_errors``."""
+    unless ``skip_errors``. Returns the files that failed."""
+    failed: list[Failure] = []
     try:
-        for src, decoded in readers:
+        for src, decoded, digest in readers:
             report.warnings.extend(WarningRecord(src.relpath, c, m) for c, m in decoded.warnings)
             error = decoded.error
             if error is None:
-                error = _write_file(store, src, decoded, chunk_size, report)
+                error = _write_file(store, src, decoded, chunk_size, report, src.name in plan.replace, digest)
             decoded.dataset = None
             if error is not None:
                 if not skip_errors:
@@ -257,20 +317,30 @@ def _write_files(
                         + " (pass --skip-errors to skip failing files)"
                     )
                 report.skipped.append((src.relpath, error))
+                failed.append(failure(src, error, digest or plan.hashes.get(src.relpath, "")))
             else:
                 report.added.append(src.name)
+                if src.name in plan.replace:
+                    report.replaced.append(src.name)
                 report.bytes_in += src.size
             if progress is not None:
                 progress.advance(1, src.size)
     finally:
         readers.close()
+    return failed
 
 
-def _write_file(store: Atlas, src: SourceFile, decoded: Decoded, chunk_size: int, report: IngestReport) -> str | None:
-    """Add one file as a dataset: None when added, else why the file failed. A failure
-    of the store itself raises :class:`IngestError`."""
+def _write_file(
+    store: Atlas, src: SourceFile, decoded: Decoded, chunk_size: int, report: IngestReport, replace: bool, digest: str
+) -> str | None:
+    """Add one file as a dataset (replacing the one of an earlier version of the file):
+    None when added, else why the file failed. A failure of the store itself raises
+    :class:`IngestError`."""
+    if replace and store.dataset_exists(src.name):
+        store.delete_dataset(src.name)
     try:
         raised = _add_dataset(store, src, decoded, chunk_size)
+        record(store.open_dataset(src.name), src, digest or file_sha256(str(src.path)))
     except MemoryError:
         raise
     except _UnreadableFile as exc:
@@ -297,12 +367,24 @@ def _one_line(exc: BaseException) -> str:
     return text or type(exc).__name__
 
 
+def shared_strings(ds: xr.Dataset) -> xr.Dataset:
+    """``ds`` with its string attribute values interned (in place): the store keeps every
+    dataset's attributes in memory until it commits, and files of one kind repeat the
+    same units and long names thousands of times."""
+    intern = sys.intern
+    for attrs in (ds.attrs, *(v.attrs for v in ds.variables.values())):
+        for k, v in attrs.items():
+            if type(v) is str:
+                attrs[k] = intern(v)
+    return ds
+
+
 def _add_dataset(store: Atlas, src: SourceFile, decoded: Decoded, chunk_size: int) -> list[tuple[str, str]]:
     """Write one decoded (or to-be-streamed) file as a dataset; return the warnings raised."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         if decoded.dataset is not None:
-            add_xarray_dataset(store, decoded.dataset, src.name)
+            add_xarray_dataset(store, shared_strings(decoded.dataset), src.name)
         else:
             try:
                 ds = open_netcdf(src.path, chunk_bytes=chunk_size)

@@ -36,14 +36,19 @@ class IngestReport:
 
     source: str
     store: str
+    root: str = ""  # the directory dataset names are relative to
     created: bool = False
     files_found: int = 0
-    files_present: int = 0  # already in the store, left alone (update mode)
-    added: list[str] = field(default_factory=list)
+    files_present: int = 0  # already in the store and unchanged, left alone (update mode)
+    added: list[str] = field(default_factory=list)  # datasets added (new or replaced)
+    replaced: list[str] = field(default_factory=list)  # datasets whose files changed (update mode)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (relative path, reason)
+    failed_before: list[tuple[str, str]] = field(default_factory=list)  # unchanged, not retried
     bytes_in: int = 0  # NetCDF bytes of the files ingested
-    store_bytes_before: int | None = None
+    store_bytes_before: int | None = None  # room taken on disk, as du counts it
     store_bytes_after: int | None = None
+    store_apparent_bytes: int | None = None  # the sizes of the store's files after
+    store_files: int | None = None
     seconds: float = 0.0
     version: int | None = None
     warnings: list[WarningRecord] = field(default_factory=list)
@@ -52,23 +57,37 @@ class IngestReport:
         """Warnings grouped by kind, most frequent first."""
         return Counter(w.kind for w in self.warnings).most_common()
 
+    def warning_examples(self) -> dict[str, WarningRecord]:
+        """The first warning of each kind (its file is the kind's example)."""
+        first: dict[str, WarningRecord] = {}
+        for w in self.warnings:
+            first.setdefault(w.kind, w)
+        return first
+
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready summary."""
         return {
             "source": self.source,
+            "root": self.root,
             "store": self.store,
             "created": self.created,
             "files_found": self.files_found,
             "files_already_present": self.files_present,
             "datasets_added": len(self.added),
             "added": list(self.added),
+            "replaced": list(self.replaced),
             "skipped": [{"file": f, "reason": r} for f, r in self.skipped],
+            "failed_before": [{"file": f, "reason": r} for f, r in self.failed_before],
             "bytes_in": self.bytes_in,
             "store_bytes_before": self.store_bytes_before,
             "store_bytes_after": self.store_bytes_after,
+            "store_apparent_bytes": self.store_apparent_bytes,
+            "store_files": self.store_files,
             "seconds": round(self.seconds, 3),
             "version": self.version,
-            "warnings": [{"kind": k, "count": n} for k, n in self.warning_kinds()],
+            "warnings": [
+                {"kind": k, "count": n, "example": self.warning_examples()[k].file} for k, n in self.warning_kinds()
+            ],
             "warning_details": [
                 {"file": w.file, "category": w.category, "message": w.message} for w in self.warnings
             ],

@@ -16,6 +16,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
 from .files import SourceFile
+from .provenance import file_sha256
 from .reading import Decoded, read_netcdf
 
 __all__ = ["Readers", "default_jobs", "release_memory_promptly", "worker_pool"]
@@ -40,6 +41,16 @@ def release_memory_promptly() -> None:
         libc.mallopt(-3, 1 << 20)  # M_MMAP_THRESHOLD
     except (OSError, AttributeError):
         pass
+
+
+def read_file(path: str, max_inline: int) -> tuple[Decoded, str]:
+    """What a reader does with one file: its SHA-256 (empty when it cannot be read) and
+    its decoded content (never raises for a bad file)."""
+    try:
+        digest = file_sha256(path)
+    except OSError:
+        digest = ""
+    return read_netcdf(path, max_inline), digest
 
 
 def _worker_init() -> None:
@@ -68,32 +79,61 @@ def default_jobs() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+#: Most files, and most bytes of them on disk, one reader task decodes: small files go
+#: to the workers in groups, so the writer pays for one request and one reply per group.
+TASK_FILES = 8
+TASK_BYTES = 4 << 20
+
+
+def read_files(paths: list[str], max_inline: int) -> list[tuple[Decoded, str]]:
+    """:func:`read_file` for each of a group of files (one reader task)."""
+    return [read_file(p, max_inline) for p in paths]
+
+
+def task_groups(files: Sequence[SourceFile]) -> list[list[SourceFile]]:
+    """Consecutive files in groups of at most ``TASK_FILES`` files and ``TASK_BYTES``
+    bytes (a larger file alone)."""
+    groups: list[list[SourceFile]] = []
+    size = 0
+    for src in files:
+        if not groups or len(groups[-1]) >= TASK_FILES or size + src.size > TASK_BYTES:
+            groups.append([])
+            size = 0
+        groups[-1].append(src)
+        size += src.size
+    return groups
+
+
 class Readers:
     """Decodes files ahead of the writer, in order, with a bounded number in flight."""
 
     def __init__(self, files: Sequence[SourceFile], jobs: int, max_inline: int) -> None:
         self._files = files
+        self._groups = task_groups(files)
         self._jobs = jobs
         self._max_inline = max_inline
         self._window = 2 * jobs
         self._pool: ProcessPoolExecutor | None = None
-        self._pending: deque[tuple[SourceFile, Future[Decoded]]] = deque()
+        self._pending: deque[tuple[list[SourceFile], Future[list[tuple[Decoded, str]]]]] = deque()
         self._next = 0
 
     def _start_pool(self) -> ProcessPoolExecutor:
         return worker_pool(self._jobs)
 
-    def _fill(self) -> None:
+    def _submit(self, group: list[SourceFile]) -> None:
         assert self._pool is not None
-        while len(self._pending) < self._window and self._next < len(self._files):
-            src = self._files[self._next]
-            self._next += 1
-            self._pending.append((src, self._pool.submit(read_netcdf, str(src.path), self._max_inline)))
+        future = self._pool.submit(read_files, [str(s.path) for s in group], self._max_inline)
+        self._pending.append((group, future))
 
-    def __iter__(self) -> Iterator[tuple[SourceFile, Decoded]]:
+    def _fill(self) -> None:
+        while len(self._pending) < self._window and self._next < len(self._groups):
+            self._next += 1
+            self._submit(self._groups[self._next - 1])
+
+    def __iter__(self) -> Iterator[tuple[SourceFile, Decoded, str]]:
         if self._jobs <= 1:
             for src in self._files:
-                yield src, read_netcdf(str(src.path), self._max_inline)
+                yield (src, *read_file(str(src.path), self._max_inline))
             return
         self._pool = self._start_pool()
         try:
@@ -101,31 +141,38 @@ class Readers:
                 self._fill()
                 if not self._pending:
                     return
-                src, fut = self._pending.popleft()
+                group, fut = self._pending.popleft()
                 try:
-                    result = fut.result()
+                    results = fut.result()
                 except BrokenProcessPool:
-                    result = self._after_crash(src)
-                yield src, result
+                    results = self._after_crash(group)
+                for src, result in zip(group, results, strict=True):
+                    yield (src, *result)
         finally:
             self.close()
 
-    def _after_crash(self, src: SourceFile) -> Decoded:
-        """A reader died (the NetCDF library crashed): find out whether on this file."""
+    def _after_crash(self, group: list[SourceFile]) -> list[tuple[Decoded, str]]:
+        """A reader died (the NetCDF library crashed): find out on which files of ``group``
+        by reading them one at a time, then go on with the groups that were in flight."""
         assert self._pool is not None
-        retry = [s for s, _ in self._pending]
+        retry = [g for g, _ in self._pending]
         self._pending.clear()
-        self._pool.shutdown(wait=True, cancel_futures=True)
-        self._pool = self._start_pool()
-        try:
-            result = self._pool.submit(read_netcdf, str(src.path), self._max_inline).result()
-        except BrokenProcessPool:
+        results = []
+        self._restart_pool()
+        for src in group:
+            try:
+                results.append(self._pool.submit(read_file, str(src.path), self._max_inline).result())
+            except BrokenProcessPool:
+                results.append((Decoded(error="the NetCDF library crashed while reading this file"), ""))
+                self._restart_pool()
+        for g in retry:
+            self._submit(g)
+        return results
+
+    def _restart_pool(self) -> None:
+        if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = self._start_pool()
-            result = Decoded(error="the NetCDF library crashed while reading this file")
-        for s in retry:
-            self._pending.append((s, self._pool.submit(read_netcdf, str(s.path), self._max_inline)))
-        return result
+        self._pool = self._start_pool()
 
     def close(self) -> None:
         """Stop the workers, dropping decoded files nobody will write."""
@@ -133,5 +180,3 @@ class Readers:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
-
-
