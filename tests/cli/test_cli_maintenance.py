@@ -33,7 +33,9 @@ def test_rm_compact_and_verify(built: tuple[Path, Path], tmp_path: Path) -> None
     assert proc.stdout.startswith("removed 2 datasets")
     assert "south:p0000" not in atlas.Atlas.open(store).list_datasets()
     compact = json.loads(run("compact", store, "--prune-now", "--json").stdout)
-    assert compact["bytes_after"] < compact["bytes_before"]
+    # a store this small takes about the same blocks on disk (tombstones keep version numbers)
+    assert compact["apparent_bytes_after"] < compact["apparent_bytes_before"]
+    assert compact["deleted_bytes"] > 0
     assert "no problems found" in run("verify", store).stdout
 
     segment = max((store / "data").iterdir(), key=lambda p: p.stat().st_size)

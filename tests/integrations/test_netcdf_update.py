@@ -111,4 +111,4 @@ def test_warnings_of_the_commit_join_the_report(tmp_path: Path, monkeypatch: pyt
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # nothing may escape raw
         report = ingest_directory(tmp_path / "src", tmp_path / "store", jobs=1)
-    assert [(w.file, w.category) for w in report.warnings] == [("(the commit)", "RuntimeWarning")]
+    assert ("(the commit)", "RuntimeWarning") in [(w.file, w.category) for w in report.warnings]

@@ -78,6 +78,8 @@ def cmd_compact(args: argparse.Namespace) -> int:
         "version": store.version,
         "bytes_before": None if before is None else before.allocated_bytes,
         "bytes_after": None if after is None else after.allocated_bytes,
+        "apparent_bytes_before": None if before is None else before.apparent_bytes,
+        "apparent_bytes_after": None if after is None else after.apparent_bytes,
         "grace_seconds": grace,
         **report.as_dict(),
         "seconds": round(took, 3),

@@ -14,8 +14,9 @@ from ..errors import CorruptionError
 from ..format import manifest as mf
 from ..format.chunkindex import ChunkIndex, empty_rows
 from ..format.codec import DECIMAL
-from ..format.segment import ChunkPayload, write_segments
+from ..format.segment import ChunkPayload, Owned, SegmentSink, start_segments
 from ..format.shard import SHARD_PREFIX
+from ..storage.base import ParallelPuts
 from . import commit, history, loading, read
 from .model import STATE_ATTRIBUTES
 from .state import DatasetState, Variable
@@ -91,16 +92,18 @@ def _needs_rewrite(var: Variable, idx: ChunkIndex) -> bool:
 
 
 def _rewrite(
-    atlas: StoreModel, var: Variable, idx: ChunkIndex, kinds: dict[int, tuple[int, bool]]
-) -> tuple[ChunkIndex, list[tuple[str, int]]]:
-    """Copy the live chunks of one variable into fresh, densely packed segments.
+    atlas: StoreModel, var: Variable, idx: ChunkIndex, kinds: dict[int, tuple[int, bool]], sink: SegmentSink
+) -> tuple[ChunkIndex, Owned]:
+    """Copy the live chunks of one variable into fresh, densely packed segments (the
+    sink's, shared with the other variables compaction copies); returns the new index and
+    the segments used, with this variable's bytes in each.
 
     Each chunk's block filter is chosen again from its array's dtype (``kinds``), so
     compaction also brings old blocks to the filters this version writes.
     """
     rows = idx.rows
     new_rows: list[np.ndarray] = []
-    new_segs: list[tuple[str, int]] = []
+    owned: Owned = []
     if len(rows) == 0:
         return ChunkIndex(empty_rows()), []
     segs = var.all_segments()
@@ -140,13 +143,17 @@ def _rewrite(
                     is_float,
                 )
             )
-        out_rows, out_segs = write_segments(atlas._storage.put, var.vid, payloads, atlas._codec, len(new_segs))
+        out_rows, batch = start_segments(var.vid, payloads, atlas._codec)(sink, len(owned))
+        if owned and batch and batch[0][0] == owned[-1][0]:  # the batch went on in the same file
+            out_rows["seg"] -= 1
+            owned[-1] = (owned[-1][0], owned[-1][1] + batch[0][1])
+            batch = batch[1:]
         new_rows.append(out_rows)
-        new_segs.extend(out_segs)
+        owned.extend(batch)
         i = j
     merged = np.concatenate(new_rows)
     order = np.lexsort((merged["chunk"], merged["aid"]))
-    return ChunkIndex(merged[order]), new_segs
+    return ChunkIndex(merged[order]), owned
 
 
 def _referenced(doc: dict[str, Any]) -> set[str]:
@@ -179,8 +186,19 @@ def compact(atlas: StoreModel, keep_versions: int = 1, grace_period: Any = None)
     kinds = atlas._element_kinds(set(atlas._variables))
     variables = list(atlas._variables.values())
     live = {var.name: _live_rows(atlas._index(var), kinds[var.name]) for var in variables}
-    for var in _to_copy(variables, {v.name for v in variables if _needs_rewrite(v, live[v.name])}):
-        rewrite[var.name] = _rewrite(atlas, var, live[var.name], kinds[var.name])
+    puts = ParallelPuts(atlas._storage)
+    try:  # the copied variables share their new segment files, as a flush's do
+        sink = SegmentSink(puts.put)
+        copied = {
+            var.name: _rewrite(atlas, var, live[var.name], kinds[var.name], sink)
+            for var in _to_copy(variables, {v.name for v in variables if _needs_rewrite(v, live[v.name])})
+        }
+        sizes = sink.close()
+    finally:
+        puts.wait()
+    for name, (idx, owned) in copied.items():
+        atlas._variables[name].owned.update(owned)
+        rewrite[name] = (idx, [(k, sizes[k]) for k, _ in owned])
     for var in variables:
         idx = live[var.name]
         if var.name not in rewrite and (len(var.runs) > 1 or len(idx) < len(atlas._index(var))):

@@ -36,10 +36,10 @@ import numpy as np
 
 from ..dtypes import DTYPES, DType
 from .conventions import (
-    COORDS_ATTR,
     RECORD_ATTR,
     attribute_owner,
     decode_attribute,
+    is_bookkeeping,
     is_default_fill,
 )
 
@@ -285,7 +285,11 @@ def encode_dataset(ds: xr.Dataset, encoding: Mapping[Hashable, Any] | None = Non
     # needed, which do not depend on the values: encode one cell, not the whole array
     # (fixed-width bytes too: their width is in the dtype)
     sample = {k: _one_cell(v) if _storable(v.dtype) or v.dtype.kind == "S" else v for k, v in variables.items()}
-    encoded, disk_global = conventions.cf_encoder(sample, disk_global)
+    with warnings.catch_warnings():
+        # judged on one cell, not the data: a packed integer variable read from a file
+        # without a _FillValue holds no NaN, and the array keeps the physical values anyway
+        warnings.filterwarnings("ignore", "saving variable .* as an integer dtype without any _FillValue")
+        encoded, disk_global = conventions.cf_encoder(sample, disk_global)
     out = []
     for name, var in encoded.items():
         try:
@@ -524,7 +528,7 @@ def decoded_layout(view: DatasetView) -> tuple[dict[str, dict[str, Any]], dict[s
     own: dict[str, dict[str, Any]] = {a: {} for a in arrays}
     globals_: dict[str, Any] = {}
     for key, value in attrs.items():
-        if key in (RECORD_ATTR, COORDS_ATTR):
+        if is_bookkeeping(key):
             continue
         owner = attribute_owner(key, names)
         if owner is None:

@@ -33,8 +33,10 @@ if TYPE_CHECKING:
     from ..core.dataset import DatasetView
 
 __all__ = [
+    "BOOKKEEPING_PREFIX",
     "COORDS_ATTR",
     "RECORD_ATTR",
+    "is_bookkeeping",
     "FILL_VALUE_ATTR",
     "JSON_PREFIX",
     "NAT",
@@ -54,6 +56,13 @@ __all__ = [
 COORDS_ATTR = "_pyatlas_coords"
 #: The CF encoding record of a dataset written by ``add_xarray_dataset`` (see :mod:`.cf`).
 RECORD_ATTR = "_pyatlas_cf"
+# Dataset attributes Atlas keeps for itself (where an ingested file came from): never an xarray attribute.
+BOOKKEEPING_PREFIX = "_atlas_"
+
+
+def is_bookkeeping(key: str) -> bool:
+    """Whether a dataset attribute is Atlas's own (coordinates, the CF record, provenance)."""
+    return key in (COORDS_ATTR, RECORD_ATTR) or key.startswith(BOOKKEEPING_PREFIX)
 JSON_PREFIX = "json:"
 FILL_VALUE_ATTR = "_FillValue"
 NAT = -(2**63)
@@ -272,7 +281,7 @@ def split_attributes(
         var_attrs[a] = {k: decode_attribute(v) for k, v in own.items()}
     ds_attrs: dict[str, Any] = {}
     for key, value in attrs.items():
-        if key in (COORDS_ATTR, RECORD_ATTR):
+        if is_bookkeeping(key):
             continue
         owner = attribute_owner(key, names)
         if owner is None:

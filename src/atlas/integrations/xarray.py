@@ -50,6 +50,7 @@ from .conventions import (
     decode_attribute,
     default_fill,
     encode_attribute,
+    is_bookkeeping,
     split_attributes,
     variable_attribute_key,
 )
@@ -200,7 +201,7 @@ def _plan(
     for k, v in ds.attrs.items():
         if not isinstance(k, str):
             raise TypeError(f"attribute names must be str, found {k!r}")
-        if k in (COORDS_ATTR, RECORD_ATTR):
+        if is_bookkeeping(k):
             continue
         value, kind = encode_attribute(v)
         ds_attrs.append((k, value, kind))
