@@ -276,16 +276,11 @@ def shard_loader(store: StoreModel, nschemas: int, where: str) -> Callable[[Shar
             raise missing(f"shard {at} of manifest {where} is missing") from None
         if len(data) != shard.length:
             raise CorruptionError(f"shard {at} is {len(data)} bytes; manifest {where} recorded {shard.length}")
-        with mf.paused_gc():
-            records, columns = shard_format.decode_records(data, len(shard.names), meta, at)
-            records = checked_records(shard.names, records, nschemas, f"shard {at}")
-        check_unique_ids(records, f"shard {at}")
-        expected = shard_format.columns_of(records)
-        if expected.keys() != columns.keys() or not all(
-            np.array_equal(expected[n], columns[n]) for n in columns
-        ):
-            raise CorruptionError(f"shard {at}: its array columns disagree with its records")
+        # no pause of the garbage collector here: for a shard's few thousand records, the
+        # collection when it is switched back on costs more than the ones it avoids
+        records, columns = shard_format.decode_records(data, len(shard.names), meta, at)
         check_columns(columns, nschemas, next_id, f"shard {at}")
+        records = shard_records(shard.names, records, columns, f"shard {at}")
         shard.columns = columns
         return records
 
@@ -293,10 +288,52 @@ def shard_loader(store: StoreModel, nschemas: int, where: str) -> Callable[[Shar
 
 
 def check_columns(columns: shard_format.Columns, nschemas: int, next_id: int, where: str) -> None:
-    """CorruptionError unless every column names known schemas and ids handed out."""
+    """CorruptionError unless every column names known schemas and ids handed out, and no
+    two arrays share an id (one would read the other's chunks)."""
     for name, col in columns.items():
         if len(col) and (int(col["schema"].max()) >= nschemas or int(col["aid"].max()) >= next_id):
             raise CorruptionError(f"{where}: the column of array {name!r} names an unknown schema or id")
+    if columns:
+        aids = np.concatenate([col["aid"] for col in columns.values()])
+        if len(np.unique(aids)) != len(aids):
+            raise CorruptionError(f"{where}: two arrays share one id")
+
+
+# One function on purpose: one pass over every array entry of a shard, locals bound once.
+def shard_records(names: list[str], records: list[Any], columns: shard_format.Columns, where: str) -> list[list[Any]]:
+    """``[name, attributes, entries]`` for each ``[attributes, entries]`` record of a shard,
+    after checking that its array entries are exactly what its (checked) columns say: which
+    arrays each dataset has, their ids and schemas. Names, ids and schemas are then as sound
+    as the columns; statistics and attributes are checked when decoded."""
+    out = []
+    found: dict[Any, tuple[list[int], list[Any], list[Any]]] = {}
+    try:
+        for row, (n, rec) in enumerate(zip(names, records, strict=True)):
+            if type(rec) is not list or len(rec) != 2 or type(rec[1]) is not list:
+                raise ValueError(f"the record of dataset {n!r} is malformed")
+            for e in rec[1]:
+                if type(e) is not list or len(e) != 5:
+                    raise ValueError(f"an array entry of dataset {n!r} is not a list of five fields")
+                lists = found.get(e[0])
+                if lists is None:
+                    lists = found[e[0]] = ([], [], [])
+                lists[0].append(row)
+                lists[1].append(e[1])
+                lists[2].append(e[2])
+            out.append([n, rec[0], rec[1]])
+        if found.keys() != columns.keys():
+            raise ValueError("its array columns disagree with its records")
+        for name, (rows, aids, schemas) in found.items():
+            col = columns[name]
+            if not (
+                np.array_equal(col["row"], rows)
+                and np.array_equal(col["aid"], np.array(aids, dtype=np.uint64))
+                and np.array_equal(col["schema"], np.array(schemas, dtype=np.int64))
+            ):
+                raise ValueError("its array columns disagree with its records")
+    except (TypeError, ValueError, OverflowError) as e:
+        raise CorruptionError(f"{where}: {e}") from None
+    return out
 
 
 def columns_loader(store: StoreModel, nschemas: int, where: str) -> Callable[[list[Shard]], None]:
