@@ -227,19 +227,21 @@ def paused_gc() -> Iterator[None]:
             gc.enable()
 
 
-def _decode_json(raw: Any) -> Any:
+def _decode_json(raw: Any, maps: bool = True) -> Any:
     """Parse a JSON manifest body, refusing duplicate keys.
 
     orjson parses fast but silently keeps the last of duplicate keys, so its result is
     accepted only when it re-encodes to exactly the same bytes (what our writer
     produced); anything else (hand-written, lone surrogates, duplicates) goes through
-    the standard parser, which refuses duplicates.
+    the standard parser, which refuses duplicates. A section that holds no maps
+    (``maps=False``: its readers refuse any) has no keys to repeat, and orjson's result is
+    taken as it is.
     """
     if isinstance(raw, memoryview):
         raw = bytes(raw)  # compared below: bytes compare at memcmp speed, memoryviews do not
     try:
         doc = orjson.loads(raw)
-        if orjson.dumps(doc) == raw:
+        if not maps or orjson.dumps(doc) == raw:
             return doc
         del doc  # not held while the standard parser builds its own
     except orjson.JSONDecodeError:
@@ -348,14 +350,17 @@ def decode_header(data: bytes | memoryview, where: str) -> tuple[dict[str, Any],
     return head, nl + 1
 
 
-def decode_body(body: memoryview, meta_format: str, meta_compression: str, limit: int, what: str) -> Any:
+def decode_body(
+    body: memoryview, meta_format: str, meta_compression: str, limit: int, what: str, maps: bool = True
+) -> Any:
     """A checksummed section, decompressed (at most ``limit`` bytes) and decoded; anything
-    wrong with it is ``CorruptionError`` naming ``what``."""
+    wrong with it is ``CorruptionError`` naming ``what``. ``maps=False``: the section holds
+    lists and values only (no duplicate keys to look for)."""
     try:
         raw = _decompress(body, meta_compression, limit, what)
         if len(raw) > limit:
             raise CorruptionError(f"{what} holds {len(raw)} bytes, more than {limit}")
-        doc = _decode_json(raw) if meta_format == "json" else _decode_msgpack(raw)
+        doc = _decode_json(raw, maps) if meta_format == "json" else _decode_msgpack(raw)
         del raw
     except CorruptionError:
         raise

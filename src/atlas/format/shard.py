@@ -200,7 +200,7 @@ def decode_names(prefix: bytes | memoryview, rows: int, meta: tuple[str, str], w
     """The dataset names of a shard, from its first bytes (header and names section)."""
     head = parse_header(prefix, rows, where)
     part = _section(prefix, head.names_at, 0, where)
-    names = mf.decode_body(part, meta[0], meta[1], names_limit(rows), f"shard {where}")
+    names = mf.decode_body(part, meta[0], meta[1], names_limit(rows), f"shard {where}", maps=False)
     if type(names) is not list or len(names) != rows or not all(type(n) is str for n in names):
         raise CorruptionError(f"shard {where}: the names section is not a list of {rows} names")
     return names
@@ -236,7 +236,7 @@ def decode_records(data: bytes | memoryview, rows: int, meta: tuple[str, str], w
     if len(data) != head.length:
         raise CorruptionError(f"shard {where} is {len(data)} bytes, not the {head.length} it declares")
     part = _section(data, head.body_at, 0, where)
-    records = mf.decode_body(part, meta[0], meta[1], records_limit(rows, len(part)), f"shard {where}")
+    records = mf.decode_body(part, meta[0], meta[1], records_limit(rows, len(part)), f"shard {where}", maps=False)
     if type(records) is not list or len(records) != rows:
         raise CorruptionError(f"shard {where}: the records section does not hold {rows} records")
     return records, decode_columns(head, data, 0, meta[1], where)
