@@ -70,6 +70,7 @@ def metadata_location(store: Store) -> str:
 
 def materialize_all(store: Store) -> None:
     """Turn every raw record into a dataset state (which validates it precisely)."""
+    store._datasets.load_all()
     for name in list(store._datasets):
         store._materialize(name)
 

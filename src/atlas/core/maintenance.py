@@ -448,6 +448,10 @@ def verify(atlas: StoreModel) -> VerifyResult:
 def _problems(atlas: StoreModel) -> list[str]:
     problems: list[str] = []
     owners: dict[int, str] = {}
+    try:
+        atlas._datasets.load_all()
+    except CorruptionError:
+        pass  # each damaged shard is reported below, with the dataset that meets it
     for name in list(atlas._datasets):
         try:
             ds = atlas._materialize(name)

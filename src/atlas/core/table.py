@@ -19,6 +19,7 @@ import numpy as np
 import orjson
 
 from ..errors import CorruptionError
+from ..format.manifest import paused_gc
 from ..format.shard import SHARD_ROWS, Columns, ShardHeader
 from .state import DatasetState
 
@@ -144,7 +145,18 @@ class DatasetTable(MutableMapping[str, Record]):
         for _, rec in self.items():
             yield rec
 
+    def load_all(self) -> None:
+        """Decode the records of every shard not decoded yet, the garbage collector paused
+        (decoding many shards makes millions of lists, none of them garbage: collections
+        meanwhile would only rescan them, more and more of them each time)."""
+        missing = [s for s in self.shards if s.records is None]
+        if len(missing) > 1:
+            with paused_gc():
+                for s in missing:
+                    self.records_of(s)
+
     def items(self) -> Iterator[tuple[str, Record]]:  # type: ignore[override]
+        self.load_all()
         deleted, states = self._deleted, self._states
         for s in self.shards:
             recs = self.records_of(s)
