@@ -348,7 +348,8 @@ class StoreModel:
         out: list[ArrayState | None] = [None] * len(names)
         pos, ids, schemas, other = self._datasets.array_locations(names, array)
         if len(pos):
-            self._column_states(names, array, pos, ids, schemas, out)
+            with mf.paused_gc():  # up to millions of states that live on: nothing to collect
+                self._column_states(names, array, pos, ids, schemas, out)
         datasets = self._datasets
         peeked = self._peeked
         for i in other:
