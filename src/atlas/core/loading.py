@@ -276,11 +276,10 @@ def shard_loader(store: StoreModel, nschemas: int, where: str) -> Callable[[Shar
             raise missing(f"shard {at} of manifest {where} is missing") from None
         if len(data) != shard.length:
             raise CorruptionError(f"shard {at} is {len(data)} bytes; manifest {where} recorded {shard.length}")
-        # no pause of the garbage collector here: for a shard's few thousand records, the
-        # collection when it is switched back on costs more than the ones it avoids
-        records, columns = shard_format.decode_records(data, len(shard.names), meta, at)
-        check_columns(columns, nschemas, next_id, f"shard {at}")
-        records = shard_records(shard.names, records, columns, f"shard {at}")
+        with mf.paused_gc():  # collections meanwhile would rescan the whole heap, more than once
+            records, columns = shard_format.decode_records(data, len(shard.names), meta, at)
+            check_columns(columns, nschemas, next_id, f"shard {at}")
+            records = shard_records(shard.names, records, columns, f"shard {at}")
         shard.columns = columns
         return records
 
