@@ -133,11 +133,9 @@ class DatasetTable(MutableMapping[str, Record]):
 
     def names(self) -> list[str]:
         """Every dataset name, in store order (one list, built in bulk)."""
-        if not self._deleted:
-            out = list(itertools.chain.from_iterable(s.names for s in self.shards))
-        else:
-            out = list(self)
-            return out
+        if self._deleted:
+            return list(self)
+        out = list(itertools.chain.from_iterable(s.names for s in self.shards))
         out.extend(self._added)
         return out
 
