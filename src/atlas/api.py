@@ -61,8 +61,10 @@ class Atlas(Store):
 
     def open_as_xarray_dataset(self, name: str, **kwargs: Any) -> xr.Dataset:
         """Open dataset ``name`` as an ``xarray.Dataset`` (lazy, CF-decoded, xarray's decode
-        options in ``kwargs``); see :func:`atlas.integrations.xarray.open_as_xarray_dataset`."""
-        return _xarray.open_as_xarray_dataset(self, name, **kwargs)
+        options in ``kwargs``); see :func:`atlas.integrations.xarray_backend.open_as_xarray_dataset`."""
+        from .integrations.xarray_backend import open_as_xarray_dataset  # imports xarray
+
+        return open_as_xarray_dataset(self, name, **kwargs)
 
     def open_as_many_xarray_dataset(
         self, names: Sequence[str], concat_dim: str = "dataset", parallel: bool = True
@@ -82,7 +84,6 @@ for _method, _function in (
     (Atlas.catalog, _catalog.catalog),
     (Atlas.find, _catalog.find),
     (Atlas.add_xarray_dataset, _xarray.add_xarray_dataset),
-    (Atlas.open_as_xarray_dataset, _xarray.open_as_xarray_dataset),
     (Atlas.open_as_many_xarray_dataset, _xarray.open_as_many_xarray_dataset),
 ):
     _method.__doc__ = _function.__doc__

@@ -314,3 +314,33 @@ class AtlasBackendEntrypoint(BackendEntrypoint):
 
 
 register_accessor()
+
+
+def open_as_xarray_dataset(store: Atlas, name: str, **kwargs: Any) -> xr.Dataset:
+    """Open dataset ``name`` as an ``xarray.Dataset``, through this handle.
+
+    The same as ``xr.open_dataset(path, engine="atlas", group=name, **kwargs)`` (lazy,
+    decoded by xarray's CF decoding, ``.encoding`` as xarray's netCDF4 backend gives it),
+    but read through this handle, so unflushed writes are seen. ``kwargs`` are
+    ``xr.open_dataset``'s: the decode options (``decode_cf``, ``mask_and_scale``,
+    ``decode_times``, ``decode_timedelta``, ``use_cftime``, ``concat_characters``,
+    ``decode_coords``, ``drop_variables``), ``chunks`` and ``cache``. Without ``chunks``,
+    arrays chunked on disk come back as dask arrays with one task per stored chunk, the
+    others lazily indexed.
+    """
+    import xarray as xr
+
+    register_accessor()
+    if not store.dataset_exists(name):
+        raise KeyError(f"no dataset named {name!r}")
+    chunked = "chunks" in kwargs
+    ds = xr.open_dataset(StoreRef(store), engine=AtlasBackendEntrypoint, group=name, **kwargs)  # type: ignore[arg-type]
+    if chunked:
+        return ds
+    for k, var in ds.variables.items():
+        chunks = var.encoding.get("preferred_chunks")
+        if not chunks or not var.ndim or k in ds.dims:
+            continue
+        if any(chunks.get(d, n) < n for d, n in zip(var.dims, var.shape, strict=True)):
+            ds[k] = var.chunk({d: chunks.get(d, n) for d, n in zip(var.dims, var.shape, strict=True)})
+    return ds
