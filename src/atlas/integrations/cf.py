@@ -315,11 +315,28 @@ def _one_cell(var: xr.Variable) -> xr.Variable:
     return xr.Variable(var.dims, np.asarray(var[key].values), var.attrs, var.encoding)
 
 
+def _char_width(var: xr.Variable) -> int:
+    """The length of the char dimension a variable was read from (0 when unknown)."""
+    shape = var.encoding.get("original_shape")
+    if "char_dim_name" in var.encoding and isinstance(shape, tuple) and len(shape) == var.ndim + 1:
+        return int(shape[-1])
+    return 0
+
+
 def _fixed_width_bytes(var: xr.Variable) -> xr.Variable:
     """An object array of bytes (or all missing, or empty) read from a char array (encoding
     dtype ``S1``) as fixed-width bytes again, missing cells as the fill, so it is written
     back as the same char array (xarray would infer float64 for an empty or all-NaN one)."""
-    if var.dtype.kind != "O" or var.chunks is not None or var.encoding.get("dtype") != np.dtype("S1"):
+    if var.chunks is not None or var.encoding.get("dtype") != np.dtype("S1"):
+        return var
+    if var.dtype.kind == "S":  # strings shorter than their char dimension: widened back to it
+        width = _char_width(var)
+        if width > var.dtype.itemsize:
+            import xarray as xr
+
+            return xr.Variable(var.dims, np.asarray(var.values).astype(f"S{width}"), var.attrs, var.encoding)
+        return var
+    if var.dtype.kind != "O":
         return var
     import pandas as pd
 
@@ -328,10 +345,7 @@ def _fixed_width_bytes(var: xr.Variable) -> xr.Variable:
     missing = np.asarray(pd.isna(flat), dtype=bool) if flat.size else np.zeros(0, bool)
     if not all(isinstance(x, bytes) for x in flat[~missing]):
         return var
-    width = 1
-    shape = var.encoding.get("original_shape")
-    if "char_dim_name" in var.encoding and isinstance(shape, tuple) and len(shape) == var.ndim + 1:
-        width = max(1, int(shape[-1]))
+    width = max(1, _char_width(var))
     fill = var.encoding.get("_FillValue", b"")
     fill = bytes(fill) if isinstance(fill, (bytes, np.bytes_)) else b""
     filled = flat.copy()
