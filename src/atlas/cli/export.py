@@ -50,7 +50,8 @@ def _netcdf_attr(value: Any) -> Any:
 
 
 def _source_format(store: Any, name: str) -> str | None:
-    from ..integrations.cf import read_record, unpack
+    from ..integrations.cf import unpack
+    from ..integrations.cf_read import read_record
 
     record = read_record(store.open_dataset(name))
     if record is None:
@@ -162,6 +163,6 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def _has_record(store: Any, name: str) -> bool:
-    from ..integrations.cf import read_record
+    from ..integrations.cf_read import read_record
 
     return read_record(store.open_dataset(name)) is not None

@@ -75,7 +75,7 @@ def describe_dataset(store: Atlas, name: str) -> dict[str, Any]:
     Coordinates and attributes (``_FillValue`` included) are those of
     ``store.open_as_xarray_dataset(name)``.
     """
-    from ..integrations.cf import decoded_layout
+    from ..integrations.cf_read import decoded_layout
     from ..integrations.xarray import split_attributes
 
     if not store.dataset_exists(name):

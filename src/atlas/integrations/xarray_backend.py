@@ -38,7 +38,8 @@ from xarray.coding.strings import create_vlen_dtype
 from xarray.core import indexing
 
 from ..dtypes import DTYPES
-from .cf import DECODE_OPTIONS, decoded_layout, encode_window
+from .cf import DECODE_OPTIONS
+from .cf_read import decoded_layout, encode_window
 from .conventions import assemble_dataset, split_attributes
 from .lazy import DatasetArray
 from .xarray import register_accessor
@@ -87,7 +88,7 @@ class AtlasBackendArray(DatasetArray, BackendArray):
 
 class EncodedArray(BackendArray):
     """An array stored decoded, seen as xarray's netCDF4 backend would see it on disk:
-    each window read is re-encoded (:func:`atlas.integrations.cf.encode_window`), then
+    each window read is re-encoded (:func:`atlas.integrations.cf_read.encode_window`), then
     xarray decodes it with the options the caller gave."""
 
     def __init__(self, source: AtlasBackendArray, spec: dict[str, Any]) -> None:
