@@ -298,41 +298,25 @@ def check_columns(columns: shard_format.Columns, nschemas: int, next_id: int, wh
             raise CorruptionError(f"{where}: two arrays share one id")
 
 
-# One function on purpose: one pass over every array entry of a shard, locals bound once.
 def shard_records(names: list[str], records: list[Any], columns: shard_format.Columns, where: str) -> list[list[Any]]:
     """``[name, attributes, entries]`` for each ``[attributes, entries]`` record of a shard,
     after checking that its array entries are exactly what its (checked) columns say: which
     arrays each dataset has, their ids and schemas. Names, ids and schemas are then as sound
     as the columns; statistics and attributes are checked when decoded."""
-    out = []
-    found: dict[Any, tuple[list[int], list[Any], list[Any]]] = {}
     try:
-        for row, (n, rec) in enumerate(zip(names, records, strict=True)):
+        for n, rec in zip(names, records, strict=True):
             if type(rec) is not list or len(rec) != 2 or type(rec[1]) is not list:
                 raise ValueError(f"the record of dataset {n!r} is malformed")
-            for e in rec[1]:
-                if type(e) is not list or len(e) != 5:
-                    raise ValueError(f"an array entry of dataset {n!r} is not a list of five fields")
-                lists = found.get(e[0])
-                if lists is None:
-                    lists = found[e[0]] = ([], [], [])
-                lists[0].append(row)
-                lists[1].append(e[1])
-                lists[2].append(e[2])
-            out.append([n, rec[0], rec[1]])
-        if found.keys() != columns.keys():
+            if any(type(e) is not list or len(e) != 5 for e in rec[1]):
+                raise ValueError(f"an array entry of dataset {n!r} is not a list of five fields")
+        expected = shard_format.columns_of(records)
+        if expected.keys() != columns.keys() or not all(
+            np.array_equal(expected[name], columns[name]) for name in columns
+        ):
             raise ValueError("its array columns disagree with its records")
-        for name, (rows, aids, schemas) in found.items():
-            col = columns[name]
-            if not (
-                np.array_equal(col["row"], rows)
-                and np.array_equal(col["aid"], np.array(aids, dtype=np.uint64))
-                and np.array_equal(col["schema"], np.array(schemas, dtype=np.int64))
-            ):
-                raise ValueError("its array columns disagree with its records")
     except (TypeError, ValueError, OverflowError) as e:
         raise CorruptionError(f"{where}: {e}") from None
-    return out
+    return [[n, rec[0], rec[1]] for n, rec in zip(names, records, strict=True)]
 
 
 def columns_loader(store: StoreModel, nschemas: int, where: str) -> Callable[[list[Shard]], None]:
