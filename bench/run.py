@@ -28,16 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from phases import PHASES, RESULT_MARKER, Phase, disk_usage
+from sides import ATLAS_ROOTS, BENCH, IMPLS, INTERPRETERS, REPO
 
-BENCH = Path(__file__).resolve().parent
-REPO = BENCH.parent
-IMPLS = ("ours", "ref")
-INTERPRETERS = {
-    "ours": REPO / ".venv" / "bin" / "python",
-    "ref": BENCH / ".venv-ref" / "bin" / "python",
-}
-# Where each side's ``import atlas`` must resolve, so a mix-up is caught, not measured.
-ATLAS_ROOTS = {"ours": REPO / "src", "ref": BENCH / ".venv-ref"}
 LABELS = {"ours": "atlas", "ref": "yardstick"}
 
 QUICK = {"profiles": 300, "gridded": 10, "reps": 1}

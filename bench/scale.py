@@ -30,15 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from scale_worker import RESULT_MARKER, is_metadata
+from sides import ATLAS_ROOTS, BENCH, IMPLS, INTERPRETERS, REPO
 
-BENCH = Path(__file__).resolve().parent
-REPO = BENCH.parent
-IMPLS = ("ours", "ref")
-INTERPRETERS = {
-    "ours": REPO / ".venv" / "bin" / "python",
-    "ref": BENCH / ".venv-ref" / "bin" / "python",
-}
-ATLAS_ROOTS = {"ours": REPO / "src", "ref": BENCH / ".venv-ref"}
 WORKER = BENCH / "scale_worker.py"
 WORKLOAD_VERSION = "1"  # bump when scale_worker's datasets change: kept stores are rebuilt
 READ_OPS = ("open_list", "scan", "scan_stacked", "find", "catalog")
