@@ -298,6 +298,14 @@ def check_columns(columns: shard_format.Columns, nschemas: int, next_id: int, wh
             raise CorruptionError(f"{where}: two arrays share one id")
 
 
+def frozen(entries: list[Any]) -> tuple[Any, ...]:
+    """Array entries (checked already) as tuples, as :func:`frozen_entries` makes them."""
+    return tuple(
+        (e[0], e[1], e[2], tuple(e[3]) if type(e[3]) is list else e[3], tuple(e[4]) if type(e[4]) is list else e[4])
+        for e in entries
+    )
+
+
 def shard_records(names: list[str], records: list[Any], columns: shard_format.Columns, where: str) -> list[list[Any]]:
     """``[name, attributes, entries]`` for each ``[attributes, entries]`` record of a shard,
     after checking that its array entries are exactly what its (checked) columns say: which
@@ -316,7 +324,12 @@ def shard_records(names: list[str], records: list[Any], columns: shard_format.Co
             raise ValueError("its array columns disagree with its records")
     except (TypeError, ValueError, OverflowError) as e:
         raise CorruptionError(f"{where}: {e}") from None
-    return [[n, rec[0], rec[1]] for n, rec in zip(names, records, strict=True)]
+    # as tuples (the shape version-1 records are held in): tuples of plain values are left
+    # alone by the garbage collector, which a sweep over 10^5 datasets otherwise rescans
+    return [
+        [n, tuple(rec[0]) if type(rec[0]) is list else rec[0], frozen(rec[1])]
+        for n, rec in zip(names, records, strict=True)
+    ]
 
 
 def columns_loader(store: StoreModel, nschemas: int, where: str) -> Callable[[list[Shard]], None]:

@@ -350,9 +350,16 @@ class StoreModel:
         if len(pos):
             with mf.paused_gc():  # up to millions of states that live on: nothing to collect
                 self._column_states(names, array, pos, ids, schemas, out)
+        if other:
+            with mf.paused_gc():  # as many states as datasets, all of them kept
+                self._record_states(names, array, other, out)
+        return out
+
+    def _record_states(self, names: list[Any], array: str, which: list[int], out: list[ArrayState | None]) -> None:
+        """Array states of the datasets at positions ``which`` from their records or states."""
         datasets = self._datasets
         peeked = self._peeked
-        for i in other:
+        for i in which:
             name = names[i]
             rec = datasets.get(name) if type(name) is str else None
             if rec is None:
@@ -366,7 +373,6 @@ class StoreModel:
                 continue
             arr = peeked.get((name, array))
             out[i] = arr if arr is not None else self._peek(name, entries, array)
-        return out
 
     def _column_states(
         self, names: list[Any], array: str, pos: list[int], ids: np.ndarray, schemas: np.ndarray,
