@@ -8,10 +8,16 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 from catalog_helpers import column_values as _col
+from reliability_helpers import as_version_1
 
 import atlas
-from atlas.catalog import snapshot
+from atlas.catalog import snapshot, stored
+
+# A version-2 store's datasets are read from its shards' catalogue fields (``stored``); a
+# version-1 manifest's from its raw records (``snapshot``). Both remember what they read.
+LAYOUTS = {"shards": stored, "version 1": snapshot}
 
 
 def test_catalog_follows_changes_after_earlier_calls(tmp_path: Path) -> None:
@@ -60,7 +66,7 @@ def test_catalog_follows_changes_after_earlier_calls(tmp_path: Path) -> None:
     pd.testing.assert_frame_equal(s.catalog(), fresh())
 
 
-def _store(path: Path, n: int = 6) -> atlas.Atlas:
+def _store(path: Path, layout: str = "shards", n: int = 6) -> atlas.Atlas:
     s = atlas.Atlas.create(path)
     for i in range(n):
         ds = s.create_dataset(f"d{i}")
@@ -68,43 +74,51 @@ def _store(path: Path, n: int = 6) -> atlas.Atlas:
         ds.define_array("v", "int32", ["i"], [1])
         ds.write_array("v", [0], np.array([i], dtype=np.int32))
     s.flush()
+    if layout == "version 1":
+        as_version_1(path)
     return atlas.Atlas.open(path)
 
 
-def test_the_snapshot_is_reused_and_sees_buffered_changes(tmp_path: Path) -> None:
-    s = _store(tmp_path / "s")
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_the_snapshot_is_reused_and_sees_buffered_changes(tmp_path: Path, layout: str) -> None:
+    snapshots = LAYOUTS[layout]._SNAPSHOTS  # type: ignore[attr-defined]
+    s = _store(tmp_path / "s", layout)
     assert s.find("k == 1") == ["d1"]
-    first = snapshot._SNAPSHOTS[s]
+    first = snapshots[s]
     assert s.find("v.max >= 4") == ["d4", "d5"]
-    assert snapshot._SNAPSHOTS[s] is first  # the raw records are those of the snapshot
+    assert snapshots[s] is first  # the records are those of the snapshot
     s.open_dataset("d1").set_attribute("k", 100)  # buffered, not flushed
     s.delete_dataset("d4")
     d = s.create_dataset("new")
     d.set_attribute("k", 1)
     assert s.find("k == 1") == ["new"] and s.find("k == 100") == ["d1"]
     assert s.find("v.max >= 4") == ["d5"]
-    assert snapshot._SNAPSHOTS[s] is first  # most of it still in use
+    assert snapshots[s] is first  # most of it still in use
     assert _col(s.catalog(), "k") == [0, 100, 2, 3, 5, 1]
 
 
-def test_each_handle_has_its_own_snapshot(tmp_path: Path) -> None:
-    a = _store(tmp_path / "s")
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_each_handle_has_its_own_snapshot(tmp_path: Path, layout: str) -> None:
+    snapshots = LAYOUTS[layout]._SNAPSHOTS  # type: ignore[attr-defined]
+    a = _store(tmp_path / "s", layout)
     b = atlas.Atlas.open(tmp_path / "s")
     a.catalog()
     b.open_dataset("d0").set_attribute("k", -1)
     assert b.find("k < 0") == ["d0"] and a.find("k < 0") == []
-    assert snapshot._SNAPSHOTS[a] is not snapshot._SNAPSHOTS[b]
+    assert snapshots[a] is not snapshots[b]
 
 
-def test_the_snapshot_adds_nothing_to_the_handle_and_never_keeps_it_alive(tmp_path: Path) -> None:
-    s = _store(tmp_path / "s")
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_the_snapshot_adds_nothing_to_the_handle_and_never_keeps_it_alive(tmp_path: Path, layout: str) -> None:
+    snapshots = LAYOUTS[layout]._SNAPSHOTS  # type: ignore[attr-defined]
+    s = _store(tmp_path / "s", layout)
     before = set(vars(s))
     s.catalog()
     s.find("k > 2 and v.max < 5")
     assert set(vars(s)) == before
-    held = len(snapshot._SNAPSHOTS)
+    held = len(snapshots)
     handle = weakref.ref(s)
     del s
     gc.collect()
     assert handle() is None
-    assert len(snapshot._SNAPSHOTS) < held  # its snapshot went with it
+    assert len(snapshots) < held  # its snapshot went with it

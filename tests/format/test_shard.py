@@ -40,9 +40,10 @@ def test_damaged_shards_are_corruption_naming_them() -> None:
     names, records = _records(3)
     data, end = shard.encode_shard(names, records, *META)
     head = json.loads(data[: data.index(b"\n")])
+    body_end = data.index(b"\n") + 1 + head["names_length"] + head["columns_length"] + head["body_length"]
     cases = {
         "damaged header": b"[" + data[1:],
-        "fails its checksum": data[:-2] + bytes([data[-2] ^ 1]) + data[-1:],
+        "fails its checksum": data[: body_end - 2] + bytes([data[body_end - 2] ^ 1]) + data[body_end - 1 :],
         "bytes, not the": data[:-1],
     }
     for message, damaged in cases.items():

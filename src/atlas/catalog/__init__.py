@@ -5,19 +5,21 @@ statistics computed at flush) as a ``pandas.DataFrame``; ``Atlas.find()`` select
 names with a small, safe predicate language over the same columns
 (:mod:`atlas.catalog.predicate`).
 
-Both are built from the in-memory metadata alone and never read array data. Only the
-requested attributes and arrays are picked out, column by column with C-level iteration over
-the manifest records as they were loaded (they are not materialised into dataset objects).
-Those records never change, so what was read from them is remembered for the handle and
-later calls only re-read datasets that were materialised since (opened, written, re-created).
-The manifest itself is untouched: no index or column is added to the metadata layout.
+Both are built from metadata alone and never read array data. The datasets of a
+version-2 store are read from its shards' catalogue fields (``atlas.format.fields``): for
+each wanted attribute or array, one small typed range per shard, never a whole record.
+What is read is kept on the shard, which later versions share. Datasets this handle
+changed or added are read from their in-memory state, so a buffered change is always seen.
+A version-1 manifest's records are read as they were loaded, with C-level iteration
+(:mod:`~atlas.catalog.snapshot`).
 
 The modules, from the store up:
 
 * :mod:`~atlas.catalog.source`: the one place that reads the handle's in-memory metadata;
 * :mod:`~atlas.catalog.columns`: typed columns built from manifest-encoded values;
 * :mod:`~atlas.catalog.gather`: finding an attribute or array in many datasets at once;
-* :mod:`~atlas.catalog.snapshot`: what is remembered of a handle between calls;
+* :mod:`~atlas.catalog.stored`: the stored datasets, from the shards' catalogue fields;
+* :mod:`~atlas.catalog.snapshot`: the raw records of a version-1 manifest, remembered between calls;
 * :mod:`~atlas.catalog.table`: the columns over the live datasets;
 * :mod:`~atlas.catalog.predicate`: the predicate language, parsed into a typed tree;
 * :mod:`~atlas.catalog.evaluate`: that tree evaluated over the columns.

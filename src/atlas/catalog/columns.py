@@ -33,6 +33,7 @@ else:
     pd = _Pandas()
 
 Mask = np.ndarray  # 1-D bool, one entry per live dataset
+Values = Sequence[Any] | np.ndarray  # manifest-encoded values, or a typed array of them
 
 #: Ints of at most this magnitude are exact as float64.
 EXACT_FLOAT_INT = 2**53
@@ -199,7 +200,7 @@ def column_kind(dtype_names: Iterable[str], where: str) -> str:
 def typed_column(
     n: int,
     rows: Sequence[int] | np.ndarray,
-    values: Sequence[Any],
+    values: Values,
     dtype_names: Iterable[str],
     value_dtypes: Sequence[str] | Callable[[], Sequence[str]],
     where: str,
@@ -227,7 +228,7 @@ def _listed(value_dtypes: Sequence[str] | Callable[[], Sequence[str]]) -> Sequen
 
 
 def _uniform_column(
-    n: int, rows: Sequence[int] | np.ndarray, values: Sequence[Any], kind: str, dtype_names: Iterable[str]
+    n: int, rows: Sequence[int] | np.ndarray, values: Values, kind: str, dtype_names: Iterable[str]
 ) -> Column | None:
     """The column of values of one kind, vectorised; None when they need exact Python values
     (mixed families, or ints a float64 cannot hold). Raises ValueError/TypeError when the
@@ -253,11 +254,11 @@ def _uniform_column(
 
 
 def _float_column(
-    n: int, rows: Sequence[int] | np.ndarray, values: Sequence[Any], dtype_names: Iterable[str]
+    n: int, rows: Sequence[int] | np.ndarray, values: Values, dtype_names: Iterable[str]
 ) -> Column | None:
     """The float64 column of numbers of the float kind; None when ints among them are too
     large to be exact as floats."""
-    numbers: Sequence[Any] = values
+    numbers: Values = values
     try:
         array = np.array(numbers, dtype=np.float64)
     except (ValueError, TypeError):
@@ -266,6 +267,9 @@ def _float_column(
     if array.ndim != 1:
         raise ValueError("numbers expected")
     float_only = all(name in ("float32", "float64") for name in set(dtype_names))
+    if isinstance(numbers, np.ndarray):  # stored fields: floats, or ints checked at once
+        exact = numbers.dtype.kind == "f" or bool((np.abs(numbers) <= EXACT_FLOAT_INT).all())
+        return Column("float", *scatter(n, rows, array, 0.0, np.float64)) if exact else None
     if float_only or set(map(type, numbers)) <= {float} or all(
         type(v) is float or abs(v) <= EXACT_FLOAT_INT for v in numbers
     ):
@@ -274,7 +278,7 @@ def _float_column(
 
 
 def _exact_values_column(
-    n: int, rows: Sequence[int] | np.ndarray, values: Sequence[Any], value_dtypes: Sequence[str], where: str
+    n: int, rows: Sequence[int] | np.ndarray, values: Values, value_dtypes: Sequence[str], where: str
 ) -> Column:
     """An ``object`` column of the exact Python value of each manifest value."""
     decoded = []
@@ -286,7 +290,7 @@ def _exact_values_column(
     return Column("object", *scatter(n, rows, object_array(decoded), None, object))
 
 
-def _raise_malformed(values: Sequence[Any], value_dtypes: Sequence[str], where: str, err: Exception) -> NoReturn:
+def _raise_malformed(values: Values, value_dtypes: Sequence[str], where: str, err: Exception) -> NoReturn:
     """Raise the ``CorruptionError`` explaining why values could not be typed."""
     for dtype_name, value in zip(value_dtypes, values, strict=True):
         try:

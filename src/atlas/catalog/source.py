@@ -109,6 +109,52 @@ def record_attribute_keys(record: Any) -> list[str]:
     return encoded[0][0::3] if encoded is not None else list(record._attrs)
 
 
+@dataclass(slots=True)
+class StoredLayout:
+    """The live datasets of a handle whose stored datasets are read from the shards'
+    catalogue fields: the shards (stored positions run through them in order, ``bases`` the
+    first of each) and the current row of each stored position (-1: deleted, or changed by
+    this handle and so read from its state). ``states`` (at ``state_rows``) are the datasets
+    this handle changed or added."""
+
+    names: list[str]
+    shards: list[Any]
+    bases: np.ndarray
+    current: np.ndarray
+    same: bool
+    states: list[DatasetState]
+    state_rows: np.ndarray
+    read_fields: Any
+    read_columns: Any
+
+
+def record_of(store: Store, name: str) -> Any:
+    """The record of one live dataset: raw, or its state."""
+    return store._datasets[name]
+
+
+def stored_layout(store: Store) -> StoredLayout | None:
+    """The handle's live datasets as stored rows plus changed ones, or None when some
+    datasets are not in shards with catalogue fields (then :func:`dataset_records`)."""
+    table = store._datasets
+    rows = table.stored_rows()
+    if rows is None:
+        return None
+    states = [cast("DatasetState", store._materialize(n)) for n in rows.changed + rows.added]
+    state_rows = rows.changed_rows + list(range(rows.live_stored, rows.live_stored + len(rows.added)))
+    return StoredLayout(
+        table.names(),
+        rows.shards,
+        rows.bases,
+        rows.current,
+        rows.same,
+        states,
+        np.array(state_rows, dtype=np.intp),
+        table.read_fields,
+        table.read_columns,
+    )
+
+
 # ---------------------------------------------------------------- raw records
 
 

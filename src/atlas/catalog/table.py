@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import CorruptionError
+from ..format.fields import ATTRIBUTE, STATISTICS
 from .columns import Column, merge_columns, typed_column
 from .gather import (
     ArrayHits,
@@ -25,16 +26,19 @@ from .gather import (
     concatenated,
     field_columns,
 )
-from .snapshot import forget, snapshot_for
+from .snapshot import Placement, Snapshot, forget, snapshot_for
 from .source import (
     dataset_records,
     materialize_all,
     metadata_location,
     record_attribute_keys,
+    record_of,
     schema_table,
     state_array,
     state_attributes,
+    stored_layout,
 )
+from .stored import StoredSnapshot, forget_stored, stored_snapshot
 
 if TYPE_CHECKING:
     from ..core.atlas import Store
@@ -99,9 +103,10 @@ def table(
         pass
     # a malformed record: materialising every dataset reports it precisely
     forget(store)
+    forget_stored(store)
     materialize_all(store)
     try:
-        return _table_once(store, attribute_keys, arrays, skip_owned_by)
+        return _table_once(store, attribute_keys, arrays, skip_owned_by, stored=False)
     except (TypeError, ValueError, IndexError, KeyError, AttributeError) as e:
         raise CorruptionError(f"{metadata_location(store)} is malformed: {e}") from None
 
@@ -122,14 +127,17 @@ def _table_once(
     attribute_keys: Sequence[str] | None,
     arrays: Mapping[str, Iterable[str]],
     skip_owned_by: Mapping[str, Any] | None,
+    stored: bool = True,
 ) -> Table:
-    view = LiveView(store)
+    view = LiveView(store, stored)
     if attribute_keys is None:
         keys = view.all_keys()
         if skip_owned_by is not None:
             keys = [k for k in keys if not array_attribute(k, skip_owned_by) or split_field(k, skip_owned_by)]
     else:
         keys = list(attribute_keys)
+    if isinstance(view.snapshot, StoredSnapshot):  # every field wanted, in one read per shard
+        view.snapshot.prefetch([ATTRIBUTE + k for k in keys] + [STATISTICS + a for a in arrays])
     if len(arrays) > _INDEX_FROM:
         view.snapshot.index_arrays()
     if len(keys) > _INDEX_FROM:
@@ -143,18 +151,31 @@ class LiveView:
     """The live datasets of a handle, as rows: raw records (through the snapshot) and
     materialised ones."""
 
-    def __init__(self, store: Store) -> None:
-        records = dataset_records(store)
-        self.names = records.names
-        self.records = records.records
-        self.n = len(self.records)
-        self.states = records.states
-        self.state_rows = records.state_rows
+    snapshot: Snapshot | StoredSnapshot
+
+    def __init__(self, store: Store, stored: bool = True) -> None:
         self.schemas = schema_table(store)
         self.where = metadata_location(store)
-        self.snapshot, self.placement = snapshot_for(
-            store, records.raw, records.raw_rows, self.records, self.schemas, self.where
-        )
+        self._store = store
+        layout = stored_layout(store) if stored else None
+        if layout is not None:  # stored datasets read from the shards' catalogue fields
+            self.names = layout.names
+            self.records = None
+            self.n = len(layout.names)
+            self.states = layout.states
+            self.state_rows = layout.state_rows
+            self.snapshot = stored_snapshot(store, layout, self.schemas, self.where)
+            self.placement = Placement(layout.current, self.n, layout.same)
+        else:
+            records = dataset_records(store)
+            self.names = records.names
+            self.records = records.records
+            self.n = len(records.records)
+            self.states = records.states
+            self.state_rows = records.state_rows
+            self.snapshot, self.placement = snapshot_for(
+                store, records.raw, records.raw_rows, records.records, self.schemas, self.where
+            )
         self._state_attributes: tuple[list[list[Any]], np.ndarray, list[dict[str, tuple[str, Any]]], list[int]] | None
         self._state_attributes = None
         self._schema_numbers: dict[int, int] = {}
@@ -191,8 +212,14 @@ class LiveView:
                 first[key] = int(np.argmin(column.mask))
         order: list[str] = []
         for row in sorted(set(first.values())):
-            order.extend(k for k in record_attribute_keys(self.records[row]) if first.get(k) == row)
+            order.extend(k for k in record_attribute_keys(self._record(row)) if first.get(k) == row)
         return list(dict.fromkeys(order))
+
+    def _record(self, row: int) -> Any:
+        """The record (raw or a state) of the dataset at ``row``."""
+        if self.records is not None:
+            return self.records[row]
+        return record_of(self._store, self.names[row])
 
     def attribute(self, key: str) -> Column:
         """The typed column of one attribute."""

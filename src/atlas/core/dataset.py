@@ -135,7 +135,7 @@ class DatasetView:
     def set_attribute(self, key: str, value: Any, dtype: str | None = None) -> None:
         """Set a typed attribute (kind inferred, or forced with ``dtype``)."""
         self._atlas._check_live(self._ds)
-        write.set_attribute(self._atlas, self._ds.attrs, key, value, dtype)
+        write.set_attribute(self._atlas, self._ds.name, self._ds.attrs, key, value, dtype)
 
     def get_attribute(self, key: str) -> Any:
         """The attribute's value, or ``None`` when unset."""
@@ -157,7 +157,7 @@ class DatasetView:
         """Set a typed attribute on one array (same typing rules as dataset attributes)."""
         self._atlas._check_live(self._ds)
         arr = self._atlas._array(self._ds, array)
-        write.set_attribute(self._atlas, arr.attrs, key, value, dtype)
+        write.set_attribute(self._atlas, self._ds.name, arr.attrs, key, value, dtype)
 
     def get_array_attribute(self, array: str, key: str) -> Any:
         """An array attribute's value, or ``None`` when unset (``KeyError`` for a missing array)."""

@@ -149,7 +149,11 @@ def install(store: StoreModel, doc: dict[str, Any], where: str) -> None:
         names, records = v1_datasets(doc["datasets"], len(schemas), where)
         shards = [Shard(None, names, records=records)] if names else []
     store._datasets = DatasetTable(
-        shards, shard_loader(store, len(schemas), where), where, columns_loader(store, len(schemas), where)
+        shards,
+        shard_loader(store, len(schemas), where),
+        where,
+        columns_loader(store, len(schemas), where),
+        fields_loader(store, where),
     )
     if shards and shards[0].key is None:
         check_unique_ids(records, f"manifest {where}")
@@ -293,8 +297,8 @@ def check_columns(columns: shard_format.Columns, nschemas: int, next_id: int, wh
         if len(col) and (int(col["schema"].max()) >= nschemas or int(col["aid"].max()) >= next_id):
             raise CorruptionError(f"{where}: the column of array {name!r} names an unknown schema or id")
     if columns:
-        aids = np.concatenate([col["aid"] for col in columns.values()])
-        if len(np.unique(aids)) != len(aids):
+        aids = np.sort(np.concatenate([col["aid"] for col in columns.values()]))
+        if bool((aids[1:] == aids[:-1]).any()):
             raise CorruptionError(f"{where}: two arrays share one id")
 
 
@@ -361,6 +365,47 @@ def columns_loader(store: StoreModel, nschemas: int, where: str) -> Callable[[li
             s.columns = columns
 
     return load_columns
+
+
+def fields_loader(store: StoreModel, where: str) -> Callable[[list[Shard], list[str]], None]:
+    """What reads catalogue fields of shards (one ranged read per shard and field, all
+    together) for ``find`` and ``catalog()``, which need no other part of a shard. A field
+    a shard does not hold is remembered as None."""
+    storage = store._storage
+    comp = store._meta_compression
+    missing = store._missing_error
+
+    def load_fields(shards: list[Shard], names: list[str]) -> None:
+        wanted: list[tuple[Shard, list[str]]] = []
+        for s in shards:
+            assert s.head is not None and s.head.fields is not None
+            held = s.head.fields
+            todo = [n for n in names if n not in s.fields]
+            for n in todo:
+                if n not in held:
+                    s.fields[n] = None
+            todo = [n for n in todo if n in held]
+            if todo:
+                wanted.append((s, todo))
+        if not wanted:
+            return
+        requests = []
+        for s, todo in wanted:
+            assert s.head is not None and s.head.fields is not None and s.key is not None
+            spans = [s.head.fields[n] for n in todo]
+            requests.append((s.key, [a[0] for a in spans], [a[1] for a in spans]))
+        try:
+            parts = storage.get_many_ranges(requests)
+        except FileNotFoundError as e:
+            raise missing(f"a shard of manifest {where} is missing: {e}") from None
+        for (s, todo), got in zip(wanted, parts, strict=True):
+            assert s.head is not None and s.head.fields is not None
+            at = f"{storage.location}/{s.key}"
+            for n, part in zip(todo, got, strict=True):
+                base = s.head.fields[n][0]
+                s.fields[n] = shard_format.decode_shard_field(s.head, n, part, base, comp, at)
+
+    return load_fields
 
 
 def frozen_entries(entries: list[Any], nschemas: int) -> tuple[Any, ...]:

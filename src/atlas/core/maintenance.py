@@ -14,6 +14,7 @@ from ..errors import CorruptionError
 from ..format import manifest as mf
 from ..format.chunkindex import ChunkIndex, empty_rows
 from ..format.codec import DECIMAL
+from ..format.fields import decode_field, fields_of, same_field
 from ..format.segment import ChunkPayload, Owned, SegmentSink, start_segments
 from ..format.shard import SHARD_PREFIX
 from ..storage.base import ParallelPuts
@@ -463,6 +464,7 @@ def _problems(atlas: StoreModel) -> list[str]:
             if arr.aid in owners:
                 problems.append(f"{owners[arr.aid]} and dataset {name!r}, array {arr.name!r} share one array id")
             owners[arr.aid] = f"dataset {name!r}, array {arr.name!r}"
+    problems.extend(_field_problems(atlas))
     for var in atlas._variables.values():
         try:
             idx = atlas._index(var)
@@ -488,6 +490,30 @@ def _problems(atlas: StoreModel) -> list[str]:
                     problems.append(f"segment {segs[seg_no][0]} of variable {var.name!r} is missing")
                     break
     return problems
+
+
+def _field_problems(atlas: StoreModel) -> list[str]:
+    """Shards whose catalogue fields disagree with their records (``find`` and ``catalog()``
+    read the fields)."""
+    out = []
+    table = atlas._datasets
+    for s in table.shards:
+        if s.key is None or s.head is None or s.head.fields is None:
+            continue
+        where = f"shard {atlas._storage.location}/{s.key}"
+        try:
+            records = table.records_of(s)
+            table.read_fields([s], list(s.head.fields))
+        except CorruptionError as e:
+            out.append(str(e))
+            continue
+        expected = fields_of([r[1:] for r in records])
+        if expected.keys() != s.head.fields.keys() or not all(
+            (got := s.fields.get(n)) is not None and same_field(got, decode_field(raw, len(s.names), where))
+            for n, raw in expected.items()
+        ):
+            out.append(f"{where}: its catalogue fields disagree with its records (find and catalog() would err)")
+    return out
 
 
 def _segment_sizes(atlas: StoreModel, var: Variable) -> list[str]:

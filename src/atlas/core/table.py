@@ -19,6 +19,7 @@ import numpy as np
 import orjson
 
 from ..errors import CorruptionError
+from ..format.fields import Field, decode_field, fields_of
 from ..format.manifest import paused_gc
 from ..format.shard import SHARD_ROWS, Columns, ShardHeader
 from .state import DatasetState
@@ -38,24 +39,33 @@ class Shard:
     records: list[list[Any]] | None = None  # raw records, once decoded
     head: ShardHeader | None = None  # the file's header (where its sections are)
     columns: Columns | None = None  # array columns, once read
+    fields: dict[str, Field | None] = field(default_factory=dict)  # catalogue fields read (None: not held)
     serial: int = field(default_factory=itertools.count(1).__next__)
 
 
 Record = DatasetState | list[Any]
 Loader = Callable[[Shard], list[list[Any]]]
 ColumnsLoader = Callable[[list[Shard]], None]
+FieldsLoader = Callable[[list[Shard], list[str]], None]
 
 
 class DatasetTable(MutableMapping[str, Record]):
     """Dataset name → record, in store order, over a version's shards."""
 
     def __init__(
-        self, shards: list[Shard], loader: Loader, where: str = "", columns_loader: ColumnsLoader | None = None
+        self,
+        shards: list[Shard],
+        loader: Loader,
+        where: str = "",
+        columns_loader: ColumnsLoader | None = None,
+        fields_loader: FieldsLoader | None = None,
     ) -> None:
         self.shards = shards
         self.where = where  # "manifest FILE", for messages
         self._load = loader  # decodes and checks a shard's records
         self._load_columns = columns_loader  # reads the array columns of shards
+        self._load_fields = fields_loader  # reads catalogue fields of shards
+        self._modified: set[str] = set()  # stored datasets this handle changed (not only read)
         self._dense: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # array -> (ids, schemas) by global row
         self._by_serial = {s.serial: s for s in shards}
         self._place: dict[str, int] | None = None  # name -> serial << ROW_BITS | row, built when first needed
@@ -208,11 +218,7 @@ class DatasetTable(MutableMapping[str, Record]):
         """Array ids and schema positions of ``array`` by global row (0 where absent)."""
         hit = self._dense.get(array)
         if hit is None:
-            missing = [s for s in self.shards if s.columns is None]
-            if missing:
-                if self._load_columns is None:
-                    raise AssertionError("a table with stored shards reads their columns")
-                self._load_columns(missing)
+            self.read_columns(self.shards)
             ids = np.zeros(self._rows, dtype=np.uint64)
             schemas = np.zeros(self._rows, dtype=np.int64)
             at = 0
@@ -225,6 +231,68 @@ class DatasetTable(MutableMapping[str, Record]):
                 at += len(s.names)
             hit = self._dense[array] = (ids, schemas)
         return hit
+
+    # ------------------------------------------------------------------ catalogue fields
+
+    def stored_rows(self) -> StoredRows | None:
+        """The stored datasets as a catalogue reads them from the shards' fields, or None
+        when a shard holds no fields (datasets of a version-1 manifest, shards written
+        without them): where each stored row is now, and which datasets this handle changed
+        or added (their states are the truth)."""
+        shards = self.shards
+        if any(s.key is None or s.head is None or s.head.fields is None for s in shards):
+            return None
+        sizes = np.array([len(s.names) for s in shards], dtype=np.int64)
+        bases = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64) if shards else sizes
+        current = np.arange(self._rows, dtype=np.int64)
+        gone = [n for n in self._deleted] + [n for n in self._modified if n in self._states]
+        if gone:
+            place = self._places()
+            serial_base = self._serial_base()
+            codes = np.array([place[n] for n in gone], dtype=np.int64)
+            at = serial_base[codes >> ROW_BITS] + (codes & ((1 << ROW_BITS) - 1))
+            deleted_at = at[: len(self._deleted)]
+            if len(deleted_at):
+                keep = np.ones(self._rows, dtype=bool)
+                keep[deleted_at] = False
+                current = np.where(keep, np.cumsum(keep) - 1, -1)
+            changed_at = at[len(self._deleted) :]
+            changed_rows = current[changed_at].tolist()
+            current[changed_at] = -1
+        else:
+            changed_rows = []
+        changed = gone[len(self._deleted) :]
+        live_stored = self._rows - len(self._deleted)
+        return StoredRows(
+            shards, bases, current, changed, changed_rows, list(self._added), live_stored, not gone and not self._added
+        )
+
+    def read_columns(self, shards: list[Shard]) -> None:
+        """Read the array columns of those of ``shards`` not read yet."""
+        missing = [s for s in shards if s.columns is None]
+        if missing:
+            if self._load_columns is None:
+                raise AssertionError("a table with stored shards reads their columns")
+            self._load_columns(missing)
+
+    def read_fields(self, shards: list[Shard], names: list[str]) -> None:
+        """Read the catalogue fields ``names`` of ``shards`` (kept on each shard)."""
+        if self._load_fields is not None:
+            self._load_fields(shards, names)
+            return
+        for s in shards:  # a new store's table: its shards were written by this handle
+            todo = [n for n in names if n not in s.fields]
+            if todo:
+                assert s.records is not None
+                encoded = fields_of([r[1:] for r in s.records])
+                for n in todo:
+                    raw = encoded.get(n)
+                    s.fields[n] = None if raw is None else decode_field(raw, len(s.names), f"shard {s.key}")
+
+    def mark_modified(self, name: str) -> None:
+        """Note that this handle changed a stored dataset (not only read it)."""
+        if name not in self._added:
+            self._modified.add(name)
 
     # ------------------------------------------------------------------ changes
 
@@ -249,6 +317,7 @@ class DatasetTable(MutableMapping[str, Record]):
             raise KeyError(name)
         self._deleted.add(name)
         self._states.pop(name, None)
+        self._modified.discard(name)
         self._touched.add(hit[0].serial)
 
     # ------------------------------------------------------------------ commits
@@ -316,7 +385,26 @@ class DatasetTable(MutableMapping[str, Record]):
         self._dense = {}
         self._deleted = set()
         self._added = {}
+        self._modified = set()
         self._touched = {self._places()[n] >> ROW_BITS for n in states} if states else set()
+
+
+@dataclass
+class StoredRows:
+    """The stored datasets of a table for a catalogue: ``current`` gives the row each stored
+    dataset (shards in order, ``bases`` their first rows) has among the live datasets, -1
+    when deleted or changed by this handle. ``changed`` (at ``changed_rows``) and ``added``
+    (after the ``live_stored`` stored rows) are read from their states. ``same``: the live
+    datasets are exactly the stored ones."""
+
+    shards: list[Shard]
+    bases: np.ndarray
+    current: np.ndarray
+    changed: list[str]
+    changed_rows: list[int]
+    added: list[str]
+    live_stored: int
+    same: bool
 
 
 def _emit(out: list[Shard], names: list[str], recs: list[list[Any]]) -> None:

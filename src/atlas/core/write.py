@@ -86,6 +86,7 @@ def define_array(
     arr = ArrayState(name, store._take_id(), schema, ds.name)
     ds.arrays[name] = arr
     var.live += 1
+    store._datasets.mark_modified(ds.name)
     store._changed = True
 
 
@@ -109,6 +110,7 @@ def delete_array(store: StoreModel, ds: DatasetState, name: str) -> None:
         raise KeyError(f"no array named {name!r} in dataset {ds.name!r}")
     drop_array(store, arr)
     del ds.arrays[name]
+    store._datasets.mark_modified(ds.name)
     store._changed = True
 
 
@@ -167,6 +169,7 @@ def write_array(store: StoreModel, ds: DatasetState, name: str, start: Any, data
     arr.written = True
     arr.changed = True
     store._changed_arrays[arr.aid] = arr
+    store._datasets.mark_modified(ds.name)
     store._changed = True
     if store._dirty_bytes > store.buffer_bytes:
         commit.spill(store)
@@ -234,10 +237,14 @@ def read_chunks_for_update(store: StoreModel, arr: ArrayState, wanted: list[tupl
     return out
 
 
-def set_attribute(store: StoreModel, target: dict[str, tuple[str, Any]], key: Any, value: Any, dtype: Any) -> None:
+def set_attribute(
+    store: StoreModel, dataset: str, target: dict[str, tuple[str, Any]], key: Any, value: Any, dtype: Any
+) -> None:
+    """Set an attribute of ``dataset`` (in ``target``: its attributes or an array's)."""
     store._check_writable()
     check_key(key)
     kv = infer_attribute(value) if dtype is None else coerce_attribute(value, dtype)
     target[key] = kv
+    store._datasets.mark_modified(dataset)
     store._changed = True
 

@@ -20,6 +20,7 @@ import numpy as np
 from ..errors import CorruptionError
 from . import manifest as mf
 from .codec import checksum
+from .fields import Field, decode_field, fields_of
 
 SHARD_PREFIX = "meta/"
 # Rows a writer puts in one shard: a commit that touches one dataset rewrites at most this many.
@@ -106,6 +107,7 @@ def encode_shard(names: list[str], records: list[Any], meta_format: str, meta_co
     columns = columns_of(records)
     cols_raw = b"".join(c.tobytes() for c in columns.values())
     cols = mf.compress_body(cols_raw, meta_compression)
+    fields = [(name, mf.compress_body(raw, meta_compression)) for name, raw in fields_of(records).items()]
     head = {
         "atlas": "shard",
         "format_version": mf.FORMAT_VERSION,
@@ -117,9 +119,13 @@ def encode_shard(names: list[str], records: list[Any], meta_format: str, meta_co
         "columns_crc32c": checksum(cols),
         "body_length": len(body),
         "body_crc32c": checksum(body),
+        "fields": [[name, len(part), checksum(part)] for name, part in fields],
     }
     line = json.dumps(head, ensure_ascii=True, separators=(",", ":")).encode() + b"\n"
-    return line + names_part + cols + body, len(line) + len(names_part)
+    if len(line) > MAX_HEADER_BYTES // 2:  # too many keys to list: catalogues read the records
+        head["fields"], fields = None, []
+        line = json.dumps(head, ensure_ascii=True, separators=(",", ":")).encode() + b"\n"
+    return line + names_part + cols + body + b"".join(p for _, p in fields), len(line) + len(names_part)
 
 
 LENGTH_FIELDS = (
@@ -136,10 +142,12 @@ class ShardHeader:
     columns_at: tuple[int, int, int]
     body_at: tuple[int, int, int]
     columns: tuple[tuple[str, int], ...]  # array name, rows of its column
+    # catalogue field name -> offset, length, crc (None: the shard holds no fields)
+    fields: dict[str, tuple[int, int, int]] | None
 
     @property
     def length(self) -> int:
-        return self.body_at[0] + self.body_at[1]
+        return self.body_at[0] + self.body_at[1] + sum(f[1] for f in (self.fields or {}).values())
 
 
 def parse_header(data: bytes | memoryview, rows: int, where: str) -> ShardHeader:
@@ -176,7 +184,36 @@ def parse_header(data: bytes | memoryview, rows: int, where: str) -> ShardHeader
     names_at = (start, head["names_length"], head["names_crc32c"])
     columns_at = (start + names_at[1], head["columns_length"], head["columns_crc32c"])
     body_at = (columns_at[0] + columns_at[1], head["body_length"], head["body_crc32c"])
-    return ShardHeader(rows, names_at, columns_at, body_at, columns)
+    return ShardHeader(rows, names_at, columns_at, body_at, columns, _fields(head, body_at[0] + body_at[1], where))
+
+
+def _fields(head: dict[str, Any], at: int, where: str) -> dict[str, tuple[int, int, int]] | None:
+    """Where each catalogue field of a shard is (None for shards written without them)."""
+    out: dict[str, tuple[int, int, int]] = {}
+    listed = head.get("fields")
+    if listed is None:
+        return None
+    try:
+        if type(listed) is not list:
+            raise ValueError
+        for name, length, crc in listed:
+            if type(name) is not str or type(length) is not int or type(crc) is not int or not 0 <= length < 2**40:
+                raise ValueError
+            out[name] = (at, length, crc)
+            at += length
+    except (TypeError, ValueError):
+        raise CorruptionError(f"shard {where} has a damaged field list") from None
+    if len(out) != len(listed):
+        raise CorruptionError(f"shard {where} lists a field twice")
+    return out
+
+
+def decode_shard_field(head: ShardHeader, name: str, data: bytes | memoryview, base: int, meta_compression: str, where: str) -> Field:
+    """One catalogue field of a shard (``data`` starting at file offset ``base``)."""
+    assert head.fields is not None
+    part = _section(data, head.fields[name], base, where)
+    raw = mf.decode_raw(part, meta_compression, records_limit(head.rows, len(part)), f"shard {where}")
+    return decode_field(raw, head.rows, f"shard {where}, field {name!r}")
 
 
 def _section(data: bytes | memoryview, at: tuple[int, int, int], base: int, where: str) -> memoryview:

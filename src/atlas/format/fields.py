@@ -1,0 +1,173 @@
+"""Catalogue fields of a shard: each attribute key and each array's statistics over the
+shard's datasets, as typed columns a catalogue query reads alone (format version 2).
+
+A shard's records hold everything; the fields repeat, by key, what ``find`` and
+``catalog()`` need, so that they read a few small ranges of each shard instead of decoding
+every record. A field is one small file part:
+
+* a header line, JSON: ``{"dtype": NAME}`` (the attribute's one dtype) or
+  ``{"dtypes": [NAME, ...]}`` (one per value), and ``"blocks": [[count, kind, length], ...]``;
+* then each block: ``count`` rows (``uint32``, increasing, within the shard) and ``length``
+  bytes of values: ``i8`` (int64), ``f8`` (float64), ``b1`` (bool) little-endian, or
+  ``json`` (a JSON list of ``count`` manifest-encoded values).
+
+An attribute field (``a:KEY``) has one block: the rows holding the key and their values. A
+statistics field (``s:ARRAY``) has five: ``row_count``, ``null_count``, ``min`` and ``max``,
+each at the rows where it is not null, then ``schema``: the schema number of the array at
+each row that has statistics. Values are manifest-encoded (``docs/format.md``).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import orjson
+
+from ..errors import CorruptionError
+
+ATTRIBUTE = "a:"
+STATISTICS = "s:"
+#: The statistics blocks of an array's field, in order.
+STAT_BLOCKS = ("row_count", "null_count", "min", "max", "schema")
+
+_BINARY = {"i8": np.dtype("<i8"), "f8": np.dtype("<f8"), "b1": np.dtype("?")}
+_INT64 = (-(2**63), 2**63 - 1)
+
+
+@dataclass(frozen=True, slots=True)
+class Block:
+    """Values at rows of a shard: ``values`` a numpy array (binary kinds) or a list."""
+
+    rows: np.ndarray
+    values: np.ndarray | list[Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Field:
+    """One decoded field: its blocks and the dtype name of each value (``dtype`` when all
+    share one, else ``dtypes``)."""
+
+    blocks: tuple[Block, ...]
+    dtype: str | None
+    dtypes: list[str] | None
+
+
+def _kind(values: list[Any]) -> str:
+    types = set(map(type, values))
+    if types == {float}:
+        return "f8"
+    if types == {bool}:
+        return "b1"
+    if types == {int} and _INT64[0] <= min(values) and max(values) <= _INT64[1]:
+        return "i8"
+    return "json"
+
+
+def _block(rows: list[int], values: list[Any]) -> tuple[list[Any], bytes]:
+    kind = _kind(values) if values else "i8"
+    raw = orjson.dumps(values) if kind == "json" else np.array(values, dtype=_BINARY[kind]).tobytes()
+    return [len(rows), kind, len(raw)], np.array(rows, dtype="<u4").tobytes() + raw
+
+
+def _encode(head: dict[str, Any], blocks: list[tuple[list[int], list[Any]]]) -> bytes:
+    parts = [_block(rows, values) for rows, values in blocks]
+    head["blocks"] = [p[0] for p in parts]
+    return orjson.dumps(head) + b"\n" + b"".join(p[1] for p in parts)
+
+
+def fields_of(records: list[Any]) -> dict[str, bytes]:
+    """The encoded fields of a shard's records (``[attributes, entries]`` each): attribute
+    keys in order of first appearance, then arrays' statistics in order of first appearance."""
+    attrs: dict[str, tuple[list[int], list[str], list[Any]]] = {}
+    stats: dict[str, list[tuple[int, Any, int]]] = {}
+    for row, (flat, entries) in enumerate(records):
+        for i in range(0, len(flat), 3):
+            hit = attrs.get(flat[i])
+            if hit is None:
+                hit = attrs[flat[i]] = ([], [], [])
+            hit[0].append(row)
+            hit[1].append(flat[i + 1])
+            hit[2].append(flat[i + 2])
+        for e in entries:
+            stats.setdefault(e[0], [])
+            if e[3] is not None:
+                stats[e[0]].append((row, e[3], e[2]))
+    out: dict[str, bytes] = {}
+    for key, (rows, dtypes, values) in attrs.items():
+        head: dict[str, Any] = {"dtype": dtypes[0]} if dtypes.count(dtypes[0]) == len(dtypes) else {"dtypes": dtypes}
+        out[ATTRIBUTE + key] = _encode(head, [(rows, values)])
+    for name, found in stats.items():
+        blocks = []
+        for i in range(4):
+            present = [(row, st[i]) for row, st, _ in found if st[i] is not None]
+            blocks.append(([r for r, _ in present], [v for _, v in present]))
+        blocks.append(([row for row, _, _ in found], [schema for _, _, schema in found]))
+        out[STATISTICS + name] = _encode({}, blocks)
+    return out
+
+
+def decode_field(data: bytes | bytearray | memoryview, rows: int, where: str) -> Field:
+    """A field of a shard of ``rows`` datasets; ``CorruptionError`` naming ``where`` if it
+    is malformed."""
+    buf = memoryview(data)
+    try:
+        nl = bytes(buf[:4096]).find(b"\n")
+        if nl < 0:
+            nl = bytes(buf).find(b"\n")
+        if nl < 0:
+            raise ValueError("no header line")
+        head = json.loads(bytes(buf[:nl]))
+        blocks_spec = head["blocks"]
+        dtype, dtypes = head.get("dtype"), head.get("dtypes")
+        if not isinstance(blocks_spec, list) or (dtype is not None and type(dtype) is not str):
+            raise ValueError("bad header")
+        pos = nl + 1
+        blocks = []
+        for count, kind, length in blocks_spec:
+            if type(count) is not int or type(length) is not int or not 0 <= count <= rows or length < 0:
+                raise ValueError("bad block")
+            at = np.frombuffer(buf, "<u4", count, pos)
+            pos += 4 * count
+            if count and (int(at[-1]) >= rows or (count > 1 and bool((at[1:] <= at[:-1]).any()))):
+                raise ValueError("rows out of order or beyond the shard")
+            raw = buf[pos : pos + length]
+            if len(raw) != length:
+                raise ValueError("truncated")
+            pos += length
+            if kind == "json":
+                values: Any = orjson.loads(raw)
+                if type(values) is not list or len(values) != count:
+                    raise ValueError("value list of the wrong length")
+            else:
+                values = np.frombuffer(raw, _BINARY[kind])
+                if len(values) != count:
+                    raise ValueError("values of the wrong length")
+            blocks.append(Block(at.astype(np.intp), values))
+        if pos != len(buf) or not blocks:
+            raise ValueError("length disagrees with its blocks")
+        if dtypes is not None and (type(dtypes) is not list or len(dtypes) != len(blocks[0].rows)):
+            raise ValueError("one dtype name per value expected")
+    except (ValueError, TypeError, KeyError, IndexError, orjson.JSONDecodeError) as e:
+        raise CorruptionError(f"{where}: a catalogue field is malformed: {e}") from None
+    return Field(tuple(blocks), dtype, dtypes)
+
+
+def same_field(a: Field, b: Field) -> bool:
+    """Whether two decoded fields hold the same rows, values and dtype names."""
+    if (a.dtype, a.dtypes) != (b.dtype, b.dtypes) or len(a.blocks) != len(b.blocks):
+        return False
+    for x, y in zip(a.blocks, b.blocks, strict=True):
+        if not np.array_equal(x.rows, y.rows) or type(x.values) is not type(y.values):
+            return False
+        if isinstance(x.values, np.ndarray):
+            assert isinstance(y.values, np.ndarray)
+            if x.values.dtype != y.values.dtype or not np.array_equal(
+                x.values, y.values, equal_nan=x.values.dtype.kind == "f"
+            ):
+                return False
+        elif x.values != y.values:
+            return False
+    return True

@@ -1,0 +1,112 @@
+"""Catalogue fields of a shard: each attribute key and array's statistics, read alone."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import atlas
+from atlas.format import fields, shard
+
+META = ("json", "none")
+
+
+def _records() -> tuple[list[str], list[list[object]]]:
+    names = ["a", "b", "c", "d"]
+    records: list[list[object]] = [
+        [["k", "int64", 1, "s", "string", "x", "f", "float64", 0.5], [["v", 1, 0, [3, 0, 1.5, 2.5], []]]],
+        [["k", "int64", 2, "f", "float64", "NaN"], [["v", 2, 1, [3, 3, None, None], []]]],
+        [["s", "string", "y", "flag", "bool", True], []],
+        [["k", "uint64", 2**64 - 1], [["v", 3, 0, None, []], ["w", 4, 0, [1, 0, 7, 7], []]]],
+    ]
+    return names, records
+
+
+def _fields_of(data: bytes, rows: int, meta: tuple[str, str]) -> dict[str, fields.Field]:
+    head = shard.parse_header(data, rows, "s")
+    assert head.fields is not None
+    return {n: shard.decode_shard_field(head, n, data, 0, meta[1], "s") for n in head.fields}
+
+
+@pytest.mark.parametrize("meta", [("json", "none"), ("msgpack", "zstd")])
+def test_fields_repeat_what_the_records_say_by_key(meta: tuple[str, str]) -> None:
+    names, records = _records()
+    data, _ = shard.encode_shard(names, records, *meta)
+    got = _fields_of(data, 4, meta)
+    assert list(got) == ["a:k", "a:s", "a:f", "a:flag", "s:v", "s:w"]  # keys in order of first appearance
+    k = got["a:k"]
+    assert k.blocks[0].rows.tolist() == [0, 1, 3] and k.dtypes == ["int64", "int64", "uint64"]
+    assert k.blocks[0].values == [1, 2, 2**64 - 1]  # beyond int64: kept exact, as JSON
+    f = got["a:f"]
+    assert f.dtype == "float64" and f.blocks[0].values == [0.5, "NaN"]  # NaN spelled out, as in records
+    flag = got["a:flag"].blocks[0]
+    assert flag.rows.tolist() == [2] and flag.values.dtype == bool and flag.values.tolist() == [True]
+    v = got["s:v"]
+    row_count, null_count, low, high, schema = v.blocks
+    assert row_count.rows.tolist() == [0, 1] and row_count.values.tolist() == [3, 3]
+    assert null_count.values.tolist() == [0, 3]
+    assert low.rows.tolist() == [0] and low.values.dtype == np.float64 and low.values.tolist() == [1.5]
+    assert high.values.tolist() == [2.5]
+    assert schema.rows.tolist() == [0, 1] and schema.values.tolist() == [0, 1]
+    assert got["s:w"].blocks[2].values.tolist() == [7]
+
+
+def test_damaged_fields_are_corruption_naming_the_field() -> None:
+    names, records = _records()
+    data, _ = shard.encode_shard(names, records, *META)
+    head = shard.parse_header(data, 4, "s")
+    assert head.fields is not None
+    at, length, _ = head.fields["a:k"]
+    flipped = data[: at + length - 1] + bytes([data[at + length - 1] ^ 1]) + data[at + length :]
+    with pytest.raises(atlas.CorruptionError, match="fails its checksum"):
+        shard.decode_shard_field(head, "a:k", flipped, 0, "none", "s")
+    part = data[at : at + length]
+    bad_rows = part.replace(b'"blocks":[[3,', b'"blocks":[[9,')
+    for damaged in (part[:-1], bad_rows, b"{}\n", b"no header"):
+        with pytest.raises(atlas.CorruptionError, match="a catalogue field is malformed"):
+            fields.decode_field(damaged, 4, "s")
+    rows_beyond = fields.fields_of([[[], []], [[], []], [["k", "int64", 1], []]])["a:k"]
+    with pytest.raises(atlas.CorruptionError, match="beyond the shard"):
+        fields.decode_field(rows_beyond, 2, "s")
+
+
+def test_a_shard_without_fields_says_so() -> None:
+    names, records = _records()
+    data, end = shard.encode_shard(names, records, *META)
+    nl = data.index(b"\n")
+    head = json.loads(data[:nl])
+    fields_bytes = sum(length for _, length, _ in head["fields"])
+    del head["fields"]  # as shards written before fields existed
+    old = json.dumps(head).encode() + data[nl : len(data) - fields_bytes]
+    parsed = shard.parse_header(old, 4, "s")
+    assert parsed.fields is None and parsed.length == len(old)
+    got, _ = shard.decode_records(old, 4, META, "s")
+    assert got == records
+
+
+def test_verify_finds_fields_that_disagree_with_their_records(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A shard written with fields that lie (checksums intact) is caught by verify(), and
+    find answers from the fields: the check guards what the catalogue reads."""
+    path = tmp_path / "s"
+    s = atlas.Atlas.create(path)
+    for i in range(3):
+        s.create_dataset(f"d{i}").set_attribute("k", i)
+    real = shard.fields_of
+
+    def lying(records):  # type: ignore[no-untyped-def]
+        return real([[["k", "int64", 7], r[1]] if r[0] else r for r in records])
+
+    monkeypatch.setattr(shard, "fields_of", lying)
+    s.flush()
+    monkeypatch.setattr(shard, "fields_of", real)
+    reopened = atlas.Atlas.open(path)
+    assert reopened.find("k == 7") == ["d0", "d1", "d2"]  # what the fields say
+    problems = list(reopened.verify())
+    assert len(problems) == 1 and "catalogue fields disagree with its records" in problems[0]
+    s2 = atlas.Atlas.open(path)
+    s2.open_dataset("d0").set_attribute("k", 5)
+    s2.flush()  # the rewritten shard's fields are true again
+    assert list(atlas.Atlas.open(path).verify()) == []
+    assert atlas.Atlas.open(path).find("k == 7") == []
