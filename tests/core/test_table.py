@@ -153,3 +153,54 @@ def test_columns_that_disagree_with_the_records_are_corruption(tmp_path: Path, m
     with pytest.raises(atlas.CorruptionError, match="columns disagree with its records"):
         crafted.open_dataset("d0")
     assert any("disagree" in p for p in atlas.Atlas.open(path).verify())
+
+
+def _live_states(store: atlas.Atlas) -> int:
+    t = store._datasets
+    return len(t._states) + len(t._kept) + sum(1 for s in t.shards if s.records is not None)
+
+
+def test_a_handle_holds_only_what_is_in_use_or_not_committed(tmp_path: Path, small_shards: None) -> None:
+    """After a flush the handle keeps neither the states nor the records of what it wrote,
+    and a read leaves nothing behind once the view is dropped: memory follows what is in
+    use, not how many datasets a handle ever wrote or read."""
+    import gc
+    import weakref
+
+    s = atlas.Atlas.create(tmp_path / "s")
+    for i in range(10):
+        add_dataset(s, f"d{i}", 3, float(i))
+    s.flush()
+    gc.collect()
+    assert _live_states(s) == 0
+    view = s.open_dataset("d3")
+    state = weakref.ref(view._ds)
+    assert view.read_array("x").tolist() == [3.0, 3.0, 3.0]
+    del view
+    gc.collect()
+    assert state() is None  # only read: dropped with its view
+    assert s.open_dataset("d3").read_array("x").tolist() == [3.0, 3.0, 3.0]  # decoded again when used
+
+
+def test_a_view_held_across_a_flush_stays_the_dataset(tmp_path: Path, small_shards: None) -> None:
+    """A view obtained before a flush still is the dataset after it: its writes are seen
+    through new views, and the changes it makes are committed."""
+    import gc
+
+    s = atlas.Atlas.create(tmp_path / "s")
+    for i in range(6):
+        add_dataset(s, f"d{i}", 3)
+    held = s.open_dataset("d1")
+    s.flush()
+    gc.collect()
+    held.set_attribute("k", "after")
+    held.write_array("x", [0], np.array([7.0, 8.0, 9.0]))
+    assert s.open_dataset("d1").get_attribute("k") == "after"
+    assert s.open_dataset("d1")._ds is held._ds
+    del held
+    gc.collect()  # changed, not committed: the handle holds it
+    assert s.open_dataset("d1").read_array("x").tolist() == [7, 8, 9]
+    s.flush()
+    again = atlas.Atlas.open(tmp_path / "s").open_dataset("d1")
+    assert again.get_attribute("k") == "after" and again.read_array("x").tolist() == [7, 8, 9]
+    assert s.find("k == 'after'") == ["d1"]

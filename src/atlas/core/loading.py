@@ -64,6 +64,7 @@ def probe_versions(store: StoreModel) -> list[int]:
 def load(store: StoreModel, version: int | None) -> None:
     if version == -1:  # being created
         store._version = -1
+        store._datasets = dataset_table(store, [], f"{store._storage.location} (new)")
         return
     versions = manifest_versions(store)
     if not versions:
@@ -148,15 +149,16 @@ def install(store: StoreModel, doc: dict[str, Any], where: str) -> None:
     else:  # format version 1: every dataset in the manifest
         names, records = v1_datasets(doc["datasets"], len(schemas), where)
         shards = [Shard(None, names, records=records)] if names else []
-    store._datasets = DatasetTable(
-        shards,
-        shard_loader(store, len(schemas), where),
-        where,
-        columns_loader(store, len(schemas), where),
-        fields_loader(store, where),
-    )
+    store._datasets = dataset_table(store, shards, where)
     if shards and shards[0].key is None:
         check_unique_ids(records, f"manifest {where}")
+
+
+def dataset_table(store: StoreModel, shards: list[Shard], where: str) -> DatasetTable:
+    """The table of a version's datasets, with what reads its shards' parts when used."""
+    return DatasetTable(
+        shards, shard_loader(store, where), where, columns_loader(store, where), fields_loader(store, where)
+    )
 
 
 def index_runs(index: Any, checks: dict[str, Any]) -> list[IndexRun]:
@@ -263,13 +265,13 @@ def read_shards(store: StoreModel, entries: Any, where: str) -> list[Shard]:
     return shards
 
 
-def shard_loader(store: StoreModel, nschemas: int, where: str) -> Callable[[Shard], list[list[Any]]]:
+def shard_loader(store: StoreModel, where: str) -> Callable[[Shard], list[list[Any]]]:
     """What decodes a shard's records when one of its datasets is first used (its array
-    columns too, which must agree with the records)."""
+    columns too, which must agree with the records). Schemas and ids are checked against
+    what the handle holds then (a shard this handle wrote may be read back later)."""
     storage = store._storage
     meta = (store._meta_format, store._meta_compression)
     missing = store._missing_error
-    next_id = store._next_id
 
     def load_shard(shard: Shard) -> list[list[Any]]:
         assert shard.key is not None
@@ -282,7 +284,7 @@ def shard_loader(store: StoreModel, nschemas: int, where: str) -> Callable[[Shar
             raise CorruptionError(f"shard {at} is {len(data)} bytes; manifest {where} recorded {shard.length}")
         with mf.paused_gc():  # collections meanwhile would rescan the whole heap, more than once
             records, columns = shard_format.decode_records(data, len(shard.names), meta, at)
-            check_columns(columns, nschemas, next_id, f"shard {at}")
+            check_columns(columns, len(store._schemas), store._next_id, f"shard {at}")
             records = shard_records(shard.names, records, columns, f"shard {at}")
         shard.columns = columns
         return records
@@ -336,13 +338,12 @@ def shard_records(names: list[str], records: list[Any], columns: shard_format.Co
     ]
 
 
-def columns_loader(store: StoreModel, nschemas: int, where: str) -> Callable[[list[Shard]], None]:
+def columns_loader(store: StoreModel, where: str) -> Callable[[list[Shard]], None]:
     """What reads the array columns of shards (one ranged read each, together) for scans,
     which need no other part of a shard."""
     storage = store._storage
     comp = store._meta_compression
     missing = store._missing_error
-    next_id = store._next_id
 
     def load_columns(shards: list[Shard]) -> None:
         stored = [s for s in shards if s.columns is None and s.head is not None]
@@ -361,7 +362,7 @@ def columns_loader(store: StoreModel, nschemas: int, where: str) -> Callable[[li
             assert s.head is not None
             at = f"{storage.location}/{s.key}"
             columns = shard_format.decode_columns(s.head, part, s.head.columns_at[0], comp, at)
-            check_columns(columns, nschemas, next_id, f"shard {at}")
+            check_columns(columns, len(store._schemas), store._next_id, f"shard {at}")
             s.columns = columns
 
     return load_columns

@@ -322,7 +322,9 @@ class DatasetState:
     the entries directly, so a metadata sweep builds no per-array state.
     """
 
-    __slots__ = ("name", "_arrays", "_raw_arrays", "_build", "_attrs", "_raw_attrs", "deleted")
+    # weakly referable: a dataset's table keeps the state of an unchanged dataset only
+    # while something else (a view) holds it
+    __slots__ = ("name", "_arrays", "_raw_arrays", "_build", "_attrs", "_raw_attrs", "deleted", "__weakref__")
 
     def __init__(self, name: str) -> None:
         self.name = name

@@ -3,7 +3,11 @@ open, records decoded a shard at a time when first used) and this handle's chang
 
 ``DatasetTable`` is a mapping from dataset name to its record, in store order. A record is
 the raw form read from storage (``[name, attributes, array entries]``) until something
-makes it a ``DatasetState`` (which the table then keeps in its place). A commit asks the
+makes it a ``DatasetState``. The table holds the state of a dataset this handle changed
+until it is committed; the state of a dataset only read, or committed, it holds weakly:
+while something else (a view) holds it, it is the dataset's record, and once dropped the
+dataset is decoded from its shard again when next used. So memory follows what is in use
+and what is not committed yet, not how many datasets a handle ever touched. A commit asks the
 table which shards its changes touched (``plan``): the others are kept as they are, shared
 with the version before.
 """
@@ -11,6 +15,7 @@ with the version before.
 from __future__ import annotations
 
 import itertools
+import weakref
 from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -69,7 +74,9 @@ class DatasetTable(MutableMapping[str, Record]):
         self._dense: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # array -> (ids, schemas) by global row
         self._by_serial = {s.serial: s for s in shards}
         self._place: dict[str, int] | None = None  # name -> serial << ROW_BITS | row, built when first needed
-        self._states: dict[str, DatasetState] = {}  # datasets of the shards made states (read or changed)
+        self._states: dict[str, DatasetState] = {}  # datasets of the shards this handle changed
+        # states of datasets of the shards only read, or committed: kept while in use
+        self._kept: weakref.WeakValueDictionary[str, DatasetState] = weakref.WeakValueDictionary()
         self._deleted: set[str] = set()  # datasets of the shards deleted by this handle
         self._added: dict[str, Record] = {}  # datasets created by this handle, in order
         self._touched: set[int] = set()  # serials of shards with a state or a deletion
@@ -106,7 +113,7 @@ class DatasetTable(MutableMapping[str, Record]):
         rec = self._added.get(name)
         if rec is not None:
             return rec
-        state = self._states.get(name)
+        state = self._states.get(name) or self._kept.get(name)
         if state is not None:
             return state
         if name in self._deleted or type(name) is not str:
@@ -165,15 +172,19 @@ class DatasetTable(MutableMapping[str, Record]):
 
     def items(self) -> Iterator[tuple[str, Record]]:  # type: ignore[override]
         self.load_all()
-        deleted, states = self._deleted, self._states
+        deleted, states, kept = self._deleted, self._states, self._kept
         for s in self.shards:
             recs = self.records_of(s)
             touched = s.serial in self._touched
-            for name, rec in zip(s.names, recs, strict=True):
-                if not touched:
-                    yield name, rec
-                elif name not in deleted:
-                    yield name, states.get(name, rec)
+            for name, raw in zip(s.names, recs, strict=True):
+                rec: Record = raw
+                if touched:
+                    if name in deleted:
+                        continue
+                    rec = states.get(name, rec)
+                if kept:
+                    rec = kept.get(name, rec)
+                yield name, rec
         yield from list(self._added.items())
 
     # ------------------------------------------------------------------ columns
@@ -290,9 +301,17 @@ class DatasetTable(MutableMapping[str, Record]):
                     s.fields[n] = None if raw is None else decode_field(raw, len(s.names), f"shard {s.key}")
 
     def mark_modified(self, name: str) -> None:
-        """Note that this handle changed a stored dataset (not only read it)."""
-        if name not in self._added:
-            self._modified.add(name)
+        """Note that this handle changed a stored dataset (not only read it): the table
+        holds its state until it is committed."""
+        if name in self._added or name in self._deleted:
+            return
+        self._modified.add(name)
+        state = self._kept.pop(name, None)
+        if state is not None:
+            self._states[name] = state
+        hit = self._base_record(name)
+        if hit is not None:
+            self._touched.add(hit[0].serial)
 
     # ------------------------------------------------------------------ changes
 
@@ -305,8 +324,11 @@ class DatasetTable(MutableMapping[str, Record]):
             self._added[name] = rec
             return
         assert isinstance(rec, DatasetState)
-        self._states[name] = rec
-        self._touched.add(hit[0].serial)
+        if name in self._modified:
+            self._states[name] = rec
+            self._touched.add(hit[0].serial)
+        else:
+            self._kept[name] = rec
 
     def __delitem__(self, name: str) -> None:
         if name in self._added:
@@ -317,6 +339,7 @@ class DatasetTable(MutableMapping[str, Record]):
             raise KeyError(name)
         self._deleted.add(name)
         self._states.pop(name, None)
+        self._kept.pop(name, None)
         self._modified.discard(name)
         self._touched.add(hit[0].serial)
 
@@ -369,8 +392,9 @@ class DatasetTable(MutableMapping[str, Record]):
     def install(self, shards: list[Shard]) -> None:
         """After a commit: ``shards`` (from ``plan``, now written) are the version's. States
         stay the records of their datasets."""
-        states = self._states
-        states.update((n, r) for n, r in self._added.items() if isinstance(r, DatasetState))
+        kept = self._kept
+        kept.update(self._states)
+        kept.update((n, r) for n, r in self._added.items() if isinstance(r, DatasetState))
         place = self._place
         if place is not None:
             for name in self._deleted:
@@ -379,6 +403,9 @@ class DatasetTable(MutableMapping[str, Record]):
                 if s.serial not in self._by_serial:
                     base = s.serial << ROW_BITS
                     place.update(zip(s.names, range(base, base + len(s.names)), strict=True))
+        for s in shards:
+            if s.serial not in self._by_serial:
+                s.records = None  # what was written is read back when used (states in use stay)
         self.shards = shards
         self._by_serial = {s.serial: s for s in shards}
         self._rows = sum(len(s.names) for s in shards)
@@ -386,7 +413,8 @@ class DatasetTable(MutableMapping[str, Record]):
         self._deleted = set()
         self._added = {}
         self._modified = set()
-        self._touched = {self._places()[n] >> ROW_BITS for n in states} if states else set()
+        self._states = {}
+        self._touched = set()
 
 
 @dataclass
