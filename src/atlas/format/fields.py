@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from itertools import compress
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -78,33 +80,64 @@ def _encode(head: dict[str, Any], blocks: list[tuple[list[int], list[Any]]]) -> 
     return orjson.dumps(head) + b"\n" + b"".join(p[1] for p in parts)
 
 
+def _by_layout(lists: list[Any], key_of: Any) -> dict[tuple[Any, ...], list[int]]:
+    """Rows grouped by the layout of their list (``key_of`` gives it), in order of first
+    appearance: similar datasets share one layout, so each key is then picked out of all of
+    them at once."""
+    groups: dict[tuple[Any, ...], list[int]] = {}
+    for row, layout in enumerate(map(key_of, lists)):
+        rows = groups.get(layout)
+        if rows is None:
+            groups[layout] = [row]
+        else:
+            rows.append(row)
+    return groups
+
+
+def _gathered(parts: list[tuple[list[int], list[Any], list[Any]]]) -> tuple[list[int], list[Any], list[Any]]:
+    """Rows and two lists of items of several layouts as one, in row order."""
+    if len(parts) == 1:
+        return parts[0]
+    triples = sorted((r, a, b) for rows, xs, ys in parts for r, a, b in zip(rows, xs, ys, strict=True))
+    return [t[0] for t in triples], [t[1] for t in triples], [t[2] for t in triples]
+
+
+def _present(rows: list[int], values: list[Any]) -> tuple[list[int], list[Any]]:
+    """The rows and values where a value is not None."""
+    if None not in values:
+        return rows, values
+    keep = [v is not None for v in values]
+    return list(compress(rows, keep)), list(compress(values, keep))
+
+
 def fields_of(records: list[Any]) -> dict[str, bytes]:
     """The encoded fields of a shard's records (``[attributes, entries]`` each): attribute
     keys in order of first appearance, then arrays' statistics in order of first appearance."""
-    attrs: dict[str, tuple[list[int], list[str], list[Any]]] = {}
-    stats: dict[str, list[tuple[int, Any, int]]] = {}
-    for row, (flat, entries) in enumerate(records):
-        for i in range(0, len(flat), 3):
-            hit = attrs.get(flat[i])
-            if hit is None:
-                hit = attrs[flat[i]] = ([], [], [])
-            hit[0].append(row)
-            hit[1].append(flat[i + 1])
-            hit[2].append(flat[i + 2])
-        for e in entries:
-            stats.setdefault(e[0], [])
-            if e[3] is not None:
-                stats[e[0]].append((row, e[3], e[2]))
+    flats = [r[0] for r in records]
+    attrs: dict[str, list[tuple[list[int], list[Any], list[Any]]]] = {}
+    for layout, rows in _by_layout(flats, lambda f: tuple(f[0::3])).items():
+        group = [flats[r] for r in rows]
+        for j, key in enumerate(layout):
+            dtypes = list(map(itemgetter(3 * j + 1), group))
+            attrs.setdefault(key, []).append((rows, dtypes, list(map(itemgetter(3 * j + 2), group))))
+    entry_lists = [r[1] for r in records]
+    stats: dict[str, list[tuple[list[int], list[Any], list[Any]]]] = {}
+    for layout, rows in _by_layout(entry_lists, lambda es: tuple(e[0] for e in es)).items():
+        entries = [es[j] for es in (entry_lists[r] for r in rows) for j in range(len(layout))]
+        for j, name in enumerate(layout):
+            picked = entries[j :: len(layout)]
+            found_rows, found = _present(rows, [e[3] for e in picked])
+            schemas = [e[2] for e, st in zip(picked, map(itemgetter(3), picked), strict=True) if st is not None]
+            stats.setdefault(name, []).append((found_rows, found, schemas))
     out: dict[str, bytes] = {}
-    for key, (rows, dtypes, values) in attrs.items():
+    for key, parts in attrs.items():
+        rows, dtypes, values = _gathered(parts)
         head: dict[str, Any] = {"dtype": dtypes[0]} if dtypes.count(dtypes[0]) == len(dtypes) else {"dtypes": dtypes}
         out[ATTRIBUTE + key] = _encode(head, [(rows, values)])
-    for name, found in stats.items():
-        blocks = []
-        for i in range(4):
-            present = [(row, st[i]) for row, st, _ in found if st[i] is not None]
-            blocks.append(([r for r, _ in present], [v for _, v in present]))
-        blocks.append(([row for row, _, _ in found], [schema for _, _, schema in found]))
+    for name, parts in stats.items():
+        rows, found, schemas = _gathered(parts)
+        blocks = [_present(rows, list(map(itemgetter(i), found))) for i in range(4)]
+        blocks.append((rows, schemas))
         out[STATISTICS + name] = _encode({}, blocks)
     return out
 
