@@ -412,3 +412,16 @@ def sole_owner(chunk: np.ndarray) -> bool:
         chunk.flags.writeable and isinstance(base, np.ndarray) and base.base is None
         and base.nbytes == chunk.nbytes and chunk.dtype != np.dtype(object)
     )
+
+
+def scan_cache_mode(store: StoreModel, decoded: int, stored: int, result: int) -> CacheMode:
+    """How a bulk read keeps blocks, so that its peak memory stays within 1.5x its result:
+    the decoded blocks when they are at most a quarter of the result, else their stored
+    (compressed) bytes when those are, else nothing (the rest of the half is left to the
+    batch in flight and per-dataset state). It uses whatever is cached either way."""
+    room = min(store._cache.budget // 2, result // 4)
+    if decoded <= room:
+        return "decoded"
+    if stored <= room:
+        return "stored"
+    return "read"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -13,9 +13,9 @@ from ..errors import (
     CorruptionError,
 )
 from ..format.chunkindex import empty_rows
-from . import read
+from . import bulk, read
 from .indexing import sub_array, window_slices
-from .reader import BlockKey, CacheMode, bad_chunk_sizes, check_chunk_size, fetch_blocks
+from .reader import BlockKey, bad_chunk_sizes, check_chunk_size, fetch_blocks
 from .state import (
     ArrayState,
     Schema,
@@ -47,9 +47,34 @@ def read_array_across(
 
     Each array is the caller's own (writable, sharing no values with another), though
     arrays read whole from one block may be views of one buffer, as numpy slices are."""
-    arrs = across_arrays(store, array, names)
-    if all(a is None for a in arrs):
+    if isinstance(names, str):
+        raise TypeError("names must be a list of dataset names, not a str")
+    names = list(names)
+    p = bulk.plan(store, array, names, start, shape)
+    if p is None:
+        results = _read_each(store, array, names, start, shape)
+    else:
+        results = [None] * len(names)
+
+        def put(positions: np.ndarray, schema: Schema, chunks: np.ndarray) -> None:
+            chunks = read.finish(store, schema, chunks)
+            for i, chunk in zip(positions.tolist(), chunks, strict=True):
+                results[i] = chunk
+
+        bulk.fill(store, array, names, p, put)
+        if p.others:
+            for i, got in zip(p.others, _read_each(store, array, [names[i] for i in p.others], start, shape), strict=True):
+                results[i] = got
+    if all(r is None for r in results):
         raise KeyError(f"none of the listed datasets has an array named {array!r}")
+    return results
+
+
+def _read_each(
+    store: StoreModel, array: str, names: list[Any], start: Sequence[int] | None, shape: Sequence[int] | None
+) -> list[np.ndarray | None]:
+    """``read_array_across`` dataset by dataset (None where a dataset lacks the array)."""
+    arrs = across_arrays(store, array, names)
     results: list[np.ndarray | None] = [None] * len(arrs)
     jobs = []
     fast: list[tuple[int, ArrayState, tuple[slice, ...] | None]] = []
@@ -145,7 +170,7 @@ def scan_single(
         locs.append((within, nbytes))
         needed += nbytes if sl is None or not size else nbytes * math.prod(x.stop - x.start for x in sl) // size
     total = sum(w[1] for w in wanted.values())
-    mode = scan_cache_mode(store, total, sum(w[0] for w in wanted.values()), needed)
+    mode = read.scan_cache_mode(store, total, sum(w[0] for w in wanted.values()), needed)
     # blocks that stay cached may come in big batches; others only a batch at a time
     limit = read.DECODE_BATCH_BYTES if mode == "decoded" else min(read.DECODE_BATCH_BYTES, max(store._storage.scan_batch_bytes, total // 16))
     keys = list(wanted)
@@ -198,19 +223,6 @@ def scan_single(
         b0 = b1
 
 
-def scan_cache_mode(store: StoreModel, decoded: int, stored: int, result: int) -> CacheMode:
-    """How a bulk read keeps blocks, so that its peak memory stays within 1.5x its result:
-    the decoded blocks when they are at most a quarter of the result, else their stored
-    (compressed) bytes when those are, else nothing (the rest of the half is left to the
-    batch in flight and per-dataset state). It uses whatever is cached either way."""
-    room = min(store._cache.budget // 2, result // 4)
-    if decoded <= room:
-        return "decoded"
-    if stored <= room:
-        return "stored"
-    return "read"
-
-
 def read_array_across_stacked(
     store: StoreModel,
     array: str,
@@ -226,6 +238,11 @@ def read_array_across_stacked(
     each one fills the leading corner of a slot as large as the largest window in every
     dimension (or of shape ``slot``, when given: at least every window), and the rest of
     the slot holds that dataset's fill value (zeros for arrays without one)."""
+    if not isinstance(names, str):
+        names = list(names)
+        got = _stacked_in_bulk(store, array, names, start, shape, pad, slot)
+        if got is not None:
+            return got
     arrs = across_arrays(store, array, names)
     names = list(names)
     for n, a in zip(names, arrs, strict=True):
@@ -273,6 +290,38 @@ def read_array_across_stacked(
 
         scan_single(store, var, fast, emit)
     return read.finish(store, present[0].schema, out)
+
+
+def _stacked_in_bulk(
+    store: StoreModel,
+    array: str,
+    names: list[Any],
+    start: Sequence[int] | None,
+    shape: Sequence[int] | None,
+    pad: bool,
+    slot: Sequence[int] | None,
+) -> np.ndarray | None:
+    """A stacked read planned over columns (None when the per-dataset path must do it:
+    a dataset changed, lacking the array or not stored, or windows to pad)."""
+    p = bulk.plan(store, array, names, start, shape)
+    if p is None or p.others or len(p.absent):
+        return None
+    schemas = {s: store._schemas[s] for s in p.windows}
+    dtypes = {x.dtype.name for x in schemas.values()}
+    if len(dtypes) > 1:
+        raise TypeError(f"array {array!r} has different dtypes across these datasets: {sorted(dtypes)}")
+    extents = {tuple(b - a for a, b in zip(*w, strict=True)) for w in p.windows.values()}
+    common = stacked_shape(array, list(extents), pad) if slot is None else tuple(slot)
+    if extents != {common}:
+        return None
+    first = next(iter(schemas.values()))
+    out = np.empty((len(names), *common), dtype=first.dtype.numpy)
+
+    def put(positions: np.ndarray, schema: Schema, chunks: np.ndarray) -> None:
+        out[positions] = chunks
+
+    bulk.fill(store, array, names, p, put)
+    return read.finish(store, first, out)
 
 
 def stacked_shape(array: str, extents: Sequence[tuple[int, ...]], pad: bool) -> tuple[int, ...]:
@@ -386,7 +435,7 @@ def scan_jobs(store: StoreModel, array: str, jobs: list[tuple[ArrayState, tuple[
     batch_budget = min(read.DECODE_BATCH_BYTES, max(store._storage.scan_batch_bytes, result_bytes // 16))
     block_ids = np.stack([rows["seg"].astype(np.int64), rows["offset"].astype(np.int64)], axis=1)
     first = np.unique(block_ids, axis=0, return_index=True)[1]
-    mode = scan_cache_mode(store, int(raw[first].sum()), int(rows["length"][first].sum()), result_bytes)
+    mode = read.scan_cache_mode(store, int(raw[first].sum()), int(rows["length"][first].sum()), result_bytes)
     start_i = 0
     n = len(order)
     while start_i < n:

@@ -131,7 +131,7 @@ def index_check(data: Any) -> tuple[int, int]:
 class ChunkIndex:
     """Sorted index rows of one variable with fast lookups by array id."""
 
-    __slots__ = ("rows", "_aid", "_chunk", "_first", "_cols", "_blocks")
+    __slots__ = ("rows", "_aid", "_chunk", "_first", "_cols", "_blocks", "_firsts")
 
     def __init__(self, rows: np.ndarray | None = None) -> None:
         self.rows = empty_rows() if rows is None else rows
@@ -140,6 +140,7 @@ class ChunkIndex:
         self._first: dict[int, int] | None = None
         self._cols: tuple[list[int], ...] | None = None
         self._blocks: tuple[np.ndarray, list[tuple[int, ...]]] | None = None
+        self._firsts: tuple[np.ndarray, np.ndarray] | None = None
 
     def blocks_after(self, seg: int, offset: int, count: int) -> list[tuple[int, ...]]:
         """The next ``count`` blocks in storage order after the block at (seg, offset), as
@@ -165,6 +166,17 @@ class ChunkIndex:
             sel = np.flatnonzero(self._chunk == 0)
             self._first = dict(zip(self._aid[sel].tolist(), sel.tolist(), strict=True))
         return self._first.get(aid, -1)
+
+    def first_chunk_rows(self, aids: np.ndarray) -> np.ndarray:
+        """Rows of chunk 0 of many arrays at once (-1 where not stored)."""
+        if self._firsts is None:
+            sel = np.flatnonzero(self._chunk == 0)
+            self._firsts = (self._aid[sel], sel)  # rows are sorted by aid, so these are too
+        keys, rows = self._firsts
+        if not len(keys):
+            return np.full(len(aids), -1, dtype=np.int64)
+        at = np.minimum(keys.searchsorted(aids), len(keys) - 1)
+        return np.where(keys[at] == aids, rows[at], -1).astype(np.int64)
 
     def location(self, j: int) -> tuple[int, int, int, int, int, int, int, int, int]:
         """(seg, offset, length, raw_size, crc, codec, filter, within, nbytes) of row ``j``."""

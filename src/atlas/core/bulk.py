@@ -1,0 +1,199 @@
+"""Scans planned over columns: one variable's one-chunk arrays read across many stored
+datasets with numpy, without a Python object per dataset.
+
+The datasets' array ids and schemas come from the shards' array columns, their chunks'
+places from the variable's chunk index, both as numpy arrays; blocks are grouped, fetched
+and decoded together, and each block's chunks are gathered into the results in one step.
+What this path does not cover (datasets this handle changed, several chunks per array,
+strings, buffered data) is read by :mod:`atlas.core.scan`, dataset by dataset.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..errors import CorruptionError
+from . import read
+from .indexing import window_slices
+from .reader import BlockKey, fetch_blocks
+from .state import Schema
+
+if TYPE_CHECKING:
+    from .model import StoreModel
+
+# Below this many datasets the per-dataset path is as fast.
+MIN_DATASETS = 64
+
+
+@dataclass
+class Plan:
+    """Where the chunks of the datasets at ``positions`` (of the caller's names) are:
+    ``schemas`` their schema numbers, ``rows`` their chunk's index row (-1: never stored),
+    and ``windows`` the window read of each schema number."""
+
+    positions: np.ndarray
+    schemas: np.ndarray
+    rows: np.ndarray
+    windows: dict[int, tuple[tuple[int, ...], tuple[int, ...]]]
+    others: list[int]  # positions the per-dataset path reads (or that lack the array)
+    absent: np.ndarray  # positions of stored datasets without the array
+
+
+def plan(
+    store: StoreModel, array: str, names: Sequence[Any], start: Sequence[int] | None, shape: Sequence[int] | None
+) -> Plan | None:
+    """The plan of a scan of ``array`` over ``names``, or None when too little of it can
+    be read this way."""
+    var = store._variables.get(array)
+    if var is None or len(var.pending) or len(names) < MIN_DATASETS:
+        return None
+    pos_list, ids, schema_numbers, others = store._datasets.array_locations(list(names), array)
+    if len(pos_list) < MIN_DATASETS:
+        return None
+    positions = np.asarray(pos_list, dtype=np.int64)
+    held = ids != 0
+    absent = positions[~held]
+    positions, ids, schema_numbers = positions[held], ids[held], schema_numbers[held]
+    table = store._schemas
+    windows: dict[int, tuple[tuple[int, ...], tuple[int, ...]]] = {}
+    slow = np.zeros(len(positions), dtype=bool)
+    for s in np.flatnonzero(np.bincount(schema_numbers)).tolist() if len(schema_numbers) else []:
+        schema = table[s]
+        if not schema.single or schema.dtype.is_string:
+            slow |= schema_numbers == s
+            continue
+        if start is None and shape is None:
+            windows[s] = ((0,) * len(schema.shape), schema.shape)
+        else:
+            windows[s] = read.read_window(store, schema, start, shape)
+    if slow.any():
+        others = sorted(others + positions[slow].tolist())
+        positions, ids, schema_numbers = positions[~slow], ids[~slow], schema_numbers[~slow]
+    rows = store._index(var).first_chunk_rows(ids)
+    return Plan(positions, schema_numbers, rows, windows, others, absent)
+
+
+def fill(
+    store: StoreModel,
+    array: str,
+    names: Sequence[Any],
+    p: Plan,
+    put: Callable[[np.ndarray, Schema, np.ndarray], None],
+) -> None:
+    """Read the planned chunks; ``put(positions, schema, chunks)`` receives, per schema and
+    block, the positions and their windows stacked (a fresh array, the caller's own);
+    chunks never stored come as the schema's fill."""
+    var = store._variables[array]
+    table = store._schemas
+    idx = store._index(var)
+    missing = p.rows < 0
+    for s in _distinct(p.schemas[missing]):
+        at = missing & (p.schemas == s)
+        schema = table[s]
+        put(p.positions[at], schema, _filled(schema, p.windows[s], int(at.sum())))
+    found = np.flatnonzero(~missing)
+    if not len(found):
+        return
+    r = idx.rows[p.rows[found]]
+    schemas = p.schemas[found]
+    nbytes_of = np.zeros(len(table), dtype=np.int64)
+    for s in _distinct(schemas):
+        nbytes_of[s] = table[s].nbytes
+    bad = np.flatnonzero(r["nbytes"].astype(np.int64) != nbytes_of[schemas])
+    if len(bad):
+        name = names[int(p.positions[found[bad[0]]])]
+        raise CorruptionError(
+            f"dataset {name!r}, array {array!r}: chunk does not fit its block: {int(r['nbytes'][bad[0]])} "
+            f"bytes, not the {int(nbytes_of[schemas[bad[0]]])} its schema holds"
+        )
+    block_of = (r["seg"].astype(np.int64) << 40) | r["offset"].astype(np.int64)
+    keys, first, inverse = np.unique(block_of, return_index=True, return_inverse=True)
+    order = np.argsort(inverse, kind="stable")
+    bounds = np.searchsorted(inverse[order], np.arange(len(keys) + 1))
+    seg_keys = [k for k, _ in var.all_segments()]
+    heads = r[first]
+    wanted: dict[BlockKey, tuple[int, int, int, int, int]] = {}
+    for seg, off, length, raw, crc, codec, filt in zip(
+        heads["seg"].tolist(), heads["offset"].tolist(), heads["length"].tolist(), heads["raw_size"].tolist(),
+        heads["crc"].tolist(), heads["codec"].tolist(), heads["filter"].tolist(), strict=True,
+    ):
+        wanted[(seg_keys[seg], off)] = (length, raw, crc, codec, filt)
+    block_keys = list(wanted)
+    total = int(heads["raw_size"].astype(np.int64).sum())
+    stored = int(heads["length"].astype(np.int64).sum())
+    needed = 0  # what the caller keeps: the windows' share of the chunks
+    counts = np.bincount(schemas)
+    for s in _distinct(schemas):
+        st, stop = p.windows[s]
+        cells = int(np.prod([b - a for a, b in zip(st, stop, strict=True)], dtype=np.int64))
+        needed += int(counts[s]) * cells * table[s].dtype.numpy.itemsize
+    mode = read.scan_cache_mode(store, total, stored, needed)
+    limit = read.DECODE_BATCH_BYTES if mode == "decoded" else min(
+        read.DECODE_BATCH_BYTES, max(store._storage.scan_batch_bytes, total // 16)
+    )
+    raw_sizes = heads["raw_size"].tolist()
+    b0 = 0
+    while b0 < len(block_keys):
+        b1, acc = b0, 0
+        while b1 < len(block_keys) and (b1 == b0 or acc + raw_sizes[b1] <= limit):
+            acc += raw_sizes[b1]
+            b1 += 1
+        batch = {k: wanted[k] for k in block_keys[b0:b1]}
+        try:
+            blocks = fetch_blocks(store._storage.get_many_ranges, store._cache, batch, read.describe_block(store, var), mode)
+        except FileNotFoundError as e:
+            raise store._missing_error(f"a segment of variable {var.name!r} is missing: {e}") from None
+        for b in range(b0, b1):
+            items = order[bounds[b] : bounds[b + 1]]  # into found
+            _gather(blocks[block_keys[b]], r["within"][items], schemas[items], found[items], p, table, put, names, array)
+        b0 = b1
+
+
+def _gather(
+    block: np.ndarray,
+    within: np.ndarray,
+    schemas: np.ndarray,
+    items: np.ndarray,
+    p: Plan,
+    table: Any,
+    put: Callable[[np.ndarray, Schema, np.ndarray], None],
+    names: Sequence[Any],
+    array: str,
+) -> None:
+    """The chunks of one decoded block, gathered per schema and handed to ``put``."""
+    for s in _distinct(schemas):
+        at = schemas == s
+        schema: Schema = table[s]
+        dtype, size = schema.dtype.numpy, schema.size
+        starts = within[at].astype(np.int64)
+        if len(starts) and int(starts.max()) + schema.nbytes > block.nbytes:
+            bad = items[at][0]
+            raise CorruptionError(
+                f"dataset {names[int(p.positions[bad])]!r}, array {array!r}: chunk does not fit its block"
+            )
+        if bool((starts % dtype.itemsize).any()):  # chunks of several dtypes share the block
+            chunks = np.stack([np.frombuffer(block, dtype, size, w) for w in starts.tolist()])
+        else:
+            cells = np.frombuffer(block, dtype, block.nbytes // dtype.itemsize)
+            chunks = cells[(starts // dtype.itemsize)[:, None] + np.arange(size)]
+        chunks = chunks.reshape(len(starts), *schema.shape)
+        st, stop = p.windows[s]
+        if stop != schema.shape or any(st):
+            chunks = chunks[(slice(None), *window_slices(st, stop))]
+        put(p.positions[items[at]], schema, chunks)
+
+
+def _filled(schema: Schema, window: tuple[tuple[int, ...], tuple[int, ...]], count: int) -> np.ndarray:
+    extent = tuple(b - a for a, b in zip(*window, strict=True))
+    out = np.empty((count, *extent), dtype=schema.dtype.numpy)
+    out[...] = schema.fillscalar
+    return out
+
+
+def _distinct(numbers: np.ndarray) -> list[int]:
+    """The distinct values of small non-negative ints."""
+    return np.flatnonzero(np.bincount(numbers)).tolist() if len(numbers) else []

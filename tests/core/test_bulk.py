@@ -1,0 +1,113 @@
+"""Scans planned over columns give exactly what reading dataset by dataset gives."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import atlas
+from atlas.core import bulk, scan
+
+
+@pytest.fixture(autouse=True)
+def small_scans(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(bulk, "MIN_DATASETS", 2)
+
+
+def _mixed(path: Path) -> atlas.Atlas:
+    """Datasets whose array ``v`` has several dtypes and shapes, is missing, never
+    written, chunked, or a string; flushed into blocks shared by several dtypes."""
+    s = atlas.Atlas.create(path)
+    rng = np.random.default_rng(5)
+    for i in range(40):
+        ds = s.create_dataset(f"d{i:02d}")
+        kind = i % 8
+        if kind == 0:
+            ds.define_array("v", "float32", ["z"], [6], fill_value=float("nan"))
+            ds.write_array("v", [0], rng.random(6).astype(np.float32))
+        elif kind == 1:
+            ds.define_array("v", "int8", ["z"], [3])  # 3 bytes: the next chunk is misaligned
+            ds.write_array("v", [0], np.array([i, -i, 7], dtype=np.int8))
+        elif kind == 2:
+            ds.define_array("v", "float64", ["z"], [6])
+            ds.write_array("v", [0], rng.random(6))
+        elif kind == 3:
+            ds.define_array("v", "float32", ["z"], [6], fill_value=-1.0)  # never written: its fill
+        elif kind == 4:
+            ds.define_array("other", "int32", ["z"], [2])  # no v at all
+        elif kind == 5:
+            ds.define_array("v", "datetime64[ns]", ["z"], [2])
+            ds.write_array("v", [0], np.array([i, 2 * i], dtype="datetime64[ns]"))
+        elif kind == 6:
+            ds.define_array("v", "float32", ["z"], [6], chunk_shape=[2])  # several chunks
+            ds.write_array("v", [0], rng.random(6).astype(np.float32))
+        else:
+            ds.define_array("v", "int16", ["y", "z"], [2, 3])
+            ds.write_array("v", [0, 0], np.arange(6, dtype=np.int16).reshape(2, 3) + i)
+    s.flush()
+    return atlas.Atlas.open(path)
+
+
+def _same(a: list[np.ndarray | None], b: list[np.ndarray | None]) -> None:
+    assert len(a) == len(b)
+    for x, y in zip(a, b, strict=True):
+        if x is None or y is None:
+            assert x is None and y is None
+            continue
+        assert x.dtype == y.dtype and x.shape == y.shape
+        np.testing.assert_array_equal(x, y)
+        assert x.flags.writeable
+
+
+def test_a_scan_over_columns_equals_reading_each_dataset(tmp_path: Path) -> None:
+    s = _mixed(tmp_path / "s")
+    names = s.list_datasets()
+    assert bulk.plan(s, "v", names, None, None) is not None
+    _same(s.read_array_across("v", names), scan._read_each(s, "v", names, None, None))
+    window = ([0], [2])
+    shuffled = [n for n in names[::-1] if int(n[1:]) % 8 != 7] + ["nope"]  # one-axis arrays
+    _same(s.read_array_across("v", shuffled, *window), scan._read_each(s, "v", shuffled, *window))
+
+
+def test_changed_and_buffered_datasets_are_read_each(tmp_path: Path) -> None:
+    s = _mixed(tmp_path / "s")
+    s.open_dataset("d00").write_array("v", [0], np.full(6, 9, dtype=np.float32))  # buffered
+    s.delete_dataset("d02")
+    d = s.create_dataset("new")
+    d.define_array("v", "float32", ["z"], [6])
+    d.write_array("v", [0], np.ones(6, dtype=np.float32))
+    names = s.list_datasets()
+    got = s.read_array_across("v", names)
+    assert got[0].tolist() == [9] * 6 and got[-1].tolist() == [1] * 6
+    _same(got, scan._read_each(s, "v", names, None, None))
+
+
+def test_a_stacked_scan_over_columns_equals_the_stacked_read(tmp_path: Path) -> None:
+    s = atlas.Atlas.create(tmp_path / "s")
+    for i in range(30):
+        ds = s.create_dataset(f"d{i:02d}")
+        ds.define_array("t", "float32", ["z"], [5], fill_value=float("nan"))
+        if i % 7:
+            ds.write_array("t", [0], np.arange(5, dtype=np.float32) * i)
+    s.flush()
+    s = atlas.Atlas.open(tmp_path / "s")
+    names = s.list_datasets()
+    got = s.read_array_across_stacked("t", names)
+    assert got.shape == (30, 5) and np.isnan(got[0]).all() and got[3].tolist() == [0, 3, 6, 9, 12]
+    np.testing.assert_array_equal(got, np.stack(scan._read_each(s, "t", names, None, None)))  # type: ignore[arg-type]
+    part = s.read_array_across_stacked("t", names[5:], [1], [2])
+    assert part.shape == (25, 2) and part[0].tolist() == [5, 10]
+
+
+def test_a_chunk_that_does_not_fit_its_schema_is_corruption_naming_the_dataset(tmp_path: Path) -> None:
+    s = _mixed(tmp_path / "s")
+    var = s._variables["v"]
+    idx = s._index(var)
+    row = idx.first_chunk_row(s.open_dataset("d08")._ds.arrays["v"].aid)
+    idx.rows["nbytes"][row] += 4  # as a damaged index would say
+    s2 = s  # the damaged index is the one this handle holds
+    names = [n for n in s2.list_datasets() if int(n[1:]) % 8 == 0]
+    with pytest.raises(atlas.CorruptionError, match="'d08'"):
+        s2.read_array_across("v", names)
