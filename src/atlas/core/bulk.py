@@ -82,11 +82,12 @@ def fill(
     array: str,
     names: Sequence[Any],
     p: Plan,
-    put: Callable[[np.ndarray, Schema, np.ndarray], None],
+    put: Callable[[np.ndarray, Schema, np.ndarray, bool], None],
 ) -> None:
-    """Read the planned chunks; ``put(positions, schema, chunks)`` receives, per schema and
-    block, the positions and their windows stacked (a fresh array, the caller's own);
-    chunks never stored come as the schema's fill."""
+    """Read the planned chunks; ``put(positions, schema, chunks, fresh)`` receives, per
+    schema and block, the positions and their windows stacked: a fresh array (the caller's
+    own) when ``fresh``, else a view of a block, to copy from. Chunks never stored come as
+    the schema's fill."""
     var = store._variables[array]
     table = store._schemas
     idx = store._index(var)
@@ -94,7 +95,7 @@ def fill(
     for s in _distinct(p.schemas[missing]):
         at = missing & (p.schemas == s)
         schema = table[s]
-        put(p.positions[at], schema, _filled(schema, p.windows[s], int(at.sum())))
+        put(p.positions[at], schema, _filled(schema, p.windows[s], int(at.sum())), True)
     found = np.flatnonzero(~missing)
     if not len(found):
         return
@@ -160,7 +161,7 @@ def _gather(
     items: np.ndarray,
     p: Plan,
     table: Any,
-    put: Callable[[np.ndarray, Schema, np.ndarray], None],
+    put: Callable[[np.ndarray, Schema, np.ndarray, bool], None],
     names: Sequence[Any],
     array: str,
 ) -> None:
@@ -175,16 +176,24 @@ def _gather(
             raise CorruptionError(
                 f"dataset {names[int(p.positions[bad])]!r}, array {array!r}: chunk does not fit its block"
             )
-        if bool((starts % dtype.itemsize).any()):  # chunks of several dtypes share the block
+        k, item = len(starts), dtype.itemsize
+        fresh = True
+        if k and int(starts[-1]) - int(starts[0]) == (k - 1) * schema.nbytes and (
+            k == 1 or bool((np.diff(starts) == schema.nbytes).all())
+        ) and not int(starts[0]) % item:  # back to back, as a flush writes them: one view
+            first = int(starts[0]) // item
+            chunks = np.frombuffer(block, dtype, block.nbytes // item)[first : first + k * size]
+            fresh = False
+        elif bool((starts % item).any()):  # chunks of several dtypes share the block
             chunks = np.stack([np.frombuffer(block, dtype, size, w) for w in starts.tolist()])
         else:
-            cells = np.frombuffer(block, dtype, block.nbytes // dtype.itemsize)
-            chunks = cells[(starts // dtype.itemsize)[:, None] + np.arange(size)]
-        chunks = chunks.reshape(len(starts), *schema.shape)
+            cells = np.frombuffer(block, dtype, block.nbytes // item)
+            chunks = cells[(starts // item)[:, None] + np.arange(size)]
+        chunks = chunks.reshape(k, *schema.shape)
         st, stop = p.windows[s]
         if stop != schema.shape or any(st):
             chunks = chunks[(slice(None), *window_slices(st, stop))]
-        put(p.positions[items[at]], schema, chunks)
+        put(p.positions[items[at]], schema, chunks, fresh)
 
 
 def _filled(schema: Schema, window: tuple[tuple[int, ...], tuple[int, ...]], count: int) -> np.ndarray:

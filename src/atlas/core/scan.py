@@ -56,8 +56,8 @@ def read_array_across(
     else:
         results = [None] * len(names)
 
-        def put(positions: np.ndarray, schema: Schema, chunks: np.ndarray) -> None:
-            chunks = read.finish(store, schema, chunks)
+        def put(positions: np.ndarray, schema: Schema, chunks: np.ndarray, fresh: bool) -> None:
+            chunks = read.finish(store, schema, chunks if fresh else chunks.copy())
             for i, chunk in zip(positions.tolist(), chunks, strict=True):
                 results[i] = chunk
 
@@ -317,8 +317,12 @@ def _stacked_in_bulk(
     first = next(iter(schemas.values()))
     out = np.empty((len(names), *common), dtype=first.dtype.numpy)
 
-    def put(positions: np.ndarray, schema: Schema, chunks: np.ndarray) -> None:
-        out[positions] = chunks
+    def put(positions: np.ndarray, schema: Schema, chunks: np.ndarray, fresh: bool) -> None:
+        p0 = int(positions[0])
+        if int(positions[-1]) - p0 == len(positions) - 1 and (len(positions) < 2 or bool((np.diff(positions) == 1).all())):
+            out[p0 : p0 + len(positions)] = chunks  # consecutive datasets: one copy
+        else:
+            out[positions] = chunks
 
     bulk.fill(store, array, names, p, put)
     return read.finish(store, first, out)
