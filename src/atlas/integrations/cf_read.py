@@ -15,7 +15,7 @@ import numpy as np
 
 from ..dtypes import DTYPES
 from .cf import _CODING_ATTRS, RECORD_ATTR, _plain, _same, _text_encoding, unpack
-from .conventions import attribute_owner, decode_attribute, is_bookkeeping, is_default_fill
+from .conventions import decode_attribute, is_default_fill, sort_attributes
 
 if TYPE_CHECKING:
     from ..core.dataset import DatasetView
@@ -66,16 +66,8 @@ def decoded_layout(view: DatasetView) -> tuple[dict[str, dict[str, Any]], dict[s
     arrays = view.list_arrays()
     names = set(arrays)
     attrs = view.attributes()
-    own: dict[str, dict[str, Any]] = {a: {} for a in arrays}
-    globals_: dict[str, Any] = {}
-    for key, value in attrs.items():
-        if is_bookkeeping(key):
-            continue
-        owner = attribute_owner(key, names)
-        if owner is None:
-            globals_[key] = decode_attribute(value)
-        else:
-            own[owner[0]][owner[1]] = decode_attribute(value)
+    globals_, copies = sort_attributes(attrs, names)
+    own: dict[str, dict[str, Any]] = {a: copies.get(a, {}) for a in arrays}
     specs: dict[str, dict[str, Any]] = {}
     for a in arrays:
         for k, v in view.array_attributes(a).items():

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -49,6 +50,7 @@ __all__ = [
     "default_fill",
     "encode_attribute",
     "is_default_fill",
+    "sort_attributes",
     "split_attributes",
     "variable_attribute_key",
 ]
@@ -237,6 +239,25 @@ def attribute_owner(key: str, arrays: set[str]) -> tuple[str, str] | None:
     return None
 
 
+def sort_attributes(
+    attrs: Mapping[str, Any], arrays: set[str]
+) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """A dataset's attributes as xarray sees them, decoded and without Atlas's bookkeeping:
+    ``(dataset attributes, {array: attributes})``, each ``"{array}.{attr}"`` key under its
+    array (:func:`attribute_owner`; only arrays with such keys appear), in ``attrs`` order."""
+    own: dict[str, Any] = {}
+    by_array: dict[str, dict[str, Any]] = {}
+    for key, value in attrs.items():
+        if is_bookkeeping(key):
+            continue
+        owner = attribute_owner(key, arrays)
+        if owner is None:
+            own[key] = decode_attribute(value)
+        else:
+            by_array.setdefault(owner[0], {})[owner[1]] = decode_attribute(value)
+    return own, by_array
+
+
 def coordinates_marker(names: list[str]) -> str:
     """The value of ``_pyatlas_coords`` for these coordinate names."""
     return json.dumps(names)
@@ -279,15 +300,9 @@ def split_attributes(
     for a in arrays:
         own = view.array_attributes(a)
         var_attrs[a] = {k: decode_attribute(v) for k, v in own.items()}
-    ds_attrs: dict[str, Any] = {}
-    for key, value in attrs.items():
-        if is_bookkeeping(key):
-            continue
-        owner = attribute_owner(key, names)
-        if owner is None:
-            ds_attrs[key] = decode_attribute(value)
-        else:
-            var_attrs[owner[0]][owner[1]] = decode_attribute(value)
+    ds_attrs, copies = sort_attributes(attrs, names)
+    for a, copied in copies.items():
+        var_attrs[a].update(copied)  # the dataset's "{array}.{attr}" copies win
     for a in arrays:
         fill = view.array_fill_value(a)
         meta = view.array_meta(a)
