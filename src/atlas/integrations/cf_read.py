@@ -5,7 +5,6 @@ side are :mod:`atlas.integrations.cf`."""
 
 from __future__ import annotations
 
-import json
 import math
 import warnings
 from collections.abc import Mapping
@@ -15,24 +14,19 @@ import numpy as np
 
 from ..dtypes import DTYPES
 from .cf import _CODING_ATTRS, RECORD_ATTR, _plain, _same, _text_encoding, unpack
-from .conventions import decode_attribute, is_default_fill, sort_attributes
+from .conventions import decode_attribute, is_default_fill, json_attribute, sort_attributes
 
 if TYPE_CHECKING:
     from ..core.dataset import DatasetView
 
 __all__ = ["decoded_layout", "encode_window", "read_record"]
 
+
 def read_record(view: DatasetView) -> dict[str, Any] | None:
     """The ``_pyatlas_cf`` record of a dataset, or None (written before it existed, or by
     the core API)."""
-    raw = view.attributes().get(RECORD_ATTR)
-    if not isinstance(raw, str):
-        return None
-    try:
-        doc = json.loads(raw)
-    except ValueError:
-        return None
-    if not isinstance(doc, dict) or not isinstance(doc.get("variables"), dict):
+    doc = json_attribute(view.attributes().get(RECORD_ATTR), dict)
+    if doc is None or not isinstance(doc.get("variables"), dict):
         return None
     return doc
 

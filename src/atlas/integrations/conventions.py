@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
@@ -50,6 +50,7 @@ __all__ = [
     "default_fill",
     "encode_attribute",
     "is_default_fill",
+    "json_attribute",
     "sort_attributes",
     "split_attributes",
     "variable_attribute_key",
@@ -263,15 +264,25 @@ def coordinates_marker(names: list[str]) -> str:
     return json.dumps(names)
 
 
-def _marked_coordinates(marker: Any, names: set[str]) -> list[str] | None:
-    """The coordinates a ``_pyatlas_coords`` value lists (None when it is not a JSON list)."""
-    if not isinstance(marker, str):
+_J = TypeVar("_J")
+
+
+def json_attribute(value: Any, kind: type[_J]) -> _J | None:
+    """An attribute value holding JSON (a ``_pyatlas_*`` marker or record) parsed, when it
+    is a str whose JSON is a ``kind`` (``list``, ``dict``); else None."""
+    if not isinstance(value, str):
         return None
     try:
-        parsed = json.loads(marker)
+        parsed = json.loads(value)
     except ValueError:
         return None
-    if not isinstance(parsed, list):
+    return parsed if isinstance(parsed, kind) else None
+
+
+def _marked_coordinates(marker: Any, names: set[str]) -> list[str] | None:
+    """The coordinates a ``_pyatlas_coords`` value lists (None when it is not a JSON list)."""
+    parsed = json_attribute(marker, list)
+    if parsed is None:
         return None
     return [c for c in parsed if isinstance(c, str) and c in names]
 
