@@ -185,20 +185,30 @@ def _sliced_stats(
     np.cumsum(counts[:-1], out=starts[1:])
     nulls = np.add.reduceat(pn, starts).astype(np.uint64)
     has = np.maximum.reduceat(phas, starts).astype(np.uint8)
-    some = phas.astype(bool)
-    if dtype.kind == "float":  # float64 bits: fold in total order
-        vmin = keys_to_bits(np.minimum.reduceat(np.where(some, float_keys(pmin), np.int64(I64_MAX)), starts))
-        vmax = keys_to_bits(np.maximum.reduceat(np.where(some, float_keys(pmax), np.int64(I64_MIN)), starts))
-    elif dtype.kind == "uint":  # uint64 bits
-        vmin = np.minimum.reduceat(np.where(some, pmin.view(np.uint64), np.uint64(U64_MAX)), starts).view(np.int64)
-        vmax = np.maximum.reduceat(np.where(some, pmax.view(np.uint64), np.uint64(0)), starts).view(np.int64)
-    else:
-        vmin = np.minimum.reduceat(np.where(some, pmin, np.int64(I64_MAX)), starts)
-        vmax = np.maximum.reduceat(np.where(some, pmax, np.int64(I64_MIN)), starts)
+    vmin, vmax = _fold_bounds(dtype.kind, pmin, pmax, phas.astype(bool), starts)
     none = has == 0
     vmin[none] = 0
     vmax[none] = 0
     return nulls, vmin, vmax, has
+
+
+def _fold_bounds(
+    kind: str, vmin: np.ndarray, vmax: np.ndarray, has: np.ndarray, starts: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The least ``vmin`` and the greatest ``vmax`` of each run of rows beginning at
+    ``starts``, over the rows where ``has`` is set, as int64 columns in the index
+    representation (floats compared in IEEE total order); a run with no such row gets a
+    sentinel, which the caller masks."""
+    if kind == "float":  # float64 bits
+        lo = keys_to_bits(np.minimum.reduceat(np.where(has, float_keys(vmin), np.int64(I64_MAX)), starts))
+        hi = keys_to_bits(np.maximum.reduceat(np.where(has, float_keys(vmax), np.int64(I64_MIN)), starts))
+    elif kind == "uint":  # uint64 bits
+        lo = np.minimum.reduceat(np.where(has, vmin.view(np.uint64), np.uint64(U64_MAX)), starts).view(np.int64)
+        hi = np.maximum.reduceat(np.where(has, vmax.view(np.uint64), np.uint64(0)), starts).view(np.int64)
+    else:
+        lo = np.minimum.reduceat(np.where(has, vmin, np.int64(I64_MAX)), starts)
+        hi = np.maximum.reduceat(np.where(has, vmax, np.int64(I64_MIN)), starts)
+    return lo, hi
 
 
 def string_stats(row_count: int, written_cells: int, values: list[np.ndarray], fill: Any) -> dict[str, Any]:
@@ -251,18 +261,16 @@ def fold_many(
     has = sub["has_minmax"].astype(bool)
     anyhas = np.maximum.reduceat(has.astype(np.int64), st) > 0
     kind = dtype.kind
-    vmin, vmax = sub["vmin"], sub["vmax"]
+    lo_bits, hi_bits = _fold_bounds(kind, sub["vmin"], sub["vmax"], has, st)
     if kind == "float":
-        kmin = np.minimum.reduceat(np.where(has, float_keys(vmin), np.int64(I64_MAX)), st)
-        kmax = np.maximum.reduceat(np.where(has, float_keys(vmax), np.int64(I64_MIN)), st)
-        mins = keys_to_bits(kmin).view(np.float64).tolist()
-        maxs = keys_to_bits(kmax).view(np.float64).tolist()
+        mins = lo_bits.view(np.float64).tolist()
+        maxs = hi_bits.view(np.float64).tolist()
     elif kind == "uint":
-        mins = np.minimum.reduceat(np.where(has, vmin.view(np.uint64), np.uint64(U64_MAX)), st).tolist()
-        maxs = np.maximum.reduceat(np.where(has, vmax.view(np.uint64), np.uint64(0)), st).tolist()
+        mins = lo_bits.view(np.uint64).tolist()
+        maxs = hi_bits.view(np.uint64).tolist()
     else:
-        mins = np.minimum.reduceat(np.where(has, vmin, np.int64(I64_MAX)), st).tolist()
-        maxs = np.maximum.reduceat(np.where(has, vmax, np.int64(I64_MIN)), st).tolist()
+        mins = lo_bits.tolist()
+        maxs = hi_bits.tolist()
         if kind == "bool":
             mins = [bool(x) for x in mins]
             maxs = [bool(x) for x in maxs]
