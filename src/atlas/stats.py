@@ -48,8 +48,8 @@ def null_mask(dtype: DType, flat: np.ndarray, fill: Any) -> np.ndarray | None:
     return flat == dtype.numpy.type(fill)
 
 
-# One function on purpose (hot path at flush): the statistics of every chunk of a variable
-# in a few numpy passes over one concatenated buffer.
+# Hot path at flush: the statistics of every chunk of a variable in a few numpy passes,
+# one concatenated buffer per group of chunks (``_fill_groups``), not a pass per chunk.
 def chunk_stats(
     dtype: DType, chunks: Sequence[np.ndarray], fills: Sequence[Any]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -67,8 +67,15 @@ def chunk_stats(
         return nulls, vmin, vmax, has
     if any(c.size > STATS_SLICE_CELLS for c in chunks):
         return _sliced_stats(dtype, chunks, fills)
-    # group chunks by fill value so each group is one concatenation and one mask; cut groups
-    # into slices of about STATS_SLICE_CELLS cells so the temporaries stay small
+    for idx in _fill_groups(chunks, fills):
+        _group_stats(dtype, chunks, idx, fills[idx[0]], (nulls, vmin, vmax, has))
+    return nulls, vmin, vmax, has
+
+
+def _fill_groups(chunks: Sequence[np.ndarray], fills: Sequence[Any]) -> list[list[int]]:
+    """The chunks' positions grouped by fill value, so that each group is one concatenation
+    and one mask, and each group cut into parts of about ``STATS_SLICE_CELLS`` cells, so
+    that the temporaries stay small."""
     groups: dict[Any, list[list[int]]] = {}
     cells: dict[Any, int] = {}
     for i, f in enumerate(fills):
@@ -80,64 +87,78 @@ def chunk_stats(
             cells[key] = 0
         lst[-1].append(i)
         cells[key] = cells.get(key, 0) + size
-    for idx in (part for lst in groups.values() for part in lst):
-        parts = [chunks[i].reshape(-1) for i in idx]
-        sizes = np.fromiter((p.size for p in parts), dtype=np.int64, count=len(parts))
-        keep = sizes > 0
-        if not keep.all():
-            idx = [i for i, k in zip(idx, keep, strict=True) if k]
-            parts = [p for p, k in zip(parts, keep, strict=True) if k]
-            sizes = sizes[keep]
-        if not idx:
-            continue
-        flat = parts[0] if len(parts) == 1 else np.concatenate(parts)
-        starts = np.zeros(len(parts), dtype=np.int64)
-        np.cumsum(sizes[:-1], out=starts[1:])
-        mask = null_mask(dtype, flat, fills[idx[0]])
-        ia = np.asarray(idx)
-        if mask is None:
-            gnull = np.zeros(len(idx), dtype=np.int64)
-        else:
-            gnull = np.add.reduceat(mask, starts, dtype=np.int64)
-        nulls[ia] = gnull
-        kind = dtype.kind
-        if kind == "float":
-            # total-order keys in the native width (int32 for float32): no widening of the data
-            ibits: Any = np.int32 if flat.dtype.itemsize == 4 else np.int64
-            info = np.iinfo(ibits)
-            bits: Any = flat.view(ibits)
-            keys = bits >> (8 * flat.dtype.itemsize - 1)  # in place from here: one temporary
-            keys &= ibits(info.max)
-            keys ^= bits
-            lo_sent: Any = ibits(info.max)
-            hi_sent: Any = ibits(info.min)
-        elif kind == "uint":
-            keys = flat.astype(np.uint64, copy=False)
-            lo_sent, hi_sent = np.uint64(U64_MAX), np.uint64(0)
-        else:
-            keys = flat.astype(np.int64, copy=False)
-            lo_sent, hi_sent = np.int64(I64_MAX), np.int64(I64_MIN)
-        if mask is None:
-            kmin = np.minimum.reduceat(keys, starts)
-            kmax = np.maximum.reduceat(keys, starts)
-        else:
-            if keys is flat and len(parts) == 1:
-                keys = keys.copy()  # a view of the caller's chunk: the sentinels must not land there
-            np.copyto(keys, lo_sent, where=mask)
-            kmin = np.minimum.reduceat(keys, starts)
-            np.copyto(keys, hi_sent, where=mask)
-            kmax = np.maximum.reduceat(keys, starts)
-        if kind == "float":
-            # back to bits, to values, widened exactly to float64, stored as float64 bits
-            ib = kmin.dtype.type
-            sh = 8 * flat.dtype.itemsize - 1
-            mx = ib(np.iinfo(kmin.dtype).max)
-            kmin = (kmin ^ ((kmin >> sh) & mx)).view(flat.dtype).astype(np.float64).view(np.int64)
-            kmax = (kmax ^ ((kmax >> sh) & mx)).view(flat.dtype).astype(np.float64).view(np.int64)
-        vmin[ia] = kmin.view(np.int64) if kmin.dtype != np.int64 else kmin
-        vmax[ia] = kmax.view(np.int64) if kmax.dtype != np.int64 else kmax
-        has[ia] = (gnull < sizes).astype(np.uint8)
-    return nulls, vmin, vmax, has
+    return [part for lst in groups.values() for part in lst]
+
+
+def _group_stats(
+    dtype: DType,
+    chunks: Sequence[np.ndarray],
+    idx: list[int],
+    fill: Any,
+    out: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+) -> None:
+    """Fill rows ``idx`` of :func:`chunk_stats`'s four columns ``out``: the chunks at
+    ``idx``, which share the fill value ``fill``, summarised in one pass over their
+    concatenation."""
+    parts = [chunks[i].reshape(-1) for i in idx]
+    sizes = np.fromiter((p.size for p in parts), dtype=np.int64, count=len(parts))
+    keep = sizes > 0
+    if not keep.all():
+        idx = [i for i, k in zip(idx, keep, strict=True) if k]
+        parts = [p for p, k in zip(parts, keep, strict=True) if k]
+        sizes = sizes[keep]
+    if not idx:
+        return
+    flat = parts[0] if len(parts) == 1 else np.concatenate(parts)
+    starts = np.zeros(len(parts), dtype=np.int64)
+    np.cumsum(sizes[:-1], out=starts[1:])
+    mask = null_mask(dtype, flat, fill)
+    gnull = np.zeros(len(idx), dtype=np.int64) if mask is None else np.add.reduceat(mask, starts, dtype=np.int64)
+    keys, lo_sent, hi_sent = _order_keys(dtype.kind, flat)
+    if mask is None:
+        kmin = np.minimum.reduceat(keys, starts)
+        kmax = np.maximum.reduceat(keys, starts)
+    else:
+        if keys is flat and len(parts) == 1:
+            keys = keys.copy()  # a view of the caller's chunk: the sentinels must not land there
+        np.copyto(keys, lo_sent, where=mask)
+        kmin = np.minimum.reduceat(keys, starts)
+        np.copyto(keys, hi_sent, where=mask)
+        kmax = np.maximum.reduceat(keys, starts)
+    if dtype.kind == "float":
+        kmin, kmax = _float64_bits(kmin, flat.dtype), _float64_bits(kmax, flat.dtype)
+    nulls, vmin, vmax, has = out
+    ia = np.asarray(idx)
+    nulls[ia] = gnull
+    vmin[ia] = kmin.view(np.int64) if kmin.dtype != np.int64 else kmin
+    vmax[ia] = kmax.view(np.int64) if kmax.dtype != np.int64 else kmax
+    has[ia] = (gnull < sizes).astype(np.uint8)
+
+
+def _order_keys(kind: str, flat: np.ndarray) -> tuple[np.ndarray, Any, Any]:
+    """Integers ordered as the values of ``flat`` are (floats in IEEE total order), and the
+    sentinels that a null cell takes so as not to count in a minimum, and in a maximum."""
+    if kind == "float":
+        # total-order keys in the native width (int32 for float32): no widening of the data
+        ibits: Any = np.int32 if flat.dtype.itemsize == 4 else np.int64
+        info = np.iinfo(ibits)
+        bits: Any = flat.view(ibits)
+        keys = bits >> (8 * flat.dtype.itemsize - 1)  # in place from here: one temporary
+        keys &= ibits(info.max)
+        keys ^= bits
+        return keys, ibits(info.max), ibits(info.min)
+    if kind == "uint":
+        return flat.astype(np.uint64, copy=False), np.uint64(U64_MAX), np.uint64(0)
+    return flat.astype(np.int64, copy=False), np.int64(I64_MAX), np.int64(I64_MIN)
+
+
+def _float64_bits(keys: np.ndarray, dtype: np.dtype[Any]) -> np.ndarray:
+    """Total-order keys of floats of ``dtype`` back to bits, to values, widened exactly to
+    float64, as float64 bits (int64)."""
+    ib = keys.dtype.type
+    sh = 8 * dtype.itemsize - 1
+    mx = ib(np.iinfo(keys.dtype).max)
+    return (keys ^ ((keys >> sh) & mx)).view(dtype).astype(np.float64).view(np.int64)
 
 
 def _sliced_stats(
@@ -164,20 +185,30 @@ def _sliced_stats(
     np.cumsum(counts[:-1], out=starts[1:])
     nulls = np.add.reduceat(pn, starts).astype(np.uint64)
     has = np.maximum.reduceat(phas, starts).astype(np.uint8)
-    some = phas.astype(bool)
-    if dtype.kind == "float":  # float64 bits: fold in total order
-        vmin = keys_to_bits(np.minimum.reduceat(np.where(some, float_keys(pmin), np.int64(I64_MAX)), starts))
-        vmax = keys_to_bits(np.maximum.reduceat(np.where(some, float_keys(pmax), np.int64(I64_MIN)), starts))
-    elif dtype.kind == "uint":  # uint64 bits
-        vmin = np.minimum.reduceat(np.where(some, pmin.view(np.uint64), np.uint64(U64_MAX)), starts).view(np.int64)
-        vmax = np.maximum.reduceat(np.where(some, pmax.view(np.uint64), np.uint64(0)), starts).view(np.int64)
-    else:
-        vmin = np.minimum.reduceat(np.where(some, pmin, np.int64(I64_MAX)), starts)
-        vmax = np.maximum.reduceat(np.where(some, pmax, np.int64(I64_MIN)), starts)
+    vmin, vmax = _fold_bounds(dtype.kind, pmin, pmax, phas.astype(bool), starts)
     none = has == 0
     vmin[none] = 0
     vmax[none] = 0
     return nulls, vmin, vmax, has
+
+
+def _fold_bounds(
+    kind: str, vmin: np.ndarray, vmax: np.ndarray, has: np.ndarray, starts: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The least ``vmin`` and the greatest ``vmax`` of each run of rows beginning at
+    ``starts``, over the rows where ``has`` is set, as int64 columns in the index
+    representation (floats compared in IEEE total order); a run with no such row gets a
+    sentinel, which the caller masks."""
+    if kind == "float":  # float64 bits
+        lo = keys_to_bits(np.minimum.reduceat(np.where(has, float_keys(vmin), np.int64(I64_MAX)), starts))
+        hi = keys_to_bits(np.maximum.reduceat(np.where(has, float_keys(vmax), np.int64(I64_MIN)), starts))
+    elif kind == "uint":  # uint64 bits
+        lo = np.minimum.reduceat(np.where(has, vmin.view(np.uint64), np.uint64(U64_MAX)), starts).view(np.int64)
+        hi = np.maximum.reduceat(np.where(has, vmax.view(np.uint64), np.uint64(0)), starts).view(np.int64)
+    else:
+        lo = np.minimum.reduceat(np.where(has, vmin, np.int64(I64_MAX)), starts)
+        hi = np.maximum.reduceat(np.where(has, vmax, np.int64(I64_MIN)), starts)
+    return lo, hi
 
 
 def string_stats(row_count: int, written_cells: int, values: list[np.ndarray], fill: Any) -> dict[str, Any]:
@@ -230,18 +261,16 @@ def fold_many(
     has = sub["has_minmax"].astype(bool)
     anyhas = np.maximum.reduceat(has.astype(np.int64), st) > 0
     kind = dtype.kind
-    vmin, vmax = sub["vmin"], sub["vmax"]
+    lo_bits, hi_bits = _fold_bounds(kind, sub["vmin"], sub["vmax"], has, st)
     if kind == "float":
-        kmin = np.minimum.reduceat(np.where(has, float_keys(vmin), np.int64(I64_MAX)), st)
-        kmax = np.maximum.reduceat(np.where(has, float_keys(vmax), np.int64(I64_MIN)), st)
-        mins = keys_to_bits(kmin).view(np.float64).tolist()
-        maxs = keys_to_bits(kmax).view(np.float64).tolist()
+        mins = lo_bits.view(np.float64).tolist()
+        maxs = hi_bits.view(np.float64).tolist()
     elif kind == "uint":
-        mins = np.minimum.reduceat(np.where(has, vmin.view(np.uint64), np.uint64(U64_MAX)), st).tolist()
-        maxs = np.maximum.reduceat(np.where(has, vmax.view(np.uint64), np.uint64(0)), st).tolist()
+        mins = lo_bits.view(np.uint64).tolist()
+        maxs = hi_bits.view(np.uint64).tolist()
     else:
-        mins = np.minimum.reduceat(np.where(has, vmin, np.int64(I64_MAX)), st).tolist()
-        maxs = np.maximum.reduceat(np.where(has, vmax, np.int64(I64_MIN)), st).tolist()
+        mins = lo_bits.tolist()
+        maxs = hi_bits.tolist()
         if kind == "bool":
             mins = [bool(x) for x in mins]
             maxs = [bool(x) for x in maxs]

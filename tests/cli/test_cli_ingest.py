@@ -3,7 +3,6 @@ progress output."""
 
 from __future__ import annotations
 
-import io
 import json
 import os
 from pathlib import Path
@@ -15,25 +14,8 @@ from cli_helpers import assert_one_line_error, run, run_in_pty
 from netcdf_helpers import assert_same_values, write_tree
 
 import atlas
-from atlas.cli import LogProgress
 
 ARGO = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "argo"
-
-
-def test_log_progress_lines() -> None:
-    out = io.StringIO()
-    progress = LogProgress("ingest", interval=0.0, out=out)
-    progress.start(4, 4096)
-    progress.advance(1, 1024)
-    progress.advance(3, 3072)
-    lines = out.getvalue().splitlines()
-    assert lines[0].startswith("ingest: 1/4 files, 1.0 KiB/4.0 KiB, ") and "ETA" in lines[0]
-    assert lines[1].startswith("ingest: 4/4 files, 4.0 KiB/4.0 KiB")
-    quiet = io.StringIO()
-    slow = LogProgress("ingest", interval=3600.0, out=quiet)
-    slow.start(4, 4096)
-    slow.advance(4, 4096)
-    assert quiet.getvalue() == ""  # short runs stay silent
 
 
 def test_ingest_summary_groups_warnings(built: tuple[Path, Path]) -> None:

@@ -1,4 +1,6 @@
-"""NetCDF ingest: naming, discovery, decoding, streaming, atomicity, update and skip-errors."""
+"""NetCDF ingest (``atlas.integrations.netcdf``): round trips, streaming, atomicity, update
+and skip-errors. Naming and finding files, and decoding one, are tested with their modules
+(``test_netcdf_files.py``, ``test_netcdf_reading.py``)."""
 
 from __future__ import annotations
 
@@ -14,13 +16,10 @@ from netcdf_helpers import assert_same_values, write_profile, write_tree
 
 import atlas
 from atlas.integrations.netcdf import (
-    GroupIgnoredWarning,
     IngestError,
     dataset_name,
     find_netcdf_files,
     ingest_directory,
-    plan_chunks,
-    read_netcdf,
 )
 
 # write_profile, write_tree and assert_same_values live in netcdf_helpers; other tests
@@ -31,91 +30,6 @@ def _same_attr(a: Any, b: Any) -> bool:
     if isinstance(a, (str, bytes)) or isinstance(b, (str, bytes)):
         return bool(a == b)
     return bool(np.array_equal(np.asarray(a), np.asarray(b), equal_nan=True))
-
-
-# ---------------------------------------------------------------------------- naming and finding
-
-
-@pytest.mark.parametrize(
-    ("relpath", "name"),
-    [
-        ("a.nc", "a"),
-        ("aoml/13857/profiles/R13857_001.nc", "aoml:13857:profiles:R13857_001"),
-        ("x/y.NC4", "x:y"),
-        ("run.cdf", "run"),
-        ("model/out.netcdf", "model:out"),
-        ("_scratch/run1.nc4", ":_scratch:run1"),
-        ("_a.nc", ":_a"),
-        ("d/_a.nc", "d:_a"),
-        ("a.b.nc", "a.b"),
-        ("été/données.nc", "été:données"),
-    ],
-)
-def test_dataset_name(relpath: str, name: str) -> None:
-    assert dataset_name(relpath) == name
-
-
-def test_find_netcdf_files_recursive_sorted_and_filtered(tmp_path: Path) -> None:
-    for rel in ["b/2.nc", "b/10.nc4", "a.cdf", "c/d/e.netcdf", "UPPER.NC", "notes.txt", "x.nc.bak",
-                ".hidden.nc", ".cache/z.nc", "b/.nc"]:
-        p = tmp_path / rel
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_bytes(b"x" * 3)
-    found = find_netcdf_files(tmp_path)
-    assert [f.relpath for f in found] == ["UPPER.NC", "a.cdf", "b/10.nc4", "b/2.nc", "c/d/e.netcdf"]
-    assert [f.name for f in found] == ["UPPER", "a", "b:10", "b:2", "c:d:e"]
-    assert all(f.size == 3 for f in found)
-
-
-# ---------------------------------------------------------------------------- decoding
-
-
-@pytest.mark.parametrize("fmt", ["NETCDF4", "NETCDF3_64BIT_OFFSET", "NETCDF3_CLASSIC"])
-def test_in_memory_decode_is_what_xarray_gives(tmp_path: Path, fmt: str) -> None:
-    path = write_profile(tmp_path / "p.nc", fmt=fmt)
-    decoded = read_netcdf(str(path))
-    assert decoded.error is None and decoded.dataset is not None
-    with xr.open_dataset(path) as expected:
-        xr.testing.assert_identical(decoded.dataset, expected.load())
-    assert decoded.dataset["time"].dtype == np.dtype("datetime64[ns]")
-    assert np.isnan(decoded.dataset["temp"].values[0, 1])
-
-
-def test_groups_are_ignored_with_a_warning(tmp_path: Path) -> None:
-    path = write_profile(tmp_path / "g.nc", group=True)
-    decoded = read_netcdf(str(path))
-    assert decoded.dataset is not None and "battery" not in decoded.dataset
-    assert [c for c, _ in decoded.warnings] == [GroupIgnoredWarning.__name__]
-    assert "engineering" in decoded.warnings[0][1]
-
-
-def test_unreadable_file_comes_back_as_an_error(tmp_path: Path) -> None:
-    bad = tmp_path / "bad.nc"
-    bad.write_bytes(b"CDF\x01 this is not really netcdf")
-    decoded = read_netcdf(str(bad))
-    assert decoded.dataset is None and decoded.error
-    assert "\n" not in decoded.error
-
-
-def test_large_files_are_marked_for_streaming(tmp_path: Path) -> None:
-    path = write_profile(tmp_path / "p.nc", levels=1000)
-    decoded = read_netcdf(str(path), max_inline_bytes=1000)
-    assert decoded.stream and decoded.dataset is None and decoded.error is None
-
-
-def test_plan_chunks_bounds_blocks_and_keeps_inner_dims_whole() -> None:
-    ds = xr.Dataset(
-        {
-            "big": (("t", "y", "x"), np.zeros((100, 50, 40), np.float64)),  # 16,000 B per t
-            "small": (("t",), np.zeros(100, np.float32)),
-            "row": (("x",), np.zeros(40, np.int8)),
-        }
-    )
-    plan = plan_chunks(ds, 100_000)
-    assert plan == {"t": 6, "y": 50, "x": 40}
-    plan = plan_chunks(ds, 5_000)  # less than one t-slice: y is cut too
-    assert plan["t"] == 1 and plan["x"] == 40 and plan["y"] * 40 * 8 <= 5_000
-    assert plan_chunks(ds, 10**9) == {"t": 100, "y": 50, "x": 40}
 
 
 # ---------------------------------------------------------------------------- ingest

@@ -1,4 +1,4 @@
-"""LocalStorage details: durability, temp files, the read path; and the shared helpers."""
+"""LocalStorage details: durability, temp files, the read path."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from atlas.storage import LocalStorage, check_key, check_prefix, coalesce_ranges
+from atlas.storage import LocalStorage
 
 
 def _temps(root: Path) -> list[Path]:
@@ -125,39 +125,6 @@ def test_identity_and_pickle(tmp_path: Path) -> None:
 def test_bytes_path_rejected() -> None:
     with pytest.raises(TypeError):
         LocalStorage(b"/tmp")
-
-
-# ------------------------------------------------------------------ shared helpers
-
-
-def test_coalesce_ranges() -> None:
-    assert coalesce_ranges([], []) == []
-    assert coalesce_ranges([5, 0], [0, 0]) == []
-    assert coalesce_ranges([0, 10, 5], [5, 5, 5], gap=0) == [(0, 15, [0, 2, 1])]
-    assert coalesce_ranges([0, 11], [5, 5], gap=5) == [(0, 5, [0]), (11, 16, [1])]
-    assert coalesce_ranges([0, 10], [5, 5], gap=5) == [(0, 15, [0, 1])]
-    assert coalesce_ranges([0, 2], [100, 5]) == [(0, 100, [0, 1])]  # contained
-    mib = 1 << 20
-    assert len(coalesce_ranges([0, mib + 10], [10, 10])) == 1
-    assert len(coalesce_ranges([0, mib + 11], [10, 10])) == 2
-
-
-@pytest.mark.parametrize(
-    "key", ["a", "atlas.json", "manifests/0000000001.json", "data/v3-ab12.seg", "x/y/z", "a.b~c_d-e"]
-)
-def test_good_keys(key: str) -> None:
-    assert check_key(key) == key
-
-
-@pytest.mark.parametrize("prefix", ["", "a", "a/", "data/v3-", "a/b/"])
-def test_good_prefixes(prefix: str) -> None:
-    assert check_prefix(prefix) == prefix
-
-
-@pytest.mark.parametrize("prefix", ["/", "/a", "../", "a/../", "a//", "./", "a/..", "a b"])
-def test_bad_prefixes(prefix: str) -> None:
-    with pytest.raises(ValueError):
-        check_prefix(prefix)
 
 
 def test_many_files_and_big_reads(store: LocalStorage, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -132,6 +132,16 @@ def _dataset_argument(p: argparse.ArgumentParser) -> None:
     p.add_argument("dataset", metavar="DATASET", help="dataset name (see `atlas ls`)")
 
 
+def _new_store_arguments(p: argparse.ArgumentParser) -> None:
+    """How a store the command creates is laid out."""
+    p.add_argument("--codec", choices=["zstd", "lz4", "none"], type=str.lower, default=None,
+                   help="compression of a new store (default: zstd)")
+    p.add_argument("--meta-format", choices=["msgpack", "json"], type=str.lower, default="msgpack",
+                   help="metadata encoding of a new store (default: msgpack; json is readable by people)")
+    p.add_argument("--meta-compression", choices=["zstd", "lz4", "none"], type=str.lower, default="zstd",
+                   help="metadata compression of a new store (default: zstd)")
+
+
 def _add_ingest(sub: Subcommands) -> None:
     p = _command(
         sub,
@@ -175,12 +185,7 @@ def _add_ingest(sub: Subcommands) -> None:
     p.add_argument("--root", metavar="DIR", default=None,
                    help="name datasets by their path relative to DIR (default: the deepest directory "
                         "holding every SRC; a single directory is its own root)")
-    p.add_argument("--codec", choices=["zstd", "lz4", "none"], type=str.lower, default=None,
-                   help="compression of a new store (default: zstd)")
-    p.add_argument("--meta-format", choices=["msgpack", "json"], type=str.lower, default="msgpack",
-                   help="metadata encoding of a new store (default: msgpack; json is readable by people)")
-    p.add_argument("--meta-compression", choices=["zstd", "lz4", "none"], type=str.lower, default="zstd",
-                   help="metadata compression of a new store (default: zstd)")
+    _new_store_arguments(p)
     p.add_argument("--chunk-size", type=parse_size, default="16MiB", metavar="SIZE",
                    help="size of the blocks large files are streamed in, and stored as (default: 16MiB; "
                         "streaming needs about 7 blocks of memory)")

@@ -107,43 +107,19 @@ def _rewrite(
     owned: Owned = []
     if len(rows) == 0:
         return ChunkIndex(empty_rows()), []
-    segs = var.all_segments()
-    seg_keys = [k for k, _ in segs]
+    seg_keys = [k for k, _ in var.all_segments()]
     col = {f: rows[f].tolist() for f in (
         "aid", "chunk", "seg", "offset", "raw_size", "within", "nbytes", "filter",
         "ncells", "nulls", "vmin", "vmax", "has_minmax",
     )}
-    seg_c, off_c, raw_c = col["seg"], col["offset"], col["raw_size"]
     n = len(rows)
     i = 0
     while i < n:
-        # a batch of rows whose blocks stay within the batch budget
-        acc = 0
-        j = i
-        seen: set[tuple[int, int]] = set()
-        while j < n:
-            bk = (seg_c[j], off_c[j])
-            if bk not in seen:
-                if acc and acc + raw_c[j] > REWRITE_BATCH_BYTES:
-                    break
-                seen.add(bk)
-                acc += raw_c[j]
-            j += 1
+        j = _batch_end(col, i)
         blocks = read.get_blocks(atlas, var, rows[i:j], cache="off")
-        payloads = []
-        for k in range(i, j):
-            block = blocks[(seg_keys[seg_c[k]], off_c[k])]
-            w = col["within"][k]
-            filter_id = col["filter"][k]
-            aid = col["aid"][k]
-            itemsize, is_float = kinds.get(aid, (filter_id & ~DECIMAL, bool(filter_id & DECIMAL)))
-            payloads.append(
-                ChunkPayload(
-                    aid, col["chunk"][k], itemsize, block[w : w + col["nbytes"][k]],
-                    col["ncells"][k], col["nulls"][k], col["vmin"][k], col["vmax"][k], col["has_minmax"][k],
-                    is_float,
-                )
-            )
+        payloads = [
+            _payload(col, k, blocks[(seg_keys[col["seg"][k]], col["offset"][k])], kinds) for k in range(i, j)
+        ]
         out_rows, batch = start_segments(var.vid, payloads, atlas._codec)(sink, len(owned))
         if owned and batch and batch[0][0] == owned[-1][0]:  # the batch went on in the same file
             out_rows["seg"] -= 1
@@ -155,6 +131,38 @@ def _rewrite(
     merged = np.concatenate(new_rows)
     order = np.lexsort((merged["chunk"], merged["aid"]))
     return ChunkIndex(merged[order]), owned
+
+
+def _batch_end(col: dict[str, list[Any]], i: int) -> int:
+    """The end of the batch of rows from ``i`` whose blocks stay within
+    ``REWRITE_BATCH_BYTES`` (decoded; at least one block)."""
+    seg_c, off_c, raw_c = col["seg"], col["offset"], col["raw_size"]
+    acc = 0
+    j = i
+    seen: set[tuple[int, int]] = set()
+    while j < len(seg_c):
+        bk = (seg_c[j], off_c[j])
+        if bk not in seen:
+            if acc and acc + raw_c[j] > REWRITE_BATCH_BYTES:
+                break
+            seen.add(bk)
+            acc += raw_c[j]
+        j += 1
+    return j
+
+
+def _payload(col: dict[str, list[Any]], k: int, block: np.ndarray, kinds: dict[int, tuple[int, bool]]) -> ChunkPayload:
+    """Row ``k``'s chunk, cut from its decoded ``block``, to be written again with the
+    block filter of its array's dtype (``kinds``; else the filter the row names)."""
+    w = col["within"][k]
+    filter_id = col["filter"][k]
+    aid = col["aid"][k]
+    itemsize, is_float = kinds.get(aid, (filter_id & ~DECIMAL, bool(filter_id & DECIMAL)))
+    return ChunkPayload(
+        aid, col["chunk"][k], itemsize, block[w : w + col["nbytes"][k]],
+        col["ncells"][k], col["nulls"][k], col["vmin"][k], col["vmax"][k], col["has_minmax"][k],
+        is_float,
+    )
 
 
 def _referenced(doc: dict[str, Any]) -> set[str]:

@@ -184,8 +184,9 @@ BlockKey = tuple[str, int]  # (segment key, offset)
 CacheMode = Literal["decoded", "stored", "read", "off"]
 
 
-# One function on purpose (hot path): cache lookups, the coalesced requests and the
-# parallel decode share one table of wanted blocks; its decode closure runs on the pool.
+# Hot path: the blocks ``wanted`` are looked up in the cache, the others read with one
+# coalesced request per segment file (``_read_blocks``) and all decoded together
+# (``_decode_block``, on the CPU pool when there are enough of them).
 def fetch_blocks(
     get_many_ranges: Callable[[Sequence[tuple[str, Sequence[int], Sequence[int]]]], list[list[Any]]],
     cache: BlockCache,
@@ -217,37 +218,10 @@ def fetch_blocks(
         else:
             jobs.append((k, stored, True))
     if missing:
-        by_seg: dict[str, list[BlockKey]] = {}
-        for k in missing:
-            by_seg.setdefault(k[0], []).append(k)
-        requests = []
-        order: list[list[BlockKey]] = []
-        for seg, keys in by_seg.items():
-            keys.sort(key=lambda k: k[1])
-            requests.append((seg, [k[1] for k in keys], [wanted[k][0] for k in keys]))
-            order.append(keys)
-        results = get_many_ranges(requests)
-        for keys, datas in zip(order, results, strict=True):
-            for k, d in zip(keys, datas, strict=True):
-                jobs.append((k, d, False))
+        jobs.extend((k, d, False) for k, d in _read_blocks(get_many_ranges, wanted, missing))
     if not jobs:
         return out
-
-    def decode(job: tuple[BlockKey, Any, bool]) -> np.ndarray:
-        k, data, checked = job
-        length, raw, crc, codec, filter_id = wanted[k]
-        if not checked:
-            if len(data) != length:
-                raise CorruptionError(f"{describe(k)}: block is truncated ({len(data)} of {length} bytes)")
-            if checksum(data) != crc:
-                raise CorruptionError(f"{describe(k)}: block fails its checksum")
-        if not plausible_size(CODEC_NAMES[codec], length, raw, filter_id):
-            raise CorruptionError(f"{describe(k)}: block claims {raw} bytes from {length} stored bytes")
-        try:
-            return decode_block(data, CODEC_NAMES[codec], filter_id, raw)
-        except Exception as e:
-            raise CorruptionError(f"{describe(k)}: block cannot be decoded: {e}") from None
-
+    decode = functools.partial(_decode_block, wanted, describe)
     if len(jobs) >= PARALLEL_MIN_BLOCKS:
         decoded = list(cpu_pool().map(decode, jobs))
     else:
@@ -259,3 +233,47 @@ def fetch_blocks(
         elif mode == "stored" and not checked:
             cache.put_stored(k, bytes(data))
     return out
+
+
+def _read_blocks(
+    get_many_ranges: Callable[[Sequence[tuple[str, Sequence[int], Sequence[int]]]], list[list[Any]]],
+    wanted: dict[BlockKey, tuple[int, int, int, int, int]],
+    missing: list[BlockKey],
+) -> list[tuple[BlockKey, Any]]:
+    """The stored bytes of the blocks ``missing``: one ranged request per segment file (all
+    files in one call), each file's blocks in offset order."""
+    by_seg: dict[str, list[BlockKey]] = {}
+    for k in missing:
+        by_seg.setdefault(k[0], []).append(k)
+    requests = []
+    order: list[list[BlockKey]] = []
+    for seg, keys in by_seg.items():
+        keys.sort(key=lambda k: k[1])
+        requests.append((seg, [k[1] for k in keys], [wanted[k][0] for k in keys]))
+        order.append(keys)
+    results = get_many_ranges(requests)
+    read: list[tuple[BlockKey, Any]] = []
+    for keys, datas in zip(order, results, strict=True):
+        read.extend(zip(keys, datas, strict=True))
+    return read
+
+
+def _decode_block(
+    wanted: dict[BlockKey, tuple[int, int, int, int, int]],
+    describe: Callable[[BlockKey], str],
+    job: tuple[BlockKey, Any, bool],
+) -> np.ndarray:
+    """One block decoded from its stored bytes, checked first unless ``job`` says it was."""
+    k, data, checked = job
+    length, raw, crc, codec, filter_id = wanted[k]
+    if not checked:
+        if len(data) != length:
+            raise CorruptionError(f"{describe(k)}: block is truncated ({len(data)} of {length} bytes)")
+        if checksum(data) != crc:
+            raise CorruptionError(f"{describe(k)}: block fails its checksum")
+    if not plausible_size(CODEC_NAMES[codec], length, raw, filter_id):
+        raise CorruptionError(f"{describe(k)}: block claims {raw} bytes from {length} stored bytes")
+    try:
+        return decode_block(data, CODEC_NAMES[codec], filter_id, raw)
+    except Exception as e:
+        raise CorruptionError(f"{describe(k)}: block cannot be decoded: {e}") from None

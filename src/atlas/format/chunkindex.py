@@ -246,8 +246,6 @@ class ChunkIndex:
         version = DECIMAL_FORMAT_VERSION if decimal else FORMAT_VERSION
         return HEADER.pack(MAGIC, version, len(self.rows), len(payload), checksum(payload)) + payload
 
-    # One function on purpose: the header, the bounded piecewise decompression and the
-    # checks of each piece before the next share the buffers being filled.
     @classmethod
     def from_bytes(
         cls,
@@ -266,58 +264,76 @@ class ChunkIndex:
         decompressed: a payload that declares many rows but holds something else is refused
         at its first bad piece.
         """
-        buf = memoryview(data)
-        if len(buf) < HEADER.size:
-            raise CorruptionError(f"chunk index {where} is truncated")
-        magic, version, nrows, plen, crc = HEADER.unpack(buf[: HEADER.size])
-        if magic != MAGIC:
-            raise CorruptionError(f"chunk index {where} has a bad magic number")
-        if version not in READABLE_VERSIONS:
-            raise CorruptionError(f"chunk index {where} has unsupported version {version}")
-        payload = buf[HEADER.size :]
-        if len(payload) != plen:
-            raise CorruptionError(f"chunk index {where} is truncated ({len(payload)} of {plen} bytes)")
-        if checksum(payload) != crc:
-            raise CorruptionError(f"chunk index {where} fails its checksum")
-        if row_limit is not None and nrows > (most := row_limit(nrows)):
-            raise CorruptionError(
-                f"chunk index {where} declares {nrows} rows; its variable's arrays have at most {most} chunks"
-            )
-        size = INDEX_DTYPE.itemsize
-        expected = nrows * size
-        if nrows > MAX_INDEX_ROWS or expected > len(payload) * MAX_INDEX_RATIO + 64:
-            raise CorruptionError(f"chunk index {where} declares an impossible {nrows} rows")
-        try:
-            declared = zstandard.frame_content_size(payload)
-        except zstandard.ZstdError as e:
-            raise CorruptionError(f"chunk index {where} cannot be decompressed: {e}") from None
-        if declared not in (expected, -1):
-            raise CorruptionError(f"chunk index {where} holds a frame of the wrong size")
-        rows = np.empty(nrows, dtype=INDEX_DTYPE)
-        out = rows.view(np.uint8)
-        piece = max(size, _PIECE_BYTES // size * size)
-        done = checked = 0
-        # a frame of unknown size may not ask for a larger window than writers use
-        window = 0 if declared >= 0 else _PIECE_BYTES << 3
-        try:
-            with zstandard.ZstdDecompressor(max_window_size=window).stream_reader(payload) as reader:
-                while done < expected:
-                    n = reader.readinto(out[done : min(expected, done + piece)])
-                    if not n:
-                        raise CorruptionError(f"chunk index {where} holds {done} bytes, expected {expected}")
-                    done += n
-                    upto = done // size
-                    if upto - checked >= piece // size or done == expected:
-                        check_order(rows[max(0, checked - 1) : upto], version, where)
-                        check_fields(rows[checked:upto], where)
-                        if segment_sizes is not None:
-                            check_segments(rows[checked:upto], segment_sizes, where)
-                        checked = upto
-                if reader.read(1):
-                    raise CorruptionError(f"chunk index {where} holds more than the {expected} bytes expected")
-        except zstandard.ZstdError as e:
-            raise CorruptionError(f"chunk index {where} cannot be decompressed: {e}") from None
-        return cls(rows)
+        version, nrows, payload = _checked_header(memoryview(data), where, row_limit)
+        return cls(_checked_rows(payload, version, nrows, where, segment_sizes))
+
+
+def _checked_header(
+    buf: memoryview, where: str, row_limit: Callable[[int], int] | None
+) -> tuple[int, int, memoryview]:
+    """``(version, rows, payload)`` of an index file whose header, payload size and checksum
+    hold, and whose row count is possible (and within ``row_limit``)."""
+    if len(buf) < HEADER.size:
+        raise CorruptionError(f"chunk index {where} is truncated")
+    magic, version, nrows, plen, crc = HEADER.unpack(buf[: HEADER.size])
+    if magic != MAGIC:
+        raise CorruptionError(f"chunk index {where} has a bad magic number")
+    if version not in READABLE_VERSIONS:
+        raise CorruptionError(f"chunk index {where} has unsupported version {version}")
+    payload = buf[HEADER.size :]
+    if len(payload) != plen:
+        raise CorruptionError(f"chunk index {where} is truncated ({len(payload)} of {plen} bytes)")
+    if checksum(payload) != crc:
+        raise CorruptionError(f"chunk index {where} fails its checksum")
+    if row_limit is not None and nrows > (most := row_limit(nrows)):
+        raise CorruptionError(
+            f"chunk index {where} declares {nrows} rows; its variable's arrays have at most {most} chunks"
+        )
+    if nrows > MAX_INDEX_ROWS or nrows * INDEX_DTYPE.itemsize > len(payload) * MAX_INDEX_RATIO + 64:
+        raise CorruptionError(f"chunk index {where} declares an impossible {nrows} rows")
+    return version, nrows, payload
+
+
+# One function on purpose: the bounded piecewise decompression and the checks of each
+# piece before the next share the buffers being filled.
+def _checked_rows(
+    payload: memoryview, version: int, nrows: int, where: str, segment_sizes: list[int] | None
+) -> np.ndarray:
+    """The ``nrows`` rows of a compressed payload, decompressed a piece at a time into
+    their array, each piece checked before the next is decompressed."""
+    size = INDEX_DTYPE.itemsize
+    expected = nrows * size
+    try:
+        declared = zstandard.frame_content_size(payload)
+    except zstandard.ZstdError as e:
+        raise CorruptionError(f"chunk index {where} cannot be decompressed: {e}") from None
+    if declared not in (expected, -1):
+        raise CorruptionError(f"chunk index {where} holds a frame of the wrong size")
+    rows = np.empty(nrows, dtype=INDEX_DTYPE)
+    out = rows.view(np.uint8)
+    piece = max(size, _PIECE_BYTES // size * size)
+    done = checked = 0
+    # a frame of unknown size may not ask for a larger window than writers use
+    window = 0 if declared >= 0 else _PIECE_BYTES << 3
+    try:
+        with zstandard.ZstdDecompressor(max_window_size=window).stream_reader(payload) as reader:
+            while done < expected:
+                n = reader.readinto(out[done : min(expected, done + piece)])
+                if not n:
+                    raise CorruptionError(f"chunk index {where} holds {done} bytes, expected {expected}")
+                done += n
+                upto = done // size
+                if upto - checked >= piece // size or done == expected:
+                    check_order(rows[max(0, checked - 1) : upto], version, where)
+                    check_fields(rows[checked:upto], where)
+                    if segment_sizes is not None:
+                        check_segments(rows[checked:upto], segment_sizes, where)
+                    checked = upto
+            if reader.read(1):
+                raise CorruptionError(f"chunk index {where} holds more than the {expected} bytes expected")
+    except zstandard.ZstdError as e:
+        raise CorruptionError(f"chunk index {where} cannot be decompressed: {e}") from None
+    return rows
 
 
 def check_segments(rows: np.ndarray, segment_sizes: list[int], where: str) -> None:

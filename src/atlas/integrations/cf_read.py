@@ -5,7 +5,6 @@ side are :mod:`atlas.integrations.cf`."""
 
 from __future__ import annotations
 
-import json
 import math
 import warnings
 from collections.abc import Mapping
@@ -15,24 +14,19 @@ import numpy as np
 
 from ..dtypes import DTYPES
 from .cf import _CODING_ATTRS, RECORD_ATTR, _plain, _same, _text_encoding, unpack
-from .conventions import attribute_owner, decode_attribute, is_bookkeeping, is_default_fill
+from .conventions import decode_attribute, is_default_fill, json_attribute, sort_attributes
 
 if TYPE_CHECKING:
     from ..core.dataset import DatasetView
 
 __all__ = ["decoded_layout", "encode_window", "read_record"]
 
+
 def read_record(view: DatasetView) -> dict[str, Any] | None:
     """The ``_pyatlas_cf`` record of a dataset, or None (written before it existed, or by
     the core API)."""
-    raw = view.attributes().get(RECORD_ATTR)
-    if not isinstance(raw, str):
-        return None
-    try:
-        doc = json.loads(raw)
-    except ValueError:
-        return None
-    if not isinstance(doc, dict) or not isinstance(doc.get("variables"), dict):
+    doc = json_attribute(view.attributes().get(RECORD_ATTR), dict)
+    if doc is None or not isinstance(doc.get("variables"), dict):
         return None
     return doc
 
@@ -66,16 +60,8 @@ def decoded_layout(view: DatasetView) -> tuple[dict[str, dict[str, Any]], dict[s
     arrays = view.list_arrays()
     names = set(arrays)
     attrs = view.attributes()
-    own: dict[str, dict[str, Any]] = {a: {} for a in arrays}
-    globals_: dict[str, Any] = {}
-    for key, value in attrs.items():
-        if is_bookkeeping(key):
-            continue
-        owner = attribute_owner(key, names)
-        if owner is None:
-            globals_[key] = decode_attribute(value)
-        else:
-            own[owner[0]][owner[1]] = decode_attribute(value)
+    globals_, copies = sort_attributes(attrs, names)
+    own: dict[str, dict[str, Any]] = {a: copies.get(a, {}) for a in arrays}
     specs: dict[str, dict[str, Any]] = {}
     for a in arrays:
         for k, v in view.array_attributes(a).items():

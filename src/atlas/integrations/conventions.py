@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import json
 import math
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
@@ -49,6 +50,8 @@ __all__ = [
     "default_fill",
     "encode_attribute",
     "is_default_fill",
+    "json_attribute",
+    "sort_attributes",
     "split_attributes",
     "variable_attribute_key",
 ]
@@ -237,20 +240,49 @@ def attribute_owner(key: str, arrays: set[str]) -> tuple[str, str] | None:
     return None
 
 
+def sort_attributes(
+    attrs: Mapping[str, Any], arrays: set[str]
+) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """A dataset's attributes as xarray sees them, decoded and without Atlas's bookkeeping:
+    ``(dataset attributes, {array: attributes})``, each ``"{array}.{attr}"`` key under its
+    array (:func:`attribute_owner`; only arrays with such keys appear), in ``attrs`` order."""
+    own: dict[str, Any] = {}
+    by_array: dict[str, dict[str, Any]] = {}
+    for key, value in attrs.items():
+        if is_bookkeeping(key):
+            continue
+        owner = attribute_owner(key, arrays)
+        if owner is None:
+            own[key] = decode_attribute(value)
+        else:
+            by_array.setdefault(owner[0], {})[owner[1]] = decode_attribute(value)
+    return own, by_array
+
+
 def coordinates_marker(names: list[str]) -> str:
     """The value of ``_pyatlas_coords`` for these coordinate names."""
     return json.dumps(names)
 
 
-def _marked_coordinates(marker: Any, names: set[str]) -> list[str] | None:
-    """The coordinates a ``_pyatlas_coords`` value lists (None when it is not a JSON list)."""
-    if not isinstance(marker, str):
+_J = TypeVar("_J")
+
+
+def json_attribute(value: Any, kind: type[_J]) -> _J | None:
+    """An attribute value holding JSON (a ``_pyatlas_*`` marker or record) parsed, when it
+    is a str whose JSON is a ``kind`` (``list``, ``dict``); else None."""
+    if not isinstance(value, str):
         return None
     try:
-        parsed = json.loads(marker)
+        parsed = json.loads(value)
     except ValueError:
         return None
-    if not isinstance(parsed, list):
+    return parsed if isinstance(parsed, kind) else None
+
+
+def _marked_coordinates(marker: Any, names: set[str]) -> list[str] | None:
+    """The coordinates a ``_pyatlas_coords`` value lists (None when it is not a JSON list)."""
+    parsed = json_attribute(marker, list)
+    if parsed is None:
         return None
     return [c for c in parsed if isinstance(c, str) and c in names]
 
@@ -279,15 +311,9 @@ def split_attributes(
     for a in arrays:
         own = view.array_attributes(a)
         var_attrs[a] = {k: decode_attribute(v) for k, v in own.items()}
-    ds_attrs: dict[str, Any] = {}
-    for key, value in attrs.items():
-        if is_bookkeeping(key):
-            continue
-        owner = attribute_owner(key, names)
-        if owner is None:
-            ds_attrs[key] = decode_attribute(value)
-        else:
-            var_attrs[owner[0]][owner[1]] = decode_attribute(value)
+    ds_attrs, copies = sort_attributes(attrs, names)
+    for a, copied in copies.items():
+        var_attrs[a].update(copied)  # the dataset's "{array}.{attr}" copies win
     for a in arrays:
         fill = view.array_fill_value(a)
         meta = view.array_meta(a)
