@@ -183,7 +183,9 @@ def _gather(
         ) and not int(starts[0]) % item:  # back to back, as a flush writes them: one view
             first = int(starts[0]) // item
             chunks = np.frombuffer(block, dtype, block.nbytes // item)[first : first + k * size]
-            fresh = False
+            # a block decoded for this read alone (not cached) and tiled by these chunks
+            # exactly is the caller's to keep: no copy, no second block in memory
+            fresh = block.flags.writeable and not first and k * schema.nbytes == block.nbytes
         elif bool((starts % item).any()):  # chunks of several dtypes share the block
             chunks = np.stack([np.frombuffer(block, dtype, size, w) for w in starts.tolist()])
         else:
@@ -191,8 +193,9 @@ def _gather(
             chunks = cells[(starts // item)[:, None] + np.arange(size)]
         chunks = chunks.reshape(k, *schema.shape)
         st, stop = p.windows[s]
-        if stop != schema.shape or any(st):
+        if stop != schema.shape or any(st):  # a window: a view would keep the whole block
             chunks = chunks[(slice(None), *window_slices(st, stop))]
+            fresh = False
         put(p.positions[items[at]], schema, chunks, fresh)
 
 
