@@ -80,7 +80,7 @@ def _encode(head: dict[str, Any], blocks: list[tuple[list[int], list[Any]]]) -> 
     return orjson.dumps(head) + b"\n" + b"".join(p[1] for p in parts)
 
 
-def _by_layout(lists: list[Any], key_of: Any) -> dict[tuple[Any, ...], list[int]]:
+def by_layout(lists: list[Any], key_of: Any) -> dict[tuple[Any, ...], list[int]]:
     """Rows grouped by the layout of their list (``key_of`` gives it), in order of first
     appearance: similar datasets share one layout, so each key is then picked out of all of
     them at once."""
@@ -115,14 +115,14 @@ def fields_of(records: list[Any]) -> dict[str, bytes]:
     keys in order of first appearance, then arrays' statistics in order of first appearance."""
     flats = [r[0] for r in records]
     attrs: dict[str, list[tuple[list[int], list[Any], list[Any]]]] = {}
-    for layout, rows in _by_layout(flats, lambda f: tuple(f[0::3])).items():
+    for layout, rows in by_layout(flats, lambda f: tuple(f[0::3])).items():
         group = [flats[r] for r in rows]
         for j, key in enumerate(layout):
             dtypes = list(map(itemgetter(3 * j + 1), group))
             attrs.setdefault(key, []).append((rows, dtypes, list(map(itemgetter(3 * j + 2), group))))
     entry_lists = [r[1] for r in records]
     stats: dict[str, list[tuple[list[int], list[Any], list[Any]]]] = {}
-    for layout, rows in _by_layout(entry_lists, lambda es: tuple(e[0] for e in es)).items():
+    for layout, rows in by_layout(entry_lists, lambda es: tuple(e[0] for e in es)).items():
         entries = [es[j] for es in (entry_lists[r] for r in rows) for j in range(len(layout))]
         for j, name in enumerate(layout):
             picked = entries[j :: len(layout)]

@@ -20,7 +20,7 @@ import numpy as np
 from ..errors import CorruptionError
 from . import manifest as mf
 from .codec import checksum
-from .fields import Field, decode_field, fields_of
+from .fields import Field, by_layout, decode_field, fields_of
 
 SHARD_PREFIX = "meta/"
 # Rows a writer puts in one shard: a commit that touches one dataset rewrites at most this many.
@@ -69,20 +69,24 @@ def columns_of(records: list[Any]) -> Columns:
     """The columns of the arrays of ``records`` (``[attributes, entries]`` each, or the
     ``[name, attributes, entries]`` of a version-1 manifest): for each array name, the rows
     of the datasets holding one, with its id and schema."""
-    found: dict[str, tuple[list[int], list[int], list[int]]] = {}
-    for row, rec in enumerate(records):
-        for e in rec[-1]:
-            lists = found.get(e[0])
-            if lists is None:
-                lists = found[e[0]] = ([], [], [])
-            lists[0].append(row)
-            lists[1].append(e[1])
-            lists[2].append(e[2])
+    entry_lists = [rec[-1] for rec in records]
+    found: dict[str, list[tuple[list[int], list[Any], list[Any]]]] = {}
+    # similar datasets list the same arrays in the same order: each name at once for them all
+    for layout, rows in by_layout(entry_lists, lambda es: tuple(e[0] for e in es)).items():
+        width = len(layout)
+        flat = [e for r in rows for e in entry_lists[r]]
+        for j, name in enumerate(layout):
+            picked = flat[j::width]
+            found.setdefault(name, []).append((rows, [e[1] for e in picked], [e[2] for e in picked]))
     out: Columns = {}
     for name in sorted(found):
-        rows, aids, schemas = found[name]
-        col = np.empty(len(rows), dtype=COLUMN_DTYPE)
-        col["row"], col["aid"], col["schema"] = rows, aids, schemas
+        parts = found[name]
+        col = np.empty(sum(len(p[0]) for p in parts), dtype=COLUMN_DTYPE)
+        col["row"] = [r for p in parts for r in p[0]]
+        col["aid"] = [a for p in parts for a in p[1]]
+        col["schema"] = [x for p in parts for x in p[2]]
+        if len(parts) > 1:
+            col = col[np.argsort(col["row"], kind="stable")]
         out[name] = col
     return out
 
