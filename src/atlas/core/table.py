@@ -30,6 +30,7 @@ from ..format.shard import SHARD_ROWS, Columns, ShardHeader
 from .state import DatasetState
 
 ROW_BITS = 24  # a dataset's place: its shard's serial number, then its row (shards hold < 2**24)
+LINEAR_LOOKUPS = 4  # lookups of a handle made by searching the name lists before a dict is built
 
 
 @dataclass(eq=False)
@@ -74,6 +75,7 @@ class DatasetTable(MutableMapping[str, Record]):
         self._dense: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # array -> (ids, schemas) by global row
         self._by_serial = {s.serial: s for s in shards}
         self._place: dict[str, int] | None = None  # name -> serial << ROW_BITS | row, built when first needed
+        self._scans = 0  # lookups answered by searching the name lists
         self._states: dict[str, DatasetState] = {}  # datasets of the shards this handle changed
         # states of datasets of the shards only read, or committed: kept while in use
         self._kept: weakref.WeakValueDictionary[str, DatasetState] = weakref.WeakValueDictionary()
@@ -96,8 +98,21 @@ class DatasetTable(MutableMapping[str, Record]):
             self._place = place
         return place
 
+    def _code(self, name: str) -> int | None:
+        """Where a stored dataset is (serial << ROW_BITS | row), or None. The first few
+        lookups of a handle search the shards' name lists (C-level scans, a few ms at a
+        million datasets); after them, a dict of every name serves (built in a quarter of a
+        second at a million), so a handle used for one dataset never builds it."""
+        if self._place is None and self._scans < LINEAR_LOOKUPS:
+            self._scans += 1
+            for s in self.shards:
+                if name in s.names:
+                    return (s.serial << ROW_BITS) | s.names.index(name)
+            return None
+        return self._places().get(name)
+
     def _base_record(self, name: str) -> tuple[Shard, int] | None:
-        code = self._places().get(name)
+        code = self._code(name)
         if code is None:
             return None
         return self._by_serial[code >> ROW_BITS], code & ((1 << ROW_BITS) - 1)
@@ -134,7 +149,7 @@ class DatasetTable(MutableMapping[str, Record]):
             return True
         if name in self._deleted or type(name) is not str:
             return False
-        return name in self._places()
+        return self._code(name) is not None
 
     def __len__(self) -> int:
         return self._rows - len(self._deleted) + len(self._added)
