@@ -56,7 +56,7 @@ def store_info(store: Atlas) -> dict[str, Any]:
     from ..integrations.netcdf.provenance import read_failures
 
     names = store.list_datasets()
-    total_arrays = sum(len(store.open_dataset(n).list_arrays()) for n in names)
+    total_arrays = store.live_array_count()
     versions = store.versions()
     disk = disk_usage(store)
     unreferenced = unreferenced_summary(store)

@@ -341,6 +341,10 @@ class StoreModel:
             arrays.append([aname, arr.aid, arr.schema.pos, encode_stats(arr.schema.dtype, st), encode_attrs(arr.attrs)])
         return [name, encode_attrs(ds.attrs), arrays]
 
+    def live_array_count(self) -> int:
+        """How many arrays the live datasets hold in all (each variable counts its own)."""
+        return sum(var.live for var in self._variables.values() if var.live > 0)
+
     def _arrays_of(self, names: list[Any], array: str) -> list[ArrayState | None]:
         """The state of one array of each dataset in ``names`` (None where either is
         missing). Stored datasets this handle has not touched are found in the shards'
