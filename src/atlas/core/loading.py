@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -324,11 +325,15 @@ def shard_records(names: list[str], records: list[Any], columns: shard_format.Co
     arrays each dataset has, their ids and schemas. Names, ids and schemas are then as sound
     as the columns; statistics and attributes are checked when decoded."""
     try:
-        for n, rec in zip(names, records, strict=True):
-            if type(rec) is not list or len(rec) != 2 or type(rec[1]) is not list:
-                raise ValueError(f"the record of dataset {n!r} is malformed")
-            if any(type(e) is not list or len(e) != 5 for e in rec[1]):
-                raise ValueError(f"an array entry of dataset {n!r} is not a list of five fields")
+        # checked for all records at once (C-level passes); the slow loop only names the culprit
+        entry_lists = list(map(itemgetter(1), records)) if set(map(type, records)) <= {list} else None
+        entries = [e for es in entry_lists for e in es] if entry_lists and set(map(type, entry_lists)) <= {list} else None
+        if entries is None or set(map(len, records)) - {2} or set(map(type, entries)) - {list} or set(map(len, entries)) - {5}:
+            for n, rec in zip(names, records, strict=True):
+                if type(rec) is not list or len(rec) != 2 or type(rec[1]) is not list:
+                    raise ValueError(f"the record of dataset {n!r} is malformed")
+                if any(type(e) is not list or len(e) != 5 for e in rec[1]):
+                    raise ValueError(f"an array entry of dataset {n!r} is not a list of five fields")
         expected = shard_format.columns_of(records)
         if expected.keys() != columns.keys() or not all(
             np.array_equal(expected[name], columns[name]) for name in columns
