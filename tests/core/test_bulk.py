@@ -111,3 +111,25 @@ def test_a_chunk_that_does_not_fit_its_schema_is_corruption_naming_the_dataset(t
     names = [n for n in s2.list_datasets() if int(n[1:]) % 8 == 0]
     with pytest.raises(atlas.CorruptionError, match="'d08'"):
         s2.read_array_across("v", names)
+
+
+def test_profiles_of_many_lengths_are_gathered_together(tmp_path: Path) -> None:
+    """One-axis arrays of one dtype and many lengths (each its own schema) share blocks:
+    whole reads, common windows and stacked windows equal the per-dataset reads."""
+    s = atlas.Atlas.create(tmp_path / "s")
+    rng = np.random.default_rng(1)
+    for i in range(60):
+        ds = s.create_dataset(f"p{i:02d}")
+        n = int(rng.integers(8, 40))
+        ds.define_array("t", "float32", ["z"], [n], fill_value=float("nan"))
+        if i % 9:
+            ds.write_array("t", [0], rng.random(n).astype(np.float32))
+    s.flush()
+    s = atlas.Atlas.open(tmp_path / "s")
+    names = s.list_datasets()
+    assert len({s.open_dataset(n).array_meta("t")["shape"][0] for n in names}) > 10
+    _same(s.read_array_across("t", names), scan._read_each(s, "t", names, None, None))
+    _same(s.read_array_across("t", names, [2], [5]), scan._read_each(s, "t", names, [2], [5]))
+    stacked = s.read_array_across_stacked("t", names, [1], [6])
+    each = scan._read_each(s, "t", names, [1], [6])
+    np.testing.assert_array_equal(stacked, np.stack(each))  # type: ignore[arg-type]

@@ -166,7 +166,10 @@ def _gather(
     array: str,
 ) -> None:
     """The chunks of one decoded block, gathered per schema and handed to ``put``."""
-    for s in _distinct(schemas):
+    distinct = _distinct(schemas)
+    if len(distinct) > 1 and _gather_one_axis(block, within, schemas, distinct, items, p, table, put, names, array):
+        return
+    for s in distinct:
         at = schemas == s
         schema: Schema = table[s]
         dtype, size = schema.dtype.numpy, schema.size
@@ -197,6 +200,50 @@ def _gather(
             chunks = chunks[(slice(None), *window_slices(st, stop))]
             fresh = False
         put(p.positions[items[at]], schema, chunks, fresh)
+
+
+def _gather_one_axis(
+    block: np.ndarray,
+    within: np.ndarray,
+    schemas: np.ndarray,
+    distinct: list[int],
+    items: np.ndarray,
+    p: Plan,
+    table: Any,
+    put: Callable[[np.ndarray, Schema, np.ndarray, bool], None],
+    names: Sequence[Any],
+    array: str,
+) -> bool:
+    """One-axis arrays of many schemas of one dtype (profiles of different lengths) in one
+    block, gathered together rather than schema by schema; False when they are not."""
+    dtypes = {table[s].dtype.numpy for s in distinct}
+    if len(dtypes) != 1 or any(len(table[s].shape) != 1 for s in distinct):
+        return False
+    dtype = dtypes.pop()
+    item = dtype.itemsize
+    starts = within.astype(np.int64)
+    if bool((starts % item).any()):
+        return False
+    top = distinct[-1] + 1
+    lo, count, nbytes = (np.zeros(top, dtype=np.int64) for _ in range(3))
+    for s in distinct:
+        (a,), (b,) = p.windows[s]
+        lo[s], count[s], nbytes[s] = a, b - a, table[s].nbytes
+    over = np.flatnonzero(starts + nbytes[schemas] > block.nbytes)
+    if len(over):
+        name = names[int(p.positions[items[over[0]]])]
+        raise CorruptionError(f"dataset {name!r}, array {array!r}: chunk does not fit its block")
+    first = starts // item + lo[schemas]
+    lengths = count[schemas]
+    cells = np.frombuffer(block, dtype, block.nbytes // item)
+    positions = p.positions[items]
+    schema = table[distinct[0]]  # what is done with the chunks depends on their dtype alone
+    if bool((lengths == lengths[0]).all()):  # windows of one length: one gather
+        put(positions, schema, cells[first[:, None] + np.arange(int(lengths[0]))], True)
+        return True
+    for i, a, n in zip(positions.tolist(), first.tolist(), lengths.tolist(), strict=True):
+        put(np.array([i]), schema, cells[a : a + n].copy()[None], True)
+    return True
 
 
 def _filled(schema: Schema, window: tuple[tuple[int, ...], tuple[int, ...]], count: int) -> np.ndarray:
