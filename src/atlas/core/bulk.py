@@ -241,8 +241,17 @@ def _gather_one_axis(
     if bool((lengths == lengths[0]).all()):  # windows of one length: one gather
         put(positions, schema, cells[first[:, None] + np.arange(int(lengths[0]))], True)
         return True
+    # whole arrays tiling a block decoded for this read alone: views, the caller's to keep
+    ends = starts + nbytes[schemas]
+    own = bool(block.flags.writeable) and not lo[schemas].any() and bool((lengths * item == nbytes[schemas]).all())
+    if own:
+        order = np.argsort(starts, kind="stable")
+        own = int(starts[order[0]]) == 0 and int(ends[order[-1]]) == block.nbytes and bool(
+            (starts[order[1:]] == ends[order[:-1]]).all()
+        )
     for i, a, n in zip(positions.tolist(), first.tolist(), lengths.tolist(), strict=True):
-        put(np.array([i]), schema, cells[a : a + n].copy()[None], True)
+        piece = cells[a : a + n]
+        put(np.array([i]), schema, (piece if own else piece.copy())[None], True)
     return True
 
 
