@@ -65,22 +65,19 @@ def load(store: StoreModel, version: int | None) -> None:
     if version == -1:  # being created
         store._version = -1
         return
-    versions = manifest_versions(store)
-    if not versions:
-        raise StoreNotFoundError(f"no committed version in the Atlas store at {store._storage.location}")
+    asked = version is not None
     if version is None:
+        versions = manifest_versions(store)
+        if not versions:
+            raise StoreNotFoundError(f"no committed version in the Atlas store at {store._storage.location}")
         version = versions[-1]
-    elif version not in versions:
-        raise KeyError(
-            f"version {version} is not in the store at {store._storage.location}; "
-            f"available: {versions[:3]}...{versions[-3:]}" if len(versions) > 6 else
-            f"version {version} is not in the store; available: {versions}"
-        )
     key = store._manifest_key(version)
     where = f"{store._storage.location}/{key}"
-    try:
+    try:  # a version asked for is read directly: listing every manifest is only for the error
         data = store._storage.get(key)
     except FileNotFoundError:
+        if asked:
+            raise missing_version(store, version) from None
         raise CorruptionError(f"manifest {where} disappeared while opening") from None
     state = history.VersionHeader(version, key, mf.decode_header(data, where)[0])
     if not state.live:
@@ -93,6 +90,19 @@ def load(store: StoreModel, version: int | None) -> None:
     if doc.get(VERSION_KEY) != version:
         raise CorruptionError(f"manifest {where} claims version {doc.get(VERSION_KEY)!r}")
     store._version = version
+
+
+def missing_version(store: StoreModel, version: int) -> Exception:
+    """The error for a version the store does not hold (KeyError; StoreNotFoundError when it
+    holds none)."""
+    versions = manifest_versions(store)
+    if not versions:
+        return StoreNotFoundError(f"no committed version in the Atlas store at {store._storage.location}")
+    return KeyError(
+        f"version {version} is not in the store at {store._storage.location}; "
+        f"available: {versions[:3]}...{versions[-3:]}" if len(versions) > 6 else
+        f"version {version} is not in the store; available: {versions}"
+    )
 
 
 # One function on purpose: one validating pass over ~10^5 manifest entries, locals bound
