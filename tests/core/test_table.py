@@ -68,6 +68,28 @@ def test_deleted_and_recreated_datasets_go_to_the_end(tmp_path: Path, small_shar
     assert again.verify() == []
 
 
+def test_appends_rewrite_about_their_own_datasets(tmp_path: Path) -> None:
+    """Fifty commits of ten new datasets each: a commit rewrites the last shards only while
+    they are at most four times what it writes, so the store stays a few shards and commits
+    write a few times their own datasets on average (refilling one last shard would write
+    250 on average, 500 at the end)."""
+    store = atlas.Atlas.create(tmp_path / "s")
+    written = []
+    for c in range(50):
+        for i in range(10):
+            store.create_dataset(f"c{c:02d}-{i}").set_attribute("i", i)
+        before = set(_shard_keys(store))
+        store.flush()
+        written.append(sum(len(s.names) for s in store._datasets.shards if s.key not in before))
+    sizes = [len(s.names) for s in store._datasets.shards]
+    assert sum(sizes) == 500 and len(sizes) <= 6, sizes
+    assert sizes == sorted(sizes, reverse=True)
+    assert sum(written) / len(written) < 60, written
+    fresh = atlas.Atlas.open(tmp_path / "s")
+    assert fresh.list_datasets() == [f"c{c:02d}-{i}" for c in range(50) for i in range(10)]
+    assert fresh.verify() == []
+
+
 def test_history_costs_what_changed(tmp_path: Path) -> None:
     """Twenty one-attribute commits on 10,000 datasets add one shard each, not the store."""
     store = atlas.Atlas.create(tmp_path / "s")

@@ -24,6 +24,9 @@ from ..format.shard import SHARD_ROWS, Columns, ShardHeader
 from .state import DatasetState
 
 ROW_BITS = 24  # a dataset's place: its shard's serial number, then its row (shards hold < 2**24)
+# New datasets are written together with the last shards while each holds at most this many
+# times the datasets written with it (see DatasetTable._merged_tail).
+SHARD_MERGE_RATIO = 4
 
 
 @dataclass(eq=False)
@@ -263,11 +266,9 @@ class DatasetTable(MutableMapping[str, Record]):
         pending_names: list[str] = []
         pending_recs: list[list[Any]] = []
         shards = self.shards
-        last = len(shards) - 1
+        tail = self._merged_tail()
         for i, s in enumerate(shards):
-            rewrite = s.key is None or (s.serial in self._touched and self._changed(s, encode))
-            if not rewrite and i == last and self._added and len(s.names) < SHARD_ROWS:
-                rewrite = True  # new datasets fill the last shard up first
+            rewrite = s.key is None or i >= tail or (s.serial in self._touched and self._changed(s, encode))
             if not rewrite:
                 _emit(out, pending_names, pending_recs)
                 out.append(s)
@@ -284,6 +285,21 @@ class DatasetTable(MutableMapping[str, Record]):
             pending_recs.append(encode(added) if isinstance(added, DatasetState) else added)
         _emit(out, pending_names, pending_recs)
         return out
+
+    def _merged_tail(self) -> int:
+        """Where the shards begin that new datasets are written together with: the last
+        shards that are not full, while each holds at most ``SHARD_MERGE_RATIO`` times the
+        datasets written with it so far (``len(self.shards)`` when none are). Appends then
+        rewrite about their own datasets, and the shards at the end are a few of growing
+        size, as a variable's index runs are."""
+        size = len(self._added)
+        i = len(self.shards)
+        if not size:
+            return i
+        while i and len(self.shards[i - 1].names) < SHARD_ROWS and len(self.shards[i - 1].names) <= SHARD_MERGE_RATIO * size:
+            i -= 1
+            size += len(self.shards[i].names)
+        return i
 
     def _changed(self, shard: Shard, encode: Callable[[DatasetState], list[Any]]) -> bool:
         recs = self.records_of(shard)
