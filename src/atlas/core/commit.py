@@ -227,7 +227,20 @@ def settle(store: StoreModel) -> bool:
 
 
 def commit(store: StoreModel, rewrite: dict[str, tuple[ChunkIndex, list[tuple[str, int]]]] | None = None) -> None:
-    """Write data, indexes and the next manifest; swap in-memory state only on success."""
+    """Write data, indexes and the next manifest; swap in-memory state only on success.
+
+    ``ConflictError`` when another writer's commit took the version (see :func:`try_commit`)."""
+    if not try_commit(store, rewrite):
+        raise conflict_error(store, store._version + 1)
+
+
+def try_commit(store: StoreModel, rewrite: dict[str, tuple[ChunkIndex, list[tuple[str, int]]]] | None = None) -> bool:
+    """Write data, indexes and the next manifest; swap in-memory state only on success.
+
+    False when the store moved on: another writer's commit holds the next version, or a
+    compaction removed files this handle's version named. Nothing was committed then; the
+    chunks written are kept pending (orphans unless a later commit names them), and the
+    handle still holds its changes on its version."""
     # 1. data written ahead for every buffered chunk (string stats taken from buffers first)
     string_stats_now = {
         a.aid: string_stats(a.schema.size, a.schema.size, [a.dirty[0]], a.schema.fill)
@@ -236,17 +249,21 @@ def commit(store: StoreModel, rewrite: dict[str, tuple[ChunkIndex, list[tuple[st
     }
     attach = write_ahead(store, list(store._changed_arrays.values()))
     version = store._version + 1
+    puts = ParallelPuts(store._storage)  # the index file and the shards, written together
     try:  # 2. indexes, 3. stats, 4. the shards and the manifest
-        updates = merged_indexes(store, {id(v): (v, rows, segs) for v, rows, segs, _ in attach}, rewrite, version)
-        check_written_ahead(store)
-        with mf.paused_gc():  # builds ~10^5 short-lived containers, none of them cyclic
-            new_stats = fresh_stats(store, updates, string_stats_now)
-            token = new_token()
-            shards = write_shards(store, version, new_stats)
-            data = encoded_manifest(store, version, token, manifest_doc(store, version, updates, shards))
+        try:
+            updates = merged_indexes(store, {id(v): (v, rows, segs) for v, rows, segs, _ in attach}, rewrite, version, puts)
+            check_written_ahead(store)
+            with mf.paused_gc():  # builds ~10^5 short-lived containers, none of them cyclic
+                new_stats = fresh_stats(store, updates, string_stats_now)
+                token = new_token()
+                shards = write_shards(store, version, new_stats, puts)
+                data = encoded_manifest(store, version, token, manifest_doc(store, version, updates, shards))
+        finally:
+            puts.wait()
     except (CorruptionError, VersionRemovedError):
         if store_moved_on(store):  # a compaction removed what this old version named
-            raise conflict_error(store, version) from None
+            return False
         raise
     install = functools.partial(install_commit, store, version, updates, new_stats, attach, bool(rewrite), shards)
     lost = functools.partial(keep_written_ahead, store, version, attach)
@@ -257,8 +274,25 @@ def commit(store: StoreModel, rewrite: dict[str, tuple[ChunkIndex, list[tuple[st
         store._unsettled = UnsettledCommit(version, key, token, install, lost)
         raise
     if not landed:
-        lost()
+        keep_pending(store, attach)
+        remove_unpublished(store, updates, shards)
+        return False
     install()
+    return True
+
+
+def remove_unpublished(store: StoreModel, updates: dict[str, IndexUpdate], shards: list[Shard]) -> None:
+    """Delete the index file and shards of a commit that lost its version to another writer:
+    no manifest names them, nor ever will. (Its segments stay: the handle keeps its changes,
+    and a later commit names them.) Best effort: what is left is collected as garbage."""
+    old = {r.key for var in store._variables.values() for r in var.runs}
+    keys = {r.key for upd in updates.values() for r in upd.runs if r.key not in old}
+    kept = {s.key for s in store._datasets.shards}
+    keys.update(s.key for s in shards if s.key is not None and s.key not in kept)
+    try:
+        store._storage.delete_many(sorted(keys))
+    except Exception:
+        pass
 
 
 def encoded_manifest(store: StoreModel, version: int, token: str, doc: dict[str, Any]) -> bytes:
@@ -360,8 +394,10 @@ def merged_indexes(
     pending: dict[int, tuple[Variable, np.ndarray, list[tuple[str, int]]]],
     rewrite: dict[str, tuple[ChunkIndex, list[tuple[str, int]]]] | None,
     version: int,
+    puts: ParallelPuts,
 ) -> dict[str, IndexUpdate]:
-    """Write the new rows of every changed variable as one run each, all in one index file."""
+    """Write the new rows of every changed variable as one run each, all in one index file
+    (put with ``puts``)."""
     updates: dict[str, IndexUpdate] = {}
     blobs: list[bytes] = []
     key = run_file_key(version)
@@ -395,7 +431,7 @@ def merged_indexes(
             after = None if var.index is None else ChunkIndex(merge_rows([var.index.rows, rows]))
         updates[var.name] = IndexUpdate(runs, segs, ChunkIndex(rows), after)
     if blobs:
-        store._storage.put(key, b"".join(blobs))
+        puts.put(key, b"".join(blobs))
     return updates
 
 
@@ -505,24 +541,22 @@ def array_stats_from(store: StoreModel, arr: ArrayState, var: Variable, idx: Chu
     return string_stats(row_count, int(r["ncells"].sum()) if len(r) else 0, values, schema.fill)
 
 
-def write_shards(store: StoreModel, version: int, new_stats: dict[int, dict[str, Any] | None]) -> list[Shard]:
+def write_shards(
+    store: StoreModel, version: int, new_stats: dict[int, dict[str, Any] | None], puts: ParallelPuts
+) -> list[Shard]:
     """The shards of ``version``: those this commit's changes did not touch are kept, the
-    others written anew (in parallel)."""
+    others written anew (in parallel, with ``puts``)."""
     shards = store._datasets.plan(lambda ds: store._record_of(ds, new_stats))
     fmt, comp = store._meta_format, store._meta_compression
-    puts = ParallelPuts(store._storage)
-    try:
-        for s in shards:
-            if s.key is None:
-                assert s.records is not None
-                data, s.names_end = encode_shard(s.names, [r[1:] for r in s.records], fmt, comp)
-                s.key = new_shard_key(version)
-                s.length = len(data)
-                s.head = parse_header(data, len(s.names), s.key)
-                s.columns = columns_of(s.records)
-                puts.put(s.key, data)
-    finally:
-        puts.wait()
+    for s in shards:
+        if s.key is None:
+            assert s.records is not None
+            data, s.names_end = encode_shard(s.names, [r[1:] for r in s.records], fmt, comp)
+            s.key = new_shard_key(version)
+            s.length = len(data)
+            s.head = parse_header(data, len(s.names), s.key)
+            s.columns = columns_of(s.records)
+            puts.put(s.key, data)
     return shards
 
 
