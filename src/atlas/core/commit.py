@@ -252,13 +252,15 @@ def try_commit(store: StoreModel, rewrite: dict[str, tuple[ChunkIndex, list[tupl
     puts = ParallelPuts(store._storage)  # the index file and the shards, written together
     try:  # 2. indexes, 3. stats, 4. the shards and the manifest
         try:
+            rewritten = rewritten_aids(store, attach)
             updates = merged_indexes(store, {id(v): (v, rows, segs) for v, rows, segs, _ in attach}, rewrite, version, puts)
             check_written_ahead(store)
             with mf.paused_gc():  # builds ~10^5 short-lived containers, none of them cyclic
                 new_stats = fresh_stats(store, updates, string_stats_now)
                 token = new_token()
                 shards = write_shards(store, version, new_stats, puts)
-                data = encoded_manifest(store, version, token, manifest_doc(store, version, updates, shards))
+                doc = manifest_doc(store, version, updates, shards)
+                data = encoded_manifest(store, version, token, doc, rewritten)
         finally:
             puts.wait()
     except (CorruptionError, VersionRemovedError):
@@ -281,6 +283,17 @@ def try_commit(store: StoreModel, rewrite: dict[str, tuple[ChunkIndex, list[tupl
     return True
 
 
+def rewritten_aids(store: StoreModel, attach: WrittenAhead) -> list[int]:
+    """The ids of arrays of the handle's version whose chunks this commit writes (arrays
+    the handle defined itself are new to every other writer, and not listed)."""
+    parts = [var.pending.rows["aid"] for var in store._variables.values() if len(var.pending.rows)]
+    parts.extend(rows["aid"] for _, rows, _, _ in attach if len(rows))
+    if not parts:
+        return []
+    aids = np.unique(np.concatenate(parts))
+    return [int(a) for a in aids[aids < store._base_id]]
+
+
 def remove_unpublished(store: StoreModel, updates: dict[str, IndexUpdate], shards: list[Shard]) -> None:
     """Delete the index file and shards of a commit that lost its version to another writer:
     no manifest names them, nor ever will. (Its segments stay: the handle keeps its changes,
@@ -295,9 +308,10 @@ def remove_unpublished(store: StoreModel, updates: dict[str, IndexUpdate], shard
         pass
 
 
-def encoded_manifest(store: StoreModel, version: int, token: str, doc: dict[str, Any]) -> bytes:
-    """The manifest file of ``version``: its header line (with the commit token) and ``doc``."""
-    header = {
+def encoded_manifest(store: StoreModel, version: int, token: str, doc: dict[str, Any], rewritten: list[int]) -> bytes:
+    """The manifest file of ``version``: its header line (with the commit token and the arrays
+    whose chunks it rewrote) and ``doc``."""
+    header: dict[str, Any] = {
         "atlas": "manifest",
         "format_version": mf.FORMAT_VERSION,
         "version": version,
@@ -306,6 +320,9 @@ def encoded_manifest(store: StoreModel, version: int, token: str, doc: dict[str,
         "datasets": len(store._datasets),
         "arrays": sum(1 for v in store._variables.values() if v.live > 0),
     }
+    ranges = mf.rewritten_ranges(rewritten)
+    if ranges is not None:
+        header[mf.REWRITTEN_KEY] = ranges
     return mf.encode_manifest(doc, header, store._meta_format, store._meta_compression)
 
 
@@ -351,6 +368,7 @@ def install_commit(
     store._changed_arrays.clear()
     store._dirty_bytes = 0
     store._version = version
+    store._base_id = store._next_id
     store._changed = False
     store._state_gen += 1
     if rewrote:

@@ -128,6 +128,7 @@ def install(store: StoreModel, doc: dict[str, Any], where: str) -> None:
     ):
         raise CorruptionError(f"manifest {where}: index_checks is malformed")
     store._next_id = next_id
+    store._base_id = next_id
     store._manifest_where = where
     store._where = f"manifest {where}"  # the file; + ", dataset NAME" in messages
     store._schemas = SchemaTable(schemas, store._decode_schema_entry, store._schema_entry_key)
