@@ -480,7 +480,7 @@ def conflict_error(store: StoreModel, version: int) -> ConflictError:
     return ConflictError(
         f"the store at {store._storage.location} moved on to version {version} or later since this "
         f"handle read version {store._version}; nothing was written over it. Reopen the store "
-        "and apply your changes again."
+        "and apply your changes again, or flush(rebase=True) to re-apply them on the newest version."
     )
 
 
@@ -510,12 +510,15 @@ def stats_index(store: StoreModel, var: Variable, arrs: list[ArrayState], update
 
 
 def fresh_stats(
-    store: StoreModel, updates: dict[str, IndexUpdate], string_now: dict[int, dict[str, Any]]
+    store: StoreModel,
+    updates: dict[str, IndexUpdate],
+    string_now: dict[int, dict[str, Any]],
+    arrays: Iterable[ArrayState] | None = None,
 ) -> dict[int, dict[str, Any] | None]:
-    """Fresh stats of every changed array, folded from index rows in bulk."""
+    """Fresh stats of every changed array (or of ``arrays``), folded from index rows in bulk."""
     out: dict[int, dict[str, Any] | None] = {}
     groups: dict[tuple[str, str], list[ArrayState]] = {}
-    for arr in store._changed_arrays.values():
+    for arr in store._changed_arrays.values() if arrays is None else arrays:
         if arr.deleted:
             continue
         if not arr.written:

@@ -105,6 +105,16 @@ def missing_version(store: StoreModel, version: int) -> Exception:
     )
 
 
+def newest_from(store: StoreModel, version: int) -> int:
+    """The newest version, found by probing forward from ``version`` (which must exist):
+    versions are committed one after the other, so what landed since costs one existence
+    check each, however long the history."""
+    exists = store._storage.exists
+    while exists(store._manifest_key(version + 1)):
+        version += 1
+    return version
+
+
 # One function on purpose: one validating pass over ~10^5 manifest entries, locals bound
 # once (run with the garbage collector paused).
 def install(store: StoreModel, doc: dict[str, Any], where: str) -> None:

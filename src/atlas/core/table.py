@@ -254,6 +254,29 @@ class DatasetTable(MutableMapping[str, Record]):
         self._states.pop(name, None)
         self._touched.add(hit[0].serial)
 
+    def read_record(self, name: str) -> list[Any] | None:
+        """The record of ``name`` in the version read (None when it had none), whatever this
+        handle did since."""
+        hit = self._base_record(name)
+        return None if hit is None else self.records_of(hit[0])[hit[1]]
+
+    def shard_key(self, name: str) -> str | None:
+        """The key of the shard holding ``name`` in the version read: None when none does
+        (or a version-1 manifest does). Shards are immutable: two versions whose shards of
+        the same key hold a dataset hold the same record of it."""
+        hit = self._base_record(name)
+        return None if hit is None else hit[0].key
+
+    def untouched(self, name: str) -> bool:
+        """Whether this handle neither created, deleted nor used the dataset ``name``."""
+        return name not in self._states and name not in self._added and name not in self._deleted
+
+    def edits(self) -> tuple[set[str], dict[str, Record], dict[str, DatasetState]]:
+        """This handle's changes, as they are (not copies): the names of the version read it
+        deleted, the datasets it created (in order; a name also deleted was re-created), and
+        the states of the version's datasets it used (changed, or only read)."""
+        return self._deleted, self._added, self._states
+
     # ------------------------------------------------------------------ commits
 
     def plan(self, encode: Callable[[DatasetState], list[Any]]) -> list[Shard]:
