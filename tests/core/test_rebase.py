@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import pickle
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -19,7 +20,10 @@ from store_helpers import add_dataset
 
 import atlas
 from atlas.core import changes as changes_module
-from atlas.core import commit
+from atlas.core import commit, table
+from atlas.format import shard
+from atlas.storage import LocalStorage, Storage
+from atlas.storage.wrappers import WrappedStorage
 
 Side = Callable[[atlas.Atlas], None]
 
@@ -477,6 +481,51 @@ def test_the_store_moving_on_between_attempts_is_retried(tmp_path: Path, monkeyp
     assert sneaked == [3, 4] and b.version == 5
     assert atlas.Atlas.open(path).list_datasets() == ["d0", "d1", "d2", "first", "sneak0", "sneak1", "b"]
     assert atlas.Atlas.open(path).verify().unreferenced_files == 0  # lost attempts left nothing
+
+
+class _ShardReads(WrappedStorage):
+    """Records the shards whose names (or anything else) are read."""
+
+    def __init__(self, inner: Storage) -> None:
+        super().__init__(inner)
+        self.read: list[str] = []
+
+    def get(self, key: str) -> bytes:
+        self.read.append(key)
+        return self.inner.get(key)
+
+    def get_many_ranges(self, requests: Sequence[tuple[str, Sequence[int], Sequence[int]]]) -> list[list[Any]]:
+        self.read.extend(k for k, _, _ in requests)
+        return self.inner.get_many_ranges(requests)
+
+
+def test_a_rebase_reads_only_the_shards_it_does_not_hold(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Of a store of 6 shards, a rebase over one commit reads the names of the one shard that
+    commit wrote (the others are the handle's, names and all) and the records of the last one,
+    which it writes again; the names map is carried over."""
+    monkeypatch.setattr(table, "SHARD_ROWS", 4)
+    monkeypatch.setattr(shard, "SHARD_ROWS", 4)
+    path = tmp_path / "s"
+    store = atlas.Atlas.create(path)
+    for i in range(22):
+        add_dataset(store, f"d{i:02d}", value=float(i))
+    store.flush()
+    a = atlas.Atlas.open(path)
+    watched = _ShardReads(LocalStorage(path))
+    b = atlas.Atlas.open(watched)
+    a.open_dataset("d05").set_attribute("k", 1)
+    a.flush()
+    add_dataset(b, "new")
+    watched.read.clear()
+    b.flush(rebase=True)
+    read = {k for k in watched.read if k.startswith("meta/")}
+    landed = {s.key for s in a._datasets.shards} - {s.key for s in store._datasets.shards}
+    last = store._datasets.shards[-1].key  # its two datasets are written again with "new"
+    assert len(landed) == 1 and read == landed | {last}, (read, landed)
+    assert b._datasets._place is not None and len(b._datasets._place) == 23
+    fresh = atlas.Atlas.open(path)
+    assert fresh.list_datasets()[-1] == "new" and fresh.open_dataset("d05").get_attribute("k") == 1
+    assert fresh.verify() == []
 
 
 def test_a_handle_without_changes_that_matter_just_moves_on(tmp_path: Path) -> None:

@@ -62,6 +62,7 @@ from .state import ArrayState, DatasetState, UnsettledCommit
 
 if TYPE_CHECKING:
     from .model import StoreModel
+    from .table import DatasetTable
 
 __all__ = ["ArrayChange", "Changes", "DatasetChange", "apply_changes", "changes_of", "flush_rebasing"]
 
@@ -595,10 +596,12 @@ def rebase(store: StoreModel) -> None:
     changes = changes_of(store)
     seen: dict[int, list[tuple[int, int]] | None] = {}
     known = store._version  # a version known to exist; newer ones are probed for
+    table = store._datasets  # the newest table read: it lends the shards it shares with the next
     for attempt in itertools.count():
         started = time.perf_counter()
-        target = newest(store, known)
+        target = newest(store, known, table)
         known = target._version + 1  # if this attempt loses, it loses to that version
+        table = target._datasets
         if not changes:  # nothing left to commit (changes that came to nothing)
             adopt(store, target)
             return
@@ -636,11 +639,14 @@ def rebase(store: StoreModel) -> None:
         time.sleep(random.uniform(0, min(BACKOFF_CAP, took * 2 ** min(attempt, BACKOFF_DOUBLINGS))))
 
 
-def newest(store: StoreModel, known: int) -> StoreModel:
+def newest(store: StoreModel, known: int, table: DatasetTable) -> StoreModel:
     """A model of the store's newest version, at or after ``known`` (a version that exists),
-    without changes, of the handle's own class."""
+    without changes, of the handle's own class. ``table``, of an older version, lends the
+    shards both name: a version differs from the one before it by a few shards."""
     version = loading.newest_from(store, known)
-    return type(store)(store._storage, store._config(), version, False)  # type: ignore[call-arg]
+    model = type(store)(store._storage, store._config(), -1, False)  # type: ignore[call-arg]
+    loading.load(model, version, table)
+    return model
 
 
 def _landed(store: StoreModel, target: StoreModel, changes: Changes, install_target: Any) -> None:

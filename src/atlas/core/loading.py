@@ -61,7 +61,10 @@ def probe_versions(store: StoreModel) -> list[int]:
     return [start]
 
 
-def load(store: StoreModel, version: int | None) -> None:
+def load(store: StoreModel, version: int | None, known: DatasetTable | None = None) -> None:
+    """Install ``version`` (the newest when None) as the handle's state. ``known``, the
+    table of an older version of the same store, lends the shards both versions name (their
+    names, and records or columns once decoded) instead of their being read again."""
     if version == -1:  # being created
         store._version = -1
         return
@@ -84,7 +87,7 @@ def load(store: StoreModel, version: int | None) -> None:
         raise state.removed_error(str(store._storage.location))
     with mf.paused_gc():  # ~10^5 new containers: collections would only rescan them
         head, doc = mf.decode_manifest(data, where, store._meta_format, store._meta_compression)
-        install(store, doc, where)
+        install(store, doc, where, known)
     if "shards" in doc and len(store._datasets) != head.get("datasets"):
         raise CorruptionError(f"manifest {where} has {len(store._datasets)} datasets in its shards; its header declares {head.get('datasets')}")
     if doc.get(VERSION_KEY) != version:
@@ -117,8 +120,9 @@ def newest_from(store: StoreModel, version: int) -> int:
 
 # One function on purpose: one validating pass over ~10^5 manifest entries, locals bound
 # once (run with the garbage collector paused).
-def install(store: StoreModel, doc: dict[str, Any], where: str) -> None:
-    """Build the in-memory state from a manifest document (datasets stay raw until used)."""
+def install(store: StoreModel, doc: dict[str, Any], where: str, known: DatasetTable | None = None) -> None:
+    """Build the in-memory state from a manifest document (datasets stay raw until used;
+    ``known``: see :func:`load`)."""
     store._reset()
     try:
         next_id = doc["next_id"]
@@ -165,13 +169,15 @@ def install(store: StoreModel, doc: dict[str, Any], where: str) -> None:
             raise CorruptionError(f"manifest {where}: variable entry {var.name!r} is invalid")
         store._variables[var.name] = var
     if "shards" in doc:
-        shards = read_shards(store, doc["shards"], where)
+        shards = read_shards(store, doc["shards"], where, known)
     else:  # format version 1: every dataset in the manifest
         names, records = v1_datasets(doc["datasets"], len(schemas), where)
         shards = [Shard(None, names, records=records)] if names else []
     store._datasets = DatasetTable(
         shards, shard_loader(store, len(schemas), where), where, columns_loader(store, len(schemas), where)
     )
+    if known is not None:
+        store._datasets.share_places(known)
     if shards and shards[0].key is None:
         check_unique_ids(records, f"manifest {where}")
 
@@ -249,8 +255,10 @@ def check_names(names: list[str], where: str) -> None:
             raise CorruptionError(f"{where}: invalid dataset name {n!r}")
 
 
-def read_shards(store: StoreModel, entries: Any, where: str) -> list[Shard]:
-    """The shards a version-2 manifest names, with their datasets' names (one ranged read each)."""
+def read_shards(store: StoreModel, entries: Any, where: str, known: DatasetTable | None = None) -> list[Shard]:
+    """The shards a version-2 manifest names, with their datasets' names (one ranged read
+    each, all at once); those ``known`` holds already (same key and sizes: shards are
+    immutable) are taken from it."""
     try:
         if not isinstance(entries, list):
             raise ValueError("not a list")
@@ -263,13 +271,20 @@ def read_shards(store: StoreModel, entries: Any, where: str) -> list[Shard]:
     except (TypeError, ValueError) as e:
         raise CorruptionError(f"manifest {where}: the shard list is malformed: {e}") from None
     storage = store._storage
+    have = {s.key: s for s in known.shards if s.key is not None} if known is not None else {}
+    lent = [have.get(e[0]) for e in entries]
+    lent = [s if s is not None and (len(s.names), s.names_end, s.length) == tuple(e[1:]) else None for s, e in zip(lent, entries, strict=True)]
     try:
-        prefixes = storage.get_many_ranges([(e[0], [0], [e[2]]) for e in entries])
+        fetched = iter(storage.get_many_ranges([(e[0], [0], [e[2]]) for e, s in zip(entries, lent, strict=True) if s is None]))
     except FileNotFoundError as e:
         raise store._missing_error(f"a shard of manifest {where} is missing: {e}") from None
     meta = (store._meta_format, store._meta_compression)
     shards = []
-    for (key, rows, end, length), (prefix,) in zip(entries, prefixes, strict=True):
+    for (key, rows, end, length), mine in zip(entries, lent, strict=True):
+        if mine is not None:
+            shards.append(mine)
+            continue
+        (prefix,) = next(fetched)
         at = f"{storage.location}/{key}"
         head = shard_format.parse_header(prefix, rows, at)
         if head.names_at[0] + head.names_at[1] != end or head.length != length:
