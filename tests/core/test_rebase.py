@@ -22,7 +22,7 @@ import atlas
 from atlas.core import changes as changes_module
 from atlas.core import commit, table
 from atlas.format import shard
-from atlas.storage import LocalStorage, Storage
+from atlas.storage import LocalStorage, MemoryStorage, Storage
 from atlas.storage.wrappers import WrappedStorage
 
 Side = Callable[[atlas.Atlas], None]
@@ -567,3 +567,66 @@ def test_changes_travel_to_another_handle_and_apply_there(tmp_path: Path) -> Non
     assert [fresh.open_dataset(f"w{w}").read_array("x")[0] for w in range(3)] == [0.0, 1.0, 2.0]
     assert {k: v for k, v in fresh.open_dataset("d0").attributes().items() if k.startswith("by")} == {"by0": 0, "by1": 1, "by2": 2}
     assert fresh.verify() == []
+
+
+# --------------------------------------------------------------------------- outcomes not known
+
+
+class _LostAnswer(WrappedStorage):
+    """Stores a manifest and then fails, and cannot read it back, while ``armed``."""
+
+    def __init__(self, inner: Storage) -> None:
+        super().__init__(inner)
+        self.armed = False
+
+    def put_if_absent(self, key: str, data: Any) -> bool:
+        if self.armed and key.startswith("manifests/0"):
+            self.inner.put_if_absent(key, data)
+            raise ConnectionResetError("the response was lost")
+        return self.inner.put_if_absent(key, data)
+
+    def get(self, key: str) -> bytes:
+        if self.armed and key.startswith("manifests/0"):
+            raise TimeoutError("the server does not answer")
+        return self.inner.get(key)
+
+    def get_range(self, key: str, start: int, length: int) -> bytes:
+        if self.armed and key.startswith("manifests/0"):
+            raise TimeoutError("the server does not answer")
+        return self.inner.get_range(key, start, length)
+
+
+def test_a_rebased_commit_whose_outcome_is_unknown_is_settled_by_the_next_flush(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(commit, "READ_BACK_PAUSES", (0.0,))
+    inner = MemoryStorage()
+    base = atlas.Atlas.create(inner)
+    add_dataset(base, "d0")
+    base.flush()
+    flaky = _LostAnswer(inner)
+    a, b = atlas.Atlas.open(inner), atlas.Atlas.open(flaky)
+    add_dataset(a, "a")
+    view = b.create_dataset("b")
+    a.flush()
+    real = commit.try_commit
+
+    def arm_then_commit(store: Any, *args: Any) -> bool:
+        flaky.armed = store is not b  # the rebased commit's answer is lost
+        return real(store, *args)
+
+    monkeypatch.setattr(commit, "try_commit", arm_then_commit)
+    with pytest.raises(atlas.CommitOutcomeUnknownError):
+        b.flush(rebase=True)
+    with pytest.raises(atlas.ConflictError, match="settle"):
+        b.create_dataset("refused")
+    flaky.armed = False
+    monkeypatch.setattr(commit, "try_commit", real)
+    b.flush(rebase=True)  # it had landed: the handle takes that version, nothing is written twice
+    assert b.version == 3 and versions_of(inner) == [0, 1, 2, 3]
+    view.set_attribute("after", 1)
+    b.flush(rebase=True)
+    assert atlas.Atlas.open(inner).list_datasets() == ["d0", "a", "b"]
+    assert atlas.Atlas.open(inner).open_dataset("b").get_attribute("after") == 1
+
+
+def versions_of(storage: Storage) -> list[int]:
+    return [v["version"] for v in atlas.Atlas.open(storage).versions()]

@@ -621,6 +621,7 @@ def rebase(store: StoreModel) -> None:
         except CommitOutcomeUnknownError:
             u = target._unsettled
             assert u is not None
+            target._unsettled = None  # the handle settles it, and takes the target's state if it landed
             store._unsettled = UnsettledCommit(
                 u.version, u.key, u.token,
                 functools.partial(_landed, store, target, changes, u.install),
