@@ -21,6 +21,7 @@ from store_helpers import add_dataset
 import atlas
 from atlas.core import changes as changes_module
 from atlas.core import commit, table
+from atlas.format import manifest as mf
 from atlas.format import shard
 from atlas.storage import LocalStorage, MemoryStorage, Storage
 from atlas.storage.wrappers import WrappedStorage
@@ -630,3 +631,34 @@ def test_a_rebased_commit_whose_outcome_is_unknown_is_settled_by_the_next_flush(
 
 def versions_of(storage: Storage) -> list[int]:
     return [v["version"] for v in atlas.Atlas.open(storage).versions()]
+
+
+def test_a_rebased_commit_whose_number_went_to_another_writer_is_rebased_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(commit, "READ_BACK_PAUSES", (0.0,))
+    inner = MemoryStorage()
+    base = atlas.Atlas.create(inner)
+    add_dataset(base, "d0")
+    base.flush()
+    flaky = _LostAnswer(inner)
+    a, b = atlas.Atlas.open(inner), atlas.Atlas.open(flaky)
+    add_dataset(a, "a")
+    add_dataset(b, "b")
+    a.flush()
+    real = commit.try_commit
+
+    def arm_then_commit(store: Any, *args: Any) -> bool:
+        flaky.armed = store is not b
+        return real(store, *args)
+
+    monkeypatch.setattr(commit, "try_commit", arm_then_commit)
+    with pytest.raises(atlas.CommitOutcomeUnknownError):
+        b.flush(rebase=True)
+    flaky.armed = False
+    monkeypatch.setattr(commit, "try_commit", real)
+    inner.delete(mf.manifest_key(3, "json", "none"))  # it had not landed after all...
+    other = atlas.Atlas.open(inner)
+    add_dataset(other, "other")
+    other.flush()  # ...and another writer took the number
+    b.flush(rebase=True)
+    assert b.version == 4 and versions_of(inner) == [0, 1, 2, 3, 4]
+    assert atlas.Atlas.open(inner).list_datasets() == ["d0", "a", "other", "b"]
