@@ -33,8 +33,9 @@ before the field existed) may have written any of them: such writes then conflic
 :func:`flush_rebasing` is the flush: commit as usual while the store has not moved on;
 otherwise take the changes, open the newest version, apply them, commit, and do it again
 (after a short random pause) while other writers keep winning. On success the handle reads
-the version it committed (its views stay valid); on a true conflict nothing is committed
-and the handle keeps its changes on its version, as after any ``ConflictError``.
+the version it committed (views of the datasets it changed stay valid; others name the old
+version); on a true conflict nothing is committed and the handle keeps its changes on its
+version, as after any ``ConflictError``.
 """
 
 from __future__ import annotations
