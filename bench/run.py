@@ -432,6 +432,13 @@ def parse_args(argv: list[str] | None) -> tuple[Config, bool]:
         help="run the scale probe instead (N datasets, default 100000; "
         "its options: --scale-probe --help)",
     )
+    parser.add_argument(
+        "--writers",
+        nargs="?",
+        metavar="N,N",
+        help="run the many-writers benchmark instead (commits/s of 1, 2, 4 and 8 writer processes; "
+        "its options: --writers --help)",
+    )
     parser.add_argument("--gridded", type=int, help="number of gridded datasets (default 50)")
     parser.add_argument(
         "--reps", type=int, help="repetitions per phase and implementation (default 3)"
@@ -498,6 +505,10 @@ def main(argv: list[str] | None = None) -> int:
         import scale  # the scale probe has its own options: bench/run --scale-probe --help
 
         return scale.main(argv)
+    if any(arg.split("=")[0] == "--writers" for arg in argv):
+        import writers  # many writers at once, our side alone: bench/run --writers --help
+
+        return writers.main(argv)
     cfg, remove_workdir = parse_args(argv)
     for impl in cfg.impls:
         if not INTERPRETERS[impl].exists():

@@ -6,6 +6,8 @@ Each is a subclass of the builtin a user of the original API would catch, so
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 
 class AtlasError(Exception):
     """Base class of the errors Atlas defines itself."""
@@ -26,8 +28,29 @@ class StorageError(AtlasError, OSError):
     key: str | None = None
 
 
+class Conflict(NamedTuple):
+    """One thing two writers both changed, as a rebase found it: the dataset, what of it
+    (``""`` for the dataset itself, ``"array 'x'"``, ``"attribute 'k'"``...), what the
+    changes being applied did to it, and what the other side did."""
+
+    dataset: str
+    what: str
+    here: str
+    there: str
+
+    def describe(self, here: str = "this handle", there: str = "another writer") -> str:
+        """One line, naming the two sides as told."""
+        subject = f"dataset {self.dataset!r}" + (f", {self.what}," if self.what else "")
+        return f"{subject} {self.here} by {here} and {self.there} by {there}"
+
+
 class ConflictError(AtlasError, RuntimeError):
-    """Another writer committed a new version since this handle read the store."""
+    """Another writer committed a new version since this handle read the store.
+
+    ``conflicts`` lists what both sides changed when a rebase found true conflicts (empty
+    when the store moved on and no rebase was asked for)."""
+
+    conflicts: tuple[Conflict, ...] = ()
 
 
 class CommitOutcomeUnknownError(AtlasError, RuntimeError):

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +48,95 @@ def test_update_adds_only_new_files(tmp_path: Path) -> None:
     assert report["datasets_added"] == 2 and report["files_already_present"] == 3
     assert sorted(report["added"]) == ["north:p0003", "south:p0004"]
     assert len(atlas.Atlas.open(tmp_path / "store").list_datasets()) == 5
+
+
+# Runs the atlas command with its commit held until every process named in ATLAS_TEST_PARTIES
+# has reached its own: each then commits on the version it planned on, and all but the first
+# find the store moved on.
+_HELD_COMMIT = """
+import os, sys, time
+from pathlib import Path
+import atlas.integrations.netcdf as netcdf
+from atlas.cli import main
+
+real = netcdf._commit
+gate = Path(os.environ["ATLAS_TEST_GATE"])
+
+def held(*args, **kwargs):
+    (gate / os.environ["ATLAS_TEST_ME"]).touch()
+    deadline = time.monotonic() + 60
+    while len(list(gate.iterdir())) < int(os.environ["ATLAS_TEST_PARTIES"]) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return real(*args, **kwargs)
+
+netcdf._commit = held
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def _held_ingests(tmp_path: Path, *argvs: list[str | Path]) -> list[subprocess.CompletedProcess[str]]:
+    """Run ``atlas ARGV`` for each argv at once, each commit held until all are ready to commit."""
+    script = tmp_path / "held_commit.py"
+    script.write_text(_HELD_COMMIT)
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    procs = [
+        subprocess.Popen(
+            [sys.executable, script, *map(str, argv)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "ATLAS_TEST_GATE": str(gate), "ATLAS_TEST_ME": str(i), "ATLAS_TEST_PARTIES": str(len(argvs))},
+        )
+        for i, argv in enumerate(argvs)
+    ]
+    done = []
+    for p in procs:
+        out, err = p.communicate(timeout=120)
+        done.append(subprocess.CompletedProcess(p.args, p.returncode, out, err))
+    assert len(list(gate.iterdir())) == len(argvs)
+    return done
+
+
+def test_concurrent_updates_with_different_files_both_land(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    write_tree(tmp_path / "first", 2)
+    run("ingest", tmp_path / "first", store, "--root", tmp_path, "-q")
+    write_tree(tmp_path / "a", 3, start=10)
+    write_tree(tmp_path / "b", 3, start=20)
+    ingests = _held_ingests(
+        tmp_path,
+        *(["ingest", tmp_path / d, store, "--root", tmp_path, "--update", "--json", "-j", "1"] for d in ("a", "b")),
+    )
+    for proc in ingests:
+        assert proc.returncode == 0, proc.stderr
+    reports = [json.loads(p.stdout) for p in ingests]
+    assert sorted(r["version"] for r in reports) == [2, 3]
+    fresh = atlas.Atlas.open(store)
+    assert fresh.version == 3 and fresh.verify() == []
+    names = fresh.list_datasets()
+    assert len(names) == 8 and set(reports[0]["added"]) | set(reports[1]["added"]) == set(names[2:])
+    for r in reports:
+        for name in r["added"]:
+            assert fresh.open_dataset(name).get_attribute("_atlas_source").startswith(name.split(":")[0])
+
+
+def test_concurrent_updates_adding_the_same_file_fail_one_with_a_clear_error(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    write_tree(tmp_path / "src", 2)
+    run("ingest", tmp_path / "src", store, "-q")
+    write_tree(tmp_path / "src", 1, start=5)
+    ingests = _held_ingests(tmp_path, *(["ingest", tmp_path / "src", store, "--update", "-q"] for _ in range(2)))
+    failed = [p for p in ingests if p.returncode != 0]
+    assert len(failed) == 1 and sum(p.returncode == 0 for p in ingests) == 1
+    assert_one_line_error(
+        failed[0],
+        "another process changed the store",
+        "dataset 'north:p0005' created by this ingest and created by the other",
+        "nothing was committed. Run the command again",
+    )
+    assert "reopen" not in failed[0].stderr.lower()
+    assert atlas.Atlas.open(store).version == 2
 
 
 def test_corrupt_file_fails_cleanly_or_is_skipped(tmp_path: Path) -> None:

@@ -89,3 +89,14 @@ def test_compact_reports_what_the_grace_period_keeps(tmp_path: Path) -> None:
     assert "no problems found" in verify and "note: 1 file(s)" in verify
     writer.flush()  # the writer's segments survived the compaction
     assert atlas.Atlas.open(path).open_dataset("unflushed").read_array("x").sum() == 1000.0
+
+
+def test_a_conflict_is_told_as_another_process_changing_the_store() -> None:
+    from atlas.cli.errors import error_message
+    from atlas.errors import Conflict
+
+    plain = error_message(atlas.ConflictError("the store moved on ... Reopen the store and apply your changes again"))
+    assert plain == "another process changed the store while this command ran; nothing was committed. Run the command again"
+    err = atlas.ConflictError("x")
+    err.conflicts = (Conflict("d1", "", "deleted", "changed"),)
+    assert "(dataset 'd1' deleted by this command and changed by the other)" in error_message(err)

@@ -39,6 +39,23 @@ def test_second_writer_gets_a_conflict_and_nothing_is_lost(tmp_path: Path) -> No
         b.flush()
 
 
+def test_a_flush_that_lost_its_version_leaves_only_its_segments(tmp_path: Path) -> None:
+    """Its index file and shards are named by no manifest, ever: they are removed at once.
+    Its segments stay, for the flush that commits the changes after all."""
+    atlas.Atlas.create(tmp_path / "s").flush()
+    a = atlas.Atlas.open(tmp_path / "s")
+    b = atlas.Atlas.open(tmp_path / "s")
+    write_profiles(a, 2, prefix="a")
+    write_profiles(b, 2, prefix="b")
+    a.flush()
+    before = stored_files(tmp_path / "s")
+    with pytest.raises(atlas.ConflictError):
+        b.flush()
+    new = sorted(set(stored_files(tmp_path / "s")) - set(before))
+    assert len(new) == 1 and new[0].startswith("data/"), new
+    assert atlas.Atlas.open(tmp_path / "s").verify().unreferenced_files == 1
+
+
 def test_write_ahead_bounds_memory_and_stays_invisible_until_flush(tmp_path: Path) -> None:
     store = atlas.Atlas.create(tmp_path / "s")
     store.buffer_bytes = 2 << 20

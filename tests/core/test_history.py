@@ -229,3 +229,43 @@ def test_tags_are_read_back_and_foreign_files_under_tags_are_not_tags(store: atl
     assert history.read_tags(storage) == {"first": 0, "release": 1}
     assert atlas.Atlas.open(storage).tags() == {"first": 0, "release": 1}
     assert atlas.Atlas.open(storage, version="first").list_datasets() == []
+
+
+def _header(path: Path, version: int) -> dict[str, object]:
+    key = mf.manifest_key(version, "json", "none")
+    return json.loads((path / key).read_bytes().split(b"\n", 1)[0])
+
+
+def test_a_commit_lists_the_stored_arrays_it_rewrote_and_its_tombstone_keeps_them(tmp_path: Path) -> None:
+    """The header's ``rewritten`` ranges name the arrays of the parent version whose chunks a
+    commit wrote, including chunks written ahead; arrays the commit defined are new ids."""
+    store = atlas.Atlas.create(tmp_path / "s")
+    for i in range(5):
+        add_dataset(store, f"d{i}", value=float(i))
+    store.flush()
+    assert _header(tmp_path / "s", 1)["rewritten"] == []
+    aids = [store.open_dataset(f"d{i}")._ds.arrays["x"].aid for i in range(5)]
+    store.buffer_bytes = 1  # d0's chunk is written ahead at once
+    for i in (0, 1, 2, 4):
+        store.open_dataset(f"d{i}").write_array("x", [3], np.array([7.0]))
+    add_dataset(store, "new")
+    store.flush()
+    assert aids == sorted(aids)
+    assert _header(tmp_path / "s", 2)["rewritten"] == [[aids[0], aids[2]], [aids[4], aids[4]]]
+    store.create_dataset("later")
+    store.flush()
+    store.compact()  # versions 1 and 2 become tombstones
+    kept = history.read_header(store.storage, mf.manifest_key(2, "json", "none"), 2)
+    assert kept.removed is not None and kept.header["rewritten"] == [[aids[0], aids[2]], [aids[4], aids[4]]]
+    assert _header(tmp_path / "s", 4)["rewritten"] == []  # compaction moves data, writes none
+
+
+def test_rewritten_ranges_stop_at_their_limit() -> None:
+    assert mf.rewritten_ranges([1, 2, 3, 7, 9, 10]) == [[1, 3], [7, 7], [9, 10]]
+    assert mf.rewritten_ranges(list(range(0, 2 * mf.MAX_REWRITTEN_RANGES, 2))) is not None
+    assert mf.rewritten_ranges(list(range(0, 2 * mf.MAX_REWRITTEN_RANGES + 2, 2))) is None
+    assert mf.rewritten_of({"rewritten": [[1, 3]]}, "h") == [(1, 3)]
+    assert mf.rewritten_of({}, "h") is None
+    for bad in ([[3, 1]], [[0, 1]], [1, 2], "x", [[1, True]]):
+        with pytest.raises(atlas.CorruptionError):
+            mf.rewritten_of({"rewritten": bad}, "h")

@@ -102,9 +102,9 @@ def test_warnings_of_the_commit_join_the_report(tmp_path: Path, monkeypatch: pyt
 
     flush = Store.flush
 
-    def warning_flush(self: Store) -> None:
+    def warning_flush(self: Store, rebase: bool = False) -> None:
         warnings.warn("something odd in the statistics", RuntimeWarning, stacklevel=1)
-        flush(self)
+        flush(self, rebase=rebase)
 
     monkeypatch.setattr(Store, "flush", warning_flush)
     write_tree(tmp_path / "src", 1)

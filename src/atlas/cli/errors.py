@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ..errors import ConflictError
+
 EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -16,6 +18,13 @@ class CommandError(Exception):
 
 def error_message(exc: BaseException) -> str:
     """The one line printed for an error that ends a command."""
+    if isinstance(exc, ConflictError):
+        clashes = "; ".join(c.describe("this command", "the other") for c in exc.conflicts[:3])
+        return (
+            "another process changed the store while this command ran"
+            + (f" ({clashes})" if clashes else "")
+            + "; nothing was committed. Run the command again"
+        )
     if isinstance(exc, KeyError) and exc.args:
         return str(exc.args[0])
     text = str(exc).strip()

@@ -195,7 +195,8 @@ def _add_ingest(sub: Subcommands) -> None:
                    help=f"processes decoding files in parallel (default: the number of cores, {default_jobs()})")
     p.add_argument("--update", action="store_true",
                    help="add new files, replace the datasets of changed files (by size and time, then "
-                        "SHA-256), leave unchanged ones alone")
+                        "SHA-256), leave unchanged ones alone; commits on top of what other processes "
+                        "committed meanwhile, so updates with different files may run at once")
     p.add_argument("--retry-failed", action="store_true",
                    help="try again files that failed in an earlier ingest even if they did not change")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress output, only the summary")

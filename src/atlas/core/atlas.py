@@ -22,7 +22,7 @@ from ..format import manifest as mf
 from ..format.codec import parse_codec
 from ..names import check_name
 from ..storage import open_storage
-from . import commit, history, loading, scan, write
+from . import changes, commit, history, loading, scan, write
 from .dataset import DatasetView
 from .loading import is_store_key
 from .model import StoreModel
@@ -179,13 +179,7 @@ class Store(StoreModel):
 
     def delete_dataset(self, name: str) -> None:
         """Delete a dataset and all its arrays (effective at once, persisted by flush)."""
-        self._check_writable()
-        ds = self._dataset(name)
-        for arr in ds.arrays.values():
-            write.drop_array(self, arr)
-        ds.deleted = True
-        del self._datasets[name]
-        self._changed = True
+        write.delete_dataset(self, name)
 
     def dataset_exists(self, name: str) -> bool:
         """Whether a dataset of this name exists."""
@@ -234,14 +228,26 @@ class Store(StoreModel):
         or ``pad=True``, which pads each array to the largest shape with its fill value."""
         return scan.read_array_across_stacked(self, array, names, start, shape, pad)
 
-    def flush(self) -> None:
+    def flush(self, rebase: bool = False) -> None:
         """Commit every buffered change atomically as a new version (no-op when unchanged).
 
         ``ConflictError`` if another writer committed since this handle's version (nothing
-        is written over it). A flush that raises committed nothing, except
-        ``CommitOutcomeUnknownError``: then call ``flush()`` again, which finishes the
-        commit if it had landed and commits again if it had not."""
-        commit.flush(self)
+        is written over it). With ``rebase=True`` this handle's changes are instead applied
+        again on the newest version and committed there (again, after a short random pause,
+        while other writers keep winning), unless they truly conflict with what landed: the
+        same array or attribute changed on both sides, a dataset deleted on one side and
+        changed on the other, the same new dataset name created on both. Then
+        ``ConflictError`` (its ``conflicts`` say what), nothing is committed, and the handle
+        still holds its changes on its version. After a rebase the handle reads the version
+        it committed, with the other writers' work in it.
+
+        A flush that raises committed nothing, except ``CommitOutcomeUnknownError``: then
+        call ``flush()`` again, which finishes the commit if it had landed and commits again
+        if it had not."""
+        if rebase:
+            changes.flush_rebasing(self)
+        else:
+            commit.flush(self)
 
     def close(self) -> None:
         """Same as :meth:`flush`; the handle stays usable."""

@@ -227,7 +227,20 @@ def settle(store: StoreModel) -> bool:
 
 
 def commit(store: StoreModel, rewrite: dict[str, tuple[ChunkIndex, list[tuple[str, int]]]] | None = None) -> None:
-    """Write data, indexes and the next manifest; swap in-memory state only on success."""
+    """Write data, indexes and the next manifest; swap in-memory state only on success.
+
+    ``ConflictError`` when another writer's commit took the version (see :func:`try_commit`)."""
+    if not try_commit(store, rewrite):
+        raise conflict_error(store, store._version + 1)
+
+
+def try_commit(store: StoreModel, rewrite: dict[str, tuple[ChunkIndex, list[tuple[str, int]]]] | None = None) -> bool:
+    """Write data, indexes and the next manifest; swap in-memory state only on success.
+
+    False when the store moved on: another writer's commit holds the next version, or a
+    compaction removed files this handle's version named. Nothing was committed then; the
+    chunks written are kept pending (orphans unless a later commit names them), and the
+    handle still holds its changes on its version."""
     # 1. data written ahead for every buffered chunk (string stats taken from buffers first)
     string_stats_now = {
         a.aid: string_stats(a.schema.size, a.schema.size, [a.dirty[0]], a.schema.fill)
@@ -236,17 +249,23 @@ def commit(store: StoreModel, rewrite: dict[str, tuple[ChunkIndex, list[tuple[st
     }
     attach = write_ahead(store, list(store._changed_arrays.values()))
     version = store._version + 1
+    puts = ParallelPuts(store._storage)  # the index file and the shards, written together
     try:  # 2. indexes, 3. stats, 4. the shards and the manifest
-        updates = merged_indexes(store, {id(v): (v, rows, segs) for v, rows, segs, _ in attach}, rewrite, version)
-        check_written_ahead(store)
-        with mf.paused_gc():  # builds ~10^5 short-lived containers, none of them cyclic
-            new_stats = fresh_stats(store, updates, string_stats_now)
-            token = new_token()
-            shards = write_shards(store, version, new_stats)
-            data = encoded_manifest(store, version, token, manifest_doc(store, version, updates, shards))
+        try:
+            rewritten = rewritten_aids(store, attach)
+            updates = merged_indexes(store, {id(v): (v, rows, segs) for v, rows, segs, _ in attach}, rewrite, version, puts)
+            check_written_ahead(store)
+            with mf.paused_gc():  # builds ~10^5 short-lived containers, none of them cyclic
+                new_stats = fresh_stats(store, updates, string_stats_now)
+                token = new_token()
+                shards = write_shards(store, version, new_stats, puts)
+                doc = manifest_doc(store, version, updates, shards)
+                data = encoded_manifest(store, version, token, doc, rewritten)
+        finally:
+            puts.wait()
     except (CorruptionError, VersionRemovedError):
         if store_moved_on(store):  # a compaction removed what this old version named
-            raise conflict_error(store, version) from None
+            return False
         raise
     install = functools.partial(install_commit, store, version, updates, new_stats, attach, bool(rewrite), shards)
     lost = functools.partial(keep_written_ahead, store, version, attach)
@@ -257,13 +276,42 @@ def commit(store: StoreModel, rewrite: dict[str, tuple[ChunkIndex, list[tuple[st
         store._unsettled = UnsettledCommit(version, key, token, install, lost)
         raise
     if not landed:
-        lost()
+        keep_pending(store, attach)
+        remove_unpublished(store, updates, shards)
+        return False
     install()
+    return True
 
 
-def encoded_manifest(store: StoreModel, version: int, token: str, doc: dict[str, Any]) -> bytes:
-    """The manifest file of ``version``: its header line (with the commit token) and ``doc``."""
-    header = {
+def rewritten_aids(store: StoreModel, attach: WrittenAhead) -> list[int]:
+    """The ids of arrays of the handle's version whose chunks this commit writes (arrays
+    the handle defined itself are new to every other writer, and not listed)."""
+    parts = [var.pending.rows["aid"] for var in store._variables.values() if len(var.pending.rows)]
+    parts.extend(rows["aid"] for _, rows, _, _ in attach if len(rows))
+    if not parts:
+        return []
+    aids = np.unique(np.concatenate(parts))
+    return [int(a) for a in aids[aids < store._base_id]]
+
+
+def remove_unpublished(store: StoreModel, updates: dict[str, IndexUpdate], shards: list[Shard]) -> None:
+    """Delete the index file and shards of a commit that lost its version to another writer:
+    no manifest names them, nor ever will. (Its segments stay: the handle keeps its changes,
+    and a later commit names them.) Best effort: what is left is collected as garbage."""
+    old = {r.key for var in store._variables.values() for r in var.runs}
+    keys = {r.key for upd in updates.values() for r in upd.runs if r.key not in old}
+    kept = {s.key for s in store._datasets.shards}
+    keys.update(s.key for s in shards if s.key is not None and s.key not in kept)
+    try:
+        store._storage.delete_many(sorted(keys))
+    except Exception:
+        pass
+
+
+def encoded_manifest(store: StoreModel, version: int, token: str, doc: dict[str, Any], rewritten: list[int]) -> bytes:
+    """The manifest file of ``version``: its header line (with the commit token and the arrays
+    whose chunks it rewrote) and ``doc``."""
+    header: dict[str, Any] = {
         "atlas": "manifest",
         "format_version": mf.FORMAT_VERSION,
         "version": version,
@@ -272,6 +320,9 @@ def encoded_manifest(store: StoreModel, version: int, token: str, doc: dict[str,
         "datasets": len(store._datasets),
         "arrays": sum(1 for v in store._variables.values() if v.live > 0),
     }
+    ranges = mf.rewritten_ranges(rewritten)
+    if ranges is not None:
+        header[mf.REWRITTEN_KEY] = ranges
     return mf.encode_manifest(doc, header, store._meta_format, store._meta_compression)
 
 
@@ -317,6 +368,7 @@ def install_commit(
     store._changed_arrays.clear()
     store._dirty_bytes = 0
     store._version = version
+    store._base_id = store._next_id
     store._changed = False
     store._state_gen += 1
     if rewrote:
@@ -360,8 +412,10 @@ def merged_indexes(
     pending: dict[int, tuple[Variable, np.ndarray, list[tuple[str, int]]]],
     rewrite: dict[str, tuple[ChunkIndex, list[tuple[str, int]]]] | None,
     version: int,
+    puts: ParallelPuts,
 ) -> dict[str, IndexUpdate]:
-    """Write the new rows of every changed variable as one run each, all in one index file."""
+    """Write the new rows of every changed variable as one run each, all in one index file
+    (put with ``puts``)."""
     updates: dict[str, IndexUpdate] = {}
     blobs: list[bytes] = []
     key = run_file_key(version)
@@ -395,7 +449,7 @@ def merged_indexes(
             after = None if var.index is None else ChunkIndex(merge_rows([var.index.rows, rows]))
         updates[var.name] = IndexUpdate(runs, segs, ChunkIndex(rows), after)
     if blobs:
-        store._storage.put(key, b"".join(blobs))
+        puts.put(key, b"".join(blobs))
     return updates
 
 
@@ -426,7 +480,7 @@ def conflict_error(store: StoreModel, version: int) -> ConflictError:
     return ConflictError(
         f"the store at {store._storage.location} moved on to version {version} or later since this "
         f"handle read version {store._version}; nothing was written over it. Reopen the store "
-        "and apply your changes again."
+        "and apply your changes again, or flush(rebase=True) to re-apply them on the newest version."
     )
 
 
@@ -456,12 +510,15 @@ def stats_index(store: StoreModel, var: Variable, arrs: list[ArrayState], update
 
 
 def fresh_stats(
-    store: StoreModel, updates: dict[str, IndexUpdate], string_now: dict[int, dict[str, Any]]
+    store: StoreModel,
+    updates: dict[str, IndexUpdate],
+    string_now: dict[int, dict[str, Any]],
+    arrays: Iterable[ArrayState] | None = None,
 ) -> dict[int, dict[str, Any] | None]:
-    """Fresh stats of every changed array, folded from index rows in bulk."""
+    """Fresh stats of every changed array (or of ``arrays``), folded from index rows in bulk."""
     out: dict[int, dict[str, Any] | None] = {}
     groups: dict[tuple[str, str], list[ArrayState]] = {}
-    for arr in store._changed_arrays.values():
+    for arr in store._changed_arrays.values() if arrays is None else arrays:
         if arr.deleted:
             continue
         if not arr.written:
@@ -505,24 +562,22 @@ def array_stats_from(store: StoreModel, arr: ArrayState, var: Variable, idx: Chu
     return string_stats(row_count, int(r["ncells"].sum()) if len(r) else 0, values, schema.fill)
 
 
-def write_shards(store: StoreModel, version: int, new_stats: dict[int, dict[str, Any] | None]) -> list[Shard]:
+def write_shards(
+    store: StoreModel, version: int, new_stats: dict[int, dict[str, Any] | None], puts: ParallelPuts
+) -> list[Shard]:
     """The shards of ``version``: those this commit's changes did not touch are kept, the
-    others written anew (in parallel)."""
+    others written anew (in parallel, with ``puts``)."""
     shards = store._datasets.plan(lambda ds: store._record_of(ds, new_stats))
     fmt, comp = store._meta_format, store._meta_compression
-    puts = ParallelPuts(store._storage)
-    try:
-        for s in shards:
-            if s.key is None:
-                assert s.records is not None
-                data, s.names_end = encode_shard(s.names, [r[1:] for r in s.records], fmt, comp)
-                s.key = new_shard_key(version)
-                s.length = len(data)
-                s.head = parse_header(data, len(s.names), s.key)
-                s.columns = columns_of(s.records)
-                puts.put(s.key, data)
-    finally:
-        puts.wait()
+    for s in shards:
+        if s.key is None:
+            assert s.records is not None
+            data, s.names_end = encode_shard(s.names, [r[1:] for r in s.records], fmt, comp)
+            s.key = new_shard_key(version)
+            s.length = len(data)
+            s.head = parse_header(data, len(s.names), s.key)
+            s.columns = columns_of(s.records)
+            puts.put(s.key, data)
     return shards
 
 

@@ -119,6 +119,8 @@ def tombstone(header: VersionHeader, removed: str) -> bytes:
         "body_length": 0,
         "body_crc32c": checksum(b""),
     }
+    if mf.REWRITTEN_KEY in header.header:  # what a rebase across the removed version needs
+        head[mf.REWRITTEN_KEY] = header.header[mf.REWRITTEN_KEY]
     return json.dumps(head, ensure_ascii=True, separators=(",", ":")).encode() + b"\n"
 
 

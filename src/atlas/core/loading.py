@@ -62,34 +62,34 @@ def probe_versions(store: StoreModel) -> list[int]:
     return [start]
 
 
-def load(store: StoreModel, version: int | None) -> None:
+def load(store: StoreModel, version: int | None, known: DatasetTable | None = None) -> None:
+    """Install ``version`` (the newest when None) as the handle's state. ``known``, the
+    table of an older version of the same store, lends the shards both versions name (their
+    names, and records or columns once decoded) instead of their being read again."""
     if version == -1:  # being created
         store._version = -1
         store._datasets = dataset_table(store, [], f"{store._storage.location} (new)")
         return
-    versions = manifest_versions(store)
-    if not versions:
-        raise StoreNotFoundError(f"no committed version in the Atlas store at {store._storage.location}")
+    asked = version is not None
     if version is None:
+        versions = manifest_versions(store)
+        if not versions:
+            raise StoreNotFoundError(f"no committed version in the Atlas store at {store._storage.location}")
         version = versions[-1]
-    elif version not in versions:
-        raise KeyError(
-            f"version {version} is not in the store at {store._storage.location}; "
-            f"available: {versions[:3]}...{versions[-3:]}" if len(versions) > 6 else
-            f"version {version} is not in the store; available: {versions}"
-        )
     key = store._manifest_key(version)
     where = f"{store._storage.location}/{key}"
-    try:
+    try:  # a version asked for is read directly: listing every manifest is only for the error
         data = store._storage.get(key)
     except FileNotFoundError:
+        if asked:
+            raise missing_version(store, version) from None
         raise CorruptionError(f"manifest {where} disappeared while opening") from None
     state = history.VersionHeader(version, key, mf.decode_header(data, where)[0])
     if not state.live:
         raise state.removed_error(str(store._storage.location))
     with mf.paused_gc():  # ~10^5 new containers: collections would only rescan them
         head, doc = mf.decode_manifest(data, where, store._meta_format, store._meta_compression)
-        install(store, doc, where)
+        install(store, doc, where, known)
     if "shards" in doc and len(store._datasets) != head.get("datasets"):
         raise CorruptionError(f"manifest {where} has {len(store._datasets)} datasets in its shards; its header declares {head.get('datasets')}")
     if doc.get(VERSION_KEY) != version:
@@ -97,10 +97,34 @@ def load(store: StoreModel, version: int | None) -> None:
     store._version = version
 
 
+def missing_version(store: StoreModel, version: int) -> Exception:
+    """The error for a version the store does not hold (KeyError; StoreNotFoundError when it
+    holds none)."""
+    versions = manifest_versions(store)
+    if not versions:
+        return StoreNotFoundError(f"no committed version in the Atlas store at {store._storage.location}")
+    return KeyError(
+        f"version {version} is not in the store at {store._storage.location}; "
+        f"available: {versions[:3]}...{versions[-3:]}" if len(versions) > 6 else
+        f"version {version} is not in the store; available: {versions}"
+    )
+
+
+def newest_from(store: StoreModel, version: int) -> int:
+    """The newest version, found by probing forward from ``version`` (which must exist):
+    versions are committed one after the other, so what landed since costs one existence
+    check each, however long the history."""
+    exists = store._storage.exists
+    while exists(store._manifest_key(version + 1)):
+        version += 1
+    return version
+
+
 # One function on purpose: one validating pass over ~10^5 manifest entries, locals bound
 # once (run with the garbage collector paused).
-def install(store: StoreModel, doc: dict[str, Any], where: str) -> None:
-    """Build the in-memory state from a manifest document (datasets stay raw until used)."""
+def install(store: StoreModel, doc: dict[str, Any], where: str, known: DatasetTable | None = None) -> None:
+    """Build the in-memory state from a manifest document (datasets stay raw until used;
+    ``known``: see :func:`load`)."""
     store._reset()
     try:
         next_id = doc["next_id"]
@@ -120,6 +144,7 @@ def install(store: StoreModel, doc: dict[str, Any], where: str) -> None:
     ):
         raise CorruptionError(f"manifest {where}: index_checks is malformed")
     store._next_id = next_id
+    store._base_id = next_id
     store._manifest_where = where
     store._where = f"manifest {where}"  # the file; + ", dataset NAME" in messages
     store._schemas = SchemaTable(schemas, store._decode_schema_entry, store._schema_entry_key)
@@ -146,11 +171,13 @@ def install(store: StoreModel, doc: dict[str, Any], where: str) -> None:
             raise CorruptionError(f"manifest {where}: variable entry {var.name!r} is invalid")
         store._variables[var.name] = var
     if "shards" in doc:
-        shards = read_shards(store, doc["shards"], where)
+        shards = read_shards(store, doc["shards"], where, known)
     else:  # format version 1: every dataset in the manifest
         names, records = v1_datasets(doc["datasets"], len(schemas), where)
         shards = [Shard(None, names, records=records)] if names else []
     store._datasets = dataset_table(store, shards, where)
+    if known is not None:
+        store._datasets.share_places(known)
     if shards and shards[0].key is None:
         check_unique_ids(records, f"manifest {where}")
 
@@ -160,6 +187,13 @@ def dataset_table(store: StoreModel, shards: list[Shard], where: str) -> Dataset
     return DatasetTable(
         shards, shard_loader(store, where), where, columns_loader(store, where), fields_loader(store, where)
     )
+
+
+def bind_table(store: StoreModel) -> None:
+    """After a handle took the state another model loaded (a swap to a newer version): its
+    table reads shards for this handle, checking them against this handle's ids and schemas."""
+    table = store._datasets
+    table.use_loaders(shard_loader(store, table.where), columns_loader(store, table.where), fields_loader(store, table.where))
 
 
 def index_runs(index: Any, checks: dict[str, Any]) -> list[IndexRun]:
@@ -235,8 +269,10 @@ def check_names(names: list[str], where: str) -> None:
             raise CorruptionError(f"{where}: invalid dataset name {n!r}")
 
 
-def read_shards(store: StoreModel, entries: Any, where: str) -> list[Shard]:
-    """The shards a version-2 manifest names, with their datasets' names (one ranged read each)."""
+def read_shards(store: StoreModel, entries: Any, where: str, known: DatasetTable | None = None) -> list[Shard]:
+    """The shards a version-2 manifest names, with their datasets' names (one ranged read
+    each, all at once); those ``known`` holds already (same key and sizes: shards are
+    immutable) are taken from it."""
     try:
         if not isinstance(entries, list):
             raise ValueError("not a list")
@@ -249,13 +285,20 @@ def read_shards(store: StoreModel, entries: Any, where: str) -> list[Shard]:
     except (TypeError, ValueError) as e:
         raise CorruptionError(f"manifest {where}: the shard list is malformed: {e}") from None
     storage = store._storage
+    have = {s.key: s for s in known.shards if s.key is not None} if known is not None else {}
+    lent = [have.get(e[0]) for e in entries]
+    lent = [s if s is not None and (len(s.names), s.names_end, s.length) == tuple(e[1:]) else None for s, e in zip(lent, entries, strict=True)]
     try:
-        prefixes = storage.get_many_ranges([(e[0], [0], [e[2]]) for e in entries])
+        fetched = iter(storage.get_many_ranges([(e[0], [0], [e[2]]) for e, s in zip(entries, lent, strict=True) if s is None]))
     except FileNotFoundError as e:
         raise store._missing_error(f"a shard of manifest {where} is missing: {e}") from None
     meta = (store._meta_format, store._meta_compression)
     shards = []
-    for (key, rows, end, length), (prefix,) in zip(entries, prefixes, strict=True):
+    for (key, rows, end, length), mine in zip(entries, lent, strict=True):
+        if mine is not None:
+            shards.append(mine)
+            continue
+        (prefix,) = next(fetched)
         at = f"{storage.location}/{key}"
         head = shard_format.parse_header(prefix, rows, at)
         if head.names_at[0] + head.names_at[1] != end or head.length != length:

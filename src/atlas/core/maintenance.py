@@ -552,5 +552,6 @@ def advance(store: StoreModel) -> None:
             setattr(store, name, getattr(fresh, name))
         store._schemas._decode = store._decode_schema_entry
         store._schemas._key_of = store._schema_entry_key
+        loading.bind_table(store)
         store._cache.clear()
         store._state_gen += 1

@@ -42,7 +42,7 @@ __all__ = ["STATE_ATTRIBUTES", "StoreModel"]
 # What a handle holds of the version it reads (set by _reset and loading.install; swapped whole).
 STATE_ATTRIBUTES = (
     "_version", "_manifest_where", "_where", "_schemas", "_datasets", "_fill_memo", "_windows",
-    "_seg_positions", "_peeked", "_variables", "_next_id", "_dirty_bytes", "_changed",
+    "_seg_positions", "_peeked", "_variables", "_next_id", "_base_id", "_dirty_bytes", "_changed",
     "_changed_arrays", "_unsettled",
 )
 
@@ -73,6 +73,7 @@ class StoreModel:
         self._peeked: dict[tuple[str, str], ArrayState] = {}  # arrays read before their dataset was decoded
         self._variables: dict[str, Variable] = {}
         self._next_id = 1
+        self._base_id = 1  # next_id of the version read: ids from it on were taken by this handle
         self._dirty_bytes = 0
         self._changed = False  # anything to commit
         self._changed_arrays: dict[int, ArrayState] = {}

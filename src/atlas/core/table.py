@@ -31,6 +31,9 @@ from .state import DatasetState
 
 ROW_BITS = 24  # a dataset's place: its shard's serial number, then its row (shards hold < 2**24)
 LINEAR_LOOKUPS = 4  # lookups of a handle made by searching the name lists before a dict is built
+# New datasets are written together with the last shards while each holds at most this many
+# times the datasets written with it (see DatasetTable._merged_tail).
+SHARD_MERGE_RATIO = 4
 
 
 @dataclass(eq=False)
@@ -72,6 +75,7 @@ class DatasetTable(MutableMapping[str, Record]):
         self._load_columns = columns_loader  # reads the array columns of shards
         self._load_fields = fields_loader  # reads catalogue fields of shards
         self._modified: set[str] = set()  # stored datasets this handle changed (not only read)
+        self._written: list[Shard] = []  # the shards the last commit wrote (their records kept)
         self._dense: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # array -> (ids, schemas) by global row
         self._by_serial = {s.serial: s for s in shards}
         self._place: dict[str, int] | None = None  # name -> serial << ROW_BITS | row, built when first needed
@@ -83,6 +87,10 @@ class DatasetTable(MutableMapping[str, Record]):
         self._added: dict[str, Record] = {}  # datasets created by this handle, in order
         self._touched: set[int] = set()  # serials of shards with a state or a deletion
         self._rows = sum(len(s.names) for s in shards)
+
+    def use_loaders(self, loader: Loader, columns_loader: ColumnsLoader, fields_loader: FieldsLoader) -> None:
+        """Read shards' parts with these from now on (the table changed hands)."""
+        self._load, self._load_columns, self._load_fields = loader, columns_loader, fields_loader
 
     # ------------------------------------------------------------------ lookups
 
@@ -110,6 +118,28 @@ class DatasetTable(MutableMapping[str, Record]):
                     return (s.serial << ROW_BITS) | s.names.index(name)
             return None
         return self._places().get(name)
+
+    def share_places(self, older: DatasetTable) -> None:
+        """Take the place of each dataset from ``older``, the table of an older version of
+        the same store whose shard objects this one partly holds (see ``loading.load``):
+        its map, less the names of the shards this table does not hold, plus those of the
+        shards only this one holds. Costs a copy of the map rather than a pass over every
+        name of every shard."""
+        old = older._place
+        if old is None or self._place is not None:
+            return
+        mine, theirs = self._by_serial, older._by_serial
+        place = dict(old)
+        for s in older.shards:
+            if s.serial not in mine:
+                for n in s.names:
+                    place.pop(n, None)
+        for s in self.shards:
+            if s.serial not in theirs:
+                base = s.serial << ROW_BITS
+                place.update(zip(s.names, range(base, base + len(s.names)), strict=True))
+        if len(place) == self._rows:  # else a name is listed twice: the lazy map says so
+            self._place = place
 
     def _base_record(self, name: str) -> tuple[Shard, int] | None:
         code = self._code(name)
@@ -361,6 +391,34 @@ class DatasetTable(MutableMapping[str, Record]):
         self._modified.discard(name)
         self._touched.add(hit[0].serial)
 
+    def read_record(self, name: str) -> list[Any] | None:
+        """The record of ``name`` in the version read (None when it had none), whatever this
+        handle did since."""
+        hit = self._base_record(name)
+        return None if hit is None else self.records_of(hit[0])[hit[1]]
+
+    def shard_key(self, name: str) -> str | None:
+        """The key of the shard holding ``name`` in the version read: None when none does
+        (or a version-1 manifest does). Shards are immutable: two versions whose shards of
+        the same key hold a dataset hold the same record of it."""
+        hit = self._base_record(name)
+        return None if hit is None else hit[0].key
+
+    def untouched(self, name: str) -> bool:
+        """Whether this handle neither created, deleted nor used the dataset ``name``."""
+        return name not in self._states and name not in self._added and name not in self._deleted
+
+    def edits(self) -> tuple[set[str], dict[str, Record], dict[str, DatasetState]]:
+        """This handle's changes, as they are (not copies): the names of the version read it
+        deleted, the datasets it created (in order; a name also deleted was re-created), and
+        the states of the version's datasets it changed."""
+        return self._deleted, self._added, self._states
+
+    def held_states(self) -> list[DatasetState]:
+        """Every state the table holds of the version's datasets: changed, or read and still
+        in use."""
+        return [*self._states.values(), *self._kept.values()]
+
     # ------------------------------------------------------------------ commits
 
     def plan(self, encode: Callable[[DatasetState], list[Any]]) -> list[Shard]:
@@ -373,11 +431,9 @@ class DatasetTable(MutableMapping[str, Record]):
         pending_names: list[str] = []
         pending_recs: list[list[Any]] = []
         shards = self.shards
-        last = len(shards) - 1
+        tail = self._merged_tail()
         for i, s in enumerate(shards):
-            rewrite = s.key is None or (s.serial in self._touched and self._changed(s, encode))
-            if not rewrite and i == last and self._added and len(s.names) < SHARD_ROWS:
-                rewrite = True  # new datasets fill the last shard up first
+            rewrite = s.key is None or i >= tail or (s.serial in self._touched and self._changed(s, encode))
             if not rewrite:
                 _emit(out, pending_names, pending_recs)
                 out.append(s)
@@ -394,6 +450,21 @@ class DatasetTable(MutableMapping[str, Record]):
             pending_recs.append(encode(added) if isinstance(added, DatasetState) else added)
         _emit(out, pending_names, pending_recs)
         return out
+
+    def _merged_tail(self) -> int:
+        """Where the shards begin that new datasets are written together with: the last
+        shards that are not full, while each holds at most ``SHARD_MERGE_RATIO`` times the
+        datasets written with it so far (``len(self.shards)`` when none are). Appends then
+        rewrite about their own datasets, and the shards at the end are a few of growing
+        size, as a variable's index runs are."""
+        size = len(self._added)
+        i = len(self.shards)
+        if not size:
+            return i
+        while i and len(self.shards[i - 1].names) < SHARD_ROWS and len(self.shards[i - 1].names) <= SHARD_MERGE_RATIO * size:
+            i -= 1
+            size += len(self.shards[i].names)
+        return i
 
     def _changed(self, shard: Shard, encode: Callable[[DatasetState], list[Any]]) -> bool:
         recs = self.records_of(shard)
@@ -421,9 +492,11 @@ class DatasetTable(MutableMapping[str, Record]):
                 if s.serial not in self._by_serial:
                     base = s.serial << ROW_BITS
                     place.update(zip(s.names, range(base, base + len(s.names)), strict=True))
-        for s in shards:
-            if s.serial not in self._by_serial:
-                s.records = None  # what was written is read back when used (states in use stay)
+        # the records of what the commit before wrote are read back when used: the table
+        # keeps those of one commit's shards (states in use stay with their views)
+        for s in self._written:
+            s.records = None
+        self._written = [s for s in shards if s.serial not in self._by_serial]
         self.shards = shards
         self._by_serial = {s.serial: s for s in shards}
         self._rows = sum(len(s.names) for s in shards)

@@ -114,6 +114,17 @@ def delete_array(store: StoreModel, ds: DatasetState, name: str) -> None:
     store._changed = True
 
 
+def delete_dataset(store: StoreModel, name: str) -> None:
+    """Delete a dataset and all its arrays (effective at once, persisted by flush)."""
+    store._check_writable()
+    ds = store._dataset(name)
+    for arr in ds.arrays.values():
+        drop_array(store, arr)
+    ds.deleted = True
+    del store._datasets[name]
+    store._changed = True
+
+
 def coerce(store: StoreModel, schema: Schema, data: Any) -> np.ndarray:
     dt = schema.dtype
     if not isinstance(data, np.ndarray):

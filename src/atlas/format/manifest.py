@@ -35,6 +35,15 @@ MANIFEST_PREFIX = "manifests/"
 # starting point for readers that cannot list keys (HTTP); they probe forward from it.
 LATEST_HINT_KEY = "manifests/latest"
 
+# The header field listing, as ranges of ids, the arrays of the parent version whose chunks
+# the commit wrote (arrays the commit defined are new ids, not listed): a rebase tells from it
+# whether another writer changed an array's data, which its record may not show (equal
+# statistics). In the header, so that it outlives the body of a removed version.
+REWRITTEN_KEY = "rewritten"
+# A commit rewriting arrays in more ranges than this does not list them (readers then cannot
+# tell what it rewrote): the header line stays well within what readers read of it.
+MAX_REWRITTEN_RANGES = 1024
+
 META_FORMATS = ("json", "msgpack")
 META_COMPRESSIONS = ("none", "zstd", "lz4")
 
@@ -139,6 +148,35 @@ def body_limit(head: dict[str, Any], stored: int, meta_format: str, where: str) 
     if meta_format == "msgpack":
         allowance = int(allowance * _MSGPACK_SHARE)
     return min(MAX_MANIFEST_BYTES, max(allowance, stored * MANIFEST_MAX_RATIO))
+
+
+def rewritten_ranges(ids: list[int]) -> list[list[int]] | None:
+    """Sorted, distinct ids as ``[first, last]`` ranges for a manifest header; None when
+    there are more than ``MAX_REWRITTEN_RANGES`` of them."""
+    out: list[list[int]] = []
+    for i in ids:
+        if out and out[-1][1] == i - 1:
+            out[-1][1] = i
+        else:
+            if len(out) == MAX_REWRITTEN_RANGES:
+                return None
+            out.append([i, i])
+    return out
+
+
+def rewritten_of(head: dict[str, Any], where: str) -> list[tuple[int, int]] | None:
+    """The id ranges a manifest header lists under ``rewritten``; None when it has no such
+    field (written before it existed, or too many ranges: what its commit wrote is not known)."""
+    ranges = head.get(REWRITTEN_KEY)
+    if ranges is None:
+        return None
+    try:
+        out = [(lo, hi) for lo, hi in ranges]
+        if not all(type(lo) is int and type(hi) is int and 0 < lo <= hi < 2**63 for lo, hi in out):
+            raise ValueError
+    except (TypeError, ValueError):
+        raise CorruptionError(f"manifest {where}: {REWRITTEN_KEY!r} is not a list of id ranges") from None
+    return out
 
 
 def _check_counts(head: dict[str, Any], doc: dict[str, Any], where: str) -> None:

@@ -38,7 +38,7 @@ import warnings
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from ...errors import CorruptionError, StorageError
+from ...errors import ConflictError, CorruptionError, StorageError
 from ...format.ingestlog import Failure
 from ...storage.usage import disk_usage
 from ..xarray import add_xarray_dataset
@@ -142,7 +142,10 @@ def ingest_directory(
     version) as ``_atlas_*`` attributes (:mod:`.provenance`). A name already in the
     store is an error, unless ``update`` is true: then unchanged files are left alone,
     changed ones (by size and time, then content hash) replace their datasets, and new
-    ones are added. Files that failed in an earlier ingest (kept in the store's ingest
+    ones are added; and the ingest commits on top of what other writers committed while it
+    ran (``flush(rebase=True)``), so concurrent updates with different files all land. One
+    that changed the same datasets (or added the same new ones) raises :class:`IngestError`
+    saying so, with nothing committed. Files that failed in an earlier ingest (kept in the store's ingest
     log) are not tried again while unchanged, unless ``retry_failed``. ``jobs`` worker
     processes decode files (default: one per core; ``1`` decodes in this process).
     Files whose decoded size exceeds ``max_inline_bytes`` (default: a quarter of
@@ -186,7 +189,7 @@ def ingest_directory(
             failed = _write_files(store, readers, plan, chunk_size, skip_errors, report, progress)
         if progress is not None:
             progress.stage("committing")
-        _commit(store, report)
+        _commit(store, report, rebase=update)
         _keep_log(store, plan, failed)
         committed = True
     finally:
@@ -208,14 +211,25 @@ def _measure(report: IngestReport, store: Atlas, t0: float) -> None:
     report.seconds = time.perf_counter() - t0
 
 
-def _commit(store: Atlas, report: IngestReport) -> None:
-    """Commit the ingest; a failure of the store stops it. Its warnings join the report."""
+def _commit(store: Atlas, report: IngestReport, rebase: bool) -> None:
+    """Commit the ingest (with ``rebase``, on top of what other writers committed meanwhile);
+    a failure of the store, or another writer's commit it cannot go on top of, stops it. Its
+    warnings join the report."""
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            store.flush()
+            store.flush(rebase=rebase)
     except StorageError as exc:
         raise IngestError(f"{_one_line(exc)}; stopped while committing the ingest") from exc
+    except ConflictError as exc:
+        clashes = "; ".join(c.describe("this ingest", "the other") for c in exc.conflicts[:3])
+        more = f" and {len(exc.conflicts) - 3} more" if len(exc.conflicts) > 3 else ""
+        raise IngestError(
+            f"another process changed the store {report.store} while this ingest ran"
+            + (f" ({clashes}{more})" if clashes else "")
+            + "; nothing was committed. Run the command again"
+            + ("" if rebase else " (--update adds only the files the store does not hold)")
+        ) from exc
     report.warnings.extend(WarningRecord("(the commit)", c, m) for c, m in record_warnings(caught))
 
 
