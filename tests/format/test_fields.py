@@ -47,10 +47,24 @@ def test_fields_repeat_what_the_records_say_by_key(meta: tuple[str, str]) -> Non
     row_count, null_count, low, high, schema = v.blocks
     assert row_count.rows.tolist() == [0, 1] and row_count.values.tolist() == [3, 3]
     assert null_count.values.tolist() == [0, 3]
-    assert low.rows.tolist() == [0] and low.values.dtype == np.float64 and low.values.tolist() == [1.5]
+    assert low.rows.tolist() == [0] and low.values.dtype == np.float32 and low.values.tolist() == [1.5]  # exact
     assert high.values.tolist() == [2.5]
     assert schema.rows.tolist() == [0, 1] and schema.values.tolist() == [0, 1]
+    assert row_count.values.dtype == np.int32  # the narrowest that holds them
+    assert schema.rows is null_count.rows  # stored once for blocks of the same rows
+    assert got["a:f"].blocks[0].values == [0.5, "NaN"]
     assert got["s:w"].blocks[2].values.tolist() == [7]
+
+
+def test_values_keep_their_exact_kind() -> None:
+    records: list[list[object]] = [
+        [["x", "float64", 0.1, "n", "int64", 2**40], []],  # 0.1 is no float32; 2**40 no int32
+        [["x", "float64", 0.25, "n", "int64", -1], []],
+    ]
+    got = {n: fields.decode_field(raw, 2, "s") for n, raw in fields.fields_of(records).items()}
+    x, n = got["a:x"].blocks[0].values, got["a:n"].blocks[0].values
+    assert x.dtype == np.float64 and x.tolist() == [0.1, 0.25]
+    assert n.dtype == np.int64 and n.tolist() == [2**40, -1]
 
 
 def test_damaged_fields_are_corruption_naming_the_field() -> None:

@@ -46,8 +46,8 @@ def forget_stored(store: Store) -> None:
 def _joined(parts: list[np.ndarray | list[Any]]) -> np.ndarray | list[Any]:
     """Values of several blocks as one: an array when all are arrays of one dtype."""
     arrays = [p for p in parts if isinstance(p, np.ndarray)]
-    if parts and len(arrays) == len(parts) and len({p.dtype for p in arrays}) == 1:
-        return np.concatenate(arrays)
+    if parts and len(arrays) == len(parts) and len({p.dtype.kind for p in arrays}) == 1:
+        return np.concatenate(arrays)  # int32 and int64 blocks (or float32 and float64) widen
     out: list[Any] = []
     for p in parts:
         out.extend(p.tolist() if isinstance(p, np.ndarray) else p)

@@ -6,10 +6,14 @@ A shard's records hold everything; the fields repeat, by key, what ``find`` and
 every record. A field is one small file part:
 
 * a header line, JSON: ``{"dtype": NAME}`` (the attribute's one dtype) or
-  ``{"dtypes": [NAME, ...]}`` (one per value), and ``"blocks": [[count, kind, length], ...]``;
-* then each block: ``count`` rows (``uint32``, increasing, within the shard) and ``length``
-  bytes of values: ``i8`` (int64), ``f8`` (float64), ``b1`` (bool) little-endian, or
-  ``json`` (a JSON list of ``count`` manifest-encoded values).
+  ``{"dtypes": [NAME, ...]}`` (one per value), and
+  ``"blocks": [[count, kind, length, shared], ...]``;
+* then each block: ``count`` rows (``uint32``, increasing, within the shard; absent when
+  ``shared`` is ``k`` > 0: the rows of block ``k``, counted from 1) and ``length`` bytes of
+  values: ``i4``,
+  ``i8`` (int32, int64), ``f4``, ``f8`` (float32, float64; ``f4`` only when every value is
+  one exactly), ``b1`` (bool) little-endian, or ``json`` (a JSON list of ``count``
+  manifest-encoded values).
 
 An attribute field (``a:KEY``) has one block: the rows holding the key and their values. A
 statistics field (``s:ARRAY``) has five: ``row_count``, ``null_count``, ``min`` and ``max``,
@@ -35,8 +39,11 @@ STATISTICS = "s:"
 #: The statistics blocks of an array's field, in order.
 STAT_BLOCKS = ("row_count", "null_count", "min", "max", "schema")
 
-_BINARY = {"i8": np.dtype("<i8"), "f8": np.dtype("<f8"), "b1": np.dtype("?")}
+_BINARY: dict[str, np.dtype[Any]] = {
+    "i4": np.dtype("<i4"), "i8": np.dtype("<i8"), "f4": np.dtype("<f4"), "f8": np.dtype("<f8"), "b1": np.dtype("?"),
+}
 _INT64 = (-(2**63), 2**63 - 1)
+_INT32 = (-(2**31), 2**31 - 1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,27 +64,38 @@ class Field:
     dtypes: list[str] | None
 
 
-def _kind(values: list[Any]) -> str:
+def _kind(values: list[Any]) -> tuple[str, np.ndarray | None]:
+    """The narrowest kind that holds ``values`` exactly, and them as an array (None: JSON)."""
     types = set(map(type, values))
     if types == {float}:
-        return "f8"
+        wide = np.array(values, dtype="<f8")
+        narrow = wide.astype("<f4")
+        if np.array_equal(narrow.astype("<f8"), wide, equal_nan=True):
+            return "f4", narrow
+        return "f8", wide
     if types == {bool}:
-        return "b1"
+        return "b1", np.array(values, dtype="?")
     if types == {int} and _INT64[0] <= min(values) and max(values) <= _INT64[1]:
-        return "i8"
-    return "json"
-
-
-def _block(rows: list[int], values: list[Any]) -> tuple[list[Any], bytes]:
-    kind = _kind(values) if values else "i8"
-    raw = orjson.dumps(values) if kind == "json" else np.array(values, dtype=_BINARY[kind]).tobytes()
-    return [len(rows), kind, len(raw)], np.array(rows, dtype="<u4").tobytes() + raw
+        kind = "i4" if _INT32[0] <= min(values) and max(values) <= _INT32[1] else "i8"
+        return kind, np.array(values, dtype=_BINARY[kind])
+    return "json", None
 
 
 def _encode(head: dict[str, Any], blocks: list[tuple[list[int], list[Any]]]) -> bytes:
-    parts = [_block(rows, values) for rows, values in blocks]
-    head["blocks"] = [p[0] for p in parts]
-    return orjson.dumps(head) + b"\n" + b"".join(p[1] for p in parts)
+    specs, parts = [], []
+    earlier: list[list[int]] = []
+    for rows, values in blocks:
+        kind, array = _kind(values) if values else ("i4", np.zeros(0, dtype="<i4"))
+        raw = orjson.dumps(values) if array is None else array.tobytes()
+        # the rows of an earlier block (its number, from 1) are not stored again
+        shared = next((i + 1 for i, before in enumerate(earlier) if before == rows), 0)
+        specs.append([len(rows), kind, len(raw), shared])
+        if not shared:
+            parts.append(np.array(rows, dtype="<u4").tobytes())
+        parts.append(raw)
+        earlier.append(rows)
+    head["blocks"] = specs
+    return orjson.dumps(head) + b"\n" + b"".join(parts)
 
 
 def by_layout(lists: list[Any], key_of: Any) -> dict[tuple[Any, ...], list[int]]:
@@ -158,14 +176,19 @@ def decode_field(data: bytes | bytearray | memoryview, rows: int, where: str) ->
         if not isinstance(blocks_spec, list) or (dtype is not None and type(dtype) is not str):
             raise ValueError("bad header")
         pos = nl + 1
-        blocks = []
-        for count, kind, length in blocks_spec:
+        blocks: list[Block] = []
+        for count, kind, length, shared in blocks_spec:
             if type(count) is not int or type(length) is not int or not 0 <= count <= rows or length < 0:
                 raise ValueError("bad block")
-            at = np.frombuffer(buf, "<u4", count, pos)
-            pos += 4 * count
-            if count and (int(at[-1]) >= rows or (count > 1 and bool((at[1:] <= at[:-1]).any()))):
-                raise ValueError("rows out of order or beyond the shard")
+            if type(shared) is int and 0 < shared <= len(blocks) and len(blocks[shared - 1].rows) == count:
+                at = blocks[shared - 1].rows
+            elif shared == 0:
+                at = np.frombuffer(buf, "<u4", count, pos).astype(np.intp)
+                pos += 4 * count
+                if count and (int(at[-1]) >= rows or (count > 1 and bool((at[1:] <= at[:-1]).any()))):
+                    raise ValueError("rows out of order or beyond the shard")
+            else:
+                raise ValueError("bad shared rows")
             raw = buf[pos : pos + length]
             if len(raw) != length:
                 raise ValueError("truncated")
@@ -178,7 +201,7 @@ def decode_field(data: bytes | bytearray | memoryview, rows: int, where: str) ->
                 values = np.frombuffer(raw, _BINARY[kind])
                 if len(values) != count:
                     raise ValueError("values of the wrong length")
-            blocks.append(Block(at.astype(np.intp), values))
+            blocks.append(Block(at, values))
         if pos != len(buf) or not blocks:
             raise ValueError("length disagrees with its blocks")
         if dtypes is not None and (type(dtypes) is not list or len(dtypes) != len(blocks[0].rows)):
