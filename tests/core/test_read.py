@@ -60,3 +60,19 @@ def test_cache_off_reads_no_blocks_ahead(tmp_path: Path, monkeypatch: pytest.Mon
         opened.open_dataset(name).read_array("temperature")
     assert len(decoded) == 20  # one block per read, none decoded ahead and thrown away
 
+
+
+def test_a_large_result_has_pages_of_its_own_and_behaves_as_any_array() -> None:
+    import pickle
+
+    from atlas.core import read as read_module
+
+    big = read_module.result_buffer((3, read_module.OWN_PAGES_BYTES // 4), np.dtype("float32"))
+    small = read_module.result_buffer((3, 4), np.dtype("float32"))
+    assert big.flags.writeable and big.shape == (3, read_module.OWN_PAGES_BYTES // 4) and big.dtype == np.float32
+    assert small.flags.owndata  # small results are ordinary arrays
+    big[...] = 1.5
+    row = big[1]
+    del big  # a view keeps the map alive
+    assert float(row.sum()) == 1.5 * len(row)
+    assert np.array_equal(pickle.loads(pickle.dumps(row)), row)

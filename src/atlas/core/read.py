@@ -4,6 +4,7 @@ block cache and read-ahead), and assembling a window from chunks."""
 from __future__ import annotations
 
 import math
+import mmap
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -425,3 +426,21 @@ def scan_cache_mode(store: StoreModel, decoded: int, stored: int, result: int) -
     if stored <= room:
         return "stored"
     return "read"
+
+
+# Results at least this large get pages of their own (see result_buffer).
+OWN_PAGES_BYTES = 4 << 20
+
+
+def result_buffer(shape: tuple[int, ...], dtype: np.dtype[Any]) -> np.ndarray:
+    """An uninitialised array for a large result, in an anonymous memory map of its own.
+
+    numpy asks the kernel for transparent huge pages on allocations of 4 MiB and more;
+    where the kernel then compacts memory to find them (``defrag`` set to ``madvise``), the
+    first write to a fresh result of hundreds of MB stalls for longer than reading the data
+    (0.7 s against 0.27 s for 400 MB on the development machine). Ordinary pages avoid that.
+    The array owns the map: it is unmapped when the array and its views are gone."""
+    nbytes = math.prod(shape) * dtype.itemsize
+    if nbytes < OWN_PAGES_BYTES:
+        return np.empty(shape, dtype=dtype)
+    return np.frombuffer(mmap.mmap(-1, nbytes), dtype=dtype).reshape(shape)

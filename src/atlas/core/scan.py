@@ -262,7 +262,7 @@ def read_array_across_stacked(
     extents = [tuple(b - x for x, b in zip(st, stop, strict=True)) for st, stop in windows]
     common = stacked_shape(array, extents, pad) if slot is None else tuple(slot)
     dt = present[0].schema.dtype
-    out = np.empty((len(present), *common), dtype=dt.numpy)
+    out = read.result_buffer((len(present), *common), dt.numpy)
     dests = [out[i, ...] for i in range(len(present))]
     if any(e != common for e in extents):  # padded: each window fills a corner of its slot
         for i, (a, e) in enumerate(zip(present, extents, strict=True)):
@@ -315,7 +315,7 @@ def _stacked_in_bulk(
     if extents != {common}:
         return None
     first = next(iter(schemas.values()))
-    out = np.empty((len(names), *common), dtype=first.dtype.numpy)
+    out = read.result_buffer((len(names), *common), first.dtype.numpy)
 
     def put(positions: np.ndarray, schema: Schema, chunks: np.ndarray, fresh: bool) -> None:
         p0 = int(positions[0])
