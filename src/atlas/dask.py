@@ -237,7 +237,7 @@ def ingest(
 
     with (
         distributed.LocalCluster(
-            n_workers=default_jobs(), threads_per_worker=1, processes=True, dashboard_address=None
+            n_workers=default_jobs(), threads_per_worker=1, processes=True, dashboard_address=":0"
         ) as cluster,
         distributed.Client(cluster) as local,
     ):

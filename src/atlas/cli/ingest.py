@@ -54,7 +54,7 @@ def run_cluster_ingest(
                 raise CommandError(f"--dask {address}: give local:N with N worker processes, N at least 1")
             with (
                 distributed.LocalCluster(
-                    n_workers=int(n), threads_per_worker=1, processes=True, dashboard_address=None,
+                    n_workers=int(n), threads_per_worker=1, processes=True, dashboard_address=":0",
                     silence_logs=40,
                 ) as cluster,
                 distributed.Client(cluster) as client,
