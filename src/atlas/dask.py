@@ -215,8 +215,9 @@ def ingest(
 
     All or nothing by default: one commit at the end, none if a file failed. With
     ``skip_errors=True`` the client also commits every ``commit_every_files`` files
-    (5,000) or ``commit_every_seconds`` (60), and a rerun with ``update=True`` goes on
-    from there. A task whose worker died is run again; its earlier attempt's chunks are
+    (2,000) or ``commit_every_seconds`` (60), and a rerun with ``update=True`` goes on
+    from there; the client's memory then stays bounded (all or nothing, it holds every
+    dataset of the run until the end: about 90 KiB per Argo profile). A task whose worker died is run again; its earlier attempt's chunks are
     left for ``compact()``.
 
     ``client`` is a ``distributed.Client``; None takes the current one, or runs a local

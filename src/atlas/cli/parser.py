@@ -205,7 +205,7 @@ def _add_ingest(sub: Subcommands) -> None:
                    help="read and write the files on the workers of the dask cluster whose scheduler is "
                         "at ADDRESS (tcp://host:8786), or of a local cluster of N processes (local:N); the "
                         "workers must reach SRC by the same paths, and STORE. Needs the distributed "
-                        "package. With --skip-errors it commits every 5,000 files or 60 s (rerun with "
+                        "package. With --skip-errors it commits every 2,000 files or 60 s (rerun with "
                         "--update to go on); otherwise once, at the end")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress output, only the summary")
     p.add_argument("--verbose", "-v", action="store_true", help="list every warning with its file")
