@@ -1,7 +1,7 @@
 """Benchmark (no tests here): the NetCDF ingest on a local dask cluster, the figures of
 docs/scaling.md.
 
-    .venv/bin/python bench/cluster_ingest.py SRC [--workers 1,2] [--task-files 64] [--every 100]
+    .venv/bin/python bench/cluster_ingest.py SRC [--workers 1,2] [--task-files 64] [--every 100] [--include GLOB]
 
 For each number of workers: a new local store, a ``distributed.LocalCluster`` of that many
 single-threaded worker processes (started before the clock), and ``atlas.dask.ingest`` of
@@ -79,7 +79,9 @@ def _metadata_per_version(store: Path) -> dict[int, int]:
     return dict(sorted(sizes.items()))
 
 
-def one_run(src: str, workers: int, task_files: int, every: int | None, workdir: Path) -> dict[str, Any]:
+def one_run(
+    src: str, workers: int, task_files: int, every: int | None, workdir: Path, include: list[str]
+) -> dict[str, Any]:
     import distributed
 
     store = workdir / f"store-{workers}-{every}"
@@ -93,7 +95,7 @@ def one_run(src: str, workers: int, task_files: int, every: int | None, workdir:
     ):
         rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         t0 = time.perf_counter()
-        options: dict[str, Any] = {"task_files": task_files}
+        options: dict[str, Any] = {"task_files": task_files, "include": include}
         if every:
             options.update(skip_errors=True, commit_every_files=every, commit_every_seconds=3600)
         report = atlas.dask.ingest(src, store, client, **options)
@@ -107,6 +109,8 @@ def one_run(src: str, workers: int, task_files: int, every: int | None, workdir:
         "bytes_in": report.bytes_in,
         "wall": wall,
         "worker_s_per_file": run.worker_seconds / n,
+        "worker_cpu_per_file": run.worker_cpu_seconds / n,
+        "apply_cpu_per_1000": run.apply_cpu_seconds / n * 1000,
         "apply_s_per_1000": run.apply_seconds / n * 1000,
         "commit_s": run.commit_seconds,
         "commits": run.commits,
@@ -124,20 +128,23 @@ def main() -> None:
     parser.add_argument("--task-files", type=int, default=64)
     parser.add_argument("--every", type=int, default=100)
     parser.add_argument("--workdir", default=None)
+    parser.add_argument("--include", action="append", default=[], metavar="GLOB")
     args = parser.parse_args()
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="atlas-cluster-bench-"))
     counts = [int(x) for x in args.workers.split(",")]
     for w in counts:
-        r = one_run(args.src, w, args.task_files, None, workdir)
+        r = one_run(args.src, w, args.task_files, None, workdir, args.include)
         print(
             f"{w} worker(s): {r['files']} files, {r['bytes_in'] / 1e6:.2f} MB in {r['wall']:.1f} s "
-            f"({r['files'] / r['wall']:.1f} files/s); on the workers {r['worker_s_per_file'] * 1000:.1f} ms/file; "
-            f"client: apply {r['apply_s_per_1000']:.2f} s per 1,000 files, {r['commits']} commit in "
+            f"({r['files'] / r['wall']:.1f} files/s); on the workers {r['worker_s_per_file'] * 1000:.1f} ms/file "
+            f"({r['worker_cpu_per_file'] * 1000:.1f} ms CPU); client: apply {r['apply_s_per_1000']:.2f} s per "
+            f"1,000 files ({r['apply_cpu_per_1000']:.2f} s CPU; the client's process also runs the scheduler), "
+            f"{r['commits']} commit in "
             f"{r['commit_s']:.2f} s, client peak RSS +{r['client_rss_growth_mib']:.0f} MiB; "
             f"changes sent back {r['result_bytes_per_file'] / 1024:.1f} KiB/file"
         )
         print(f"   store files (folder: files, bytes): {r['store']}")
-    r = one_run(args.src, max(counts), args.task_files, args.every, workdir)
+    r = one_run(args.src, max(counts), args.task_files, args.every, workdir, args.include)
     meta = r["metadata"]
     per_commit = [b for v, b in meta.items() if v > 0]
     print(

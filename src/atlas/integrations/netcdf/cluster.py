@@ -91,6 +91,7 @@ class GroupResult:
     changes: Changes | None
     files: list[FileOutcome]
     seconds: float = 0.0  # time the task took on its worker
+    cpu_seconds: float = 0.0  # CPU time of its worker's process meanwhile
 
 
 # ---------------------------------------------------------------------------- on the workers
@@ -114,7 +115,7 @@ def ingest_group(
     from . import MIN_INGEST_BUFFER_BYTES, _write_file
     from .workers import read_file
 
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     store = _open_at(location, storage_options, version)
     store.buffer_bytes = min(store.buffer_bytes, max(MIN_INGEST_BUFFER_BYTES, chunk_size // 2))
     outcomes: list[FileOutcome] = []
@@ -130,14 +131,14 @@ def ingest_group(
         decoded.dataset = None
         outcomes.append(outcome)
         if outcome.error is not None and not skip_errors:
-            return GroupResult(None, outcomes, time.perf_counter() - t0)
+            return GroupResult(None, outcomes, time.perf_counter() - t0, time.process_time() - cpu0)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             changes = changes_of(store)
     except StorageError as exc:
         raise IngestError(f"{' '.join(str(exc).split())}; stopped while writing ahead on a worker") from exc
-    return GroupResult(changes, outcomes, time.perf_counter() - t0)
+    return GroupResult(changes, outcomes, time.perf_counter() - t0, time.process_time() - cpu0)
 
 
 def _open_at(location: str, storage_options: Mapping[str, Any], version: int) -> Store:
@@ -348,8 +349,10 @@ class _Run:
         self.commits = 0
         self.since_commit = 0
         self.last_commit = time.monotonic()
-        self.worker_seconds = 0.0
-        self.apply_seconds = 0.0
+        self.worker_seconds = 0.0  # the tasks' time on the workers, and their CPU time
+        self.worker_cpu_seconds = 0.0
+        self.apply_seconds = 0.0  # the client's time applying changes, and committing
+        self.apply_cpu_seconds = 0.0
         self.commit_seconds = 0.0
 
     def apply(self, group: list[SourceFile], result: GroupResult) -> None:
@@ -358,6 +361,7 @@ class _Run:
 
         report = self.report
         self.worker_seconds += result.seconds
+        self.worker_cpu_seconds += result.cpu_seconds
         for src, outcome in zip(group, result.files, strict=False):
             report.warnings.extend(WarningRecord(src.relpath, c, m) for c, m in outcome.warnings)
             if outcome.error is not None and not self.skip_errors:
@@ -367,12 +371,13 @@ class _Run:
                     + " (pass --skip-errors to skip failing files)"
                 )
         if result.changes is not None:
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.process_time()
             try:
                 apply_changes(self.store, result.changes, ("this ingest", "another writer"))
             except ConflictError as exc:
                 raise _conflict(report, exc) from exc
             self.apply_seconds += time.perf_counter() - started
+            self.apply_cpu_seconds += time.process_time() - cpu
         for src, outcome in zip(group, result.files, strict=True):
             if outcome.error is not None:
                 report.skipped.append((src.relpath, outcome.error))
