@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import signal
 import sys
 from collections.abc import Iterator
@@ -187,20 +188,28 @@ class _StopAfter:
 
 
 def test_a_rerun_goes_on_from_the_last_commit(client: Any, synthetic: Path, tmp_path: Path) -> None:
-    want = local_ingest(synthetic, tmp_path / "local")
+    source = tmp_path / "src"
+    shutil.copytree(synthetic, source)
+    want = local_ingest(source, tmp_path / "local")
     path = tmp_path / "cluster"
     with pytest.raises(KeyboardInterrupt):
         atlas.dask.ingest(
-            synthetic, path, client, skip_errors=True, commit_every_files=10, task_files=5, progress=_StopAfter(22)
+            source, path, client, skip_errors=True, commit_every_files=10, task_files=5, progress=_StopAfter(22)
         )
     stopped = atlas.Atlas.open(path)
     assert len(stopped.list_datasets()) == 20 and stopped.version == 2  # two commits of 10 files
     progress = _StopAfter(1000)
-    report = atlas.dask.ingest(synthetic, path, client, update=True, task_files=5, progress=progress)
+    report = atlas.dask.ingest(source, path, client, update=True, task_files=5, progress=progress)
     assert report.files_present == 20 and len(report.added) == 20 and progress.started == 20
     same_stores(atlas.Atlas.open(path), want)
-    again = atlas.dask.ingest(synthetic, path, client, update=True)
+    again = atlas.dask.ingest(source, path, client, update=True)
     assert again.files_present == 40 and not again.added
+    # a file that changed replaces its dataset, as a local update does
+    write_synthetic_profiles(source, 1, seed=9, floats=5)
+    changed = atlas.dask.ingest(source, path, client, update=True)
+    assert changed.replaced == ["5900000:profiles:5900000_001"] and changed.files_present == 39
+    local_ingest(source, tmp_path / "local", update=True)
+    same_stores(atlas.Atlas.open(path), atlas.Atlas.open(tmp_path / "local"))
 
 
 @pytest.fixture
