@@ -92,6 +92,7 @@ class GroupResult:
     files: list[FileOutcome]
     seconds: float = 0.0  # time the task took on its worker
     cpu_seconds: float = 0.0  # CPU time of its worker's process meanwhile
+    warnings: list[tuple[str, str]] = field(default_factory=list)  # raised writing ahead
 
 
 # ---------------------------------------------------------------------------- on the workers
@@ -113,6 +114,7 @@ def ingest_group(
     of the store raises :class:`IngestError`."""
     from ...core.changes import changes_of
     from . import MIN_INGEST_BUFFER_BYTES, _write_file
+    from .reading import record_warnings
     from .workers import read_file
 
     t0, cpu0 = time.perf_counter(), time.process_time()
@@ -133,12 +135,14 @@ def ingest_group(
         if outcome.error is not None and not skip_errors:
             return GroupResult(None, outcomes, time.perf_counter() - t0, time.process_time() - cpu0)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
             changes = changes_of(store)
     except StorageError as exc:
         raise IngestError(f"{' '.join(str(exc).split())}; stopped while writing ahead on a worker") from exc
-    return GroupResult(changes, outcomes, time.perf_counter() - t0, time.process_time() - cpu0)
+    return GroupResult(
+        changes, outcomes, time.perf_counter() - t0, time.process_time() - cpu0, record_warnings(caught)
+    )
 
 
 def _open_at(location: str, storage_options: Mapping[str, Any], version: int) -> Store:
@@ -207,7 +211,8 @@ def ingest_on_cluster(
     options = dict(storage_options or {})
     files = [_absolute(s) for s in _source_files(paths, root, include, exclude, skip_errors, report)]
     store, cleanup = prepare_store(report.store, codec, (meta_format, meta_compression), report, options)
-    location = report.store  # as given: the workers open it with the same options
+    # the workers open it as given, with the same options (a local path made absolute)
+    location = report.store if "://" in report.store else os.path.abspath(report.store)
     report.store = store.location
     run: _Run | None = None
     finished = False
@@ -370,6 +375,8 @@ class _Run:
                     + ("" if report.created else "; the store is unchanged")
                     + " (pass --skip-errors to skip failing files)"
                 )
+        # what a local ingest's commit would have raised (statistics, encoding)
+        report.warnings.extend(WarningRecord("(the commit)", c, m) for c, m in result.warnings)
         if result.changes is not None:
             started, cpu = time.perf_counter(), time.process_time()
             try:
