@@ -19,6 +19,7 @@ import pytest
 import atlas
 import atlas.dask
 from atlas.integrations.netcdf import IngestError, ingest_directory
+from atlas.integrations.netcdf import cluster as cluster_module
 from atlas.integrations.netcdf.synthetic import write_synthetic_profiles
 
 distributed = pytest.importorskip("distributed")
@@ -243,6 +244,45 @@ def test_skip_errors_commits_the_rest_and_records_the_failure(
     assert [f["file"] for f in log["failures"]] == ["5900001/profiles/5900001_002.nc"]
     again = atlas.dask.ingest(with_a_bad_file, tmp_path / "cluster", client, update=True, skip_errors=True)
     assert not again.added and [f for f, _ in again.failed_before] == ["5900001/profiles/5900001_002.nc"]
+
+
+class _CrashOn(distributed.WorkerPlugin):
+    """On every worker (those started again too): reading the file ``name`` kills the
+    process, as a crash of the NetCDF library would."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def setup(self, worker: Any) -> None:
+        from atlas.integrations.netcdf import workers
+
+        real, name = workers.read_file, self.name
+
+        def read_file(path: str, max_inline: int) -> Any:
+            if path.endswith(name):
+                os.kill(os.getpid(), signal.SIGKILL)
+            return real(path, max_inline)
+
+        workers.read_file = read_file  # type: ignore[assignment]
+
+
+def test_a_file_that_kills_its_worker_fails_by_itself(synthetic: Path, tmp_path: Path) -> None:
+    import dask
+
+    bad = "5900002_003.nc"
+    want = local_ingest(synthetic, tmp_path / "local", exclude=[bad])
+    with (
+        dask.config.set({"distributed.scheduler.allowed-failures": 0}),
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0", silence_logs=50
+        ) as cluster,
+        distributed.Client(cluster) as c,
+    ):
+        c.register_plugin(_CrashOn(bad))
+        report = atlas.dask.ingest(synthetic, tmp_path / "cluster", c, skip_errors=True, task_files=8)
+    assert report.skipped == [("5900002/profiles/5900002_003.nc", cluster_module.WORKER_DIED)]
+    assert len(report.added) == 39
+    same_stores(atlas.Atlas.open(tmp_path / "cluster"), want)
 
 
 # ---------------------------------------------------------------------------- the command line and set-up

@@ -28,7 +28,11 @@ per Argo profile). All or nothing, it holds every dataset of the run until the e
 it opens a fresh handle, writes its files' chunks into new segments and returns new
 changes; the client applies each task's changes once (the first result it gets). The
 segments the dead attempt wrote are named by no version; ``compact()`` removes them once
-its grace period has passed.
+its grace period has passed. A task whose workers keep dying (dask gives up on it after
+``distributed.scheduler.allowed-failures`` deaths) is split: each of its files is tried
+alone, and the one that kills its worker every time fails by itself (skipped with
+``skip_errors``, else the ingest stops), as a file that crashes a reader of the local
+ingest does.
 """
 
 from __future__ import annotations
@@ -288,7 +292,7 @@ def _drive(client: Any, groups: list[list[SourceFile]], submit: Any, run: _Run) 
     window = max(4, TASKS_PER_THREAD * threads)
     futures: dict[int, Any] = {}
     index: dict[str, int] = {}  # task key -> its group
-    done: dict[int, GroupResult] = {}
+    done: dict[int, list[tuple[list[SourceFile], GroupResult]]] = {}
     following = as_completed()
     next_submit = next_apply = 0
     try:
@@ -302,10 +306,11 @@ def _drive(client: Any, groups: list[list[SourceFile]], submit: Any, run: _Run) 
             while next_apply not in done:
                 fut = next(following)
                 i = index.pop(fut.key)
-                done[i] = _result(fut, groups[i])
+                done[i] = _results(fut, groups[i], submit, run.store.version)
                 fut.release()
             while next_apply in done:
-                run.apply(groups[next_apply], done.pop(next_apply))
+                for group, result in done.pop(next_apply):
+                    run.apply(group, result)
                 del futures[next_apply]
                 next_apply += 1
     except BaseException:
@@ -313,6 +318,41 @@ def _drive(client: Any, groups: list[list[SourceFile]], submit: Any, run: _Run) 
         if pending:
             wait(pending)
         raise
+
+
+#: What a file whose task killed its worker every time it ran failed of.
+WORKER_DIED = (
+    "the worker process ingesting this file died each time it was tried (the NetCDF library "
+    "crashed, or the process ran out of memory)"
+)
+
+
+def _results(
+    fut: Any, group: list[SourceFile], submit: Any, version: int
+) -> list[tuple[list[SourceFile], GroupResult]]:
+    """A task's result, as (files, result) pairs. When its workers kept dying (dask gave up
+    on it), each file of the group is tried again alone, one after the other, so that the
+    one killing them fails by itself, as the local ingest does when a reader crashes."""
+    from distributed import KilledWorker, wait
+
+    try:
+        return [(group, _result(fut, group))]
+    except IngestError as exc:
+        if not isinstance(exc.__cause__, KilledWorker):
+            raise
+        if len(group) == 1:
+            return [(group, GroupResult(None, [FileOutcome(error=WORKER_DIED)]))]
+    out: list[tuple[list[SourceFile], GroupResult]] = []
+    for src in group:  # one at a time: none dies beside the one that kills its worker
+        single = submit([src], version)
+        wait([single])
+        try:
+            out.append(([src], _result(single, [src])))
+        except IngestError as exc:
+            if not isinstance(exc.__cause__, KilledWorker):
+                raise
+            out.append(([src], GroupResult(None, [FileOutcome(error=WORKER_DIED)])))
+    return out
 
 
 def _result(fut: Any, group: list[SourceFile]) -> GroupResult:
