@@ -51,6 +51,7 @@ from .plan import Plan, plan_ingest
 from .provenance import failure
 from .report import IngestError, IngestProgress, IngestReport, WarningRecord
 from .target import prepare_store
+from .workers import task_groups
 
 if TYPE_CHECKING:
     from ...core.atlas import Store
@@ -165,20 +166,6 @@ def _open_at(location: str, storage_options: Mapping[str, Any], version: int) ->
 # ---------------------------------------------------------------------------- on the client
 
 
-def task_groups(files: Sequence[SourceFile], task_files: int) -> list[list[SourceFile]]:
-    """Consecutive files in groups of at most ``task_files`` files and ``TASK_BYTES``
-    bytes (a larger file alone)."""
-    groups: list[list[SourceFile]] = []
-    size = 0
-    for src in files:
-        if not groups or len(groups[-1]) >= task_files or size + src.size > TASK_BYTES:
-            groups.append([])
-            size = 0
-        groups[-1].append(src)
-        size += src.size
-    return groups
-
-
 def ingest_on_cluster(
     sources: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     location: str | os.PathLike[str],
@@ -226,7 +213,7 @@ def ingest_on_cluster(
             progress.start(len(plan.todo), sum(s.size for s in plan.todo))
         run = _Run(store, plan, report, progress, skip_errors, every_files, every_seconds)
         submit = _submitter(client, location, options, plan, chunk_size, max_inline, skip_errors)
-        _drive(client, task_groups(plan.todo, task_files), submit, run)
+        _drive(client, task_groups(plan.todo, task_files, TASK_BYTES), submit, run)
         if progress is not None:
             progress.stage("committing")
         run.commit()
