@@ -170,6 +170,8 @@ def _add_ingest(sub: Subcommands) -> None:
             "  atlas ingest argo/aoml argo/csiro argo.atlas       (names start aoml:, csiro:)\n"
             "  atlas ingest argo/ argo.atlas --include '*_prof.nc' --exclude 'kma/*'\n"
             "  atlas ingest argo/ argo.atlas --update              (new and changed files)\n"
+            "  atlas ingest argo/ argo.atlas --dask local:8        (8 worker processes)\n"
+            "  atlas ingest argo/ s3://bucket/argo --dask tcp://scheduler:8786\n"
             "\nexit status: 0 ok, 1 error (nothing committed; also when the store fails),\n"
             "3 files skipped with --skip-errors."
         ),
@@ -199,6 +201,12 @@ def _add_ingest(sub: Subcommands) -> None:
                         "committed meanwhile, so updates with different files may run at once")
     p.add_argument("--retry-failed", action="store_true",
                    help="try again files that failed in an earlier ingest even if they did not change")
+    p.add_argument("--dask", metavar="ADDRESS", default=None,
+                   help="read and write the files on the workers of the dask cluster whose scheduler is "
+                        "at ADDRESS (tcp://host:8786), or of a local cluster of N processes (local:N); the "
+                        "workers must reach SRC by the same paths, and STORE. Needs the distributed "
+                        "package. With --skip-errors it commits every 2,000 files or 60 s (rerun with "
+                        "--update to go on); otherwise once, at the end")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress output, only the summary")
     p.add_argument("--verbose", "-v", action="store_true", help="list every warning with its file")
 

@@ -16,7 +16,8 @@ whatever the size of the files or of the folder.
 The package's modules each do one job: :mod:`.files` finds the files and names their
 datasets, :mod:`.reading` decodes one file, :mod:`.workers` runs the reader processes,
 :mod:`.target` opens or creates the store, :mod:`.report` holds what an ingest tells,
-and :mod:`.synthetic` writes sample files. The ingest itself is here, so that its
+:mod:`.synthetic` writes sample files, and :mod:`.cluster` runs the ingest on a dask
+cluster (``atlas.dask.ingest``). The ingest itself is here, so that its
 limits (``MIN_INGEST_BUFFER_BYTES``...) and the ``open_netcdf`` it streams with are
 the package's own attributes, as they were before it was split.
 

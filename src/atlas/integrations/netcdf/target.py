@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from .report import IngestError, IngestReport
 
@@ -61,13 +61,20 @@ def _holds_only_store_files(path: str) -> bool:
 
 
 def prepare_store(
-    path: str, codec: str | None, meta: tuple[str, str], report: IngestReport
+    path: str,
+    codec: str | None,
+    meta: tuple[str, str],
+    report: IngestReport,
+    storage_options: Mapping[str, Any] | None = None,
 ) -> tuple[Atlas, Callable[[], None]]:
-    """Open the store, or create it; return it with the clean-up to run if the ingest fails."""
+    """Open the store, or create it; return it with the clean-up to run if the ingest fails.
+    ``storage_options`` go to :func:`atlas.storage.open_storage` (an object store's endpoint,
+    region, credentials...)."""
     from ...storage import open_storage
     from ...storage.wrappers import ReportingStorage
 
-    store = _open_existing(ReportingStorage(open_storage(path)))
+    options = dict(storage_options or {})
+    store = _open_existing(ReportingStorage(open_storage(path, **options)))
     if store is not None:
         if codec is not None and codec.lower() != str(store.codec).lower():
             raise IngestError(
@@ -83,7 +90,7 @@ def prepare_store(
 
     try:
         store = Atlas.create(
-            ReportingStorage(open_storage(path, create=True)),
+            ReportingStorage(open_storage(path, create=True, **options)),
             codec=codec or "zstd",
             meta_format=meta[0],
             meta_compression=meta[1],

@@ -90,13 +90,17 @@ def read_files(paths: list[str], max_inline: int) -> list[tuple[Decoded, str]]:
     return [read_file(p, max_inline) for p in paths]
 
 
-def task_groups(files: Sequence[SourceFile]) -> list[list[SourceFile]]:
-    """Consecutive files in groups of at most ``TASK_FILES`` files and ``TASK_BYTES``
-    bytes (a larger file alone)."""
+def task_groups(
+    files: Sequence[SourceFile], max_files: int | None = None, max_bytes: int | None = None
+) -> list[list[SourceFile]]:
+    """Consecutive files in groups of at most ``max_files`` files and ``max_bytes``
+    bytes (a larger file alone); by default ``TASK_FILES`` and ``TASK_BYTES``."""
+    max_files = TASK_FILES if max_files is None else max_files
+    max_bytes = TASK_BYTES if max_bytes is None else max_bytes
     groups: list[list[SourceFile]] = []
     size = 0
     for src in files:
-        if not groups or len(groups[-1]) >= TASK_FILES or size + src.size > TASK_BYTES:
+        if not groups or len(groups[-1]) >= max_files or size + src.size > max_bytes:
             groups.append([])
             size = 0
         groups[-1].append(src)
