@@ -34,7 +34,7 @@ from ..format import manifest as mf
 from ..format.chunkindex import ChunkIndex, empty_rows, index_check, merge_rows, run_file_key
 from ..format.codec import checksum
 from ..format.segment import ChunkPayload, SegmentSink, start_segments
-from ..format.shard import columns_of, encode_shard, new_shard_key, parse_header
+from ..format.shard import encode_shard_columns, new_shard_key, parse_header
 from ..format.strings import decode_strings, encode_strings
 from ..stats import chunk_stats, fold_many, string_stats
 from ..storage.base import ParallelPuts, run_concurrently
@@ -572,11 +572,11 @@ def write_shards(
     for s in shards:
         if s.key is None:
             assert s.records is not None
-            data, s.names_end = encode_shard(s.names, [r[1:] for r in s.records], fmt, comp)
+            data, s.names_end, columns = encode_shard_columns(s.names, [r[1:] for r in s.records], fmt, comp)
             s.key = new_shard_key(version)
             s.length = len(data)
             s.head = parse_header(data, len(s.names), s.key)
-            s.columns = columns_of(s.records)
+            s.columns = columns
             puts.put(s.key, data)
     return shards
 

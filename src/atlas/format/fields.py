@@ -98,6 +98,14 @@ def _encode(head: dict[str, Any], blocks: list[tuple[list[int], list[Any]]]) -> 
     return orjson.dumps(head) + b"\n" + b"".join(parts)
 
 
+_first = itemgetter(0)
+
+
+def entry_names(entries: Any) -> tuple[Any, ...]:
+    """The array names of a record's entries, in order (its layout)."""
+    return tuple(map(_first, entries))
+
+
 def by_layout(lists: list[Any], key_of: Any) -> dict[tuple[Any, ...], list[int]]:
     """Rows grouped by the layout of their list (``key_of`` gives it), in order of first
     appearance: similar datasets share one layout, so each key is then picked out of all of
@@ -140,7 +148,7 @@ def fields_of(records: list[Any]) -> dict[str, bytes]:
             attrs.setdefault(key, []).append((rows, dtypes, list(map(itemgetter(3 * j + 2), group))))
     entry_lists = [r[1] for r in records]
     stats: dict[str, list[tuple[list[int], list[Any], list[Any]]]] = {}
-    for layout, rows in by_layout(entry_lists, lambda es: tuple(e[0] for e in es)).items():
+    for layout, rows in by_layout(entry_lists, entry_names).items():
         entries = [es[j] for es in (entry_lists[r] for r in rows) for j in range(len(layout))]
         for j, name in enumerate(layout):
             picked = entries[j :: len(layout)]

@@ -20,7 +20,7 @@ import numpy as np
 from ..errors import CorruptionError
 from . import manifest as mf
 from .codec import checksum
-from .fields import Field, by_layout, decode_field, fields_of
+from .fields import Field, by_layout, decode_field, entry_names, fields_of
 
 SHARD_PREFIX = "meta/"
 # Rows a writer puts in one shard: a commit that touches one dataset rewrites at most this many.
@@ -72,7 +72,7 @@ def columns_of(records: list[Any]) -> Columns:
     entry_lists = [rec[-1] for rec in records]
     found: dict[str, list[tuple[list[int], list[Any], list[Any]]]] = {}
     # similar datasets list the same arrays in the same order: each name at once for them all
-    for layout, rows in by_layout(entry_lists, lambda es: tuple(e[0] for e in es)).items():
+    for layout, rows in by_layout(entry_lists, entry_names).items():
         width = len(layout)
         flat = [e for r in rows for e in entry_lists[r]]
         for j, name in enumerate(layout):
@@ -95,6 +95,14 @@ def encode_shard(names: list[str], records: list[Any], meta_format: str, meta_co
     """A shard file holding ``names`` and their ``records`` ([attributes, arrays] each);
     returns the file and the length of its prefix (header and names), which the manifest
     records so that readers can read the names alone."""
+    data, end, _ = encode_shard_columns(names, records, meta_format, meta_compression)
+    return data, end
+
+
+def encode_shard_columns(
+    names: list[str], records: list[Any], meta_format: str, meta_compression: str
+) -> tuple[bytes, int, Columns]:
+    """:func:`encode_shard`, and the shard's array columns."""
     if len(names) != len(records):
         raise ValueError("one record per name")
     rows = len(names)
@@ -129,7 +137,7 @@ def encode_shard(names: list[str], records: list[Any], meta_format: str, meta_co
     if len(line) > MAX_HEADER_BYTES // 2:  # too many keys to list: catalogues read the records
         head["fields"], fields = None, []
         line = json.dumps(head, ensure_ascii=True, separators=(",", ":")).encode() + b"\n"
-    return line + names_part + cols + body + b"".join(p for _, p in fields), len(line) + len(names_part)
+    return line + names_part + cols + body + b"".join(p for _, p in fields), len(line) + len(names_part), columns
 
 
 LENGTH_FIELDS = (
