@@ -22,7 +22,8 @@ from ..format import manifest as mf
 from ..format.codec import parse_codec
 from ..names import check_name
 from ..storage import open_storage
-from . import changes, commit, history, loading, scan, write
+from . import commit, history, loading, scan, write
+from . import rebase as rebasing
 from .dataset import DatasetView
 from .loading import is_store_key
 from .model import StoreModel
@@ -245,7 +246,7 @@ class Store(StoreModel):
         call ``flush()`` again, which finishes the commit if it had landed and commits again
         if it had not."""
         if rebase:
-            changes.flush_rebasing(self)
+            rebasing.flush_rebasing(self)
         else:
             commit.flush(self)
 
