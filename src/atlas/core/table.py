@@ -85,7 +85,7 @@ class DatasetTable(MutableMapping[str, Record]):
         self._kept: weakref.WeakValueDictionary[str, DatasetState] = weakref.WeakValueDictionary()
         self._deleted: set[str] = set()  # datasets of the shards deleted by this handle
         self._added: dict[str, Record] = {}  # datasets created by this handle, in order
-        self._touched: set[int] = set()  # serials of shards with a state or a deletion
+        self._touched: set[int] = set()  # serials of shards with a changed state or a deletion
         self._rows = sum(len(s.names) for s in shards)
 
     def use_loaders(self, loader: Loader, columns_loader: ColumnsLoader, fields_loader: FieldsLoader) -> None:
