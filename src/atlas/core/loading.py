@@ -17,6 +17,7 @@ from ..errors import (
 from ..format import manifest as mf
 from ..format import shard as shard_format
 from . import history
+from .model import STATE_ATTRIBUTES
 from .state import (
     IndexRun,
     SchemaTable,
@@ -187,6 +188,18 @@ def dataset_table(store: StoreModel, shards: list[Shard], where: str) -> Dataset
     return DatasetTable(
         shards, shard_loader(store, where), where, columns_loader(store, where), fields_loader(store, where)
     )
+
+
+def take_state(store: StoreModel, source: StoreModel) -> None:
+    """Make the version ``source`` loaded the handle's own, in one swap (the caller holds
+    ``store._lock``): its state attributes, its schema table decoding for this handle, its
+    table reading shards for this handle."""
+    for name in STATE_ATTRIBUTES:
+        setattr(store, name, getattr(source, name))
+    store._schemas._decode = store._decode_schema_entry
+    store._schemas._key_of = store._schema_entry_key
+    bind_table(store)
+    store._state_gen += 1
 
 
 def bind_table(store: StoreModel) -> None:

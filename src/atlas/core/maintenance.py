@@ -19,7 +19,6 @@ from ..format.segment import ChunkPayload, Owned, SegmentSink, start_segments
 from ..format.shard import SHARD_PREFIX
 from ..storage.base import ParallelPuts
 from . import commit, history, loading, read
-from .model import STATE_ATTRIBUTES
 from .state import DatasetState, Variable
 
 if TYPE_CHECKING:
@@ -548,10 +547,5 @@ def advance(store: StoreModel) -> None:
         return
     fresh = type(store)(store._storage, store._config(), None, False)  # type: ignore[call-arg]
     with store._lock:
-        for name in STATE_ATTRIBUTES:
-            setattr(store, name, getattr(fresh, name))
-        store._schemas._decode = store._decode_schema_entry
-        store._schemas._key_of = store._schema_entry_key
-        loading.bind_table(store)
+        loading.take_state(store, fresh)
         store._cache.clear()
-        store._state_gen += 1

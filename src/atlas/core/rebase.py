@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 from ..errors import CommitOutcomeUnknownError, ConflictError
 from . import commit, loading
 from .changes import Changes, changes_of, conflict_error, conflicts, install
-from .model import STATE_ATTRIBUTES
 from .state import DatasetState, UnsettledCommit
 
 if TYPE_CHECKING:
@@ -126,12 +125,7 @@ def adopt(store: StoreModel, target: StoreModel, changes: Changes | None = None)
     refuse changes, as after a compaction brought the handle forward)."""
     mine = _held_states(store, set() if changes is None else {d.name for d in changes.datasets})
     with store._lock:
-        for name in STATE_ATTRIBUTES:
-            setattr(store, name, getattr(target, name))
-        store._schemas._decode = store._decode_schema_entry
-        store._schemas._key_of = store._schema_entry_key
-        loading.bind_table(store)
-        store._state_gen += 1
+        loading.take_state(store, target)
     table = store._datasets
     for ds in table.held_states():  # states made while the version was installed
         if ds._build is not None:

@@ -63,7 +63,7 @@ from .reading import (
     read_netcdf,
     record_warnings,
 )
-from .report import IngestError, IngestProgress, IngestReport, WarningRecord
+from .report import IngestError, IngestProgress, IngestReport, WarningRecord, conflict_message
 from .synthetic import write_synthetic_profiles as write_synthetic_profiles  # for the demo
 from .target import prepare_store
 from .workers import Readers, release_memory_promptly, worker_pool
@@ -223,14 +223,8 @@ def _commit(store: Atlas, report: IngestReport, rebase: bool) -> None:
     except StorageError as exc:
         raise IngestError(f"{_one_line(exc)}; stopped while committing the ingest") from exc
     except ConflictError as exc:
-        clashes = "; ".join(c.describe("this ingest", "the other") for c in exc.conflicts[:3])
-        more = f" and {len(exc.conflicts) - 3} more" if len(exc.conflicts) > 3 else ""
-        raise IngestError(
-            f"another process changed the store {report.store} while this ingest ran"
-            + (f" ({clashes}{more})" if clashes else "")
-            + "; nothing was committed. Run the command again"
-            + ("" if rebase else " (--update adds only the files the store does not hold)")
-        ) from exc
+        tail = "" if rebase else " (--update adds only the files the store does not hold)"
+        raise IngestError(conflict_message(report.store, exc.conflicts, "nothing was committed", tail)) from exc
     report.warnings.extend(WarningRecord("(the commit)", c, m) for c, m in record_warnings(caught))
 
 

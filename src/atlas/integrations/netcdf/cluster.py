@@ -49,7 +49,7 @@ from ...format.ingestlog import Failure
 from .files import SourceFile
 from .plan import Plan, plan_ingest
 from .provenance import failure
-from .report import IngestError, IngestProgress, IngestReport, WarningRecord
+from .report import IngestError, IngestProgress, IngestReport, WarningRecord, conflict_message
 from .target import prepare_store
 from .workers import task_groups
 
@@ -449,10 +449,4 @@ class _Run:
 
 
 def _conflict(report: IngestReport, exc: ConflictError) -> IngestError:
-    clashes = "; ".join(c.describe("this ingest", "the other") for c in exc.conflicts[:3])
-    more = f" and {len(exc.conflicts) - 3} more" if len(exc.conflicts) > 3 else ""
-    return IngestError(
-        f"another process changed the store {report.store} while this ingest ran"
-        + (f" ({clashes}{more})" if clashes else "")
-        + "; nothing more was committed. Run the command again with --update"
-    )
+    return IngestError(conflict_message(report.store, exc.conflicts, "nothing more was committed", " with --update"))

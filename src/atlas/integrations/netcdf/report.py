@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -110,3 +111,13 @@ class IngestProgress(Protocol):
         """The work is over (successfully or not)."""
 
 
+def conflict_message(store: str, conflicts: Sequence[Any], committed: str, tail: str) -> str:
+    """What an ingest says when another process changed the store ``store`` under it
+    (``conflicts``: the true ones found, if any; ``committed``: what became of this run)."""
+    clashes = "; ".join(c.describe("this ingest", "the other") for c in conflicts[:3])
+    more = f" and {len(conflicts) - 3} more" if len(conflicts) > 3 else ""
+    return (
+        f"another process changed the store {store} while this ingest ran"
+        + (f" ({clashes}{more})" if clashes else "")
+        + f"; {committed}. Run the command again{tail}"
+    )
