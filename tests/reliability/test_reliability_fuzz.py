@@ -494,12 +494,12 @@ def fuzz_api_calls(data: Any) -> None:
         assert observed(atlas.Atlas.open(path)) == model.expected(), "flush + reopen differs from the model"
 
 
-@settings(max_examples=80, deadline=None, derandomize=True)
 def option(valid: list[str]) -> Any:
     """Mostly one of the given names (valid or not), sometimes any value at all."""
     return st.integers(0, 9).flatmap(lambda i: st.sampled_from(valid) if i < 8 else scalars)
 
 
+@settings(max_examples=80, deadline=None, derandomize=True)
 @given(
     codec=option(["zstd", "LZ4", " none ", "uncompressed", "Zstd", "gzip", ""]),
     meta_format=option(["json", "MsgPack", "mp", "JSON", "yaml"]),
