@@ -228,26 +228,11 @@ def settle(store: StoreModel) -> bool:
 
 def commit(store: StoreModel, rewrite: dict[str, tuple[ChunkIndex, list[tuple[str, int]]]] | None = None) -> None:
     """Write data, indexes and the next manifest; swap in-memory state only on success."""
-    # 1. data written ahead for every buffered chunk (string stats taken from buffers first)
-    string_stats_now = {
-        a.aid: string_stats(a.schema.size, a.schema.size, [a.dirty[0]], a.schema.fill)
-        for a in store._changed_arrays.values()
-        if a.schema.dtype.is_string and a.schema.single and 0 in a.dirty and not a.deleted
-    }
-    attach = write_ahead(store, list(store._changed_arrays.values()))
     version = store._version + 1
-    try:  # 2. indexes, 3. stats, 4. the shards and the manifest
-        updates = merged_indexes(store, {id(v): (v, rows, segs) for v, rows, segs, _ in attach}, rewrite, version)
-        check_written_ahead(store)
-        with mf.paused_gc():  # builds ~10^5 short-lived containers, none of them cyclic
-            new_stats = fresh_stats(store, updates, string_stats_now)
-            token = new_token()
-            shards = write_shards(store, version, new_stats)
-            data = encoded_manifest(store, version, token, manifest_doc(store, version, updates, shards))
-    except (CorruptionError, VersionRemovedError):
-        if store_moved_on(store):  # a compaction removed what this old version named
-            raise conflict_error(store, version) from None
-        raise
+    updates, new_stats, attach, shards = write_version(store, version, rewrite)
+    with mf.paused_gc():  # builds ~10^5 short-lived containers, none of them cyclic
+        token = new_token()
+        data = encoded_manifest(store, version, token, manifest_doc(store, version, updates, shards))
     install = functools.partial(install_commit, store, version, updates, new_stats, attach, bool(rewrite), shards)
     lost = functools.partial(keep_written_ahead, store, version, attach)
     key = store._manifest_key(version)
@@ -259,6 +244,79 @@ def commit(store: StoreModel, rewrite: dict[str, tuple[ChunkIndex, list[tuple[st
     if not landed:
         lost()
     install()
+
+
+def write_version(
+    store: StoreModel,
+    version: int,
+    rewrite: dict[str, tuple[ChunkIndex, list[tuple[str, int]]]] | None = None,
+    fill_last: bool = True,
+) -> tuple[dict[str, IndexUpdate], dict[int, dict[str, Any] | None], WrittenAhead, list[Shard]]:
+    """Every file of ``version`` but its manifest: data written ahead for every buffered
+    chunk, the index runs, the statistics and the shards (see :meth:`DatasetTable.plan` for
+    ``fill_last``). Nothing is installed."""
+    # string stats are taken from the buffers, before writing ahead empties them
+    string_stats_now = {
+        a.aid: string_stats(a.schema.size, a.schema.size, [a.dirty[0]], a.schema.fill)
+        for a in store._changed_arrays.values()
+        if a.schema.dtype.is_string and a.schema.single and 0 in a.dirty and not a.deleted
+    }
+    attach = write_ahead(store, list(store._changed_arrays.values()))
+    try:
+        updates = merged_indexes(store, {id(v): (v, rows, segs) for v, rows, segs, _ in attach}, rewrite, version)
+        check_written_ahead(store)
+        with mf.paused_gc():  # builds ~10^5 short-lived containers, none of them cyclic
+            new_stats = fresh_stats(store, updates, string_stats_now)
+            shards = write_shards(store, version, new_stats, fill_last)
+    except (CorruptionError, VersionRemovedError):
+        if store_moved_on(store):  # a compaction removed what this old version named
+            raise conflict_error(store, version) from None
+        raise
+    return updates, new_stats, attach, shards
+
+
+def checkpoint(store: StoreModel) -> None:
+    """Write every change made so far as the next commit would, without publishing it, and
+    forget what the handle holds decoded of its datasets (it reads that back from storage
+    when used): what a long write holds in memory is then what it changed since.
+
+    The files it writes (segments, an index file, shards) are named by no manifest, so no
+    reader sees them; the next ``flush()`` names them in the version it publishes, with what
+    changed after, and checks first that they are all still there (a garbage collection
+    with a grace period shorter than the write may have taken them: ``ConflictError``). A
+    handle dropped without a flush leaves them as orphans, which compaction removes. New
+    datasets go into shards of their own (the last shard is not filled up), so that no
+    checkpoint decodes the datasets of an earlier one again."""
+    if store._unsettled is not None:
+        store._check_writable()  # says to settle the unknown outcome first
+    if store._read_only or not store._changed:
+        return
+    version = store._version + 1
+    runs_before = {r.key for v in store._variables.values() for r in v.runs}
+    shards_before = {s.key for s in store._datasets.shards}
+    segments = [k for v in store._variables.values() for k, _ in v.pending_segments]
+    updates, new_stats, attach, shards = write_version(store, version, fill_last=False)
+    written = segments + [k for _, _, segs, _ in attach for k, _ in segs]
+    written += sorted({r.key for u in updates.values() for r in u.runs} - runs_before)
+    written += [s.key for s in shards if s.key not in shards_before and s.key is not None]
+    install_commit(store, version, updates, new_stats, attach, False, shards, published=False)
+    store._unpublished.extend(written)
+    forget_decoded(store)
+
+
+def forget_decoded(store: StoreModel) -> None:
+    """Drop the decoded states and records of the handle's datasets, right after a commit or
+    checkpoint installed them (nothing of them is pending): they are read back from the
+    shards when used. Views opened before must be opened again."""
+    if store._changed_arrays or store._datasets.pending():
+        raise AssertionError("forget_decoded with changes not written")
+    where = f"{store._storage.location}, version {store._version}" + (" and a checkpoint" if store._unpublished else "")
+    store._datasets.forget(
+        loading.shard_loader(store, len(store._schemas), where),
+        loading.columns_loader(store, len(store._schemas), where),
+    )
+    store._peeked.clear()
+    store._state_gen += 1
 
 
 def encoded_manifest(store: StoreModel, version: int, token: str, doc: dict[str, Any]) -> bytes:
@@ -294,8 +352,10 @@ def install_commit(
     attach: WrittenAhead,
     rewrote: bool,
     shards: list[Shard],
+    published: bool = True,
 ) -> None:
-    """Make the committed ``version`` the handle's state."""
+    """Make the committed ``version`` the handle's state (``published`` False: the files of
+    a checkpoint, which the handle's next commit publishes; its version stays)."""
     store._datasets.install(shards)
     for vname, upd in updates.items():
         var = store._variables[vname]
@@ -316,11 +376,14 @@ def install_commit(
         arr.changed = False
     store._changed_arrays.clear()
     store._dirty_bytes = 0
-    store._version = version
-    store._changed = False
     store._state_gen += 1
     if rewrote:
         store._cache.clear()
+    if not published:
+        return
+    store._version = version
+    store._changed = False
+    store._unpublished = []
     after_commit(store, version)
 
 
@@ -401,14 +464,14 @@ def merged_indexes(
 
 def check_written_ahead(store: StoreModel) -> None:
     """ConflictError if a segment written ahead by this handle was deleted meanwhile."""
-    keys = [k for var in store._variables.values() for k, _ in var.pending_segments]
+    keys = [k for var in store._variables.values() for k, _ in var.pending_segments] + store._unpublished
     if not keys:
         return
     present = run_concurrently(store._storage.exists, keys)
     gone = [k for k, ok in zip(keys, present, strict=True) if not ok]
     if gone:
         raise ConflictError(
-            f"{len(gone)} segment(s) this handle wrote ahead to {store._storage.location} were deleted "
+            f"{len(gone)} file(s) this handle wrote ahead to {store._storage.location} were deleted "
             f"meanwhile (first: {gone[0]}), by a compaction or garbage collection whose grace period "
             "was shorter than this write; nothing was committed. Write the changes again."
         )
@@ -505,10 +568,12 @@ def array_stats_from(store: StoreModel, arr: ArrayState, var: Variable, idx: Chu
     return string_stats(row_count, int(r["ncells"].sum()) if len(r) else 0, values, schema.fill)
 
 
-def write_shards(store: StoreModel, version: int, new_stats: dict[int, dict[str, Any] | None]) -> list[Shard]:
+def write_shards(
+    store: StoreModel, version: int, new_stats: dict[int, dict[str, Any] | None], fill_last: bool = True
+) -> list[Shard]:
     """The shards of ``version``: those this commit's changes did not touch are kept, the
     others written anew (in parallel)."""
-    shards = store._datasets.plan(lambda ds: store._record_of(ds, new_stats))
+    shards = store._datasets.plan(lambda ds: store._record_of(ds, new_stats), fill_last)
     fmt, comp = store._meta_format, store._meta_compression
     puts = ParallelPuts(store._storage)
     try:

@@ -43,7 +43,7 @@ __all__ = ["STATE_ATTRIBUTES", "StoreModel"]
 STATE_ATTRIBUTES = (
     "_version", "_manifest_where", "_where", "_schemas", "_datasets", "_fill_memo", "_windows",
     "_seg_positions", "_peeked", "_variables", "_next_id", "_dirty_bytes", "_changed",
-    "_changed_arrays", "_unsettled",
+    "_changed_arrays", "_unsettled", "_unpublished",
 )
 
 
@@ -77,6 +77,7 @@ class StoreModel:
         self._changed = False  # anything to commit
         self._changed_arrays: dict[int, ArrayState] = {}
         self._unsettled: UnsettledCommit | None = None  # a commit whose outcome is unknown
+        self._unpublished: list[str] = []  # files of checkpoints the next commit publishes
 
     def _manifest_key(self, version: int) -> str:
         return mf.manifest_key(version, self._meta_format, self._meta_compression)

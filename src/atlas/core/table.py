@@ -253,12 +253,13 @@ class DatasetTable(MutableMapping[str, Record]):
 
     # ------------------------------------------------------------------ commits
 
-    def plan(self, encode: Callable[[DatasetState], list[Any]]) -> list[Shard]:
+    def plan(self, encode: Callable[[DatasetState], list[Any]], fill_last: bool = True) -> list[Shard]:
         """The shards of the next version: untouched ones as they are, the others (and any
         new datasets) as shards to write, with ``key`` None and their records filled in.
 
         ``encode`` gives a state's record; a shard whose states all encode to what it
-        holds (datasets only read) is kept."""
+        holds (datasets only read) is kept. New datasets fill the last shard up first,
+        unless ``fill_last`` is false (they then start a shard of their own)."""
         out: list[Shard] = []
         pending_names: list[str] = []
         pending_recs: list[list[Any]] = []
@@ -266,7 +267,7 @@ class DatasetTable(MutableMapping[str, Record]):
         last = len(shards) - 1
         for i, s in enumerate(shards):
             rewrite = s.key is None or (s.serial in self._touched and self._changed(s, encode))
-            if not rewrite and i == last and self._added and len(s.names) < SHARD_ROWS:
+            if not rewrite and fill_last and i == last and self._added and len(s.names) < SHARD_ROWS:
                 rewrite = True  # new datasets fill the last shard up first
             if not rewrite:
                 _emit(out, pending_names, pending_recs)
@@ -317,6 +318,23 @@ class DatasetTable(MutableMapping[str, Record]):
         self._deleted = set()
         self._added = {}
         self._touched = {self._places()[n] >> ROW_BITS for n in states} if states else set()
+
+
+    def pending(self) -> bool:
+        """Whether the handle added or deleted datasets since the table was installed."""
+        return bool(self._added or self._deleted)
+
+    def forget(self, loader: Loader, columns_loader: ColumnsLoader) -> None:
+        """Drop every decoded state and record (none of them changed since ``install``):
+        records are decoded again from the shard files, by ``loader`` (columns by
+        ``columns_loader``), when next used."""
+        self._load = loader
+        self._load_columns = columns_loader
+        self._states = {}
+        self._touched = set()
+        for s in self.shards:
+            if s.key is not None:
+                s.records = None
 
 
 def _emit(out: list[Shard], names: list[str], recs: list[list[Any]]) -> None:
