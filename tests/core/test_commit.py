@@ -354,3 +354,29 @@ def test_checkpoints_bound_what_a_long_write_holds(tmp_path: Path) -> None:
     assert six < one + (1 << 20)  # not six batches' worth (each is ~1.5 MB of attributes)
     store.flush()
     assert len(atlas.Atlas.open(tmp_path / "s").list_datasets()) == 1200
+
+
+def test_string_statistics_are_taken_before_the_strings_are_written_ahead(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not read back from the blocks at commit (the blocks would fill the block cache)."""
+    store = atlas.Atlas.create(tmp_path / "s")
+    store.buffer_bytes = 1 << 10
+    for i in range(40):
+        ds = store.create_dataset(f"d{i}")
+        ds.define_array("name", "string", ["n"], [3], fill_value="")
+        ds.write_array("name", [0], np.array([f"b{i:02d}", "", f"a{i:02d}"], dtype=object))
+    assert store._string_stats  # written ahead, with their statistics
+    ds.write_array("name", [1], np.array(["zz"], dtype=object))  # buffered again: newer
+
+    def no_read_back(*args: Any) -> None:
+        raise AssertionError("statistics read back")
+
+    monkeypatch.setattr(commit, "array_stats_from", no_read_back)
+    store.flush()
+    assert store._string_stats == {}
+    fresh = atlas.Atlas.open(tmp_path / "s")
+    assert fresh.open_dataset("d3").array_stats("name") == {
+        "row_count": 3, "null_count": 1, "min": b"a03", "max": b"b03"
+    }
+    assert fresh.open_dataset("d39").array_stats("name")["max"] == b"zz"

@@ -181,8 +181,20 @@ def write_ahead(store: StoreModel, arrays: Iterable[ArrayState]) -> list[tuple[V
 
 
 def spill(store: StoreModel) -> None:
-    """Write buffered chunks ahead so memory stays bounded (invisible until flush)."""
+    """Write buffered chunks ahead so memory stays bounded (invisible until flush). The
+    statistics of string arrays written whole are taken first, from their buffers."""
+    store._string_stats.update(buffered_string_stats(store))
     keep_pending(store, write_ahead(store, [a for a in store._changed_arrays.values() if a.dirty]))
+
+
+def buffered_string_stats(store: StoreModel) -> dict[int, dict[str, Any]]:
+    """Statistics of the string arrays of one chunk whose chunk is buffered, by array id
+    (the others are read back from their blocks at commit)."""
+    return {
+        a.aid: string_stats(a.schema.size, a.schema.size, [a.dirty[0]], a.schema.fill)
+        for a in store._changed_arrays.values()
+        if a.schema.dtype.is_string and a.schema.single and 0 in a.dirty and not a.deleted
+    }
 
 
 def keep_pending(store: StoreModel, written: WrittenAhead) -> None:
@@ -255,12 +267,9 @@ def write_version(
     """Every file of ``version`` but its manifest: data written ahead for every buffered
     chunk, the index runs, the statistics and the shards (see :meth:`DatasetTable.plan` for
     ``fill_last``). Nothing is installed."""
-    # string stats are taken from the buffers, before writing ahead empties them
-    string_stats_now = {
-        a.aid: string_stats(a.schema.size, a.schema.size, [a.dirty[0]], a.schema.fill)
-        for a in store._changed_arrays.values()
-        if a.schema.dtype.is_string and a.schema.single and 0 in a.dirty and not a.deleted
-    }
+    # string stats are taken from the buffers, before writing ahead empties them (those of
+    # arrays written ahead earlier were taken then; a chunk buffered again is newer)
+    string_stats_now = {**store._string_stats, **buffered_string_stats(store)}
     attach = write_ahead(store, list(store._changed_arrays.values()))
     try:
         updates = merged_indexes(store, {id(v): (v, rows, segs) for v, rows, segs, _ in attach}, rewrite, version)
@@ -375,6 +384,7 @@ def install_commit(
         arr.stats = st
         arr.changed = False
     store._changed_arrays.clear()
+    store._string_stats.clear()
     store._dirty_bytes = 0
     store._state_gen += 1
     if rewrote:

@@ -43,7 +43,7 @@ __all__ = ["STATE_ATTRIBUTES", "StoreModel"]
 STATE_ATTRIBUTES = (
     "_version", "_manifest_where", "_where", "_schemas", "_datasets", "_fill_memo", "_windows",
     "_seg_positions", "_peeked", "_variables", "_next_id", "_dirty_bytes", "_changed",
-    "_changed_arrays", "_unsettled", "_unpublished",
+    "_changed_arrays", "_string_stats", "_unsettled", "_unpublished",
 )
 
 
@@ -76,6 +76,7 @@ class StoreModel:
         self._dirty_bytes = 0
         self._changed = False  # anything to commit
         self._changed_arrays: dict[int, ArrayState] = {}
+        self._string_stats: dict[int, dict[str, Any]] = {}  # of string arrays written ahead whole
         self._unsettled: UnsettledCommit | None = None  # a commit whose outcome is unknown
         self._unpublished: list[str] = []  # files of checkpoints the next commit publishes
 
