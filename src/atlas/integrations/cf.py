@@ -322,7 +322,7 @@ def _fixed_width_bytes(var: xr.Variable) -> xr.Variable:
     """An object array of bytes (or all missing, or empty) read from a char array (encoding
     dtype ``S1``) as fixed-width bytes again, missing cells as the fill, so it is written
     back as the same char array (xarray would infer float64 for an empty or all-NaN one)."""
-    if var.chunks is not None or var.encoding.get("dtype") != np.dtype("S1"):
+    if var.encoding.get("dtype") != np.dtype("S1") or var.chunks is not None:  # chunks: a slow check
         return var
     if var.dtype.kind == "S":  # strings shorter than their char dimension: widened back to it
         width = _char_width(var)
