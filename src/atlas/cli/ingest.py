@@ -108,6 +108,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         exclude=args.exclude,
         root=args.root,
         retry_failed=args.retry_failed,
+        checkpoint_files=args.checkpoint_files,
     )
     if args.json:
         print_json(report.as_dict())

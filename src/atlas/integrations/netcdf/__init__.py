@@ -20,17 +20,23 @@ and :mod:`.synthetic` writes sample files. The ingest itself is here, so that it
 limits (``MIN_INGEST_BUFFER_BYTES``...) and the ``open_netcdf`` it streams with are
 the package's own attributes, as they were before it was split.
 
-An ingest is all-or-nothing by default: everything goes through one store handle
-that is flushed once at the end. If any file fails, nothing is flushed, so an
-existing store keeps its last committed version, and a store the ingest created
-itself is removed again. With ``skip_errors=True`` failing files are skipped and
-reported, and the rest is committed. A failure of the store itself (a full disk, a
-bucket refusing writes, a service still failing after its retries) is never blamed on
-a file: it stops the ingest, with or without ``skip_errors``.
+An ingest is all-or-nothing by default: everything goes through one store handle, and
+one commit at the end publishes it. Every ``checkpoint_files`` files (fewer when they
+hold much metadata) the handle writes what it holds ahead (data, indexes and dataset
+shards, named by no manifest: see :func:`atlas.core.commit.checkpoint`) and forgets it,
+so memory stays bounded however many files there are. If any file fails, nothing is
+published, so an existing store keeps its last committed version (and its ingest log
+records the failure), and a store the ingest created itself is removed again. With
+``skip_errors=True`` failing files are skipped and reported, and the ingest commits at
+every such step, so readers see it progress and a crash loses at most the files since
+the last commit (``update`` takes it up again). A failure of the store itself (a full
+disk, a bucket refusing writes, a service still failing after its retries) is never
+blamed on a file: it stops the ingest, with or without ``skip_errors``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import time
@@ -38,10 +44,11 @@ import warnings
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from ...core.commit import checkpoint
 from ...errors import CorruptionError, StorageError
 from ...format.ingestlog import Failure
 from ...storage.usage import disk_usage
-from ..xarray import add_xarray_dataset
+from ..xarray import PreparedDataset, add_prepared, add_xarray_dataset
 from .files import (
     NAME_SEPARATOR,
     NETCDF_SUFFIXES,
@@ -74,6 +81,7 @@ if TYPE_CHECKING:
     from ...core.atlas import Store as Atlas
 
 __all__ = [
+    "CHECKPOINT_FILES",
     "DEFAULT_CHUNK_SIZE",
     "NAME_SEPARATOR",
     "NETCDF_SUFFIXES",
@@ -102,6 +110,12 @@ DEFAULT_CHUNK_SIZE = 16 << 20
 MIN_INGEST_BUFFER_BYTES = 8 << 20
 #: Below this many files, decoding in the main process beats starting workers.
 MIN_FILES_FOR_WORKERS = 16
+#: Files between two checkpoints (or commits, with ``skip_errors``) of an ingest.
+CHECKPOINT_FILES = 500
+#: Metadata items (attributes and variables of the files) between two checkpoints: files
+#: with much metadata checkpoint sooner. What the handle holds between checkpoints is
+#: about 0.5 KiB an item, and about twice that while it writes them ahead.
+CHECKPOINT_ITEMS = 125_000
 
 # Failures of the store, never of the file being added. Everything the store's storage
 # raises on failing comes as StorageError (see target.prepare_store); CorruptionError is
@@ -126,6 +140,7 @@ def ingest_directory(
     exclude: Sequence[str] = (),
     root: str | os.PathLike[str] | None = None,
     retry_failed: bool = False,
+    checkpoint_files: int = CHECKPOINT_FILES,
 ) -> IngestReport:
     """Ingest the NetCDF files of ``source`` (a directory, a file, or a list of them) into
     the store at ``store_path``.
@@ -150,13 +165,18 @@ def ingest_directory(
     bytes, which also become their chunks in the store.
 
     All-or-nothing unless ``skip_errors``: on the first failing file nothing is
-    committed, a store created by this call is removed, and :class:`IngestError`
-    says which file failed and why. With ``skip_errors`` failing files are skipped,
-    listed in the report and in the store's ingest log. Failures of the store itself (a
-    full disk, a bucket refusing writes, a service still failing after its retries)
-    always stop the ingest with an :class:`IngestError` naming the store, and never
-    count as a failing file. A store whose create was interrupted (a directory holding
-    only ``atlas.json`` or temporary files, say) is created again.
+    committed, a store created by this call is removed (an existing one records the
+    failure in its ingest log, and the next ingest tries the file again), and
+    :class:`IngestError` says which file failed and why. Every ``checkpoint_files``
+    files the handle writes ahead what it holds and forgets it (invisible until the
+    commit at the end), so memory stays bounded. With ``skip_errors`` failing files are
+    skipped, listed in the report and in the store's ingest log, and the ingest commits
+    every ``checkpoint_files`` files instead (a crash loses at most those since the
+    last commit). Failures of the store itself (a full disk, a bucket refusing writes, a
+    service still failing after its retries) always stop the ingest with an
+    :class:`IngestError` naming the store, and never count as a failing file. A store
+    whose create was interrupted (a directory holding only ``atlas.json`` or temporary
+    files, say) is created again.
 
     Workers are started with multiprocessing's ``forkserver`` method, so a script
     calling this with ``jobs > 1`` needs the usual ``if __name__ == "__main__":``
@@ -166,12 +186,15 @@ def ingest_directory(
     sources = [source] if isinstance(source, (str, os.PathLike)) else list(source)
     report = IngestReport(source=", ".join(os.fspath(p) for p in sources), store=os.fspath(store_path))
     jobs, max_inline = _check_arguments(chunk_size, jobs, max_inline_bytes)
+    if checkpoint_files < 1:
+        raise IngestError("checkpoint_files must be at least 1")
     files = _source_files(sources, root, include, exclude, skip_errors, report)
     store, cleanup = prepare_store(report.store, codec, (meta_format, meta_compression), report)
     report.store = store.location
     report.store_bytes_before = 0 if report.created else disk_usage(store.storage).allocated_bytes
     # writing ahead costs a few times the buffer while statistics are taken: keep it small
     store.buffer_bytes = min(store.buffer_bytes, max(MIN_INGEST_BUFFER_BYTES, chunk_size // 2))
+    run: _Run | None = None
     committed = False
     try:
         with warnings.catch_warnings():
@@ -183,16 +206,16 @@ def ingest_directory(
                 progress.start(len(plan.todo), sum(s.size for s in plan.todo))
             use_workers = jobs > 1 and len(plan.todo) >= MIN_FILES_FOR_WORKERS
             readers = Readers(plan.todo, jobs if use_workers else 1, max_inline)
-            failed = _write_files(store, readers, plan, chunk_size, skip_errors, report, progress)
+            run = _Run(store, plan, skip_errors, report, checkpoint_files)
+            _write_files(run, readers, chunk_size, progress)
         if progress is not None:
             progress.stage("committing")
-        _commit(store, report)
-        _keep_log(store, plan, failed)
+        run.finish()
         committed = True
     finally:
         if progress is not None:
             progress.close()
-        if not committed:
+        if not committed and not (run is not None and run.published):
             cleanup()
     _measure(report, store, t0)
     return report
@@ -219,16 +242,90 @@ def _commit(store: Atlas, report: IngestReport) -> None:
     report.warnings.extend(WarningRecord("(the commit)", c, m) for c, m in record_warnings(caught))
 
 
-def _keep_log(store: Atlas, plan: Plan, failed: list[Failure]) -> None:
-    """The store's ingest log after this ingest: the failures of this one, and those of
-    earlier ones for files it did not try."""
-    tried = {s.relpath for s in plan.todo}
-    log = [f for f in plan.log if f.file not in tried] + failed
-    if log != plan.log:
+class _Run:
+    """What an ingest did so far: the files it committed or skipped, and its batches.
+
+    A batch ends every ``every`` files, or sooner when they hold ``CHECKPOINT_ITEMS``
+    metadata items: the handle then writes it ahead and forgets it (a checkpoint), or,
+    with ``skip_errors``, commits it and records its failures in the ingest log."""
+
+    def __init__(self, store: Atlas, plan: Plan, skip_errors: bool, report: IngestReport, every: int) -> None:
+        self.store = store
+        self.plan = plan
+        self.skip_errors = skip_errors
+        self.report = report
+        self.every = every
+        self.failed: list[Failure] = []  # files skipped (skip_errors)
+        self.tried: list[str] = []  # files of the batches committed (stored or skipped)
+        self.batch: list[str] = []  # files of the batch under way
+        self.items = 0  # metadata items of the batch
+        self.published = False  # a batch was committed (the store is kept whatever follows)
+        self.checkpoints = 0
+
+    def done(self, src: SourceFile, items: int) -> None:
+        """``src`` was added (with ``items`` attributes and variables) or skipped."""
+        self.batch.append(src.relpath)
+        self.items += items
+        if len(self.batch) >= self.every or self.items >= CHECKPOINT_ITEMS:
+            self.end_batch()
+
+    def end_batch(self) -> None:
+        """Write the batch ahead and forget it; with ``skip_errors``, commit it."""
+        self.checkpoint()
+        if self.skip_errors:
+            _commit(self.store, self.report)
+            self.published = True
+            self.tried += self.batch
+            self.keep_log()
+        self.batch = []
+        self.items = 0
+
+    def checkpoint(self) -> None:
         try:
-            write_failures(store, log)
+            checkpoint(self.store)
         except StorageError as exc:
-            raise IngestError(f"{_one_line(exc)}; the ingest was committed, but its list of failed files was not") from exc
+            done = "the batches before were committed" if self.published else "nothing was committed"
+            raise IngestError(f"{_one_line(exc)}; stopped while writing ahead; {done}") from exc
+        self.checkpoints += 1
+
+    def finish(self) -> None:
+        """Commit what is left. After checkpoints, the rest is written ahead first, so that
+        the commit decodes none of the datasets a checkpoint wrote (it would to fill up
+        their shard with the rest)."""
+        if self.checkpoints and self.batch:
+            self.checkpoint()
+        _commit(self.store, self.report)
+        self.keep_log()
+
+    def keep_log(self) -> None:
+        """The store's ingest log after what was committed: the failures of this ingest,
+        and those of earlier ones for files it did not try (all of its files, once its
+        last commit is done)."""
+        tried = set(self.tried) | set(self.batch)
+        log = [f for f in self.plan.log if f.file not in tried] + self.failed
+        if log != self.plan.log:
+            try:
+                write_failures(self.store, log)
+            except StorageError as exc:
+                raise IngestError(
+                    f"{_one_line(exc)}; the ingest was committed, but its list of failed files was not"
+                ) from exc
+
+    def stopped_by(self, stop: Failure) -> None:
+        """Record the failure that stops the ingest in the log of a store that stays (one
+        the ingest created is removed): earlier failures stay, as nothing was committed.
+        A file skipped before and unchanged stays one that is skipped (it was retried on
+        request); any other is tried again by the next ingest."""
+        if self.report.created:
+            return
+        before = next((f for f in self.plan.log if f.file == stop.file), None)
+        if before is not None and not before.stopped and before.sha256 == stop.sha256:
+            stop = dataclasses.replace(stop, stopped=False)
+        log = [f for f in self.plan.log if f.file != stop.file] + [stop]
+        try:
+            write_failures(self.store, log)
+        except StorageError:  # the store fails too: the error about the file still stands
+            pass
 
 
 def _check_arguments(chunk_size: int, jobs: int | None, max_inline_bytes: int | None) -> tuple[int, int]:
@@ -290,34 +387,29 @@ def _check_names(files: list[SourceFile], skip_errors: bool, report: IngestRepor
     return keep
 
 
-def _write_files(
-    store: Atlas,
-    readers: Readers,
-    plan: Plan,
-    chunk_size: int,
-    skip_errors: bool,
-    report: IngestReport,
-    progress: IngestProgress | None,
-) -> list[Failure]:
+def _write_files(run: _Run, readers: Readers, chunk_size: int, progress: IngestProgress | None) -> None:
     """Add each file as the readers deliver it; the first failing file stops the ingest
-    unless ``skip_errors``. Returns the files that failed."""
-    failed: list[Failure] = []
+    unless ``skip_errors``."""
+    store, plan, report = run.store, run.plan, run.report
     try:
         for src, decoded, digest in readers:
             report.warnings.extend(WarningRecord(src.relpath, c, m) for c, m in decoded.warnings)
             error = decoded.error
+            items = 0
             if error is None:
-                error = _write_file(store, src, decoded, chunk_size, report, src.name in plan.replace, digest)
-            decoded.dataset = None
+                error, items = _write_file(store, src, decoded, chunk_size, report, src.name in plan.replace, digest)
+            decoded.dataset = decoded.prepared = None
             if error is not None:
-                if not skip_errors:
+                sha256 = digest or plan.hashes.get(src.relpath, "")
+                if not run.skip_errors:
+                    run.stopped_by(failure(src, error, sha256, stopped=True))
                     raise IngestError(
                         f"{src.relpath}: {error}. Nothing was committed"
                         + ("" if report.created else "; the store is unchanged")
                         + " (pass --skip-errors to skip failing files)"
                     )
                 report.skipped.append((src.relpath, error))
-                failed.append(failure(src, error, digest or plan.hashes.get(src.relpath, "")))
+                run.failed.append(failure(src, error, sha256))
             else:
                 report.added.append(src.name)
                 if src.name in plan.replace:
@@ -325,26 +417,26 @@ def _write_files(
                 report.bytes_in += src.size
             if progress is not None:
                 progress.advance(1, src.size)
+            run.done(src, items)
     finally:
         readers.close()
-    return failed
 
 
 def _write_file(
     store: Atlas, src: SourceFile, decoded: Decoded, chunk_size: int, report: IngestReport, replace: bool, digest: str
-) -> str | None:
+) -> tuple[str | None, int]:
     """Add one file as a dataset (replacing the one of an earlier version of the file):
-    None when added, else why the file failed. A failure of the store itself raises
-    :class:`IngestError`."""
+    (None, its attributes and variables) when added, else (why the file failed, 0). A
+    failure of the store itself raises :class:`IngestError`."""
     if replace and store.dataset_exists(src.name):
         store.delete_dataset(src.name)
     try:
-        raised = _add_dataset(store, src, decoded, chunk_size)
+        raised, items = _add_dataset(store, src, decoded, chunk_size)
         record(store.open_dataset(src.name), src, digest or file_sha256(str(src.path)))
     except MemoryError:
         raise
     except _UnreadableFile as exc:
-        return str(exc)
+        return str(exc), 0
     except _STORE_FAILURES as exc:  # the store's disk or bucket, not this file: stop
         raise IngestError(
             f"{_one_line(exc)}; stopped while adding {src.relpath} (not that file's fault); "
@@ -353,9 +445,9 @@ def _write_file(
     except Exception as exc:  # data this file holds that cannot be stored
         if store.dataset_exists(src.name):
             store.delete_dataset(src.name)  # never keep half a file
-        return describe_error(exc, reading=False)
+        return describe_error(exc, reading=False), 0
     report.warnings.extend(WarningRecord(src.relpath, c, m) for c, m in raised)
-    return None
+    return None, items
 
 
 class _UnreadableFile(Exception):
@@ -367,24 +459,34 @@ def _one_line(exc: BaseException) -> str:
     return text or type(exc).__name__
 
 
-def shared_strings(ds: xr.Dataset) -> xr.Dataset:
-    """``ds`` with its string attribute values interned (in place): the store keeps every
-    dataset's attributes in memory until it commits, and files of one kind repeat the
-    same units and long names thousands of times."""
+def shared_strings(prepared: PreparedDataset) -> PreparedDataset:
+    """``prepared`` with its attribute keys and string values interned (in place): files
+    of one kind repeat the same keys (``TEMP.units``), units and long names in every
+    dataset, which the handle holds until its next checkpoint."""
     intern = sys.intern
-    for attrs in (ds.attrs, *(v.attrs for v in ds.variables.values())):
-        for k, v in attrs.items():
-            if type(v) is str:
-                attrs[k] = intern(v)
-    return ds
+    for group in (prepared.attrs, *(p.attrs for p in prepared.plans)):
+        group[:] = [(intern(k), intern(v) if type(v) is str else v, kind) for k, v, kind in group]
+    return prepared
 
 
-def _add_dataset(store: Atlas, src: SourceFile, decoded: Decoded, chunk_size: int) -> list[tuple[str, str]]:
-    """Write one decoded (or to-be-streamed) file as a dataset; return the warnings raised."""
+def metadata_items(ds: xr.Dataset) -> int:
+    """Attributes and variables of a Dataset: what its dataset's metadata grows with."""
+    return 1 + len(ds.attrs) + sum(1 + len(v.attrs) for v in ds.variables.values())
+
+
+def _add_dataset(
+    store: Atlas, src: SourceFile, decoded: Decoded, chunk_size: int
+) -> tuple[list[tuple[str, str]], int]:
+    """Write one decoded (or to-be-streamed) file as a dataset; return the warnings raised
+    and its metadata items."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        if decoded.dataset is not None:
-            add_xarray_dataset(store, shared_strings(decoded.dataset), src.name)
+        if decoded.prepared is not None:
+            add_prepared(store, shared_strings(decoded.prepared), src.name)
+            items = decoded.prepared.items
+        elif decoded.dataset is not None:
+            add_xarray_dataset(store, decoded.dataset, src.name)
+            items = metadata_items(decoded.dataset)
         else:
             try:
                 ds = open_netcdf(src.path, chunk_bytes=chunk_size)
@@ -392,6 +494,7 @@ def _add_dataset(store: Atlas, src: SourceFile, decoded: Decoded, chunk_size: in
                 raise _UnreadableFile(describe_error(exc)) from exc
             try:
                 add_xarray_dataset(store, ds, src.name)
+                items = metadata_items(ds)
             finally:
                 ds.close()
-    return record_warnings(caught)
+    return record_warnings(caught), items

@@ -2,8 +2,9 @@
 
 A file whose dataset is in the store is an error, unless the ingest updates: then it is
 left alone when unchanged (same size and modification time as recorded, or else the
-same SHA-256), and its dataset is replaced when it changed. A file that failed before
-(in the store's ingest log) is not tried again while unchanged, unless asked to.
+same SHA-256), and its dataset is replaced when it changed. A file an earlier ingest
+skipped (in the store's ingest log) is not tried again while unchanged, unless asked to;
+one whose failure stopped its ingest is.
 """
 
 from __future__ import annotations
@@ -55,7 +56,8 @@ def plan_ingest(store: Store, files: list[SourceFile], update: bool, retry_faile
             "pass --update to add only the new and changed files"
         )
     plan = Plan(log=read_failures(store))
-    failed = {f.file: f for f in plan.log}
+    # a failure that stopped its ingest was not skipped by choice: its file is tried again
+    failed = {f.file: f for f in plan.log if not f.stopped}
     for src in files:
         if store.dataset_exists(src.name):
             source = recorded(store.open_dataset(src.name))

@@ -122,7 +122,9 @@ def write_failures(store: Store, failures: list[Failure]) -> None:
         store.storage.delete(FAILURES_KEY)
 
 
-def failure(src: SourceFile, reason: str, sha256: str) -> Failure:
-    """The record of ``src`` failing now."""
+def failure(src: SourceFile, reason: str, sha256: str, stopped: bool = False) -> Failure:
+    """The record of ``src`` failing now (``stopped``: the failure stopped the ingest)."""
     now = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-    return Failure(src.relpath, src.name, reason, src.size, iso_mtime(src.mtime_ns), sha256, atlas_version(), now)
+    return Failure(
+        src.relpath, src.name, reason, src.size, iso_mtime(src.mtime_ns), sha256, atlas_version(), now, stopped
+    )

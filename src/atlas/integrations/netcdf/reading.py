@@ -22,6 +22,8 @@ from ..conventions import FILL_VALUE_ATTR
 if TYPE_CHECKING:
     import xarray as xr
 
+    from ..xarray import PreparedDataset
+
 __all__ = [
     "MAX_INLINE_BYTES",
     "Decoded",
@@ -100,7 +102,8 @@ def plan_chunks(ds: xr.Dataset, chunk_bytes: int) -> dict[str, int]:
 class Decoded:
     """What a reader sends back for one file."""
 
-    dataset: xr.Dataset | None = None  # decoded in memory, ready to write
+    dataset: xr.Dataset | None = None  # decoded in memory
+    prepared: PreparedDataset | None = None  # the dataset prepared for writing (then dataset is None)
     stream: bool = False  # too large to send whole: the writer streams it
     error: str | None = None
     warnings: list[tuple[str, str]] = field(default_factory=list)  # (category, message)
@@ -200,8 +203,11 @@ def _file_encoding(nc: Any) -> dict[str, Any]:
     }
 
 
-def read_netcdf(path: str, max_inline_bytes: int = MAX_INLINE_BYTES) -> Decoded:
+def read_netcdf(path: str, max_inline_bytes: int = MAX_INLINE_BYTES, prepare: bool = False) -> Decoded:
     """Decode one file into memory, or say it is too big to send whole (runs in workers).
+    With ``prepare``, the decoded file is also prepared for writing (CF-encoded, its
+    arrays planned: :func:`atlas.integrations.xarray.prepare_xarray_dataset`), which is
+    most of the work of writing it, and sent instead of the Dataset.
 
     Never raises for a bad file: the error comes back as text, since not every
     exception from the NetCDF library can be pickled.
@@ -212,8 +218,16 @@ def read_netcdf(path: str, max_inline_bytes: int = MAX_INLINE_BYTES) -> Decoded:
             ds = _decode_in_memory(path, max_inline_bytes)
             if ds is None:
                 return Decoded(stream=True, warnings=record_warnings(caught))
-            return Decoded(dataset=ds, warnings=record_warnings(caught))
         except Exception as exc:  # reported per file, the ingest decides what to do
             return Decoded(error=describe_error(exc), warnings=record_warnings(caught))
+        if not prepare:
+            return Decoded(dataset=ds, warnings=record_warnings(caught))
+        from ..xarray import prepare_xarray_dataset
+
+        try:
+            prepared = prepare_xarray_dataset(ds)
+        except Exception as exc:  # data this file holds that cannot be stored
+            return Decoded(error=describe_error(exc, reading=False), warnings=record_warnings(caught))
+        return Decoded(prepared=prepared, warnings=record_warnings(caught))
 
 

@@ -45,12 +45,12 @@ def release_memory_promptly() -> None:
 
 def read_file(path: str, max_inline: int) -> tuple[Decoded, str]:
     """What a reader does with one file: its SHA-256 (empty when it cannot be read) and
-    its decoded content (never raises for a bad file)."""
+    its content decoded and prepared for writing (never raises for a bad file)."""
     try:
         digest = file_sha256(path)
     except OSError:
         digest = ""
-    return read_netcdf(path, max_inline), digest
+    return read_netcdf(path, max_inline, prepare=True), digest
 
 
 def _worker_init() -> None:
