@@ -15,6 +15,7 @@ from store_helpers import add_dataset, first_values, stored_files, write_profile
 
 import atlas
 from atlas.core import commit
+from atlas.core.maintenance import unreferenced_summary
 from atlas.format import manifest as mf
 from atlas.storage import MemoryStorage
 from atlas.storage.wrappers import WrappedStorage
@@ -304,6 +305,8 @@ def test_a_checkpoint_stays_invisible_until_the_flush_publishes_it(tmp_path: Pat
     assert fresh.open_dataset("a0").get_attribute("note") == "after"
     assert fresh.open_dataset("a1").array_stats("temperature") is not None
     assert fresh.verify() == []
+    # the runs of a checkpoint that a later one merged into its own are deleted: no orphans
+    assert unreferenced_summary(fresh) == (0, 0)
 
 
 def test_a_checkpoint_dropped_without_a_flush_leaves_only_orphans(tmp_path: Path) -> None:

@@ -293,9 +293,10 @@ def checkpoint(store: StoreModel) -> None:
     reader sees them; the next ``flush()`` names them in the version it publishes, with what
     changed after, and checks first that they are all still there (a garbage collection
     with a grace period shorter than the write may have taken them: ``ConflictError``). A
-    handle dropped without a flush leaves them as orphans, which compaction removes. New
-    datasets go into shards of their own (the last shard is not filled up), so that no
-    checkpoint decodes the datasets of an earlier one again."""
+    handle dropped without a flush leaves them as orphans, which compaction removes; files
+    of an earlier checkpoint that a later one replaced are deleted at once. New datasets go
+    into shards of their own (the last shard is not filled up), so that no checkpoint
+    decodes the datasets of an earlier one again."""
     if store._unsettled is not None:
         store._check_writable()  # says to settle the unknown outcome first
     if store._read_only or not store._changed:
@@ -310,7 +311,28 @@ def checkpoint(store: StoreModel) -> None:
     written += [s.key for s in shards if s.key not in shards_before and s.key is not None]
     install_commit(store, version, updates, new_stats, attach, False, shards, published=False)
     store._unpublished.extend(written)
+    discard_replaced(store)
     forget_decoded(store)
+
+
+def discard_replaced(store: StoreModel) -> None:
+    """Delete the files of earlier checkpoints that a later one (or the commit) replaced:
+    index files whose runs it merged into its own, shards whose datasets it rewrote. No
+    manifest ever named them, and the handle no longer does, so a long write leaves no
+    orphans behind. Best effort: a file left behind is an orphan compaction removes."""
+    named = {s.key for s in store._datasets.shards}
+    for v in store._variables.values():
+        named.update(r.key for r in v.runs)
+        named.update(k for k, _ in v.segments)
+        named.update(k for k, _ in v.pending_segments)
+    replaced = [k for k in store._unpublished if k not in named]
+    if not replaced:
+        return
+    store._unpublished = [k for k in store._unpublished if k in named]
+    try:
+        run_concurrently(store._storage.delete, replaced)
+    except Exception:
+        pass
 
 
 def forget_decoded(store: StoreModel) -> None:
@@ -393,7 +415,9 @@ def install_commit(
         return
     store._version = version
     store._changed = False
-    store._unpublished = []
+    if store._unpublished:
+        discard_replaced(store)  # files of checkpoints this commit replaced
+        store._unpublished = []
     after_commit(store, version)
 
 
