@@ -226,7 +226,7 @@ def _validate_names(ds: xr.Dataset) -> None:
 def _dataset_encoding(ds: xr.Dataset) -> dict[str, Any]:
     out: dict[str, Any] = {}
     unlimited = ds.encoding.get("unlimited_dims")
-    if unlimited:
+    if unlimited is not None:  # an empty set too: xarray's netCDF4 backend always gives one
         out["unlimited_dims"] = sorted([unlimited] if isinstance(unlimited, str) else [str(d) for d in unlimited])
     fmt = ds.encoding.get("format")
     if isinstance(fmt, str):
