@@ -289,7 +289,9 @@ def _add_maintenance_commands(sub: Subcommands) -> None:
 def _add_export_and_demo(sub: Subcommands) -> None:
     p = _command(sub, "export", cmd_export, "write one dataset to a NetCDF file",
                  desc="Write DATASET back to a NetCDF file in the on-disk form it was added with\n"
-                      "(dtypes, fill values, units, char dims, attributes and their order).")
+                      "(dtypes, fill values, units, char dims, attributes and their order). The\n"
+                      "dataset of a NetCDF-4 file with groups comes back with its groups (the dataset\n"
+                      "of a group with the groups under it); FILE/GROUP/PATH names a group's dataset.")
     _store_argument(p)
     _dataset_argument(p)
     p.add_argument("out", metavar="OUT.nc", help="NetCDF file to write")

@@ -1,7 +1,9 @@
 """NetCDF ingest: a directory tree of NetCDF files becomes datasets of one store.
 
 One file gives one dataset, named after its path relative to the source directory
-(see :func:`dataset_name`). Files are decoded with xarray's CF conventions (masked
+(see :func:`dataset_name`); a NetCDF-4 file with groups gives one dataset per group, each
+recording where it sits in the file (see :mod:`atlas.integrations.groups`), written and
+replaced together. Files are decoded with xarray's CF conventions (masked
 fill values become NaN, times become ``datetime64``, character arrays become
 strings) and written with ``Atlas.add_xarray_dataset``.
 
@@ -48,6 +50,7 @@ from ...core.commit import checkpoint
 from ...errors import CorruptionError, StorageError
 from ...format.ingestlog import Failure
 from ...storage.usage import disk_usage
+from ..groups import Dimension, GroupPlace, group_dataset_name, record_place, subgroups
 from ..xarray import PreparedDataset, add_prepared, add_xarray_dataset
 from .files import (
     NAME_SEPARATOR,
@@ -58,12 +61,12 @@ from .files import (
     find_netcdf_files,
 )
 from .plan import Plan, plan_ingest
-from .provenance import failure, file_sha256, record, write_failures
+from .provenance import failure, file_sha256, record, recorded, write_failures
 from .reading import (
     MAX_INLINE_BYTES,
     Decoded,
-    GroupIgnoredWarning,
     describe_error,
+    file_groups,
     open_netcdf,
     plan_chunks,
     read_netcdf,
@@ -85,7 +88,6 @@ __all__ = [
     "DEFAULT_CHUNK_SIZE",
     "NAME_SEPARATOR",
     "NETCDF_SUFFIXES",
-    "GroupIgnoredWarning",
     "IngestError",
     "IngestProgress",
     "IngestReport",
@@ -395,10 +397,13 @@ def _write_files(run: _Run, readers: Readers, chunk_size: int, progress: IngestP
         for src, decoded, digest in readers:
             report.warnings.extend(WarningRecord(src.relpath, c, m) for c, m in decoded.warnings)
             error = decoded.error
-            items = 0
+            items, names = 0, [src.name]
             if error is None:
-                error, items = _write_file(store, src, decoded, chunk_size, report, src.name in plan.replace, digest)
+                error, items, names = _write_file(
+                    store, src, decoded, chunk_size, report, src.name in plan.replace, digest
+                )
             decoded.dataset = decoded.prepared = None
+            decoded.groups = []
             if error is not None:
                 sha256 = digest or plan.hashes.get(src.relpath, "")
                 if not run.skip_errors:
@@ -411,9 +416,9 @@ def _write_files(run: _Run, readers: Readers, chunk_size: int, progress: IngestP
                 report.skipped.append((src.relpath, error))
                 run.failed.append(failure(src, error, sha256))
             else:
-                report.added.append(src.name)
+                report.added.extend(names)
                 if src.name in plan.replace:
-                    report.replaced.append(src.name)
+                    report.replaced.extend(names)
                 report.bytes_in += src.size
             if progress is not None:
                 progress.advance(1, src.size)
@@ -424,30 +429,40 @@ def _write_files(run: _Run, readers: Readers, chunk_size: int, progress: IngestP
 
 def _write_file(
     store: Atlas, src: SourceFile, decoded: Decoded, chunk_size: int, report: IngestReport, replace: bool, digest: str
-) -> tuple[str | None, int]:
-    """Add one file as a dataset (replacing the one of an earlier version of the file):
-    (None, its attributes and variables) when added, else (why the file failed, 0). A
-    failure of the store itself raises :class:`IngestError`."""
+) -> tuple[str | None, int, list[str]]:
+    """Add one file as datasets, its root group's and one for each sub-group (replacing
+    those of an earlier version of the file): (None, their attributes and variables, their
+    names) when added, else (why the file failed, 0, []). A failure of the store itself
+    raises :class:`IngestError`."""
     if replace and store.dataset_exists(src.name):
-        store.delete_dataset(src.name)
+        for name in [*subgroups(store, src.name), src.name]:
+            store.delete_dataset(name)
+    written: list[str] = []
     try:
-        raised, items = _add_dataset(store, src, decoded, chunk_size)
-        record(store.open_dataset(src.name), src, digest or file_sha256(str(src.path)))
+        raised, items = _add_file(store, src, decoded, chunk_size, written)
+        sha256 = digest or file_sha256(str(src.path))
+        for name in written:
+            record(store.open_dataset(name), src, sha256)
     except MemoryError:
         raise
-    except _UnreadableFile as exc:
-        return str(exc), 0
     except _STORE_FAILURES as exc:  # the store's disk or bucket, not this file: stop
         raise IngestError(
             f"{_one_line(exc)}; stopped while adding {src.relpath} (not that file's fault); "
             "nothing was committed"
         ) from exc
-    except Exception as exc:  # data this file holds that cannot be stored
-        if store.dataset_exists(src.name):
-            store.delete_dataset(src.name)  # never keep half a file
-        return describe_error(exc, reading=False), 0
+    except Exception as exc:  # data this file holds that cannot be stored, or a name taken
+        for name in written:  # never keep part of a file
+            if store.dataset_exists(name):
+                store.delete_dataset(name)
+        if isinstance(exc, (_UnreadableFile, _NameTaken)):
+            return str(exc), 0, []
+        return describe_error(exc, reading=False), 0, []
     report.warnings.extend(WarningRecord(src.relpath, c, m) for c, m in raised)
-    return None, items
+    return None, items, written
+
+
+class _NameTaken(Exception):
+    """The dataset name of a file's group is another dataset's (a per-file failure)."""
 
 
 class _UnreadableFile(Exception):
@@ -474,27 +489,70 @@ def metadata_items(ds: xr.Dataset) -> int:
     return 1 + len(ds.attrs) + sum(1 + len(v.attrs) for v in ds.variables.values())
 
 
-def _add_dataset(
-    store: Atlas, src: SourceFile, decoded: Decoded, chunk_size: int
+def _free_name(store: Atlas, src: SourceFile, path: str) -> str:
+    """The dataset name of group ``path`` of ``src``, once free: a dataset of that name that
+    an earlier ingest of this same file left (its root group's dataset was deleted since)
+    is deleted; one of another file's is :class:`_NameTaken`."""
+    name = group_dataset_name(src.name, path)
+    if path != "/" and store.dataset_exists(name):
+        source = recorded(store.open_dataset(name))
+        if source is None or source.path != src.relpath:
+            holder = f"dataset {name!r} of {source.path}" if source is not None else f"dataset {name!r}"
+            raise _NameTaken(f"its group {path} would be {holder}, which is in the store already")
+        store.delete_dataset(name)
+    return name
+
+
+def _add_file(
+    store: Atlas, src: SourceFile, decoded: Decoded, chunk_size: int, written: list[str]
 ) -> tuple[list[tuple[str, str]], int]:
-    """Write one decoded (or to-be-streamed) file as a dataset; return the warnings raised
-    and its metadata items."""
+    """Write one decoded (or to-be-streamed) file as datasets, its root group's first, each
+    name appended to ``written`` once written; return the warnings raised and the metadata
+    items."""
+    items = 0
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        if decoded.prepared is not None:
-            add_prepared(store, shared_strings(decoded.prepared), src.name)
-            items = decoded.prepared.items
-        elif decoded.dataset is not None:
-            add_xarray_dataset(store, decoded.dataset, src.name)
-            items = metadata_items(decoded.dataset)
+        if decoded.prepared is not None or decoded.dataset is not None:
+            layout = [("/", decoded.dims), *((g.path, g.dims) for g in decoded.groups)]
+            parts = [(decoded.prepared, decoded.dataset), *((g.prepared, g.dataset) for g in decoded.groups)]
+            for (path, _), (prepared, ds) in zip(layout, parts, strict=True):
+                name = _free_name(store, src, path)
+                if prepared is not None:
+                    add_prepared(store, shared_strings(prepared), name)
+                    items += prepared.items
+                else:
+                    assert ds is not None
+                    add_xarray_dataset(store, ds, name)
+                    items += metadata_items(ds)
+                written.append(name)
         else:
             try:
-                ds = open_netcdf(src.path, chunk_bytes=chunk_size)
+                layout = file_groups(src.path)
             except Exception as exc:
                 raise _UnreadableFile(describe_error(exc)) from exc
-            try:
-                add_xarray_dataset(store, ds, src.name)
-                items = metadata_items(ds)
-            finally:
-                ds.close()
+            for path, _ in layout:
+                name = _free_name(store, src, path)
+                try:
+                    ds = open_netcdf(src.path, chunk_bytes=chunk_size, group=None if path == "/" else path)
+                except Exception as exc:
+                    raise _UnreadableFile(describe_error(exc)) from exc
+                try:
+                    add_xarray_dataset(store, ds, name)
+                    items += metadata_items(ds)
+                finally:
+                    ds.close()
+                written.append(name)
+        if len(layout) > 1:
+            _record_places(store, src, layout, written)
     return record_warnings(caught), items
+
+
+def _record_places(store: Atlas, src: SourceFile, layout: list[tuple[str, list[Dimension]]], names: list[str]) -> None:
+    """Record where each dataset of a file with groups sits in it (see :mod:`..groups`)."""
+    for (path, dims), name in zip(layout, names, strict=True):
+        if path == "/":
+            place = GroupPlace("/", None, dims, names[1:])
+        else:
+            parent = group_dataset_name(src.name, path.rsplit("/", 1)[0] or "/")
+            place = GroupPlace(path, parent, dims, [])
+        record_place(store.open_dataset(name), place)
