@@ -310,6 +310,12 @@ def _one_cell(var: xr.Variable) -> xr.Variable:
     return xr.Variable(var.dims, np.asarray(var[key].values), var.attrs, var.encoding)
 
 
+def _chunked(var: xr.Variable) -> bool:
+    """Whether ``var`` is backed by a chunked (dask) array; numpy data answers without
+    ``Variable.chunks``, whose protocol checks cost more than encoding a small variable."""
+    return not isinstance(getattr(var, "_data", None), np.ndarray) and var.chunks is not None
+
+
 def _char_width(var: xr.Variable) -> int:
     """The length of the char dimension a variable was read from (0 when unknown)."""
     shape = var.encoding.get("original_shape")
@@ -322,7 +328,7 @@ def _fixed_width_bytes(var: xr.Variable) -> xr.Variable:
     """An object array of bytes (or all missing, or empty) read from a char array (encoding
     dtype ``S1``) as fixed-width bytes again, missing cells as the fill, so it is written
     back as the same char array (xarray would infer float64 for an empty or all-NaN one)."""
-    if var.encoding.get("dtype") != np.dtype("S1") or var.chunks is not None:  # chunks: a slow check
+    if var.encoding.get("dtype") != np.dtype("S1") or _chunked(var):
         return var
     if var.dtype.kind == "S":  # strings shorter than their char dimension: widened back to it
         width = _char_width(var)
@@ -356,7 +362,7 @@ def _masked_objects(var: xr.Variable, enc: xr.Variable) -> xr.Variable:
     """The encoded numbers of an object array (cftime dates), its missing cells as the
     ``_FillValue`` (xarray's date encoding leaves them 0)."""
     fill = enc.attrs.get("_FillValue", enc.encoding.get("_FillValue"))
-    if var.dtype.kind != "O" or fill is None or var.chunks is not None:
+    if var.dtype.kind != "O" or fill is None or _chunked(var):
         return enc
     import pandas as pd
 
@@ -387,7 +393,7 @@ def _storable(dtype: np.dtype[Any]) -> bool:
 
 def _fits_ns(var: xr.Variable) -> bool:
     """Whether a datetime64 variable converts to nanoseconds without overflow."""
-    if var.dtype == np.dtype("datetime64[ns]") or var.chunks is not None:
+    if var.dtype == np.dtype("datetime64[ns]") or _chunked(var):
         return True  # dask input is converted block by block (an overflow raises then)
     arr = np.asarray(var.values)
     try:
