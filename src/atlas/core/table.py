@@ -139,6 +139,35 @@ class DatasetTable(MutableMapping[str, Record]):
         out.extend(self._added)
         return out
 
+    def attribute_values(
+        self, names: list[str], values_of: Callable[[Record], dict[str, Any]]
+    ) -> dict[str, dict[str, Any]]:
+        """``values_of`` the record of each dataset of ``names`` that exists, read a shard
+        at a time: the records of a shard decoded for this alone are dropped again once its
+        datasets are read, so reading a few attributes of every dataset of a large store
+        holds one shard's records at a time."""
+        out: dict[str, dict[str, Any]] = {}
+        by_shard: dict[int, list[tuple[str, int]]] = {}
+        for name in names:
+            rec = self._added.get(name) or self._states.get(name)
+            if rec is not None:
+                out[name] = values_of(rec)
+                continue
+            if name in self._deleted:
+                continue
+            hit = self._base_record(name)
+            if hit is not None:
+                by_shard.setdefault(hit[0].serial, []).append((name, hit[1]))
+        for serial, rows in by_shard.items():
+            shard = self._by_serial[serial]
+            decoded_before = shard.records is not None
+            recs = self.records_of(shard)
+            for name, row in rows:
+                out[name] = values_of(recs[row])
+            if not decoded_before and shard.key is not None:
+                shard.records = None
+        return out
+
     def values(self) -> Iterator[Record]:  # type: ignore[override]
         for _, rec in self.items():
             yield rec

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from ...format.ingestlog import Failure
 from .files import SourceFile
-from .provenance import file_sha256, iso_mtime, read_failures, recorded
+from .provenance import ATTRIBUTES, file_sha256, iso_mtime, read_failures, recorded_in
 from .report import IngestError, IngestReport
 
 if TYPE_CHECKING:
@@ -58,9 +58,12 @@ def plan_ingest(store: Store, files: list[SourceFile], update: bool, retry_faile
     plan = Plan(log=read_failures(store))
     # a failure that stopped its ingest was not skipped by choice: its file is tried again
     failed = {f.file: f for f in plan.log if not f.stopped}
+    # the sources recorded, read without keeping the datasets decoded (a large store's
+    # metadata would take more memory than the ingest itself)
+    sources = store._attributes_of([s.name for s in present], ATTRIBUTES.values())
     for src in files:
-        if store.dataset_exists(src.name):
-            source = recorded(store.open_dataset(src.name))
+        if src.name in sources:
+            source = recorded_in(sources[src.name])
             if source is None or _unchanged(src, source.size, source.mtime, source.sha256, plan):
                 report.files_present += 1  # unchanged, or added before sources were recorded
                 continue

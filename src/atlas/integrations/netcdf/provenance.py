@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ...format.ingestlog import FAILURES_KEY, Failure, decode_failures, encode_failures
 from .files import SourceFile
@@ -30,6 +30,7 @@ __all__ = [
     "iso_mtime",
     "read_failures",
     "recorded",
+    "recorded_in",
     "record",
     "write_failures",
 ]
@@ -98,7 +99,12 @@ def record(view: DatasetView, src: SourceFile, sha256: str) -> None:
 def recorded(view: DatasetView) -> Provenance | None:
     """The source recorded for a dataset; None when it has none (not ingested, or by an
     Atlas that did not record it)."""
-    values = {field: view.get_attribute(key) for field, key in ATTRIBUTES.items()}
+    return recorded_in({key: view.get_attribute(key) for key in ATTRIBUTES.values()})
+
+
+def recorded_in(attributes: dict[str, Any]) -> Provenance | None:
+    """The source recorded in a dataset's attributes (``{key: value}``), or None."""
+    values: dict[str, Any] = {field: attributes.get(key) for field, key in ATTRIBUTES.items()}
     if not isinstance(values["size"], int) or not all(
         isinstance(values[k], str) for k in ("path", "mtime", "sha256", "atlas_version")
     ):
