@@ -83,6 +83,10 @@ def default_jobs() -> int:
 #: to the workers in groups, so the writer pays for one request and one reply per group.
 TASK_FILES = 8
 TASK_BYTES = 4 << 20
+#: Tasks in flight per reader: the readers run this far ahead of the writer, so they go on
+#: while it writes a checkpoint (a second or two), and what waits for it stays bounded
+#: (TASK_BYTES a task, a few times that decoded).
+TASKS_AHEAD = 4
 
 
 def read_files(paths: list[str], max_inline: int) -> list[tuple[Decoded, str]]:
@@ -112,7 +116,7 @@ class Readers:
         self._groups = task_groups(files)
         self._jobs = jobs
         self._max_inline = max_inline
-        self._window = 2 * jobs
+        self._window = TASKS_AHEAD * jobs
         self._pool: ProcessPoolExecutor | None = None
         self._pending: deque[tuple[list[SourceFile], Future[list[tuple[Decoded, str]]]]] = deque()
         self._next = 0
