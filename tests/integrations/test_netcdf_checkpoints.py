@@ -143,3 +143,16 @@ def test_a_checkpoint_forgets_what_it_wrote(tmp_path: Path) -> None:
     got = store.open_as_xarray_dataset("p0001")
     with xr.open_dataset(tmp_path / "src" / "north" / "p0001.nc") as want:
         xr.testing.assert_identical(want.load(), got.load())
+
+
+def test_small_updates_fill_the_last_shard_up_to_a_batch_only(tmp_path: Path) -> None:
+    src, store = tmp_path / "src", tmp_path / "store"
+    write_tree(src, 1)
+    ingest_directory(src, store, jobs=1, checkpoint_files=3)
+    sizes = []
+    for start in range(1, 7):
+        write_tree(src, 1, start=start)
+        ingest_directory(src, store, jobs=1, update=True, checkpoint_files=3)
+        sizes.append([len(s.names) for s in atlas.Atlas.open(store)._datasets.shards])
+    # the last shard is filled while it holds fewer than 3, then a new one starts
+    assert sizes == [[2], [3], [3, 1], [3, 2], [3, 3], [3, 3, 1]]

@@ -291,10 +291,13 @@ class _Run:
         self.checkpoints += 1
 
     def finish(self) -> None:
-        """Commit what is left. After checkpoints, the rest is written ahead first, so that
-        the commit decodes none of the datasets a checkpoint wrote (it would to fill up
-        their shard with the rest)."""
-        if self.checkpoints and self.batch:
+        """Commit what is left. After checkpoints, or when the store's last shard holds a
+        batch or more, the rest is written ahead first, into a shard of its own: the commit
+        would otherwise decode that shard's datasets to fill it up with the rest, and shards
+        stay small enough (two batches at most) that decoding one, which reading any of its
+        datasets does, takes little memory."""
+        shards = self.store._datasets.shards
+        if self.batch and (self.checkpoints or (shards and len(shards[-1].names) >= self.every)):
             self.checkpoint()
         _commit(self.store, self.report)
         self.keep_log()
