@@ -297,10 +297,14 @@ def _write_plan(view: DatasetView, plan: _Plan) -> int:
     step = max(1, plan.chunk_shape[0])
     rows = max(step, (STREAM_BYTES // max(1, row_bytes)) // step * step)
     n = plan.shape[0]
+    held = getattr(variable, "_data", None)
+    in_memory = held if isinstance(held, np.ndarray) else None
     for i in range(0, n, rows):
-        # always a slice: it reads only this slab of a lazy input and never caches
-        # data on the caller's variable
-        block = np.asarray(variable[i : min(n, i + rows)].values)
+        if in_memory is not None:  # numpy slices, without xarray's indexing machinery
+            block = in_memory[i : min(n, i + rows)]
+        else:  # a slice: it reads only this slab of a lazy input and never caches
+            # data on the caller's variable
+            block = np.asarray(variable[i : min(n, i + rows)].values)
         start = [i] + [0] * (len(plan.shape) - 1)
         view.write_array(plan.name, start, _to_storable(block, dt, plan.fill, missing))
     return missing[0]

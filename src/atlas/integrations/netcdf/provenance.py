@@ -11,6 +11,7 @@ identification, so that an update does not retry them unless they changed.
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import hashlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -61,8 +62,10 @@ class Provenance:
         return self.size == src.size and self.mtime == iso_mtime(src.mtime_ns)
 
 
+@functools.cache
 def atlas_version() -> str:
-    """The installed Atlas version."""
+    """The installed Atlas version (looked up once: reading the package metadata costs a
+    few milliseconds, and an ingest records it in every dataset)."""
     from importlib.metadata import PackageNotFoundError, version
 
     try:
