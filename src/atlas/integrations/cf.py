@@ -284,7 +284,7 @@ def encode_dataset(ds: xr.Dataset, encoding: Mapping[Hashable, Any] | None = Non
         # judged on one cell, not the data: a packed integer variable read from a file
         # without a _FillValue holds no NaN, and the array keeps the physical values anyway
         warnings.filterwarnings("ignore", "saving variable .* as an integer dtype without any _FillValue")
-        encoded, disk_global = conventions.cf_encoder(sample, disk_global)
+        encoded, disk_global = _cf_encoder(sample, disk_global)
     out = []
     for name, var in encoded.items():
         try:
@@ -298,6 +298,84 @@ def encode_dataset(ds: xr.Dataset, encoding: Mapping[Hashable, Any] | None = Non
     order = {str(k): i for i, k in enumerate([*ds.coords, *ds.data_vars])}  # the 0.10 array order
     out.sort(key=lambda ev: order.get(ev.name, len(order)))
     return EncodedDataset(out, dict(ds.attrs), dict(disk_global), _dataset_encoding(ds))
+
+
+#: Numbers and bools encoded before, by what their encoding depends on (see _cf_encoder).
+_ENCODED: dict[tuple[Any, ...], tuple[xr.Variable, list[tuple[type[Warning], str]]]] = {}
+_ENCODED_MAX = 4096
+#: Encoding keys that say where a variable came from or how it was stored, which no
+#: coder reads (and which differ from file to file).
+_PROVENANCE_KEYS = frozenset({"source", "original_shape"})
+
+
+class _Unkeyed(Exception):
+    """A value that cannot be part of a memo key."""
+
+
+def _frozen(value: Any) -> Any:
+    """A hashable stand-in for an attribute or encoding value, telling types apart."""
+    if isinstance(value, np.ndarray):
+        return ("a", value.dtype.str, value.shape, value.tobytes())
+    if isinstance(value, np.generic):
+        return ("g", value.dtype.str, value.tobytes())
+    if isinstance(value, np.dtype):
+        return ("d", value.str)
+    if isinstance(value, (list, tuple)):
+        return ("l", tuple(_frozen(v) for v in value))
+    if value is None or isinstance(value, (str, bytes, bool, int, float)):
+        return (type(value).__name__, value)
+    raise _Unkeyed
+
+
+def _memo_key(name: Hashable, var: xr.Variable) -> tuple[Any, ...] | None:
+    """What xarray's CF encoding of a number, bool or fixed-width bytes variable depends
+    on: its name, dims, dtype (for bytes, their width), attributes and encoding (not its
+    values); None for other variables."""
+    if not (_storable(var.dtype) or var.dtype.kind == "S"):
+        return None
+    try:
+        return (
+            name, var.dims, var.dtype.str,
+            tuple((k, _frozen(v)) for k, v in var.attrs.items()),
+            tuple((k, _frozen(v)) for k, v in var.encoding.items() if k not in _PROVENANCE_KEYS),
+        )
+    except (_Unkeyed, TypeError):
+        return None
+
+
+def _cf_encoder(variables: dict[Hashable, xr.Variable], attributes: Any) -> tuple[dict[Hashable, xr.Variable], Any]:
+    """``xarray.conventions.cf_encoder``, remembering the encoding of number, bool and
+    fixed-width bytes variables: its dtype, dims and attributes depend on the variable's
+    name, dims, dtype, attributes and encoding, never on its values (of which only one cell
+    is encoded here, and not used), and files of one kind repeat the same variables by
+    the thousand.
+
+    A dataset whose variables name ``bounds`` goes through ``cf_encoder`` itself (it
+    then relates variables to each other); otherwise ``cf_encoder`` is exactly
+    ``encode_cf_variable`` of each variable."""
+    from xarray import conventions
+
+    if any("bounds" in v.attrs for v in variables.values()):
+        return conventions.cf_encoder(variables, attributes)
+    out = {}
+    for k, v in variables.items():
+        key = _memo_key(k, v)
+        if key is None:
+            out[k] = conventions.encode_cf_variable(v, name=k)
+            continue
+        hit = _ENCODED.get(key)
+        if hit is None:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                encoded = conventions.encode_cf_variable(v, name=k)
+            hit = (encoded, [(w.category, str(w.message)) for w in caught])
+            if len(_ENCODED) >= _ENCODED_MAX:
+                _ENCODED.clear()
+            _ENCODED[key] = hit
+        for category, message in hit[1]:  # what encoding it says, every time
+            warnings.warn(message, category, stacklevel=3)
+        out[k] = hit[0]
+    return out, attributes
 
 
 def _one_cell(var: xr.Variable) -> xr.Variable:
