@@ -14,6 +14,7 @@ from netcdf_helpers import write_tree
 import atlas
 from atlas.cli.read import store_info
 from atlas.core import commit
+from atlas.core.maintenance import unreferenced_summary
 from atlas.format.ingestlog import FAILURES_KEY, decode_failures
 from atlas.integrations import netcdf
 from atlas.integrations.netcdf import IngestError, ingest_directory
@@ -69,6 +70,7 @@ def test_a_failure_after_checkpoints_commits_nothing_and_is_recorded(tmp_path: P
     assert calls == [4, 6]
     after = atlas.Atlas.open(store)
     assert (after.version, after.list_datasets()) == (before.version, before.list_datasets())
+    assert unreferenced_summary(after) == (0, 0)  # what the checkpoints wrote is deleted again
     # the failure is on record, as one that stopped its ingest ...
     assert _log(store) == [("zz/broken.nc", True)]
     info = store_info(after)
@@ -124,6 +126,7 @@ def test_a_killed_ingest_with_skip_errors_keeps_its_committed_batches(tmp_path: 
         ingest_directory(src, store, jobs=1, skip_errors=True, checkpoint_files=2)
     s = atlas.Atlas.open(store)
     assert len(s.list_datasets()) == 3  # two batches of 2 files, one of them skipped
+    assert unreferenced_summary(s) == (0, 0)  # the third batch's files are deleted again
     assert _log(store) == [("north/bad.nc", False)]
     monkeypatch.setattr(netcdf, "_write_file", real)
     report = ingest_directory(src, store, jobs=1, update=True, skip_errors=True)

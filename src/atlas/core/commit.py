@@ -335,6 +335,23 @@ def discard_replaced(store: StoreModel) -> None:
         pass
 
 
+def abandon(store: StoreModel) -> None:
+    """Delete the files this handle wrote ahead (its checkpoints' and its spilled
+    segments), which no manifest names, when its changes will never be committed; the
+    handle is read-only afterwards. Best effort: a file left behind is an orphan that
+    compaction removes."""
+    keys = list(store._unpublished) + [k for v in store._variables.values() for k, _ in v.pending_segments]
+    store._unpublished = []
+    for v in store._variables.values():
+        v.pending_segments = []
+    store._read_only = True
+    store._read_only_why = "its changes were abandoned"  # type: ignore[attr-defined]
+    try:
+        run_concurrently(store._storage.delete, keys)
+    except Exception:
+        pass
+
+
 def forget_decoded(store: StoreModel) -> None:
     """Drop the decoded states and records of the handle's datasets, right after a commit or
     checkpoint installed them (nothing of them is pending): they are read back from the

@@ -46,7 +46,7 @@ import warnings
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from ...core.commit import checkpoint
+from ...core.commit import abandon, checkpoint
 from ...errors import CorruptionError, StorageError
 from ...format.ingestlog import Failure
 from ...storage.usage import disk_usage
@@ -217,8 +217,10 @@ def ingest_directory(
     finally:
         if progress is not None:
             progress.close()
-        if not committed and not (run is not None and run.published):
-            cleanup()
+        if not committed:
+            abandon(store)  # what it wrote ahead since its last commit: no version will name it
+            if not (run is not None and run.published):
+                cleanup()
     _measure(report, store, t0)
     return report
 
