@@ -12,12 +12,12 @@ from netcdf_helpers import write_profile, write_tree
 
 @pytest.fixture(scope="session")
 def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """A source tree of 6 profiles (one with a group) and the store ingested from it."""
+    """A source tree of 6 profiles (one with a group: 7 datasets) and the store ingested from it."""
     root = tmp_path_factory.mktemp("cli")
     src = root / "src"
     write_tree(src, 5)
     write_profile(src / "north" / "grouped.nc", group=True, seed=9)
     proc = run("ingest", src, root / "store", "--json")
     report = json.loads(proc.stdout)
-    assert report["datasets_added"] == 6 and report["created"]
+    assert report["datasets_added"] == 7 and report["created"]
     return src, root / "store"

@@ -104,6 +104,13 @@ def test_info_lists_the_files_that_failed(tmp_path: Path) -> None:
     assert [f["file"] for f in info["failed_files"]] == ["bad.nc"]
     again = run("ingest", src, tmp_path / "store", "--update")
     assert "1 file failed before and is unchanged, not retried" in again.stdout
+    # a failure that stops an ingest (no --skip-errors) is listed too
+    (src / "worse.nc").write_bytes(b"CDF\x01" + os.urandom(100))
+    run("ingest", src, tmp_path / "store", "--update", rc=1)
+    text = run("info", tmp_path / "store").stdout
+    assert "failed:    2 files could not be stored by earlier ingests" in text
+    assert "worse.nc: " in text and "(stopped the ingest of 20" in text
+    assert "the next ingest tries it again" in text.split("worse.nc")[1]
 
 
 # ---------------------------------------------------------------------------- the real Argo sample

@@ -25,8 +25,8 @@ def test_ingest_summary_groups_warnings(built: tuple[Path, Path]) -> None:
     tmp = built[1].parent / "again"
     proc = run("ingest", src, tmp)
     out = proc.stdout
-    assert out.startswith(f"created {tmp}: 6 datasets added from 6 files")
-    assert "1 x GroupIgnoredWarning: group '…' ignored" in out
+    assert out.startswith(f"created {tmp}: 7 datasets added from 6 files")
+    assert "1 x SerializationWarning: variable '…' has _Unsigned attribute but is not of integer type" in out
     assert "--verbose" in out and out.count("grouped.nc") == 1  # once, as the kind's example
     assert "      e.g. north/grouped.nc\n" in out
     verbose = run("ingest", src, tmp, "--update", "--verbose").stdout

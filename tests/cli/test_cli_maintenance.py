@@ -28,7 +28,7 @@ def test_rm_compact_and_verify(built: tuple[Path, Path], tmp_path: Path) -> None
     store = tmp_path / "store"
     shutil.copytree(built[1], store)
     assert_one_line_error(run("rm", store, "south:p0000", "nope", rc=None), "nope")
-    assert len(atlas.Atlas.open(store).list_datasets()) == 6  # nothing was removed
+    assert len(atlas.Atlas.open(store).list_datasets()) == 7  # nothing was removed
     proc = run("rm", store, "south:p0000", "south:p0002")
     assert proc.stdout.startswith("removed 2 datasets")
     assert "south:p0000" not in atlas.Atlas.open(store).list_datasets()

@@ -11,7 +11,10 @@ from cli_helpers import assert_one_line_error, run
 def test_ls_patterns_and_json(built: tuple[Path, Path]) -> None:
     _, store = built
     names = run("ls", store).stdout.split()
-    assert names == ["north:grouped", "north:p0001", "north:p0003", "south:p0000", "south:p0002", "south:p0004"]
+    assert names == [
+        "north:grouped", "north:grouped#engineering", "north:p0001", "north:p0003", "south:p0000", "south:p0002",
+        "south:p0004",
+    ]
     assert json.loads(run("ls", store, "*:p000[13]", "--json").stdout) == ["north:p0001", "north:p0003"]
 
 
@@ -27,8 +30,8 @@ def test_find_and_ls_where(built: tuple[Path, Path]) -> None:
 def test_info(built: tuple[Path, Path]) -> None:
     _, store = built
     out = run("info", store).stdout
-    assert "datasets:  6" in out and "codec:     zstd" in out
+    assert "datasets:  7" in out and "codec:     zstd" in out
     info = json.loads(run("info", store, "--json").stdout)
-    assert info["datasets"] == 6 and info["bytes_on_disk"] > 0 and info["version"] in info["versions"]
-    # 9 arrays per NetCDF-4 file, 8 per NetCDF-3 one (no variable-length string)
-    assert info["arrays"] == 4 * 9 + 2 * 8 and info["array_names"] == 9
+    assert info["datasets"] == 7 and info["bytes_on_disk"] > 0 and info["version"] in info["versions"]
+    # 9 arrays per NetCDF-4 file, 8 per NetCDF-3 one (no variable-length string), 1 in the group
+    assert info["arrays"] == 4 * 9 + 2 * 8 + 1 and info["array_names"] == 10

@@ -69,3 +69,13 @@ def test_show_agrees_with_open_as_xarray_dataset(tmp_path: Path) -> None:
     out = run("show", tmp_path / "store", "xr").stdout
     assert '\t\tt:units = "K" ;\n' in out and "\t\tt:_FillValue = -999.0 ;\n" in out  # on-disk order
     assert "\t\t// fill -999.0; 2 cells" in out
+
+
+def test_show_takes_a_group_by_its_path_in_the_file(built: tuple[Path, Path]) -> None:
+    _, store = built
+    out = run("show", store, "north:grouped/engineering").stdout
+    assert "float32 battery(n) ;" in out and ':comment = "engineering data" ;' in out
+    assert out == run("show", store, "north:grouped#engineering").stdout.replace(
+        "north:grouped#engineering", "north:grouped/engineering"
+    )
+    assert_one_line_error(run("show", store, "north:grouped/nope", rc=None), "no group '/nope'")

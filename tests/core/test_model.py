@@ -51,3 +51,30 @@ def test_an_older_index_copied_over_the_newest_is_detected(tmp_path: Path) -> No
     problems = atlas.Atlas.open(path).verify()
     assert problems and "replaced" in problems[0]
 
+
+
+def test_attributes_of_many_datasets_are_read_without_keeping_them_decoded(tmp_path: Path) -> None:
+    store = atlas.Atlas.create(tmp_path / "s")
+    for i in range(6):
+        ds = store.create_dataset(f"d{i}")
+        ds.set_attribute("source", f"file{i}.nc")
+        ds.set_attribute("size", i, "int32")
+        ds.set_attribute("big", "x" * 1000)
+    store.flush()
+    again = atlas.Atlas.open(tmp_path / "s")
+    again.open_dataset("d1").set_attribute("source", "changed.nc")  # a state, unflushed
+    again.delete_dataset("d2")
+    again.create_dataset("new").set_attribute("source", "new.nc")
+    before = {s.serial for s in again._datasets.shards if s.records is not None}
+    got = again._attributes_of(["d0", "d1", "d2", "d5", "new", "nope"], ["source", "size"])
+    assert got == {
+        "d0": {"source": "file0.nc", "size": 0},
+        "d1": {"source": "changed.nc", "size": 1},
+        "d5": {"source": "file5.nc", "size": 5},
+        "new": {"source": "new.nc"},
+    }
+    assert set(again._datasets._states) == {"d1"}  # no state made for the others
+    assert {s.serial for s in again._datasets.shards if s.records is not None} == before  # none kept
+    fresh = atlas.Atlas.open(tmp_path / "s")
+    assert fresh._attributes_of(["d3"], ["size"]) == {"d3": {"size": 3}}
+    assert fresh._datasets._states == {} and all(s.records is None for s in fresh._datasets.shards)

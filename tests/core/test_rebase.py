@@ -662,3 +662,44 @@ def test_a_rebased_commit_whose_number_went_to_another_writer_is_rebased_again(m
     b.flush(rebase=True)
     assert b.version == 4 and versions_of(inner) == [0, 1, 2, 3, 4]
     assert atlas.Atlas.open(inner).list_datasets() == ["d0", "a", "other", "b"]
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+def test_a_handle_that_wrote_checkpoints_is_not_rebased(tmp_path: Path) -> None:
+    """Its checkpointed changes are installed as if committed, so they cannot be told apart
+    from its version: a rebase would lose them. It refuses, commits nothing, and the files
+    it wrote ahead go when the handle's changes are abandoned."""
+    path = tmp_path / "s"
+    base_store(path)
+    a, b = atlas.Atlas.open(path), atlas.Atlas.open(path)
+    add_dataset(b, "b1")
+    commit.checkpoint(b)
+    add_dataset(b, "b2")
+    add_dataset(a, "a")
+    a.flush()
+    before, history = snapshot(path), versions(path)
+    with pytest.raises(atlas.ConflictError, match="wrote checkpoints is not rebased"):
+        b.flush(rebase=True)
+    assert snapshot(path) == before and versions(path) == history
+    assert atlas.Atlas.open(path).list_datasets() == ["d0", "d1", "d2", "a"]
+    with pytest.raises(ValueError, match="checkpoints"):
+        changes_module.changes_of(b)
+
+
+def test_chunks_rewritten_before_a_checkpoint_are_listed_in_the_commit(tmp_path: Path) -> None:
+    """A write that leaves the statistics unchanged, made before a checkpoint, is in the
+    published manifest's list of rewritten arrays: another writer's rebase sees it."""
+    path = tmp_path / "s"
+    base_store(path)
+    a, b = atlas.Atlas.open(path), atlas.Atlas.open(path)
+    write_x(2.5)(a)  # 1.0 -> 2.5 in 0..5: no statistic changes
+    commit.checkpoint(a)
+    add_dataset(a, "more")
+    a.flush()
+    write_x(3.5, at=4)(b)
+    with pytest.raises(atlas.ConflictError) as err:
+        b.flush(rebase=True)
+    assert err.value.conflicts[0].dataset == "d0"
+    assert atlas.Atlas.open(path).open_dataset("d0").read_array("x")[1] == 2.5

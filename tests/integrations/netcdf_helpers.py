@@ -25,7 +25,8 @@ def write_profile(
     """A small CF profile: fill values, a time coordinate, strings, packed ints, a scalar.
 
     ``fmt="NETCDF4"`` adds a variable-length string variable; ``group=True`` adds a
-    group (which ingest ignores with a warning).
+    group, ``engineering``, whose one variable has an ``_Unsigned`` attribute though it
+    holds floats (xarray warns, and ignores it).
     """
     rng = np.random.default_rng(seed)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -76,8 +77,10 @@ def write_profile(
             station[0] = f"Station-{seed} é"
         if group:
             g = nc.createGroup("engineering")
+            g.comment = "engineering data"
             g.createDimension("n", 3)
-            v = g.createVariable("battery", "f4", ("n",))
+            v = g.createVariable("battery", "f4", ("n",), fill_value=np.float32(-999.0))
+            v.setncattr("_Unsigned", "true")
             v[:] = [12.1, 12.0, 11.9]
     return path
 

@@ -262,3 +262,27 @@ def test_float16_is_held_as_float32_and_given_back_as_float16(tmp_path: Path) ->
     out = store.open_as_xarray_dataset("d")
     assert out.h.dtype == np.dtype("f2") and out.h.encoding["dtype"] == np.dtype("f2")
     xr.testing.assert_identical(out, ds)
+
+
+def test_remembered_encodings_are_what_encoding_again_gives(tmp_path: Path) -> None:
+    """Files of one kind share encodings of their number and bytes variables: a file
+    encoded after another of its kind is encoded as it is alone."""
+    from atlas.integrations import cf
+
+    files = sorted(ARGO.glob("*/*/profiles/*.nc"))[:40:4] + _generated(tmp_path / "gen")
+    if len(files) < 4:
+        pytest.skip(f"real Argo sample not found at {ARGO}")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        decoded = []
+        for f in files:
+            with xr.open_dataset(f) as ds:
+                decoded.append(ds.load())
+        alone = []
+        for ds in decoded:
+            cf._ENCODED.clear()
+            alone.append(cf.encode_dataset(ds).record())
+        cf._ENCODED.clear()
+        together = [cf.encode_dataset(ds).record() for ds in decoded]
+    assert cf._ENCODED  # remembered
+    assert together == alone

@@ -50,6 +50,7 @@ def test_ingest_round_trips_every_file(tmp_path: Path) -> None:
             expected = expected.load()
             assert_same_values(expected, got)
             assert set(got.coords) == set(expected.coords)
+            assert got.encoding["unlimited_dims"] == expected.encoding["unlimited_dims"] == set()
             for k, v in expected.attrs.items():
                 assert _same_attr(v, got.attrs[k]), k
             for var in expected.variables:

@@ -11,7 +11,6 @@ import xarray as xr
 from netcdf_helpers import write_profile
 
 from atlas.integrations.netcdf.reading import (
-    GroupIgnoredWarning,
     describe_error,
     open_netcdf,
     plan_chunks,
@@ -30,12 +29,16 @@ def test_in_memory_decode_is_what_xarray_gives(tmp_path: Path, fmt: str) -> None
     assert np.isnan(decoded.dataset["temp"].values[0, 1])
 
 
-def test_groups_are_ignored_with_a_warning(tmp_path: Path) -> None:
+def test_groups_are_decoded_as_xarray_decodes_them(tmp_path: Path) -> None:
     path = write_profile(tmp_path / "g.nc", group=True)
     decoded = read_netcdf(str(path))
     assert decoded.dataset is not None and "battery" not in decoded.dataset
-    assert [c for c, _ in decoded.warnings] == [GroupIgnoredWarning.__name__]
-    assert "engineering" in decoded.warnings[0][1]
+    (group,) = decoded.groups
+    assert (group.path, group.dims) == ("/engineering", [("n", 3, False)])
+    with xr.open_dataset(path, group="engineering") as expected:
+        assert group.dataset is not None
+        xr.testing.assert_identical(group.dataset, expected.load())
+    assert [c for c, _ in decoded.warnings] == ["SerializationWarning"]  # _Unsigned on floats
 
 
 def test_unreadable_file_comes_back_as_an_error(tmp_path: Path) -> None:

@@ -49,7 +49,7 @@ def test_groups_come_back_in_order_and_a_crash_is_blamed_on_its_file(tmp_path: P
     assert [src.relpath for src, _, _ in out] == [s.relpath for s in files]
     errors = {src.relpath: decoded.error for src, decoded, _ in out if decoded.error}
     assert errors == {"north/p0005_crash.nc": "the NetCDF library crashed while reading this file"}
-    assert all(decoded.dataset is not None for src, decoded, _ in out if "crash" not in src.relpath)
+    assert all(decoded.prepared is not None for src, decoded, _ in out if "crash" not in src.relpath)
     assert all(len(digest) == 64 for src, _, digest in out if "crash" not in src.relpath)
     assert max(len(task) for task in log) == 4  # files went in groups
     assert ["p0005_crash.nc"] in log  # then alone, to find the one that crashed

@@ -520,9 +520,9 @@ def test_an_input_file_failing_while_streamed_is_skipped_not_blamed_on_the_store
     write_tree(tmp_path / "src", 3)
     real_open = netcdf.open_netcdf
 
-    def unreadable(path: Any, chunk_bytes: int | None = None) -> xr.Dataset:
+    def unreadable(path: Any, chunk_bytes: int | None = None, group: str | None = None) -> xr.Dataset:
         if Path(path).name != "p0001.nc":
-            return real_open(path, chunk_bytes=chunk_bytes)
+            return real_open(path, chunk_bytes=chunk_bytes, group=group)
 
         def read() -> np.ndarray:
             raise OSError(errno.EIO, "Input/output error")

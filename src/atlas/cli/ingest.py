@@ -142,12 +142,19 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         retry_failed=args.retry_failed,
     )
     progress = make_progress("ingest", args.quiet or args.json)
+    every = args.checkpoint_files
     if args.dask is not None:
         if args.jobs is not None:
             raise CommandError("--jobs is for a local ingest; with --dask the cluster's workers do the work")
-        report = run_cluster_ingest(args.sources, args.store, args.dask, progress, **options)
+        if every is not None and not args.skip_errors:
+            raise CommandError(
+                "--checkpoint-files with --dask sets how often a --skip-errors ingest commits; "
+                "without --skip-errors a cluster ingest commits once, at the end"
+            )
+        report = run_cluster_ingest(args.sources, args.store, args.dask, progress, commit_every_files=every, **options)
     else:
-        report = run_ingest(args.sources, args.store, progress, jobs=args.jobs, **options)
+        checkpoints = {} if every is None else {"checkpoint_files": every}
+        report = run_ingest(args.sources, args.store, progress, jobs=args.jobs, **checkpoints, **options)
     if args.json:
         print_json(report.as_dict())
     else:

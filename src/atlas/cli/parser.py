@@ -9,6 +9,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ..format.manifest import CONFIG_KEY
+from ..integrations.netcdf import CHECKPOINT_FILES
+from ..integrations.netcdf.cluster import DEFAULT_COMMIT_EVERY_FILES
 from .demo import cmd_demo
 from .export import cmd_export
 from .ingest import cmd_ingest, default_jobs
@@ -155,14 +157,17 @@ def _add_ingest(sub: Subcommands) -> None:
             "Each dataset records its source (path, size, time, SHA-256, Atlas version) as\n"
             "_atlas_* attributes; --update uses them to replace the datasets of changed files.\n"
             "Large files are streamed in blocks of --chunk-size bytes. All or nothing: if a\n"
-            "file fails, nothing is committed (an existing store is unchanged, a new one is\n"
-            "removed), unless --skip-errors is given: then failing files are listed, kept in\n"
-            "the store's list of failed files (`atlas info` shows it) and not tried again by\n"
-            "later ingests while unchanged, unless --retry-failed. A failure of the store\n"
-            "itself (a full disk, a bucket refusing writes, a service still failing after\n"
-            "retries) always stops the ingest and is never blamed on a file. A STORE left\n"
-            f"half-created by an ingest that was killed (only {CONFIG_KEY} or temporary files)\n"
-            "is created again."
+            "file fails, nothing is committed (an existing store is unchanged and lists the\n"
+            "failure in `atlas info`, a new one is removed); every --checkpoint-files files\n"
+            "the ingest writes ahead what it holds, invisible until its one commit, so memory\n"
+            "stays bounded. With --skip-errors failing files are listed, kept in the store's\n"
+            "list of failed files (`atlas info` shows it) and not tried again by later\n"
+            "ingests while unchanged, unless --retry-failed; the ingest then commits at every\n"
+            "checkpoint, so a killed ingest keeps what it committed (--update goes on from\n"
+            "there). A failure of the store itself (a full disk, a bucket refusing writes, a\n"
+            "service still failing after retries) always stops the ingest and is never\n"
+            "blamed on a file. A STORE left half-created by an ingest that was killed (only\n"
+            f"{CONFIG_KEY} or temporary files) is created again."
         ),
         epilog=NAMING_HELP + (
             "\nexamples:\n"
@@ -192,7 +197,12 @@ def _add_ingest(sub: Subcommands) -> None:
                    help="size of the blocks large files are streamed in, and stored as (default: 16MiB; "
                         "streaming needs about 7 blocks of memory)")
     p.add_argument("--skip-errors", action="store_true",
-                   help="skip files that fail, commit the rest, and list what was skipped and why")
+                   help="skip files that fail, commit the rest (every --checkpoint-files files), and list "
+                        "what was skipped and why")
+    p.add_argument("--checkpoint-files", type=positive_int, default=None, metavar="N",
+                   help=f"files between checkpoints, where the ingest writes ahead what it holds and forgets "
+                        f"it (commits it, with --skip-errors) (default: {CHECKPOINT_FILES}; with --dask and "
+                        f"--skip-errors, files between commits, default {DEFAULT_COMMIT_EVERY_FILES})")
     p.add_argument("--jobs", "-j", type=positive_int, default=None, metavar="N",
                    help=f"processes decoding files in parallel (default: the number of cores, {default_jobs()})")
     p.add_argument("--update", action="store_true",
@@ -295,7 +305,9 @@ def _add_maintenance_commands(sub: Subcommands) -> None:
 def _add_export_and_demo(sub: Subcommands) -> None:
     p = _command(sub, "export", cmd_export, "write one dataset to a NetCDF file",
                  desc="Write DATASET back to a NetCDF file in the on-disk form it was added with\n"
-                      "(dtypes, fill values, units, char dims, attributes and their order).")
+                      "(dtypes, fill values, units, char dims, attributes and their order). The\n"
+                      "dataset of a NetCDF-4 file with groups comes back with its groups (the dataset\n"
+                      "of a group with the groups under it); FILE/GROUP/PATH names a group's dataset.")
     _store_argument(p)
     _dataset_argument(p)
     p.add_argument("out", metavar="OUT.nc", help="NetCDF file to write")

@@ -101,12 +101,15 @@ def _info_rows(info: dict[str, Any], location: str) -> list[tuple[str, str]]:
         rows.append(("tags", ", ".join(f"{k} = {v}" for k, v in info["tags"].items())))
     failed = info["failed_files"]
     if failed:
-        rows.append((
-            "failed",
-            f"{plural(len(failed), 'file')} could not be stored by earlier ingests "
-            "(`atlas ingest --update --retry-failed` tries them again):",
-        ))
-        rows.extend(("", f"  {f['file']}: {f['reason']}") for f in failed[:_FAILED_SHOWN])
+        skipped = [f for f in failed if not f.get("stopped")]
+        hint = " (`atlas ingest --update --retry-failed` tries skipped ones again)" if skipped else ""
+        rows.append(("failed", f"{plural(len(failed), 'file')} could not be stored by earlier ingests{hint}:"))
+        rows.extend(
+            ("", f"  {f['file']}: {f['reason']}" + (
+                f" (stopped the ingest of {f['when']}; the next ingest tries it again)" if f.get("stopped") else ""
+            ))
+            for f in failed[:_FAILED_SHOWN]
+        )
         if len(failed) > _FAILED_SHOWN:
             rows.append(("", f"  ... and {len(failed) - _FAILED_SHOWN} more (--json lists them all)"))
     if info["unreferenced_files"]:

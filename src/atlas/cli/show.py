@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import EXIT_OK
 from .output import print_json
-from .store import missing_dataset, open_store
+from .store import dataset_named, open_store
 
 if TYPE_CHECKING:
     from ..api import Atlas
@@ -78,9 +78,7 @@ def describe_dataset(store: Atlas, name: str) -> dict[str, Any]:
     from ..integrations.cf_read import decoded_layout
     from ..integrations.xarray import split_attributes
 
-    if not store.dataset_exists(name):
-        raise missing_dataset(store, name)
-    view = store.open_dataset(name)
+    view = store.open_dataset(dataset_named(store, name))
     coords, var_attrs, global_attrs = split_attributes(view)
     layout = decoded_layout(view)
     if layout is not None:  # written by add_xarray_dataset: the on-disk CF attributes, as ncdump

@@ -26,6 +26,22 @@ def missing_dataset(store: Atlas, name: str) -> CommandError:
     return CommandError(f"no dataset named {name!r} in {store.location}{hint}")
 
 
+def dataset_named(store: Atlas, name: str) -> str:
+    """The dataset ``name`` stands for (``FILE/GROUP/PATH``: that group's of that file, see
+    :mod:`atlas.integrations.groups`); a one-line error when there is none."""
+    from ..integrations.groups import resolve
+
+    try:
+        found = resolve(store, name)
+    except KeyError as e:
+        if "/" in name:
+            raise CommandError(f"{e.args[0]}; `atlas ls` lists the datasets") from None
+        found = name
+    if not store.dataset_exists(found):
+        raise missing_dataset(store, name)
+    return found
+
+
 def disk_usage(store: Atlas) -> DiskUsage | None:
     """What ``du`` says of a store's files (object sizes on object stores); None when the
     store cannot list its files (plain HTTP)."""

@@ -53,7 +53,6 @@ from ..errors import Conflict, ConflictError, CorruptionError
 from ..format import manifest as mf
 from ..format.chunkindex import ChunkIndex, merge_rows
 from ..format.records import decode_attrs, decode_stats, encode_attrs, encode_stats
-from ..stats import string_stats
 from . import commit, history, write
 from .state import ArrayState, DatasetState
 
@@ -115,12 +114,11 @@ def changes_of(store: StoreModel) -> Changes:
     changes = Changes(store._version)
     if store._read_only or not store._changed:
         return changes
+    if store._unpublished:
+        raise ValueError("a handle that wrote checkpoints holds no changes against its version")
     live = [a for a in store._changed_arrays.values() if not a.deleted]
-    string_now = {  # from the buffers, before they are written ahead
-        a.aid: string_stats(a.schema.size, a.schema.size, [a.dirty[0]], a.schema.fill)
-        for a in live
-        if a.schema.dtype.is_string and a.schema.single and 0 in a.dirty
-    }
+    # from the buffers, before they are written ahead (and from those spilled earlier)
+    string_now = {**store._string_stats, **commit.buffered_string_stats(store)}
     if any(a.dirty for a in live):
         commit.spill(store)
     written = _pending_aids(store)

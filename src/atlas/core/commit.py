@@ -181,8 +181,20 @@ def write_ahead(store: StoreModel, arrays: Iterable[ArrayState]) -> list[tuple[V
 
 
 def spill(store: StoreModel) -> None:
-    """Write buffered chunks ahead so memory stays bounded (invisible until flush)."""
+    """Write buffered chunks ahead so memory stays bounded (invisible until flush). The
+    statistics of string arrays written whole are taken first, from their buffers."""
+    store._string_stats.update(buffered_string_stats(store))
     keep_pending(store, write_ahead(store, [a for a in store._changed_arrays.values() if a.dirty]))
+
+
+def buffered_string_stats(store: StoreModel) -> dict[int, dict[str, Any]]:
+    """Statistics of the string arrays of one chunk whose chunk is buffered, by array id
+    (the others are read back from their blocks at commit)."""
+    return {
+        a.aid: string_stats(a.schema.size, a.schema.size, [a.dirty[0]], a.schema.fill)
+        for a in store._changed_arrays.values()
+        if a.schema.dtype.is_string and a.schema.single and 0 in a.dirty and not a.deleted
+    }
 
 
 def keep_pending(store: StoreModel, written: WrittenAhead) -> None:
@@ -241,24 +253,13 @@ def try_commit(store: StoreModel, rewrite: dict[str, tuple[ChunkIndex, list[tupl
     compaction removed files this handle's version named. Nothing was committed then; the
     chunks written are kept pending (orphans unless a later commit names them), and the
     handle still holds its changes on its version."""
-    # 1. data written ahead for every buffered chunk (string stats taken from buffers first)
-    string_stats_now = {
-        a.aid: string_stats(a.schema.size, a.schema.size, [a.dirty[0]], a.schema.fill)
-        for a in store._changed_arrays.values()
-        if a.schema.dtype.is_string and a.schema.single and 0 in a.dirty and not a.deleted
-    }
-    attach = write_ahead(store, list(store._changed_arrays.values()))
     version = store._version + 1
     puts = ParallelPuts(store._storage)  # the index file and the shards, written together
-    try:  # 2. indexes, 3. stats, 4. the shards and the manifest
+    try:
         try:
-            rewritten = rewritten_aids(store, attach)
-            updates = merged_indexes(store, {id(v): (v, rows, segs) for v, rows, segs, _ in attach}, rewrite, version, puts)
-            check_written_ahead(store)
+            updates, new_stats, attach, shards, rewritten = write_version(store, version, puts, rewrite)
             with mf.paused_gc():  # builds ~10^5 short-lived containers, none of them cyclic
-                new_stats = fresh_stats(store, updates, string_stats_now)
                 token = new_token()
-                shards = write_shards(store, version, new_stats, puts)
                 doc = manifest_doc(store, version, updates, shards)
                 data = encoded_manifest(store, version, token, doc, rewritten)
         finally:
@@ -281,6 +282,124 @@ def try_commit(store: StoreModel, rewrite: dict[str, tuple[ChunkIndex, list[tupl
         return False
     install()
     return True
+
+
+def write_version(
+    store: StoreModel,
+    version: int,
+    puts: ParallelPuts,
+    rewrite: dict[str, tuple[ChunkIndex, list[tuple[str, int]]]] | None = None,
+    fill_last: bool = True,
+) -> tuple[dict[str, IndexUpdate], dict[int, dict[str, Any] | None], WrittenAhead, list[Shard], list[int]]:
+    """Every file of ``version`` but its manifest: data written ahead for every buffered
+    chunk, the index runs and the shards (put with ``puts``), the statistics, and the ids of
+    the arrays of the handle's version whose chunks it rewrote (see :meth:`DatasetTable.plan`
+    for ``fill_last``). Nothing is installed."""
+    # string stats are taken from the buffers, before writing ahead empties them (those of
+    # arrays written ahead earlier were taken then; a chunk buffered again is newer)
+    string_stats_now = {**store._string_stats, **buffered_string_stats(store)}
+    attach = write_ahead(store, list(store._changed_arrays.values()))
+    rewritten = sorted(store._rewritten_ahead.union(rewritten_aids(store, attach)))
+    updates = merged_indexes(store, {id(v): (v, rows, segs) for v, rows, segs, _ in attach}, rewrite, version, puts)
+    check_written_ahead(store)
+    with mf.paused_gc():  # builds ~10^5 short-lived containers, none of them cyclic
+        new_stats = fresh_stats(store, updates, string_stats_now)
+        shards = write_shards(store, version, new_stats, puts, fill_last)
+    return updates, new_stats, attach, shards, rewritten
+
+
+def checkpoint(store: StoreModel) -> None:
+    """Write every change made so far as the next commit would, without publishing it, and
+    forget what the handle holds decoded of its datasets (it reads that back from storage
+    when used): what a long write holds in memory is then what it changed since.
+
+    The files it writes (segments, an index file, shards) are named by no manifest, so no
+    reader sees them; the next ``flush()`` names them in the version it publishes, with what
+    changed after, and checks first that they are all still there (a garbage collection
+    with a grace period shorter than the write may have taken them: ``ConflictError``). A
+    handle dropped without a flush leaves them as orphans, which compaction removes; files
+    of an earlier checkpoint that a later one replaced are deleted at once. New datasets go
+    into shards of their own (the last shard is not filled up), so that no checkpoint
+    decodes the datasets of an earlier one again. A handle holding a checkpoint commits on
+    its own version only: ``flush(rebase=True)`` does not rebase it."""
+    if store._unsettled is not None:
+        store._check_writable()  # says to settle the unknown outcome first
+    if store._read_only or not store._changed:
+        return
+    version = store._version + 1
+    runs_before = {r.key for v in store._variables.values() for r in v.runs}
+    shards_before = {s.key for s in store._datasets.shards}
+    segments = [k for v in store._variables.values() for k, _ in v.pending_segments]
+    puts = ParallelPuts(store._storage)
+    try:
+        try:
+            updates, new_stats, attach, shards, rewritten = write_version(store, version, puts, fill_last=False)
+        finally:
+            puts.wait()
+    except (CorruptionError, VersionRemovedError):
+        if store_moved_on(store):  # a compaction removed what this old version named
+            raise conflict_error(store, version) from None
+        raise
+    written = segments + [k for _, _, segs, _ in attach for k, _ in segs]
+    written += sorted({r.key for u in updates.values() for r in u.runs} - runs_before)
+    written += [s.key for s in shards if s.key not in shards_before and s.key is not None]
+    install_commit(store, version, updates, new_stats, attach, False, shards, published=False)
+    store._unpublished.extend(written)
+    store._rewritten_ahead.update(rewritten)
+    discard_replaced(store)
+    forget_decoded(store)
+
+
+def discard_replaced(store: StoreModel) -> None:
+    """Delete the files of earlier checkpoints that a later one (or the commit) replaced:
+    index files whose runs it merged into its own, shards whose datasets it rewrote. No
+    manifest ever named them, and the handle no longer does, so a long write leaves no
+    orphans behind. Best effort: a file left behind is an orphan compaction removes."""
+    named = {s.key for s in store._datasets.shards}
+    for v in store._variables.values():
+        named.update(r.key for r in v.runs)
+        named.update(k for k, _ in v.segments)
+        named.update(k for k, _ in v.pending_segments)
+    replaced = [k for k in store._unpublished if k not in named]
+    if not replaced:
+        return
+    store._unpublished = [k for k in store._unpublished if k in named]
+    try:
+        store._storage.delete_many(replaced)
+    except Exception:
+        pass
+
+
+def abandon(store: StoreModel) -> None:
+    """Delete the files this handle wrote ahead (its checkpoints' and its spilled
+    segments), which no manifest names, when its changes will never be committed; the
+    handle is read-only afterwards. Best effort: a file left behind is an orphan that
+    compaction removes."""
+    keys = list(store._unpublished) + [k for v in store._variables.values() for k, _ in v.pending_segments]
+    store._unpublished = []
+    store._rewritten_ahead = set()
+    for v in store._variables.values():
+        v.pending_segments = []
+    store._read_only = True
+    store._read_only_why = "its changes were abandoned"  # type: ignore[attr-defined]
+    try:
+        store._storage.delete_many(keys)
+    except Exception:
+        pass
+
+
+def forget_decoded(store: StoreModel) -> None:
+    """Drop the decoded records of the handle's datasets, right after a commit or checkpoint
+    installed them (nothing of them is pending): they are read back from the shards when
+    used. States still held by views stay valid (they are what the shards hold)."""
+    if store._changed_arrays or store._datasets.pending():
+        raise AssertionError("forget_decoded with changes not written")
+    where = f"{store._storage.location}, version {store._version}" + (" and a checkpoint" if store._unpublished else "")
+    store._datasets.forget(
+        loading.shard_loader(store, where), loading.columns_loader(store, where), loading.fields_loader(store, where)
+    )
+    store._peeked.clear()
+    store._state_gen += 1
 
 
 def rewritten_aids(store: StoreModel, attach: WrittenAhead) -> list[int]:
@@ -345,8 +464,10 @@ def install_commit(
     attach: WrittenAhead,
     rewrote: bool,
     shards: list[Shard],
+    published: bool = True,
 ) -> None:
-    """Make the committed ``version`` the handle's state."""
+    """Make the committed ``version`` the handle's state (``published`` False: the files of
+    a checkpoint, which the handle's next commit publishes; its version stays)."""
     store._datasets.install(shards)
     for vname, upd in updates.items():
         var = store._variables[vname]
@@ -366,13 +487,20 @@ def install_commit(
         arr.stats = st
         arr.changed = False
     store._changed_arrays.clear()
+    store._string_stats.clear()
     store._dirty_bytes = 0
-    store._version = version
-    store._base_id = store._next_id
-    store._changed = False
     store._state_gen += 1
     if rewrote:
         store._cache.clear()
+    if not published:
+        return
+    store._version = version
+    store._base_id = store._next_id
+    store._changed = False
+    store._rewritten_ahead = set()
+    if store._unpublished:
+        discard_replaced(store)  # files of checkpoints this commit replaced
+        store._unpublished = []
     after_commit(store, version)
 
 
@@ -455,14 +583,14 @@ def merged_indexes(
 
 def check_written_ahead(store: StoreModel) -> None:
     """ConflictError if a segment written ahead by this handle was deleted meanwhile."""
-    keys = [k for var in store._variables.values() for k, _ in var.pending_segments]
+    keys = [k for var in store._variables.values() for k, _ in var.pending_segments] + store._unpublished
     if not keys:
         return
     present = run_concurrently(store._storage.exists, keys)
     gone = [k for k, ok in zip(keys, present, strict=True) if not ok]
     if gone:
         raise ConflictError(
-            f"{len(gone)} segment(s) this handle wrote ahead to {store._storage.location} were deleted "
+            f"{len(gone)} file(s) this handle wrote ahead to {store._storage.location} were deleted "
             f"meanwhile (first: {gone[0]}), by a compaction or garbage collection whose grace period "
             "was shorter than this write; nothing was committed. Write the changes again."
         )
@@ -563,11 +691,15 @@ def array_stats_from(store: StoreModel, arr: ArrayState, var: Variable, idx: Chu
 
 
 def write_shards(
-    store: StoreModel, version: int, new_stats: dict[int, dict[str, Any] | None], puts: ParallelPuts
+    store: StoreModel,
+    version: int,
+    new_stats: dict[int, dict[str, Any] | None],
+    puts: ParallelPuts,
+    fill_last: bool = True,
 ) -> list[Shard]:
     """The shards of ``version``: those this commit's changes did not touch are kept, the
     others written anew (in parallel, with ``puts``)."""
-    shards = store._datasets.plan(lambda ds: store._record_of(ds, new_stats))
+    shards = store._datasets.plan(lambda ds: store._record_of(ds, new_stats), fill_last)
     fmt, comp = store._meta_format, store._meta_compression
     for s in shards:
         if s.key is None:

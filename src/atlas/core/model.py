@@ -10,7 +10,7 @@ write, read, scan, commit and maintenance modules are functions over it, and
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -19,7 +19,7 @@ from ..dtypes import DTYPES, fill_scalar
 from ..errors import ConflictError, CorruptionError, ReadOnlyError
 from ..format import manifest as mf
 from ..format.chunkindex import ChunkIndex, empty_rows, index_check, merge_rows
-from ..format.records import decode_checked, encode_attrs, encode_stats
+from ..format.records import attr_values, decode_checked, encode_attrs, encode_stats
 from . import history
 from .reader import BlockCache
 from .state import (
@@ -43,7 +43,7 @@ __all__ = ["STATE_ATTRIBUTES", "StoreModel"]
 STATE_ATTRIBUTES = (
     "_version", "_manifest_where", "_where", "_schemas", "_datasets", "_fill_memo", "_windows",
     "_seg_positions", "_peeked", "_variables", "_next_id", "_base_id", "_dirty_bytes", "_changed",
-    "_changed_arrays", "_unsettled",
+    "_changed_arrays", "_string_stats", "_unsettled", "_unpublished", "_rewritten_ahead",
 )
 
 
@@ -77,7 +77,10 @@ class StoreModel:
         self._dirty_bytes = 0
         self._changed = False  # anything to commit
         self._changed_arrays: dict[int, ArrayState] = {}
+        self._string_stats: dict[int, dict[str, Any]] = {}  # of string arrays written ahead whole
         self._unsettled: UnsettledCommit | None = None  # a commit whose outcome is unknown
+        self._unpublished: list[str] = []  # files of checkpoints the next commit publishes
+        self._rewritten_ahead: set[int] = set()  # ids of arrays whose chunks checkpoints rewrote
 
     def _manifest_key(self, version: int) -> str:
         return mf.manifest_key(version, self._meta_format, self._meta_compression)
@@ -328,6 +331,19 @@ class StoreModel:
                 f"manifest of {self._storage.location}, dataset {name!r}: array entry is malformed: {e}"
             ) from None
         return None
+
+    def _attributes_of(self, names: list[str], keys: Collection[str]) -> dict[str, dict[str, Any]]:
+        """``{key: value}`` of the attributes ``keys`` of each dataset of ``names`` that
+        exists (as ``DatasetView.attributes()`` gives them), without making (and keeping) a
+        state of any: a shard's records are held while its datasets are read, then dropped."""
+        where = self._where
+        wanted = frozenset(keys)
+
+        def values(rec: DatasetState | list[Any]) -> dict[str, Any]:
+            found = rec.attr_values() if isinstance(rec, DatasetState) else attr_values(rec[1], where, rec[0])
+            return {k: v for k, v in found.items() if k in wanted}
+
+        return self._datasets.attribute_values(names, values)
 
     def _record_of(self, ds: DatasetState, new_stats: dict[int, dict[str, Any] | None]) -> list[Any]:
         """The stored record of a dataset state (``new_stats`` by array id where they changed)."""

@@ -47,6 +47,12 @@ def flush_rebasing(store: StoreModel) -> None:
         return
     if not store._storage.exists(store._manifest_key(store._version + 1)) and commit.try_commit(store):
         return
+    if store._unpublished:  # the changes it checkpointed are no longer told apart from its version
+        raise ConflictError(
+            f"the store at {store._storage.location} moved on to version {store._version + 1} or later "
+            f"since this handle read version {store._version}, and a handle that wrote checkpoints is "
+            "not rebased; nothing was committed. Reopen the store and write the changes again."
+        )
     rebase(store)
 
 

@@ -87,6 +87,9 @@ class DatasetTable(MutableMapping[str, Record]):
         self._added: dict[str, Record] = {}  # datasets created by this handle, in order
         self._touched: set[int] = set()  # serials of shards with a changed state or a deletion
         self._rows = sum(len(s.names) for s in shards)
+        # the most stored datasets a commit rewrites with the new ones (None: as many as
+        # SHARD_MERGE_RATIO allows); a long ingest sets it to bound what a commit decodes
+        self.merge_limit: int | None = None
 
     def use_loaders(self, loader: Loader, columns_loader: ColumnsLoader, fields_loader: FieldsLoader) -> None:
         """Read shards' parts with these from now on (the table changed hands)."""
@@ -199,6 +202,35 @@ class DatasetTable(MutableMapping[str, Record]):
             return list(self)
         out = list(itertools.chain.from_iterable(s.names for s in self.shards))
         out.extend(self._added)
+        return out
+
+    def attribute_values(
+        self, names: list[str], values_of: Callable[[Record], dict[str, Any]]
+    ) -> dict[str, dict[str, Any]]:
+        """``values_of`` the record of each dataset of ``names`` that exists, read a shard
+        at a time: the records of a shard decoded for this alone are dropped again once its
+        datasets are read, so reading a few attributes of every dataset of a large store
+        holds one shard's records at a time."""
+        out: dict[str, dict[str, Any]] = {}
+        by_shard: dict[int, list[tuple[str, int]]] = {}
+        for name in names:
+            rec = self._added.get(name) or self._states.get(name)
+            if rec is not None:
+                out[name] = values_of(rec)
+                continue
+            if name in self._deleted:
+                continue
+            hit = self._base_record(name)
+            if hit is not None:
+                by_shard.setdefault(hit[0].serial, []).append((name, hit[1]))
+        for serial, rows in by_shard.items():
+            shard = self._by_serial[serial]
+            decoded_before = shard.records is not None
+            recs = self.records_of(shard)
+            for name, row in rows:
+                out[name] = values_of(recs[row])
+            if not decoded_before and shard.key is not None:
+                shard.records = None
         return out
 
     def values(self) -> Iterator[Record]:  # type: ignore[override]
@@ -421,17 +453,18 @@ class DatasetTable(MutableMapping[str, Record]):
 
     # ------------------------------------------------------------------ commits
 
-    def plan(self, encode: Callable[[DatasetState], list[Any]]) -> list[Shard]:
+    def plan(self, encode: Callable[[DatasetState], list[Any]], fill_last: bool = True) -> list[Shard]:
         """The shards of the next version: untouched ones as they are, the others (and any
         new datasets) as shards to write, with ``key`` None and their records filled in.
 
         ``encode`` gives a state's record; a shard whose states all encode to what it
-        holds (datasets only read) is kept."""
+        holds (datasets only read) is kept. New datasets fill the last shard up first,
+        unless ``fill_last`` is false (they then start a shard of their own)."""
         out: list[Shard] = []
         pending_names: list[str] = []
         pending_recs: list[list[Any]] = []
         shards = self.shards
-        tail = self._merged_tail()
+        tail = self._merged_tail() if fill_last else len(shards)
         for i, s in enumerate(shards):
             rewrite = s.key is None or i >= tail or (s.serial in self._touched and self._changed(s, encode))
             if not rewrite:
@@ -456,14 +489,21 @@ class DatasetTable(MutableMapping[str, Record]):
         shards that are not full, while each holds at most ``SHARD_MERGE_RATIO`` times the
         datasets written with it so far (``len(self.shards)`` when none are). Appends then
         rewrite about their own datasets, and the shards at the end are a few of growing
-        size, as a variable's index runs are."""
+        size, as a variable's index runs are. With ``merge_limit``, the shards merged hold
+        fewer than that many datasets in all."""
         size = len(self._added)
         i = len(self.shards)
         if not size:
             return i
-        while i and len(self.shards[i - 1].names) < SHARD_ROWS and len(self.shards[i - 1].names) <= SHARD_MERGE_RATIO * size:
+        limit = self.merge_limit
+        stored = 0
+        while i:
+            rows = len(self.shards[i - 1].names)
+            if rows >= SHARD_ROWS or rows > SHARD_MERGE_RATIO * size or (limit is not None and stored + rows >= limit):
+                break
             i -= 1
-            size += len(self.shards[i].names)
+            size += rows
+            stored += rows
         return i
 
     def _changed(self, shard: Shard, encode: Callable[[DatasetState], list[Any]]) -> bool:
@@ -508,6 +548,24 @@ class DatasetTable(MutableMapping[str, Record]):
         self._touched = set()
 
 
+
+    def pending(self) -> bool:
+        """Whether the handle added or deleted datasets since the table was installed."""
+        return bool(self._added or self._deleted)
+
+    def forget(self, loader: Loader, columns_loader: ColumnsLoader, fields_loader: FieldsLoader) -> None:
+        """Drop every decoded record (nothing changed since ``install``): records are decoded
+        again from the shard files, by the loaders given, when next used. States still in use
+        by views stay theirs (they are what the shards hold)."""
+        self.use_loaders(loader, columns_loader, fields_loader)
+        self._states = {}
+        self._touched = set()
+        self._written = []
+        for s in self.shards:
+            if s.key is not None:
+                s.records = None
+
+
 @dataclass
 class StoredRows:
     """The stored datasets of a table for a catalogue: ``current`` gives the row each stored
@@ -524,6 +582,8 @@ class StoredRows:
     added: list[str]
     live_stored: int
     same: bool
+
+
 
 
 def _emit(out: list[Shard], names: list[str], recs: list[list[Any]]) -> None:

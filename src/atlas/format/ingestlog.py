@@ -32,11 +32,21 @@ class Failure:
     sha256: str
     atlas_version: str
     when: str  # ISO 8601 time of the ingest that failed on it
+    # the failure stopped its ingest (no --skip-errors: nothing of it was committed), so
+    # later ingests try the file again; written only when true
+    stopped: bool = False
+
+
+def _row(f: Failure) -> dict[str, Any]:
+    row = asdict(f)
+    if not f.stopped:
+        del row["stopped"]  # the log stays what readers before the field was added read
+    return row
 
 
 def encode_failures(failures: list[Failure]) -> bytes:
     """The log's bytes (UTF-8 JSON, one failure per line for people reading it)."""
-    rows = ",\n".join("  " + json.dumps(asdict(f), ensure_ascii=False) for f in failures)
+    rows = ",\n".join("  " + json.dumps(_row(f), ensure_ascii=False) for f in failures)
     return (f'{{"format": {LOG_FORMAT}, "failures": [\n{rows}\n]}}\n').encode()
 
 
@@ -49,6 +59,9 @@ def decode_failures(data: bytes) -> list[Failure]:
     if not isinstance(doc, dict) or doc.get("format") != LOG_FORMAT or not isinstance(doc.get("failures"), list):
         raise ValueError("not an ingest log of format 1")
     try:
-        return [Failure(**row) for row in doc["failures"]]
+        failures = [Failure(**row) for row in doc["failures"]]
     except TypeError as e:
         raise ValueError(f"malformed failure record: {e}") from None
+    if not all(type(f.stopped) is bool for f in failures):
+        raise ValueError("malformed failure record: stopped is not a boolean")
+    return failures

@@ -226,7 +226,7 @@ def _validate_names(ds: xr.Dataset) -> None:
 def _dataset_encoding(ds: xr.Dataset) -> dict[str, Any]:
     out: dict[str, Any] = {}
     unlimited = ds.encoding.get("unlimited_dims")
-    if unlimited:
+    if unlimited is not None:  # an empty set too: xarray's netCDF4 backend always gives one
         out["unlimited_dims"] = sorted([unlimited] if isinstance(unlimited, str) else [str(d) for d in unlimited])
     fmt = ds.encoding.get("format")
     if isinstance(fmt, str):
@@ -284,7 +284,7 @@ def encode_dataset(ds: xr.Dataset, encoding: Mapping[Hashable, Any] | None = Non
         # judged on one cell, not the data: a packed integer variable read from a file
         # without a _FillValue holds no NaN, and the array keeps the physical values anyway
         warnings.filterwarnings("ignore", "saving variable .* as an integer dtype without any _FillValue")
-        encoded, disk_global = conventions.cf_encoder(sample, disk_global)
+        encoded, disk_global = _cf_encoder(sample, disk_global)
     out = []
     for name, var in encoded.items():
         try:
@@ -300,6 +300,84 @@ def encode_dataset(ds: xr.Dataset, encoding: Mapping[Hashable, Any] | None = Non
     return EncodedDataset(out, dict(ds.attrs), dict(disk_global), _dataset_encoding(ds))
 
 
+#: Numbers and bools encoded before, by what their encoding depends on (see _cf_encoder).
+_ENCODED: dict[tuple[Any, ...], tuple[xr.Variable, list[tuple[type[Warning], str]]]] = {}
+_ENCODED_MAX = 4096
+#: Encoding keys that say where a variable came from or how it was stored, which no
+#: coder reads (and which differ from file to file).
+_PROVENANCE_KEYS = frozenset({"source", "original_shape"})
+
+
+class _Unkeyed(Exception):
+    """A value that cannot be part of a memo key."""
+
+
+def _frozen(value: Any) -> Any:
+    """A hashable stand-in for an attribute or encoding value, telling types apart."""
+    if isinstance(value, np.ndarray):
+        return ("a", value.dtype.str, value.shape, value.tobytes())
+    if isinstance(value, np.generic):
+        return ("g", value.dtype.str, value.tobytes())
+    if isinstance(value, np.dtype):
+        return ("d", value.str)
+    if isinstance(value, (list, tuple)):
+        return ("l", tuple(_frozen(v) for v in value))
+    if value is None or isinstance(value, (str, bytes, bool, int, float)):
+        return (type(value).__name__, value)
+    raise _Unkeyed
+
+
+def _memo_key(name: Hashable, var: xr.Variable) -> tuple[Any, ...] | None:
+    """What xarray's CF encoding of a number, bool or fixed-width bytes variable depends
+    on: its name, dims, dtype (for bytes, their width), attributes and encoding (not its
+    values); None for other variables."""
+    if not (_storable(var.dtype) or var.dtype.kind == "S"):
+        return None
+    try:
+        return (
+            name, var.dims, var.dtype.str,
+            tuple((k, _frozen(v)) for k, v in var.attrs.items()),
+            tuple((k, _frozen(v)) for k, v in var.encoding.items() if k not in _PROVENANCE_KEYS),
+        )
+    except (_Unkeyed, TypeError):
+        return None
+
+
+def _cf_encoder(variables: dict[Hashable, xr.Variable], attributes: Any) -> tuple[dict[Hashable, xr.Variable], Any]:
+    """``xarray.conventions.cf_encoder``, remembering the encoding of number, bool and
+    fixed-width bytes variables: its dtype, dims and attributes depend on the variable's
+    name, dims, dtype, attributes and encoding, never on its values (of which only one cell
+    is encoded here, and not used), and files of one kind repeat the same variables by
+    the thousand.
+
+    A dataset whose variables name ``bounds`` goes through ``cf_encoder`` itself (it
+    then relates variables to each other); otherwise ``cf_encoder`` is exactly
+    ``encode_cf_variable`` of each variable."""
+    from xarray import conventions
+
+    if any("bounds" in v.attrs for v in variables.values()):
+        return conventions.cf_encoder(variables, attributes)
+    out = {}
+    for k, v in variables.items():
+        key = _memo_key(k, v)
+        if key is None:
+            out[k] = conventions.encode_cf_variable(v, name=k)
+            continue
+        hit = _ENCODED.get(key)
+        if hit is None:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                encoded = conventions.encode_cf_variable(v, name=k)
+            hit = (encoded, [(w.category, str(w.message)) for w in caught])
+            if len(_ENCODED) >= _ENCODED_MAX:
+                _ENCODED.clear()
+            _ENCODED[key] = hit
+        for category, message in hit[1]:  # what encoding it says, every time
+            warnings.warn(message, category, stacklevel=3)
+        out[k] = hit[0]
+    return out, attributes
+
+
 def _one_cell(var: xr.Variable) -> xr.Variable:
     """The first cell of ``var`` (or ``var`` when empty), with its attributes and encoding."""
     import xarray as xr
@@ -308,6 +386,12 @@ def _one_cell(var: xr.Variable) -> xr.Variable:
         return var
     key = tuple(slice(0, 1) for _ in var.shape)
     return xr.Variable(var.dims, np.asarray(var[key].values), var.attrs, var.encoding)
+
+
+def _chunked(var: xr.Variable) -> bool:
+    """Whether ``var`` is backed by a chunked (dask) array; numpy data answers without
+    ``Variable.chunks``, whose protocol checks cost more than encoding a small variable."""
+    return not isinstance(getattr(var, "_data", None), np.ndarray) and var.chunks is not None
 
 
 def _char_width(var: xr.Variable) -> int:
@@ -322,7 +406,7 @@ def _fixed_width_bytes(var: xr.Variable) -> xr.Variable:
     """An object array of bytes (or all missing, or empty) read from a char array (encoding
     dtype ``S1``) as fixed-width bytes again, missing cells as the fill, so it is written
     back as the same char array (xarray would infer float64 for an empty or all-NaN one)."""
-    if var.chunks is not None or var.encoding.get("dtype") != np.dtype("S1"):
+    if var.encoding.get("dtype") != np.dtype("S1") or _chunked(var):
         return var
     if var.dtype.kind == "S":  # strings shorter than their char dimension: widened back to it
         width = _char_width(var)
@@ -356,7 +440,7 @@ def _masked_objects(var: xr.Variable, enc: xr.Variable) -> xr.Variable:
     """The encoded numbers of an object array (cftime dates), its missing cells as the
     ``_FillValue`` (xarray's date encoding leaves them 0)."""
     fill = enc.attrs.get("_FillValue", enc.encoding.get("_FillValue"))
-    if var.dtype.kind != "O" or fill is None or var.chunks is not None:
+    if var.dtype.kind != "O" or fill is None or _chunked(var):
         return enc
     import pandas as pd
 
@@ -387,7 +471,7 @@ def _storable(dtype: np.dtype[Any]) -> bool:
 
 def _fits_ns(var: xr.Variable) -> bool:
     """Whether a datetime64 variable converts to nanoseconds without overflow."""
-    if var.dtype == np.dtype("datetime64[ns]") or var.chunks is not None:
+    if var.dtype == np.dtype("datetime64[ns]") or _chunked(var):
         return True  # dask input is converted block by block (an overflow raises then)
     arr = np.asarray(var.values)
     try:

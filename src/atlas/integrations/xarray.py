@@ -173,18 +173,38 @@ def _chunk_shape(
     return default_chunk_shape(shape, dt)  # the full shape, unless that is a big chunk
 
 
-def _plan(
-    store: Atlas,
+class PreparedDataset:
+    """A Dataset as ``add_xarray_dataset`` writes it, decided before any store is touched:
+    each array's plan (schema, data, attributes), the dataset's attributes, its coordinate
+    names and its CF record. Plain values, so it pickles (an ingest's readers prepare
+    files, its writer only writes them)."""
+
+    __slots__ = ("plans", "attrs", "coords", "record", "items")
+
+    def __init__(
+        self, plans: list[_Plan], attrs: list[tuple[str, Any, str | None]], coords: list[str], record: str, items: int
+    ) -> None:
+        self.plans = plans
+        self.attrs = attrs
+        self.coords = coords
+        self.record = record
+        self.items = items  # attributes and arrays: what the dataset's metadata grows with
+
+
+def prepare_xarray_dataset(
     ds: xr.Dataset,
-    name: str,
-    chunks: Mapping[Hashable, Any] | None,
-    fill_value: Any,
-    encoding: Mapping[Hashable, Any] | None,
-) -> tuple[list[_Plan], list[tuple[str, Any, str | None]], list[str], str]:
-    """Validate everything and decide each array's schema; touches nothing."""
-    check_name(name, "dataset")
-    if store.dataset_exists(name):
-        raise FileExistsError(f"dataset {name!r} already exists")
+    chunks: Mapping[Hashable, Any] | None = None,
+    fill_value: Any = None,
+    encoding: Mapping[Hashable, Any] | None = None,
+) -> PreparedDataset:
+    """Validate everything and decide each array's schema; touches no store (see
+    :func:`add_xarray_dataset` for the arguments)."""
+    import xarray as xr
+
+    if isinstance(ds, xr.DataArray):
+        ds = ds.to_dataset()
+    if not isinstance(ds, xr.Dataset):
+        raise TypeError(f"expected an xarray.Dataset, not {type(ds).__name__}")
     if chunks is not None and not isinstance(chunks, Mapping):
         raise TypeError("chunks must be a dict {variable: chunk shape}")
     encoded = encode_dataset(ds, encoding)
@@ -204,7 +224,8 @@ def _plan(
             continue
         value, kind = encode_attribute(v)
         ds_attrs.append((k, value, kind))
-    return plans, ds_attrs, [str(c) for c in ds.coords], encoded.record()
+    items = 1 + len(ds_attrs) + sum(1 + len(p.attrs) for p in plans)
+    return PreparedDataset(plans, ds_attrs, [str(c) for c in ds.coords], encoded.record(), items)
 
 
 def _plan_variable(ev: EncodedVariable, chunks: Mapping[Hashable, Any] | None, fill_value: Any) -> _Plan:
@@ -276,10 +297,14 @@ def _write_plan(view: DatasetView, plan: _Plan) -> int:
     step = max(1, plan.chunk_shape[0])
     rows = max(step, (STREAM_BYTES // max(1, row_bytes)) // step * step)
     n = plan.shape[0]
+    held = getattr(variable, "_data", None)
+    in_memory = held if isinstance(held, np.ndarray) else None
     for i in range(0, n, rows):
-        # always a slice: it reads only this slab of a lazy input and never caches
-        # data on the caller's variable
-        block = np.asarray(variable[i : min(n, i + rows)].values)
+        if in_memory is not None:  # numpy slices, without xarray's indexing machinery
+            block = in_memory[i : min(n, i + rows)]
+        else:  # a slice: it reads only this slab of a lazy input and never caches
+            # data on the caller's variable
+            block = np.asarray(variable[i : min(n, i + rows)].values)
         start = [i] + [0] * (len(plan.shape) - 1)
         view.write_array(plan.name, start, _to_storable(block, dt, plan.fill, missing))
     return missing[0]
@@ -353,15 +378,18 @@ def add_xarray_dataset(
     hold the physical (decoded) values where Atlas can hold them, else the encoded numbers.
     On any error nothing is left behind.
     """
-    import xarray as xr
-
     register_accessor()
-    if isinstance(ds, xr.DataArray):
-        ds = ds.to_dataset()
-    if not isinstance(ds, xr.Dataset):
-        raise TypeError(f"expected an xarray.Dataset, not {type(ds).__name__}")
-    plans, ds_attrs, coord_names, record = _plan(store, ds, name, chunks, fill_value, encoding)
-    view = store.create_dataset(name)
+    check_name(name, "dataset")
+    if store.dataset_exists(name):
+        raise FileExistsError(f"dataset {name!r} already exists")
+    return add_prepared(store, prepare_xarray_dataset(ds, chunks, fill_value, encoding), name)
+
+
+def add_prepared(store: Atlas, prepared: PreparedDataset, name: str) -> DatasetView:
+    """Write a prepared Dataset (:func:`prepare_xarray_dataset`) as the new dataset ``name``;
+    on any error nothing is left behind."""
+    view = store.create_dataset(name)  # FileExistsError, ValueError for a bad name
+    plans = prepared.plans
     try:
         for p in plans:
             view.define_array(p.name, p.dtype.name, list(p.dims), list(p.shape), list(p.chunk_shape), p.fill)
@@ -375,15 +403,15 @@ def add_xarray_dataset(
                     f"variable {p.name!r}: {n} missing string cell(s) (None/NaN) stored as "
                     f"{('' if p.fill is None else p.fill)!r}",
                     UserWarning,
-                    stacklevel=2,
+                    stacklevel=3,
                 )
-        for key, value, kind in ds_attrs:
+        for key, value, kind in prepared.attrs:
             view.set_attribute(key, value, kind)
         for p in plans:
             for key, value, kind in p.attrs:
                 view.set_attribute(key, value, kind)
-        view.set_attribute(COORDS_ATTR, coordinates_marker(coord_names))
-        view.set_attribute(RECORD_ATTR, record)
+        view.set_attribute(COORDS_ATTR, coordinates_marker(prepared.coords))
+        view.set_attribute(RECORD_ATTR, prepared.record)
     except BaseException:
         try:
             if store.dataset_exists(name):

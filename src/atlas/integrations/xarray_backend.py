@@ -6,7 +6,9 @@ the on-disk variables of its CF record (:mod:`atlas.integrations.cf`) go through
 own store backend with the decode options given (``decode_cf``, ``mask_and_scale``,
 ``decode_times``, ``decode_timedelta``, ``use_cftime``, ``concat_characters``,
 ``decode_coords``, ``drop_variables``), so ``.encoding`` is what xarray's netCDF4 backend
-gives. ``Atlas.open_as_xarray_dataset`` is this same path, through its handle. Every
+gives. ``group="FILE/GROUP/PATH"`` opens the dataset of that group of an ingested NetCDF-4
+file (see :mod:`atlas.integrations.groups`), as ``xr.open_dataset(file, group="GROUP/PATH")``
+opens the group. ``Atlas.open_as_xarray_dataset`` is this same path, through its handle. Every
 variable is lazy: nothing is read until it is indexed or loaded (but the single cells
 xarray's decoding looks at). With ``chunks={}`` xarray builds dask arrays whose chunks
 mirror the stored chunk grid. Datasets without a CF record open in the 0.10 layout.
@@ -41,6 +43,7 @@ from ..dtypes import DTYPES
 from .cf import DECODE_OPTIONS
 from .cf_read import decoded_layout, encode_window
 from .conventions import assemble_dataset, split_attributes
+from .groups import resolve
 from .lazy import DatasetArray
 from .xarray import register_accessor
 
@@ -190,6 +193,7 @@ def open_store_dataset(
             f"unexpected keyword argument(s) {sorted(unknown)}; the atlas engine takes "
             f"{', '.join(DECODE_OPTIONS)} (and decode_cf, chunks, cache through xr.open_dataset)"
         )
+    group = resolve(store, group)  # FILE/GROUP/PATH: a group of a NetCDF-4 file
     view = store.open_dataset(group)  # KeyError when missing
     location = store.location
     pinned = store.version
@@ -322,7 +326,9 @@ def open_as_xarray_dataset(store: Atlas, name: str, **kwargs: Any) -> xr.Dataset
 
     The same as ``xr.open_dataset(path, engine="atlas", group=name, **kwargs)`` (lazy,
     decoded by xarray's CF decoding, ``.encoding`` as xarray's netCDF4 backend gives it),
-    but read through this handle, so unflushed writes are seen. ``kwargs`` are
+    but read through this handle, so unflushed writes are seen. ``name`` may be
+    ``FILE/GROUP/PATH``: the dataset of that group of an ingested NetCDF-4 file, as
+    ``xr.open_dataset(file, group="GROUP/PATH")`` names the group. ``kwargs`` are
     ``xr.open_dataset``'s: the decode options (``decode_cf``, ``mask_and_scale``,
     ``decode_times``, ``decode_timedelta``, ``use_cftime``, ``concat_characters``,
     ``decode_coords``, ``drop_variables``), ``chunks`` and ``cache``. Without ``chunks``,
@@ -332,6 +338,7 @@ def open_as_xarray_dataset(store: Atlas, name: str, **kwargs: Any) -> xr.Dataset
     import xarray as xr
 
     register_accessor()
+    name = resolve(store, name)
     if not store.dataset_exists(name):
         raise KeyError(f"no dataset named {name!r}")
     chunked = "chunks" in kwargs

@@ -1,7 +1,9 @@
 """NetCDF ingest: a directory tree of NetCDF files becomes datasets of one store.
 
 One file gives one dataset, named after its path relative to the source directory
-(see :func:`dataset_name`). Files are decoded with xarray's CF conventions (masked
+(see :func:`dataset_name`); a NetCDF-4 file with groups gives one dataset per group, each
+recording where it sits in the file (see :mod:`atlas.integrations.groups`), written and
+replaced together. Files are decoded with xarray's CF conventions (masked
 fill values become NaN, times become ``datetime64``, character arrays become
 strings) and written with ``Atlas.add_xarray_dataset``.
 
@@ -21,17 +23,23 @@ cluster (``atlas.dask.ingest``). The ingest itself is here, so that its
 limits (``MIN_INGEST_BUFFER_BYTES``...) and the ``open_netcdf`` it streams with are
 the package's own attributes, as they were before it was split.
 
-An ingest is all-or-nothing by default: everything goes through one store handle
-that is flushed once at the end. If any file fails, nothing is flushed, so an
-existing store keeps its last committed version, and a store the ingest created
-itself is removed again. With ``skip_errors=True`` failing files are skipped and
-reported, and the rest is committed. A failure of the store itself (a full disk, a
-bucket refusing writes, a service still failing after its retries) is never blamed on
-a file: it stops the ingest, with or without ``skip_errors``.
+An ingest is all-or-nothing by default: everything goes through one store handle, and
+one commit at the end publishes it. Every ``checkpoint_files`` files (fewer when they
+hold much metadata) the handle writes what it holds ahead (data, indexes and dataset
+shards, named by no manifest: see :func:`atlas.core.commit.checkpoint`) and forgets it,
+so memory stays bounded however many files there are. If any file fails, nothing is
+published, so an existing store keeps its last committed version (and its ingest log
+records the failure), and a store the ingest created itself is removed again. With
+``skip_errors=True`` failing files are skipped and reported, and the ingest commits at
+every such step, so readers see it progress and a crash loses at most the files since
+the last commit (``update`` takes it up again). A failure of the store itself (a full
+disk, a bucket refusing writes, a service still failing after its retries) is never
+blamed on a file: it stops the ingest, with or without ``skip_errors``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import time
@@ -39,10 +47,12 @@ import warnings
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from ...core.commit import abandon, checkpoint
 from ...errors import ConflictError, CorruptionError, StorageError
 from ...format.ingestlog import Failure
 from ...storage.usage import disk_usage
-from ..xarray import add_xarray_dataset
+from ..groups import Dimension, GroupPlace, group_dataset_name, record_place, subgroups
+from ..xarray import PreparedDataset, add_prepared, add_xarray_dataset
 from .files import (
     NAME_SEPARATOR,
     NETCDF_SUFFIXES,
@@ -52,12 +62,12 @@ from .files import (
     find_netcdf_files,
 )
 from .plan import Plan, plan_ingest
-from .provenance import failure, file_sha256, record, write_failures
+from .provenance import failure, file_sha256, record, recorded, write_failures
 from .reading import (
     MAX_INLINE_BYTES,
     Decoded,
-    GroupIgnoredWarning,
     describe_error,
+    file_groups,
     open_netcdf,
     plan_chunks,
     read_netcdf,
@@ -75,10 +85,10 @@ if TYPE_CHECKING:
     from ...core.atlas import Store as Atlas
 
 __all__ = [
+    "CHECKPOINT_FILES",
     "DEFAULT_CHUNK_SIZE",
     "NAME_SEPARATOR",
     "NETCDF_SUFFIXES",
-    "GroupIgnoredWarning",
     "IngestError",
     "IngestProgress",
     "IngestReport",
@@ -103,6 +113,12 @@ DEFAULT_CHUNK_SIZE = 16 << 20
 MIN_INGEST_BUFFER_BYTES = 8 << 20
 #: Below this many files, decoding in the main process beats starting workers.
 MIN_FILES_FOR_WORKERS = 16
+#: Files between two checkpoints (or commits, with ``skip_errors``) of an ingest.
+CHECKPOINT_FILES = 500
+#: Metadata items (attributes and variables of the files) between two checkpoints: files
+#: with much metadata checkpoint sooner. What the handle holds between checkpoints is
+#: about 0.5 KiB an item, and about twice that while it writes them ahead.
+CHECKPOINT_ITEMS = 125_000
 
 # Failures of the store, never of the file being added. Everything the store's storage
 # raises on failing comes as StorageError (see target.prepare_store); CorruptionError is
@@ -127,6 +143,7 @@ def ingest_directory(
     exclude: Sequence[str] = (),
     root: str | os.PathLike[str] | None = None,
     retry_failed: bool = False,
+    checkpoint_files: int = CHECKPOINT_FILES,
 ) -> IngestReport:
     """Ingest the NetCDF files of ``source`` (a directory, a file, or a list of them) into
     the store at ``store_path``.
@@ -146,21 +163,27 @@ def ingest_directory(
     ones are added; and the ingest commits on top of what other writers committed while it
     ran (``flush(rebase=True)``), so concurrent updates with different files all land. One
     that changed the same datasets (or added the same new ones) raises :class:`IngestError`
-    saying so, with nothing committed. Files that failed in an earlier ingest (kept in the store's ingest
-    log) are not tried again while unchanged, unless ``retry_failed``. ``jobs`` worker
+    saying so, with nothing committed; so does an update of more than ``checkpoint_files``
+    files that another writer's commit overtook (its checkpoints are not rebased). Files
+    that failed in an earlier ingest (kept in the store's ingest log) are not tried again while unchanged, unless ``retry_failed``. ``jobs`` worker
     processes decode files (default: one per core; ``1`` decodes in this process).
     Files whose decoded size exceeds ``max_inline_bytes`` (default: a quarter of
     ``chunk_size``, at most 32 MiB) are streamed in dask blocks of about ``chunk_size``
     bytes, which also become their chunks in the store.
 
     All-or-nothing unless ``skip_errors``: on the first failing file nothing is
-    committed, a store created by this call is removed, and :class:`IngestError`
-    says which file failed and why. With ``skip_errors`` failing files are skipped,
-    listed in the report and in the store's ingest log. Failures of the store itself (a
-    full disk, a bucket refusing writes, a service still failing after its retries)
-    always stop the ingest with an :class:`IngestError` naming the store, and never
-    count as a failing file. A store whose create was interrupted (a directory holding
-    only ``atlas.json`` or temporary files, say) is created again.
+    committed, a store created by this call is removed (an existing one records the
+    failure in its ingest log, and the next ingest tries the file again), and
+    :class:`IngestError` says which file failed and why. Every ``checkpoint_files``
+    files the handle writes ahead what it holds and forgets it (invisible until the
+    commit at the end), so memory stays bounded. With ``skip_errors`` failing files are
+    skipped, listed in the report and in the store's ingest log, and the ingest commits
+    every ``checkpoint_files`` files instead (a crash loses at most those since the
+    last commit). Failures of the store itself (a full disk, a bucket refusing writes, a
+    service still failing after its retries) always stop the ingest with an
+    :class:`IngestError` naming the store, and never count as a failing file. A store
+    whose create was interrupted (a directory holding only ``atlas.json`` or temporary
+    files, say) is created again.
 
     Workers are started with multiprocessing's ``forkserver`` method, so a script
     calling this with ``jobs > 1`` needs the usual ``if __name__ == "__main__":``
@@ -170,12 +193,15 @@ def ingest_directory(
     sources = [source] if isinstance(source, (str, os.PathLike)) else list(source)
     report = IngestReport(source=", ".join(os.fspath(p) for p in sources), store=os.fspath(store_path))
     jobs, max_inline = _check_arguments(chunk_size, jobs, max_inline_bytes)
+    if checkpoint_files < 1:
+        raise IngestError("checkpoint_files must be at least 1")
     files = _source_files(sources, root, include, exclude, skip_errors, report)
     store, cleanup = prepare_store(report.store, codec, (meta_format, meta_compression), report)
     report.store = store.location
     report.store_bytes_before = 0 if report.created else disk_usage(store.storage).allocated_bytes
     # writing ahead costs a few times the buffer while statistics are taken: keep it small
     store.buffer_bytes = min(store.buffer_bytes, max(MIN_INGEST_BUFFER_BYTES, chunk_size // 2))
+    run: _Run | None = None
     committed = False
     try:
         with warnings.catch_warnings():
@@ -187,17 +213,19 @@ def ingest_directory(
                 progress.start(len(plan.todo), sum(s.size for s in plan.todo))
             use_workers = jobs > 1 and len(plan.todo) >= MIN_FILES_FOR_WORKERS
             readers = Readers(plan.todo, jobs if use_workers else 1, max_inline)
-            failed = _write_files(store, readers, plan, chunk_size, skip_errors, report, progress)
+            run = _Run(store, plan, skip_errors, report, checkpoint_files, rebase=update)
+            _write_files(run, readers, chunk_size, progress)
         if progress is not None:
             progress.stage("committing")
-        _commit(store, report, rebase=update)
-        _keep_log(store, plan, failed)
+        run.finish()
         committed = True
     finally:
         if progress is not None:
             progress.close()
         if not committed:
-            cleanup()
+            abandon(store)  # what it wrote ahead since its last commit: no version will name it
+            if not (run is not None and run.published):
+                cleanup()
     _measure(report, store, t0)
     return report
 
@@ -228,10 +256,95 @@ def _commit(store: Atlas, report: IngestReport, rebase: bool) -> None:
     report.warnings.extend(WarningRecord("(the commit)", c, m) for c, m in record_warnings(caught))
 
 
-def _keep_log(store: Atlas, plan: Plan, failed: list[Failure]) -> None:
-    """The store's ingest log after this ingest: the failures of this one, and those of
-    earlier ones for files it did not try."""
-    tried = {s.relpath for s in plan.todo}
+class _Run:
+    """What an ingest did so far: the files it committed or skipped, and its batches.
+
+    A batch ends every ``every`` files, or sooner when they hold ``CHECKPOINT_ITEMS``
+    metadata items: the handle then writes it ahead and forgets it (a checkpoint), or,
+    with ``skip_errors``, commits it and records its failures in the ingest log."""
+
+    def __init__(
+        self, store: Atlas, plan: Plan, skip_errors: bool, report: IngestReport, every: int, rebase: bool = False
+    ) -> None:
+        self.store = store
+        self.rebase = rebase
+        store._datasets.merge_limit = every
+        self.plan = plan
+        self.skip_errors = skip_errors
+        self.report = report
+        self.every = every
+        self.failed: list[Failure] = []  # files skipped (skip_errors)
+        self.tried: list[str] = []  # files of the batches committed (stored or skipped)
+        self.batch: list[str] = []  # files of the batch under way
+        self.items = 0  # metadata items of the batch
+        self.published = False  # a batch was committed (the store is kept whatever follows)
+        self.checkpoints = 0
+
+    def done(self, src: SourceFile, items: int) -> None:
+        """``src`` was added (with ``items`` attributes and variables) or skipped."""
+        self.batch.append(src.relpath)
+        self.items += items
+        if len(self.batch) >= self.every or self.items >= CHECKPOINT_ITEMS:
+            self.end_batch()
+
+    def end_batch(self) -> None:
+        """Write the batch ahead and forget it; with ``skip_errors``, commit it."""
+        self.checkpoint()
+        if self.skip_errors:
+            _commit(self.store, self.report, self.rebase)
+            self.published = True
+            self.tried += self.batch
+            self.keep_log()
+        self.batch = []
+        self.items = 0
+
+    def checkpoint(self) -> None:
+        try:
+            checkpoint(self.store)
+        except StorageError as exc:
+            done = "the batches before were committed" if self.published else "nothing was committed"
+            raise IngestError(f"{_one_line(exc)}; stopped while writing ahead; {done}") from exc
+        self.checkpoints += 1
+
+    def finish(self) -> None:
+        """Commit what is left. After checkpoints, the rest is written ahead first, into a
+        shard of its own. The commit writes what it adds together with the store's last
+        shards only while those hold fewer than a batch: it decodes the datasets it
+        rewrites, and shards stay small enough (two batches at most) that decoding one,
+        which reading any of its datasets does, takes little memory."""
+        if self.batch and self.checkpoints:
+            self.checkpoint()
+        _commit(self.store, self.report, self.rebase)
+        self.keep_log()
+
+    def keep_log(self) -> None:
+        """The store's ingest log after what was committed: the failures of this ingest,
+        and those of earlier ones for files it did not try (all of its files, once its
+        last commit is done)."""
+        _keep_log(self.store, self.plan, self.failed, set(self.tried) | set(self.batch))
+
+    def stopped_by(self, stop: Failure) -> None:
+        """Record the failure that stops the ingest in the log of a store that stays (one
+        the ingest created is removed): earlier failures stay, as nothing was committed.
+        A file skipped before and unchanged stays one that is skipped (it was retried on
+        request); any other is tried again by the next ingest."""
+        if self.report.created:
+            return
+        before = next((f for f in self.plan.log if f.file == stop.file), None)
+        if before is not None and not before.stopped and before.sha256 == stop.sha256:
+            stop = dataclasses.replace(stop, stopped=False)
+        log = [f for f in self.plan.log if f.file != stop.file] + [stop]
+        try:
+            write_failures(self.store, log)
+        except StorageError:  # the store fails too: the error about the file still stands
+            pass
+
+
+def _keep_log(store: Atlas, plan: Plan, failed: list[Failure], tried: set[str] | None = None) -> None:
+    """The store's ingest log after what was committed: the failures ``failed``, and those
+    of earlier ingests for files not ``tried`` (by default every file of the plan)."""
+    if tried is None:
+        tried = {s.relpath for s in plan.todo}
     log = [f for f in plan.log if f.file not in tried] + failed
     if log != plan.log:
         try:
@@ -299,72 +412,80 @@ def _check_names(files: list[SourceFile], skip_errors: bool, report: IngestRepor
     return keep
 
 
-def _write_files(
-    store: Atlas,
-    readers: Readers,
-    plan: Plan,
-    chunk_size: int,
-    skip_errors: bool,
-    report: IngestReport,
-    progress: IngestProgress | None,
-) -> list[Failure]:
+def _write_files(run: _Run, readers: Readers, chunk_size: int, progress: IngestProgress | None) -> None:
     """Add each file as the readers deliver it; the first failing file stops the ingest
-    unless ``skip_errors``. Returns the files that failed."""
-    failed: list[Failure] = []
+    unless ``skip_errors``."""
+    store, plan, report = run.store, run.plan, run.report
     try:
         for src, decoded, digest in readers:
             report.warnings.extend(WarningRecord(src.relpath, c, m) for c, m in decoded.warnings)
             error = decoded.error
+            items, names = 0, [src.name]
             if error is None:
-                error = _write_file(store, src, decoded, chunk_size, report, src.name in plan.replace, digest)
-            decoded.dataset = None
+                error, items, names = _write_file(
+                    store, src, decoded, chunk_size, report, src.name in plan.replace, digest
+                )
+            decoded.dataset = decoded.prepared = None
+            decoded.groups = []
             if error is not None:
-                if not skip_errors:
+                sha256 = digest or plan.hashes.get(src.relpath, "")
+                if not run.skip_errors:
+                    run.stopped_by(failure(src, error, sha256, stopped=True))
                     raise IngestError(
                         f"{src.relpath}: {error}. Nothing was committed"
                         + ("" if report.created else "; the store is unchanged")
                         + " (pass --skip-errors to skip failing files)"
                     )
                 report.skipped.append((src.relpath, error))
-                failed.append(failure(src, error, digest or plan.hashes.get(src.relpath, "")))
+                run.failed.append(failure(src, error, sha256))
             else:
-                report.added.append(src.name)
+                report.added.extend(names)
                 if src.name in plan.replace:
-                    report.replaced.append(src.name)
+                    report.replaced.extend(names)
                 report.bytes_in += src.size
             if progress is not None:
                 progress.advance(1, src.size)
+            run.done(src, items)
     finally:
         readers.close()
-    return failed
 
 
 def _write_file(
     store: Atlas, src: SourceFile, decoded: Decoded, chunk_size: int, report: IngestReport, replace: bool, digest: str
-) -> str | None:
-    """Add one file as a dataset (replacing the one of an earlier version of the file):
-    None when added, else why the file failed. A failure of the store itself raises
-    :class:`IngestError`."""
+) -> tuple[str | None, int, list[str]]:
+    """Add one file as datasets, its root group's and one for each sub-group (replacing
+    those of an earlier version of the file): (None, their attributes and variables, their
+    names) when added, else (why the file failed, 0, []). A failure of the store itself
+    raises :class:`IngestError`."""
     if replace and store.dataset_exists(src.name):
-        store.delete_dataset(src.name)
+        for name in [*subgroups(store, src.name), src.name]:
+            store.delete_dataset(name)
+    written: list[str] = []
     try:
-        raised = _add_dataset(store, src, decoded, chunk_size)
-        record(store.open_dataset(src.name), src, digest or file_sha256(str(src.path)))
+        raised, items = _add_file(store, src, decoded, chunk_size, written)
+        sha256 = digest or file_sha256(str(src.path))
+        for name in written:
+            record(store.open_dataset(name), src, sha256)
     except MemoryError:
         raise
-    except _UnreadableFile as exc:
-        return str(exc)
     except _STORE_FAILURES as exc:  # the store's disk or bucket, not this file: stop
         raise IngestError(
             f"{_one_line(exc)}; stopped while adding {src.relpath} (not that file's fault); "
             "nothing was committed"
         ) from exc
-    except Exception as exc:  # data this file holds that cannot be stored
-        if store.dataset_exists(src.name):
-            store.delete_dataset(src.name)  # never keep half a file
-        return describe_error(exc, reading=False)
+    except Exception as exc:  # data this file holds that cannot be stored, or a name taken
+        for name in written:  # never keep part of a file
+            if store.dataset_exists(name):
+                store.delete_dataset(name)
+        if isinstance(exc, (_UnreadableFile, _NameTaken)):
+            return str(exc), 0, []
+        return describe_error(exc, reading=False), 0, []
     report.warnings.extend(WarningRecord(src.relpath, c, m) for c, m in raised)
-    return None
+    return None, items, written
+
+
+class _NameTaken(Exception):
+    """The dataset name of a file's group is another dataset's (a per-file failure)."""
 
 
 class _UnreadableFile(Exception):
@@ -376,31 +497,85 @@ def _one_line(exc: BaseException) -> str:
     return text or type(exc).__name__
 
 
-def shared_strings(ds: xr.Dataset) -> xr.Dataset:
-    """``ds`` with its string attribute values interned (in place): the store keeps every
-    dataset's attributes in memory until it commits, and files of one kind repeat the
-    same units and long names thousands of times."""
+def shared_strings(prepared: PreparedDataset) -> PreparedDataset:
+    """``prepared`` with its attribute keys and string values interned (in place): files
+    of one kind repeat the same keys (``TEMP.units``), units and long names in every
+    dataset, which the handle holds until its next checkpoint."""
     intern = sys.intern
-    for attrs in (ds.attrs, *(v.attrs for v in ds.variables.values())):
-        for k, v in attrs.items():
-            if type(v) is str:
-                attrs[k] = intern(v)
-    return ds
+    for group in (prepared.attrs, *(p.attrs for p in prepared.plans)):
+        group[:] = [(intern(k), intern(v) if type(v) is str else v, kind) for k, v, kind in group]
+    return prepared
 
 
-def _add_dataset(store: Atlas, src: SourceFile, decoded: Decoded, chunk_size: int) -> list[tuple[str, str]]:
-    """Write one decoded (or to-be-streamed) file as a dataset; return the warnings raised."""
+def metadata_items(ds: xr.Dataset) -> int:
+    """Attributes and variables of a Dataset: what its dataset's metadata grows with."""
+    return 1 + len(ds.attrs) + sum(1 + len(v.attrs) for v in ds.variables.values())
+
+
+def _free_name(store: Atlas, src: SourceFile, path: str) -> str:
+    """The dataset name of group ``path`` of ``src``, once free: a dataset of that name that
+    an earlier ingest of this same file left (its root group's dataset was deleted since)
+    is deleted; one of another file's is :class:`_NameTaken`."""
+    name = group_dataset_name(src.name, path)
+    if path != "/" and store.dataset_exists(name):
+        source = recorded(store.open_dataset(name))
+        if source is None or source.path != src.relpath:
+            holder = f"dataset {name!r} of {source.path}" if source is not None else f"dataset {name!r}"
+            raise _NameTaken(f"its group {path} would be {holder}, which is in the store already")
+        store.delete_dataset(name)
+    return name
+
+
+def _add_file(
+    store: Atlas, src: SourceFile, decoded: Decoded, chunk_size: int, written: list[str]
+) -> tuple[list[tuple[str, str]], int]:
+    """Write one decoded (or to-be-streamed) file as datasets, its root group's first, each
+    name appended to ``written`` once written; return the warnings raised and the metadata
+    items."""
+    items = 0
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        if decoded.dataset is not None:
-            add_xarray_dataset(store, shared_strings(decoded.dataset), src.name)
+        if decoded.prepared is not None or decoded.dataset is not None:
+            layout = [("/", decoded.dims), *((g.path, g.dims) for g in decoded.groups)]
+            parts = [(decoded.prepared, decoded.dataset), *((g.prepared, g.dataset) for g in decoded.groups)]
+            for (path, _), (prepared, ds) in zip(layout, parts, strict=True):
+                name = _free_name(store, src, path)
+                if prepared is not None:
+                    add_prepared(store, shared_strings(prepared), name)
+                    items += prepared.items
+                else:
+                    assert ds is not None
+                    add_xarray_dataset(store, ds, name)
+                    items += metadata_items(ds)
+                written.append(name)
         else:
             try:
-                ds = open_netcdf(src.path, chunk_bytes=chunk_size)
+                layout = file_groups(src.path)
             except Exception as exc:
                 raise _UnreadableFile(describe_error(exc)) from exc
-            try:
-                add_xarray_dataset(store, ds, src.name)
-            finally:
-                ds.close()
-    return record_warnings(caught)
+            for path, _ in layout:
+                name = _free_name(store, src, path)
+                try:
+                    ds = open_netcdf(src.path, chunk_bytes=chunk_size, group=None if path == "/" else path)
+                except Exception as exc:
+                    raise _UnreadableFile(describe_error(exc)) from exc
+                try:
+                    add_xarray_dataset(store, ds, name)
+                    items += metadata_items(ds)
+                finally:
+                    ds.close()
+                written.append(name)
+        if len(layout) > 1:
+            _record_places(store, src, layout, written)
+    return record_warnings(caught), items
+
+
+def _record_places(store: Atlas, src: SourceFile, layout: list[tuple[str, list[Dimension]]], names: list[str]) -> None:
+    """Record where each dataset of a file with groups sits in it (see :mod:`..groups`)."""
+    for (path, dims), name in zip(layout, names, strict=True):
+        if path == "/":
+            place = GroupPlace("/", None, dims, names[1:])
+        else:
+            parent = group_dataset_name(src.name, path.rsplit("/", 1)[0] or "/")
+            place = GroupPlace(path, parent, dims, [])
+        record_place(store.open_dataset(name), place)

@@ -86,6 +86,7 @@ class FileOutcome:
     error: str | None = None  # None: added
     warnings: list[tuple[str, str]] = field(default_factory=list)  # (category, message)
     digest: str = ""  # its SHA-256, when taken
+    names: list[str] = field(default_factory=list)  # the datasets it became (its groups')
 
 
 @dataclass
@@ -133,9 +134,10 @@ def ingest_group(
         outcome.error = decoded.error
         if outcome.error is None:
             del scratch.warnings[:]
-            outcome.error = _write_file(store, src, decoded, chunk_size, scratch, replacing, digest)
+            outcome.error, _, outcome.names = _write_file(store, src, decoded, chunk_size, scratch, replacing, digest)
             outcome.warnings.extend((w.category, w.message) for w in scratch.warnings)
-        decoded.dataset = None
+        decoded.dataset = decoded.prepared = None
+        decoded.groups = []
         outcomes.append(outcome)
         if outcome.error is not None and not skip_errors:
             return GroupResult(None, outcomes, time.perf_counter() - t0, time.process_time() - cpu0)
@@ -417,9 +419,9 @@ class _Run:
                 report.skipped.append((src.relpath, outcome.error))
                 self.failed.append(failure(src, outcome.error, outcome.digest or self.plan.hashes.get(src.relpath, "")))
             else:
-                report.added.append(src.name)
+                report.added.extend(outcome.names)
                 if src.name in self.plan.replace:
-                    report.replaced.append(src.name)
+                    report.replaced.extend(outcome.names)
                 report.bytes_in += src.size
             if self.progress is not None:
                 self.progress.advance(1, src.size)

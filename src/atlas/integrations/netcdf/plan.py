@@ -2,8 +2,9 @@
 
 A file whose dataset is in the store is an error, unless the ingest updates: then it is
 left alone when unchanged (same size and modification time as recorded, or else the
-same SHA-256), and its dataset is replaced when it changed. A file that failed before
-(in the store's ingest log) is not tried again while unchanged, unless asked to.
+same SHA-256), and its dataset is replaced when it changed. A file an earlier ingest
+skipped (in the store's ingest log) is not tried again while unchanged, unless asked to;
+one whose failure stopped its ingest is.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from ...format.ingestlog import Failure
 from .files import SourceFile
-from .provenance import file_sha256, iso_mtime, read_failures, recorded
+from .provenance import ATTRIBUTES, file_sha256, iso_mtime, read_failures, recorded_in
 from .report import IngestError, IngestReport
 
 if TYPE_CHECKING:
@@ -55,10 +56,14 @@ def plan_ingest(store: Store, files: list[SourceFile], update: bool, retry_faile
             "pass --update to add only the new and changed files"
         )
     plan = Plan(log=read_failures(store))
-    failed = {f.file: f for f in plan.log}
+    # a failure that stopped its ingest was not skipped by choice: its file is tried again
+    failed = {f.file: f for f in plan.log if not f.stopped}
+    # the sources recorded, read without keeping the datasets decoded (a large store's
+    # metadata would take more memory than the ingest itself)
+    sources = store._attributes_of([s.name for s in present], ATTRIBUTES.values())
     for src in files:
-        if store.dataset_exists(src.name):
-            source = recorded(store.open_dataset(src.name))
+        if src.name in sources:
+            source = recorded_in(sources[src.name])
             if source is None or _unchanged(src, source.size, source.mtime, source.sha256, plan):
                 report.files_present += 1  # unchanged, or added before sources were recorded
                 continue

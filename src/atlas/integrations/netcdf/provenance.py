@@ -11,9 +11,10 @@ identification, so that an update does not retry them unless they changed.
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import hashlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ...format.ingestlog import FAILURES_KEY, Failure, decode_failures, encode_failures
 from .files import SourceFile
@@ -30,6 +31,7 @@ __all__ = [
     "iso_mtime",
     "read_failures",
     "recorded",
+    "recorded_in",
     "record",
     "write_failures",
 ]
@@ -60,8 +62,10 @@ class Provenance:
         return self.size == src.size and self.mtime == iso_mtime(src.mtime_ns)
 
 
+@functools.cache
 def atlas_version() -> str:
-    """The installed Atlas version."""
+    """The installed Atlas version (looked up once: reading the package metadata costs a
+    few milliseconds, and an ingest records it in every dataset)."""
     from importlib.metadata import PackageNotFoundError, version
 
     try:
@@ -98,7 +102,12 @@ def record(view: DatasetView, src: SourceFile, sha256: str) -> None:
 def recorded(view: DatasetView) -> Provenance | None:
     """The source recorded for a dataset; None when it has none (not ingested, or by an
     Atlas that did not record it)."""
-    values = {field: view.get_attribute(key) for field, key in ATTRIBUTES.items()}
+    return recorded_in({key: view.get_attribute(key) for key in ATTRIBUTES.values()})
+
+
+def recorded_in(attributes: dict[str, Any]) -> Provenance | None:
+    """The source recorded in a dataset's attributes (``{key: value}``), or None."""
+    values: dict[str, Any] = {field: attributes.get(key) for field, key in ATTRIBUTES.items()}
     if not isinstance(values["size"], int) or not all(
         isinstance(values[k], str) for k in ("path", "mtime", "sha256", "atlas_version")
     ):
@@ -122,7 +131,9 @@ def write_failures(store: Store, failures: list[Failure]) -> None:
         store.storage.delete(FAILURES_KEY)
 
 
-def failure(src: SourceFile, reason: str, sha256: str) -> Failure:
-    """The record of ``src`` failing now."""
+def failure(src: SourceFile, reason: str, sha256: str, stopped: bool = False) -> Failure:
+    """The record of ``src`` failing now (``stopped``: the failure stopped the ingest)."""
     now = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-    return Failure(src.relpath, src.name, reason, src.size, iso_mtime(src.mtime_ns), sha256, atlas_version(), now)
+    return Failure(
+        src.relpath, src.name, reason, src.size, iso_mtime(src.mtime_ns), sha256, atlas_version(), now, stopped
+    )

@@ -1,10 +1,11 @@
 """Reading one NetCDF file: decoded whole in memory, or opened lazily to be streamed.
 
 Files are decoded with xarray's CF conventions (masked fill values become NaN, times
-become ``datetime64``, character arrays become strings), root group only; each variable's
-``.encoding`` (on-disk dtype, ``_FillValue``, units, char dims) and the file's format and
-unlimited dims go with it, so the store keeps the on-disk form (see
-:mod:`atlas.integrations.cf`).
+become ``datetime64``, character arrays become strings), every group of a NetCDF-4 file as
+``xr.open_dataset(path, group=...)`` decodes it; each variable's ``.encoding`` (on-disk
+dtype, ``_FillValue``, units, char dims) and the file's format and unlimited dims go with
+it, so the store keeps the on-disk form (see :mod:`atlas.integrations.cf`), and so do the
+dimensions each group defines (its variables may use those of its ancestors).
 :func:`read_netcdf` is what the reader processes run: it never raises for a bad file.
 """
 
@@ -18,15 +19,19 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..conventions import FILL_VALUE_ATTR
+from ..groups import Dimension
 
 if TYPE_CHECKING:
     import xarray as xr
 
+    from ..xarray import PreparedDataset
+
 __all__ = [
     "MAX_INLINE_BYTES",
     "Decoded",
-    "GroupIgnoredWarning",
+    "Group",
     "describe_error",
+    "file_groups",
     "open_netcdf",
     "plan_chunks",
     "read_netcdf",
@@ -39,23 +44,20 @@ MAX_INLINE_BYTES = 32 << 20
 _OBJECT_ITEMSIZE = 64
 
 
-class GroupIgnoredWarning(UserWarning):
-    """A NetCDF4 file has groups: only its root group is ingested."""
+def open_netcdf(
+    path: str | os.PathLike[str], chunk_bytes: int | None = None, group: str | None = None
+) -> xr.Dataset:
+    """Open one group of a NetCDF file (the root group when ``group`` is None) lazily with
+    xarray's CF decoding, as ``xr.open_dataset(path, group=group)`` does.
 
-
-def open_netcdf(path: str | os.PathLike[str], chunk_bytes: int | None = None) -> xr.Dataset:
-    """Open a NetCDF file lazily with xarray's CF decoding (root group only).
-
-    A file with groups gives a :class:`GroupIgnoredWarning` per group. With
-    ``chunk_bytes`` every variable is backed by dask blocks of at most about that
+    With ``chunk_bytes`` every variable is backed by dask blocks of at most about that
     many bytes (see :func:`plan_chunks`), so writing it streams block by block.
     """
     import xarray as xr
     from xarray.backends import NetCDF4DataStore
 
-    store = NetCDF4DataStore.open(os.fspath(path), mode="r")
+    store = NetCDF4DataStore.open(os.fspath(path), mode="r", group=group)
     try:
-        _warn_groups(store.ds)
         ds = xr.open_dataset(store, engine="store")
         ds.encoding.update(_file_encoding(store.ds))
     except BaseException:
@@ -65,6 +67,29 @@ def open_netcdf(path: str | os.PathLike[str], chunk_bytes: int | None = None) ->
         plan = plan_chunks(ds, chunk_bytes)
         ds = ds.chunk({d: plan[d] for d in ds.dims if d in plan})
     return ds
+
+
+def own_dimensions(nc: Any) -> list[Dimension]:
+    """The dimensions a netCDF4 group (or file) defines itself, in order."""
+    return [(str(name), len(dim), bool(dim.isunlimited())) for name, dim in nc.dimensions.items()]
+
+
+def _walk(nc: Any) -> list[Any]:
+    """The sub-groups of a netCDF4 group at every depth, parents first, in the file's order."""
+    out = []
+    for g in nc.groups.values():
+        out.append(g)
+        out.extend(_walk(g))
+    return out
+
+
+def file_groups(path: str | os.PathLike[str]) -> list[tuple[str, list[Dimension]]]:
+    """The sub-groups of a file (``(path, dimensions it defines)``, parents first) after
+    its root group's own ``("/", dimensions)``; just that for a file without groups."""
+    import netCDF4
+
+    with netCDF4.Dataset(os.fspath(path), "r") as nc:
+        return [("/", own_dimensions(nc))] + [(g.path, own_dimensions(g)) for g in _walk(nc)]
 
 
 def _itemsize(dtype: Any) -> int:
@@ -97,13 +122,27 @@ def plan_chunks(ds: xr.Dataset, chunk_bytes: int) -> dict[str, int]:
 
 
 @dataclass
-class Decoded:
-    """What a reader sends back for one file."""
+class Group:
+    """One sub-group of a file, as a reader sends it."""
 
-    dataset: xr.Dataset | None = None  # decoded in memory, ready to write
+    path: str  # its path in the file: /engineering/battery
+    dims: list[Dimension]  # the dimensions it defines
+    dataset: xr.Dataset | None = None  # decoded in memory
+    prepared: PreparedDataset | None = None  # prepared for writing (then dataset is None)
+
+
+@dataclass
+class Decoded:
+    """What a reader sends back for one file: its root group (``dataset`` or ``prepared``)
+    and its sub-groups, if any."""
+
+    dataset: xr.Dataset | None = None  # decoded in memory
+    prepared: PreparedDataset | None = None  # the dataset prepared for writing (then dataset is None)
     stream: bool = False  # too large to send whole: the writer streams it
     error: str | None = None
     warnings: list[tuple[str, str]] = field(default_factory=list)  # (category, message)
+    dims: list[Dimension] = field(default_factory=list)  # the root group's own dimensions
+    groups: list[Group] = field(default_factory=list)  # the sub-groups, parents first
 
 
 def describe_error(exc: BaseException, reading: bool = True) -> str:
@@ -121,21 +160,14 @@ def record_warnings(caught: Sequence[warnings.WarningMessage]) -> list[tuple[str
     return list(seen)
 
 
-def _warn_groups(nc: Any) -> None:
-    for g in nc.groups:
-        warnings.warn(
-            f"group '{g}' ignored: only the root group of a NetCDF file is ingested",
-            GroupIgnoredWarning,
-            stacklevel=3,
-        )
-
-
 def _file_nbytes(nc: Any) -> int:
-    """Decoded size of a netCDF4.Dataset's root variables, estimated from their schemas."""
+    """Decoded size of a netCDF4.Dataset's variables (of every group), estimated from their
+    schemas."""
     total = 0
-    for var in nc.variables.values():
-        item = _OBJECT_ITEMSIZE if var.dtype is str else _itemsize(var.dtype)
-        total += math.prod(var.shape) * item
+    for g in [nc, *_walk(nc)]:
+        for var in g.variables.values():
+            item = _OBJECT_ITEMSIZE if var.dtype is str else _itemsize(var.dtype)
+            total += math.prod(var.shape) * item
     return total
 
 
@@ -155,39 +187,45 @@ def _read_whole(var: Any) -> Any:
     return var[...]
 
 
-def _decode_in_memory(path: str, max_inline_bytes: int) -> xr.Dataset | None:
-    """Read a whole file and CF-decode it in memory; None when it is too large for that.
+def _decode_in_memory(path: str, max_inline_bytes: int) -> list[tuple[str, list[Dimension], xr.Dataset]] | None:
+    """Read a whole file and CF-decode each of its groups in memory: ``(path, dimensions it
+    defines, Dataset)`` of the root group, then of every sub-group (parents first); None
+    when the file is too large for that.
 
-    This gives what ``xr.open_dataset(path).load()`` gives: the same decoding
+    This gives what ``xr.open_dataset(path, group=...).load()`` gives: the same decoding
     (``xarray.conventions.decode_cf_variables``) and the same assembly as xarray's
     store backend, minus the lazy per-variable indexing machinery, which costs more
     than the reads themselves for files of many small variables.
     """
     import netCDF4
+
+    with netCDF4.Dataset(path, "r") as nc:
+        if _file_nbytes(nc) > max_inline_bytes:
+            return None
+        return [(g.path, own_dimensions(g), _decode_group(g, path)) for g in [nc, *_walk(nc)]]
+
+
+def _decode_group(nc: Any, path: str) -> xr.Dataset:
+    """One group of an open netCDF4.Dataset (or the file's root group), decoded."""
     import numpy as np
     import xarray as xr
     from xarray.conventions import decode_cf_variables
 
-    with netCDF4.Dataset(path, "r") as nc:
-        _warn_groups(nc)
-        if _file_nbytes(nc) > max_inline_bytes:
-            return None
-        nc.set_auto_maskandscale(False)
-        nc.set_auto_chartostring(False)
-        variables = {}
-        for name, var in nc.variables.items():
-            attrs = {k: var.getncattr(k) for k in var.ncattrs()}
-            attrs.pop("least_significant_digit", None)
-            data = np.asarray(_read_whole(var), dtype=object if var.dtype is str else None)
-            if data.dtype.kind == "S" and FILL_VALUE_ATTR in attrs:
-                attrs[FILL_VALUE_ATTR] = np.bytes_(attrs[FILL_VALUE_ATTR])
-            encoding = {"dtype": var.dtype, "source": path, "original_shape": data.shape}
-            variables[name] = xr.Variable(var.dimensions, data, attrs, encoding)
-        file_attrs = {k: nc.getncattr(k) for k in nc.ncattrs()}
-        file_encoding = _file_encoding(nc)
+    nc.set_auto_maskandscale(False)
+    nc.set_auto_chartostring(False)
+    variables = {}
+    for name, var in nc.variables.items():
+        attrs = {k: var.getncattr(k) for k in var.ncattrs()}
+        attrs.pop("least_significant_digit", None)
+        data = np.asarray(_read_whole(var), dtype=object if var.dtype is str else None)
+        if data.dtype.kind == "S" and FILL_VALUE_ATTR in attrs:
+            attrs[FILL_VALUE_ATTR] = np.bytes_(attrs[FILL_VALUE_ATTR])
+        encoding = {"dtype": var.dtype, "source": path, "original_shape": data.shape}
+        variables[name] = xr.Variable(var.dimensions, data, attrs, encoding)
+    file_attrs = {k: nc.getncattr(k) for k in nc.ncattrs()}
     decoded, ds_attrs, coord_names = decode_cf_variables(variables, file_attrs)
     ds = xr.Dataset(decoded, attrs=ds_attrs).set_coords(coord_names.intersection(decoded))
-    ds.encoding.update(file_encoding)
+    ds.encoding.update(_file_encoding(nc))
     return ds.load()
 
 
@@ -200,8 +238,11 @@ def _file_encoding(nc: Any) -> dict[str, Any]:
     }
 
 
-def read_netcdf(path: str, max_inline_bytes: int = MAX_INLINE_BYTES) -> Decoded:
-    """Decode one file into memory, or say it is too big to send whole (runs in workers).
+def read_netcdf(path: str, max_inline_bytes: int = MAX_INLINE_BYTES, prepare: bool = False) -> Decoded:
+    """Decode one file into memory (every group of it), or say it is too big to send whole
+    (runs in workers). With ``prepare``, each decoded group is also prepared for writing
+    (CF-encoded, its arrays planned: :func:`atlas.integrations.xarray.prepare_xarray_dataset`),
+    which is most of the work of writing it, and sent instead of the Dataset.
 
     Never raises for a bad file: the error comes back as text, since not every
     exception from the NetCDF library can be pickled.
@@ -209,11 +250,25 @@ def read_netcdf(path: str, max_inline_bytes: int = MAX_INLINE_BYTES) -> Decoded:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            ds = _decode_in_memory(path, max_inline_bytes)
-            if ds is None:
+            groups = _decode_in_memory(path, max_inline_bytes)
+            if groups is None:
                 return Decoded(stream=True, warnings=record_warnings(caught))
-            return Decoded(dataset=ds, warnings=record_warnings(caught))
         except Exception as exc:  # reported per file, the ingest decides what to do
             return Decoded(error=describe_error(exc), warnings=record_warnings(caught))
+        (_, dims, root), subs = groups[0], groups[1:]
+        if not prepare:
+            return Decoded(
+                dataset=root, dims=dims, groups=[Group(p, d, dataset=ds) for p, d, ds in subs],
+                warnings=record_warnings(caught),
+            )
+        from ..xarray import prepare_xarray_dataset
 
-
+        prepared = []
+        for p, _, ds in groups:
+            try:
+                prepared.append(prepare_xarray_dataset(ds))
+            except Exception as exc:  # data this file holds that cannot be stored
+                where = "" if p == "/" else f"group {p}: "
+                return Decoded(error=where + describe_error(exc, reading=False), warnings=record_warnings(caught))
+        parts = [Group(p, d, prepared=pre) for (p, d, _), pre in zip(subs, prepared[1:], strict=True)]
+        return Decoded(prepared=prepared[0], dims=dims, groups=parts, warnings=record_warnings(caught))

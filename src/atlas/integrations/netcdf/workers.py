@@ -45,12 +45,12 @@ def release_memory_promptly() -> None:
 
 def read_file(path: str, max_inline: int) -> tuple[Decoded, str]:
     """What a reader does with one file: its SHA-256 (empty when it cannot be read) and
-    its decoded content (never raises for a bad file)."""
+    its content decoded and prepared for writing (never raises for a bad file)."""
     try:
         digest = file_sha256(path)
     except OSError:
         digest = ""
-    return read_netcdf(path, max_inline), digest
+    return read_netcdf(path, max_inline, prepare=True), digest
 
 
 def _worker_init() -> None:
@@ -83,6 +83,10 @@ def default_jobs() -> int:
 #: to the workers in groups, so the writer pays for one request and one reply per group.
 TASK_FILES = 8
 TASK_BYTES = 4 << 20
+#: Tasks in flight per reader: the readers run this far ahead of the writer, so they go on
+#: while it writes a checkpoint (a second or two), and what waits for it stays bounded
+#: (TASK_BYTES a task, a few times that decoded).
+TASKS_AHEAD = 4
 
 
 def read_files(paths: list[str], max_inline: int) -> list[tuple[Decoded, str]]:
@@ -116,7 +120,7 @@ class Readers:
         self._groups = task_groups(files)
         self._jobs = jobs
         self._max_inline = max_inline
-        self._window = 2 * jobs
+        self._window = TASKS_AHEAD * jobs
         self._pool: ProcessPoolExecutor | None = None
         self._pending: deque[tuple[list[SourceFile], Future[list[tuple[Decoded, str]]]]] = deque()
         self._next = 0
