@@ -230,3 +230,34 @@ def test_a_view_held_across_a_flush_stays_the_dataset(tmp_path: Path, small_shar
     again = atlas.Atlas.open(tmp_path / "s").open_dataset("d1")
     assert again.get_attribute("k") == "after" and again.read_array("x").tolist() == [7, 8, 9]
     assert s.find("k == 'after'") == ["d1"]
+
+
+def test_lookups_search_only_the_shards_whose_names_hold_them(tmp_path: Path, small_shards: None) -> None:
+    """Names added in order fall in one shard's range: finding one, or adding names past
+    every range, searches at most one shard and builds no map of every name; a handle that
+    looks up many datasets builds it, and answers the same."""
+    path = tmp_path / "s"
+    store = atlas.Atlas.create(path)
+    names = [f"p{i:03d}" for i in range(40)] + ["a-late", "z-late"]  # the last shard's range is wide
+    for n in names:
+        add_dataset(store, n, value=1.0)
+    store.flush()
+    fresh = atlas.Atlas.open(path)
+    t = fresh._datasets
+    for n in ["p000", "p003", "p004", "p017", "p039", "a-late", "z-late"]:
+        assert n in t and fresh.open_dataset(n).name == n
+    assert "p0035" not in t and "nope" not in t and "" not in t
+    for k in range(5):
+        add_dataset(fresh, f"q{k}", value=2.0)  # past every shard's range
+    # over 20 lookups, each searched its own shard and the wide last one: less than 4 whole searches
+    assert t._place is None and t._searched < 4 * len(names)
+    for _ in range(table.SEARCH_BUDGET * len(names)):  # each lookup searches the wide shard
+        assert "b-missing" not in t
+        if t._place is not None:
+            break
+    assert t._place is not None  # the budget spent: one map of every name serves now
+    assert all(n in t for n in names) and "b-missing" not in t
+    fresh.flush()
+    again = atlas.Atlas.open(path)
+    assert again.list_datasets() == names + [f"q{k}" for k in range(5)]
+    assert again.verify() == []

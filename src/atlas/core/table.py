@@ -30,7 +30,10 @@ from ..format.shard import SHARD_ROWS, Columns, ShardHeader
 from .state import DatasetState
 
 ROW_BITS = 24  # a dataset's place: its shard's serial number, then its row (shards hold < 2**24)
-LINEAR_LOOKUPS = 4  # lookups of a handle made by searching the name lists before a dict is built
+# A handle finds a dataset by searching the name lists of the shards whose name range holds
+# it, until it has searched this many times as many names as the store holds: it then builds
+# one dict of every name (which costs about as much as that many searches).
+SEARCH_BUDGET = 20
 # New datasets are written together with the last shards while each holds at most this many
 # times the datasets written with it (see DatasetTable._merged_tail).
 SHARD_MERGE_RATIO = 4
@@ -50,6 +53,15 @@ class Shard:
     columns: Columns | None = None  # array columns, once read
     fields: dict[str, Field | None] = field(default_factory=dict)  # catalogue fields read (None: not held)
     serial: int = field(default_factory=itertools.count(1).__next__)
+    bounds: tuple[str, str] | None = None  # its least and greatest name, once needed
+
+    def may_hold(self, name: str) -> bool:
+        """Whether ``name`` lies in the range of this shard's names."""
+        b = self.bounds
+        if b is None:
+            names = self.names
+            b = self.bounds = (min(names), max(names)) if names else ("\uffff", "")
+        return b[0] <= name <= b[1]
 
 
 Record = DatasetState | list[Any]
@@ -79,7 +91,7 @@ class DatasetTable(MutableMapping[str, Record]):
         self._dense: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # array -> (ids, schemas) by global row
         self._by_serial = {s.serial: s for s in shards}
         self._place: dict[str, int] | None = None  # name -> serial << ROW_BITS | row, built when first needed
-        self._scans = 0  # lookups answered by searching the name lists
+        self._searched = 0  # names compared by lookups that searched the name lists
         self._states: dict[str, DatasetState] = {}  # datasets of the shards this handle changed
         # states of datasets of the shards only read, or committed: kept while in use
         self._kept: weakref.WeakValueDictionary[str, DatasetState] = weakref.WeakValueDictionary()
@@ -110,17 +122,25 @@ class DatasetTable(MutableMapping[str, Record]):
         return place
 
     def _code(self, name: str) -> int | None:
-        """Where a stored dataset is (serial << ROW_BITS | row), or None. The first few
-        lookups of a handle search the shards' name lists (C-level scans, a few ms at a
-        million datasets); after them, a dict of every name serves (built in a quarter of a
-        second at a million), so a handle used for one dataset never builds it."""
-        if self._place is None and self._scans < LINEAR_LOOKUPS:
-            self._scans += 1
-            for s in self.shards:
-                if name in s.names:
+        """Where a stored dataset is (serial << ROW_BITS | row), or None. Lookups search the
+        name lists of the shards whose range of names holds ``name`` (C-level scans: names
+        added in order fall in one shard's range, or in none); once they have compared
+        ``SEARCH_BUDGET`` times as many names as the store holds, a dict of every name
+        serves (built in about a third of a second at a million). A handle used for a few
+        datasets, or to add some, never builds it."""
+        place = self._place
+        if place is not None:
+            return place.get(name)
+        if self._searched > SEARCH_BUDGET * self._rows:
+            return self._places().get(name)
+        for s in self.shards:
+            if s.may_hold(name):
+                self._searched += len(s.names)
+                try:
                     return (s.serial << ROW_BITS) | s.names.index(name)
-            return None
-        return self._places().get(name)
+                except ValueError:
+                    continue
+        return None
 
     def share_places(self, older: DatasetTable) -> None:
         """Take the place of each dataset from ``older``, the table of an older version of
