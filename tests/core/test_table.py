@@ -261,3 +261,26 @@ def test_lookups_search_only_the_shards_whose_names_hold_them(tmp_path: Path, sm
     again = atlas.Atlas.open(path)
     assert again.list_datasets() == names + [f"q{k}" for k in range(5)]
     assert again.verify() == []
+
+
+def test_the_list_of_names_follows_every_change_and_is_the_callers_own(tmp_path: Path, small_shards: None) -> None:
+    path = tmp_path / "s"
+    store = atlas.Atlas.create(path)
+    for i in range(6):
+        add_dataset(store, f"d{i}", value=1.0)
+    store.flush()
+    fresh = atlas.Atlas.open(path)
+    listed = fresh.list_datasets()
+    listed.append("not-a-dataset")
+    listed.clear()
+    assert fresh.list_datasets() == [f"d{i}" for i in range(6)]
+    fresh.delete_dataset("d1")
+    assert fresh.list_datasets() == ["d0", "d2", "d3", "d4", "d5"]
+    add_dataset(fresh, "d1", value=2.0)  # re-created: at the end
+    add_dataset(fresh, "e", value=2.0)
+    assert fresh.list_datasets() == ["d0", "d2", "d3", "d4", "d5", "d1", "e"]
+    fresh.delete_dataset("e")
+    assert fresh.list_datasets() == ["d0", "d2", "d3", "d4", "d5", "d1"]
+    fresh.flush()
+    assert fresh.find("x.max >= 0") == ["d0", "d2", "d3", "d4", "d5", "d1"]
+    assert fresh.list_datasets() == atlas.Atlas.open(path).list_datasets() == ["d0", "d2", "d3", "d4", "d5", "d1"]

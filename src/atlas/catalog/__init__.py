@@ -32,11 +32,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..format.manifest import paused_gc
 from .columns import Mask as Mask  # importable from here, as before the package was split
 from .columns import pd
 from .evaluate import evaluate
 from .predicate import BoolOp, Predicate, keyword_equals, parse
-from .source import live_arrays
+from .source import live_arrays, live_names
 from .table import ATTR_PREFIX, FIELDS, name_list, split_field, table
 
 if TYPE_CHECKING:
@@ -149,6 +150,7 @@ def find(atlas: Atlas, where: str | None = None, **equals: Any) -> list[str]:
     if not tests:
         return atlas.list_datasets()
     tree = tests[0] if len(tests) == 1 else BoolOp("and", tuple(tests))
-    mask = evaluate(atlas, tree)
-    names = atlas.list_datasets()
-    return [names[i] for i in np.flatnonzero(mask).tolist()]
+    with paused_gc():  # large lists of names and columns, no cycles: nothing to collect
+        mask = evaluate(atlas, tree)
+        names = live_names(atlas)
+        return list(map(names.__getitem__, np.flatnonzero(mask).tolist()))

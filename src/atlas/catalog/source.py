@@ -133,6 +133,12 @@ def record_of(store: Store, name: str) -> Any:
     return store._datasets[name]
 
 
+def live_names(store: Store) -> list[str]:
+    """The names of the live datasets, in store order: the handle's own list (not a copy,
+    not to be changed)."""
+    return store._datasets.names()
+
+
 def stored_layout(store: Store) -> StoredLayout | None:
     """The handle's live datasets as stored rows plus changed ones, or None when some
     datasets are not in shards with catalogue fields (then :func:`dataset_records`)."""

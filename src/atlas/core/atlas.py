@@ -188,7 +188,7 @@ class Store(StoreModel):
 
     def list_datasets(self) -> list[str]:
         """Dataset names in creation order."""
-        return self._datasets.names()
+        return list(self._datasets.names())
 
     def list_arrays(self) -> list[str]:
         """Sorted union of array names over all datasets."""

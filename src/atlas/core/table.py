@@ -99,6 +99,7 @@ class DatasetTable(MutableMapping[str, Record]):
         self._added: dict[str, Record] = {}  # datasets created by this handle, in order
         self._touched: set[int] = set()  # serials of shards with a changed state or a deletion
         self._rows = sum(len(s.names) for s in shards)
+        self._name_list: list[str] | None = None  # names(), while no dataset is added or deleted
         # the most stored datasets a commit rewrites with the new ones (None: as many as
         # SHARD_MERGE_RATIO allows); a long ingest sets it to bound what a commit decodes
         self.merge_limit: int | None = None
@@ -217,11 +218,16 @@ class DatasetTable(MutableMapping[str, Record]):
         yield from list(self._added)
 
     def names(self) -> list[str]:
-        """Every dataset name, in store order (one list, built in bulk)."""
-        if self._deleted:
-            return list(self)
-        out = list(itertools.chain.from_iterable(s.names for s in self.shards))
-        out.extend(self._added)
+        """Every dataset name, in store order: one list, built in bulk and kept while no
+        dataset is added or deleted (the table's own: callers must not change it)."""
+        out = self._name_list
+        if out is None:
+            if self._deleted:
+                out = list(self)
+            else:
+                out = list(itertools.chain.from_iterable(s.names for s in self.shards))
+                out.extend(self._added)
+            self._name_list = out
         return out
 
     def attribute_values(
@@ -416,12 +422,17 @@ class DatasetTable(MutableMapping[str, Record]):
     # ------------------------------------------------------------------ changes
 
     def __setitem__(self, name: str, rec: Record) -> None:
-        if name in self._added or name in self._deleted:
+        if name in self._added:
             self._added[name] = rec
+            return
+        if name in self._deleted:
+            self._added[name] = rec
+            self._name_list = None
             return
         hit = self._base_record(name)
         if hit is None:
             self._added[name] = rec
+            self._name_list = None
             return
         assert isinstance(rec, DatasetState)
         if name in self._modified:
@@ -431,6 +442,7 @@ class DatasetTable(MutableMapping[str, Record]):
             self._kept[name] = rec
 
     def __delitem__(self, name: str) -> None:
+        self._name_list = None
         if name in self._added:
             del self._added[name]
             return
@@ -560,6 +572,7 @@ class DatasetTable(MutableMapping[str, Record]):
         self.shards = shards
         self._by_serial = {s.serial: s for s in shards}
         self._rows = sum(len(s.names) for s in shards)
+        self._name_list = None
         self._dense = {}
         self._deleted = set()
         self._added = {}
