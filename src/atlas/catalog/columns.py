@@ -109,14 +109,25 @@ class Column:
 def scatter(
     n: int, rows: Sequence[int] | np.ndarray, values: np.ndarray, fill: Any, dtype: Any
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Values and null mask of ``n`` rows holding ``values`` at ``rows`` (null elsewhere)."""
+    """Values and null mask of ``n`` rows holding ``values`` at ``rows`` (null elsewhere).
+    When ``rows`` are every row in order (every dataset holds the value), the values are
+    ``values`` themselves, as ``dtype``: no array of ``n`` is filled and then overwritten."""
+    at = np.asarray(rows, dtype=np.intp)
+    if len(at) == n and n and _every_row(at):
+        out = np.asarray(values, dtype=dtype)
+        if out.shape == (n,):
+            return out, np.zeros(n, dtype=bool)
     out = np.full(n, fill, dtype=dtype)
     mask = np.ones(n, dtype=bool)
-    if len(rows):
-        at = np.asarray(rows, dtype=np.intp)
+    if len(at):
         out[at] = values
         mask[at] = False
     return out, mask
+
+
+def _every_row(at: np.ndarray) -> bool:
+    """Whether ``at`` (of length n) is 0, 1, ..., n - 1."""
+    return int(at[0]) == 0 and int(at[-1]) == len(at) - 1 and bool((at[1:] > at[:-1]).all())
 
 
 def object_array(items: Sequence[Any]) -> np.ndarray:
