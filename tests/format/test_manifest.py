@@ -95,7 +95,7 @@ def test_damaged_manifests_are_corruption_naming_the_file() -> None:
         "no header line": line,
         "damaged header": b"{not json\n" + body,
         "damaged header$": headed(atlas="something else"),
-        "unsupported format version 3": headed(format_version=3),
+        "unsupported format version 4": headed(format_version=4),
         "impossible body length -1": headed(body_length=-1),
         "impossible body length '7'": headed(body_length="7"),
         "impossible body length": headed(body_length=mf.MAX_MANIFEST_BYTES + 1),
@@ -131,7 +131,7 @@ def test_store_config_round_trips_and_damage_is_corruption() -> None:
     cases = {
         "not valid JSON": b"\xff{",
         "is not an Atlas store config": b'{"format": "zarr"}',
-        "format version 9": data.replace(b'"format_version": 2', b'"format_version": 9'),
+        "format version 9": data.replace(b'"format_version": 3', b'"format_version": 9'),
         "unknown codec": data.replace(b'"lz4"', b'"brotli"'),
     }
     for message, damaged in cases.items():

@@ -1,4 +1,5 @@
-"""Dataset shards (format version 2): round trips, and damage reported as corruption."""
+"""Dataset shards (format version 3, records by layout): round trips, and damage reported as
+corruption."""
 
 from __future__ import annotations
 
@@ -17,14 +18,22 @@ def _records(n: int) -> tuple[list[str], list[list[object]]]:
     return names, [[["k", "int64", i], [["x", 10 + i, 0, None, []]] if i % 2 == 0 else []] for i in range(n)]
 
 
+def _held(names: list[str], records: list[list[object]]) -> list[list[object]]:
+    """Records as readers hold them: ``[name, attributes, entries]``, tuples inside."""
+    return [
+        [n, tuple(attrs), tuple((e[0], e[1], e[2], None if e[3] is None else tuple(e[3]), tuple(e[4])) for e in entries)]
+        for n, (attrs, entries) in zip(names, records, strict=True)
+    ]
+
+
 @pytest.mark.parametrize("meta", [("json", "none"), ("msgpack", "zstd"), ("json", "lz4")])
 def test_shard_round_trips_and_names_read_from_its_prefix(meta: tuple[str, str]) -> None:
     names, records = _records(5)
     data, end = shard.encode_shard(names, records, *meta)
     assert shard.names_end(data, 5, "s") == end
     assert shard.decode_names(data[:end], 5, meta, "s") == names
-    got, columns = shard.decode_records(data, 5, meta, "s")
-    assert got == records
+    got, columns, built = shard.decode_records(data, names, meta, "s")
+    assert built and got == _held(names, records)
     assert list(columns) == ["x"] and columns["x"]["row"].tolist() == [0, 2, 4]
     assert columns["x"]["aid"].tolist() == [10, 12, 14] and columns["x"]["schema"].tolist() == [0, 0, 0]
 
@@ -48,14 +57,111 @@ def test_damaged_shards_are_corruption_naming_them() -> None:
     }
     for message, damaged in cases.items():
         with pytest.raises(atlas.CorruptionError, match=message):
-            shard.decode_records(damaged, 3, META, "meta/x.shard")
+            shard.decode_records(damaged, names, META, "meta/x.shard")
     with pytest.raises(atlas.CorruptionError, match="holds 3 datasets; its manifest says 4"):
         shard.decode_names(data[:end], 4, META, "s")
-    line = json.dumps({**head, "format_version": 3}).encode()
-    with pytest.raises(atlas.CorruptionError, match="unsupported format version 3"):
+    line = json.dumps({**head, "format_version": 4}).encode()
+    with pytest.raises(atlas.CorruptionError, match="unsupported format version 4"):
         shard.decode_names(line + data[data.index(b"\n") :], 3, META, "s")
 
 
 def test_a_shard_beyond_what_readers_accept_is_never_written() -> None:
     with pytest.raises(ValueError, match="more than readers accept"):
         shard.encode_shard(["d"], [[["blob", "string", "x" * (4 << 20)], []]], "json", "zstd")
+
+
+def test_records_by_layout_hold_each_structure_once() -> None:
+    """Datasets alike share one layout; ids and schemas come from the columns only; each
+    array's statistics and attributes come back in place, tuples as readers hold them."""
+    names = [f"p{i}" for i in range(6)]
+    records: list[list[object]] = [
+        [["station", "string", f"S{i}", "cycle", "int64", i],
+         [["t", 100 + 2 * i, 0, [5, 0, 1.5, 2.5], ["units", "string", "K"]], ["u", 101 + 2 * i, 1, None, []]]]
+        for i in range(5)
+    ] + [[[], []]]
+    data, _ = shard.encode_shard(names, records, *META)
+    head = json.loads(data[: data.index(b"\n")])
+    body_at = data.index(b"\n") + 1 + head["names_length"] + head["columns_length"]
+    layouts, rows = json.loads(data[body_at : body_at + head["body_length"]])
+    assert len(layouts) == 2 and rows[0] == [0, "S0", 0, 5, 0, 1.5, 2.5, "K"] and rows[5] == [1]
+    got, columns, built = shard.decode_records(data, names, META, "s")
+    assert built and got == _held(names, records)
+    assert columns["t"]["aid"].tolist() == [100, 102, 104, 106, 108]
+
+
+def _layout_shard(layouts: object, rows: object, columns: dict[str, list[tuple[int, int, int]]], n: int) -> bytes:
+    """A shard whose records section is ``[layouts, rows]`` as given, its columns as given
+    (row, id, schema each), checksums intact."""
+    names = [f"d{i}" for i in range(n)]
+    data, _ = shard.encode_shard(names, [[[], []] for _ in range(n)], *META)
+    nl = data.index(b"\n")
+    head = json.loads(data[:nl])
+    names_part = data[nl + 1 : nl + 1 + head["names_length"]]
+    import numpy as np
+
+    cols = [np.array(rows_, dtype=shard.COLUMN_DTYPE) for rows_ in columns.values()]
+    cols_part = b"".join(c.tobytes() for c in cols)
+    body = json.dumps([layouts, rows]).encode()
+    from atlas.format.codec import checksum
+
+    head.update(
+        columns=[[name, len(c)] for name, c in zip(columns, cols, strict=True)],
+        columns_length=len(cols_part), columns_crc32c=checksum(cols_part),
+        body_length=len(body), body_crc32c=checksum(body), fields=[],
+    )
+    return json.dumps(head).encode() + b"\n" + names_part + cols_part + body
+
+
+@pytest.mark.parametrize(
+    ("layouts", "rows", "columns", "message"),
+    [
+        ([], [[0], [0]], {}, "unknown layout"),
+        ([[["k"], []]], [[0, 1], [0, 2]], {}, "layout is malformed"),
+        ([[[], [["x", -1, []], ["x", -1, []]]]], [[0], [0]], {}, "lists an array twice"),
+        ([[["k", "int64"], []]], [[0, 1], [0]], {}, "does not hold the values its layout lists"),
+        ([[[], [["x", -1, []]]]], [[0], [0]], {"x": [(0, 5, 0)]}, "columns disagree"),
+        ([[[], []]], [[0], [0]], {"x": [(0, 5, 0)]}, "columns disagree"),
+        ([[[], [["x", 4, []]]]], [[0, 1, 2, 3, 4], [0, 1, 2, 3]], {"x": [(0, 5, 0), (1, 6, 0)]}, "values its layout"),
+        ("not a list", [[0], [0]], {}, "is not \\[layouts, rows\\]"),
+        ([[[], []]], [[0]], {}, "holds 1 records, not 2"),
+        ([[[], []]], [["0"], [0]], {}, "a record is malformed"),
+    ],
+)
+def test_records_by_layout_that_do_not_add_up_are_corruption(
+    layouts: object, rows: object, columns: dict[str, list[tuple[int, int, int]]], message: str
+) -> None:
+    data = _layout_shard(layouts, rows, columns, 2)
+    with pytest.raises(atlas.CorruptionError, match=message):
+        shard.decode_records(data, ["d0", "d1"], META, "s")
+
+
+def test_a_store_of_version_2_shards_reads_and_is_written_on_by_layout(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Shards written before records by layout (a list of records, format version 2) read
+    as before; a commit writes version-3 shards, here the one its new dataset joins, its
+    version-2 records written again by layout."""
+    import numpy as np
+
+    from atlas.format import manifest as mf
+
+    monkeypatch.setattr(mf, "FORMAT_VERSION", 2)
+    monkeypatch.setattr(shard, "encode_layouts", lambda records: [list(r) for r in records])
+    path = tmp_path / "s"
+    store = atlas.Atlas.create(path)
+    for i in range(5):
+        d = store.create_dataset(f"d{i}")
+        d.set_attribute("k", i)
+        d.define_array("x", "float32", ["z"], [4])
+        d.write_array("x", [0], np.full(4, i, np.float32))
+    store.flush()
+    monkeypatch.undo()
+    old = [json.loads(p.read_bytes().split(b"\n", 1)[0])["format_version"] for p in (path / "meta").iterdir()]
+    assert old == [2]
+    again = atlas.Atlas.open(path)
+    assert [again.open_dataset(f"d{i}").get_attribute("k") for i in range(5)] == list(range(5))
+    assert again.open_dataset("d3").array_stats("x") == {"row_count": 4, "null_count": 0, "min": 3.0, "max": 3.0}
+    d = again.create_dataset("new")
+    d.set_attribute("k", 9)
+    again.flush()
+    fresh = atlas.Atlas.open(path)
+    assert fresh.find("k >= 3") == ["d3", "d4", "new"] and fresh.verify() == []
+    assert fresh.read_array_across_stacked("x", [f"d{i}" for i in range(5)]).tolist()[4] == [4.0] * 4

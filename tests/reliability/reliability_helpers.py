@@ -28,6 +28,7 @@ import numpy as np
 import zstandard
 
 import atlas
+from atlas.format import shard as shard_format
 from atlas.format.chunkindex import HEADER, INDEX_DTYPE, ChunkIndex, merge_rows
 from atlas.format.codec import checksum
 from atlas.format.manifest import parse_manifest_key
@@ -222,6 +223,10 @@ def _inline_shards(root: Path, doc: dict[str, Any], meta_format: str, meta_compr
         raw = (root / key).read_bytes()
         shead = json.loads(raw[: raw.index(b"\n")])
         names = _decode_section(raw[raw.index(b"\n") + 1 : end], meta_format, meta_compression)
+        if shead["format_version"] >= shard_format.LAYOUT_VERSION:  # records by layout
+            built, _, _ = shard_format.decode_records(raw, names, (meta_format, meta_compression), key)
+            datasets.extend(list(rec) for rec in built)
+            continue
         body = end + shead["columns_length"]  # the array columns come between names and records
         records = _decode_section(raw[body : body + shead["body_length"]], meta_format, meta_compression)
         datasets.extend([n, *rec] for n, rec in zip(names, records, strict=True))

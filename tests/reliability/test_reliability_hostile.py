@@ -281,7 +281,7 @@ def test_reused_next_id_would_show_old_data_in_a_new_array(templates: dict[str, 
     "case,header",
     [
         ("header with deep nesting", {"extra": DEEP}),
-        ("header format version 3", {"format_version": 3}),
+        ("header format version 4", {"format_version": 4}),
         ("header body length absurd", {"body_length": 2**62}),
         ("header body length negative", {"body_length": -1}),
         ("header body length a string", {"body_length": "5"}),
@@ -579,7 +579,7 @@ def test_store_config_crafted(tmp_path: Path) -> None:
     base = tmp_path / "base"
     build_small_store(base)
     cases = {
-        "format version 3": {"format": "atlas", "format_version": 3, "codec": "zstd", "meta_format": "json", "meta_compression": "none"},
+        "format version 4": {"format": "atlas", "format_version": 4, "codec": "zstd", "meta_format": "json", "meta_compression": "none"},
         "not atlas": {"format": "zarr", "format_version": 1},
         "unknown codec": {"format": "atlas", "format_version": 1, "codec": "brotli", "meta_format": "json", "meta_compression": "none"},
         "codec not a string": {"format": "atlas", "format_version": 1, "codec": 1, "meta_format": "json", "meta_compression": "none"},

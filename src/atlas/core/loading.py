@@ -340,9 +340,10 @@ def shard_loader(store: StoreModel, where: str) -> Callable[[Shard], list[list[A
         if len(data) != shard.length:
             raise CorruptionError(f"shard {at} is {len(data)} bytes; manifest {where} recorded {shard.length}")
         with mf.paused_gc():  # collections meanwhile would rescan the whole heap, more than once
-            records, columns = shard_format.decode_records(data, len(shard.names), meta, at)
+            records, columns, built = shard_format.decode_records(data, shard.names, meta, at)
             check_columns(columns, len(store._schemas), store._next_id, f"shard {at}")
-            records = shard_records(shard.names, records, columns, f"shard {at}")
+            if not built:
+                records = shard_records(shard.names, records, columns, f"shard {at}")
         shard.columns = columns
         return records
 

@@ -26,9 +26,10 @@ import zstandard
 from ..errors import CorruptionError
 from .codec import checksum, parse_choice
 
-FORMAT_VERSION = 2
-# Versions this code reads: 1 (one manifest holding every dataset) and 2 (datasets in shards).
-READABLE_VERSIONS = (1, 2)
+FORMAT_VERSION = 3
+# Versions this code reads: 1 (one manifest holding every dataset), 2 (datasets in shards)
+# and 3 (shards whose records are grouped by layout).
+READABLE_VERSIONS = (1, 2, 3)
 CONFIG_KEY = "atlas.json"
 MANIFEST_PREFIX = "manifests/"
 # Plain text holding the newest version number, rewritten after each commit: only a

@@ -21,10 +21,15 @@ from ..errors import CorruptionError
 from . import manifest as mf
 from .codec import checksum
 from .fields import Field, by_layout, decode_field, entry_names, fields_of
+from .layouts import decode_layouts, encode_layouts
 
 SHARD_PREFIX = "meta/"
 # Rows a writer puts in one shard: a commit that touches one dataset rewrites at most this many.
 SHARD_ROWS = 4096
+# Versions of shard files this code reads; from LAYOUT_VERSION on, records are grouped by
+# layout (atlas.format.layouts).
+SHARD_VERSIONS = (2, 3)
+LAYOUT_VERSION = 3
 # What a section may decompress to (names, records): a base plus an allowance per row.
 NAMES_BASE_BYTES = 64 << 10
 NAMES_BYTES_PER_ROW = 4 << 10
@@ -108,7 +113,7 @@ def encode_shard_columns(
     rows = len(names)
     names_raw = mf.encode_body(names, meta_format)
     names_part = mf.compress_body(names_raw, meta_compression)
-    body_raw = mf.encode_body(records, meta_format)
+    body_raw = mf.encode_body(encode_layouts(records), meta_format)
     body = mf.compress_body(body_raw, meta_compression)
     if len(names_raw) > names_limit(rows) or len(body_raw) > records_limit(rows, len(body)):
         raise ValueError(
@@ -156,6 +161,7 @@ class ShardHeader:
     columns: tuple[tuple[str, int], ...]  # array name, rows of its column
     # catalogue field name -> offset, length, crc (None: the shard holds no fields)
     fields: dict[str, tuple[int, int, int]] | None
+    version: int = mf.FORMAT_VERSION  # 2: records as a list; 3: records by layout
 
     @property
     def length(self) -> int:
@@ -175,7 +181,7 @@ def parse_header(data: bytes | memoryview, rows: int, where: str) -> ShardHeader
             raise ValueError("not a shard header")
     except (UnicodeDecodeError, ValueError, RecursionError) as e:
         raise CorruptionError(f"shard {where} has a damaged header: {e}") from None
-    if head.get("format_version") != mf.FORMAT_VERSION:
+    if head.get("format_version") not in SHARD_VERSIONS:
         raise CorruptionError(f"shard {where} has unsupported format version {head.get('format_version')!r}")
     for field in LENGTH_FIELDS:
         value = head.get(field)
@@ -196,7 +202,8 @@ def parse_header(data: bytes | memoryview, rows: int, where: str) -> ShardHeader
     names_at = (start, head["names_length"], head["names_crc32c"])
     columns_at = (start + names_at[1], head["columns_length"], head["columns_crc32c"])
     body_at = (columns_at[0] + columns_at[1], head["body_length"], head["body_crc32c"])
-    return ShardHeader(rows, names_at, columns_at, body_at, columns, _fields(head, body_at[0] + body_at[1], where))
+    fields = _fields(head, body_at[0] + body_at[1], where)
+    return ShardHeader(rows, names_at, columns_at, body_at, columns, fields, head["format_version"])
 
 
 def _fields(head: dict[str, Any], at: int, where: str) -> dict[str, tuple[int, int, int]] | None:
@@ -278,14 +285,23 @@ def decode_columns(
     return out
 
 
-def decode_records(data: bytes | memoryview, rows: int, meta: tuple[str, str], where: str) -> tuple[list[Any], Columns]:
-    """The records ([attributes, arrays] per dataset) and array columns of a whole shard
-    file, which must agree."""
+def decode_records(
+    data: bytes | memoryview, names: list[str], meta: tuple[str, str], where: str
+) -> tuple[list[Any], Columns, bool]:
+    """The records and array columns of a whole shard file, which must agree, and whether
+    the records are built already: ``[name, attributes, entries]`` each, as readers hold
+    them, from a version-3 shard (its records section by layout, checked against the
+    columns); else ``[attributes, entries]`` each, as a version-2 shard lists them, for the
+    caller to check against the columns."""
+    rows = len(names)
     head = parse_header(data, rows, where)
     if len(data) != head.length:
         raise CorruptionError(f"shard {where} is {len(data)} bytes, not the {head.length} it declares")
     part = _section(data, head.body_at, 0, where)
     records = mf.decode_body(part, meta[0], meta[1], records_limit(rows, len(part)), f"shard {where}", maps=False)
+    columns = decode_columns(head, data, 0, meta[1], where)
+    if head.version >= LAYOUT_VERSION:
+        return decode_layouts(records, names, columns, where), columns, True
     if type(records) is not list or len(records) != rows:
         raise CorruptionError(f"shard {where}: the records section does not hold {rows} records")
-    return records, decode_columns(head, data, 0, meta[1], where)
+    return records, columns, False
