@@ -133,3 +133,40 @@ def test_profiles_of_many_lengths_are_gathered_together(tmp_path: Path) -> None:
     stacked = s.read_array_across_stacked("t", names, [1], [6])
     each = scan._read_each(s, "t", names, [1], [6])
     np.testing.assert_array_equal(stacked, np.stack(each))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64", "int32"])
+def test_blocks_of_whole_chunks_decode_straight_into_a_stacked_result(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, dtype: str
+) -> None:
+    """A block holding the whole chunks of consecutive datasets is decoded into the stacked
+    result itself (decimal-filtered blocks straight, others through one copy); the result
+    is what reading dataset by dataset gives, and it is the caller's own: no cache holds it."""
+    from atlas.core import read
+
+    monkeypatch.setattr(read, "scan_cache_mode", lambda *a: "read")
+    placed: list[int] = []
+    real = bulk._whole_block_dest
+
+    def spy(*args: object) -> object:
+        view = real(*args)  # type: ignore[arg-type]
+        placed.append(view is not None)
+        return view
+
+    monkeypatch.setattr(bulk, "_whole_block_dest", spy)
+    s = atlas.Atlas.create(tmp_path / "s")
+    rng = np.random.default_rng(3)
+    for i in range(300):
+        ds = s.create_dataset(f"p{i:03d}")
+        ds.define_array("t", dtype, ["z"], [50])
+        values = np.round(rng.random(50) * 30, 1) if dtype != "int32" else rng.integers(-999, 999, 50)
+        ds.write_array("t", [0], values.astype(dtype))
+    s.flush()
+    fresh = atlas.Atlas.open(tmp_path / "s")
+    names = fresh.list_datasets()
+    got = fresh.read_array_across_stacked("t", names)
+    assert any(placed)
+    want = np.stack([fresh.open_dataset(n).read_array("t") for n in names])
+    assert got.dtype == np.dtype(dtype) and np.array_equal(got, want)
+    got[:] = 0
+    assert np.array_equal(fresh.read_array_across_stacked("t", names), want)

@@ -83,11 +83,14 @@ def fill(
     names: Sequence[Any],
     p: Plan,
     put: Callable[[np.ndarray, Schema, np.ndarray, bool], None],
+    dest: Callable[[np.ndarray, Schema], np.ndarray | None] | None = None,
 ) -> None:
     """Read the planned chunks; ``put(positions, schema, chunks, fresh)`` receives, per
     schema and block, the positions and their windows stacked: a fresh array (the caller's
     own) when ``fresh``, else a view of a block, to copy from. Chunks never stored come as
-    the schema's fill."""
+    the schema's fill. ``dest(positions, schema)`` may give where the whole chunks of
+    consecutive positions go (contiguous, of the schema's dtype): a block holding exactly
+    those chunks is then decoded straight into it, and ``put`` does not see them."""
     var = store._variables[array]
     table = store._schemas
     idx = store._index(var)
@@ -144,14 +147,52 @@ def fill(
             acc += raw_sizes[b1]
             b1 += 1
         batch = {k: wanted[k] for k in block_keys[b0:b1]}
+        into: dict[BlockKey, np.ndarray] = {}
+        if dest is not None and mode != "decoded":  # the decoded cache must not hold the caller's array
+            for b in range(b0, b1):
+                items = order[bounds[b] : bounds[b + 1]]
+                view = _whole_block_dest(r["within"][items], schemas[items], p.positions[found[items]], raw_sizes[b], p, table, dest)
+                if view is not None:
+                    into[block_keys[b]] = view
         try:
-            blocks = fetch_blocks(store._storage.get_many_ranges, store._cache, batch, read.describe_block(store, var), mode)
+            blocks = fetch_blocks(
+                store._storage.get_many_ranges, store._cache, batch, read.describe_block(store, var), mode, into
+            )
         except FileNotFoundError as e:
             raise store._missing_error(f"a segment of variable {var.name!r} is missing: {e}") from None
         for b in range(b0, b1):
+            if block_keys[b] in into:
+                continue  # decoded in place
             items = order[bounds[b] : bounds[b + 1]]  # into found
             _gather(blocks[block_keys[b]], r["within"][items], schemas[items], found[items], p, table, put, names, array)
         b0 = b1
+
+
+def _whole_block_dest(
+    within: np.ndarray,
+    schemas: np.ndarray,
+    positions: np.ndarray,
+    raw_size: int,
+    p: Plan,
+    table: Any,
+    dest: Callable[[np.ndarray, Schema], np.ndarray | None],
+) -> np.ndarray | None:
+    """The caller's bytes a block decodes into, when the block holds, back to back from its
+    start and nothing else, the whole chunks of one schema for consecutive positions."""
+    k = len(positions)
+    s = int(schemas[0])
+    if not k or bool((schemas != s).any()):
+        return None
+    schema: Schema = table[s]
+    st, stop = p.windows[s]
+    if any(st) or tuple(stop) != tuple(schema.shape) or k * schema.nbytes != raw_size:
+        return None
+    if not (np.diff(positions) == 1).all() or not (within.astype(np.int64) == np.arange(k, dtype=np.int64) * schema.nbytes).all():
+        return None
+    view = dest(positions, schema)
+    if view is None or view.dtype != schema.dtype.numpy or not view.flags.c_contiguous or view.nbytes != raw_size:
+        return None
+    return view.reshape(-1).view(np.uint8)
 
 
 def _gather(

@@ -193,13 +193,17 @@ def fetch_blocks(
     wanted: dict[BlockKey, tuple[int, int, int, int, int]],
     describe: Callable[[BlockKey], str],
     mode: CacheMode = "decoded",
+    into: dict[BlockKey, np.ndarray] | None = None,
 ) -> dict[BlockKey, np.ndarray]:
     """Return decoded blocks for ``wanted`` = {(seg key, offset): (length, raw, crc, codec, filter)}.
 
     Blocks already cached are reused (stored copies are decoded without I/O); the rest are
     read with one coalesced ranged request per segment file (all files at once),
-    checksummed and decoded in parallel.
+    checksummed and decoded in parallel. A block of ``into`` is decoded into the caller's
+    buffer given there (raw bytes, uint8), which is what comes back for it; the decoded
+    cache never holds it.
     """
+    into = into or {}
     out: dict[BlockKey, np.ndarray] = {}
     missing: list[BlockKey] = []
     # (key, stored bytes, already checked against the checksum)
@@ -210,6 +214,10 @@ def fetch_blocks(
             continue
         b = cache.get(k)
         if b is not None:
+            dest = into.get(k)
+            if dest is not None:
+                dest[:] = b
+                b = dest
             out[k] = b
             continue
         stored = cache.get_stored(k)
@@ -221,14 +229,14 @@ def fetch_blocks(
         jobs.extend((k, d, False) for k, d in _read_blocks(get_many_ranges, wanted, missing))
     if not jobs:
         return out
-    decode = functools.partial(_decode_block, wanted, describe)
+    decode = functools.partial(_decode_block, wanted, describe, into)
     if len(jobs) >= PARALLEL_MIN_BLOCKS:
         decoded = list(cpu_pool().map(decode, jobs))
     else:
         decoded = [decode(j) for j in jobs]
     for (k, data, checked), b in zip(jobs, decoded, strict=True):
         out[k] = b
-        if mode == "decoded":
+        if mode == "decoded" and k not in into:
             cache.put(k, b)
         elif mode == "stored" and not checked:
             cache.put_stored(k, bytes(data))
@@ -261,6 +269,7 @@ def _read_blocks(
 def _decode_block(
     wanted: dict[BlockKey, tuple[int, int, int, int, int]],
     describe: Callable[[BlockKey], str],
+    into: dict[BlockKey, np.ndarray],
     job: tuple[BlockKey, Any, bool],
 ) -> np.ndarray:
     """One block decoded from its stored bytes, checked first unless ``job`` says it was."""
@@ -274,6 +283,6 @@ def _decode_block(
     if not plausible_size(CODEC_NAMES[codec], length, raw, filter_id):
         raise CorruptionError(f"{describe(k)}: block claims {raw} bytes from {length} stored bytes")
     try:
-        return decode_block(data, CODEC_NAMES[codec], filter_id, raw)
+        return decode_block(data, CODEC_NAMES[codec], filter_id, raw, into.get(k))
     except Exception as e:
         raise CorruptionError(f"{describe(k)}: block cannot be decoded: {e}") from None

@@ -324,7 +324,11 @@ def _stacked_in_bulk(
         else:
             out[positions] = chunks
 
-    bulk.fill(store, array, names, p, put)
+    def dest(positions: np.ndarray, schema: Schema) -> np.ndarray | None:
+        p0 = int(positions[0])
+        return out[p0 : p0 + len(positions)] if schema.dtype.numpy == out.dtype else None
+
+    bulk.fill(store, array, names, p, put, dest)
     return read.finish(store, first, out)
 
 

@@ -238,29 +238,18 @@ def _frame_size(stored: Any) -> int:
         raise ValueError(f"not a zstd frame: {e}") from None
 
 
-def decode_block(stored: Any, codec: str, filter_id: int, raw_size: int) -> np.ndarray:
+def decode_block(stored: Any, codec: str, filter_id: int, raw_size: int, into: np.ndarray | None = None) -> np.ndarray:
     """Decompress and unfilter a block (checksum is checked by the caller); ValueError when
-    its sizes are impossible, before anything of that size is allocated."""
+    its sizes are impossible, before anything of that size is allocated. With ``into``
+    (``raw_size`` contiguous bytes of uint8), the block is decoded into it, which is
+    returned: a block of the decimal filter straight, any other through a copy."""
+    if into is not None and (into.dtype != np.uint8 or into.shape != (raw_size,) or not into.flags.c_contiguous):
+        raise ValueError("a block is decoded into raw_size contiguous bytes")
     if filter_id & DECIMAL:
-        itemsize = filter_id & ~DECIMAL
-        if codec == "lz4":
-            if len(stored) < _LZ4_SIZE.size:
-                raise ValueError("decimal lz4 block is too short")
-            (size,) = _LZ4_SIZE.unpack_from(stored)
-            body = memoryview(stored)[_LZ4_SIZE.size :]
-        elif codec == "zstd":
-            size = _frame_size(stored)
-            body = stored
-        else:
-            raise ValueError("the decimal filter needs a codec")
-        bound = min(_decimal_bound(raw_size, itemsize), len(body) * MAX_RATIO[codec] + 64)
-        if not 0 <= size <= bound:
-            raise ValueError(f"decimal block claims {size} encoded bytes, at most {bound} are possible")
-        if codec == "zstd":
-            data: Any = _zstd_d().decompress(body, max_output_size=size)
-        else:
-            data = lz4.block.decompress(body, uncompressed_size=size)
-        return decimal.decode(data, itemsize, raw_size)
+        return _decimal_block(stored, codec, filter_id, raw_size, into)
+    if into is not None:
+        into[:] = decode_block(stored, codec, filter_id, raw_size)
+        return into
     if codec == "zstd" and _frame_size(stored) not in (raw_size, -1):
         raise ValueError(f"block frame claims {_frame_size(stored)} bytes, the index {raw_size}")
     if codec == "zstd" and raw_size >= STREAM_MIN_BYTES:
@@ -272,3 +261,26 @@ def decode_block(stored: Any, codec: str, filter_id: int, raw_size: int) -> np.n
     if arr.size != raw_size:
         raise ValueError(f"block decompressed to {arr.size} bytes, expected {raw_size}")
     return unshuffle(arr, filter_id)
+
+
+def _decimal_block(stored: Any, codec: str, filter_id: int, raw_size: int, into: np.ndarray | None) -> np.ndarray:
+    """A block of the decimal filter decoded (into ``into`` when given)."""
+    itemsize = filter_id & ~DECIMAL
+    if codec == "lz4":
+        if len(stored) < _LZ4_SIZE.size:
+            raise ValueError("decimal lz4 block is too short")
+        (size,) = _LZ4_SIZE.unpack_from(stored)
+        body = memoryview(stored)[_LZ4_SIZE.size :]
+    elif codec == "zstd":
+        size = _frame_size(stored)
+        body = stored
+    else:
+        raise ValueError("the decimal filter needs a codec")
+    bound = min(_decimal_bound(raw_size, itemsize), len(body) * MAX_RATIO[codec] + 64)
+    if not 0 <= size <= bound:
+        raise ValueError(f"decimal block claims {size} encoded bytes, at most {bound} are possible")
+    if codec == "zstd":
+        data: Any = _zstd_d().decompress(body, max_output_size=size)
+    else:
+        data = lz4.block.decompress(body, uncompressed_size=size)
+    return decimal.decode(data, itemsize, raw_size, into)

@@ -138,8 +138,11 @@ def encode(raw: np.ndarray, itemsize: int) -> np.ndarray | None:
     return out
 
 
-def decode(data: bytes | memoryview | np.ndarray, itemsize: int, raw_size: int) -> np.ndarray:
-    """Decode a block back to its exact raw bytes (uint8); ValueError when it is malformed."""
+def decode(
+    data: bytes | memoryview | np.ndarray, itemsize: int, raw_size: int, into: np.ndarray | None = None
+) -> np.ndarray:
+    """Decode a block back to its exact raw bytes (uint8; written into ``into``, raw_size
+    bytes of uint8, when given); ValueError when it is malformed."""
     buf = np.frombuffer(data, dtype=np.uint8)
     if itemsize not in _FLOAT or raw_size % itemsize or buf.size < HEADER.size:
         raise ValueError("decimal block has an impossible size")
@@ -164,7 +167,7 @@ def decode(data: bytes | memoryview | np.ndarray, itemsize: int, raw_size: int) 
     if buf.size != end:
         raise ValueError(f"decimal block holds {buf.size} bytes, expected {end}")
     planes = buf[head:body].reshape(width, n)
-    out = np.empty(n, dtype=_FLOAT[itemsize])
+    out = np.empty(n, dtype=_FLOAT[itemsize]) if into is None else into.view(_FLOAT[itemsize])
     acc = np.int32 if formula == 0 else np.int64
     carry = base
     for lo in range(0, n, _PIECE):  # in pieces: temporaries stay small next to the block
