@@ -166,7 +166,9 @@ def _common_window(
     windows: set[tuple[int, ...]] = set()
     first_start: tuple[int, ...] | None = None
     for n in names:
-        meta = store.open_dataset(n).array_meta(array) if store.dataset_exists(n) else None
+        if not store.dataset_exists(n):
+            raise KeyError(f"no dataset named {n!r}")
+        meta = store.open_dataset(n).array_meta(array)
         if meta is None:
             raise KeyError(f"dataset {n!r} has no array named {array!r}")
         dtypes.add(meta["dtype"])

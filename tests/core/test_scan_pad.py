@@ -57,3 +57,14 @@ def test_dask_read_across_pads_like_the_stacked_read(ragged: atlas.Atlas) -> Non
     np.testing.assert_array_equal(lazy[2:, :, 1:4].compute(), expected[2:, :, 1:4])
     ints = read_across(ragged.location, "q", ["p2", "p0"], pad=True, datasets_per_task=1).compute()
     np.testing.assert_array_equal(ints, [[0, 1, -9], [0, 1, 2]])
+
+
+def test_a_missing_dataset_or_array_is_named(ragged: atlas.Atlas) -> None:
+    for read in (
+        lambda names, array: ragged.read_array_across_stacked(array, names, pad=True),
+        lambda names, array: read_across(ragged.location, array, names, pad=True),
+    ):
+        with pytest.raises(KeyError, match="no dataset named 'nope'"):
+            read(["p0", "nope"], "t")
+        with pytest.raises(KeyError, match="dataset 'p1' has no array named 'tt'"):
+            read(["p1"], "tt")

@@ -110,14 +110,27 @@ def test_every_argo_file_kind_round_trips(src: Path, tmp_path: Path) -> None:
     root = tmp_path / "tree"
     (root / "f").mkdir(parents=True)
     os.symlink(src, root / "f" / src.name)
-    store, (out,) = _ingest_and_export([root / "f" / src.name], root, tmp_path, fmt="source")
+    umask = os.umask(0o027)
+    try:
+        store, (out,) = _ingest_and_export([root / "f" / src.name], root, tmp_path, fmt="source")
+    finally:
+        os.umask(umask)
     with netCDF4.Dataset(out) as nc:
         assert nc.data_model == "NETCDF3_CLASSIC"  # --format source: the source's own
-    assert stat.S_IMODE(out.stat().st_mode) != 0o600  # a new file's usual permissions
+    assert stat.S_IMODE(out.stat().st_mode) == 0o640  # a new file's usual mode, the umask's
     assert_same_file(src, out)
+    name = dataset_name(f"f/{src.name}")
+    nc4 = tmp_path / "nc4.nc"
+    assert cli_main(["export", str(tmp_path / "store"), name, str(nc4), "--format", "NETCDF4"]) == 0
+    with netCDF4.Dataset(nc4) as nc:
+        assert nc.data_model == "NETCDF4"
+    assert_same_file(src, nc4)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", xr.SerializationWarning)  # cftime dates, as xarray warns
-        assert_same_decoded(src, store.open_as_xarray_dataset(dataset_name(f"f/{src.name}")))
+        got = store.open_as_xarray_dataset(name)
+        assert_same_decoded(src, got)
+        with xr.open_dataset(tmp_path / "store", engine="atlas", group=name) as eng:
+            xr.testing.assert_identical(got, eng)
 
 
 def test_cftime_dates_are_stored_as_their_numbers(tmp_path: Path) -> None:
@@ -193,6 +206,50 @@ def test_generated_files_round_trip(tmp_path: Path) -> None:
     assert cal.encoding["unlimited_dims"] == {"time"}
     packed = store.open_dataset("netcdf4").read_array("temp")
     np.testing.assert_allclose(packed, [20.0, 21.5, np.nan, 18.0], rtol=1e-6)  # physical in scans
+
+
+def _written_by_other_tools(root: Path) -> Path:
+    """What xarray's own encoding does not give back: masked and sub-microsecond cftime
+    dates, ``_Unsigned`` without a ``_FillValue``, a date variable whose last cell is
+    missing."""
+    root.mkdir(parents=True)
+    p = root / "others.nc"
+    with netCDF4.Dataset(p, "w", format="NETCDF4") as nc:
+        nc.createDimension("n", 3)
+        for name, cal in (("d360", "360_day"), ("noleap", "noleap"), ("old", "standard"), ("std", "standard")):
+            v = nc.createVariable(name, "f8", ("n",), fill_value=-999.0)
+            v.units = "days since 1500-01-01" if name == "old" else "days since 2000-01-01"
+            v.calendar = cal
+            v[:] = [0.5, -999.0, -999.0] if name == "std" else [0.123456789012345, 12345.678901234567, -999.0]
+        for name, extra in (("u_plain", {}), ("u_missing", {"missing_value": np.int8(-1)})):
+            u = nc.createVariable(name, "i1", ("n",))
+            u.set_auto_maskandscale(False)
+            u._Unsigned = "true"
+            for k, value in extra.items():
+                u.setncattr(k, value)
+            u[:] = np.array([0, 10, -1], "i1")
+    return p
+
+
+def test_files_of_other_tools_round_trip(tmp_path: Path) -> None:
+    src = _written_by_other_tools(tmp_path / "gen")
+    for fmt in ("NETCDF4", "NETCDF3_CLASSIC"):
+        store, (out,) = _ingest_and_export([src], src.parent, tmp_path / fmt, fmt=fmt)
+        assert_same_file(src, out)  # the file's own numbers, the fill where masked, _Unsigned
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", xr.SerializationWarning)
+        got = store.open_as_xarray_dataset("others")  # "std" ends with NaT
+        assert_same_decoded(src, got)
+        with xr.open_dataset(src) as want:
+            xr.testing.assert_identical(want, got)
+        assert got.u_plain.dtype == np.dtype("u1") and got.u_plain.values.tolist() == [0, 10, 255]
+    view = store.open_dataset("others")
+    np.testing.assert_array_equal(view.read_array("d360"), [0.123456789012345, 12345.678901234567, -999.0])
+    assert view.array_fill_value("d360") == -999.0
+    # a file too large to decode whole is streamed: the same numbers
+    ingest_directory(src.parent, tmp_path / "streamed", jobs=1, max_inline_bytes=1, chunk_size=1 << 20)
+    assert cli_main(["export", str(tmp_path / "streamed"), "others", str(tmp_path / "streamed.nc")]) == 0
+    assert_same_file(src, tmp_path / "streamed.nc")
 
 
 def test_decode_options_match_xarray(tmp_path: Path) -> None:

@@ -232,9 +232,11 @@ def _add_read_commands(sub: Subcommands) -> None:
 
     p = _command(sub, "find", cmd_find, "list datasets matching a catalogue expression",
                  desc="List the datasets of STORE whose attributes and array statistics match EXPR,\n"
-                      "without reading their data. Examples:\n"
+                      "without reading their data. Strings compare with trailing blanks (spaces, NULs)\n"
+                      "ignored, as fixed-width char data is read. Examples:\n"
                       "  atlas find STORE \"TEMP.max > 25 and LATITUDE.min < -40\"\n"
-                      "  atlas find STORE \"institution == 'CSIRO'\"")
+                      "  atlas find STORE \"institution == 'CSIRO'\"\n"
+                      "  atlas find STORE \"PLATFORM_NUMBER == '13857'\"   (stored as '13857   ')")
     _store_argument(p)
     p.add_argument("expr", metavar="EXPR", help="catalogue expression over attributes and ARRAY.min/max/...")
 

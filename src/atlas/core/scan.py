@@ -247,6 +247,8 @@ def read_array_across_stacked(
     names = list(names)
     for n, a in zip(names, arrs, strict=True):
         if a is None:
+            if not (isinstance(n, str) and n in store._datasets):
+                raise KeyError(f"no dataset named {n!r}")
             raise KeyError(f"dataset {n!r} has no array named {array!r}")
     present = [a for a in arrs if a is not None]
     dtypes = {a.schema.dtype.name for a in present}

@@ -15,7 +15,8 @@ What is stored, per variable (see ``docs/format.md``, "CF encoding record"):
   (the same on-disk form a netCDF file would hold) and lets xarray decode it;
 * **encoded**, otherwise (timedelta64, cftime dates, dates outside datetime64[ns], object
   arrays of numbers, float16 packed by its encoding...): the array holds the numbers xarray
-  would write, with their units and calendar, decoded on opening.
+  would write (an ingested file's own numbers, ``ON_DISK_NUMBERS``), with their units and
+  calendar, decoded on opening.
 
 The record of each variable (its on-disk dims, dtype and typed attributes, in order) is the
 dataset attribute ``_pyatlas_cf``. Variable attributes are also stored as
@@ -47,6 +48,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DECODE_OPTIONS",
+    "ON_DISK_NUMBERS",
     "RECORD_ATTR",
     "EncodedVariable",
     "add_fill",
@@ -69,6 +71,11 @@ DECODE_OPTIONS = (
     "drop_variables",
     "set_indexes",
 )
+
+#: The ``.encoding`` key under which a file's reader leaves a variable's on-disk numbers
+#: when xarray decodes them to objects (cftime dates): encoding those again would round
+#: them to microseconds and turn missing cells (decoded as the reference date) into 0.
+ON_DISK_NUMBERS = "_atlas_on_disk_numbers"
 
 #: Attributes holding the encoding of a variable: what re-encoding a window needs.
 _CODING_ATTRS = ("_FillValue", "missing_value", "scale_factor", "add_offset", "units", "calendar", "_Unsigned")
@@ -437,8 +444,12 @@ def _fixed_width_bytes(var: xr.Variable) -> xr.Variable:
 
 
 def _masked_objects(var: xr.Variable, enc: xr.Variable) -> xr.Variable:
-    """The encoded numbers of an object array (cftime dates), its missing cells as the
-    ``_FillValue`` (xarray's date encoding leaves them 0)."""
+    """The encoded numbers of an object array (cftime dates): the file's own numbers when
+    its reader left them (``ON_DISK_NUMBERS``), else xarray's encoding with the missing
+    cells as the ``_FillValue`` (xarray's date encoding leaves them 0)."""
+    raw = var.encoding.get(ON_DISK_NUMBERS)
+    if raw is not None and tuple(raw.shape) == enc.shape and raw.dtype.kind == enc.dtype.kind:
+        return enc.copy(data=raw.astype(enc.dtype.newbyteorder("=")))
     fill = enc.attrs.get("_FillValue", enc.encoding.get("_FillValue"))
     if var.dtype.kind != "O" or fill is None or _chunked(var):
         return enc
@@ -543,6 +554,14 @@ def _encode_variable(name: str, var: xr.Variable, enc: xr.Variable) -> EncodedVa
     form = "decoded" if decoded_ok else "encoded"
     data = (var.astype("f4") if half else var) if decoded_ok else _masked_objects(var, enc)
     disk_attrs = dict(enc.attrs)
+    unsigned = var.encoding.get("_Unsigned")
+    if unsigned is not None and "_Unsigned" not in disk_attrs and disk_dtype.kind == "i":
+        disk_attrs["_Unsigned"] = unsigned  # xarray writes it only beside a fill value
+    if (
+        unsigned is not None and "_FillValue" in var.encoding and var.encoding["_FillValue"] is None
+        and "missing_value" in disk_attrs
+    ):
+        disk_attrs.pop("_FillValue", None)  # xarray adds the missing_value as one; the file had none
     calendar = disk_attrs.get("calendar")
     if (
         "units" in var.encoding and "calendar" not in var.encoding and "calendar" not in var.attrs

@@ -106,12 +106,30 @@ def encode_window(spec: Mapping[str, Any], dims: tuple[str, ...], window: np.nda
     encoding = _coding_encoding(spec)
     if window.dtype == encoding["dtype"] and _identity(encoding):
         return window  # nothing to encode: the stored values are the on-disk ones
+    missing = _all_missing_times(window, encoding)
+    if missing is not None:
+        return missing
     var = xr.Variable(dims, window, {}, encoding)
     with warnings.catch_warnings():
         # what it warns about (float to int without a fill...) was said when it was written
         warnings.simplefilter("ignore", SerializationWarning)
         out = conventions.encode_cf_variable(var)
     return np.asarray(out.values).astype(np.dtype(spec["dtype"]), copy=False)
+
+
+def _all_missing_times(window: np.ndarray, encoding: Mapping[str, Any]) -> np.ndarray | None:
+    """A window of dates or durations that are all NaT, as the fill it is on disk (xarray
+    cannot encode such a window: it takes its units from the dates it holds); None for
+    other windows."""
+    if window.dtype.kind not in "mM" or window.size == 0 or not np.isnat(window).all():
+        return None
+    dtype = np.dtype(encoding["dtype"])
+    fill = encoding.get("_FillValue", encoding.get("missing_value"))
+    if fill is None and dtype.kind == "f":
+        fill = np.nan
+    if fill is None:
+        return None
+    return np.full(window.shape, fill, dtype=dtype)
 
 
 def _identity(encoding: Mapping[str, Any]) -> bool:

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ..cf import ON_DISK_NUMBERS
 from ..conventions import FILL_VALUE_ATTR
 from ..groups import Dimension
 
@@ -60,12 +61,17 @@ def open_netcdf(
     try:
         ds = xr.open_dataset(store, engine="store")
         ds.encoding.update(_file_encoding(store.ds))
+        raw = xr.open_dataset(store, engine="store", decode_cf=False)
     except BaseException:
         store.close()
         raise
     if chunk_bytes is not None:
         plan = plan_chunks(ds, chunk_bytes)
         ds = ds.chunk({d: plan[d] for d in ds.dims if d in plan})
+    for name, var in ds.variables.items():
+        if var.dtype.kind == "O" and name in raw.variables and raw[name].dtype.kind in "iuf":
+            numbers = raw[name].variable  # cftime dates: stored as the file's numbers
+            var.encoding[ON_DISK_NUMBERS] = numbers.chunk(var.chunksizes).data if var.chunks else numbers.values
     return ds
 
 
@@ -224,6 +230,10 @@ def _decode_group(nc: Any, path: str) -> xr.Dataset:
         variables[name] = xr.Variable(var.dimensions, data, attrs, encoding)
     file_attrs = {k: nc.getncattr(k) for k in nc.ncattrs()}
     decoded, ds_attrs, coord_names = decode_cf_variables(variables, file_attrs)
+    for name, var in decoded.items():
+        raw = variables.get(name)
+        if var.dtype.kind == "O" and raw is not None and raw.dtype.kind in "iuf":
+            var.encoding[ON_DISK_NUMBERS] = raw.values  # cftime dates: stored as the file's numbers
     ds = xr.Dataset(decoded, attrs=ds_attrs).set_coords(coord_names.intersection(decoded))
     ds.encoding.update(_file_encoding(nc))
     return ds.load()
