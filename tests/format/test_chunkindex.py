@@ -8,6 +8,7 @@ import pytest
 
 from atlas.errors import CorruptionError
 from atlas.format.chunkindex import (
+    COLUMNAR_VERSION,
     DECIMAL_FORMAT_VERSION,
     FORMAT_VERSION,
     HEADER,
@@ -48,18 +49,22 @@ def test_rows_round_trip_through_bytes() -> None:
     rows["crc"] = [1, 2, 3, 2**32 - 1]
     data = ChunkIndex(rows).to_bytes()
     assert data[:8] == MAGIC
-    assert HEADER.unpack_from(data)[1:3] == (FORMAT_VERSION, 4)
+    assert HEADER.unpack_from(data)[1:3] == (COLUMNAR_VERSION, 4)
     back = ChunkIndex.from_bytes(data, "idx")
     assert back.rows.tobytes() == rows.tobytes()
+    for version in (FORMAT_VERSION, 2, DECIMAL_FORMAT_VERSION):  # whole rows, as older writers wrote them
+        old = ChunkIndex(rows).to_bytes(version)
+        assert HEADER.unpack_from(old)[1] == version
+        assert ChunkIndex.from_bytes(old, "idx").rows.tobytes() == rows.tobytes()
     assert len(back) == 4
     empty = ChunkIndex.from_bytes(ChunkIndex().to_bytes(), "empty")
     assert len(empty) == 0 and empty.find(1, 0) == -1
 
 
-def test_decimal_rows_raise_the_format_version() -> None:
+def test_decimal_rows_need_a_version_that_knows_them() -> None:
     rows = _rows([(1, 0), (2, 0)])
     rows["filter"][1] = DECIMAL | 8
-    data = ChunkIndex(rows).to_bytes()
+    data = ChunkIndex(rows).to_bytes(DECIMAL_FORMAT_VERSION)
     assert HEADER.unpack_from(data)[1] == DECIMAL_FORMAT_VERSION
     assert ChunkIndex.from_bytes(data, "idx").rows["filter"].tolist() == [1, DECIMAL | 8]
     # an index claiming the first version may not name decimal blocks
@@ -155,3 +160,25 @@ def test_index_check_is_the_length_and_payload_checksum() -> None:
     assert index_check(a) == (len(a), checksum(a[HEADER.size :]))
     assert len(a) == len(b) and index_check(a) != index_check(b)  # a replaced file is noticed
     assert index_check(b"short") == (5, 0)
+
+
+def test_rows_by_field_in_groups_round_trip_and_each_group_is_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    from atlas.format import chunkindex
+
+    monkeypatch.setattr(chunkindex, "GROUP_ROWS", 4)
+    rows = _rows([(a, c) for a in range(1, 4) for c in range(3)] + [(9, 0)])  # 10 rows: groups of 4, 4, 2
+    rows["crc"] = np.arange(10) * 7919
+    data = ChunkIndex(rows).to_bytes()
+    assert HEADER.unpack_from(data)[1] == COLUMNAR_VERSION
+    assert ChunkIndex.from_bytes(data, "idx").rows.tobytes() == rows.tobytes()
+    unsorted = rows.copy()
+    unsorted[[5, 6]] = unsorted[[6, 5]]  # in the second group
+    with pytest.raises(CorruptionError, match="is not sorted"):
+        ChunkIndex.from_bytes(ChunkIndex(unsorted).to_bytes(), "idx")
+    import zstandard
+
+    # a frame that does not say its size, and stops in the last group
+    raw = zstandard.ZstdDecompressor().decompress(data[HEADER.size :])
+    short = zstandard.ZstdCompressor(write_content_size=False).compress(raw[:-8])
+    with pytest.raises(CorruptionError, match=f"holds {rows.nbytes - 8} bytes, expected {rows.nbytes}"):
+        ChunkIndex.from_bytes(HEADER.pack(MAGIC, COLUMNAR_VERSION, 10, len(short), checksum(short)) + short, "idx")

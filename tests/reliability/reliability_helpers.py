@@ -29,7 +29,14 @@ import zstandard
 
 import atlas
 from atlas.format import shard as shard_format
-from atlas.format.chunkindex import HEADER, INDEX_DTYPE, ChunkIndex, merge_rows
+from atlas.format.chunkindex import (
+    COLUMNAR_VERSION,
+    GROUP_ROWS,
+    HEADER,
+    INDEX_DTYPE,
+    ChunkIndex,
+    merge_rows,
+)
 from atlas.format.codec import checksum
 from atlas.format.manifest import parse_manifest_key
 
@@ -257,9 +264,20 @@ def encode_manifest_file(head: dict[str, Any], doc: Any, meta_format: str = "jso
 
 def decode_index_file(data: bytes) -> np.ndarray:
     """The rows of a chunk index file (no validation)."""
+    version = HEADER.unpack_from(data)[1]
     payload = data[HEADER.size :]
     raw = zstandard.ZstdDecompressor().decompress(payload)
-    return np.frombuffer(raw, dtype=INDEX_DTYPE).copy()
+    if version < COLUMNAR_VERSION:
+        return np.frombuffer(raw, dtype=INDEX_DTYPE).copy()
+    rows = np.empty(len(raw) // INDEX_DTYPE.itemsize, dtype=INDEX_DTYPE)
+    at = 0
+    for lo in range(0, len(rows), GROUP_ROWS):
+        group = rows[lo : lo + GROUP_ROWS]
+        for name in INDEX_DTYPE.names or ():
+            width = INDEX_DTYPE[name].itemsize * len(group)
+            group[name] = np.frombuffer(raw, INDEX_DTYPE[name], len(group), at)
+            at += width
+    return rows
 
 
 def encode_index_file(rows: np.ndarray, nrows: int | None = None, payload: bytes | None = None) -> bytes:
