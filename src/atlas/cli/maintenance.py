@@ -9,6 +9,7 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any
 
+from ..format.manifest import FORMAT_VERSION
 from .errors import EXIT_ERROR, EXIT_OK, EXIT_USAGE, CommandError
 from .output import format_bytes, format_seconds, plural, print_json
 from .store import disk_usage, missing_dataset, open_store
@@ -163,9 +164,9 @@ def cmd_upgrade(args: argparse.Namespace) -> int:
     if args.json:
         print_json({"store": store.location, "version": store.version, "upgraded": upgraded})
     elif upgraded:
-        print(f"{store.location}: upgraded to format version 2 (version {store.version})")
+        print(f"{store.location}: upgraded to format version {FORMAT_VERSION} (version {store.version})")
     else:
-        print(f"{store.location}: already in format version 2 (version {store.version})")
+        print(f"{store.location}: holds no metadata of format version 1 (version {store.version})")
     return EXIT_OK
 
 

@@ -273,8 +273,9 @@ class Store(StoreModel):
         compact(self, keep_versions, grace_period)
 
     def upgrade(self) -> bool:
-        """Bring a store written in format version 1 to version 2 by committing a version
-        whose metadata is all in format 2 (datasets in shards, chunk indexes in runs).
+        """Bring a store written in format version 1 to the current format by committing a
+        version whose metadata is all in shards and runs (datasets in shards, chunk indexes in
+        runs).
         Returns False when there was nothing to upgrade. Any commit upgrades too; this one
         commits even without changes."""
         from .maintenance import upgrade

@@ -39,7 +39,7 @@ def needs_upgrade(store: StoreModel) -> bool:
 
 
 def upgrade(store: StoreModel) -> bool:
-    """Commit the newest version again with all its metadata in format 2 (a no-op, False,
+    """Commit the newest version again with all its metadata in shards and runs (a no-op, False,
     when it already is). Buffered changes are committed with it."""
     commit.flush(store)
     advance(store)

@@ -1,5 +1,5 @@
 """Catalogue fields of a shard: each attribute key and each array's statistics over the
-shard's datasets, as typed columns a catalogue query reads alone (format version 2).
+shard's datasets, as typed columns a catalogue query reads alone (format versions 2 and 3).
 
 A shard's records hold everything; the fields repeat, by key, what ``find`` and
 ``catalog()`` need, so that they read a few small ranges of each shard instead of decoding

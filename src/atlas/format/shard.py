@@ -1,4 +1,4 @@
-"""Dataset shards (format version 2): the datasets of a version, a range of them per file.
+"""Dataset shards (format versions 2 and 3): the datasets of a version, a range of them per file.
 
 A version's manifest names its shards; a shard is immutable and shared by every version
 whose datasets in that range did not change, so a commit writes only the shards it
