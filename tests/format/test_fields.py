@@ -125,3 +125,23 @@ def test_verify_finds_fields_that_disagree_with_their_records(tmp_path, monkeypa
     s2.flush()  # the rewritten shard's fields are true again
     assert list(atlas.Atlas.open(path).verify()) == []
     assert atlas.Atlas.open(path).find("k == 7") == []
+
+
+def test_values_that_repeat_are_stored_once_and_indexed() -> None:
+    """Repeated strings (a platform, a project name...) are kept as indexes into their
+    distinct values; 1, 1.0 and True stay apart; lists, and values that barely repeat, stay
+    a plain JSON list."""
+    many = [[["p", "string", f"float_{i % 3}", "m", "int64" if i % 4 else "bool", 1 if i % 4 else True], []] for i in range(12)]
+    got = {n: fields.decode_field(raw, 12, "s") for n, raw in fields.fields_of(many).items()}
+    assert got["a:p"].blocks[0].values == [f"float_{i % 3}" for i in range(12)]
+    mixed = got["a:m"].blocks[0].values
+    assert mixed == [1 if i % 4 else True for i in range(12)] and [type(v) for v in mixed][:2] == [bool, int]
+    raw = fields.fields_of(many)["a:p"]
+    assert b'"blocks":[[12,"u2",' in raw and raw.count(b"float_") == 3
+    lists = [[["v", "string", ["a"] if i % 2 else "x"], []] for i in range(6)]
+    assert b'"json"' in fields.fields_of(lists)["a:v"]
+    unique = [[["s", "string", f"S{i}"], []] for i in range(6)]
+    assert b'"json"' in fields.fields_of(unique)["a:s"]
+    bad = raw.replace(b'["float_0","float_1","float_2"]', b'["float_0","float_1"]   ')
+    with pytest.raises(atlas.CorruptionError, match="beyond the distinct values|malformed"):
+        fields.decode_field(bad, 12, "s")

@@ -12,8 +12,9 @@ every record. A field is one small file part:
   ``shared`` is ``k`` > 0: the rows of block ``k``, counted from 1) and ``length`` bytes of
   values: ``i4``,
   ``i8`` (int32, int64), ``f4``, ``f8`` (float32, float64; ``f4`` only when every value is
-  one exactly), ``b1`` (bool) little-endian, or ``json`` (a JSON list of ``count``
-  manifest-encoded values).
+  one exactly), ``b1`` (bool) little-endian, ``json`` (a JSON list of ``count``
+  manifest-encoded values), or ``u2``/``u4`` (values that repeat: ``count`` indexes, uint16
+  or uint32, into the JSON list of distinct values that follows them).
 
 An attribute field (``a:KEY``) has one block: the rows holding the key and their values. A
 statistics field (``s:ARRAY``) has five: ``row_count``, ``null_count``, ``min`` and ``max``,
@@ -42,6 +43,7 @@ STAT_BLOCKS = ("row_count", "null_count", "min", "max", "schema")
 _BINARY: dict[str, np.dtype[Any]] = {
     "i4": np.dtype("<i4"), "i8": np.dtype("<i8"), "f4": np.dtype("<f4"), "f8": np.dtype("<f8"), "b1": np.dtype("?"),
 }
+_INDEX: dict[str, np.dtype[Any]] = {"u2": np.dtype("<u2"), "u4": np.dtype("<u4")}
 _INT64 = (-(2**63), 2**63 - 1)
 _INT32 = (-(2**31), 2**31 - 1)
 
@@ -81,12 +83,31 @@ def _kind(values: list[Any]) -> tuple[str, np.ndarray | None]:
     return "json", None
 
 
+def _distinct(values: list[Any]) -> tuple[str, bytes] | None:
+    """Values that repeat as indexes into the list of distinct ones (kind ``u2``/``u4``), or
+    None when they do not repeat enough (or cannot be told apart by hashing)."""
+    index: dict[tuple[type, Any], int] = {}
+    try:
+        at = [index.setdefault((type(v), v), len(index)) for v in values]  # 1, 1.0 and True differ
+    except TypeError:  # lists among them
+        return None
+    if 2 * len(index) > len(values):
+        return None
+    kind = "u2" if len(index) <= 1 << 16 else "u4"
+    distinct = [v for _, v in index]
+    return kind, np.array(at, dtype=_INDEX[kind]).tobytes() + orjson.dumps(distinct)
+
+
 def _encode(head: dict[str, Any], blocks: list[tuple[list[int], list[Any]]]) -> bytes:
     specs, parts = [], []
     earlier: list[list[int]] = []
     for rows, values in blocks:
         kind, array = _kind(values) if values else ("i4", np.zeros(0, dtype="<i4"))
-        raw = orjson.dumps(values) if array is None else array.tobytes()
+        if array is None:
+            coded = _distinct(values)
+            kind, raw = coded if coded is not None else ("json", orjson.dumps(values))
+        else:
+            raw = array.tobytes()
         # the rows of an earlier block (its number, from 1) are not stored again
         shared = next((i + 1 for i, before in enumerate(earlier) if before == rows), 0)
         specs.append([len(rows), kind, len(raw), shared])
@@ -205,6 +226,15 @@ def decode_field(data: bytes | bytearray | memoryview, rows: int, where: str) ->
                 values: Any = orjson.loads(raw)
                 if type(values) is not list or len(values) != count:
                     raise ValueError("value list of the wrong length")
+            elif kind in _INDEX:
+                width = _INDEX[kind].itemsize * count
+                if width > length:
+                    raise ValueError("indexes beyond the block")
+                distinct = orjson.loads(raw[width:])
+                at_values = np.frombuffer(raw, _INDEX[kind], count)
+                if type(distinct) is not list or (count and int(at_values.max()) >= len(distinct)):
+                    raise ValueError("an index beyond the distinct values")
+                values = list(map(distinct.__getitem__, at_values.tolist()))
             else:
                 values = np.frombuffer(raw, _BINARY[kind])
                 if len(values) != count:
