@@ -105,8 +105,8 @@ def record_attribute_keys(record: Any) -> list[str]:
     """The attribute keys of one dataset (raw or materialised), in order."""
     if type(record) is list:
         return cast("list[str]", record[1][0::3])
-    encoded = record._raw_attrs
-    return encoded[0][0::3] if encoded is not None else list(record._attrs)
+    flat = record.stored_attrs
+    return flat[0::3] if flat is not None else list(record.attrs)
 
 
 @dataclass(slots=True)
@@ -204,11 +204,11 @@ def state_attributes(
     """The attributes of materialised datasets, read without decoding what is still encoded:
     flat manifest lists and their rows, then decoded ``{key: (dtype, value)}`` dicts and
     their rows."""
-    encoded = list(map(attrgetter("_raw_attrs"), states))
+    encoded = list(map(attrgetter("stored_attrs"), states))
     still_encoded = list(map(is_not, encoded, repeat(None)))
     decoded = list(map(not_, still_encoded))
-    lists: list[list[Any]] = list(map(itemgetter(0), compress(encoded, still_encoded)))
-    dicts: list[dict[str, tuple[str, Any]]] = list(map(attrgetter("_attrs"), compress(states, decoded)))
+    lists: list[list[Any]] = list(compress(encoded, still_encoded))
+    dicts: list[dict[str, tuple[str, Any]]] = list(map(attrgetter("attrs"), compress(states, decoded)))
     list_rows = rows[np.array(still_encoded, dtype=bool)] if lists else NO_ROWS
     dict_rows = rows[np.array(decoded, dtype=bool)].tolist() if dicts else []
     check_attribute_lists(lists)

@@ -44,7 +44,7 @@ import bisect
 import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import orjson
@@ -55,6 +55,7 @@ from ..format.chunkindex import ChunkIndex, merge_rows
 from ..format.records import decode_attrs, decode_stats, encode_attrs, encode_stats
 from . import commit, history, write
 from .state import ArrayState, DatasetState
+from .table import stored_attrs, stored_entries
 
 if TYPE_CHECKING:
     from .model import StoreModel
@@ -390,12 +391,14 @@ def _current(store: StoreModel, name: str) -> tuple[Any, dict[str, Any]]:
     """(flat attributes, array entries by name) of a dataset as the handle holds it now,
     encoded as records hold them."""
     rec = store._datasets.get(name)
-    if isinstance(rec, list):
-        return rec[1], {e[0]: e for e in rec[2]}
+    assert rec is not None
+    attrs = stored_attrs(rec)
+    entries = stored_entries(rec)
+    if attrs is None:
+        attrs = encode_attrs(cast(DatasetState, rec).attrs)
+    if entries is not None:
+        return attrs, {e[0]: e for e in entries}
     assert isinstance(rec, DatasetState)
-    attrs = rec._raw_attrs[0] if rec._raw_attrs is not None else encode_attrs(rec.attrs)
-    if rec.arrays_untouched:
-        return attrs, {e[0]: e for e in rec._raw_arrays or ()}
     return attrs, {
         aname: (aname, arr.aid, arr.schema.pos, encode_stats(arr.schema.dtype, arr.stats), encode_attrs(arr.attrs))
         for aname, arr in rec.arrays.items()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Collection
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -32,7 +32,7 @@ from .state import (
     Variable,
     schema_key,
 )
-from .table import DatasetTable, Shard
+from .table import DatasetTable, Shard, stored_entries
 
 if TYPE_CHECKING:
     from ..storage.base import Storage
@@ -340,7 +340,7 @@ class StoreModel:
         wanted = frozenset(keys)
 
         def values(rec: DatasetState | list[Any]) -> dict[str, Any]:
-            found = rec.attr_values() if isinstance(rec, DatasetState) else attr_values(rec[1], where, rec[0])
+            found = attr_values(rec[1], where, rec[0]) if type(rec) is list else cast(DatasetState, rec).attr_values()
             return {k: v for k, v in found.items() if k in wanted}
 
         return self._datasets.attribute_values(names, values)
@@ -348,10 +348,10 @@ class StoreModel:
     def _record_of(self, ds: DatasetState, new_stats: dict[int, dict[str, Any] | None]) -> list[Any]:
         """The stored record of a dataset state (``new_stats`` by array id where they changed)."""
         name = ds.name
-        if ds.arrays_untouched and ds._raw_attrs is not None:
-            return [name, ds._raw_attrs[0], ds._raw_arrays]
-        if ds.arrays_untouched:
-            return [name, encode_attrs(ds.attrs), ds._raw_arrays]
+        entries = ds.stored_entries
+        if entries is not None:
+            flat = ds.stored_attrs
+            return [name, encode_attrs(ds.attrs) if flat is None else flat, entries]
         arrays = []
         for aname, arr in ds.arrays.items():
             st = new_stats[arr.aid] if arr.aid in new_stats else arr.stats
@@ -385,12 +385,9 @@ class StoreModel:
             rec = datasets.get(name) if type(name) is str else None
             if rec is None:
                 continue
-            if type(rec) is list:
-                entries = rec[2]
-            elif rec.arrays_untouched:
-                entries = rec._raw_arrays
-            else:
-                out[i] = rec.arrays.get(array)
+            entries = stored_entries(rec)
+            if entries is None:
+                out[i] = cast(DatasetState, rec).arrays.get(array)
                 continue
             arr = peeked.get((name, array))
             out[i] = arr if arr is not None else self._peek(name, entries, array)
@@ -420,13 +417,13 @@ class StoreModel:
         kinds: dict[str, dict[int, tuple[int, bool]]] = {n: {} for n in names}
         try:
             for rec in self._datasets.values():
-                if isinstance(rec, DatasetState) and not rec.arrays_untouched:
-                    for arr in rec.arrays.values():
+                entries = stored_entries(rec)
+                if entries is None:
+                    for arr in cast(DatasetState, rec).arrays.values():
                         if arr.name in kinds:
                             kinds[arr.name][arr.aid] = (arr.schema.dtype.itemsize, arr.schema.dtype.kind == "float")
                     continue
-                entries = rec._raw_arrays if isinstance(rec, DatasetState) else rec[2]
-                for e in entries or ():
+                for e in entries:
                     if e[0] in kinds:
                         dt = schemas[e[2]].dtype
                         kinds[e[0]][e[1]] = (dt.itemsize, dt.kind == "float")

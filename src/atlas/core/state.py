@@ -349,6 +349,19 @@ class DatasetState:
         """Whether the array entries are still exactly as read from the manifest."""
         return self._arrays is None
 
+    @property
+    def stored_entries(self) -> Any | None:
+        """The array entries as the dataset's record lists them, while its arrays are as
+        read (None once their states are built)."""
+        return self._raw_arrays if self._arrays is None else None
+
+    @property
+    def stored_attrs(self) -> Any | None:
+        """The flat attribute list as the dataset's record holds it, while its attributes
+        are as read (None once decoded)."""
+        raw = self._raw_attrs
+        return None if raw is None else raw[0]
+
     # The raw entries are read once: building the states (maybe in another thread) sets
     # ``_arrays`` before it drops ``_raw_arrays``, so one of the two is always there.
 

@@ -18,7 +18,7 @@ import itertools
 import weakref
 from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import orjson
@@ -65,6 +65,18 @@ class Shard:
 
 
 Record = DatasetState | list[Any]
+
+
+def stored_entries(rec: Record) -> Any | None:
+    """The array entries of a dataset as its record lists them: a raw record's, or those of a
+    state whose arrays are as read (None once they are built: ``rec.arrays`` then)."""
+    return rec[2] if type(rec) is list else cast(DatasetState, rec).stored_entries
+
+
+def stored_attrs(rec: Record) -> Any | None:
+    """The flat attribute list of a dataset as its record holds it: a raw record's, or that
+    of a state whose attributes are as read (None once decoded: ``rec.attrs`` then)."""
+    return rec[1] if type(rec) is list else cast(DatasetState, rec).stored_attrs
 Loader = Callable[[Shard], list[list[Any]]]
 ColumnsLoader = Callable[[list[Shard]], None]
 FieldsLoader = Callable[[list[Shard], list[str]], None]
@@ -544,7 +556,7 @@ class DatasetTable(MutableMapping[str, Record]):
             if name in self._deleted:
                 return True
             state = self._states.get(name)
-            if state is None or (state.arrays_untouched and state._raw_attrs is not None):
+            if state is None or (state.stored_entries is not None and state.stored_attrs is not None):
                 continue
             if orjson.dumps(encode(state)) != orjson.dumps(rec):
                 return True
