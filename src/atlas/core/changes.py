@@ -178,7 +178,7 @@ def _changed_dataset(
     rec = store._datasets.read_record(ds.name)
     assert rec is not None
     d = DatasetChange(ds.name)
-    if ds._raw_attrs is None:  # decoded: maybe changed
+    if ds.stored_attrs is None:  # decoded: maybe changed
         d.attrs, d.removed = _attr_diff(rec[1], ds.attrs)
     if not ds.arrays_untouched:
         stored = {e[0]: e for e in rec[2]}

@@ -143,8 +143,7 @@ def adopt(store: StoreModel, target: StoreModel, changes: Changes | None = None)
         now = store._materialize(ds.name)
         assert now is not None
         if now is not ds:
-            ds._arrays, ds._raw_arrays, ds._build = now._arrays, now._raw_arrays, store._build_shared
-            ds._attrs, ds._raw_attrs = now._attrs, now._raw_attrs
+            ds.become(now)
             table[ds.name] = ds
 
 

@@ -349,6 +349,12 @@ class DatasetState:
         """Whether the array entries are still exactly as read from the manifest."""
         return self._arrays is None
 
+    def become(self, other: DatasetState) -> None:
+        """Take what ``other``, a state of the same dataset in another version, holds (views
+        of this state then read that version's dataset)."""
+        self._arrays, self._raw_arrays, self._build = other._arrays, other._raw_arrays, other._build
+        self._attrs, self._raw_attrs = other._attrs, other._raw_attrs
+
     @property
     def stored_entries(self) -> Any | None:
         """The array entries as the dataset's record lists them, while its arrays are as
