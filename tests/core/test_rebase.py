@@ -20,7 +20,7 @@ from store_helpers import add_dataset
 
 import atlas
 from atlas.core import changes as changes_module
-from atlas.core import commit, table
+from atlas.core import checkpoint, commit, table
 from atlas.format import manifest as mf
 from atlas.format import shard
 from atlas.storage import LocalStorage, MemoryStorage, Storage
@@ -676,7 +676,7 @@ def test_a_handle_that_wrote_checkpoints_is_not_rebased(tmp_path: Path) -> None:
     base_store(path)
     a, b = atlas.Atlas.open(path), atlas.Atlas.open(path)
     add_dataset(b, "b1")
-    commit.checkpoint(b)
+    checkpoint.checkpoint(b)
     add_dataset(b, "b2")
     add_dataset(a, "a")
     a.flush()
@@ -696,7 +696,7 @@ def test_chunks_rewritten_before_a_checkpoint_are_listed_in_the_commit(tmp_path:
     base_store(path)
     a, b = atlas.Atlas.open(path), atlas.Atlas.open(path)
     write_x(2.5)(a)  # 1.0 -> 2.5 in 0..5: no statistic changes
-    commit.checkpoint(a)
+    checkpoint.checkpoint(a)
     add_dataset(a, "more")
     a.flush()
     write_x(3.5, at=4)(b)

@@ -13,7 +13,7 @@ from netcdf_helpers import write_tree
 
 import atlas
 from atlas.cli.read import store_info
-from atlas.core import commit
+from atlas.core import checkpoint
 from atlas.core.maintenance import unreferenced_summary
 from atlas.format.ingestlog import FAILURES_KEY, decode_failures
 from atlas.integrations import netcdf
@@ -141,7 +141,7 @@ def test_a_checkpoint_forgets_what_it_wrote(tmp_path: Path) -> None:
     for f in sorted((tmp_path / "src").rglob("*.nc")):
         with xr.open_dataset(f) as ds:
             store.add_xarray_dataset(ds.load(), f.stem)
-    commit.checkpoint(store)
+    checkpoint.checkpoint(store)
     assert store._datasets._states == {}
     got = store.open_as_xarray_dataset("p0001")
     with xr.open_dataset(tmp_path / "src" / "north" / "p0001.nc") as want:

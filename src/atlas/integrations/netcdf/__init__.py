@@ -26,7 +26,7 @@ the package's own attributes, as they were before it was split.
 An ingest is all-or-nothing by default: everything goes through one store handle, and
 one commit at the end publishes it. Every ``checkpoint_files`` files (fewer when they
 hold much metadata) the handle writes what it holds ahead (data, indexes and dataset
-shards, named by no manifest: see :func:`atlas.core.commit.checkpoint`) and forgets it,
+shards, named by no manifest: see :func:`atlas.core.checkpoint.checkpoint`) and forgets it,
 so memory stays bounded however many files there are. If any file fails, nothing is
 published, so an existing store keeps its last committed version (and its ingest log
 records the failure), and a store the ingest created itself is removed again. With
@@ -47,7 +47,7 @@ import warnings
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from ...core.commit import abandon, checkpoint
+from ...core.checkpoint import abandon, checkpoint
 from ...errors import ConflictError, CorruptionError, StorageError
 from ...format.ingestlog import Failure
 from ...storage.usage import disk_usage
