@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import numpy as np
 
+from ..core.table import stored_attrs
 from .columns import NO_ROWS
 
 if TYPE_CHECKING:
@@ -103,10 +104,8 @@ def dataset_records(store: Store) -> DatasetRecords:
 
 def record_attribute_keys(record: Any) -> list[str]:
     """The attribute keys of one dataset (raw or materialised), in order."""
-    if type(record) is list:
-        return cast("list[str]", record[1][0::3])
-    flat = record.stored_attrs
-    return flat[0::3] if flat is not None else list(record.attrs)
+    flat = stored_attrs(record)
+    return cast("list[str]", flat[0::3]) if flat is not None else list(record.attrs)
 
 
 @dataclass(slots=True)

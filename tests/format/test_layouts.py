@@ -1,0 +1,84 @@
+"""``atlas.format.layouts``: a shard's records grouped by layout hold each structure once,
+come back as readers hold them, and refuse values and columns that do not add up."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import atlas
+from atlas.format import shard
+from atlas.format.codec import checksum
+
+META = ("json", "none")
+
+
+def _held(names: list[str], records: list[list[object]]) -> list[list[object]]:
+    """Records as readers hold them: ``[name, attributes, entries]``, tuples inside."""
+    return [
+        [n, tuple(attrs), tuple((e[0], e[1], e[2], None if e[3] is None else tuple(e[3]), tuple(e[4])) for e in entries)]
+        for n, (attrs, entries) in zip(names, records, strict=True)
+    ]
+
+
+def test_records_by_layout_hold_each_structure_once() -> None:
+    """Datasets alike share one layout; ids and schemas come from the columns only; each
+    array's statistics and attributes come back in place, tuples as readers hold them."""
+    names = [f"p{i}" for i in range(6)]
+    records: list[list[object]] = [
+        [["station", "string", f"S{i}", "cycle", "int64", i],
+         [["t", 100 + 2 * i, 0, [5, 0, 1.5, 2.5], ["units", "string", "K"]], ["u", 101 + 2 * i, 1, None, []]]]
+        for i in range(5)
+    ] + [[[], []]]
+    data, _ = shard.encode_shard(names, records, *META)
+    head = json.loads(data[: data.index(b"\n")])
+    body_at = data.index(b"\n") + 1 + head["names_length"] + head["columns_length"]
+    layouts, rows = json.loads(data[body_at : body_at + head["body_length"]])
+    assert len(layouts) == 2 and rows[0] == [0, "S0", 0, 5, 0, 1.5, 2.5, "K"] and rows[5] == [1]
+    got, columns, built = shard.decode_records(data, names, META, "s")
+    assert built and got == _held(names, records)
+    assert columns["t"]["aid"].tolist() == [100, 102, 104, 106, 108]
+
+
+def _layout_shard(layouts: object, rows: object, columns: dict[str, list[tuple[int, int, int]]], n: int) -> bytes:
+    """A shard whose records section is ``[layouts, rows]`` as given, its columns as given
+    (row, id, schema each), checksums intact."""
+    names = [f"d{i}" for i in range(n)]
+    data, _ = shard.encode_shard(names, [[[], []] for _ in range(n)], *META)
+    nl = data.index(b"\n")
+    head = json.loads(data[:nl])
+    names_part = data[nl + 1 : nl + 1 + head["names_length"]]
+    cols = [np.array(rows_, dtype=shard.COLUMN_DTYPE) for rows_ in columns.values()]
+    cols_part = b"".join(c.tobytes() for c in cols)
+    body = json.dumps([layouts, rows]).encode()
+    head.update(
+        columns=[[name, len(c)] for name, c in zip(columns, cols, strict=True)],
+        columns_length=len(cols_part), columns_crc32c=checksum(cols_part),
+        body_length=len(body), body_crc32c=checksum(body), fields=[],
+    )
+    return json.dumps(head).encode() + b"\n" + names_part + cols_part + body
+
+
+@pytest.mark.parametrize(
+    ("layouts", "rows", "columns", "message"),
+    [
+        ([], [[0], [0]], {}, "unknown layout"),
+        ([[["k"], []]], [[0, 1], [0, 2]], {}, "layout is malformed"),
+        ([[[], [["x", -1, []], ["x", -1, []]]]], [[0], [0]], {}, "lists an array twice"),
+        ([[["k", "int64"], []]], [[0, 1], [0]], {}, "does not hold the values its layout lists"),
+        ([[[], [["x", -1, []]]]], [[0], [0]], {"x": [(0, 5, 0)]}, "columns disagree"),
+        ([[[], []]], [[0], [0]], {"x": [(0, 5, 0)]}, "columns disagree"),
+        ([[[], [["x", 4, []]]]], [[0, 1, 2, 3, 4], [0, 1, 2, 3]], {"x": [(0, 5, 0), (1, 6, 0)]}, "values its layout"),
+        ("not a list", [[0], [0]], {}, "is not \\[layouts, rows\\]"),
+        ([[[], []]], [[0]], {}, "holds 1 records, not 2"),
+        ([[[], []]], [["0"], [0]], {}, "a record is malformed"),
+    ],
+)
+def test_records_by_layout_that_do_not_add_up_are_corruption(
+    layouts: object, rows: object, columns: dict[str, list[tuple[int, int, int]]], message: str
+) -> None:
+    data = _layout_shard(layouts, rows, columns, 2)
+    with pytest.raises(atlas.CorruptionError, match=message):
+        shard.decode_records(data, ["d0", "d1"], META, "s")
