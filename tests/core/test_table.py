@@ -105,32 +105,6 @@ def test_history_costs_what_changed(tmp_path: Path) -> None:
     assert atlas.Atlas.open(tmp_path / "s").open_dataset("p07600").get_attribute("cycle") == -19
 
 
-def test_appends_write_new_index_runs_and_reads_merge_them(tmp_path: Path) -> None:
-    store = atlas.Atlas.create(tmp_path / "s")
-    big = store.create_dataset("big")  # 5,000 chunks: one large run that appends leave alone
-    big.define_array("x", "float64", ["z"], [50_000], chunk_shape=[10])
-    big.write_array("x", [0], np.arange(50_000.0))
-    store.flush()
-    (big_run,) = store._variables["x"].runs
-    for i in range(30):
-        add_dataset(store, f"a{i}", value=float(i))
-        store.flush()
-    runs = store._variables["x"].runs
-    assert runs[0] == big_run and 1 < len(runs) <= 12
-    store.open_dataset("a3").write_array("x", [0], np.array([-1.0]))  # a newer row for one chunk wins
-    store.flush()
-    fresh = atlas.Atlas.open(tmp_path / "s")
-    got = fresh.read_array_across("x", ["a3", "a29", "big"])
-    assert got[0][0] == -1.0 and got[0][1] == 3.0 and got[1][0] == 29.0 and len(got[2]) == 50_000
-    stats = fresh.open_dataset("a3").array_stats("x")
-    assert stats is not None and stats["min"] == -1.0
-    fresh.delete_dataset("a5")
-    fresh.compact()
-    assert len(fresh._variables["x"].runs) == 1
-    assert len(fresh._index(fresh._variables["x"])) == 5_000 + 29  # the deleted array's row is gone
-    assert fresh.verify() == []
-
-
 def test_version_1_stores_open_and_upgrade(tmp_path: Path) -> None:
     from reliability_helpers import as_version_1
 

@@ -54,6 +54,7 @@ from ..format import manifest as mf
 from ..format.chunkindex import ChunkIndex, merge_rows
 from ..format.records import decode_attrs, decode_stats, encode_attrs, encode_stats
 from . import commit, history, write
+from .runs import IndexUpdate
 from .state import ArrayState, DatasetState
 from .table import stored_attrs, stored_entries
 
@@ -229,7 +230,7 @@ def _fresh_stats(store: StoreModel, fresh: Fresh, string_now: dict[int, Any]) ->
         return
     names = {arr.name for arr, _ in fresh}
     updates = {
-        v.name: commit.IndexUpdate([], v.all_segments(), ChunkIndex(v.pending.rows), None)
+        v.name: IndexUpdate([], v.all_segments(), ChunkIndex(v.pending.rows), None)
         for v in store._variables.values()
         if v.name in names
     }
