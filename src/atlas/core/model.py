@@ -9,6 +9,7 @@ write, read, scan, commit and maintenance modules are functions over it, and
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING, Any, cast
@@ -17,8 +18,16 @@ import numpy as np
 
 from ..dtypes import DTYPES, fill_scalar
 from ..errors import ConflictError, CorruptionError, ReadOnlyError
+from ..executors import cpu_pool
 from ..format import manifest as mf
-from ..format.chunkindex import ChunkIndex, empty_rows, index_check, merge_rows
+from ..format.chunkindex import (
+    INDEX_DTYPE,
+    ChunkIndex,
+    empty_rows,
+    in_order,
+    index_check,
+    merge_rows,
+)
 from ..format.records import attr_values, decode_checked, encode_attrs, encode_stats
 from . import history
 from .reader import BlockCache
@@ -192,13 +201,19 @@ class StoreModel:
 
     def _load_index(self, var: Variable) -> ChunkIndex:
         if var.index is None:
-            parts = self._run_rows(var, var.runs)
-            var.index = ChunkIndex(merge_rows(parts) if len(parts) > 1 else parts[0] if parts else empty_rows())
+            joined = np.empty(0, dtype=INDEX_DTYPE)
+            parts = self._run_rows(var, var.runs, joined)
+            if len(parts) > 1 and parts[0].base is not None and parts[0].base is parts[-1].base and in_order(parts):
+                var.index = ChunkIndex(parts[0].base)  # decoded side by side, in order: already one table
+            else:
+                var.index = ChunkIndex(merge_rows(parts) if len(parts) > 1 else parts[0] if parts else empty_rows())
         return var.index
 
-    def _run_rows(self, var: Variable, runs: list[IndexRun]) -> list[np.ndarray]:
+    def _run_rows(self, var: Variable, runs: list[IndexRun], side_by_side: np.ndarray | None = None) -> list[np.ndarray]:
         """The rows of some runs of a variable's committed index (fetched together), each
-        checked against what the manifest recorded of it."""
+        checked against what the manifest recorded of it. With ``side_by_side`` (given
+        empty), runs whose sizes the manifest records are decoded in parallel, each into its
+        own part of one table (which is the parts' ``base``: nothing to copy to join them)."""
         ranged = [r for r in runs if r.length >= 0]
         try:
             fetched = iter(self._storage.get_many_ranges([(r.key, [r.offset], [r.length]) for r in ranged]))
@@ -207,7 +222,7 @@ class StoreModel:
             raise self._missing_error(f"a chunk index file of {where} is missing: {e}") from None
         sizes = [size for _, size in var.segments]
         limit = self._index_row_limit()
-        out = []
+        found: list[tuple[Any, str]] = []
         for r in runs:
             where = f"{self._storage.location}/{r.key}" + (f" at {r.offset}" if r.offset else "") + f" (variable {var.name!r})"
             try:
@@ -219,6 +234,20 @@ class StoreModel:
                     f"chunk index {where} is not the one version {self._version} recorded "
                     f"(length and checksum {index_check(data)} instead of {(r.length, r.crc)}): it was replaced"
                 )
+            found.append((data, where))
+        counts = [r.rows for r in runs]
+        if side_by_side is not None and len(runs) > 1 and min(counts) >= 0:
+            table = np.empty(sum(counts), dtype=INDEX_DTYPE)
+            starts = np.cumsum([0, *counts]).tolist()
+            parts = [table[a:b] for a, b in itertools.pairwise(starts)]
+
+            def decode(i: int) -> None:
+                ChunkIndex.from_bytes(found[i][0], found[i][1], sizes, limit, parts[i])
+
+            list(cpu_pool().map(decode, range(len(runs))))
+            return parts
+        out = []
+        for r, (data, where) in zip(runs, found, strict=True):
             rows = ChunkIndex.from_bytes(data, where, sizes, limit).rows
             if r.rows >= 0 and len(rows) != r.rows:
                 raise CorruptionError(f"chunk index {where} holds {len(rows)} rows; version {self._version} recorded {r.rows}")

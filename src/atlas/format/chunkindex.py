@@ -89,7 +89,7 @@ def merge_rows(parts: list[np.ndarray], live_aids: np.ndarray | None = None) -> 
     parts = [p for p in parts if len(p)]
     if not parts:
         return empty_rows()
-    if live_aids is None and _in_order(parts):  # runs of appends: nothing to sort or drop
+    if live_aids is None and in_order(parts):  # runs of appends: nothing to sort or drop
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
     rows = parts[0] if len(parts) == 1 else np.concatenate(parts)
     if live_aids is not None:
@@ -110,7 +110,7 @@ def run_file_key(version: int) -> str:
     return f"index/r{version}-{secrets.token_hex(10)}.idx"
 
 
-def _in_order(parts: list[np.ndarray]) -> bool:
+def in_order(parts: list[np.ndarray]) -> bool:
     """Whether the parts, one after the other, are strictly sorted by (aid, chunk)."""
     last: tuple[int, int] | None = None
     for p in parts:
@@ -272,8 +272,11 @@ class ChunkIndex:
         where: str,
         segment_sizes: list[int] | None = None,
         row_limit: Callable[[int], int] | None = None,
+        into: np.ndarray | None = None,
     ) -> ChunkIndex:
-        """Decode an index file, checking magic, sizes, checksum and every row.
+        """Decode an index file, checking magic, sizes, checksum and every row (into
+        ``into``, rows of ``INDEX_DTYPE``, when given: a file of another number of rows is
+        refused before anything is decompressed).
 
         ``row_limit(rows)``: the most rows the manifest allows this variable (asked with the
         number of rows the header declares); a header declaring more is refused before
@@ -284,7 +287,9 @@ class ChunkIndex:
         at its first bad piece.
         """
         version, nrows, payload = _checked_header(memoryview(data), where, row_limit)
-        return cls(_checked_rows(payload, version, nrows, where, segment_sizes))
+        if into is not None and (len(into) != nrows or into.dtype != INDEX_DTYPE):
+            raise CorruptionError(f"chunk index {where} holds {nrows} rows, not the {len(into)} recorded")
+        return cls(_checked_rows(payload, version, nrows, where, segment_sizes, into))
 
 
 def _checked_header(
@@ -314,7 +319,8 @@ def _checked_header(
 
 
 def _checked_rows(
-    payload: memoryview, version: int, nrows: int, where: str, segment_sizes: list[int] | None
+    payload: memoryview, version: int, nrows: int, where: str, segment_sizes: list[int] | None,
+    into: np.ndarray | None = None,
 ) -> np.ndarray:
     """The ``nrows`` rows of a compressed payload, decompressed a piece at a time into
     their array, each piece checked before the next is decompressed."""
@@ -326,7 +332,7 @@ def _checked_rows(
         raise CorruptionError(f"chunk index {where} cannot be decompressed: {e}") from None
     if declared not in (expected, -1):
         raise CorruptionError(f"chunk index {where} holds a frame of the wrong size")
-    rows = np.empty(nrows, dtype=INDEX_DTYPE)
+    rows = np.empty(nrows, dtype=INDEX_DTYPE) if into is None else into
     # a frame of unknown size may not ask for a larger window than writers use
     window = 0 if declared >= 0 else _PIECE_BYTES << 3
     try:
