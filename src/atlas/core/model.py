@@ -117,7 +117,7 @@ class StoreModel:
         ds._arrays = None
         ds._raw_arrays = entries
         ds._build = self._build_shared  # one bound method for all, not one per dataset
-        self._datasets[name] = ds
+        self._datasets.keep(name, ds)
         return ds
 
     def _build_arrays(self, ds: DatasetState, entries: list[Any]) -> dict[str, ArrayState]:

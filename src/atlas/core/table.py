@@ -433,6 +433,15 @@ class DatasetTable(MutableMapping[str, Record]):
 
     # ------------------------------------------------------------------ changes
 
+    def keep(self, name: str, state: DatasetState) -> None:
+        """Hold ``state``, made from the raw record this table just gave for ``name`` (a
+        dataset this handle created, or a stored one it has not changed): as its record from
+        now on, without looking the name up again."""
+        if name in self._added:
+            self._added[name] = state
+        else:
+            self._kept[name] = state
+
     def __setitem__(self, name: str, rec: Record) -> None:
         if name in self._added:
             self._added[name] = rec
