@@ -258,3 +258,20 @@ def test_the_list_of_names_follows_every_change_and_is_the_callers_own(tmp_path:
     fresh.flush()
     assert fresh.find("x.max >= 0") == ["d0", "d2", "d3", "d4", "d5", "d1"]
     assert fresh.list_datasets() == atlas.Atlas.open(path).list_datasets() == ["d0", "d2", "d3", "d4", "d5", "d1"]
+
+
+def test_names_at_positions_come_from_the_shards_without_the_list_of_every_name(tmp_path: Path, small_shards: None) -> None:
+    path = tmp_path / "s"
+    store = atlas.Atlas.create(path)
+    for i in range(10):
+        add_dataset(store, f"d{i}", value=float(i))
+    store.flush()
+    fresh = atlas.Atlas.open(path)
+    t = fresh._datasets
+    rows = np.array([0, 3, 4, 5, 9])  # one shard alone, one across, single rows
+    assert t.names_at(rows) == ["d0", "d3", "d4", "d5", "d9"] and t._name_list is None
+    assert t.names_at(np.array([], dtype=np.intp)) == [] and t.names_at(np.array([7])) == ["d7"]
+    assert fresh.find("x.max >= 4") == [f"d{i}" for i in range(4, 10)] and t._name_list is None
+    fresh.delete_dataset("d4")
+    add_dataset(fresh, "e", value=9.0)
+    assert t.names_at(np.array([3, 4, 9])) == ["d3", "d5", "e"]  # through the list of names

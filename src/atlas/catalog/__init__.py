@@ -37,7 +37,7 @@ from .columns import Mask as Mask  # importable from here, as before the package
 from .columns import pd
 from .evaluate import evaluate
 from .predicate import BoolOp, Predicate, keyword_equals, parse
-from .source import live_arrays, live_names
+from .source import live_arrays, live_names_at
 from .table import ATTR_PREFIX, FIELDS, name_list, split_field, table
 
 if TYPE_CHECKING:
@@ -152,5 +152,4 @@ def find(atlas: Atlas, where: str | None = None, **equals: Any) -> list[str]:
     tree = tests[0] if len(tests) == 1 else BoolOp("and", tuple(tests))
     with paused_gc():  # large lists of names and columns, no cycles: nothing to collect
         mask = evaluate(atlas, tree)
-        names = live_names(atlas)
-        return list(map(names.__getitem__, np.flatnonzero(mask).tolist()))
+        return live_names_at(atlas, np.flatnonzero(mask))

@@ -97,7 +97,7 @@ class _Resolver:
                 raise ValueError(f"invalid predicate: no array named {name!r}: {text!r}")
             fields.setdefault(name, set()).update(("min", "max", "dtype"))
         self.table = table(store, list(attribute_keys), fields)
-        self.n = len(self.table.names)
+        self.n = self.table.n
         self.resolved: dict[str, Resolved] = {}
 
     def attribute(self, key: str) -> Column | None:

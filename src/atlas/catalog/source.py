@@ -116,7 +116,8 @@ class StoredLayout:
     this handle and so read from its state). ``states`` (at ``state_rows``) are the datasets
     this handle changed or added."""
 
-    names: list[str]
+    names_of: Any  # () -> the live names, in order (built when first asked for)
+    n: int  # how many live datasets
     shards: list[Any]
     bases: np.ndarray
     current: np.ndarray
@@ -132,10 +133,9 @@ def record_of(store: Store, name: str) -> Any:
     return store._datasets[name]
 
 
-def live_names(store: Store) -> list[str]:
-    """The names of the live datasets, in store order: the handle's own list (not a copy,
-    not to be changed)."""
-    return store._datasets.names()
+def live_names_at(store: Store, rows: np.ndarray) -> list[str]:
+    """The names of the live datasets at positions ``rows`` (increasing) in store order."""
+    return store._datasets.names_at(rows)
 
 
 def stored_layout(store: Store) -> StoredLayout | None:
@@ -148,7 +148,8 @@ def stored_layout(store: Store) -> StoredLayout | None:
     states = [cast("DatasetState", store._materialize(n)) for n in rows.changed + rows.added]
     state_rows = rows.changed_rows + list(range(rows.live_stored, rows.live_stored + len(rows.added)))
     return StoredLayout(
-        table.names(),
+        table.names,
+        len(table),
         rows.shards,
         rows.bases,
         rows.current,

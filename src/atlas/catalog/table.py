@@ -7,7 +7,7 @@ merged in. Only metadata is used.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import chain, compress
 from typing import TYPE_CHECKING, Any
@@ -80,11 +80,17 @@ def name_list(value: Any, what: str) -> list[str] | None:
 
 @dataclass(slots=True)
 class Table:
-    """Typed columns over the live datasets, by attribute key and by array and field."""
+    """Typed columns over the live datasets, by attribute key and by array and field;
+    ``n`` datasets, whose names ``names_of()`` gives (built only when asked for)."""
 
-    names: list[str]
+    n: int
+    names_of: Callable[[], list[str]]
     attributes: dict[str, Column]
     arrays: dict[str, dict[str, Column]]
+
+    @property
+    def names(self) -> list[str]:
+        return self.names_of()
 
 
 def table(
@@ -144,7 +150,7 @@ def _table_once(
         view.snapshot.index_attributes(keys)
     attributes = {k: view.attribute(k) for k in keys}
     columns = {a: view.array(a, fields) for a, fields in arrays.items()}
-    return Table(view.names, attributes, columns)
+    return Table(view.n, view.names_of, attributes, columns)
 
 
 class LiveView:
@@ -159,16 +165,17 @@ class LiveView:
         self._store = store
         layout = stored_layout(store) if stored else None
         if layout is not None:  # stored datasets read from the shards' catalogue fields
-            self.names = layout.names
+            self.names_of: Callable[[], list[str]] = layout.names_of
             self.records = None
-            self.n = len(layout.names)
+            self.n = layout.n
             self.states = layout.states
             self.state_rows = layout.state_rows
             self.snapshot = stored_snapshot(store, layout, self.schemas, self.where)
             self.placement = Placement(layout.current, self.n, layout.same)
         else:
             records = dataset_records(store)
-            self.names = records.names
+            names = records.names
+            self.names_of = lambda: names
             self.records = records.records
             self.n = len(records.records)
             self.states = records.states
@@ -219,7 +226,7 @@ class LiveView:
         """The record (raw or a state) of the dataset at ``row``."""
         if self.records is not None:
             return self.records[row]
-        return record_of(self._store, self.names[row])
+        return record_of(self._store, self.names_of()[row])
 
     def attribute(self, key: str) -> Column:
         """The typed column of one attribute."""

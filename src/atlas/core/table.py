@@ -18,6 +18,7 @@ import itertools
 import weakref
 from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any, cast
 
 import numpy as np
@@ -240,6 +241,23 @@ class DatasetTable(MutableMapping[str, Record]):
                 out = list(itertools.chain.from_iterable(s.names for s in self.shards))
                 out.extend(self._added)
             self._name_list = out
+        return out
+
+    def names_at(self, rows: np.ndarray) -> list[str]:
+        """The names at positions ``rows`` (increasing) of :meth:`names`, picked from the
+        shards' name lists when the handle added and deleted nothing (the list of every
+        name is then not built)."""
+        if self._name_list is not None or self._deleted or self._added:
+            return list(map(self.names().__getitem__, rows.tolist()))
+        starts = np.cumsum([0, *(len(s.names) for s in self.shards)])
+        cuts = np.searchsorted(rows, starts).tolist()
+        out: list[str] = []
+        for k, s in enumerate(self.shards):
+            a, b = cuts[k], cuts[k + 1]
+            if b - a == 1:
+                out.append(s.names[int(rows[a]) - int(starts[k])])
+            elif b > a:
+                out.extend(itemgetter(*(rows[a:b] - starts[k]).tolist())(s.names))
         return out
 
     def attribute_values(
