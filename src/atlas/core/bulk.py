@@ -180,8 +180,10 @@ def _whole_block_dest(
     """The caller's bytes a block decodes into, when the block holds, back to back from its
     start and nothing else, the whole chunks of one schema for consecutive positions."""
     k = len(positions)
+    if not k:
+        return None
     s = int(schemas[0])
-    if not k or bool((schemas != s).any()):
+    if bool((schemas != s).any()):
         return None
     schema: Schema = table[s]
     st, stop = p.windows[s]

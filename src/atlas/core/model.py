@@ -201,19 +201,18 @@ class StoreModel:
 
     def _load_index(self, var: Variable) -> ChunkIndex:
         if var.index is None:
-            joined = np.empty(0, dtype=INDEX_DTYPE)
-            parts = self._run_rows(var, var.runs, joined)
+            parts = self._run_rows(var, var.runs, side_by_side=True)
             if len(parts) > 1 and parts[0].base is not None and parts[0].base is parts[-1].base and in_order(parts):
                 var.index = ChunkIndex(parts[0].base)  # decoded side by side, in order: already one table
             else:
                 var.index = ChunkIndex(merge_rows(parts) if len(parts) > 1 else parts[0] if parts else empty_rows())
         return var.index
 
-    def _run_rows(self, var: Variable, runs: list[IndexRun], side_by_side: np.ndarray | None = None) -> list[np.ndarray]:
+    def _run_rows(self, var: Variable, runs: list[IndexRun], side_by_side: bool = False) -> list[np.ndarray]:
         """The rows of some runs of a variable's committed index (fetched together), each
-        checked against what the manifest recorded of it. With ``side_by_side`` (given
-        empty), runs whose sizes the manifest records are decoded in parallel, each into its
-        own part of one table (which is the parts' ``base``: nothing to copy to join them)."""
+        checked against what the manifest recorded of it. With ``side_by_side``, runs whose
+        sizes the manifest records are decoded in parallel, each into its own part of one
+        table (which is the parts' ``base``: nothing to copy to join them)."""
         ranged = [r for r in runs if r.length >= 0]
         try:
             fetched = iter(self._storage.get_many_ranges([(r.key, [r.offset], [r.length]) for r in ranged]))
@@ -236,7 +235,7 @@ class StoreModel:
                 )
             found.append((data, where))
         counts = [r.rows for r in runs]
-        if side_by_side is not None and len(runs) > 1 and min(counts) >= 0:
+        if side_by_side and len(runs) > 1 and min(counts) >= 0:
             table = np.empty(sum(counts), dtype=INDEX_DTYPE)
             starts = np.cumsum([0, *counts]).tolist()
             parts = [table[a:b] for a, b in itertools.pairwise(starts)]

@@ -619,8 +619,6 @@ class DatasetTable(MutableMapping[str, Record]):
         self._states = {}
         self._touched = set()
 
-
-
     def pending(self) -> bool:
         """Whether the handle added or deleted datasets since the table was installed."""
         return bool(self._added or self._deleted)
