@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import numpy as np
 
-from ..core.table import stored_attrs
+from ..core.shards import stored_attrs
 from .columns import NO_ROWS
 
 if TYPE_CHECKING:

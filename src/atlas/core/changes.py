@@ -55,8 +55,8 @@ from ..format.chunkindex import ChunkIndex, merge_rows
 from ..format.records import decode_attrs, decode_stats, encode_attrs, encode_stats
 from . import commit, history, write
 from .runs import IndexUpdate
+from .shards import stored_attrs, stored_entries
 from .state import ArrayState, DatasetState
-from .table import stored_attrs, stored_entries
 
 if TYPE_CHECKING:
     from .model import StoreModel

@@ -39,12 +39,12 @@ from ..stats import chunk_stats, fold_many, string_stats
 from ..storage.base import ParallelPuts, run_concurrently
 from . import history, loading, read
 from .runs import IndexUpdate, merged_indexes
+from .shards import Shard
 from .state import (
     ArrayState,
     UnsettledCommit,
     Variable,
 )
-from .table import Shard
 
 if TYPE_CHECKING:
     from ..storage.base import Storage

@@ -18,12 +18,13 @@ from ..format import manifest as mf
 from ..format import shard as shard_format
 from . import history
 from .model import STATE_ATTRIBUTES
+from .shards import Shard
 from .state import (
     IndexRun,
     SchemaTable,
     Variable,
 )
-from .table import DatasetTable, Shard
+from .table import DatasetTable
 
 if TYPE_CHECKING:
     from .model import StoreModel

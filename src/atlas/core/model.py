@@ -31,6 +31,7 @@ from ..format.chunkindex import (
 from ..format.records import attr_values, decode_checked, encode_attrs, encode_stats
 from . import history
 from .reader import BlockCache
+from .shards import Shard, stored_entries
 from .state import (
     ArrayState,
     DatasetState,
@@ -41,7 +42,7 @@ from .state import (
     Variable,
     schema_key,
 )
-from .table import DatasetTable, Shard, stored_entries
+from .table import DatasetTable
 
 if TYPE_CHECKING:
     from ..storage.base import Storage
