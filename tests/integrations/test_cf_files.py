@@ -343,3 +343,24 @@ def test_remembered_encodings_are_what_encoding_again_gives(tmp_path: Path) -> N
         together = [cf.encode_dataset(ds).record() for ds in decoded]
     assert cf._ENCODED  # remembered
     assert together == alone
+
+
+def test_nul_padded_text_keeps_its_char_dimension_and_no_coordinates_are_added(tmp_path: Path) -> None:
+    """Text in a char array padded with NULs and decoded by its ``_Encoding`` (shorter than
+    the array's char dimension) is written back at the dimension's width, without xarray's
+    warning; variables that had no ``coordinates`` attribute get none."""
+    from atlas.integrations.netcdf import write_synthetic_profiles
+
+    files = write_synthetic_profiles(tmp_path / "src", 2)
+    store_path = tmp_path / "store"
+    report = ingest_directory(tmp_path / "src", store_path, jobs=1)
+    assert report.skipped == [] and not [w for w in report.warnings if "String dimension" in w.message]
+    store = atlas.Atlas.open(store_path)
+    for f in files:
+        name = dataset_name(f.relative_to(tmp_path / "src").as_posix())
+        out = tmp_path / f"{name.replace(':', '_')}.nc"
+        assert cli_main(["export", str(store_path), name, str(out)]) == 0
+        assert_same_file(f, out)
+        assert_same_decoded(f, store.open_as_xarray_dataset(name))
+        with xr.open_dataset(out, decode_cf=False) as got:
+            assert got["platform_id"].dims[-1] == "string16" and "coordinates" not in got["platform_id"].attrs

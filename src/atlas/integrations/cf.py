@@ -261,6 +261,7 @@ def encode_dataset(ds: xr.Dataset, encoding: Mapping[Hashable, Any] | None = Non
     for vname in ds.variables:
         conventions.ensure_not_multiindex(ds.variables[vname], name=vname)
     variables, disk_global = conventions.encode_dataset_coordinates(ds)
+    _keep_file_coordinates(ds, variables)
     checked = set()
     for k, enc in encoding.items():
         try:
@@ -395,6 +396,19 @@ def _one_cell(var: xr.Variable) -> xr.Variable:
     return xr.Variable(var.dims, np.asarray(var[key].values), var.attrs, var.encoding)
 
 
+def _keep_file_coordinates(ds: xr.Dataset, variables: Mapping[str, xr.Variable]) -> None:
+    """Leave a ``coordinates`` attribute off the variables read from a file that had none:
+    xarray's encoding gives one to every variable sharing dimensions with the coordinates
+    (a variable read with one keeps it in its encoding, and gets it back)."""
+    for name, var in variables.items():
+        read = ds.variables.get(name)
+        if (
+            read is not None and "coordinates" in var.attrs and "coordinates" not in read.encoding
+            and "coordinates" not in read.attrs and "original_shape" in read.encoding
+        ):
+            var.attrs = {k: v for k, v in var.attrs.items() if k != "coordinates"}
+
+
 def _chunked(var: xr.Variable) -> bool:
     """Whether ``var`` is backed by a chunked (dask) array; numpy data answers without
     ``Variable.chunks``, whose protocol checks cost more than encoding a small variable."""
@@ -429,10 +443,23 @@ def _fixed_width_bytes(var: xr.Variable) -> xr.Variable:
     values = np.asarray(var.values)
     flat = values.reshape(-1)
     missing = np.asarray(pd.isna(flat), dtype=bool) if flat.size else np.zeros(0, bool)
+    attrs, encoding = var.attrs, var.encoding
     if not all(isinstance(x, bytes) for x in flat[~missing]):
-        return var
+        # text decoded by its _Encoding: encoded back here, so that it keeps the width of
+        # its char dimension (xarray would size the dimension by the longest text)
+        text = encoding.get("_Encoding")
+        if not isinstance(text, str) or not all(isinstance(x, str) for x in flat[~missing]):
+            return var
+        try:
+            flat = np.array([x.encode(text) if isinstance(x, str) else x for x in flat], dtype=object)
+        except (LookupError, UnicodeError):
+            return var
+        attrs = {**attrs, "_Encoding": text}
+        encoding = {k: v for k, v in encoding.items() if k != "_Encoding"}
     width = max(1, _char_width(var))
-    fill = var.encoding.get("_FillValue", b"")
+    fill = encoding.get("_FillValue", b"")
+    if isinstance(fill, str) and isinstance(attrs.get("_Encoding"), str):
+        fill = fill.encode(attrs["_Encoding"])
     fill = bytes(fill) if isinstance(fill, (bytes, np.bytes_)) else b""
     filled = flat.copy()
     filled[missing] = fill
@@ -440,7 +467,7 @@ def _fixed_width_bytes(var: xr.Variable) -> xr.Variable:
     out = out.astype(f"S{max(width, out.dtype.itemsize, len(fill))}")
     import xarray as xr
 
-    return xr.Variable(var.dims, out.reshape(values.shape), var.attrs, var.encoding)
+    return xr.Variable(var.dims, out.reshape(values.shape), attrs, encoding)
 
 
 def _masked_objects(var: xr.Variable, enc: xr.Variable) -> xr.Variable:
