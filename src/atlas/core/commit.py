@@ -547,7 +547,7 @@ def write_shards(
 ) -> list[Shard]:
     """The shards of ``version``: those this commit's changes did not touch are kept, the
     others written anew (in parallel, with ``puts``)."""
-    shards = store._datasets.plan(lambda ds: store._record_of(ds, new_stats), fill_last)
+    shards = store._datasets.plan(lambda ds: store._record_of(ds, new_stats), fill_last, store._merge_limit)
     fmt, comp = store._meta_format, store._meta_compression
     for s in shards:
         if s.key is None:

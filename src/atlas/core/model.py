@@ -90,6 +90,9 @@ class StoreModel:
         self._string_stats: dict[int, dict[str, Any]] = {}  # of string arrays written ahead whole
         self._unsettled: UnsettledCommit | None = None  # a commit whose outcome is unknown
         self._unpublished: list[str] = []  # files of checkpoints the next commit publishes
+        # the most stored datasets a commit rewrites with the new ones (None: as many as
+        # table.SHARD_MERGE_RATIO allows); a long ingest sets it to bound what a commit decodes
+        self._merge_limit: int | None = None
         self._rewritten_ahead: set[int] = set()  # ids of arrays whose chunks checkpoints rewrote
 
     def _manifest_key(self, version: int) -> str:

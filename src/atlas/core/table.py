@@ -71,9 +71,6 @@ class DatasetTable(MutableMapping[str, Record]):
         self._touched: set[int] = set()  # serials of shards with a changed state or a deletion
         self._rows = sum(len(s.names) for s in shards)
         self._name_list: list[str] | None = None  # names(), while no dataset is added or deleted
-        # the most stored datasets a commit rewrites with the new ones (None: as many as
-        # SHARD_MERGE_RATIO allows); a long ingest sets it to bound what a commit decodes
-        self.merge_limit: int | None = None
 
     def use_loaders(self, loader: Loader, columns_loader: ColumnsLoader, fields_loader: FieldsLoader) -> None:
         """Read shards' parts with these from now on (the table changed hands)."""
@@ -482,7 +479,9 @@ class DatasetTable(MutableMapping[str, Record]):
 
     # ------------------------------------------------------------------ commits
 
-    def plan(self, encode: Callable[[DatasetState], list[Any]], fill_last: bool = True) -> list[Shard]:
+    def plan(
+        self, encode: Callable[[DatasetState], list[Any]], fill_last: bool = True, merge_limit: int | None = None
+    ) -> list[Shard]:
         """The shards of the next version: untouched ones as they are, the others (and any
         new datasets) as shards to write, with ``key`` None and their records filled in.
 
@@ -493,7 +492,7 @@ class DatasetTable(MutableMapping[str, Record]):
         pending_names: list[str] = []
         pending_recs: list[list[Any]] = []
         shards = self.shards
-        tail = self._merged_tail() if fill_last else len(shards)
+        tail = self._merged_tail(merge_limit) if fill_last else len(shards)
         for i, s in enumerate(shards):
             rewrite = s.key is None or i >= tail or (s.serial in self._touched and self._changed(s, encode))
             if not rewrite:
@@ -513,18 +512,17 @@ class DatasetTable(MutableMapping[str, Record]):
         _emit(out, pending_names, pending_recs)
         return out
 
-    def _merged_tail(self) -> int:
+    def _merged_tail(self, limit: int | None = None) -> int:
         """Where the shards begin that new datasets are written together with: the last
         shards that are not full, while each holds at most ``SHARD_MERGE_RATIO`` times the
         datasets written with it so far (``len(self.shards)`` when none are). Appends then
         rewrite about their own datasets, and the shards at the end are a few of growing
-        size, as a variable's index runs are. With ``merge_limit``, the shards merged hold
+        size, as a variable's index runs are. With ``limit``, the shards merged hold
         fewer than that many datasets in all."""
         size = len(self._added)
         i = len(self.shards)
         if not size:
             return i
-        limit = self.merge_limit
         stored = 0
         while i:
             rows = len(self.shards[i - 1].names)

@@ -268,7 +268,7 @@ class _Run:
     ) -> None:
         self.store = store
         self.rebase = rebase
-        store._datasets.merge_limit = every
+        store._merge_limit = every  # a commit decodes and rewrites less than a batch
         self.plan = plan
         self.skip_errors = skip_errors
         self.report = report
