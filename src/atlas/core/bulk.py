@@ -168,6 +168,17 @@ def fill(
         b0 = b1
 
 
+def evenly_spaced(values: np.ndarray, step: int, start: int | None = None) -> bool:
+    """Whether ``values`` go up by ``step`` from one to the next (from ``start``, when given):
+    consecutive positions, or chunks back to back in a block."""
+    k = len(values)
+    if not k:
+        return True
+    if start is not None and int(values[0]) != start:
+        return False
+    return int(values[-1]) - int(values[0]) == (k - 1) * step and (k == 1 or bool((np.diff(values) == step).all()))
+
+
 def _whole_block_dest(
     within: np.ndarray,
     schemas: np.ndarray,
@@ -189,7 +200,7 @@ def _whole_block_dest(
     st, stop = p.windows[s]
     if any(st) or tuple(stop) != tuple(schema.shape) or k * schema.nbytes != raw_size:
         return None
-    if not (np.diff(positions) == 1).all() or not (within.astype(np.int64) == np.arange(k, dtype=np.int64) * schema.nbytes).all():
+    if not evenly_spaced(positions, 1) or not evenly_spaced(within.astype(np.int64), schema.nbytes, start=0):
         return None
     view = dest(positions, schema)
     if view is None or view.dtype != schema.dtype.numpy or not view.flags.c_contiguous or view.nbytes != raw_size:
@@ -224,9 +235,7 @@ def _gather(
             )
         k, item = len(starts), dtype.itemsize
         fresh = True
-        if k and int(starts[-1]) - int(starts[0]) == (k - 1) * schema.nbytes and (
-            k == 1 or bool((np.diff(starts) == schema.nbytes).all())
-        ) and not int(starts[0]) % item:  # back to back, as a flush writes them: one view
+        if k and evenly_spaced(starts, schema.nbytes) and not int(starts[0]) % item:  # back to back, as a flush writes them: one view
             first = int(starts[0]) // item
             chunks = np.frombuffer(block, dtype, block.nbytes // item)[first : first + k * size]
             # a block decoded for this read alone (not cached) and tiled by these chunks

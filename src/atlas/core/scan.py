@@ -321,7 +321,7 @@ def _stacked_in_bulk(
 
     def put(positions: np.ndarray, schema: Schema, chunks: np.ndarray, fresh: bool) -> None:
         p0 = int(positions[0])
-        if int(positions[-1]) - p0 == len(positions) - 1 and (len(positions) < 2 or bool((np.diff(positions) == 1).all())):
+        if bulk.evenly_spaced(positions, 1):
             out[p0 : p0 + len(positions)] = chunks  # consecutive datasets: one copy
         else:
             out[positions] = chunks
