@@ -208,9 +208,7 @@ def ingest_directory(
             # decoded values sent back by the readers may warn again when they are
             # unpickled here; the readers have recorded their warnings already
             warnings.filterwarnings("ignore", module=r"multiprocessing\.")
-            plan = plan_ingest(store, files, update, retry_failed, report)
-            if progress is not None:
-                progress.start(len(plan.todo), sum(s.size for s in plan.todo))
+            plan = _planned(store, files, update, retry_failed, report, progress)
             use_workers = jobs > 1 and len(plan.todo) >= MIN_FILES_FOR_WORKERS
             readers = Readers(plan.todo, jobs if use_workers else 1, max_inline)
             run = _Run(store, plan, skip_errors, report, checkpoint_files, rebase=update)
@@ -228,6 +226,17 @@ def ingest_directory(
                 cleanup()
     _measure(report, store, t0)
     return report
+
+
+def _planned(
+    store: Atlas, files: list[SourceFile], update: bool, retry_failed: bool, report: IngestReport,
+    progress: IngestProgress | None,
+) -> Plan:
+    """What the ingest does with each file (:func:`.plan.plan_ingest`), its progress started."""
+    plan = plan_ingest(store, files, update, retry_failed, report)
+    if progress is not None:
+        progress.start(len(plan.todo), sum(s.size for s in plan.todo))
+    return plan
 
 
 def _measure(report: IngestReport, store: Atlas, t0: float) -> None:

@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING, Any
 from ...errors import ConflictError, StorageError
 from ...format.ingestlog import Failure
 from .files import SourceFile
-from .plan import Plan, plan_ingest
+from .plan import Plan
 from .provenance import failure
 from .report import IngestError, IngestProgress, IngestReport, WarningRecord, conflict_message
 from .target import prepare_store
@@ -191,7 +191,7 @@ def ingest_on_cluster(
     task_files: int = DEFAULT_TASK_FILES,
 ) -> IngestReport:
     """The ingest of :func:`atlas.dask.ingest` on ``client`` (a ``distributed.Client``)."""
-    from . import DEFAULT_CHUNK_SIZE, _check_arguments, _measure, _source_files
+    from . import DEFAULT_CHUNK_SIZE, _check_arguments, _measure, _planned, _source_files
 
     t0 = time.perf_counter()
     paths = [sources] if isinstance(sources, (str, os.PathLike)) else list(sources)
@@ -210,9 +210,7 @@ def ingest_on_cluster(
     run: _Run | None = None
     finished = False
     try:
-        plan = plan_ingest(store, files, update, retry_failed, report)
-        if progress is not None:
-            progress.start(len(plan.todo), sum(s.size for s in plan.todo))
+        plan = _planned(store, files, update, retry_failed, report, progress)
         run = _Run(store, plan, report, progress, skip_errors, every_files, every_seconds)
         submit = _submitter(client, location, options, plan, chunk_size, max_inline, skip_errors)
         _drive(client, task_groups(plan.todo, task_files, TASK_BYTES), submit, run)
