@@ -598,7 +598,10 @@ class _LostAnswer(WrappedStorage):
         return self.inner.get_range(key, start, length)
 
 
-def test_a_rebased_commit_whose_outcome_is_unknown_is_settled_by_the_next_flush(monkeypatch: pytest.MonkeyPatch) -> None:
+def _lost_answers(monkeypatch: pytest.MonkeyPatch) -> tuple[MemoryStorage, _LostAnswer, atlas.Atlas, atlas.Atlas]:
+    """A store at version 1 (d0); writer A committed "a" as version 2 after writer B, whose
+    storage can lose the answer to a commit, read version 1. B's next rebased commit loses
+    its answer (the storage is armed for it); ``flaky.armed = False`` ends that."""
     monkeypatch.setattr(commit, "READ_BACK_PAUSES", (0.0,))
     inner = MemoryStorage()
     base = atlas.Atlas.create(inner)
@@ -607,7 +610,6 @@ def test_a_rebased_commit_whose_outcome_is_unknown_is_settled_by_the_next_flush(
     flaky = _LostAnswer(inner)
     a, b = atlas.Atlas.open(inner), atlas.Atlas.open(flaky)
     add_dataset(a, "a")
-    view = b.create_dataset("b")
     a.flush()
     real = commit.try_commit
 
@@ -616,6 +618,13 @@ def test_a_rebased_commit_whose_outcome_is_unknown_is_settled_by_the_next_flush(
         return real(store, *args)
 
     monkeypatch.setattr(commit, "try_commit", arm_then_commit)
+    return inner, flaky, a, b
+
+
+def test_a_rebased_commit_whose_outcome_is_unknown_is_settled_by_the_next_flush(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = commit.try_commit
+    inner, flaky, _, b = _lost_answers(monkeypatch)
+    view = b.create_dataset("b")
     with pytest.raises(atlas.CommitOutcomeUnknownError):
         b.flush(rebase=True)
     with pytest.raises(atlas.ConflictError, match="settle"):
@@ -635,23 +644,9 @@ def versions_of(storage: Storage) -> list[int]:
 
 
 def test_a_rebased_commit_whose_number_went_to_another_writer_is_rebased_again(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(commit, "READ_BACK_PAUSES", (0.0,))
-    inner = MemoryStorage()
-    base = atlas.Atlas.create(inner)
-    add_dataset(base, "d0")
-    base.flush()
-    flaky = _LostAnswer(inner)
-    a, b = atlas.Atlas.open(inner), atlas.Atlas.open(flaky)
-    add_dataset(a, "a")
-    add_dataset(b, "b")
-    a.flush()
     real = commit.try_commit
-
-    def arm_then_commit(store: Any, *args: Any) -> bool:
-        flaky.armed = store is not b
-        return real(store, *args)
-
-    monkeypatch.setattr(commit, "try_commit", arm_then_commit)
+    inner, flaky, _, b = _lost_answers(monkeypatch)
+    add_dataset(b, "b")
     with pytest.raises(atlas.CommitOutcomeUnknownError):
         b.flush(rebase=True)
     flaky.armed = False
