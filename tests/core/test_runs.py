@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 from store_helpers import add_dataset
 
 import atlas
@@ -51,3 +52,24 @@ def test_appends_write_new_index_runs_and_reads_merge_them(tmp_path: Path) -> No
     assert len(fresh._variables["x"].runs) == 1
     assert len(fresh._index(fresh._variables["x"])) == 5_000 + 29  # the deleted array's row is gone
     assert fresh.verify() == []
+
+
+def test_runs_in_order_are_decoded_side_by_side_into_one_table(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Appends leave runs in order: a fresh handle decodes them each into its part of one
+    table, and merges nothing."""
+    from atlas.core import model
+
+    store = atlas.Atlas.create(tmp_path / "s")
+    for i in range(6):
+        add_dataset(store, f"a{i}", value=float(i))
+        store.flush()
+    assert len(store._variables["x"].runs) > 1
+    fresh = atlas.Atlas.open(tmp_path / "s")
+
+    def no_merge(*args: object, **kwargs: object) -> None:
+        raise AssertionError("runs merged")
+
+    monkeypatch.setattr(model, "merge_rows", no_merge)
+    rows = fresh._index(fresh._variables["x"]).rows
+    assert len(rows) == 6 and rows["aid"].tolist() == sorted(rows["aid"].tolist())
+    assert [v[0] for v in fresh.read_array_across("x", [f"a{i}" for i in range(6)])] == [float(i) for i in range(6)]
