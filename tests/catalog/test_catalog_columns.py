@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from atlas.catalog.columns import Column, merge_columns, relocated, typed_column
+from atlas.catalog.columns import Column, merge_columns, relocated, scatter, typed_column
 from atlas.dtypes import encode_float
 from atlas.errors import CorruptionError
 
@@ -55,3 +55,13 @@ def test_merging_and_relocating_columns() -> None:
     assert merge_columns(a, Column("string", np.array(["", "x", ""], dtype=object), b.mask)) is None
     moved = relocated(merged, np.array([2, -1, 0], dtype=np.intp), 4)
     assert moved.values[2] == 1 and moved.mask.tolist() == [True, True, False, True]
+
+
+def test_a_column_every_row_fills_takes_its_values_as_they_are() -> None:
+    values = np.array([3, 1, 2], dtype=np.int64)
+    out, mask = scatter(3, np.arange(3), values, 0, np.int64)
+    assert out is values and not mask.any()  # nothing filled, then overwritten
+    out, mask = scatter(4, np.array([0, 2, 3]), values, -1, np.int64)
+    assert out.tolist() == [3, -1, 1, 2] and mask.tolist() == [False, True, False, False]
+    out, mask = scatter(3, np.array([0, 2, 1]), values, 0, np.int64)  # not in order: placed
+    assert out.tolist() == [3, 2, 1] and not mask.any()
