@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..dtypes import DTYPES
-from .cf import _CODING_ATTRS, RECORD_ATTR, _plain, _same, _text_encoding, unpack
+from .cf import _CODING_ATTRS, RECORD_ATTR, _text_encoding
+from .cf_values import plain_value, same_value, unpack
 from .conventions import decode_attribute, is_default_fill, json_attribute, sort_attributes
 
 if TYPE_CHECKING:
@@ -44,7 +45,7 @@ def _merged_attrs(
             out[key] = value
         elif key in current:
             now = current[key]
-            out[key] = value if _same(_plain(value), now) else now
+            out[key] = value if same_value(plain_value(value), now) else now
     for key, value in current.items():
         if key not in out and key not in users:
             out[key] = value
