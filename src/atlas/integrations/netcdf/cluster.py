@@ -357,35 +357,26 @@ def _result(fut: Any, group: list[SourceFile]) -> GroupResult:
     return result
 
 
+@dataclass(eq=False)
 class _Run:
     """The client's side: applying the tasks' changes, the report, progress and commits."""
 
-    def __init__(
-        self,
-        store: Store,
-        plan: Plan,
-        report: IngestReport,
-        progress: IngestProgress | None,
-        skip_errors: bool,
-        every_files: int,
-        every_seconds: float,
-    ) -> None:
-        self.store = store
-        self.plan = plan
-        self.report = report
-        self.progress = progress
-        self.skip_errors = skip_errors
-        self.every_files = every_files
-        self.every_seconds = every_seconds
-        self.failed: list[Failure] = []
-        self.commits = 0
-        self.since_commit = 0
-        self.last_commit = time.monotonic()
-        self.worker_seconds = 0.0  # the tasks' time on the workers, and their CPU time
-        self.worker_cpu_seconds = 0.0
-        self.apply_seconds = 0.0  # the client's time applying changes, and committing
-        self.apply_cpu_seconds = 0.0
-        self.commit_seconds = 0.0
+    store: Store
+    plan: Plan
+    report: IngestReport
+    progress: IngestProgress | None
+    skip_errors: bool
+    every_files: int
+    every_seconds: float
+    failed: list[Failure] = field(default_factory=list)
+    commits: int = 0
+    since_commit: int = 0
+    last_commit: float = field(default_factory=time.monotonic)
+    worker_seconds: float = 0.0  # the tasks' time on the workers, and their CPU time
+    worker_cpu_seconds: float = 0.0
+    apply_seconds: float = 0.0  # the client's time applying changes, and committing
+    apply_cpu_seconds: float = 0.0
+    commit_seconds: float = 0.0
 
     def apply(self, group: list[SourceFile], result: GroupResult) -> None:
         """Take one task's result: its files into the report, its changes into the handle."""
