@@ -57,8 +57,6 @@ class Store(StoreModel):
     Mutations are buffered in memory and persisted atomically by :meth:`flush`.
     """
 
-    _read_only_why: str | None = None  # why a read-only handle is (errors say it)
-
     # ------------------------------------------------------------------ construction
 
     def __init__(self, _storage: Storage, _config: dict[str, Any], _version: int | None, _read_only: bool) -> None:
@@ -408,7 +406,7 @@ class Store(StoreModel):
     def __reduce__(self) -> tuple[Any, ...]:
         if self._changed:
             raise RuntimeError("flush() before pickling an Atlas handle: buffered changes cannot be sent")
-        if self._read_only and getattr(self, "_read_only_why", None) == _MODE_R:
+        if self._read_only and self._read_only_why == _MODE_R:
             return (_reopen_read_only, (type(self), self._storage, self._version))
         return (type(self).open, (self._storage, self._version if self._read_only else None))
 

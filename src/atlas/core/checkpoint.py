@@ -70,7 +70,7 @@ def abandon(store: StoreModel) -> None:
     for v in store._variables.values():
         v.pending_segments = []
     store._read_only = True
-    store._read_only_why = "its changes were abandoned"  # type: ignore[attr-defined]
+    store._read_only_why = "its changes were abandoned"
     try:
         store._storage.delete_many(keys)
     except Exception:

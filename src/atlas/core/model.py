@@ -65,6 +65,7 @@ class StoreModel:
     _meta_format: str
     _meta_compression: str
     _read_only: bool
+    _read_only_why: str | None = None  # why a read-only handle is (errors say it)
     _cache: BlockCache
     _lock: threading.RLock
     buffer_bytes: int
@@ -153,7 +154,7 @@ class StoreModel:
     def _read_only_reason(self) -> str:
         if getattr(self._storage, "read_only", False):
             return "read-only storage"
-        return getattr(self, "_read_only_why", None) or "an old version"  # set by Store.open
+        return self._read_only_why or "an old version"  # set by Store.open
 
     def _check_writable(self) -> None:
         if self._read_only:
