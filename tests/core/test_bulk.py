@@ -170,3 +170,29 @@ def test_blocks_of_whole_chunks_decode_straight_into_a_stacked_result(
     assert got.dtype == np.dtype(dtype) and np.array_equal(got, want)
     got[:] = 0
     assert np.array_equal(fresh.read_array_across_stacked("t", names), want)
+
+
+def test_scans_and_reads_of_a_fresh_handle_never_put_the_index_rows_together(tmp_path: Path) -> None:
+    """A fresh handle holds a variable's index by field: scans, one dataset's read and an
+    append never build its whole rows (a million of them would cost more than the scan)."""
+    s = atlas.Atlas.create(tmp_path / "s")
+    for flush in range(3):  # three runs, in order
+        for i in range(10):
+            ds = s.create_dataset(f"d{flush}{i}")
+            ds.define_array("t", "float32", ["z"], [4])
+            ds.write_array("t", [0], np.full(4, flush * 10 + i, dtype=np.float32))
+        s.flush()
+    fresh = atlas.Atlas.open(tmp_path / "s")
+    names = fresh.list_datasets()
+    assert fresh.read_array_across_stacked("t", names)[:, 0].tolist() == list(range(30))
+    assert [a[1] for a in fresh.read_array_across("t", names[::-1])] == list(range(29, -1, -1))
+    assert fresh.open_dataset("d15").read_array("t").tolist() == [15.0] * 4
+    idx = fresh._variables["t"].index
+    assert idx is not None and idx._rows is None
+    ds = fresh.create_dataset("late")
+    ds.define_array("t", "float32", ["z"], [4])
+    ds.write_array("t", [0], np.ones(4, dtype=np.float32))
+    fresh.flush()
+    after = fresh._variables["t"].index
+    assert after is not None and after._rows is None and len(after) == 31
+    assert fresh.read_array_across_stacked("t", [*names, "late"])[-1].tolist() == [1.0] * 4

@@ -1,5 +1,5 @@
 """The chunk index: rows sorted by (aid, chunk), merged with the newest winning, looked up in
-bulk, and serialised behind a checked header."""
+bulk, held by field or as whole rows, and serialised behind a checked header."""
 
 from __future__ import annotations
 
@@ -112,8 +112,18 @@ def test_merge_rows_keeps_the_last_part_of_a_repeated_chunk_and_drops_dead_array
     assert len(merge_rows([old], live_aids=np.array([9], dtype=np.uint64))) == 0
 
 
-def test_lookups_by_array_and_chunk() -> None:
-    idx = ChunkIndex(_rows([(1, 0), (1, 2), (1, 5), (4, 0), (9, 7)]))
+def _held(rows: np.ndarray, form: str) -> ChunkIndex:
+    """An index of ``rows`` held as whole rows, or by field (as a version-4 file decodes)."""
+    if form == "rows":
+        return ChunkIndex(rows)
+    idx = ChunkIndex.from_bytes(ChunkIndex(rows).to_bytes(), "idx")
+    assert idx._rows is None  # held by field until whole rows are asked for
+    return idx
+
+
+@pytest.mark.parametrize("form", ["rows", "fields"])
+def test_lookups_by_array_and_chunk(form: str) -> None:
+    idx = _held(_rows([(1, 0), (1, 2), (1, 5), (4, 0), (9, 7)]), form)
     assert idx.span(1) == (0, 3) and idx.span(4) == (3, 4) and idx.span(3) == (3, 3)
     assert [idx.find(1, c) for c in (0, 1, 2, 5, 6)] == [0, -1, 1, 2, -1]
     assert idx.find(9, 7) == 4 and idx.find(9, 0) == -1 and idx.find(2, 0) == -1
@@ -125,15 +135,41 @@ def test_lookups_by_array_and_chunk() -> None:
     assert (seg, offset, length, raw, codec, filter_id, within, nbytes) == (0, 10, 10, 40, 1, 1, 0, 40)
 
 
-def test_blocks_after_walks_blocks_in_storage_order() -> None:
+@pytest.mark.parametrize("form", ["rows", "fields"])
+def test_blocks_after_walks_blocks_in_storage_order(form: str) -> None:
     rows = _rows([(1, 0), (2, 0), (3, 0), (4, 0)])
     rows["seg"] = [0, 0, 1, 1]
     rows["offset"] = [8, 8, 8, 500]  # the first two chunks share a block
-    idx = ChunkIndex(rows)
+    idx = _held(rows, form)
     after = idx.blocks_after(0, 8, 5)
     assert [(s, o) for s, o, *_ in after] == [(1, 8), (1, 500)]
     assert [(s, o) for s, o, *_ in idx.blocks_after(1, 8, 1)] == [(1, 500)]
     assert idx.blocks_after(1, 500, 3) == []
+
+
+def test_an_index_held_by_field_gives_whole_rows_only_where_asked() -> None:
+    rows = _rows([(1, 0), (1, 2), (4, 0), (9, 7)])
+    rows["vmax"] = [5, -3, 2**62, 0]
+    idx = _held(rows, "fields")
+    assert idx.column("offset").tolist() == rows["offset"].tolist() and idx.column("aid").flags.c_contiguous
+    assert idx.take(np.array([3, 1])).tobytes() == rows[[3, 1]].tobytes()
+    assert idx.take(slice(1, 3)).tobytes() == rows[1:3].tobytes()
+    assert idx.row(2).tobytes() == rows[2].tobytes()
+    assert idx._rows is None  # none of that put every row together
+    assert idx.rows.tobytes() == rows.tobytes()
+
+
+@pytest.mark.parametrize("form", ["rows", "fields"])
+def test_appended_rows_join_an_index_and_the_newest_wins(form: str) -> None:
+    old = _rows([(1, 0), (1, 1), (2, 0)], tag=1)
+    after = _held(old, form).appended(_rows([(3, 0), (5, 2)], tag=2))  # all after: joined field by field
+    assert (after._rows is None) == (form == "fields")
+    assert after.rows.tobytes() == merge_rows([old, _rows([(3, 0), (5, 2)], tag=2)]).tobytes()
+    mixed = _held(old, form).appended(_rows([(1, 1), (4, 0)], tag=2))  # rewrites a chunk: merged
+    assert list(zip(mixed.column("aid").tolist(), (mixed.column("offset") // 1000).tolist(), strict=True)) == [
+        (1, 1), (1, 2), (2, 1), (4, 2)
+    ]
+    assert mixed.find(4, 0) == 3 and _held(old, form).appended(empty_rows()).rows.tobytes() == old.tobytes()
 
 
 def test_validate_refuses_rows_outside_their_segment_or_block() -> None:

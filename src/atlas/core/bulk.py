@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import CorruptionError
+from ..executors import io_pool
+from ..format.chunkindex import BLOCK_FIELDS, block_keys
 from . import read
 from .indexing import window_slices
 from .reader import BlockKey, fetch_blocks
@@ -51,10 +53,12 @@ def plan(
     var = store._variables.get(array)
     if var is None or len(var.pending) or len(names) < MIN_DATASETS:
         return None
-    pos_list, ids, schema_numbers, others = store._datasets.array_locations(list(names), array)
-    if len(pos_list) < MIN_DATASETS:
+    # the shards' columns are read while the variable's chunk index is loaded
+    locating = io_pool().submit(store._datasets.array_locations, list(names), array)
+    idx = store._index(var)
+    positions, ids, schema_numbers, others = locating.result()
+    if len(positions) < MIN_DATASETS:
         return None
-    positions = np.asarray(pos_list, dtype=np.int64)
     held = ids != 0
     absent = positions[~held]
     positions, ids, schema_numbers = positions[held], ids[held], schema_numbers[held]
@@ -73,7 +77,7 @@ def plan(
     if slow.any():
         others = sorted(others + positions[slow].tolist())
         positions, ids, schema_numbers = positions[~slow], ids[~slow], schema_numbers[~slow]
-    rows = store._index(var).first_chunk_rows(ids)
+    rows = idx.first_chunk_rows(ids)
     return Plan(positions, schema_numbers, rows, windows, others, absent)
 
 
@@ -102,31 +106,27 @@ def fill(
     found = np.flatnonzero(~missing)
     if not len(found):
         return
-    r = idx.rows[p.rows[found]]
+    at = p.rows[found]
+    column = idx.column
+    within, nbytes = column("within")[at], column("nbytes")[at]
     schemas = p.schemas[found]
     nbytes_of = np.zeros(len(table), dtype=np.int64)
     for s in _distinct(schemas):
         nbytes_of[s] = table[s].nbytes
-    bad = np.flatnonzero(r["nbytes"].astype(np.int64) != nbytes_of[schemas])
+    bad = np.flatnonzero(nbytes.astype(np.int64) != nbytes_of[schemas])
     if len(bad):
         name = names[int(p.positions[found[bad[0]]])]
         raise CorruptionError(
-            f"dataset {name!r}, array {array!r}: chunk does not fit its block: {int(r['nbytes'][bad[0]])} "
+            f"dataset {name!r}, array {array!r}: chunk does not fit its block: {int(nbytes[bad[0]])} "
             f"bytes, not the {int(nbytes_of[schemas[bad[0]]])} its schema holds"
         )
-    block_of = (r["seg"].astype(np.int64) << 40) | r["offset"].astype(np.int64)
-    keys, first, inverse = np.unique(block_of, return_index=True, return_inverse=True)
-    order = np.argsort(inverse, kind="stable")
-    bounds = np.searchsorted(inverse[order], np.arange(len(keys) + 1))
+    first, order, bounds = _by_block(block_keys(column("seg")[at], column("offset")[at]))
     seg_keys = [k for k, _ in var.all_segments()]
-    heads = r[first]
+    heads = {f: column(f)[at[first]] for f in BLOCK_FIELDS}
     wanted: dict[BlockKey, tuple[int, int, int, int, int]] = {}
-    for seg, off, length, raw, crc, codec, filt in zip(
-        heads["seg"].tolist(), heads["offset"].tolist(), heads["length"].tolist(), heads["raw_size"].tolist(),
-        heads["crc"].tolist(), heads["codec"].tolist(), heads["filter"].tolist(), strict=True,
-    ):
+    for seg, off, length, raw, crc, codec, filt in zip(*(heads[f].tolist() for f in BLOCK_FIELDS), strict=True):
         wanted[(seg_keys[seg], off)] = (length, raw, crc, codec, filt)
-    block_keys = list(wanted)
+    wanted_keys = list(wanted)
     total = int(heads["raw_size"].astype(np.int64).sum())
     stored = int(heads["length"].astype(np.int64).sum())
     needed = 0  # what the caller keeps: the windows' share of the chunks
@@ -141,19 +141,19 @@ def fill(
     )
     raw_sizes = heads["raw_size"].tolist()
     b0 = 0
-    while b0 < len(block_keys):
+    while b0 < len(wanted_keys):
         b1, acc = b0, 0
-        while b1 < len(block_keys) and (b1 == b0 or acc + raw_sizes[b1] <= limit):
+        while b1 < len(wanted_keys) and (b1 == b0 or acc + raw_sizes[b1] <= limit):
             acc += raw_sizes[b1]
             b1 += 1
-        batch = {k: wanted[k] for k in block_keys[b0:b1]}
+        batch = {k: wanted[k] for k in wanted_keys[b0:b1]}
         into: dict[BlockKey, np.ndarray] = {}
         if dest is not None and mode != "decoded":  # the decoded cache must not hold the caller's array
             for b in range(b0, b1):
                 items = order[bounds[b] : bounds[b + 1]]
-                view = _whole_block_dest(r["within"][items], schemas[items], p.positions[found[items]], raw_sizes[b], p, table, dest)
+                view = _whole_block_dest(within[items], schemas[items], p.positions[found[items]], raw_sizes[b], p, table, dest)
                 if view is not None:
-                    into[block_keys[b]] = view
+                    into[wanted_keys[b]] = view
         try:
             blocks = fetch_blocks(
                 store._storage.get_many_ranges, store._cache, batch, read.describe_block(store, var), mode, into
@@ -161,11 +161,25 @@ def fill(
         except FileNotFoundError as e:
             raise store._missing_error(f"a segment of variable {var.name!r} is missing: {e}") from None
         for b in range(b0, b1):
-            if block_keys[b] in into:
+            if wanted_keys[b] in into:
                 continue  # decoded in place
             items = order[bounds[b] : bounds[b + 1]]  # into found
-            _gather(blocks[block_keys[b]], r["within"][items], schemas[items], found[items], p, table, put, names, array)
+            _gather(blocks[wanted_keys[b]], within[items], schemas[items], found[items], p, table, put, names, array)
         b0 = b1
+
+
+def _by_block(block_of: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Chunks grouped by the block holding them (``block_of``: one key per chunk), blocks in
+    storage order: (the first chunk of each block, the chunks in block order, where each
+    block's chunks start and end in that order). Chunks already in storage order, as a
+    scan of datasets in the order they were written finds them, need no sort."""
+    n = len(block_of)
+    if n < 2 or bool((block_of[1:] >= block_of[:-1]).all()):
+        starts = np.flatnonzero(np.concatenate([[True], block_of[1:] != block_of[:-1]]))
+        return starts, np.arange(n), np.append(starts, n)
+    keys, first, inverse = np.unique(block_of, return_index=True, return_inverse=True)
+    order = np.argsort(inverse, kind="stable")
+    return first, order, np.searchsorted(inverse[order], np.arange(len(keys) + 1))
 
 
 def evenly_spaced(values: np.ndarray, step: int, start: int | None = None) -> bool:

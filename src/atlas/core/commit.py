@@ -482,7 +482,7 @@ def stats_index(store: StoreModel, var: Variable, arrs: list[ArrayState], update
         return upd.fresh
     if upd.after is not None:
         return upd.after
-    return ChunkIndex(merge_rows([store._index(var).rows, upd.fresh.rows]))
+    return store._index(var).appended(upd.fresh.rows)
 
 
 def fresh_stats(
@@ -510,9 +510,10 @@ def fresh_stats(
     for (vname, dname), arrs in groups.items():
         idx = stats_index(store, store._variables[vname], arrs, updates)
         aids = np.fromiter((a.aid for a in arrs), dtype=np.uint64, count=len(arrs))
-        lo = idx._aid.searchsorted(aids, "left")
-        hi = idx._aid.searchsorted(aids, "right")
-        folded = fold_many(DTYPES[dname], [a.schema.size for a in arrs], lo, hi, idx.rows)
+        ids = idx.column("aid")
+        lo = ids.searchsorted(aids, "left")
+        hi = ids.searchsorted(aids, "right")
+        folded = fold_many(DTYPES[dname], [a.schema.size for a in arrs], lo, hi, idx.take)
         for a, st in zip(arrs, folded, strict=True):
             out[a.aid] = st
     return out
@@ -524,7 +525,7 @@ def array_stats_from(store: StoreModel, arr: ArrayState, var: Variable, idx: Chu
     schema = arr.schema
     row_count = math.prod(schema.shape)
     lo, hi = idx.span(arr.aid)
-    r = idx.rows[lo:hi]
+    r = idx.take(slice(lo, hi))
     if schema.dtype.is_string:
         values = []
         if len(r):

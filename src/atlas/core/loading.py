@@ -14,6 +14,7 @@ from ..errors import (
     CorruptionError,
     StoreNotFoundError,
 )
+from ..executors import cpu_pool
 from ..format import manifest as mf
 from ..format import shard as shard_format
 from . import history
@@ -427,12 +428,16 @@ def columns_loader(store: StoreModel, where: str) -> Callable[[list[Shard]], Non
             )
         except FileNotFoundError as e:
             raise missing(f"a shard of manifest {where} is missing: {e}") from None
-        for s, (part,) in zip(stored, parts, strict=True):
+        def decode(job: tuple[Shard, list[Any]]) -> None:
+            s, (part,) = job
             assert s.head is not None
             at = f"{storage.location}/{s.key}"
             columns = shard_format.decode_columns(s.head, part, s.head.columns_at[0], comp, at)
             check_columns(columns, len(store._schemas), store._next_id, f"shard {at}")
             s.columns = columns
+
+        jobs = list(zip(stored, parts, strict=True))
+        list(cpu_pool().map(decode, jobs) if len(jobs) > 2 else map(decode, jobs))  # zstd lets go of the GIL
 
     return load_columns
 

@@ -21,9 +21,9 @@ from ..errors import ConflictError, CorruptionError, ReadOnlyError
 from ..executors import cpu_pool
 from ..format import manifest as mf
 from ..format.chunkindex import (
-    INDEX_DTYPE,
     ChunkIndex,
-    empty_rows,
+    columns_part,
+    empty_columns,
     in_order,
     index_check,
     merge_rows,
@@ -206,26 +206,59 @@ class StoreModel:
 
     def _load_index(self, var: Variable) -> ChunkIndex:
         if var.index is None:
-            parts = self._run_rows(var, var.runs, side_by_side=True)
-            if len(parts) > 1 and parts[0].base is not None and parts[0].base is parts[-1].base and in_order(parts):
-                var.index = ChunkIndex(parts[0].base)  # decoded side by side, in order: already one table
-            else:
-                var.index = ChunkIndex(merge_rows(parts) if len(parts) > 1 else parts[0] if parts else empty_rows())
+            var.index = self._decoded_index(var)
         return var.index
 
-    def _run_rows(self, var: Variable, runs: list[IndexRun], side_by_side: bool = False) -> list[np.ndarray]:
+    def _decoded_index(self, var: Variable) -> ChunkIndex:
+        """A variable's committed index, its runs fetched together. Runs whose sizes the
+        manifest records are decoded in parallel, each into its own part of one table held
+        by field; runs in order (appends) are then that table as it is, others are merged."""
+        runs = var.runs
+        found = self._fetched_runs(var, runs)
+        sizes = [size for _, size in var.segments]
+        limit = self._index_row_limit()
+        counts = [r.rows for r in runs]
+        if not runs:
+            return ChunkIndex()
+        if len(runs) == 1:
+            return self._decoded_run(runs[0], *found[0], sizes, limit)
+        if min(counts) < 0:  # sizes unknown (an older manifest): decoded one by one, merged
+            return ChunkIndex(merge_rows([self._decoded_run(r, *f, sizes, limit).rows for r, f in zip(runs, found, strict=True)]))
+        table = empty_columns(sum(counts))
+        starts = np.cumsum([0, *counts]).tolist()
+        into = [columns_part(table, a, b) for a, b in itertools.pairwise(starts)]
+
+        def decode(i: int) -> ChunkIndex:
+            return ChunkIndex.from_bytes(found[i][0], found[i][1], sizes, limit, into[i])
+
+        decoded = list(cpu_pool().map(decode, range(len(runs))))
+        if in_order(into):
+            return ChunkIndex(columns=table)
+        return ChunkIndex(merge_rows([d.rows for d in decoded]))
+
+    def _run_rows(self, var: Variable, runs: list[IndexRun]) -> list[np.ndarray]:
         """The rows of some runs of a variable's committed index (fetched together), each
-        checked against what the manifest recorded of it. With ``side_by_side``, runs whose
-        sizes the manifest records are decoded in parallel, each into its own part of one
-        table (which is the parts' ``base``: nothing to copy to join them)."""
+        checked against what the manifest recorded of it."""
+        found = self._fetched_runs(var, runs)
+        sizes = [size for _, size in var.segments]
+        limit = self._index_row_limit()
+        return [self._decoded_run(r, data, where, sizes, limit).rows for r, (data, where) in zip(runs, found, strict=True)]
+
+    def _decoded_run(self, r: IndexRun, data: Any, where: str, sizes: list[int], limit: Callable[[int], int]) -> ChunkIndex:
+        idx = ChunkIndex.from_bytes(data, where, sizes, limit)
+        if r.rows >= 0 and len(idx) != r.rows:
+            raise CorruptionError(f"chunk index {where} holds {len(idx)} rows; version {self._version} recorded {r.rows}")
+        return idx
+
+    def _fetched_runs(self, var: Variable, runs: list[IndexRun]) -> list[tuple[Any, str]]:
+        """The bytes of some runs of a variable's committed index (fetched together) and
+        where each is, each checked against the length and checksum the manifest recorded."""
         ranged = [r for r in runs if r.length >= 0]
         try:
             fetched = iter(self._storage.get_many_ranges([(r.key, [r.offset], [r.length]) for r in ranged]))
         except FileNotFoundError as e:
             where = f"{self._storage.location} (variable {var.name!r})"
             raise self._missing_error(f"a chunk index file of {where} is missing: {e}") from None
-        sizes = [size for _, size in var.segments]
-        limit = self._index_row_limit()
         found: list[tuple[Any, str]] = []
         for r in runs:
             where = f"{self._storage.location}/{r.key}" + (f" at {r.offset}" if r.offset else "") + f" (variable {var.name!r})"
@@ -239,24 +272,7 @@ class StoreModel:
                     f"(length and checksum {index_check(data)} instead of {(r.length, r.crc)}): it was replaced"
                 )
             found.append((data, where))
-        counts = [r.rows for r in runs]
-        if side_by_side and len(runs) > 1 and min(counts) >= 0:
-            table = np.empty(sum(counts), dtype=INDEX_DTYPE)
-            starts = np.cumsum([0, *counts]).tolist()
-            parts = [table[a:b] for a, b in itertools.pairwise(starts)]
-
-            def decode(i: int) -> None:
-                ChunkIndex.from_bytes(found[i][0], found[i][1], sizes, limit, parts[i])
-
-            list(cpu_pool().map(decode, range(len(runs))))
-            return parts
-        out = []
-        for r, (data, where) in zip(runs, found, strict=True):
-            rows = ChunkIndex.from_bytes(data, where, sizes, limit).rows
-            if r.rows >= 0 and len(rows) != r.rows:
-                raise CorruptionError(f"chunk index {where} holds {len(rows)} rows; version {self._version} recorded {r.rows}")
-            out.append(rows)
-        return out
+        return found
 
     def _index_row_limit(self) -> Callable[[int], int]:
         """The most rows a run of a committed index can hold: one per chunk of every array
@@ -426,7 +442,7 @@ class StoreModel:
             out[i] = arr if arr is not None else self._peek(name, entries, array)
 
     def _column_states(
-        self, names: list[Any], array: str, pos: list[int], ids: np.ndarray, schemas: np.ndarray,
+        self, names: list[Any], array: str, pos: np.ndarray, ids: np.ndarray, schemas: np.ndarray,
         out: list[ArrayState | None],
     ) -> None:
         """Array states of untouched stored datasets from their column entries (kept and
@@ -435,7 +451,7 @@ class StoreModel:
         table = self._schemas
         if array not in self._variables and (ids != 0).any():
             raise CorruptionError(f"{self._where}: array {array!r} has no entry in the variable table")
-        for i, aid, sidx in zip(pos, ids.tolist(), schemas.tolist(), strict=True):
+        for i, aid, sidx in zip(pos.tolist(), ids.tolist(), schemas.tolist(), strict=True):
             if not aid:
                 continue
             name = names[i]

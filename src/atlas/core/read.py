@@ -40,10 +40,10 @@ def locate(store: StoreModel, arr: ArrayState, cids: list[int]) -> list[tuple[Va
     for cid in cids:
         j = var.pending.find(arr.aid, cid) if len(var.pending) else -1
         if j >= 0:
-            out.append((var, var.pending.rows[j]))
+            out.append((var, var.pending.row(j)))
             continue
         j = committed.find(arr.aid, cid)
-        out.append((var, committed.rows[j]) if j >= 0 else None)
+        out.append((var, committed.row(j)) if j >= 0 else None)
     return out
 
 

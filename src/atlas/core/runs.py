@@ -88,7 +88,7 @@ def merged_indexes(
         if rewrite is not None and var.name in rewrite:
             after: ChunkIndex | None = rewrite[var.name][0]
         else:
-            after = None if var.index is None else ChunkIndex(merge_rows([var.index.rows, rows]))
+            after = None if var.index is None else var.index.appended(rows)
         updates[var.name] = IndexUpdate(runs, segs, ChunkIndex(rows), after)
     if blobs:
         puts.put(key, b"".join(blobs))

@@ -420,9 +420,9 @@ def scan_jobs(store: StoreModel, array: str, jobs: list[tuple[ArrayState, tuple[
     rows = empty_rows(len(sel))
     p_sel = use_p[sel]
     if p_sel.any():
-        rows[p_sel] = var.pending.rows[found_p[sel][p_sel]]
+        rows[p_sel] = var.pending.take(found_p[sel][p_sel])
     if (~p_sel).any():
-        rows[~p_sel] = committed.rows[found_c[sel][~p_sel]]
+        rows[~p_sel] = committed.take(found_c[sel][~p_sel])
     metas = [pend_meta[k] for k in sel.tolist()]  # chunk sizes checked before blocks are fetched
     bad = bad_chunk_sizes(
         rows["nbytes"],

@@ -277,7 +277,7 @@ class DatasetTable(MutableMapping[str, Record]):
 
     # ------------------------------------------------------------------ columns
 
-    def array_locations(self, names: list[Any], array: str) -> tuple[list[int], np.ndarray, np.ndarray, list[int]]:
+    def array_locations(self, names: list[Any], array: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[int]]:
         """Where ``array`` is in each of ``names`` that is a stored dataset this handle has
         not touched, read from the shards' columns without decoding any record: (positions
         in ``names``, array ids (0: the dataset has no such array), schema positions). Then
@@ -286,7 +286,7 @@ class DatasetTable(MutableMapping[str, Record]):
         touched = bool(self._states or self._added or self._deleted)
         if not touched and len(names) == self._rows and names == self.names():  # every dataset, in order
             ids, schemas = self._dense_column(array)
-            return list(range(self._rows)), ids, schemas, []
+            return np.arange(self._rows, dtype=np.int64), ids, schemas, []
         place = self._places()
         states, added, deleted = self._states, self._added, self._deleted
         pos: list[int] = []
@@ -301,11 +301,11 @@ class DatasetTable(MutableMapping[str, Record]):
                 pos.append(i)
                 codes.append(code)
         if not codes:
-            return pos, np.zeros(0, np.uint64), np.zeros(0, np.int64), other
+            return np.zeros(0, np.int64), np.zeros(0, np.uint64), np.zeros(0, np.int64), other
         ids, schemas = self._dense_column(array)
         at = np.array(codes, dtype=np.int64)
         rows = self._serial_base()[at >> ROW_BITS] + (at & ((1 << ROW_BITS) - 1))
-        return pos, ids[rows], schemas[rows], other
+        return np.array(pos, dtype=np.int64), ids[rows], schemas[rows], other
 
     def _serial_base(self) -> np.ndarray:
         top = max((s.serial for s in self.shards), default=0)

@@ -1,7 +1,9 @@
 """The per-variable chunk index: where every stored chunk of a variable lives.
 
-One row per stored chunk, kept as a numpy structured array sorted by
-``(aid, chunk)`` so that lookups and merges are vectorised. A row names the
+One row per stored chunk, sorted by ``(aid, chunk)`` so that lookups and merges are
+vectorised. In memory an index is held by field (one contiguous numpy array per field,
+as version-4 files store it), and as whole rows (a structured array) only where a caller
+asks for them: a scan across a million datasets reads a few fields. A row names the
 block that holds the chunk (segment number, byte offset and length of the
 compressed block, its raw size, codec, shuffle element size and CRC-32C), where
 the chunk sits inside the decompressed block, and the chunk's statistics.
@@ -11,7 +13,7 @@ from __future__ import annotations
 
 import secrets
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -56,6 +58,8 @@ COLUMNAR_VERSION = 4
 GROUP_ROWS = 1 << 14
 READABLE_VERSIONS = (FORMAT_VERSION, 2, DECIMAL_FORMAT_VERSION, COLUMNAR_VERSION)
 _FIELDS: list[tuple[str, np.dtype[Any]]] = [(name, INDEX_DTYPE[name]) for name in INDEX_DTYPE.names or ()]
+# What names a stored block (its rows share these): where it is, its sizes, checksum and coding.
+BLOCK_FIELDS = ("seg", "offset", "length", "raw_size", "crc", "codec", "filter")
 # No block is ever larger than this (blocks are ~256 KiB; a single huge chunk is its own block).
 MAX_BLOCK_BYTES = 1 << 34
 # A block holding several chunks is at most this large raw (segment.py packs chunks into
@@ -76,9 +80,27 @@ MAX_INDEX_RATIO = 1024
 _PIECE_BYTES = 1 << 20
 
 
+IndexColumns = dict[str, np.ndarray]
+
+
 def empty_rows(n: int = 0) -> np.ndarray:
     """A zeroed block of ``n`` index rows."""
     return np.zeros(n, dtype=INDEX_DTYPE)
+
+
+def empty_columns(n: int) -> IndexColumns:
+    """Room for ``n`` index rows held by field (uninitialised)."""
+    return {name: np.empty(n, dtype=dtype) for name, dtype in _FIELDS}
+
+
+def columns_part(columns: IndexColumns, lo: int, hi: int) -> IndexColumns:
+    """Rows ``lo:hi`` of an index held by field (views)."""
+    return {name: col[lo:hi] for name, col in columns.items()}
+
+
+def row_count(rows: np.ndarray | IndexColumns) -> int:
+    """How many rows whole rows, or rows held by field, hold."""
+    return len(rows["aid"])
 
 
 def merge_rows(parts: list[np.ndarray], live_aids: np.ndarray | None = None) -> np.ndarray:
@@ -104,21 +126,29 @@ def merge_rows(parts: list[np.ndarray], live_aids: np.ndarray | None = None) -> 
     return rows[last]
 
 
+def block_keys(seg: np.ndarray, offset: np.ndarray) -> np.ndarray:
+    """One int64 per row naming its block: segment number and offset in it together."""
+    return (seg.astype(np.int64) << 40) | offset.astype(np.int64)
+
+
 def run_file_key(version: int) -> str:
     """A fresh, never-reused key for the index file of the commit of ``version``, which
     holds one run of each variable the commit changed."""
     return f"index/r{version}-{secrets.token_hex(10)}.idx"
 
 
-def in_order(parts: list[np.ndarray]) -> bool:
-    """Whether the parts, one after the other, are strictly sorted by (aid, chunk)."""
+def in_order(parts: Sequence[np.ndarray | IndexColumns]) -> bool:
+    """Whether the parts (whole rows or by field), one after the other, are strictly sorted
+    by (aid, chunk)."""
     last: tuple[int, int] | None = None
     for p in parts:
         aid, chunk = p["aid"], p["chunk"]
+        if not len(aid):
+            continue
         first = (int(aid[0]), int(chunk[0]))
         if last is not None and first <= last:
             return False
-        if len(p) > 1:
+        if len(aid) > 1:
             da = aid[1:] > aid[:-1]
             if not (da | ((aid[1:] == aid[:-1]) & (chunk[1:] > chunk[:-1]))).all():
                 return False
@@ -135,73 +165,113 @@ def index_check(data: Any) -> tuple[int, int]:
 
 
 class ChunkIndex:
-    """Sorted index rows of one variable with fast lookups by array id."""
+    """Sorted index rows of one variable with fast lookups by array id: held by field, or
+    as whole rows (each form made from the other when first asked for)."""
 
-    __slots__ = ("rows", "_aid", "_chunk", "_first", "_cols", "_blocks", "_firsts")
+    __slots__ = ("_rows", "_columns", "_n", "_blocks", "_firsts")
 
-    def __init__(self, rows: np.ndarray | None = None) -> None:
-        self.rows = empty_rows() if rows is None else rows
-        self._aid = np.ascontiguousarray(self.rows["aid"])
-        self._chunk = np.ascontiguousarray(self.rows["chunk"])
-        self._first: dict[int, int] | None = None
-        self._cols: tuple[list[int], ...] | None = None
+    def __init__(self, rows: np.ndarray | None = None, *, columns: IndexColumns | None = None) -> None:
+        self._rows: np.ndarray | None
+        if columns is not None:
+            self._rows, self._columns, self._n = None, columns, row_count(columns)
+        else:
+            self._rows = empty_rows() if rows is None else rows
+            self._columns = {}
+            self._n = len(self._rows)
         self._blocks: tuple[np.ndarray, list[tuple[int, ...]]] | None = None
         self._firsts: tuple[np.ndarray, np.ndarray] | None = None
+
+    @property
+    def rows(self) -> np.ndarray:
+        """The rows whole (a structured array of ``INDEX_DTYPE``, built once when the index
+        is held by field, which it then no longer is)."""
+        if self._rows is None:
+            self._rows = self.take(slice(None))
+            self._columns = {}  # one form holds the rows: fields are taken from them again when asked
+        return self._rows
+
+    def column(self, name: str) -> np.ndarray:
+        """One field of every row (contiguous)."""
+        col = self._columns.get(name)
+        if col is None:
+            assert self._rows is not None
+            col = self._columns[name] = np.ascontiguousarray(self._rows[name])
+        return col
+
+    def take(self, which: slice | np.ndarray) -> np.ndarray:
+        """Whole rows at ``which`` (a slice, or row numbers): only those are put together."""
+        columns = self._columns  # replaced, not changed, once the rows are put together
+        if self._rows is not None:
+            return self._rows[which]
+        first = columns["aid"][which]
+        out = np.empty(len(first), dtype=INDEX_DTYPE)
+        out["aid"] = first
+        for name, _ in _FIELDS[1:]:
+            out[name] = columns[name][which]
+        return out
+
+    def row(self, j: int) -> np.void:
+        """Row ``j`` whole."""
+        return self._rows[j] if self._rows is not None else self.take(np.array([j]))[0]
+
+    def appended(self, rows: np.ndarray) -> ChunkIndex:
+        """This index with ``rows`` merged in (theirs win): rows that all come after this
+        index's are joined field by field, without putting this index's rows together."""
+        if not len(rows):
+            return self
+        columns = self._columns
+        if self._rows is None and (not self._n or in_order([columns, rows])) and in_order([rows]):
+            return ChunkIndex(columns={name: np.concatenate([columns[name], rows[name]]) for name, _ in _FIELDS})
+        return ChunkIndex(merge_rows([self.rows, rows]))
 
     def blocks_after(self, seg: int, offset: int, count: int) -> list[tuple[int, ...]]:
         """The next ``count`` blocks in storage order after the block at (seg, offset), as
         (seg, offset, length, raw_size, crc, codec, filter): what a reader going through
         datasets in store order needs next, so it can fetch and decode them together."""
         if self._blocks is None:
-            r = self.rows
-            key = (r["seg"].astype(np.int64) << 40) | r["offset"].astype(np.int64)
+            key = block_keys(self.column("seg"), self.column("offset"))
             uniq, first = np.unique(key, return_index=True)
-            sub = r[first]
-            specs = list(zip(
-                sub["seg"].tolist(), sub["offset"].tolist(), sub["length"].tolist(), sub["raw_size"].tolist(),
-                sub["crc"].tolist(), sub["codec"].tolist(), sub["filter"].tolist(), strict=True,
-            ))
+            specs = list(zip(*(self.column(f)[first].tolist() for f in BLOCK_FIELDS), strict=True))
             self._blocks = (uniq, specs)
         keys, specs = self._blocks
         i = int(keys.searchsorted((seg << 40) | offset, "right"))
         return specs[i : i + count]
 
     def first_chunk_row(self, aid: int) -> int:
-        """Row of chunk 0 of an array (-1 if not stored), from a dict built once."""
-        if self._first is None:
-            sel = np.flatnonzero(self._chunk == 0)
-            self._first = dict(zip(self._aid[sel].tolist(), sel.tolist(), strict=True))
-        return self._first.get(aid, -1)
+        """Row of chunk 0 of an array (-1 if not stored)."""
+        keys, rows = self._first_chunks()
+        at = int(keys.searchsorted(aid))
+        return int(rows[at]) if at < len(keys) and int(keys[at]) == aid else -1
 
     def first_chunk_rows(self, aids: np.ndarray) -> np.ndarray:
         """Rows of chunk 0 of many arrays at once (-1 where not stored)."""
-        if self._firsts is None:
-            sel = np.flatnonzero(self._chunk == 0)
-            self._firsts = (self._aid[sel], sel)  # rows are sorted by aid, so these are too
-        keys, rows = self._firsts
+        keys, rows = self._first_chunks()
         if not len(keys):
             return np.full(len(aids), -1, dtype=np.int64)
         at = np.minimum(keys.searchsorted(aids), len(keys) - 1)
         return np.where(keys[at] == aids, rows[at], -1).astype(np.int64)
 
+    def _first_chunks(self) -> tuple[np.ndarray, np.ndarray]:
+        """(array ids, their chunk 0's row) of the arrays whose chunk 0 is stored, by id."""
+        if self._firsts is None:
+            sel = np.flatnonzero(self.column("chunk") == 0)
+            self._firsts = (self.column("aid")[sel], sel)  # rows are sorted by aid, so these are too
+        return self._firsts
+
     def location(self, j: int) -> tuple[int, int, int, int, int, int, int, int, int]:
         """(seg, offset, length, raw_size, crc, codec, filter, within, nbytes) of row ``j``."""
-        cols = self._cols
-        if cols is None:
-            r = self.rows
-            cols = self._cols = tuple(
-                r[f].tolist()
-                for f in ("seg", "offset", "length", "raw_size", "crc", "codec", "filter", "within", "nbytes")
-            )
-        seg, off, length, raw, crc, codec, item, within, nbytes = cols
-        return seg[j], off[j], length[j], raw[j], crc[j], codec[j], item[j], within[j], nbytes[j]
+        c = self.column
+        return (
+            int(c("seg")[j]), int(c("offset")[j]), int(c("length")[j]), int(c("raw_size")[j]), int(c("crc")[j]),
+            int(c("codec")[j]), int(c("filter")[j]), int(c("within")[j]), int(c("nbytes")[j]),
+        )
 
     def __len__(self) -> int:
-        return len(self.rows)
+        return self._n
 
     def span(self, aid: int) -> tuple[int, int]:
         """Row range [lo, hi) of one array."""
-        a = self._aid
+        a = self.column("aid")
         return int(a.searchsorted(aid, "left")), int(a.searchsorted(aid, "right"))
 
     def find(self, aid: int, chunk: int) -> int:
@@ -209,39 +279,41 @@ class ChunkIndex:
         lo, hi = self.span(aid)
         if lo == hi:
             return -1
-        j = lo + int(self._chunk[lo:hi].searchsorted(chunk))
-        if j < hi and int(self._chunk[j]) == chunk:
+        chunks = self.column("chunk")
+        j = lo + int(chunks[lo:hi].searchsorted(chunk))
+        if j < hi and int(chunks[j]) == chunk:
             return j
         return -1
 
     def find_many(self, aids: np.ndarray, chunks: np.ndarray) -> np.ndarray:
         """Row numbers for many (aid, chunk) pairs at once (-1 where missing)."""
-        n = len(self.rows)
-        if n == 0 or len(aids) == 0:
+        if self._n == 0 or len(aids) == 0:
             return np.full(len(aids), -1, dtype=np.int64)
+        aid_col, chunk_col = self.column("aid"), self.column("chunk")
         # composite ordering: search aid range, then chunk within it
-        lo = self._aid.searchsorted(aids, "left")
-        hi = self._aid.searchsorted(aids, "right")
+        lo = aid_col.searchsorted(aids, "left")
+        hi = aid_col.searchsorted(aids, "right")
         out = np.full(len(aids), -1, dtype=np.int64)
         single = (hi - lo) == 1
         if single.any():
             j = lo[single]
-            ok = self._chunk[j] == chunks[single]
+            ok = chunk_col[j] == chunks[single]
             res = np.where(ok, j, -1)
             out[single] = res
         multi = np.flatnonzero((hi - lo) > 1)
         for k in multi.tolist():
             a, b = int(lo[k]), int(hi[k])
-            j = a + int(self._chunk[a:b].searchsorted(chunks[k]))
-            if j < b and self._chunk[j] == chunks[k]:
+            j = a + int(chunk_col[a:b].searchsorted(chunks[k]))
+            if j < b and chunk_col[j] == chunks[k]:
                 out[k] = j
         return out
 
     def validate(self, segment_sizes: list[int], where: str) -> None:
         """Reject rows that point outside their segment or block (crafted or damaged index);
         :meth:`from_bytes` checks the rows it reads so as they come."""
-        check_fields(self.rows, where)
-        check_segments(self.rows, segment_sizes, where)
+        fields = {name: self.column(name) for name, _ in _FIELDS}
+        check_fields(fields, where)
+        check_segments(fields, segment_sizes, where)
 
     # --- serialisation ---------------------------------------------------------------------
 
@@ -249,21 +321,21 @@ class ChunkIndex:
         """Encode as header + zstd-compressed rows (little-endian, packed): by field in
         groups of ``GROUP_ROWS`` rows (format version 4, what writers write), or whole rows
         as an older ``version`` lists them (for readers of that version)."""
-        rows = self.rows
         if version not in READABLE_VERSIONS:
             raise ValueError(f"no chunk index format version {version}")
-        compressor = zstandard.ZstdCompressor(level=3).compressobj(size=rows.nbytes)
+        n = self._n
+        compressor = zstandard.ZstdCompressor(level=3).compressobj(size=n * INDEX_DTYPE.itemsize)
         parts = []
         if version < COLUMNAR_VERSION:
-            parts.append(compressor.compress(np.ascontiguousarray(rows).tobytes()))
+            parts.append(compressor.compress(np.ascontiguousarray(self.rows).tobytes()))
         else:
-            for lo in range(0, len(rows), GROUP_ROWS):
-                group = rows[lo : lo + GROUP_ROWS]
-                for name, _ in _FIELDS:
-                    parts.append(compressor.compress(np.ascontiguousarray(group[name]).tobytes()))
+            columns = [self.column(name) for name, _ in _FIELDS]
+            for lo in range(0, n, GROUP_ROWS):
+                for col in columns:
+                    parts.append(compressor.compress(col[lo : lo + GROUP_ROWS].tobytes()))
         parts.append(compressor.flush())
         payload = b"".join(parts)
-        return HEADER.pack(MAGIC, version, len(rows), len(payload), checksum(payload)) + payload
+        return HEADER.pack(MAGIC, version, n, len(payload), checksum(payload)) + payload
 
     @classmethod
     def from_bytes(
@@ -272,10 +344,10 @@ class ChunkIndex:
         where: str,
         segment_sizes: list[int] | None = None,
         row_limit: Callable[[int], int] | None = None,
-        into: np.ndarray | None = None,
+        into: IndexColumns | None = None,
     ) -> ChunkIndex:
         """Decode an index file, checking magic, sizes, checksum and every row (into
-        ``into``, rows of ``INDEX_DTYPE``, when given: a file of another number of rows is
+        ``into``, rows held by field, when given: a file of another number of rows is
         refused before anything is decompressed).
 
         ``row_limit(rows)``: the most rows the manifest allows this variable (asked with the
@@ -287,9 +359,10 @@ class ChunkIndex:
         at its first bad piece.
         """
         version, nrows, payload = _checked_header(memoryview(data), where, row_limit)
-        if into is not None and (len(into) != nrows or into.dtype != INDEX_DTYPE):
-            raise CorruptionError(f"chunk index {where} holds {nrows} rows, not the {len(into)} recorded")
-        return cls(_checked_rows(payload, version, nrows, where, segment_sizes, into))
+        if into is not None and row_count(into) != nrows:
+            raise CorruptionError(f"chunk index {where} holds {nrows} rows, not the {row_count(into)} recorded")
+        rows = _checked_rows(payload, version, nrows, where, segment_sizes, into)
+        return cls(columns=rows) if isinstance(rows, dict) else cls(rows)
 
 
 def _checked_header(
@@ -320,10 +393,11 @@ def _checked_header(
 
 def _checked_rows(
     payload: memoryview, version: int, nrows: int, where: str, segment_sizes: list[int] | None,
-    into: np.ndarray | None = None,
-) -> np.ndarray:
-    """The ``nrows`` rows of a compressed payload, decompressed a piece at a time into
-    their array, each piece checked before the next is decompressed."""
+    into: IndexColumns | None = None,
+) -> np.ndarray | IndexColumns:
+    """The ``nrows`` rows of a compressed payload, decompressed a piece at a time (by field
+    from version 4, whole rows before), each piece checked before the next is
+    decompressed."""
     size = INDEX_DTYPE.itemsize
     expected = nrows * size
     try:
@@ -332,15 +406,21 @@ def _checked_rows(
         raise CorruptionError(f"chunk index {where} cannot be decompressed: {e}") from None
     if declared not in (expected, -1):
         raise CorruptionError(f"chunk index {where} holds a frame of the wrong size")
-    rows = np.empty(nrows, dtype=INDEX_DTYPE) if into is None else into
+    rows: np.ndarray | IndexColumns
     # a frame of unknown size may not ask for a larger window than writers use
     window = 0 if declared >= 0 else _PIECE_BYTES << 3
     try:
         with zstandard.ZstdDecompressor(max_window_size=window).stream_reader(payload) as reader:
             if version >= COLUMNAR_VERSION:
+                rows = empty_columns(nrows) if into is None else into
                 _read_groups(reader, rows, version, where, segment_sizes)
             else:
+                rows = np.empty(nrows, dtype=INDEX_DTYPE)
                 _read_rows(reader, rows, version, where, segment_sizes)
+                if into is not None:
+                    for name, _ in _FIELDS:
+                        into[name][:] = rows[name]
+                    rows = into
             if reader.read(1):
                 raise CorruptionError(f"chunk index {where} holds more than the {expected} bytes expected")
     except zstandard.ZstdError as e:
@@ -348,12 +428,19 @@ def _checked_rows(
     return rows
 
 
-def _checked_piece(rows: np.ndarray, lo: int, hi: int, version: int, where: str, segment_sizes: list[int] | None) -> None:
+def _checked_piece(
+    rows: np.ndarray | IndexColumns, lo: int, hi: int, version: int, where: str, segment_sizes: list[int] | None
+) -> None:
     """Check rows ``lo:hi`` (and their order after row ``lo - 1``)."""
-    check_order(rows[max(0, lo - 1) : hi], version, where)
-    check_fields(rows[lo:hi], where)
+
+    def part(a: int, b: int) -> np.ndarray | IndexColumns:
+        return columns_part(rows, a, b) if isinstance(rows, dict) else rows[a:b]
+
+    check_order(part(max(0, lo - 1), hi), version, where)
+    piece = part(lo, hi)
+    check_fields(piece, where)
     if segment_sizes is not None:
-        check_segments(rows[lo:hi], segment_sizes, where)
+        check_segments(piece, segment_sizes, where)
 
 
 def _read_rows(reader: Any, rows: np.ndarray, version: int, where: str, segment_sizes: list[int] | None) -> None:
@@ -375,32 +462,29 @@ def _read_rows(reader: Any, rows: np.ndarray, version: int, where: str, segment_
             checked = upto
 
 
-def _read_groups(reader: Any, rows: np.ndarray, version: int, where: str, segment_sizes: list[int] | None) -> None:
-    """Rows stored by field in groups (version 4): each group decompressed, put back into
-    rows and checked before the next."""
+def _read_groups(reader: Any, columns: IndexColumns, version: int, where: str, segment_sizes: list[int] | None) -> None:
+    """Rows stored by field in groups (version 4): each group's fields decompressed straight
+    into their columns, and the group checked before the next."""
+    n = row_count(columns)
     size = INDEX_DTYPE.itemsize
-    buf = np.empty(min(len(rows), GROUP_ROWS) * size, dtype=np.uint8)
-    for lo in range(0, len(rows), GROUP_ROWS):
-        hi = min(len(rows), lo + GROUP_ROWS)
-        need = (hi - lo) * size
-        got = 0
-        while got < need:
-            n = reader.readinto(buf[got:need])
-            if not n:
-                raise CorruptionError(f"chunk index {where} holds {lo * size + got} bytes, expected {len(rows) * size}")
-            got += n
-        group = rows[lo:hi]
-        at = 0
-        for name, dtype in _FIELDS:
-            width = dtype.itemsize * (hi - lo)
-            group[name] = buf[at : at + width].view(dtype)
-            at += width
-        _checked_piece(rows, lo, hi, version, where, segment_sizes)
+    done = 0  # bytes read so far
+    for lo in range(0, n, GROUP_ROWS):
+        hi = min(n, lo + GROUP_ROWS)
+        for name, _ in _FIELDS:
+            out = columns[name][lo:hi].view(np.uint8)
+            got = 0
+            while got < len(out):
+                k = reader.readinto(out[got:])
+                if not k:
+                    raise CorruptionError(f"chunk index {where} holds {done + got} bytes, expected {n * size}")
+                got += k
+            done += got
+        _checked_piece(columns, lo, hi, version, where, segment_sizes)
 
 
-def check_segments(rows: np.ndarray, segment_sizes: list[int], where: str) -> None:
+def check_segments(rows: np.ndarray | IndexColumns, segment_sizes: list[int], where: str) -> None:
     """Refuse rows whose block lies outside its segment (vectorised)."""
-    if len(rows) == 0:
+    if row_count(rows) == 0:
         return
     seg = rows["seg"].astype(np.int64)
     if int(seg.max()) >= len(segment_sizes):
@@ -414,25 +498,25 @@ def check_segments(rows: np.ndarray, segment_sizes: list[int], where: str) -> No
         )
 
 
-def check_order(rows: np.ndarray, version: int, where: str) -> None:
+def check_order(rows: np.ndarray | IndexColumns, version: int, where: str) -> None:
     """Refuse rows of an index file out of order or repeated, or naming decimal blocks in
     an index of the version before the decimal filter (vectorised)."""
-    if len(rows) == 0:
+    if row_count(rows) == 0:
         return
     if version == FORMAT_VERSION and ((rows["filter"] & DECIMAL) != 0).any():
         raise CorruptionError(f"chunk index {where} is version {version} but names decimal blocks")
-    if len(rows) > 1:
+    if row_count(rows) > 1:
         a, c = rows["aid"], rows["chunk"]
         if not ((a[1:] > a[:-1]) | ((a[1:] == a[:-1]) & (c[1:] > c[:-1]))).all():
             raise CorruptionError(f"chunk index {where} is not sorted")
 
 
-def check_fields(rows: np.ndarray, where: str) -> None:
+def check_fields(rows: np.ndarray | IndexColumns, where: str) -> None:
     """Refuse rows no writer produces: an unknown codec or filter, a block that would
     decompress to more than its stored bytes can hold or than its chunks explain, a chunk
     outside its block, offsets and sizes so large that sums of them would wrap
     (vectorised)."""
-    if len(rows) == 0:
+    if row_count(rows) == 0:
         return
     codec, filt = rows["codec"], rows["filter"]
     length, raw = rows["length"], rows["raw_size"]
