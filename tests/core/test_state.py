@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import atlas
-from atlas.core.state import AUTO_CHUNK_BYTES, Schema, default_chunk_shape
+from atlas.core.state import AUTO_CHUNK_BYTES, ArrayState, Schema, default_chunk_shape
 from atlas.dtypes import DTYPES
 
 MIB = 1 << 20
@@ -138,3 +138,46 @@ def test_equal_schemas_share_a_key_and_meta_is_a_fresh_copy() -> None:
     meta = s.meta()
     meta["shape"].append(9)
     assert s.meta() == {"dtype": "float64", "shape": [4], "chunk_shape": [2], "dimension_names": ["n"]}
+
+
+def _profiles(path: Path, n: int) -> atlas.Atlas:
+    s = atlas.Atlas.create(path)
+    for i in range(n):
+        ds = s.create_dataset(f"d{i:03d}")
+        ds.set_attribute("cycle", i)
+        for name in ("t", "chunked"):
+            ds.define_array(name, "float32", ["z"], [6], chunk_shape=[6 if name == "t" else 2])
+            ds.write_array(name, [0], np.full(6, i, dtype=np.float32))
+    s.flush()
+    return atlas.Atlas.open(path)
+
+
+def test_an_array_read_alone_has_one_state_which_its_dataset_keeps(tmp_path: Path) -> None:
+    """Reading one array of a dataset builds that array's state alone, held by the dataset's
+    state; building all of them later reuses it, so writes through either are the same."""
+    s = _profiles(tmp_path / "s", 3)
+    view = s.open_dataset("d001")
+    ds = view._ds
+    assert view.read_array("chunked").tolist() == [1.0] * 6  # several chunks: a state, built alone
+    alone = ds.built_alone("chunked")
+    assert alone is not None and ds.arrays_untouched and ds.built_alone("t") is None
+    assert ds.arrays["chunked"] is alone and ds.built_alone("chunked") is None  # reused, then the one
+    view.write_array("chunked", [0], np.full(2, -1.0, dtype=np.float32))
+    assert s.read_array_across("chunked", ["d000", "d001"])[1].tolist() == [-1.0, -1.0, 1, 1, 1, 1]
+
+
+def test_a_scan_leaves_no_state_behind_for_datasets_it_only_read(tmp_path: Path) -> None:
+    """States a scan makes of datasets no view holds are its own: the handle keeps none."""
+    import gc
+
+    s = _profiles(tmp_path / "s", 5)
+    names = s.list_datasets()
+    got = s.read_array_across("chunked", names)  # several chunks each: dataset by dataset
+    assert [a[0] for a in got] == [0, 1, 2, 3, 4]
+    gc.collect()
+    assert s._datasets.held_states() == []
+    assert not [o for o in gc.get_objects() if isinstance(o, ArrayState) and o.dataset in names]
+    view = s.open_dataset("d002")
+    got = s.read_array_across("chunked", names)
+    assert [a[0] for a in got] == [0, 1, 2, 3, 4]
+    assert s._datasets.held_states() == [view._ds]

@@ -87,5 +87,4 @@ def forget_decoded(store: StoreModel) -> None:
     store._datasets.forget(
         loading.shard_loader(store, where), loading.columns_loader(store, where), loading.fields_loader(store, where)
     )
-    store._peeked.clear()
     store._state_gen += 1

@@ -52,7 +52,7 @@ __all__ = ["STATE_ATTRIBUTES", "StoreModel"]
 # What a handle holds of the version it reads (set by _reset and loading.install; swapped whole).
 STATE_ATTRIBUTES = (
     "_version", "_manifest_where", "_where", "_schemas", "_datasets", "_fill_memo", "_windows",
-    "_seg_positions", "_peeked", "_variables", "_next_id", "_base_id", "_dirty_bytes", "_changed",
+    "_seg_positions", "_variables", "_next_id", "_base_id", "_dirty_bytes", "_changed",
     "_changed_arrays", "_string_stats", "_unsettled", "_unpublished", "_rewritten_ahead",
 )
 
@@ -81,7 +81,6 @@ class StoreModel:
         self._fill_memo: dict[tuple[str, Any], tuple[Any, Any]] = {}
         self._windows: dict[Any, tuple[tuple[int, ...], tuple[int, ...]]] = {}
         self._seg_positions: dict[str, tuple[int, dict[str, int]]] = {}
-        self._peeked: dict[tuple[str, str], ArrayState] = {}  # arrays read before their dataset was decoded
         self._variables: dict[str, Variable] = {}
         self._next_id = 1
         self._base_id = 1  # next_id of the version read: ids from it on were taken by this handle
@@ -132,9 +131,9 @@ class StoreModel:
         arrays: dict[str, ArrayState] = {}
         schemas = self._schemas
         variables = self._variables
-        peeked = self._peeked
         next_id = self._next_id
         from_record = ArrayState.from_record
+        some = ds._some
         try:
             for aname, aid, sidx, stats, aattrs in entries:
                 if type(aname) is not str or type(aid) is not int or aname in arrays or not 0 < aid < next_id:
@@ -143,8 +142,8 @@ class StoreModel:
                     raise ValueError(f"invalid array name {aname!r}")
                 if aname not in variables:
                     raise ValueError(f"array {aname!r} has no entry in the variable table")
-                known = peeked.pop((name, aname), None) if peeked else None
-                if known is None or known.from_columns:  # a state from the columns knows no stats
+                known = some.get(aname) if some else None  # built alone before: that is its state
+                if known is None:
                     known = from_record(aname, aid, schemas[sidx], name, stats, aattrs, where)
                 arrays[aname] = known
         except (TypeError, ValueError, IndexError) as e:
@@ -345,36 +344,16 @@ class StoreModel:
         except (KeyError, TypeError, ValueError) as e:
             raise CorruptionError(f"manifest {where}: schema entry is malformed: {e}") from None
 
-    def _one_array(self, ds: DatasetState, array: str) -> ArrayState | None:
-        """One array's state of a dataset whose entries are still raw, the others left raw
-        (it joins them when they are built)."""
-        entries = ds._raw_arrays
-        if entries is None:  # built meanwhile (another thread)
-            return ds.arrays.get(array)
-        arr = self._peeked.get((ds.name, array))
-        if arr is None:
-            arr = self._peek(ds.name, entries, array)
-            if ds._raw_arrays is None:  # built while this one was made: use the built one
-                self._peeked.pop((ds.name, array), None)
-                return ds.arrays.get(array)
-        return arr
-
-
-    def _peek(self, name: str, entries: Any, array: str) -> ArrayState | None:
-        """One array of a dataset still in manifest form, without decoding the rest of it.
-
-        The state is kept and reused when the dataset is materialised later, so there is
-        only ever one state per array.
-        """
+    def _array_from_entries(self, name: str, entries: Any, array: str) -> ArrayState | None:
+        """The state of one array of a dataset whose entries are still raw, made from its
+        entry alone (None when the dataset has no such array)."""
         try:
             for entry in entries:
                 if entry[0] == array:
                     aname, aid, sidx, stats, aattrs = entry
                     if type(aid) is not int or array not in self._variables or not 0 < aid < self._next_id:
                         raise TypeError("bad array id or unknown variable")
-                    arr = ArrayState.from_record(aname, aid, self._schemas[sidx], name, stats, aattrs, self._where)
-                    self._peeked[(name, array)] = arr
-                    return arr
+                    return ArrayState.from_record(aname, aid, self._schemas[sidx], name, stats, aattrs, self._where)
         except (TypeError, ValueError, IndexError) as e:
             raise CorruptionError(
                 f"manifest of {self._storage.location}, dataset {name!r}: array entry is malformed: {e}"
@@ -426,39 +405,28 @@ class StoreModel:
         return out
 
     def _record_states(self, names: list[Any], array: str, which: list[int], out: list[ArrayState | None]) -> None:
-        """Array states of the datasets at positions ``which`` from their records or states."""
-        datasets = self._datasets
-        peeked = self._peeked
+        """Array states of the datasets at positions ``which``, from their states."""
+        from_entries = self._array_from_entries
         for i in which:
             name = names[i]
-            rec = datasets.get(name) if type(name) is str else None
-            if rec is None:
-                continue
-            entries = stored_entries(rec)
-            if entries is None:
-                out[i] = cast(DatasetState, rec).arrays.get(array)
-                continue
-            arr = peeked.get((name, array))
-            out[i] = arr if arr is not None else self._peek(name, entries, array)
+            ds = self._materialize(name) if type(name) is str else None
+            if ds is not None:
+                out[i] = ds.array_state(array, from_entries)
 
     def _column_states(
         self, names: list[Any], array: str, pos: np.ndarray, ids: np.ndarray, schemas: np.ndarray,
         out: list[ArrayState | None],
     ) -> None:
-        """Array states of untouched stored datasets from their column entries (kept and
-        reused, as peeked states are: one state per array)."""
-        peeked = self._peeked
+        """Array states of untouched stored datasets from their column entries, for this
+        read alone: such a dataset has nothing buffered, and its state (when a view makes
+        one) is built from its record."""
         table = self._schemas
         if array not in self._variables and (ids != 0).any():
             raise CorruptionError(f"{self._where}: array {array!r} has no entry in the variable table")
         for i, aid, sidx in zip(pos.tolist(), ids.tolist(), schemas.tolist(), strict=True):
             if not aid:
                 continue
-            name = names[i]
-            arr = peeked.get((name, array))
-            if arr is None:
-                arr = peeked[(name, array)] = ArrayState.from_column(array, aid, table[sidx], name)
-            out[i] = arr
+            out[i] = ArrayState.from_column(array, aid, table[sidx], names[i])
 
     def _element_kinds(self, names: set[str]) -> dict[str, dict[int, tuple[int, bool]]]:
         """(element size, is float) of every live array of the named variables, by array id."""

@@ -213,9 +213,9 @@ def read_raw_array(store: StoreModel, ds: DatasetState, name: str, start: Any, s
     if entries is None or type(name) is not str:
         arr = ds.arrays.get(name)  # the state path (and its errors for odd names)
         return None if arr is None else read_array(store, arr, start, shape)
-    peeked = store._peeked.get((ds.name, name)) if store._peeked else None
-    if peeked is not None:
-        return read_array(store, peeked, start, shape)
+    alone = ds.built_alone(name)
+    if alone is not None:
+        return read_array(store, alone, start, shape)
     for entry in entries:
         if entry[0] == name:
             break
@@ -224,11 +224,11 @@ def read_raw_array(store: StoreModel, ds: DatasetState, name: str, start: Any, s
     aid, sidx = entry[1], entry[2]
     var = store._variables.get(name)
     if type(aid) is not int or var is None or not 0 < aid < store._next_id or type(sidx) is not int:
-        arr = store._peek(ds.name, entries, name)  # raises the right error
+        arr = ds.array_state(name, store._array_from_entries)  # raises the right error
         return None if arr is None else read_array(store, arr, start, shape)
     schema = store._schemas[sidx]
     if not schema.single:
-        arr = store._one_array(ds, name)
+        arr = ds.array_state(name, store._array_from_entries)
         return None if arr is None else read_array(store, arr, start, shape)
     window = None if start is None and shape is None else read_window(store, schema, start, shape)
     loc = single_location(store, aid, var)

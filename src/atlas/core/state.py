@@ -319,17 +319,22 @@ class DatasetState:
 
     A dataset read from a manifest keeps its array entries encoded until something needs
     the array states; names and schemas (``array_names``, ``schema_of``) are answered from
-    the entries directly, so a metadata sweep builds no per-array state.
+    the entries directly, so a metadata sweep builds no per-array state. One array's state
+    can be built alone (``array_state``, for a read of that array); building the others
+    later reuses it, so an array never has two states.
     """
 
     # weakly referable: a dataset's table keeps the state of an unchanged dataset only
     # while something else (a view) holds it
-    __slots__ = ("name", "_arrays", "_raw_arrays", "_build", "_attrs", "_raw_attrs", "deleted", "__weakref__")
+    __slots__ = (
+        "name", "_arrays", "_raw_arrays", "_some", "_build", "_attrs", "_raw_attrs", "deleted", "__weakref__",
+    )
 
     def __init__(self, name: str) -> None:
         self.name = name
         self._arrays: dict[str, ArrayState] | None = {}
         self._raw_arrays: list[Any] | None = None
+        self._some: dict[str, ArrayState] | None = None  # states built one by one while entries are raw
         self._build: Callable[[DatasetState, list[Any]], dict[str, ArrayState]] | None = None
         self._attrs: dict[str, tuple[str, Any]] = {}
         self._raw_attrs: tuple[Any, str] | None = None  # (flat list, "manifest FILE")
@@ -341,8 +346,33 @@ class DatasetState:
         if arrays is None:
             assert self._build is not None and self._raw_arrays is not None
             arrays = self._arrays = self._build(self, self._raw_arrays)
-            self._raw_arrays = None
+            self._raw_arrays = self._some = None
         return arrays
+
+    def array_state(self, name: str, make: Callable[[str, Any, str], ArrayState | None]) -> ArrayState | None:
+        """The state of one array, None when the dataset has no such array. While the
+        entries are raw, ``make(dataset, entries, array)`` builds that one alone; it is kept
+        here, and reused when the others are built."""
+        entries = self._raw_arrays  # taken once: another thread may build the states meanwhile
+        if entries is None:
+            return self.arrays.get(name)
+        some = self._some
+        arr = None if some is None else some.get(name)
+        if arr is None:
+            arr = make(self.name, entries, name)
+            if arr is None:
+                return None
+            if some is None:
+                some = self._some = {}
+            arr = some.setdefault(name, arr)
+        if self._raw_arrays is None:  # built meanwhile: the built one is the state
+            return self.arrays.get(name)
+        return arr
+
+    def built_alone(self, name: str) -> ArrayState | None:
+        """The state of ``name`` built alone while the entries were raw, if any."""
+        some = self._some
+        return None if some is None else some.get(name)
 
     @property
     def arrays_untouched(self) -> bool:
@@ -352,7 +382,7 @@ class DatasetState:
     def become(self, other: DatasetState) -> None:
         """Take what ``other``, a state of the same dataset in another version, holds (views
         of this state then read that version's dataset)."""
-        self._arrays, self._raw_arrays, self._build = other._arrays, other._raw_arrays, other._build
+        self._arrays, self._raw_arrays, self._some, self._build = other._arrays, other._raw_arrays, other._some, other._build
         self._attrs, self._raw_attrs = other._attrs, other._raw_attrs
 
     @property
