@@ -17,12 +17,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import compress, repeat
-from operator import attrgetter, is_, is_not, itemgetter, not_
+from operator import attrgetter, is_not, itemgetter, not_
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import numpy as np
 
-from ..core.shards import stored_attrs
+from ..core.shards import attribute_keys, split
 from .columns import NO_ROWS
 
 if TYPE_CHECKING:
@@ -90,22 +90,12 @@ class DatasetRecords:
 
 def dataset_records(store: Store) -> DatasetRecords:
     """The live datasets of a handle (rows are positions in store order)."""
-    datasets = store._datasets
-    names = list(datasets)
-    records: list[Any] = list(datasets.values())
-    rows = np.arange(len(records), dtype=np.intp)
-    is_raw = list(map(is_, map(type, records), repeat(list)))
-    if all(is_raw):
-        return DatasetRecords(names, records, records, rows, [], NO_ROWS)
-    raw_mask = np.array(is_raw, dtype=bool)
-    states = list(compress(records, map(not_, is_raw)))
-    return DatasetRecords(names, records, list(compress(records, is_raw)), rows[raw_mask], states, rows[~raw_mask])
+    return DatasetRecords(*split(store._datasets))
 
 
-def record_attribute_keys(record: Any) -> list[str]:
-    """The attribute keys of one dataset (raw or materialised), in order."""
-    flat = stored_attrs(record)
-    return cast("list[str]", flat[0::3]) if flat is not None else list(record.attrs)
+def attribute_keys_of(store: Store, name: str) -> list[str]:
+    """The attribute keys of one live dataset, in order."""
+    return attribute_keys(store._datasets, name)
 
 
 @dataclass(slots=True)
@@ -126,11 +116,6 @@ class StoredLayout:
     state_rows: np.ndarray
     read_fields: Any
     read_columns: Any
-
-
-def record_of(store: Store, name: str) -> Any:
-    """The record of one live dataset: raw, or its state."""
-    return store._datasets[name]
 
 
 def live_names_at(store: Store, rows: np.ndarray) -> list[str]:

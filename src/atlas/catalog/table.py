@@ -28,11 +28,10 @@ from .gather import (
 )
 from .snapshot import Placement, Snapshot, forget, snapshot_for
 from .source import (
+    attribute_keys_of,
     dataset_records,
     materialize_all,
     metadata_location,
-    record_attribute_keys,
-    record_of,
     schema_table,
     state_array,
     state_attributes,
@@ -218,15 +217,10 @@ class LiveView:
             if not column.mask.all():
                 first[key] = int(np.argmin(column.mask))
         order: list[str] = []
+        names = self.names_of()
         for row in sorted(set(first.values())):
-            order.extend(k for k in record_attribute_keys(self._record(row)) if first.get(k) == row)
+            order.extend(k for k in attribute_keys_of(self._store, names[row]) if first.get(k) == row)
         return list(dict.fromkeys(order))
-
-    def _record(self, row: int) -> Any:
-        """The record (raw or a state) of the dataset at ``row``."""
-        if self.records is not None:
-            return self.records[row]
-        return record_of(self._store, self.names_of()[row])
 
     def attribute(self, key: str) -> Column:
         """The typed column of one attribute."""

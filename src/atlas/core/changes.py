@@ -44,7 +44,7 @@ import bisect
 import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import orjson
@@ -55,7 +55,6 @@ from ..format.chunkindex import ChunkIndex, merge_rows
 from ..format.records import decode_attrs, decode_stats, encode_attrs, encode_stats
 from . import commit, history, write
 from .runs import IndexUpdate
-from .shards import stored_attrs, stored_entries
 from .state import ArrayState, DatasetState
 
 if TYPE_CHECKING:
@@ -134,8 +133,8 @@ def changes_of(store: StoreModel) -> Changes:
         d = _changed_dataset(store, state, written, numbers, fresh)
         if d is not None:
             changes.datasets.append(d)
-    for name, rec in added.items():
-        ds = rec if isinstance(rec, DatasetState) else store._materialize(name)
+    for name in added:
+        ds = store._materialize(name)
         assert ds is not None
         d = DatasetChange(name, created=True, deleted=name in deleted, attrs=encode_attrs(ds.attrs))
         if d.deleted:
@@ -391,19 +390,8 @@ def _differences(store: StoreModel, name: str, base: tuple[str | None, Any, Any]
 def _current(store: StoreModel, name: str) -> tuple[Any, dict[str, Any]]:
     """(flat attributes, array entries by name) of a dataset as the handle holds it now,
     encoded as records hold them."""
-    rec = store._datasets.get(name)
-    assert rec is not None
-    attrs = stored_attrs(rec)
-    entries = stored_entries(rec)
-    if attrs is None:
-        attrs = encode_attrs(cast(DatasetState, rec).attrs)
-    if entries is not None:
-        return attrs, {e[0]: e for e in entries}
-    assert isinstance(rec, DatasetState)
-    return attrs, {
-        aname: (aname, arr.aid, arr.schema.pos, encode_stats(arr.schema.dtype, arr.stats), encode_attrs(arr.attrs))
-        for aname, arr in rec.arrays.items()
-    }
+    rec = store._current_record(name)
+    return rec[1], {e[0]: e for e in rec[2]}
 
 
 def _entry_bytes(e: Any) -> bytes:

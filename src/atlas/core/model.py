@@ -12,7 +12,7 @@ from __future__ import annotations
 import itertools
 import threading
 from collections.abc import Callable, Collection
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -28,10 +28,10 @@ from ..format.chunkindex import (
     index_check,
     merge_rows,
 )
-from ..format.records import attr_values, decode_checked, encode_attrs, encode_stats
+from ..format.records import decode_checked, encode_attrs, encode_stats
 from . import history
 from .reader import BlockCache
-from .shards import Shard, stored_entries
+from .shards import Shard, array_entries, current_record
 from .state import (
     ArrayState,
     DatasetState,
@@ -362,16 +362,12 @@ class StoreModel:
 
     def _attributes_of(self, names: list[str], keys: Collection[str]) -> dict[str, dict[str, Any]]:
         """``{key: value}`` of the attributes ``keys`` of each dataset of ``names`` that
-        exists (as ``DatasetView.attributes()`` gives them), without making (and keeping) a
-        state of any: a shard's records are held while its datasets are read, then dropped."""
-        where = self._where
-        wanted = frozenset(keys)
+        exists, without making (and keeping) a state of any."""
+        return self._datasets.attribute_values(names, keys)
 
-        def values(rec: DatasetState | list[Any]) -> dict[str, Any]:
-            found = attr_values(rec[1], where, rec[0]) if type(rec) is list else cast(DatasetState, rec).attr_values()
-            return {k: v for k, v in found.items() if k in wanted}
-
-        return self._datasets.attribute_values(names, values)
+    def _current_record(self, name: str) -> list[Any]:
+        """The record of one live dataset as it would be stored now."""
+        return current_record(self._datasets, name, lambda ds: self._record_of(ds, {}))
 
     def _record_of(self, ds: DatasetState, new_stats: dict[int, dict[str, Any] | None]) -> list[Any]:
         """The stored record of a dataset state (``new_stats`` by array id where they changed)."""
@@ -433,17 +429,10 @@ class StoreModel:
         schemas = self._schemas
         kinds: dict[str, dict[int, tuple[int, bool]]] = {n: {} for n in names}
         try:
-            for rec in self._datasets.values():
-                entries = stored_entries(rec)
-                if entries is None:
-                    for arr in cast(DatasetState, rec).arrays.values():
-                        if arr.name in kinds:
-                            kinds[arr.name][arr.aid] = (arr.schema.dtype.itemsize, arr.schema.dtype.kind == "float")
-                    continue
-                for e in entries:
-                    if e[0] in kinds:
-                        dt = schemas[e[2]].dtype
-                        kinds[e[0]][e[1]] = (dt.itemsize, dt.kind == "float")
+            for aname, aid, pos in array_entries(self._datasets):
+                if aname in kinds:
+                    dt = schemas[pos].dtype
+                    kinds[aname][aid] = (dt.itemsize, dt.kind == "float")
         except (TypeError, IndexError) as e:
             raise CorruptionError(f"manifest of {self._storage.location}: an array entry is malformed: {e}") from None
         return kinds

@@ -1,10 +1,14 @@
-"""A version's shards as a handle holds them (their names, and what was read of their files)
-and a dataset's record: raw, as a shard lists it, or the ``DatasetState`` made of it."""
+"""A version's shards as a handle holds them (their names, and what was read of their files),
+and what a handle's table holds for a dataset: its stored record (``[name, attributes,
+array entries]``, as its shard lists it) until a ``DatasetState`` is made of it, the one form
+of a dataset in memory that reads and writes use. The few readers that take datasets in
+bulk without making states (catalogue, maintenance, change lists) go through the
+functions here, which read either."""
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -15,8 +19,8 @@ from ..format.shard import Columns, ShardHeader
 from .state import DatasetState
 
 __all__ = [
-    "ColumnsLoader", "FieldsLoader", "Loader", "Record", "Shard", "StoredRows", "stored_attrs",
-    "stored_entries",
+    "ColumnsLoader", "FieldsLoader", "Loader", "Record", "Shard", "StoredRows", "array_entries", "attribute_keys",
+    "current_record", "split", "stored_attrs", "stored_entries",
 ]
 
 
@@ -58,6 +62,51 @@ def stored_attrs(rec: Record) -> Any | None:
     """The flat attribute list of a dataset as its record holds it: a raw record's, or that
     of a state whose attributes are as read (None once decoded: ``rec.attrs`` then)."""
     return rec[1] if type(rec) is list else cast(DatasetState, rec).stored_attrs
+
+
+def array_entries(table: Mapping[str, Record]) -> Iterator[tuple[str, int, int]]:
+    """(array name, id, schema position) of every array of every live dataset of a table,
+    from its record or its state."""
+    for rec in table.values():
+        entries = stored_entries(rec)
+        if entries is None:
+            for arr in cast(DatasetState, rec).arrays.values():
+                yield arr.name, arr.aid, arr.schema.pos
+        else:
+            for e in entries:
+                yield e[0], e[1], e[2]
+
+
+def split(table: Mapping[str, Record]) -> tuple[list[str], list[Record], list[list[Any]], np.ndarray, list[DatasetState], np.ndarray]:
+    """The live datasets of a table in store order, as the catalogue reads them: (names,
+    what the table holds of each, the stored records among those, their rows, the states,
+    their rows). A dataset the handle made a state of is read from the state."""
+    names = list(table)
+    held: list[Record] = list(table.values())
+    rows = np.arange(len(held), dtype=np.intp)
+    is_raw = [type(r) is list for r in held]
+    if all(is_raw):
+        return names, held, cast("list[list[Any]]", held), rows, [], rows[:0]
+    raw_mask = np.array(is_raw, dtype=bool)
+    states = [cast(DatasetState, r) for r, raw in zip(held, is_raw, strict=True) if not raw]
+    stored = [cast("list[Any]", r) for r, raw in zip(held, is_raw, strict=True) if raw]
+    return names, held, stored, rows[raw_mask], states, rows[~raw_mask]
+
+
+def attribute_keys(table: Mapping[str, Record], name: str) -> list[str]:
+    """The attribute keys of one live dataset, in order (from its record or its state)."""
+    rec = table[name]
+    flat = stored_attrs(rec)
+    return list(flat[0::3]) if flat is not None else list(cast(DatasetState, rec).attrs)
+
+
+def current_record(table: Mapping[str, Record], name: str, encode: Callable[[DatasetState], list[Any]]) -> list[Any]:
+    """The record of one live dataset as it would be stored now: its stored record, or its
+    state's (``encode``)."""
+    rec = table[name]
+    return rec if type(rec) is list else encode(cast(DatasetState, rec))
+
+
 Loader = Callable[[Shard], list[list[Any]]]
 ColumnsLoader = Callable[[list[Shard]], None]
 FieldsLoader = Callable[[list[Shard], list[str]], None]

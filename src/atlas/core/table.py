@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import itertools
 import weakref
-from collections.abc import Callable, Iterator, MutableMapping
+from collections.abc import Callable, Collection, Iterator, MutableMapping
 from operator import itemgetter
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import orjson
@@ -26,8 +26,16 @@ import orjson
 from ..errors import CorruptionError
 from ..format.fields import decode_field, fields_of
 from ..format.manifest import paused_gc
+from ..format.records import attr_values
 from ..format.shard import SHARD_ROWS
-from .shards import ColumnsLoader, FieldsLoader, Loader, Record, Shard, StoredRows
+from .shards import (
+    ColumnsLoader,
+    FieldsLoader,
+    Loader,
+    Record,
+    Shard,
+    StoredRows,
+)
 from .state import DatasetState
 
 ROW_BITS = 24  # a dataset's place: its shard's serial number, then its row (shards hold < 2**24)
@@ -215,13 +223,19 @@ class DatasetTable(MutableMapping[str, Record]):
                 out.extend(itemgetter(*(rows[a:b] - starts[k]).tolist())(s.names))
         return out
 
-    def attribute_values(
-        self, names: list[str], values_of: Callable[[Record], dict[str, Any]]
-    ) -> dict[str, dict[str, Any]]:
-        """``values_of`` the record of each dataset of ``names`` that exists, read a shard
-        at a time: the records of a shard decoded for this alone are dropped again once its
-        datasets are read, so reading a few attributes of every dataset of a large store
-        holds one shard's records at a time."""
+    def attribute_values(self, names: list[str], keys: Collection[str]) -> dict[str, dict[str, Any]]:
+        """``{key: value}`` of the attributes ``keys`` of each dataset of ``names`` that
+        exists (as ``DatasetView.attributes()`` gives them), read a shard at a time without
+        making a state of any: the records of a shard decoded for this alone are dropped
+        again once its datasets are read, so reading a few attributes of every dataset of a
+        large store holds one shard's records at a time."""
+        wanted = frozenset(keys)
+        where = self.where
+
+        def values_of(rec: Record) -> dict[str, Any]:
+            found = attr_values(rec[1], where, rec[0]) if type(rec) is list else cast(DatasetState, rec).attr_values()
+            return {k: v for k, v in found.items() if k in wanted}
+
         out: dict[str, dict[str, Any]] = {}
         by_shard: dict[int, list[tuple[str, int]]] = {}
         for name in names:
