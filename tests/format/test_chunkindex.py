@@ -121,9 +121,17 @@ def _held(rows: np.ndarray, form: str) -> ChunkIndex:
     return idx
 
 
-@pytest.mark.parametrize("form", ["rows", "fields"])
-def test_lookups_by_array_and_chunk(form: str) -> None:
-    idx = _held(_rows([(1, 0), (1, 2), (1, 5), (4, 0), (9, 7)]), form)
+@pytest.mark.parametrize("form", ["rows", "fields", "many lookups"])
+def test_lookups_by_array_and_chunk(form: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    if form == "many lookups":  # a loop over datasets: a dict and lists serve after the first few
+        from atlas.format import chunkindex
+
+        monkeypatch.setattr(chunkindex, "LOOKUPS_BEFORE_LISTS", 1)
+    idx = _held(_rows([(1, 0), (1, 2), (1, 5), (4, 0), (9, 7)]), "rows" if form == "rows" else "fields")
+    for _ in range(3):
+        assert [idx.first_chunk_row(a) for a in (1, 4, 9, 2)] == [0, 3, -1, -1]
+        assert idx.location(3)[:2] == (0, 30)
+    assert (idx._first is not None and idx._lists is not None) == (form == "many lookups")
     assert idx.span(1) == (0, 3) and idx.span(4) == (3, 4) and idx.span(3) == (3, 3)
     assert [idx.find(1, c) for c in (0, 1, 2, 5, 6)] == [0, -1, 1, 2, -1]
     assert idx.find(9, 7) == 4 and idx.find(9, 0) == -1 and idx.find(2, 0) == -1

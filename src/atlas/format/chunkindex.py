@@ -60,6 +60,11 @@ READABLE_VERSIONS = (FORMAT_VERSION, 2, DECIMAL_FORMAT_VERSION, COLUMNAR_VERSION
 _FIELDS: list[tuple[str, np.dtype[Any]]] = [(name, INDEX_DTYPE[name]) for name in INDEX_DTYPE.names or ()]
 # What names a stored block (its rows share these): where it is, its sizes, checksum and coding.
 BLOCK_FIELDS = ("seg", "offset", "length", "raw_size", "crc", "codec", "filter")
+_LOCATION = (*BLOCK_FIELDS, "within", "nbytes")  # where a chunk is: its block, then its place in it
+# Lookups of one array at a time searched in the columns before they are served from a dict
+# and Python lists (built once: a third of a second at a million rows, what a loop over
+# that many datasets repays, and a read of a few datasets never pays).
+LOOKUPS_BEFORE_LISTS = 256
 # No block is ever larger than this (blocks are ~256 KiB; a single huge chunk is its own block).
 MAX_BLOCK_BYTES = 1 << 34
 # A block holding several chunks is at most this large raw (segment.py packs chunks into
@@ -168,7 +173,7 @@ class ChunkIndex:
     """Sorted index rows of one variable with fast lookups by array id: held by field, or
     as whole rows (each form made from the other when first asked for)."""
 
-    __slots__ = ("_rows", "_columns", "_n", "_blocks", "_firsts")
+    __slots__ = ("_rows", "_columns", "_n", "_blocks", "_firsts", "_lookups", "_first", "_lists")
 
     def __init__(self, rows: np.ndarray | None = None, *, columns: IndexColumns | None = None) -> None:
         self._rows: np.ndarray | None
@@ -180,6 +185,11 @@ class ChunkIndex:
             self._n = len(self._rows)
         self._blocks: tuple[np.ndarray, list[tuple[int, ...]]] | None = None
         self._firsts: tuple[np.ndarray, np.ndarray] | None = None
+        # one array at a time: searched in the columns at first; after LOOKUPS_BEFORE_LISTS
+        # lookups (a loop over datasets), a dict of first rows and Python lists of the fields
+        self._lookups = 0
+        self._first: dict[int, int] | None = None
+        self._lists: tuple[list[int], ...] | None = None
 
     @property
     def rows(self) -> np.ndarray:
@@ -239,7 +249,13 @@ class ChunkIndex:
 
     def first_chunk_row(self, aid: int) -> int:
         """Row of chunk 0 of an array (-1 if not stored)."""
+        first = self._first
+        if first is not None:
+            return first.get(aid, -1)
         keys, rows = self._first_chunks()
+        self._lookups += 1
+        if self._lookups > LOOKUPS_BEFORE_LISTS:
+            self._first = dict(zip(keys.tolist(), rows.tolist(), strict=True))
         at = int(keys.searchsorted(aid))
         return int(rows[at]) if at < len(keys) and int(keys[at]) == aid else -1
 
@@ -260,11 +276,14 @@ class ChunkIndex:
 
     def location(self, j: int) -> tuple[int, int, int, int, int, int, int, int, int]:
         """(seg, offset, length, raw_size, crc, codec, filter, within, nbytes) of row ``j``."""
-        c = self.column
-        return (
-            int(c("seg")[j]), int(c("offset")[j]), int(c("length")[j]), int(c("raw_size")[j]), int(c("crc")[j]),
-            int(c("codec")[j]), int(c("filter")[j]), int(c("within")[j]), int(c("nbytes")[j]),
-        )
+        lists = self._lists
+        if lists is None:
+            self._lookups += 1
+            if self._lookups <= LOOKUPS_BEFORE_LISTS:
+                return tuple(int(self.column(f)[j]) for f in _LOCATION)  # type: ignore[return-value]
+            lists = self._lists = tuple(self.column(f).tolist() for f in _LOCATION)
+        seg, off, length, raw, crc, codec, item, within, nbytes = lists
+        return seg[j], off[j], length[j], raw[j], crc[j], codec[j], item[j], within[j], nbytes[j]
 
     def __len__(self) -> int:
         return self._n
