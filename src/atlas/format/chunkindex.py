@@ -20,7 +20,7 @@ import numpy as np
 import zstandard
 
 from ..errors import CorruptionError
-from .codec import DECIMAL, FILTERS, checksum
+from .codec import DECIMAL, FILTERS, checksum, read_into
 
 INDEX_DTYPE = np.dtype(
     [
@@ -491,13 +491,10 @@ def _read_groups(reader: Any, columns: IndexColumns, version: int, where: str, s
         hi = min(n, lo + GROUP_ROWS)
         for name, _ in _FIELDS:
             out = columns[name][lo:hi].view(np.uint8)
-            got = 0
-            while got < len(out):
-                k = reader.readinto(out[got:])
-                if not k:
-                    raise CorruptionError(f"chunk index {where} holds {done + got} bytes, expected {n * size}")
-                got += k
+            got = read_into(reader, out)
             done += got
+            if got < len(out):
+                raise CorruptionError(f"chunk index {where} holds {done} bytes, expected {n * size}")
         _checked_piece(columns, lo, hi, version, where, segment_sizes)
 
 

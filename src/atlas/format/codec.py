@@ -193,18 +193,26 @@ def encode_large(raw: np.ndarray, codec: str, filter_id: int) -> tuple[bytes | b
     return out, checksum(out)
 
 
+def read_into(reader: Any, view: Any) -> int:
+    """Fill ``view`` from a decompressing stream ``reader``: the bytes put there, fewer than
+    ``len(view)`` only when the stream ended first."""
+    pos = 0
+    while pos < len(view):
+        got = reader.readinto(view[pos:])
+        if not got:
+            break
+        pos += got
+    return pos
+
+
 def _decode_large(stored: Any, filter_id: int, raw_size: int) -> np.ndarray:
     """Decompress a large zstd block straight into its unfiltered place, a piece at a time."""
     out = np.empty(raw_size, dtype=np.uint8)
     with _zstd_d().stream_reader(stored) as reader:
 
         def fill(view: memoryview) -> None:
-            pos = 0
-            while pos < len(view):
-                got = reader.readinto(view[pos:])
-                if not got:
-                    raise ValueError(f"block decompressed to fewer than the {raw_size} bytes the index says")
-                pos += got
+            if read_into(reader, view) < len(view):
+                raise ValueError(f"block decompressed to fewer than the {raw_size} bytes the index says")
 
         if filter_id <= 1:
             fill(out.data)
