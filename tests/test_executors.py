@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import threading
 
-from atlas.executors import cpu_pool, io_pool
+import pytest
+
+from atlas.executors import cpu_pool, in_background, io_pool
 
 
 def test_pools_are_shared_and_distinct() -> None:
@@ -30,3 +33,20 @@ def test_a_forked_child_gets_pools_of_its_own() -> None:
     os.waitpid(pid, 0)
     assert answer == b"1"
     assert (id(cpu_pool()), id(io_pool())) == before
+
+
+def test_work_in_the_background_may_wait_on_a_busy_pool() -> None:
+    """Work started beside the caller runs on a thread of its own: it may wait for tasks of
+    a pool whose every worker is taken, and hands back its result or its error."""
+    release = threading.Event()
+    pool = cpu_pool()
+    busy = [pool.submit(release.wait) for _ in range(pool._max_workers)]  # every worker taken
+    result = in_background(lambda: pool.submit(lambda: 7).result())
+    release.set()
+    assert result() == 7 and all(f.result() for f in busy)
+
+    def fail() -> None:
+        raise KeyError("gone")
+
+    with pytest.raises(KeyError, match="gone"):
+        in_background(fail)()

@@ -7,15 +7,23 @@
 
 Both are created on first use and again in a child process after a fork (a pool's threads
 do not survive ``fork``), so a dask or multiprocessing worker gets pools of its own.
+
+A task on a pool must not wait for other tasks of the same pool (with every worker waiting,
+none would be left to run them); :func:`in_background` runs work that may wait on the pools
+beside the caller, on a thread of its own.
 """
 
 from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
-__all__ = ["cpu_pool", "io_pool"]
+__all__ = ["cpu_pool", "in_background", "io_pool"]
+
+T = TypeVar("T")
 
 _lock = threading.Lock()
 _pools: dict[str, tuple[int, ThreadPoolExecutor]] = {}
@@ -41,3 +49,27 @@ def cpu_pool() -> ThreadPoolExecutor:
 def io_pool() -> ThreadPoolExecutor:
     """Threads for blocking storage calls: 32 to 64, whatever the cores."""
     return _pool("io", min(64, max(32, 4 * (os.cpu_count() or 4))))
+
+
+def in_background(fn: Callable[..., T], *args: Any) -> Callable[[], T]:
+    """Start ``fn(*args)`` on a thread of its own (not a pool's: it may wait on the pools)
+    and return what waits for it: its result, or its exception raised again."""
+    outcome: list[tuple[bool, Any]] = []
+
+    def run() -> None:
+        try:
+            outcome.append((True, fn(*args)))
+        except BaseException as e:  # handed to the caller as it is
+            outcome.append((False, e))
+
+    thread = threading.Thread(target=run, name="atlas-background", daemon=True)
+    thread.start()
+
+    def result() -> T:
+        thread.join()
+        ok, value = outcome[0]
+        if not ok:
+            raise value
+        return value
+
+    return result

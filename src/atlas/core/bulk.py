@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import CorruptionError
-from ..executors import io_pool
+from ..executors import in_background
 from ..format.chunkindex import BLOCK_FIELDS, block_keys
 from . import read
 from .indexing import window_slices
@@ -53,10 +53,11 @@ def plan(
     var = store._variables.get(array)
     if var is None or len(var.pending) or len(names) < MIN_DATASETS:
         return None
-    # the shards' columns are read while the variable's chunk index is loaded
-    locating = io_pool().submit(store._datasets.array_locations, list(names), array)
+    # the shards' columns are read while the variable's chunk index is loaded (each waits on
+    # the pools, so the columns are read on a thread of their own)
+    locations = in_background(store._datasets.array_locations, list(names), array)
     idx = store._index(var)
-    positions, ids, schema_numbers, others = locating.result()
+    positions, ids, schema_numbers, others = locations()
     if len(positions) < MIN_DATASETS:
         return None
     held = ids != 0

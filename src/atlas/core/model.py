@@ -213,12 +213,12 @@ class StoreModel:
         manifest records are decoded in parallel, each into its own part of one table held
         by field; runs in order (appends) are then that table as it is, others are merged."""
         runs = var.runs
+        if not runs:
+            return ChunkIndex()
         found = self._fetched_runs(var, runs)
         sizes = [size for _, size in var.segments]
         limit = self._index_row_limit()
         counts = [r.rows for r in runs]
-        if not runs:
-            return ChunkIndex()
         if len(runs) == 1:
             return self._decoded_run(runs[0], *found[0], sizes, limit)
         if min(counts) < 0:  # sizes unknown (an older manifest): decoded one by one, merged

@@ -244,7 +244,7 @@ class ArrayState:
 
     __slots__ = (
         "name", "aid", "schema", "dirty", "changed", "written", "deleted", "dataset",
-        "_stats", "_attrs", "_raw", "loc", "loc_gen", "from_columns",
+        "_stats", "_attrs", "_raw", "loc", "loc_gen",
     )
 
     def __init__(self, name: str, aid: int, schema: Schema, dataset: str) -> None:
@@ -263,7 +263,6 @@ class ArrayState:
         self._raw: tuple[Any, Any, str] | None = None
         self.loc: Any = None  # cached stored location of a single-chunk array
         self.loc_gen = -1
-        self.from_columns = False  # made from a shard's columns: for reading data only
 
     @classmethod
     def from_record(cls, name: str, aid: int, schema: Schema, dataset: str, stats: Any, attrs: Any, where: str) -> ArrayState:
@@ -278,10 +277,9 @@ class ArrayState:
     @classmethod
     def from_column(cls, name: str, aid: int, schema: Schema, dataset: str) -> ArrayState:
         """An array as a shard's columns list it (id and schema, for scans): statistics and
-        attributes are not known, so the state serves reads of data only."""
-        st = cls(name, aid, schema, dataset)
-        st.from_columns = True
-        return st
+        attributes are not known, so the state serves one read of data only and is kept
+        nowhere."""
+        return cls(name, aid, schema, dataset)
 
     def _decode(self) -> None:
         raw = self._raw
