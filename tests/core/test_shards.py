@@ -9,7 +9,15 @@ import numpy as np
 from store_helpers import add_dataset
 
 import atlas
-from atlas.core.shards import Shard, array_entries, attribute_keys, current_record, split, stored_attrs, stored_entries
+from atlas.core.shards import (
+    Shard,
+    array_entries,
+    attribute_keys,
+    current_record,
+    split,
+    stored_attrs,
+    stored_entries,
+)
 
 
 def test_a_shard_may_hold_only_names_in_its_range() -> None:
