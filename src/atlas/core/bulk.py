@@ -10,7 +10,7 @@ strings, buffered data) is read by :mod:`atlas.core.scan`, dataset by dataset.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +22,7 @@ from ..format.chunkindex import BLOCK_FIELDS, block_keys
 from . import read
 from .indexing import window_slices
 from .reader import BlockKey, fetch_blocks
-from .state import Schema
+from .state import Schema, Variable
 
 if TYPE_CHECKING:
     from .model import StoreModel
@@ -98,7 +98,6 @@ def fill(
     those chunks is then decoded straight into it, and ``put`` does not see them."""
     var = store._variables[array]
     table = store._schemas
-    idx = store._index(var)
     missing = p.rows < 0
     for s in _distinct(p.schemas[missing]):
         at = missing & (p.schemas == s)
@@ -107,8 +106,61 @@ def fill(
     found = np.flatnonzero(~missing)
     if not len(found):
         return
+    c = _located(store, var, names, p, found)
+    mode = read.scan_cache_mode(store, c.total, c.stored, _kept_bytes(p, c.schemas, table))
+    limit = read.DECODE_BATCH_BYTES if mode == "decoded" else min(
+        read.DECODE_BATCH_BYTES, max(store._storage.scan_batch_bytes, c.total // 16)
+    )
+    for b0, b1 in _batches(c.raw_sizes, limit):
+        into: dict[BlockKey, np.ndarray] = {}
+        if dest is not None and mode != "decoded":  # the decoded cache must not hold the caller's array
+            for b in range(b0, b1):
+                items = c.items(b)
+                view = _whole_block_dest(
+                    c.within[items], c.schemas[items], p.positions[found[items]], c.raw_sizes[b], p, table, dest
+                )
+                if view is not None:
+                    into[c.keys[b]] = view
+        batch = {k: c.wanted[k] for k in c.keys[b0:b1]}
+        try:
+            blocks = fetch_blocks(
+                store._storage.get_many_ranges, store._cache, batch, read.describe_block(store, var), mode, into
+            )
+        except FileNotFoundError as e:
+            raise store._missing_error(f"a segment of variable {var.name!r} is missing: {e}") from None
+        for b in range(b0, b1):
+            if c.keys[b] not in into:  # else decoded in place
+                items = c.items(b)  # into found
+                _gather(blocks[c.keys[b]], c.within[items], c.schemas[items], found[items], p, table, put, names, array)
+
+
+@dataclass
+class _Located:
+    """The stored chunks of a scan (those at ``found`` of its plan) grouped by block: each
+    chunk's place in its block and schema; the blocks in storage order (``keys``, as
+    ``fetch_blocks`` wants them, their raw sizes, and in all their raw and stored bytes);
+    ``order[bounds[b]:bounds[b + 1]]`` are the chunks of block ``b``."""
+
+    within: np.ndarray
+    schemas: np.ndarray
+    order: np.ndarray
+    bounds: np.ndarray
+    wanted: dict[BlockKey, tuple[int, int, int, int, int]]
+    keys: list[BlockKey]
+    raw_sizes: list[int]
+    total: int
+    stored: int
+
+    def items(self, b: int) -> np.ndarray:
+        return self.order[self.bounds[b] : self.bounds[b + 1]]
+
+
+def _located(store: StoreModel, var: Variable, names: Sequence[Any], p: Plan, found: np.ndarray) -> _Located:
+    """Where the chunks at ``found`` of a plan are, from the few index fields a scan needs;
+    ``CorruptionError`` naming the dataset when a chunk's size is not its schema's."""
+    table = store._schemas
+    column = store._index(var).column
     at = p.rows[found]
-    column = idx.column
     within, nbytes = column("within")[at], column("nbytes")[at]
     schemas = p.schemas[found]
     nbytes_of = np.zeros(len(table), dtype=np.int64)
@@ -118,7 +170,7 @@ def fill(
     if len(bad):
         name = names[int(p.positions[found[bad[0]]])]
         raise CorruptionError(
-            f"dataset {name!r}, array {array!r}: chunk does not fit its block: {int(nbytes[bad[0]])} "
+            f"dataset {name!r}, array {var.name!r}: chunk does not fit its block: {int(nbytes[bad[0]])} "
             f"bytes, not the {int(nbytes_of[schemas[bad[0]]])} its schema holds"
         )
     first, order, bounds = _by_block(block_keys(column("seg")[at], column("offset")[at]))
@@ -127,45 +179,31 @@ def fill(
     wanted: dict[BlockKey, tuple[int, int, int, int, int]] = {}
     for seg, off, length, raw, crc, codec, filt in zip(*(heads[f].tolist() for f in BLOCK_FIELDS), strict=True):
         wanted[(seg_keys[seg], off)] = (length, raw, crc, codec, filt)
-    wanted_keys = list(wanted)
     total = int(heads["raw_size"].astype(np.int64).sum())
     stored = int(heads["length"].astype(np.int64).sum())
-    needed = 0  # what the caller keeps: the windows' share of the chunks
+    return _Located(within, schemas, order, bounds, wanted, list(wanted), heads["raw_size"].tolist(), total, stored)
+
+
+def _kept_bytes(p: Plan, schemas: np.ndarray, table: Any) -> int:
+    """What the caller keeps of the chunks of ``schemas``: their windows' share."""
+    needed = 0
     counts = np.bincount(schemas)
     for s in _distinct(schemas):
         st, stop = p.windows[s]
         cells = int(np.prod([b - a for a, b in zip(st, stop, strict=True)], dtype=np.int64))
         needed += int(counts[s]) * cells * table[s].dtype.numpy.itemsize
-    mode = read.scan_cache_mode(store, total, stored, needed)
-    limit = read.DECODE_BATCH_BYTES if mode == "decoded" else min(
-        read.DECODE_BATCH_BYTES, max(store._storage.scan_batch_bytes, total // 16)
-    )
-    raw_sizes = heads["raw_size"].tolist()
+    return needed
+
+
+def _batches(raw_sizes: list[int], limit: int) -> Iterator[tuple[int, int]]:
+    """Consecutive blocks ``[b0, b1)`` of at most ``limit`` raw bytes in all (one at least)."""
     b0 = 0
-    while b0 < len(wanted_keys):
+    while b0 < len(raw_sizes):
         b1, acc = b0, 0
-        while b1 < len(wanted_keys) and (b1 == b0 or acc + raw_sizes[b1] <= limit):
+        while b1 < len(raw_sizes) and (b1 == b0 or acc + raw_sizes[b1] <= limit):
             acc += raw_sizes[b1]
             b1 += 1
-        batch = {k: wanted[k] for k in wanted_keys[b0:b1]}
-        into: dict[BlockKey, np.ndarray] = {}
-        if dest is not None and mode != "decoded":  # the decoded cache must not hold the caller's array
-            for b in range(b0, b1):
-                items = order[bounds[b] : bounds[b + 1]]
-                view = _whole_block_dest(within[items], schemas[items], p.positions[found[items]], raw_sizes[b], p, table, dest)
-                if view is not None:
-                    into[wanted_keys[b]] = view
-        try:
-            blocks = fetch_blocks(
-                store._storage.get_many_ranges, store._cache, batch, read.describe_block(store, var), mode, into
-            )
-        except FileNotFoundError as e:
-            raise store._missing_error(f"a segment of variable {var.name!r} is missing: {e}") from None
-        for b in range(b0, b1):
-            if wanted_keys[b] in into:
-                continue  # decoded in place
-            items = order[bounds[b] : bounds[b + 1]]  # into found
-            _gather(blocks[wanted_keys[b]], within[items], schemas[items], found[items], p, table, put, names, array)
+        yield b0, b1
         b0 = b1
 
 

@@ -270,11 +270,24 @@ def read_array_across_stacked(
         for i, (a, e) in enumerate(zip(present, extents, strict=True)):
             out[i, ...] = a.schema.fillscalar
             dests[i] = out[i][tuple(slice(0, n) for n in e)]
+    _fill_windows(store, array, present, windows, dests)
+    return read.finish(store, present[0].schema, out)
+
+
+def _fill_windows(
+    store: StoreModel,
+    array: str,
+    arrays: list[ArrayState],
+    windows: list[tuple[tuple[int, ...], tuple[int, ...]]],
+    dests: list[np.ndarray],
+) -> None:
+    """Copy the window of each array into its destination: one-chunk arrays with nothing
+    buffered the fast way (``scan_single``), the others through ``scan_jobs``."""
     var = store._variables.get(array)
     jobs = []
     fast: list[tuple[int, ArrayState, tuple[slice, ...] | None]] = []
     can_fast = var is not None and not len(var.pending)
-    for i, (a, (st, stop)) in enumerate(zip(present, windows, strict=True)):
+    for i, (a, (st, stop)) in enumerate(zip(arrays, windows, strict=True)):
         if can_fast and a.schema.single and not a.dirty:
             full = stop == a.schema.shape and not any(st)
             fast.append((i, a, None if full else window_slices(st, stop)))
@@ -291,7 +304,6 @@ def read_array_across_stacked(
                 dests[i][...] = chunk if sl is None else sub_array(chunk, sl)
 
         scan_single(store, var, fast, emit)
-    return read.finish(store, present[0].schema, out)
 
 
 def _stacked_in_bulk(
