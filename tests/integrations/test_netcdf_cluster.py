@@ -24,7 +24,7 @@ from atlas.integrations.netcdf.synthetic import write_synthetic_profiles
 
 distributed = pytest.importorskip("distributed")
 
-ARGO = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "argo"
+ARGO = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "argo"
 
 
 @pytest.fixture(scope="module")
