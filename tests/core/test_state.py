@@ -181,3 +181,24 @@ def test_a_scan_leaves_no_state_behind_for_datasets_it_only_read(tmp_path: Path)
     got = s.read_array_across("chunked", names)
     assert [a[0] for a in got] == [0, 1, 2, 3, 4]
     assert s._datasets.held_states() == [view._ds]
+
+
+def test_two_threads_reading_one_array_alone_get_one_state(tmp_path: Path) -> None:
+    import threading
+
+    s = _profiles(tmp_path / "s", 2)
+    ds = s.open_dataset("d001")._ds
+    both = threading.Barrier(2)
+
+    def make(dataset: str, entries: object, array: str) -> ArrayState | None:
+        both.wait(timeout=10)  # each thread makes its own state at the same time
+        return s._array_from_entries(dataset, entries, array)
+
+    got: list[ArrayState | None] = []
+    threads = [threading.Thread(target=lambda: got.append(ds.array_state("chunked", make))) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert got[0] is not None and got[0] is got[1] is ds.built_alone("chunked")
+    assert ds.arrays["chunked"] is got[0]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import struct
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -312,6 +313,9 @@ class ArrayState:
         return attrs
 
 
+_SOME_LOCK = threading.Lock()
+
+
 class DatasetState:
     """One dataset: its arrays (definition order) and attributes (insertion order).
 
@@ -355,14 +359,17 @@ class DatasetState:
         if entries is None:
             return self.arrays.get(name)
         some = self._some
-        arr = None if some is None else some.get(name)
+        if some is None:
+            with _SOME_LOCK:  # two threads must not each start a dict (one would be lost)
+                some = self._some
+                if some is None:
+                    some = self._some = {}
+        arr = some.get(name)
         if arr is None:
-            arr = make(self.name, entries, name)
-            if arr is None:
+            made = make(self.name, entries, name)
+            if made is None:
                 return None
-            if some is None:
-                some = self._some = {}
-            arr = some.setdefault(name, arr)
+            arr = some.setdefault(name, made)  # a state another thread made first is the one
         if self._raw_arrays is None:  # built meanwhile: the built one is the state
             return self.arrays.get(name)
         return arr
