@@ -372,15 +372,16 @@ class StoreModel:
     def _record_of(self, ds: DatasetState, new_stats: dict[int, dict[str, Any] | None]) -> list[Any]:
         """The stored record of a dataset state (``new_stats`` by array id where they changed)."""
         name = ds.name
+        flat = ds.stored_attrs  # attributes as read, while untouched: kept as they are
+        attrs = encode_attrs(ds.attrs) if flat is None else flat
         entries = ds.stored_entries
         if entries is not None:
-            flat = ds.stored_attrs
-            return [name, encode_attrs(ds.attrs) if flat is None else flat, entries]
+            return [name, attrs, entries]
         arrays = []
         for aname, arr in ds.arrays.items():
             st = new_stats[arr.aid] if arr.aid in new_stats else arr.stats
             arrays.append([aname, arr.aid, arr.schema.pos, encode_stats(arr.schema.dtype, st), encode_attrs(arr.attrs)])
-        return [name, encode_attrs(ds.attrs), arrays]
+        return [name, attrs, arrays]
 
     def live_array_count(self) -> int:
         """How many arrays the live datasets hold in all (each variable counts its own)."""
