@@ -202,3 +202,24 @@ def test_two_threads_reading_one_array_alone_get_one_state(tmp_path: Path) -> No
         t.join()
     assert got[0] is not None and got[0] is got[1] is ds.built_alone("chunked")
     assert ds.arrays["chunked"] is got[0]
+
+
+def test_weak_states_hold_a_state_while_something_else_does(monkeypatch: pytest.MonkeyPatch) -> None:
+    import gc
+
+    from atlas.core import state
+    from atlas.core.state import DatasetState, WeakStates
+
+    monkeypatch.setattr(state, "_PRUNE_AT", 4)
+    kept = WeakStates()
+    held = [DatasetState(f"d{i}") for i in range(3)]
+    for s in held:
+        kept[s.name] = s
+    for i in range(10):  # states nothing else holds: gone at once, their entries pruned
+        kept[f"gone{i}"] = DatasetState(f"gone{i}")
+    gc.collect()
+    assert kept.get("gone3") is None and kept.get("d1") is held[1] and len(kept) == 3
+    assert len(kept._refs) <= 8  # dead entries were dropped as the map grew
+    assert kept.pop("d0") is held[0] and kept.get("d0", "none") == "none"
+    kept.update({"d0": held[0]})
+    assert sorted(s.name for s in kept.values()) == ["d0", "d1", "d2"]

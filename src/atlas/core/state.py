@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import struct
 import threading
+import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -437,6 +438,55 @@ class DatasetState:
             self._raw_attrs = None
             self._attrs = decode_attrs(raw, f"{where}, dataset {self.name!r}")
         return self._attrs
+
+
+class WeakStates:
+    """Dataset states by name, each held only while something else holds it (as a
+    ``weakref.WeakValueDictionary`` does, without its bookkeeping on every call: a sweep
+    over every dataset of a store looks each one up and keeps its state). Entries whose
+    state is gone are dropped whenever the map has doubled since the last time; entries are
+    added and dropped under a lock, so that a state kept meanwhile is never dropped."""
+
+    __slots__ = ("_refs", "_limit", "_lock")
+
+    def __init__(self) -> None:
+        self._refs: dict[str, weakref.ref[DatasetState]] = {}
+        self._limit = _PRUNE_AT
+        self._lock = threading.Lock()
+
+    def get(self, name: str, default: Any = None) -> Any:
+        ref = self._refs.get(name)
+        state = None if ref is None else ref()
+        return default if state is None else state
+
+    def __setitem__(self, name: str, state: DatasetState) -> None:
+        with self._lock:
+            refs = self._refs
+            refs[name] = weakref.ref(state)
+            if len(refs) > self._limit:
+                for n in [n for n, r in refs.items() if r() is None]:
+                    del refs[n]
+                self._limit = max(_PRUNE_AT, 2 * len(refs))
+
+    def pop(self, name: str, default: Any = None) -> Any:
+        with self._lock:
+            ref = self._refs.pop(name, None)
+        state = None if ref is None else ref()
+        return default if state is None else state
+
+    def update(self, items: Any) -> None:
+        for name, state in items.items() if isinstance(items, dict) else items:
+            self[name] = state
+
+    def values(self) -> list[DatasetState]:
+        return [s for r in list(self._refs.values()) if (s := r()) is not None]
+
+    def __len__(self) -> int:
+        """How many states are held (alive)."""
+        return len(self.values())
+
+
+_PRUNE_AT = 1024
 
 
 class IndexRun(NamedTuple):

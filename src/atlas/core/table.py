@@ -15,7 +15,6 @@ with the version before.
 from __future__ import annotations
 
 import itertools
-import weakref
 from collections.abc import Callable, Collection, Iterator, MutableMapping
 from operator import itemgetter
 from typing import Any, cast
@@ -36,7 +35,7 @@ from .shards import (
     Shard,
     StoredRows,
 )
-from .state import DatasetState
+from .state import DatasetState, WeakStates
 
 ROW_BITS = 24  # a dataset's place: its shard's serial number, then its row (shards hold < 2**24)
 # A handle finds a dataset by searching the name lists of the shards whose name range holds
@@ -73,7 +72,7 @@ class DatasetTable(MutableMapping[str, Record]):
         self._searched = 0  # names compared by lookups that searched the name lists
         self._states: dict[str, DatasetState] = {}  # datasets of the shards this handle changed
         # states of datasets of the shards only read, or committed: kept while in use
-        self._kept: weakref.WeakValueDictionary[str, DatasetState] = weakref.WeakValueDictionary()
+        self._kept = WeakStates()
         self._deleted: set[str] = set()  # datasets of the shards deleted by this handle
         self._added: dict[str, Record] = {}  # datasets created by this handle, in order
         self._touched: set[int] = set()  # serials of shards with a changed state or a deletion
