@@ -62,7 +62,8 @@ def plan(
         return None
     held = ids != 0
     absent = positions[~held]
-    positions, ids, schema_numbers = positions[held], ids[held], schema_numbers[held]
+    if len(absent):  # else every dataset has the array: nothing to pick out
+        positions, ids, schema_numbers = positions[held], ids[held], schema_numbers[held]
     table = store._schemas
     windows: dict[int, tuple[tuple[int, ...], tuple[int, ...]]] = {}
     slow = np.zeros(len(positions), dtype=bool)
