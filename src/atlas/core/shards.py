@@ -14,13 +14,13 @@ from typing import Any, cast
 
 import numpy as np
 
-from ..format.fields import Field
+from ..format.fields import Field, decode_field, fields_of
 from ..format.shard import Columns, ShardHeader
 from .state import DatasetState
 
 __all__ = [
     "ColumnsLoader", "FieldsLoader", "Loader", "Record", "Shard", "StoredRows", "array_entries", "attribute_keys",
-    "current_record", "split", "stored_attrs", "stored_entries",
+    "current_record", "cut_into_shards", "fields_from_records", "split", "stored_attrs", "stored_entries",
 ]
 
 
@@ -105,6 +105,28 @@ def current_record(table: Mapping[str, Record], name: str, encode: Callable[[Dat
     state's (``encode``)."""
     rec = table[name]
     return rec if type(rec) is list else encode(cast(DatasetState, rec))
+
+
+def cut_into_shards(out: list[Shard], names: list[str], recs: list[list[Any]], rows: int) -> None:
+    """Append to ``out`` the rows waiting to be written (``names`` and their records, then
+    emptied), as new shards of at most ``rows``."""
+    for start in range(0, len(names), rows):
+        out.append(Shard(None, names[start : start + rows], records=recs[start : start + rows]))
+    names.clear()
+    recs.clear()
+
+
+def fields_from_records(shards: list[Shard], names: list[str]) -> None:
+    """Make the catalogue fields ``names`` of shards from their records (shards a handle
+    wrote and holds, whose files it has not read)."""
+    for s in shards:
+        todo = [n for n in names if n not in s.fields]
+        if todo:
+            assert s.records is not None
+            encoded = fields_of([r[1:] for r in s.records])
+            for n in todo:
+                raw = encoded.get(n)
+                s.fields[n] = None if raw is None else decode_field(raw, len(s.names), f"shard {s.key}")
 
 
 Loader = Callable[[Shard], list[list[Any]]]

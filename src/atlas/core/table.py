@@ -23,7 +23,6 @@ import numpy as np
 import orjson
 
 from ..errors import CorruptionError
-from ..format.fields import decode_field, fields_of
 from ..format.manifest import paused_gc
 from ..format.records import attr_values
 from ..format.shard import SHARD_ROWS
@@ -34,6 +33,8 @@ from .shards import (
     Record,
     Shard,
     StoredRows,
+    cut_into_shards,
+    fields_from_records,
 )
 from .state import DatasetState, WeakStates
 
@@ -394,15 +395,8 @@ class DatasetTable(MutableMapping[str, Record]):
         """Read the catalogue fields ``names`` of ``shards`` (kept on each shard)."""
         if self._load_fields is not None:
             self._load_fields(shards, names)
-            return
-        for s in shards:  # a new store's table: its shards were written by this handle
-            todo = [n for n in names if n not in s.fields]
-            if todo:
-                assert s.records is not None
-                encoded = fields_of([r[1:] for r in s.records])
-                for n in todo:
-                    raw = encoded.get(n)
-                    s.fields[n] = None if raw is None else decode_field(raw, len(s.names), f"shard {s.key}")
+        else:  # a new store's table: its shards were written by this handle
+            fields_from_records(shards, names)
 
     def mark_modified(self, name: str) -> None:
         """Note that this handle changed a stored dataset (not only read it): the table
@@ -509,7 +503,7 @@ class DatasetTable(MutableMapping[str, Record]):
         for i, s in enumerate(shards):
             rewrite = s.key is None or i >= tail or (s.serial in self._touched and self._changed(s, encode))
             if not rewrite:
-                _emit(out, pending_names, pending_recs)
+                cut_into_shards(out, pending_names, pending_recs, SHARD_ROWS)
                 out.append(s)
                 continue
             recs = self.records_of(s)
@@ -522,7 +516,7 @@ class DatasetTable(MutableMapping[str, Record]):
         for name, added in self._added.items():
             pending_names.append(name)
             pending_recs.append(encode(added) if isinstance(added, DatasetState) else added)
-        _emit(out, pending_names, pending_recs)
+        cut_into_shards(out, pending_names, pending_recs, SHARD_ROWS)
         return out
 
     def _merged_tail(self, limit: int | None = None) -> int:
@@ -604,10 +598,3 @@ class DatasetTable(MutableMapping[str, Record]):
             if s.key is not None:
                 s.records = None
 
-
-def _emit(out: list[Shard], names: list[str], recs: list[list[Any]]) -> None:
-    """Cut the rows waiting to be written into shards of at most ``SHARD_ROWS``."""
-    for start in range(0, len(names), SHARD_ROWS):
-        out.append(Shard(None, names[start : start + SHARD_ROWS], records=recs[start : start + SHARD_ROWS]))
-    names.clear()
-    recs.clear()
