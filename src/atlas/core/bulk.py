@@ -153,6 +153,7 @@ class _Located:
     stored: int
 
     def items(self, b: int) -> np.ndarray:
+        """The chunks of block ``b`` (positions in ``found``)."""
         return self.order[self.bounds[b] : self.bounds[b + 1]]
 
 

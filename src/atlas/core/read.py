@@ -159,6 +159,7 @@ def read_window(store: StoreModel, schema: Schema, start: Any, shape: Any) -> tu
 
 
 def finish(store: StoreModel, schema: Schema, out: np.ndarray) -> np.ndarray:
+    """A result as callers get it: timestamps (stored as int64) viewed as ``datetime64[ns]``."""
     if schema.dtype.kind == "timestamp":
         return out.view("datetime64[ns]")
     return out

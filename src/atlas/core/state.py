@@ -455,6 +455,7 @@ class WeakStates:
         self._lock = threading.Lock()
 
     def get(self, name: str, default: Any = None) -> Any:
+        """The state held for ``name``, or ``default``."""
         ref = self._refs.get(name)
         state = None if ref is None else ref()
         return default if state is None else state
@@ -469,16 +470,19 @@ class WeakStates:
                 self._limit = max(_PRUNE_AT, 2 * len(refs))
 
     def pop(self, name: str, default: Any = None) -> Any:
+        """The state held for ``name`` (or ``default``), no longer held."""
         with self._lock:
             ref = self._refs.pop(name, None)
         state = None if ref is None else ref()
         return default if state is None else state
 
     def update(self, items: Any) -> None:
+        """Hold the states of a dict or of (name, state) pairs."""
         for name, state in items.items() if isinstance(items, dict) else items:
             self[name] = state
 
     def values(self) -> list[DatasetState]:
+        """The states held."""
         return [s for r in list(self._refs.values()) if (s := r()) is not None]
 
     def __len__(self) -> int:
