@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from store_helpers import add_dataset, stored_files
+from store_helpers import add_dataset, flushed_store, stored_files
 
 import atlas
 from atlas.core import table
@@ -108,11 +108,7 @@ def test_history_costs_what_changed(tmp_path: Path) -> None:
 def test_version_1_stores_open_and_upgrade(tmp_path: Path) -> None:
     from reliability_helpers import as_version_1
 
-    path = tmp_path / "s"
-    store = atlas.Atlas.create(path)
-    for i in range(5):
-        add_dataset(store, f"d{i}", value=float(i))
-    store.flush()
+    path = flushed_store(tmp_path, 5)
     as_version_1(path)  # as a store written before format 2
     old = atlas.Atlas.open(path)
     assert _shard_keys(old) == [None]
@@ -238,11 +234,7 @@ def test_lookups_search_only_the_shards_whose_names_hold_them(tmp_path: Path, sm
 
 
 def test_the_list_of_names_follows_every_change_and_is_the_callers_own(tmp_path: Path, small_shards: None) -> None:
-    path = tmp_path / "s"
-    store = atlas.Atlas.create(path)
-    for i in range(6):
-        add_dataset(store, f"d{i}", value=1.0)
-    store.flush()
+    path = flushed_store(tmp_path, 6)
     fresh = atlas.Atlas.open(path)
     listed = fresh.list_datasets()
     listed.append("not-a-dataset")
@@ -261,11 +253,7 @@ def test_the_list_of_names_follows_every_change_and_is_the_callers_own(tmp_path:
 
 
 def test_names_at_positions_come_from_the_shards_without_the_list_of_every_name(tmp_path: Path, small_shards: None) -> None:
-    path = tmp_path / "s"
-    store = atlas.Atlas.create(path)
-    for i in range(10):
-        add_dataset(store, f"d{i}", value=float(i))
-    store.flush()
+    path = flushed_store(tmp_path, 10)
     fresh = atlas.Atlas.open(path)
     t = fresh._datasets
     rows = np.array([0, 3, 4, 5, 9])  # one shard alone, one across, single rows
