@@ -486,8 +486,12 @@ class WeakStates:
         return [s for r in list(self._refs.values()) if (s := r()) is not None]
 
     def __len__(self) -> int:
-        """How many states are held (alive)."""
+        """How many states are held (alive): a pass over every entry."""
         return len(self.values())
+
+    def __bool__(self) -> bool:
+        """Whether any entry is left (cheap: its state may be gone)."""
+        return bool(self._refs)
 
 
 _PRUNE_AT = 1024

@@ -274,7 +274,8 @@ class DatasetTable(MutableMapping[str, Record]):
 
     def items(self) -> Iterator[tuple[str, Record]]:  # type: ignore[override]
         self.load_all()
-        deleted, states, kept = self._deleted, self._states, self._kept
+        deleted, states = self._deleted, self._states
+        kept = self._kept if self._kept else None
         for s in self.shards:
             recs = self.records_of(s)
             touched = s.serial in self._touched
@@ -284,7 +285,7 @@ class DatasetTable(MutableMapping[str, Record]):
                     if name in deleted:
                         continue
                     rec = states.get(name, rec)
-                if kept:
+                if kept is not None:
                     rec = kept.get(name, rec)
                 yield name, rec
         yield from list(self._added.items())
