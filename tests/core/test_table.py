@@ -263,3 +263,22 @@ def test_names_at_positions_come_from_the_shards_without_the_list_of_every_name(
     fresh.delete_dataset("d4")
     add_dataset(fresh, "e", value=9.0)
     assert t.names_at(np.array([3, 4, 9])) == ["d3", "d5", "e"]  # through the list of names
+
+
+def test_a_pass_over_every_dataset_asks_the_weak_map_once_whether_it_holds_anything(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Counting the states held walks every entry: a pass over the datasets must not do it
+    per dataset (it made a pass quadratic after a flush)."""
+    from atlas.core.state import WeakStates
+
+    path = flushed_store(tmp_path, 6)
+    store = atlas.Atlas.open(path)
+    add_dataset(store, "new")
+    store.flush()  # the table holds the committed states weakly: entries, their states gone
+
+    def counted(self: WeakStates) -> int:
+        raise AssertionError("the weak map was counted")
+
+    monkeypatch.setattr(WeakStates, "__len__", counted)
+    assert [n for n, _ in store._datasets.items()] == [*(f"d{i}" for i in range(6)), "new"]
