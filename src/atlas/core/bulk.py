@@ -10,7 +10,7 @@ strings, buffered data) is read by :mod:`atlas.core.scan`, dataset by dataset.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -109,10 +109,7 @@ def fill(
         return
     c = _located(store, var, names, p, found)
     mode = read.scan_cache_mode(store, c.total, c.stored, _kept_bytes(p, c.schemas, table))
-    limit = read.DECODE_BATCH_BYTES if mode == "decoded" else min(
-        read.DECODE_BATCH_BYTES, max(store._storage.scan_batch_bytes, c.total // 16)
-    )
-    for b0, b1 in _batches(c.raw_sizes, limit):
+    for b0, b1 in read.scan_batches(store, mode, c.raw_sizes):
         into: dict[BlockKey, np.ndarray] = {}
         if dest is not None and mode != "decoded":  # the decoded cache must not hold the caller's array
             for b in range(b0, b1):
@@ -195,18 +192,6 @@ def _kept_bytes(p: Plan, schemas: np.ndarray, table: Any) -> int:
         cells = int(np.prod([b - a for a, b in zip(st, stop, strict=True)], dtype=np.int64))
         needed += int(counts[s]) * cells * table[s].dtype.numpy.itemsize
     return needed
-
-
-def _batches(raw_sizes: list[int], limit: int) -> Iterator[tuple[int, int]]:
-    """Consecutive blocks ``[b0, b1)`` of at most ``limit`` raw bytes in all (one at least)."""
-    b0 = 0
-    while b0 < len(raw_sizes):
-        b1, acc = b0, 0
-        while b1 < len(raw_sizes) and (b1 == b0 or acc + raw_sizes[b1] <= limit):
-            acc += raw_sizes[b1]
-            b1 += 1
-        yield b0, b1
-        b0 = b1
 
 
 def _by_block(block_of: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import mmap
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -427,6 +428,24 @@ def scan_cache_mode(store: StoreModel, decoded: int, stored: int, result: int) -
     if stored <= room:
         return "stored"
     return "read"
+
+
+def scan_batches(store: StoreModel, mode: CacheMode, raw_sizes: list[int]) -> Iterator[tuple[int, int]]:
+    """The blocks of a bulk read (their raw sizes, in read order) cut into batches
+    ``[b0, b1)`` fetched and decoded together: blocks that stay cached may come in big
+    batches; others only a batch at a time, of at least the storage's ``scan_batch_bytes``
+    (a sixteenth of the read when that is more). One block at least per batch."""
+    limit = DECODE_BATCH_BYTES
+    if mode != "decoded":
+        limit = min(limit, max(store._storage.scan_batch_bytes, sum(raw_sizes) // 16))
+    b0 = 0
+    while b0 < len(raw_sizes):
+        b1, acc = b0, 0
+        while b1 < len(raw_sizes) and (b1 == b0 or acc + raw_sizes[b1] <= limit):
+            acc += raw_sizes[b1]
+            b1 += 1
+        yield b0, b1
+        b0 = b1
 
 
 # Results at least this large get pages of their own (see result_buffer).

@@ -169,18 +169,10 @@ def scan_single(
         by_block[key].append(pos)
         locs.append((within, nbytes))
         needed += nbytes if sl is None or not size else nbytes * math.prod(x.stop - x.start for x in sl) // size
-    total = sum(w[1] for w in wanted.values())
-    mode = read.scan_cache_mode(store, total, sum(w[0] for w in wanted.values()), needed)
-    # blocks that stay cached may come in big batches; others only a batch at a time
-    limit = read.DECODE_BATCH_BYTES if mode == "decoded" else min(read.DECODE_BATCH_BYTES, max(store._storage.scan_batch_bytes, total // 16))
+    raw_sizes = [w[1] for w in wanted.values()]
+    mode = read.scan_cache_mode(store, sum(raw_sizes), sum(w[0] for w in wanted.values()), needed)
     keys = list(wanted)
-    b0 = 0
-    while b0 < len(keys):
-        acc = 0
-        b1 = b0
-        while b1 < len(keys) and (b1 == b0 or acc + wanted[keys[b1]][1] <= limit):
-            acc += wanted[keys[b1]][1]
-            b1 += 1
+    for b0, b1 in read.scan_batches(store, mode, raw_sizes):
         batch = {k: wanted[k] for k in keys[b0:b1]}
         try:
             blocks = fetch_blocks(
@@ -220,7 +212,6 @@ def scan_single(
                         f"dataset {a.dataset!r}, array {a.name!r}: chunk does not fit its block: {e}"
                     ) from None
                 emit(i, chunk, a, sl, own and not schema.dtype.is_string)
-        b0 = b1
 
 
 def read_array_across_stacked(
