@@ -79,6 +79,7 @@ def test_a_store_of_version_2_shards_reads_and_is_written_on_by_layout(tmp_path,
     from atlas.format import manifest as mf
 
     monkeypatch.setattr(mf, "FORMAT_VERSION", 2)
+    monkeypatch.setattr(shard, "LAYOUT_VERSION", 2)
     monkeypatch.setattr(shard, "encode_layouts", lambda records: [list(r) for r in records])
     path = tmp_path / "s"
     store = atlas.Atlas.create(path)
@@ -97,6 +98,8 @@ def test_a_store_of_version_2_shards_reads_and_is_written_on_by_layout(tmp_path,
     d = again.create_dataset("new")
     d.set_attribute("k", 9)
     again.flush()
+    heads = [json.loads(p.read_bytes().split(b"\n", 1)[0]) for p in (path / "meta").iterdir()]
+    assert sorted(h["format_version"] for h in heads) == [2, 3]  # the shard "new" joined is version 3
     fresh = atlas.Atlas.open(path)
     assert fresh.find("k >= 3") == ["d3", "d4", "new"] and fresh.verify() == []
     assert fresh.read_array_across_stacked("x", [f"d{i}" for i in range(5)]).tolist()[4] == [4.0] * 4

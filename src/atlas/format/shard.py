@@ -127,7 +127,7 @@ def encode_shard_columns(
     fields = [(name, mf.compress_body(raw, meta_compression)) for name, raw in fields_of(records).items()]
     head = {
         "atlas": "shard",
-        "format_version": mf.FORMAT_VERSION,
+        "format_version": LAYOUT_VERSION,
         "rows": rows,
         "names_length": len(names_part),
         "names_crc32c": checksum(names_part),
@@ -161,7 +161,7 @@ class ShardHeader:
     columns: tuple[tuple[str, int], ...]  # array name, rows of its column
     # catalogue field name -> offset, length, crc (None: the shard holds no fields)
     fields: dict[str, tuple[int, int, int]] | None
-    version: int = mf.FORMAT_VERSION  # 2: records as a list; 3: records by layout
+    version: int  # 2: records as a list; 3: records by layout
 
     @property
     def length(self) -> int:
