@@ -230,7 +230,8 @@ class ChunkIndex:
         if not len(rows):
             return self
         columns = self._columns
-        if self._rows is None and (not self._n or in_order([columns, rows])) and in_order([rows]):
+        # this index is sorted: its last row, then every row appended, must be in order
+        if self._rows is None and in_order([columns_part(columns, max(0, self._n - 1), self._n), rows]):
             return ChunkIndex(columns={name: np.concatenate([columns[name], rows[name]]) for name, _ in _FIELDS})
         return ChunkIndex(merge_rows([self.rows, rows]))
 

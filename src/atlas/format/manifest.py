@@ -24,7 +24,7 @@ import orjson
 import zstandard
 
 from ..errors import CorruptionError
-from .codec import checksum, parse_choice
+from .codec import checksum, parse_choice, read_into
 
 FORMAT_VERSION = 3
 # Versions this code reads: 1 (one manifest holding every dataset), 2 (datasets in shards)
@@ -205,13 +205,10 @@ def _read_bounded(stream: Any, declared: int, limit: int, what: str) -> bytearra
         if declared >= 0:
             out = bytearray(declared)
             view = memoryview(out)
-            pos = 0
-            while pos < declared:
-                n = stream.readinto(view[pos:])
-                if not n:
-                    raise CorruptionError(f"{what} decompresses to fewer bytes than it declares")
-                pos += n
+            short = read_into(stream, view) < declared
             view.release()
+            if short:
+                raise CorruptionError(f"{what} decompresses to fewer bytes than it declares")
             if stream.read(1):
                 raise CorruptionError(f"{what} decompresses to more bytes than it declares")
             return out
