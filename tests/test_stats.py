@@ -105,12 +105,12 @@ def test_fold_many_folds_each_arrays_rows_into_its_stats() -> None:
     rows["vmin"] = _f64(-3.0, 0.5, 0.0).view(np.int64)
     rows["vmax"] = _f64(2.0, 9.0, 0.0).view(np.int64)
     f8 = DTYPES["float64"]
-    got = fold_many(f8, [10, 2, 6], np.array([0, 2, 3]), np.array([2, 3, 3]), rows)
+    got = fold_many(f8, [10, 2, 6], np.array([0, 2, 3]), np.array([2, 3, 3]), rows.__getitem__)
     assert got == [
         {"row_count": 10, "null_count": 10 - 8 + 1, "min": -3.0, "max": 9.0},
         {"row_count": 2, "null_count": 2, "min": None, "max": None},  # only nulls written
         {"row_count": 6, "null_count": 6, "min": None, "max": None},  # nothing written
     ]
-    assert fold_many(f8, [4], np.array([0]), np.array([0]), rows) == [
+    assert fold_many(f8, [4], np.array([0]), np.array([0]), rows.__getitem__) == [
         {"row_count": 4, "null_count": 4, "min": None, "max": None}
     ]

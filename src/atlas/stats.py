@@ -235,16 +235,15 @@ def string_stats(row_count: int, written_cells: int, values: list[np.ndarray], f
 
 
 def fold_many(
-    dtype: DType, row_counts: list[int], lo: np.ndarray, hi: np.ndarray,
-    rows: np.ndarray | Callable[[np.ndarray], np.ndarray],
+    dtype: DType, row_counts: list[int], lo: np.ndarray, hi: np.ndarray, rows_at: Callable[[np.ndarray], np.ndarray]
 ) -> list[dict[str, Any]]:
     """Fold the index rows of many arrays of one dtype into their ``array_stats`` dicts.
 
     ``null_count`` is the cells of chunks never written plus the null cells of written
     ones; min/max come from the per-chunk values (floats in IEEE total order).
 
-    ``rows`` is a chunk-index table sorted by array (or gives its rows at some row numbers);
-    array ``i`` owns rows ``lo[i]:hi[i]``.
+    ``rows_at(numbers)`` gives the rows of a chunk-index table sorted by array at some row
+    numbers; array ``i`` owns rows ``lo[i]:hi[i]``.
     """
     n = len(row_counts)
     lengths = (hi - lo).astype(np.int64)
@@ -255,7 +254,7 @@ def fold_many(
     starts = np.zeros(n, dtype=np.int64)
     np.cumsum(lengths[:-1], out=starts[1:])
     take = np.repeat(lo.astype(np.int64) - starts, lengths) + np.arange(total)
-    sub = rows(take) if callable(rows) else rows[take]
+    sub = rows_at(take)
     nonempty = lengths > 0
     st = np.minimum(starts, total - 1)
     ncells = np.add.reduceat(sub["ncells"].astype(np.int64), st)

@@ -55,6 +55,7 @@ from ..format.chunkindex import ChunkIndex, merge_rows
 from ..format.records import decode_attrs, decode_stats, encode_attrs, encode_stats
 from . import commit, history, write
 from .runs import IndexUpdate
+from .shards import current_record
 from .state import ArrayState, DatasetState
 
 if TYPE_CHECKING:
@@ -390,7 +391,7 @@ def _differences(store: StoreModel, name: str, base: tuple[str | None, Any, Any]
 def _current(store: StoreModel, name: str) -> tuple[Any, dict[str, Any]]:
     """(flat attributes, array entries by name) of a dataset as the handle holds it now,
     encoded as records hold them."""
-    rec = store._current_record(name)
+    rec = current_record(store._datasets, name, lambda ds: store._record_of(ds, {}))
     return rec[1], {e[0]: e for e in rec[2]}
 
 

@@ -31,7 +31,7 @@ from ..format.chunkindex import (
 from ..format.records import decode_checked, encode_attrs, encode_stats
 from . import history
 from .reader import BlockCache
-from .shards import Shard, array_entries, current_record
+from .shards import Shard, array_entries
 from .state import (
     ArrayState,
     DatasetState,
@@ -215,14 +215,13 @@ class StoreModel:
         runs = var.runs
         if not runs:
             return ChunkIndex()
+        counts = [r.rows for r in runs]
+        if len(runs) == 1 or min(counts) < 0:  # one run, or sizes unknown (an older manifest)
+            parts = self._decoded_runs(var, runs)
+            return parts[0] if len(parts) == 1 else ChunkIndex(merge_rows([p.rows for p in parts]))
         found = self._fetched_runs(var, runs)
         sizes = [size for _, size in var.segments]
         limit = self._index_row_limit()
-        counts = [r.rows for r in runs]
-        if len(runs) == 1:
-            return self._decoded_run(runs[0], *found[0], sizes, limit)
-        if min(counts) < 0:  # sizes unknown (an older manifest): decoded one by one, merged
-            return ChunkIndex(merge_rows([self._decoded_run(r, *f, sizes, limit).rows for r, f in zip(runs, found, strict=True)]))
         table = empty_columns(sum(counts))
         starts = np.cumsum([0, *counts]).tolist()
         into = [columns_part(table, a, b) for a, b in itertools.pairwise(starts)]
@@ -238,16 +237,20 @@ class StoreModel:
     def _run_rows(self, var: Variable, runs: list[IndexRun]) -> list[np.ndarray]:
         """The rows of some runs of a variable's committed index (fetched together), each
         checked against what the manifest recorded of it."""
-        found = self._fetched_runs(var, runs)
+        return [idx.rows for idx in self._decoded_runs(var, runs)]
+
+    def _decoded_runs(self, var: Variable, runs: list[IndexRun]) -> list[ChunkIndex]:
+        """Some runs of a variable's committed index, fetched together and decoded one by
+        one, each checked against the number of rows the manifest recorded of it."""
         sizes = [size for _, size in var.segments]
         limit = self._index_row_limit()
-        return [self._decoded_run(r, data, where, sizes, limit).rows for r, (data, where) in zip(runs, found, strict=True)]
-
-    def _decoded_run(self, r: IndexRun, data: Any, where: str, sizes: list[int], limit: Callable[[int], int]) -> ChunkIndex:
-        idx = ChunkIndex.from_bytes(data, where, sizes, limit)
-        if r.rows >= 0 and len(idx) != r.rows:
-            raise CorruptionError(f"chunk index {where} holds {len(idx)} rows; version {self._version} recorded {r.rows}")
-        return idx
+        out = []
+        for r, (data, where) in zip(runs, self._fetched_runs(var, runs), strict=True):
+            idx = ChunkIndex.from_bytes(data, where, sizes, limit)
+            if r.rows >= 0 and len(idx) != r.rows:
+                raise CorruptionError(f"chunk index {where} holds {len(idx)} rows; version {self._version} recorded {r.rows}")
+            out.append(idx)
+        return out
 
     def _fetched_runs(self, var: Variable, runs: list[IndexRun]) -> list[tuple[Any, str]]:
         """The bytes of some runs of a variable's committed index (fetched together) and
@@ -365,10 +368,6 @@ class StoreModel:
         exists, without making (and keeping) a state of any."""
         return self._datasets.attribute_values(names, keys)
 
-    def _current_record(self, name: str) -> list[Any]:
-        """The record of one live dataset as it would be stored now."""
-        return current_record(self._datasets, name, lambda ds: self._record_of(ds, {}))
-
     def _record_of(self, ds: DatasetState, new_stats: dict[int, dict[str, Any] | None]) -> list[Any]:
         """The stored record of a dataset state (``new_stats`` by array id where they changed)."""
         name = ds.name
@@ -423,7 +422,7 @@ class StoreModel:
         for i, aid, sidx in zip(pos.tolist(), ids.tolist(), schemas.tolist(), strict=True):
             if not aid:
                 continue
-            out[i] = ArrayState.from_column(array, aid, table[sidx], names[i])
+            out[i] = ArrayState(array, aid, table[sidx], names[i])  # ids and schema: for reading data only
 
     def _element_kinds(self, names: set[str]) -> dict[str, dict[int, tuple[int, bool]]]:
         """(element size, is float) of every live array of the named variables, by array id."""

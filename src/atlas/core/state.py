@@ -276,13 +276,6 @@ class ArrayState:
             st._raw = (stats, attrs, where)
         return st
 
-    @classmethod
-    def from_column(cls, name: str, aid: int, schema: Schema, dataset: str) -> ArrayState:
-        """An array as a shard's columns list it (id and schema, for scans): statistics and
-        attributes are not known, so the state serves one read of data only and is kept
-        nowhere."""
-        return cls(name, aid, schema, dataset)
-
     def _decode(self) -> None:
         raw = self._raw
         if raw is not None:
