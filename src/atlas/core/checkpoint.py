@@ -9,7 +9,14 @@ from typing import TYPE_CHECKING
 from ..errors import CorruptionError, VersionRemovedError
 from ..storage.base import ParallelPuts
 from . import loading
-from .commit import conflict_error, discard_replaced, install_commit, store_moved_on, write_version
+from .commit import (
+    conflict_error,
+    delete_unnamed,
+    discard_replaced,
+    install_commit,
+    store_moved_on,
+    write_version,
+)
 
 if TYPE_CHECKING:
     from .model import StoreModel
@@ -71,10 +78,7 @@ def abandon(store: StoreModel) -> None:
         v.pending_segments = []
     store._read_only = True
     store._read_only_why = "its changes were abandoned"
-    try:
-        store._storage.delete_many(keys)
-    except Exception:
-        pass
+    delete_unnamed(store, keys)
 
 
 def forget_decoded(store: StoreModel) -> None:

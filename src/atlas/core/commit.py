@@ -321,8 +321,14 @@ def discard_replaced(store: StoreModel) -> None:
     if not replaced:
         return
     store._unpublished = [k for k in store._unpublished if k in named]
+    delete_unnamed(store, replaced)
+
+
+def delete_unnamed(store: StoreModel, keys: list[str]) -> None:
+    """Delete files no version names. Best effort: a file left behind is an orphan that
+    compaction removes, so a failure here never fails the caller."""
     try:
-        store._storage.delete_many(replaced)
+        store._storage.delete_many(keys)
     except Exception:
         pass
 
@@ -346,10 +352,7 @@ def remove_unpublished(store: StoreModel, updates: dict[str, IndexUpdate], shard
     keys = {r.key for upd in updates.values() for r in upd.runs if r.key not in old}
     kept = {s.key for s in store._datasets.shards}
     keys.update(s.key for s in shards if s.key is not None and s.key not in kept)
-    try:
-        store._storage.delete_many(sorted(keys))
-    except Exception:
-        pass
+    delete_unnamed(store, sorted(keys))
 
 
 def encoded_manifest(store: StoreModel, version: int, token: str, doc: dict[str, Any], rewritten: list[int]) -> bytes:
