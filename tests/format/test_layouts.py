@@ -82,3 +82,27 @@ def test_records_by_layout_that_do_not_add_up_are_corruption(
     data = _layout_shard(layouts, rows, columns, 2)
     with pytest.raises(atlas.CorruptionError, match=message):
         shard.decode_records(data, ["d0", "d1"], META, "s")
+
+
+def test_a_layout_is_made_into_a_builder_once_and_rows_are_grouped_by_layout(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Shards of a store share their layouts: reading another shard of known layouts makes
+    no builder again; records of many layouts, interleaved, come back in their order."""
+    import orjson
+
+    from atlas.format import layouts
+
+    made: list[object] = []
+    real = layouts._builder
+
+    def counted(layout: layouts.Layout) -> object:
+        made.append(layout)
+        return real(layout)
+
+    monkeypatch.setattr(layouts, "_builder", counted)
+    monkeypatch.setattr(layouts, "_BUILDERS", {})
+    records = [[f"d{i}", (f"k{i % 7}", "int64", i), ()] for i in range(50)]
+    body = orjson.loads(orjson.dumps(layouts.encode_layouts([r[1:] for r in records])))
+    for _ in range(2):
+        got = layouts.decode_layouts(body, [r[0] for r in records], {}, "shard")
+        assert [list(r) for r in got] == [list(r) for r in records]
+    assert len(made) == 7

@@ -118,6 +118,24 @@ def _builder(layout: Layout) -> tuple[Callable[..., list[Any]], int]:
     return build, pos - 1
 
 
+def _built(layout: Layout) -> tuple[Callable[..., list[Any]], int]:
+    """The builder of ``layout``, made once per process (shards of one store share their
+    layouts; a store of many layouts makes at most ``_BUILDERS_KEPT`` of them at a time)."""
+    try:
+        hit = _BUILDERS.get(layout)
+    except TypeError:  # a kind that is no string (the record's decoder says what is wrong)
+        return _builder(layout)
+    if hit is None:
+        if len(_BUILDERS) >= _BUILDERS_KEPT:
+            _BUILDERS.clear()
+        hit = _BUILDERS[layout] = _builder(layout)
+    return hit
+
+
+_BUILDERS: dict[Layout, tuple[Callable[..., list[Any]], int]] = {}
+_BUILDERS_KEPT = 4096
+
+
 def decode_layouts(body: Any, names: Sequence[str], columns: Columns, where: str) -> list[list[Any]]:
     """The records ``[name, attributes, entries]`` of a shard from its records section
     (decoded ``[layouts, rows]``) and its checked columns, which must list exactly the arrays
@@ -140,11 +158,13 @@ def decode_layouts(body: Any, names: Sequence[str], columns: Columns, where: str
         raise CorruptionError(f"shard {where}: a record names an unknown layout")
     out: list[Any] = [None] * n
     covered: dict[str, int] = {}
+    order = np.argsort(which, kind="stable")  # each layout's rows together, in row order
+    bounds = np.concatenate([[0], np.cumsum(np.bincount(which, minlength=len(layouts)))]).tolist()
     for at, layout in enumerate(layouts):
-        members = np.flatnonzero(which == at)
+        members = order[bounds[at] : bounds[at + 1]]
         if not len(members):
             continue
-        build, width = _builder(layout)
+        build, width = _built(layout)
         picked = [rows[r] for r in members.tolist()]
         if set(map(type, picked)) != {list} or set(map(len, picked)) != {width + 1}:
             raise CorruptionError(f"shard {where}: a record does not hold the values its layout lists")
