@@ -33,10 +33,8 @@ def dataset_named(store: Atlas, name: str) -> str:
 
     try:
         found = resolve(store, name)
-    except KeyError as e:
-        if "/" in name:
-            raise CommandError(f"{e.args[0]}; `atlas ls` lists the datasets") from None
-        found = name
+    except KeyError as e:  # only a FILE/GROUP/PATH name can fail to resolve
+        raise CommandError(f"{e.args[0]}; `atlas ls` lists the datasets") from None
     if not store.dataset_exists(found):
         raise missing_dataset(store, name)
     return found

@@ -544,18 +544,14 @@ def _add_file(
     items = 0
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        if decoded.prepared is not None or decoded.dataset is not None:
+        if decoded.prepared is not None:  # readers decode with prepare=True: every group prepared
             layout = [("/", decoded.dims), *((g.path, g.dims) for g in decoded.groups)]
-            parts = [(decoded.prepared, decoded.dataset), *((g.prepared, g.dataset) for g in decoded.groups)]
-            for (path, _), (prepared, ds) in zip(layout, parts, strict=True):
+            parts = [decoded.prepared, *(g.prepared for g in decoded.groups)]
+            for (path, _), prepared in zip(layout, parts, strict=True):
+                assert prepared is not None
                 name = _free_name(store, src, path)
-                if prepared is not None:
-                    add_prepared(store, shared_strings(prepared), name)
-                    items += prepared.items
-                else:
-                    assert ds is not None
-                    add_xarray_dataset(store, ds, name)
-                    items += metadata_items(ds)
+                add_prepared(store, shared_strings(prepared), name)
+                items += prepared.items
                 written.append(name)
         else:
             try:
