@@ -35,15 +35,21 @@ def test_a_forked_child_gets_pools_of_its_own() -> None:
     assert (id(cpu_pool()), id(io_pool())) == before
 
 
-def test_work_in_the_background_may_wait_on_a_busy_pool() -> None:
-    """Work started beside the caller runs on a thread of its own: it may wait for tasks of
-    a pool whose every worker is taken, and hands back its result or its error."""
+def test_work_in_the_background_runs_while_every_pool_worker_is_taken() -> None:
+    """Work started beside the caller runs on a thread of its own: it runs while every
+    worker of both pools is taken, may then wait for a pool's task, and hands back its
+    result or its error."""
     release = threading.Event()
-    pool = cpu_pool()
-    busy = [pool.submit(release.wait) for _ in range(pool._max_workers)]  # every worker taken
-    result = in_background(lambda: pool.submit(lambda: 7).result())
+    safety = threading.Timer(20, release.set)  # frees the workers should the work not run
+    safety.start()
+    pools = [cpu_pool(), io_pool()]
+    busy = [p.submit(release.wait) for p in pools for _ in range(p._max_workers)]  # every worker taken
+    ran = in_background(lambda: threading.current_thread().name)()
+    assert not release.is_set() and ran == "atlas-background"  # ran with no pool worker free
     release.set()
-    assert result() == 7 and all(f.result() for f in busy)
+    safety.cancel()
+    assert in_background(lambda: cpu_pool().submit(lambda: 7).result())() == 7
+    assert all(f.result() for f in busy)
 
     def fail() -> None:
         raise KeyError("gone")

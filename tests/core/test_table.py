@@ -236,13 +236,17 @@ def test_lookups_search_only_the_shards_whose_names_hold_them(tmp_path: Path, sm
 def test_the_list_of_names_follows_every_change_and_is_the_callers_own(tmp_path: Path, small_shards: None) -> None:
     path = flushed_store(tmp_path, 6)
     fresh = atlas.Atlas.open(path)
+    t = fresh._datasets
     listed = fresh.list_datasets()
+    assert t.names() is t.names() and listed is not t.names()  # one kept list; callers get copies
     listed.append("not-a-dataset")
     listed.clear()
     assert fresh.list_datasets() == [f"d{i}" for i in range(6)]
     fresh.delete_dataset("d1")
+    assert t._name_list is None  # dropped by the deletion
     assert fresh.list_datasets() == ["d0", "d2", "d3", "d4", "d5"]
     add_dataset(fresh, "d1", value=2.0)  # re-created: at the end
+    assert t._name_list is None  # dropped by the addition
     add_dataset(fresh, "e", value=2.0)
     assert fresh.list_datasets() == ["d0", "d2", "d3", "d4", "d5", "d1", "e"]
     fresh.delete_dataset("e")
