@@ -49,7 +49,7 @@ def checkpoint(store: StoreModel) -> None:
     puts = ParallelPuts(store._storage)
     try:
         try:
-            updates, new_stats, attach, shards, rewritten = write_version(store, version, puts, fill_last=False)
+            updates, new_stats, attach, shards, rewritten = write_version(store, version, puts, merge_limit=0)
         finally:
             puts.wait()
     except (CorruptionError, VersionRemovedError):

@@ -288,12 +288,12 @@ def write_version(
     version: int,
     puts: ParallelPuts,
     rewrite: dict[str, tuple[ChunkIndex, list[tuple[str, int]]]] | None = None,
-    fill_last: bool = True,
+    merge_limit: int | None = None,
 ) -> tuple[dict[str, IndexUpdate], dict[int, dict[str, Any] | None], WrittenAhead, list[Shard], list[int]]:
     """Every file of ``version`` but its manifest: data written ahead for every buffered
     chunk, the index runs and the shards (put with ``puts``), the statistics, and the ids of
-    the arrays of the handle's version whose chunks it rewrote (see :meth:`DatasetTable.plan`
-    for ``fill_last``). Nothing is installed."""
+    the arrays of the handle's version whose chunks it rewrote. ``merge_limit``: as
+    :meth:`DatasetTable.plan` takes it (None: the handle's). Nothing is installed."""
     # string stats are taken from the buffers, before writing ahead empties them (those of
     # arrays written ahead earlier were taken then; a chunk buffered again is newer)
     string_stats_now = {**store._string_stats, **buffered_string_stats(store)}
@@ -303,7 +303,7 @@ def write_version(
     check_written_ahead(store)
     with mf.paused_gc():  # builds ~10^5 short-lived containers, none of them cyclic
         new_stats = fresh_stats(store, updates, string_stats_now)
-        shards = write_shards(store, version, new_stats, puts, fill_last)
+        shards = write_shards(store, version, new_stats, puts, merge_limit)
     return updates, new_stats, attach, shards, rewritten
 
 
@@ -547,11 +547,12 @@ def write_shards(
     version: int,
     new_stats: dict[int, dict[str, Any] | None],
     puts: ParallelPuts,
-    fill_last: bool = True,
+    merge_limit: int | None = None,
 ) -> list[Shard]:
     """The shards of ``version``: those this commit's changes did not touch are kept, the
     others written anew (in parallel, with ``puts``)."""
-    shards = store._datasets.plan(lambda ds: store._record_of(ds, new_stats), fill_last, store._merge_limit)
+    limit = store._merge_limit if merge_limit is None else merge_limit
+    shards = store._datasets.plan(lambda ds: store._record_of(ds, new_stats), limit)
     fmt, comp = store._meta_format, store._meta_compression
     for s in shards:
         if s.key is None:

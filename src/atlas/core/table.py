@@ -487,20 +487,18 @@ class DatasetTable(MutableMapping[str, Record]):
 
     # ------------------------------------------------------------------ commits
 
-    def plan(
-        self, encode: Callable[[DatasetState], list[Any]], fill_last: bool = True, merge_limit: int | None = None
-    ) -> list[Shard]:
+    def plan(self, encode: Callable[[DatasetState], list[Any]], merge_limit: int | None = None) -> list[Shard]:
         """The shards of the next version: untouched ones as they are, the others (and any
         new datasets) as shards to write, with ``key`` None and their records filled in.
 
         ``encode`` gives a state's record; a shard whose states all encode to what it
-        holds (datasets only read) is kept. New datasets fill the last shard up first,
-        unless ``fill_last`` is false (they then start a shard of their own)."""
+        holds (datasets only read) is kept. New datasets join the last shards (``_merged_tail``;
+        with a ``merge_limit`` of 0 they start a shard of their own)."""
         out: list[Shard] = []
         pending_names: list[str] = []
         pending_recs: list[list[Any]] = []
         shards = self.shards
-        tail = self._merged_tail(merge_limit) if fill_last else len(shards)
+        tail = self._merged_tail(merge_limit)
         for i, s in enumerate(shards):
             rewrite = s.key is None or i >= tail or (s.serial in self._touched and self._changed(s, encode))
             if not rewrite:
