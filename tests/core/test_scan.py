@@ -256,3 +256,41 @@ def test_threads_sharing_a_handle_read_right_while_the_cache_churns(tmp_path: Pa
     assert cache.used == sum(b.nbytes for b in cache._d.values()) + sum(len(d) for d in cache._s.values())
     assert cache.used <= cache.budget
 
+
+
+def test_reads_across_datasets_and_the_catalogue_pause_the_cyclic_collector(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Planning a read across many datasets, or the catalogue, builds many containers and
+    none of them cyclic: collections meanwhile would only rescan them. The collector is
+    paused while such a call runs, and left as it was found."""
+    import gc
+
+    import atlas.catalog
+    from atlas.core import scan
+
+    store = atlas.Atlas.create(tmp_path / "s")
+    write_profiles(store, 30)
+    store.flush()
+    opened = atlas.Atlas.open(tmp_path / "s")
+    names = opened.list_datasets()
+    seen: dict[str, bool] = {}
+
+    def watched(module: Any, name: str) -> None:
+        inner = getattr(module, name)
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            seen[name] = gc.isenabled()
+            return inner(*args, **kwargs)
+
+        monkeypatch.setattr(module, name, call)
+
+    watched(scan, "read_array_across")
+    watched(scan, "read_array_across_stacked")
+    watched(atlas.catalog, "table")
+    assert gc.isenabled()
+    opened.read_array_across("temperature", names)
+    opened.read_array_across_stacked("temperature", names)
+    opened.catalog()
+    assert seen == {"read_array_across": False, "read_array_across_stacked": False, "table": False}
+    assert gc.isenabled()

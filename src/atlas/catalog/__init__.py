@@ -84,6 +84,14 @@ def catalog(
     live = live_arrays(atlas)
     if array_names is None:
         array_names = sorted(live)
+    with paused_gc():  # columns of millions of values, no cycles: nothing to collect
+        return _frame(atlas, array_names, attribute_keys, live, array_attributes)
+
+
+def _frame(
+    atlas: Atlas, array_names: list[str], attribute_keys: list[str] | None, live: dict[str, Any], array_attributes: bool
+) -> pandas.DataFrame:
+    """The catalogue's DataFrame (see :func:`catalog`)."""
     columns = table(atlas, attribute_keys, {a: FIELDS for a in array_names}, None if array_attributes else live)
     frame: dict[str, Any] = {}
     for key, column in columns.attributes.items():

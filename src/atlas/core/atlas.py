@@ -209,7 +209,8 @@ class Store(StoreModel):
         ``KeyError`` when none of the listed datasets has the array. Each array is the
         caller's own (writable, sharing no values with another), though arrays read whole
         from one block may be views of one buffer, as numpy slices are."""
-        return scan.read_array_across(self, array, names, start, shape)
+        with mf.paused_gc():  # planning builds many containers, none of them cyclic
+            return scan.read_array_across(self, array, names, start, shape)
 
     @retry_if_swapped
     def read_array_across_stacked(
@@ -225,7 +226,8 @@ class Store(StoreModel):
         ``KeyError`` if a dataset lacks the array, ``TypeError`` for different dtypes and
         ``ValueError`` for different shapes unless ``start``/``shape`` give a common window
         or ``pad=True``, which pads each array to the largest shape with its fill value."""
-        return scan.read_array_across_stacked(self, array, names, start, shape, pad)
+        with mf.paused_gc():  # planning builds many containers, none of them cyclic
+            return scan.read_array_across_stacked(self, array, names, start, shape, pad)
 
     def flush(self, rebase: bool = False) -> None:
         """Commit every buffered change atomically as a new version (no-op when unchanged).
