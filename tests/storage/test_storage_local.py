@@ -154,3 +154,45 @@ def test_local_reads_allocate_about_the_file_size(tmp_path: Path) -> None:
         tracemalloc.stop()
     assert got == payload
     assert peak < 256 << 10, f"{peak} bytes allocated to read a {len(payload)}-byte file"
+
+
+@pytest.mark.skipif(os.name != "posix", reason="spans are mapped on POSIX systems only")
+def test_long_spans_are_views_of_the_mapped_file_and_short_ones_are_read(store: LocalStorage) -> None:
+    import mmap
+
+    data = os.urandom(1 << 20)
+    store.put("seg", data)
+    starts = [12_345, 800_000, 1_000_000, 5 << 20]  # unaligned, short, past the end, beyond it
+    lengths = [300_000, 100, 200_000, 70_000]
+    got = store.get_ranges("seg", starts, lengths)
+    assert [bytes(g) for g in got] == [data[s : s + n] for s, n in zip(starts, lengths, strict=True)]
+    long_span = got[0]
+    assert isinstance(long_span, memoryview) and isinstance(long_span.obj, mmap.mmap)
+    assert long_span.readonly
+    assert not isinstance(memoryview(got[1]).obj, mmap.mmap)  # 100 bytes: read, not mapped
+
+
+@pytest.mark.skipif(os.name != "posix", reason="spans are mapped on POSIX systems only")
+def test_a_mapped_span_outlives_the_removal_of_its_file(store: LocalStorage) -> None:
+    data = os.urandom(1 << 20)
+    store.put("seg", data)
+    (view,) = store.get_ranges("seg", [4096], [500_000])
+    store.delete("seg")
+    assert bytes(view) == data[4096 : 4096 + 500_000]
+
+
+def test_spans_are_read_where_files_cannot_be_mapped(store: LocalStorage, monkeypatch: pytest.MonkeyPatch) -> None:
+    import mmap
+
+    import atlas.storage.local as local
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.ENODEV, "no mapping on this file system")
+
+    mapping = mmap.mmap
+    monkeypatch.setattr(local.mmap, "mmap", refuse)
+    data = os.urandom(1 << 20)
+    store.put("seg", data)
+    (got,) = store.get_ranges("seg", [1000], [400_000])
+    assert bytes(got) == data[1000:401_000]
+    assert not isinstance(memoryview(got).obj, mapping)

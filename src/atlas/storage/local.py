@@ -5,6 +5,7 @@ from __future__ import annotations
 import builtins
 import errno
 import functools
+import mmap
 import os
 import secrets
 import stat
@@ -37,6 +38,9 @@ _OPEN_BATCH = 256
 _INLINE_BYTES = 256 << 10
 # Most pool tasks one batch of reads is split into.
 _MAX_CHUNKS = 32
+# Spans at least this long are mapped rather than copied (see _mapped); POSIX only: on
+# Windows a mapped file cannot be deleted or replaced while the mapping lives.
+_MAP_BYTES = 64 << 10 if os.name == "posix" else -1
 # Errors a file system may report for a moment and not again (a network or FUSE file
 # system that is busy or timed out, an interrupted call): such an operation is redone.
 _TRANSIENT = frozenset({errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR, errno.EBUSY, errno.ETIMEDOUT})
@@ -104,16 +108,39 @@ def _pread(fd: int, length: int, offset: int) -> bytes:
     return b"".join(parts)
 
 
-def _read_all(tasks: Sequence[tuple[int, int, int]]) -> list[bytes]:
-    """``_pread`` every (fd, length, offset): small jobs inline, big ones on the I/O pool
+def _mapped(fd: int, length: int, offset: int) -> bytes | memoryview:
+    """``length`` bytes at ``offset`` (fewer at the end of the file) as a read-only view of
+    the file's pages in the system's cache, mapped into memory.
+
+    A copy would need as much fresh memory, which the system zeroes page by page before
+    the copy fills it; at a million datasets that costs a scan or ``catalog()`` about a
+    quarter of its page faults. Store files are never changed in place (they are written
+    whole and renamed, and removed by unlinking), so a mapping always sees the bytes the
+    file was written with. Where the file system cannot map files, the span is read."""
+    if length < _MAP_BYTES or _MAP_BYTES < 0:
+        return _pread(fd, length, offset)
+    try:
+        size = os.fstat(fd).st_size
+        if offset >= size:
+            return b""
+        start = offset - offset % mmap.ALLOCATIONGRANULARITY
+        end = min(size, offset + length)
+        pages = mmap.mmap(fd, end - start, access=mmap.ACCESS_READ, offset=start)
+    except (OSError, ValueError):  # not a regular file, or a file system without mmap
+        return _pread(fd, length, offset)
+    return memoryview(pages)[offset - start :]
+
+
+def _read_all(tasks: Sequence[tuple[int, int, int]]) -> list[bytes | memoryview]:
+    """``_mapped`` every (fd, length, offset): small jobs inline, big ones on the I/O pool
     in at most ``_MAX_CHUNKS`` chunks (thousands of tiny spans must not become thousands
     of thread hand-offs)."""
     if len(tasks) <= 1 or sum(t[1] for t in tasks) < _INLINE_BYTES:
-        return [_pread(fd, n, off) for fd, n, off in tasks]
+        return [_mapped(fd, n, off) for fd, n, off in tasks]
     k = min(len(tasks), _MAX_CHUNKS)
     chunks = [tasks[i::k] for i in range(k)]
-    done = run_concurrently(lambda c: [_pread(fd, n, off) for fd, n, off in c], chunks)
-    got: list[bytes] = [b""] * len(tasks)
+    done = run_concurrently(lambda c: [_mapped(fd, n, off) for fd, n, off in c], chunks)
+    got: list[bytes | memoryview] = [b""] * len(tasks)
     for i, part in enumerate(done):
         got[i::k] = part
     return got
