@@ -11,6 +11,7 @@ import pytest
 import atlas
 from atlas.catalog import stored
 from atlas.core import table as table_module
+from atlas.format.fields import ATTRIBUTE
 
 
 @pytest.fixture
@@ -56,3 +57,42 @@ def test_the_stored_snapshot_serves_its_version_until_the_shards_change(tmp_path
     assert stored._SNAPSHOTS[s] is not first
     stored.forget_stored(s)
     assert s not in stored._SNAPSHOTS
+
+
+def test_fields_every_dataset_holds_share_one_array_of_positions(tmp_path: Path, small_shards: None) -> None:
+    """A field held by every stored dataset needs no positions of its own (at a million
+    datasets each would be 8 MB more): all such fields share 0..n-1. Fields some datasets
+    lack, in one shard or in all of one, are placed row by row."""
+    s = atlas.Atlas.create(tmp_path / "s")
+    for i in range(10):
+        ds = s.create_dataset(f"d{i}")
+        ds.set_attribute("everywhere", i)
+        if not 4 <= i < 8:
+            ds.set_attribute("not_in_shard_1", i * 10)
+        if i != 9:
+            ds.set_attribute("not_in_d9", f"x{i}")
+        ds.define_array("t", "float32", ["z"], [3])
+        ds.write_array("t", [0], np.arange(3, dtype=np.float32) + i)
+        if i % 2:
+            ds.define_array("u", "int16", ["z"], [2])
+            ds.write_array("u", [0], np.array([i, -i], dtype=np.int16))
+    s.flush()
+    s = atlas.Atlas.open(tmp_path / "s")
+    assert len(s._datasets.shards) == 3
+    table = s.catalog(arrays=["t", "u"], attributes=["everywhere", "not_in_shard_1", "not_in_d9"])
+    assert table["everywhere"].tolist() == list(range(10))
+    assert table["not_in_shard_1"].isna().tolist() == [4 <= i < 8 for i in range(10)]
+    assert table["not_in_shard_1"].dropna().tolist() == [0, 10, 20, 30, 80, 90]
+    assert table["not_in_d9"].tolist()[:9] == [f"x{i}" for i in range(9)]
+    assert table["not_in_d9"].isna().tolist() == [i == 9 for i in range(10)]
+    assert table["t.max"].tolist() == [float(i + 2) for i in range(10)]
+    assert table["u.max"].isna().tolist() == [i % 2 == 0 for i in range(10)]
+    assert table["u.min"].dropna().tolist() == [-1, -3, -5, -7, -9]
+    assert table["u.shape"].dropna().tolist() == [(2,)] * 5
+    snapshot = stored._SNAPSHOTS[s]
+    every = snapshot._every_position()
+    assert every.tolist() == list(range(10)) and not every.flags.writeable
+    assert snapshot._block(ATTRIBUTE + "everywhere", 0)[0] is every
+    assert snapshot._declared("t", s._schemas)[0] is every
+    assert snapshot._block(ATTRIBUTE + "not_in_shard_1", 0)[0].tolist() == [0, 1, 2, 3, 8, 9]
+    assert snapshot._declared("u", s._schemas)[0].tolist() == [1, 3, 5, 7, 9]

@@ -54,6 +54,18 @@ def _joined(parts: list[np.ndarray | list[Any]]) -> np.ndarray | list[Any]:
     return out
 
 
+def _positions(parts: list[tuple[int, np.ndarray]]) -> np.ndarray:
+    """Stored positions from (first position of a shard, positions in the shard) pairs, as
+    one array, written in place (a copy of each shard's part would be fresh memory)."""
+    out = np.concatenate([rows for _, rows in parts], dtype=np.intp)
+    at = 0
+    for base, rows in parts:
+        if base:
+            out[at : at + len(rows)] += base
+        at += len(rows)
+    return out
+
+
 def _distinct(*numbers: np.ndarray) -> list[int]:
     """The distinct schema numbers among ``numbers`` (small non-negative ints)."""
     seen: set[int] = set()
@@ -80,6 +92,8 @@ class StoredSnapshot:
         self._attribute_columns: dict[str, Column] = {}
         self._field_columns: dict[tuple[str, str], Column] = {}
         self._array_rows: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self._sizes = np.diff(np.append(layout.bases, self.n)).tolist() if layout.shards else []
+        self._every: np.ndarray | None = None
 
     def serves(self, layout: StoredLayout, schemas: SchemaSource) -> bool:
         """Whether this snapshot is of ``layout``'s shards and schema table."""
@@ -113,8 +127,19 @@ class StoredSnapshot:
         found = self._fields(name)
         if not found:
             return NO_ROWS, [], found
-        rows = np.concatenate([f.blocks[i].rows + base for base, f in found])
-        return rows, _joined([f.blocks[i].values for _, f in found]), found
+        values = _joined([f.blocks[i].values for _, f in found])
+        if len(found) == len(self.shards) and all(
+            len(f.blocks[i].rows) == size for (_, f), size in zip(found, self._sizes, strict=True)
+        ):  # every dataset holds the value (positions in a shard increase and stay in it)
+            return self._every_position(), values, found
+        return _positions([(base, f.blocks[i].rows) for base, f in found]), values, found
+
+    def _every_position(self) -> np.ndarray:
+        """0, 1, ..., n - 1, made once (read-only: it is shared by every full block)."""
+        if self._every is None:
+            self._every = np.arange(self.n, dtype=np.intp)
+            self._every.flags.writeable = False
+        return self._every
 
     # ---- attributes
 
@@ -172,9 +197,16 @@ class StoredSnapshot:
             for base, s in zip(self.bases.tolist(), self.shards, strict=True):
                 col = (s.columns or {}).get(name)
                 if col is not None:
-                    rows.append(col["row"].astype(np.intp) + base)
-                    numbers.append(col["schema"].astype(np.intp))
-            hit = (np.concatenate(rows), np.concatenate(numbers)) if rows else (NO_ROWS, NO_ROWS)
+                    rows.append((base, col["row"]))
+                    numbers.append(col["schema"])
+            if not rows:
+                hit = (NO_ROWS, NO_ROWS)
+            elif len(rows) == len(self.shards) and all(
+                len(r) == size for (_, r), size in zip(rows, self._sizes, strict=True)
+            ):  # every dataset declares the array (a column's rows increase and stay in its shard)
+                hit = (self._every_position(), np.concatenate(numbers, dtype=np.intp))
+            else:
+                hit = (_positions(rows), np.concatenate(numbers, dtype=np.intp))
             if len(hit[1]) and int(hit[1].max()) >= len(schemas):
                 raise IndexError("schema number out of range")
             self._array_rows[name] = hit

@@ -50,7 +50,8 @@ _INT32 = (-(2**31), 2**31 - 1)
 
 @dataclass(frozen=True, slots=True)
 class Block:
-    """Values at rows of a shard: ``values`` a numpy array (binary kinds) or a list."""
+    """Values at rows of a shard: ``rows`` the increasing ``<u4`` positions in the shard
+    (a view of the field's bytes), ``values`` a numpy array (binary kinds) or a list."""
 
     rows: np.ndarray
     values: np.ndarray | list[Any]
@@ -212,7 +213,7 @@ def decode_field(data: bytes | bytearray | memoryview, rows: int, where: str) ->
             if type(shared) is int and 0 < shared <= len(blocks) and len(blocks[shared - 1].rows) == count:
                 at = blocks[shared - 1].rows
             elif shared == 0:
-                at = np.frombuffer(buf, "<u4", count, pos).astype(np.intp)
+                at = np.frombuffer(buf, "<u4", count, pos)
                 pos += 4 * count
                 if count and (int(at[-1]) >= rows or (count > 1 and bool((at[1:] <= at[:-1]).any()))):
                     raise ValueError("rows out of order or beyond the shard")
