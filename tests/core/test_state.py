@@ -223,3 +223,31 @@ def test_weak_states_hold_a_state_while_something_else_does(monkeypatch: pytest.
     assert kept.pop("d0") is held[0] and kept.get("d0", "none") == "none"
     kept.update({"d0": held[0]})
     assert sorted(s.name for s in kept.values()) == ["d0", "d1", "d2"]
+
+
+def test_a_dataset_of_many_arrays_finds_an_entry_through_a_map_made_once() -> None:
+    """A sweep asks each array's metadata of a dataset of 60 arrays (an Argo file): scanning
+    the entries for each would cost the square of their number. Past a few arrays, the
+    entries are found through a map made at the first lookup, dropped with the entries."""
+    from atlas.core.state import _SCANNED_ENTRIES, DatasetState
+
+    few = DatasetState("few")
+    few_entries = tuple((f"a{j}", j + 1, j, None, ()) for j in range(_SCANNED_ENTRIES))
+    assert few.raw_entry(few_entries, "a3") is few_entries[3]
+    assert few._entry_at is None  # scanned: no map for a few arrays
+
+    ds = DatasetState("many")
+    entries = tuple((f"VAR{j}", j + 1, j, None, ()) for j in range(60))
+    ds._arrays, ds._raw_arrays = None, entries  # as a dataset read from a shard
+    assert ds.raw_entry(entries, "VAR41") is entries[41]
+    made = ds._entry_at
+    assert made is not None
+    assert [ds.raw_entry(entries, f"VAR{j}") for j in range(60)] == list(entries)
+    assert ds._entry_at is made  # one map for every lookup
+    assert ds.raw_entry(entries, "NOPE") is None
+    assert ds.schema_of("VAR7", list(range(100))) == 7
+    assert ds.schema_of("NOPE", list(range(100))) is None
+
+    ds._build = lambda state, raw: {}
+    ds.arrays  # noqa: B018 - builds the states, which drops the raw entries and their map
+    assert ds._entry_at is None

@@ -218,10 +218,8 @@ def read_raw_array(store: StoreModel, ds: DatasetState, name: str, start: Any, s
     alone = ds.built_alone(name)
     if alone is not None:
         return read_array(store, alone, start, shape)
-    for entry in entries:
-        if entry[0] == name:
-            break
-    else:
+    entry = ds.raw_entry(entries, name)
+    if entry is None:
         return None
     aid, sidx = entry[1], entry[2]
     var = store._variables.get(name)

@@ -310,6 +310,10 @@ class ArrayState:
 _SOME_LOCK = threading.Lock()
 
 
+#: Datasets of at most this many arrays find an array's raw entry by scanning them.
+_SCANNED_ENTRIES = 8
+
+
 class DatasetState:
     """One dataset: its arrays (definition order) and attributes (insertion order).
 
@@ -323,7 +327,8 @@ class DatasetState:
     # weakly referable: a dataset's table keeps the state of an unchanged dataset only
     # while something else (a view) holds it
     __slots__ = (
-        "name", "_arrays", "_raw_arrays", "_some", "_build", "_attrs", "_raw_attrs", "deleted", "__weakref__",
+        "name", "_arrays", "_raw_arrays", "_some", "_build", "_attrs", "_raw_attrs", "deleted", "_entry_at",
+        "__weakref__",
     )
 
     def __init__(self, name: str) -> None:
@@ -335,6 +340,8 @@ class DatasetState:
         self._attrs: dict[str, tuple[str, Any]] = {}
         self._raw_attrs: tuple[Any, str] | None = None  # (flat list, "manifest FILE")
         self.deleted = False
+        # for a dataset of many arrays: its raw entries and where each array's entry is in them
+        self._entry_at: tuple[Any, dict[str, int]] | None = None
 
     @property
     def arrays(self) -> dict[str, ArrayState]:
@@ -342,7 +349,7 @@ class DatasetState:
         if arrays is None:
             assert self._build is not None and self._raw_arrays is not None
             arrays = self._arrays = self._build(self, self._raw_arrays)
-            self._raw_arrays = self._some = None
+            self._raw_arrays = self._some = self._entry_at = None
         return arrays
 
     def array_state(self, name: str, make: Callable[[str, Any, str], ArrayState | None]) -> ArrayState | None:
@@ -407,14 +414,31 @@ class DatasetState:
             return [e[0] for e in raw]
         return list(self.arrays)
 
+    def raw_entry(self, entries: Any, name: str) -> Any:
+        """The entry of array ``name`` among ``entries`` (this dataset's raw entries), or
+        None. A dataset of many arrays (an Argo file has 60) looks them up in a map made at
+        its first lookup: a sweep asking for each array's metadata would otherwise scan
+        them all for each."""
+        if len(entries) <= _SCANNED_ENTRIES:
+            for e in entries:
+                if e[0] == name:
+                    return e
+            return None
+        at = self._entry_at
+        if at is None or at[0] is not entries:
+            positions: dict[str, int] = {}
+            for i, e in enumerate(entries):
+                positions.setdefault(e[0], i)  # the first, as a scan finds it
+            at = self._entry_at = (entries, positions)
+        found = at[1].get(name)
+        return None if found is None else entries[found]
+
     def schema_of(self, name: str, schemas: Any) -> Schema | None:
         """The schema of one array, or None when the dataset has no such array."""
         raw = self._raw_arrays
         if raw is not None:
-            for e in raw:
-                if e[0] == name:
-                    return schemas[e[2]]
-            return None
+            e = self.raw_entry(raw, name)
+            return None if e is None else schemas[e[2]]
         a = self.arrays.get(name)
         return None if a is None else a.schema
 
