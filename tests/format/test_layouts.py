@@ -4,6 +4,7 @@ come back as readers hold them, and refuse values and columns that do not add up
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import numpy as np
 import pytest
@@ -106,3 +107,63 @@ def test_a_layout_is_made_into_a_builder_once_and_rows_are_grouped_by_layout(mon
         got = layouts.decode_layouts(body, [r[0] for r in records], {}, "shard")
         assert [list(r) for r in got] == [list(r) for r in records]
     assert len(made) == 7
+
+
+def _wide_records(n: int) -> list[list[Any]]:
+    """Records of one wide layout (an Argo-like file: many attributes and arrays, some arrays
+    with statistics and attributes of their own, one without statistics)."""
+    out = []
+    for i in range(n):
+        attrs = tuple(x for k in range(40) for x in (f"key{k}", "string" if k % 2 else "int64", f"v{i}" if k % 2 else i + k))
+        entries = tuple(
+            (
+                f"VAR{j}",
+                None if j == 3 else (10, j, float(i), float(i + j)),
+                ("units", "string", "degree_Celsius", "valid_min", "float64", -2.5) if j % 4 == 0 else (),
+            )
+            for j in range(12)
+        )
+        out.append([f"d{i}", attrs, entries])
+    return out
+
+
+def test_a_wide_layout_is_built_without_compiling_until_it_has_served_many_records(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Compiling a wide layout's builder costs more than building a few hundred records
+    generically: a shard of few such records is built without compiling, and the records
+    are the same as the compiled builder makes."""
+    import orjson
+
+    from atlas.format import layouts
+
+    compiled: list[object] = []
+    real = layouts._builder
+
+    def counted(layout: layouts.Layout) -> object:
+        compiled.append(layout)
+        return real(layout)
+
+    monkeypatch.setattr(layouts, "_builder", counted)
+    monkeypatch.setattr(layouts, "_BUILDERS", {})
+    monkeypatch.setattr(layouts, "_SERVED", {})
+    monkeypatch.setattr(layouts, "COMPILE_AFTER", 25)
+    records = _wide_records(10)
+    stored = [[attrs, [(name, 0, 0, stats, aattrs) for name, stats, aattrs in entries]] for _, attrs, entries in records]
+    body = orjson.loads(orjson.dumps(layouts.encode_layouts(stored)))
+    columns = {
+        f"VAR{j}": np.array([(r, 100 * r + j + 1, j) for r in range(10)], dtype=[("row", "<u4"), ("aid", "<u8"), ("schema", "<u4")])
+        for j in range(12)
+    }
+    names = [r[0] for r in records]
+    expected = [
+        [name, attrs, tuple((n, 100 * i + j + 1, j, stats, aattrs) for j, (n, stats, aattrs) in enumerate(entries))]
+        for i, (name, attrs, entries) in enumerate(records)
+    ]
+    assert layouts.decode_layouts(body, names, columns, "shard") == expected  # 10 served: generic
+    assert layouts.decode_layouts(body, names, columns, "shard") == expected  # 20 served: generic
+    assert compiled == []
+    assert layouts.decode_layouts(body, names, columns, "shard") == expected  # 30 served: compiled
+    assert len(compiled) == 1
+    assert layouts.decode_layouts(body, names, columns, "shard") == expected  # compiled once
+    assert len(compiled) == 1

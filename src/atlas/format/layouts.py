@@ -118,22 +118,83 @@ def _builder(layout: Layout) -> tuple[Callable[..., list[Any]], int]:
     return build, pos - 1
 
 
-def _built(layout: Layout) -> tuple[Callable[..., list[Any]], int]:
-    """The builder of ``layout``, made once per process (shards of one store share their
-    layouts; a store of many layouts makes at most ``_BUILDERS_KEPT`` of them at a time)."""
+def _generic(layout: Layout) -> tuple[Callable[..., list[Any]], int]:
+    """A builder of ``layout`` that is not compiled: it makes the same records as
+    :func:`_builder`'s, with one slice assignment per attribute list and a loop over the
+    arrays. Compiling the code of a wide layout (an Argo file's 60 arrays and 170
+    attributes) takes milliseconds, more than building a few hundred records this way."""
+    attrs, arrays = layout
+    n_attrs = len(attrs) // 2
+
+    def template(keys_kinds: tuple[Any, ...]) -> list[Any]:
+        out: list[Any] = []
+        for i in range(0, len(keys_kinds), 2):
+            out += (keys_kinds[i], keys_kinds[i + 1], None)
+        return out
+
+    attr_template = template(attrs)
+    plan = []
+    pos = 1 + n_attrs
+    for name, stats, kk in arrays:
+        plan.append((name, pos, stats, template(kk), len(kk) // 2))
+        pos += max(stats, 0) + len(kk) // 2
+
+    def build(n: str, v: list[Any], *ids: Any) -> list[Any]:
+        flat = attr_template.copy()
+        flat[2::3] = v[1 : 1 + n_attrs]
+        entries = []
+        for j, (name, at, stats, kk_template, n_keys) in enumerate(plan):
+            values: tuple[Any, ...] | None = tuple(v[at : at + stats]) if stats >= 0 else None
+            at += max(stats, 0)
+            array_attrs: tuple[Any, ...] = ()
+            if n_keys:
+                kk = kk_template.copy()
+                kk[2::3] = v[at : at + n_keys]
+                array_attrs = tuple(kk)
+            entries.append((name, ids[2 * j], ids[2 * j + 1], values, array_attrs))
+        return [n, tuple(flat), tuple(entries)]
+
+    return build, pos - 1
+
+
+def _built(layout: Layout, members: int) -> tuple[Callable[..., list[Any]], int]:
+    """The builder of ``layout`` for ``members`` more records of it. A compiled one is made
+    once per process (shards of one store share their layouts; a store of many layouts
+    makes at most ``_BUILDERS_KEPT`` of them at a time), for a narrow layout at once, for a
+    wide one when it has served ``COMPILE_AFTER`` records: until then the generic builder
+    costs less than compiling."""
     try:
         hit = _BUILDERS.get(layout)
     except TypeError:  # a kind that is no string (the record's decoder says what is wrong)
         return _builder(layout)
     if hit is None:
+        if _width(layout) > NARROW_VALUES:
+            served = _SERVED.get(layout, 0) + members
+            if served < COMPILE_AFTER:
+                if len(_SERVED) >= _BUILDERS_KEPT:
+                    _SERVED.clear()
+                _SERVED[layout] = served
+                return _generic(layout)
+            _SERVED.pop(layout, None)
         if len(_BUILDERS) >= _BUILDERS_KEPT:
             _BUILDERS.clear()
         hit = _BUILDERS[layout] = _builder(layout)
     return hit
 
 
+def _width(layout: Layout) -> int:
+    """How many values a record of ``layout`` holds."""
+    attrs, arrays = layout
+    return len(attrs) // 2 + sum(max(stats, 0) + len(kk) // 2 for _, stats, kk in arrays)
+
+
 _BUILDERS: dict[Layout, tuple[Callable[..., list[Any]], int]] = {}
 _BUILDERS_KEPT = 4096
+#: Layouts of at most this many values are compiled at once (it takes well under a millisecond).
+NARROW_VALUES = 64
+#: A wider layout is compiled once it has served this many records (in all shards).
+COMPILE_AFTER = 256
+_SERVED: dict[Layout, int] = {}
 
 
 def decode_layouts(body: Any, names: Sequence[str], columns: Columns, where: str) -> list[list[Any]]:
@@ -164,7 +225,7 @@ def decode_layouts(body: Any, names: Sequence[str], columns: Columns, where: str
         members = order[bounds[at] : bounds[at + 1]]
         if not len(members):
             continue
-        build, width = _built(layout)
+        build, width = _built(layout, len(members))
         picked = [rows[r] for r in members.tolist()]
         if set(map(type, picked)) != {list} or set(map(len, picked)) != {width + 1}:
             raise CorruptionError(f"shard {where}: a record does not hold the values its layout lists")

@@ -276,7 +276,7 @@ def _decode_json(raw: Any, maps: bool = True) -> Any:
     (``maps=False``: its readers refuse any) has no keys to repeat, and orjson's result is
     taken as it is.
     """
-    if isinstance(raw, memoryview):
+    if maps and isinstance(raw, memoryview):
         raw = bytes(raw)  # compared below: bytes compare at memcmp speed, memoryviews do not
     try:
         doc = orjson.loads(raw)
