@@ -45,7 +45,10 @@ def _merged_attrs(
             out[key] = value
         elif key in current:
             now = current[key]
-            out[key] = value if same_value(plain_value(value), now) else now
+            if type(value) is str and type(now) is str:  # most attributes: no conversion to compare
+                out[key] = now
+            else:
+                out[key] = value if same_value(plain_value(value), now) else now
     for key, value in current.items():
         if key not in out and key not in users:
             out[key] = value
