@@ -49,6 +49,20 @@ class Shard:
         return b[0] <= name <= b[1]
 
 
+def disjoint_ranges(shards: list[Shard]) -> tuple[list[str], list[Shard]] | None:
+    """The shards sorted by their least name, with those least names, when no two shards'
+    ranges of names overlap (datasets added in name order, as collections usually are); then
+    the one shard that may hold a name is found by bisection. None when ranges overlap."""
+    held = [s for s in shards if s.names]
+    for s in held:
+        s.may_hold("")  # computes the bounds
+    ordered = sorted(held, key=lambda s: cast(tuple[str, str], s.bounds)[0])
+    bounds = [cast(tuple[str, str], s.bounds) for s in ordered]
+    if any(bounds[i][1] >= bounds[i + 1][0] for i in range(len(bounds) - 1)):
+        return None
+    return [b[0] for b in bounds], ordered
+
+
 Record = DatasetState | list[Any]
 
 

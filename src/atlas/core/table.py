@@ -14,6 +14,7 @@ with the version before.
 
 from __future__ import annotations
 
+import bisect
 import itertools
 from collections.abc import Callable, Collection, Iterator, MutableMapping
 from operator import itemgetter
@@ -34,6 +35,7 @@ from .shards import (
     Shard,
     StoredRows,
     cut_into_shards,
+    disjoint_ranges,
     fields_from_records,
 )
 from .state import DatasetState, WeakStates
@@ -43,6 +45,10 @@ ROW_BITS = 24  # a dataset's place: its shard's serial number, then its row (sha
 # it, until it has searched this many times as many names as the store holds: it then builds
 # one dict of every name (which costs about as much as that many searches).
 SEARCH_BUDGET = 20
+# Once lookups have checked the name ranges of this many times as many shards as the store
+# has (a few lookups of names no shard holds: new datasets), the ranges are sorted so that
+# one bisection finds the only shard that may hold a name (when no two ranges overlap).
+RANGE_CHECKS_BEFORE_SORTING = 8
 # New datasets are written together with the last shards while each holds at most this many
 # times the datasets written with it (see DatasetTable._merged_tail).
 SHARD_MERGE_RATIO = 4
@@ -71,6 +77,8 @@ class DatasetTable(MutableMapping[str, Record]):
         self._by_serial = {s.serial: s for s in shards}
         self._place: dict[str, int] | None = None  # name -> serial << ROW_BITS | row, built when first needed
         self._searched = 0  # names compared by lookups that searched the name lists
+        self._range_checks = 0  # shards whose range lookups checked, until the ranges are sorted
+        self._ranges: tuple[list[str], list[Shard]] | None | bool = None  # False: they overlap
         self._states: dict[str, DatasetState] = {}  # datasets of the shards this handle changed
         # states of datasets of the shards only read, or committed: kept while in use
         self._kept = WeakStates()
@@ -110,14 +118,32 @@ class DatasetTable(MutableMapping[str, Record]):
             return place.get(name)
         if self._searched > SEARCH_BUDGET * self._rows:
             return self._places().get(name)
-        for s in self.shards:
-            if s.may_hold(name):
-                self._searched += len(s.names)
-                try:
-                    return (s.serial << ROW_BITS) | s.names.index(name)
-                except ValueError:
-                    continue
+        for s in self._holders(name):
+            self._searched += len(s.names)
+            try:
+                return (s.serial << ROW_BITS) | s.names.index(name)
+            except ValueError:
+                continue
         return None
+
+    def _holders(self, name: str) -> Iterator[Shard]:
+        """The shards whose range of names holds ``name``: by bisection once the ranges are
+        known not to overlap, else by checking each shard's range."""
+        ranges = self._ranges
+        if ranges is None and self._range_checks > RANGE_CHECKS_BEFORE_SORTING * len(self.shards):
+            ranges = self._ranges = disjoint_ranges(self.shards) or False
+        if ranges:
+            assert not isinstance(ranges, bool)
+            lows, ordered = ranges
+            i = bisect.bisect_right(lows, name) - 1
+            if i >= 0 and ordered[i].may_hold(name):
+                yield ordered[i]
+            return
+        for checked, s in enumerate(self.shards, 1):
+            if s.may_hold(name):
+                self._range_checks += checked
+                yield s
+        self._range_checks += len(self.shards)
 
     def share_places(self, older: DatasetTable) -> None:
         """Take the place of each dataset from ``older``, the table of an older version of
@@ -573,6 +599,7 @@ class DatasetTable(MutableMapping[str, Record]):
         self.shards = shards
         self._by_serial = {s.serial: s for s in shards}
         self._rows = sum(len(s.names) for s in shards)
+        self._ranges, self._range_checks = None, 0
         self._name_list = None
         self._dense = {}
         self._deleted = set()
