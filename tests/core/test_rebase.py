@@ -517,14 +517,14 @@ def test_a_rebase_reads_only_the_shards_it_does_not_hold(tmp_path: Path, monkeyp
     a.open_dataset("d05").set_attribute("k", 1)
     a.flush()
     add_dataset(b, "new")
-    b._datasets._places()  # as a handle that looked up many datasets holds it
+    b._datasets._lookup.every()  # as a handle that looked up many datasets holds it
     watched.read.clear()
     b.flush(rebase=True)
     read = {k for k in watched.read if k.startswith("meta/")}
     landed = {s.key for s in a._datasets.shards} - {s.key for s in store._datasets.shards}
     last = store._datasets.shards[-1].key  # its two datasets are written again with "new"
     assert len(landed) == 1 and read == landed | {last}, (read, landed)
-    assert b._datasets._place is not None and len(b._datasets._place) == 23
+    assert b._datasets._lookup.place is not None and len(b._datasets._lookup.place) == 23
     fresh = atlas.Atlas.open(path)
     assert fresh.list_datasets()[-1] == "new" and fresh.open_dataset("d05").get_attribute("k") == 1
     assert fresh.verify() == []

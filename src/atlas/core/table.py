@@ -14,7 +14,6 @@ with the version before.
 
 from __future__ import annotations
 
-import bisect
 import itertools
 from collections.abc import Callable, Collection, Iterator, MutableMapping
 from operator import itemgetter
@@ -23,10 +22,10 @@ from typing import Any, cast
 import numpy as np
 import orjson
 
-from ..errors import CorruptionError
 from ..format.manifest import paused_gc
 from ..format.records import attr_values
 from ..format.shard import SHARD_ROWS
+from .places import ROW_BITS, ROW_MASK, Places
 from .shards import (
     ColumnsLoader,
     FieldsLoader,
@@ -35,20 +34,10 @@ from .shards import (
     Shard,
     StoredRows,
     cut_into_shards,
-    disjoint_ranges,
     fields_from_records,
 )
 from .state import DatasetState, WeakStates
 
-ROW_BITS = 24  # a dataset's place: its shard's serial number, then its row (shards hold < 2**24)
-# A handle finds a dataset by searching the name lists of the shards whose name range holds
-# it, until it has searched this many times as many names as the store holds: it then builds
-# one dict of every name (which costs about as much as that many searches).
-SEARCH_BUDGET = 20
-# Once lookups have checked the name ranges of this many times as many shards as the store
-# has (a few lookups of names no shard holds: new datasets), the ranges are sorted so that
-# one bisection finds the only shard that may hold a name (when no two ranges overlap).
-RANGE_CHECKS_BEFORE_SORTING = 8
 # New datasets are written together with the last shards while each holds at most this many
 # times the datasets written with it (see DatasetTable._merged_tail).
 SHARD_MERGE_RATIO = 4
@@ -75,10 +64,7 @@ class DatasetTable(MutableMapping[str, Record]):
         self._written: list[Shard] = []  # the shards the last commit wrote (their records kept)
         self._dense: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # array -> (ids, schemas) by global row
         self._by_serial = {s.serial: s for s in shards}
-        self._place: dict[str, int] | None = None  # name -> serial << ROW_BITS | row, built when first needed
-        self._searched = 0  # names compared by lookups that searched the name lists
-        self._range_checks = 0  # shards whose range lookups checked, until the ranges are sorted
-        self._ranges: tuple[list[str], list[Shard]] | None | bool = None  # False: they overlap
+        self._lookup = Places(shards, where)  # where each stored dataset is
         self._states: dict[str, DatasetState] = {}  # datasets of the shards this handle changed
         # states of datasets of the shards only read, or committed: kept while in use
         self._kept = WeakStates()
@@ -94,84 +80,16 @@ class DatasetTable(MutableMapping[str, Record]):
 
     # ------------------------------------------------------------------ lookups
 
-    def _places(self) -> dict[str, int]:
-        place = self._place
-        if place is None:
-            place = {}
-            for s in self.shards:
-                base = s.serial << ROW_BITS
-                place.update(zip(s.names, range(base, base + len(s.names)), strict=True))
-            if len(place) != self._rows:
-                raise CorruptionError(f"{self.where}: a dataset name is listed twice")
-            self._place = place
-        return place
-
-    def _code(self, name: str) -> int | None:
-        """Where a stored dataset is (serial << ROW_BITS | row), or None. Lookups search the
-        name lists of the shards whose range of names holds ``name`` (C-level scans: names
-        added in order fall in one shard's range, or in none); once they have compared
-        ``SEARCH_BUDGET`` times as many names as the store holds, a dict of every name
-        serves (built in about a third of a second at a million). A handle used for a few
-        datasets, or to add some, never builds it."""
-        place = self._place
-        if place is not None:
-            return place.get(name)
-        if self._searched > SEARCH_BUDGET * self._rows:
-            return self._places().get(name)
-        for s in self._holders(name):
-            self._searched += len(s.names)
-            try:
-                return (s.serial << ROW_BITS) | s.names.index(name)
-            except ValueError:
-                continue
-        return None
-
-    def _holders(self, name: str) -> Iterator[Shard]:
-        """The shards whose range of names holds ``name``: by bisection once the ranges are
-        known not to overlap, else by checking each shard's range."""
-        ranges = self._ranges
-        if ranges is None and self._range_checks > RANGE_CHECKS_BEFORE_SORTING * len(self.shards):
-            ranges = self._ranges = disjoint_ranges(self.shards) or False
-        if ranges:
-            assert not isinstance(ranges, bool)
-            lows, ordered = ranges
-            i = bisect.bisect_right(lows, name) - 1
-            if i >= 0 and ordered[i].may_hold(name):
-                yield ordered[i]
-            return
-        for checked, s in enumerate(self.shards, 1):
-            if s.may_hold(name):
-                self._range_checks += checked
-                yield s
-        self._range_checks += len(self.shards)
-
     def share_places(self, older: DatasetTable) -> None:
         """Take the place of each dataset from ``older``, the table of an older version of
-        the same store whose shard objects this one partly holds (see ``loading.load``):
-        its map, less the names of the shards this table does not hold, plus those of the
-        shards only this one holds. Costs a copy of the map rather than a pass over every
-        name of every shard."""
-        old = older._place
-        if old is None or self._place is not None:
-            return
-        mine, theirs = self._by_serial, older._by_serial
-        place = dict(old)
-        for s in older.shards:
-            if s.serial not in mine:
-                for n in s.names:
-                    place.pop(n, None)
-        for s in self.shards:
-            if s.serial not in theirs:
-                base = s.serial << ROW_BITS
-                place.update(zip(s.names, range(base, base + len(s.names)), strict=True))
-        if len(place) == self._rows:  # else a name is listed twice: the lazy map says so
-            self._place = place
+        the same store whose shard objects this one partly holds (see ``Places.share``)."""
+        self._lookup.share(older._lookup)
 
     def _base_record(self, name: str) -> tuple[Shard, int] | None:
-        code = self._code(name)
+        code = self._lookup.of(name)
         if code is None:
             return None
-        return self._by_serial[code >> ROW_BITS], code & ((1 << ROW_BITS) - 1)
+        return self._by_serial[code >> ROW_BITS], code & ROW_MASK
 
     def records_of(self, shard: Shard) -> list[list[Any]]:
         """The raw records of a shard, decoded on first use."""
@@ -205,7 +123,7 @@ class DatasetTable(MutableMapping[str, Record]):
             return True
         if name in self._deleted or type(name) is not str:
             return False
-        return self._code(name) is not None
+        return self._lookup.of(name) is not None
 
     def __len__(self) -> int:
         return self._rows - len(self._deleted) + len(self._added)
@@ -328,7 +246,7 @@ class DatasetTable(MutableMapping[str, Record]):
         if not touched and len(names) == self._rows and names == self.names():  # every dataset, in order
             ids, schemas = self._dense_column(array)
             return np.arange(self._rows, dtype=np.int64), ids, schemas, []
-        place = self._places()
+        place = self._lookup.every()
         states, added, deleted = self._states, self._added, self._deleted
         pos: list[int] = []
         codes: list[int] = []
@@ -345,7 +263,7 @@ class DatasetTable(MutableMapping[str, Record]):
             return np.zeros(0, np.int64), np.zeros(0, np.uint64), np.zeros(0, np.int64), other
         ids, schemas = self._dense_column(array)
         at = np.array(codes, dtype=np.int64)
-        rows = self._serial_base()[at >> ROW_BITS] + (at & ((1 << ROW_BITS) - 1))
+        rows = self._serial_base()[at >> ROW_BITS] + (at & ROW_MASK)
         return np.array(pos, dtype=np.int64), ids[rows], schemas[rows], other
 
     def _serial_base(self) -> np.ndarray:
@@ -390,10 +308,10 @@ class DatasetTable(MutableMapping[str, Record]):
         current = np.arange(self._rows, dtype=np.int64)
         gone = [n for n in self._deleted] + [n for n in self._modified if n in self._states]
         if gone:
-            place = self._places()
+            place = self._lookup.every()
             serial_base = self._serial_base()
             codes = np.array([place[n] for n in gone], dtype=np.int64)
-            at = serial_base[codes >> ROW_BITS] + (codes & ((1 << ROW_BITS) - 1))
+            at = serial_base[codes >> ROW_BITS] + (codes & ROW_MASK)
             deleted_at = at[: len(self._deleted)]
             if len(deleted_at):
                 keep = np.ones(self._rows, dtype=bool)
@@ -583,14 +501,7 @@ class DatasetTable(MutableMapping[str, Record]):
         kept = self._kept
         kept.update(self._states)
         kept.update((n, r) for n, r in self._added.items() if isinstance(r, DatasetState))
-        place = self._place
-        if place is not None:
-            for name in self._deleted:
-                del place[name]
-            for s in shards:
-                if s.serial not in self._by_serial:
-                    base = s.serial << ROW_BITS
-                    place.update(zip(s.names, range(base, base + len(s.names)), strict=True))
+        self._lookup = self._lookup.moved(shards, self._deleted)
         # the records of what the commit before wrote are read back when used: the table
         # keeps those of one commit's shards (states in use stay with their views)
         for s in self._written:
@@ -599,7 +510,6 @@ class DatasetTable(MutableMapping[str, Record]):
         self.shards = shards
         self._by_serial = {s.serial: s for s in shards}
         self._rows = sum(len(s.names) for s in shards)
-        self._ranges, self._range_checks = None, 0
         self._name_list = None
         self._dense = {}
         self._deleted = set()
