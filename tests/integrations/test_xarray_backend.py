@@ -185,3 +185,34 @@ def test_dask_names_differ_across_explicit_versions(path: Path) -> None:
 def test_dask_names_differ_across_commits_with_chunks(path: Path) -> None:
     before, after = _changed_after_open(path, chunks={})
     assert before.temp.data.name != after.temp.data.name
+
+
+def test_a_small_date_array_is_re_encoded_once_for_open_and_load(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """xarray reads a date variable's first and last values when it opens a dataset, then
+    all of it when it loads: a small one is re-encoded to its on-disk numbers once, and
+    every window of it, missing dates included, decodes as before."""
+    from atlas.integrations import xarray_backend
+
+    dates = np.array(["2020-01-01T06:00", "NaT", "2020-03-05T12:30", "2021-07-09", "NaT"], dtype="M8[ns]")
+    ds = xr.Dataset({"t": ("obs", dates), "v": ("obs", np.arange(5.0))})
+    ds.t.encoding = {"units": "days since 1950-01-01", "dtype": "float64", "_FillValue": 999999.0}
+    store = atlas.Atlas.create(tmp_path / "s")
+    store.add_xarray_dataset(ds, "d")
+    store.flush()
+    calls: list[str] = []
+    real = xarray_backend.encode_window
+
+    def counted(spec: Any, dims: Any, window: np.ndarray) -> np.ndarray:
+        calls.append(str(window.dtype))
+        return real(spec, dims, window)
+
+    monkeypatch.setattr(xarray_backend, "encode_window", counted)
+    opened = atlas.Atlas.open(tmp_path / "s").open_as_xarray_dataset("d")
+    assert opened.t.encoding["units"] == "days since 1950-01-01"
+    np.testing.assert_array_equal(opened.t[1:4].values, dates[1:4])
+    assert opened.t[2].values == dates[2]
+    loaded = opened.load()
+    np.testing.assert_array_equal(loaded.t.values, dates)
+    assert calls.count("datetime64[ns]") == 1  # one re-encoding of the dates, whatever was read

@@ -29,6 +29,7 @@ Importing this module (which xarray does when it loads its engines) also registe
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -89,10 +90,19 @@ class AtlasBackendArray(DatasetArray, BackendArray):
         )
 
 
+#: A date or duration array of at most this many bytes is read and re-encoded whole at its
+#: first read, and kept so: xarray reads its first and last values when it opens a dataset,
+#: then the whole array when it loads it, and re-encoding dates costs about a millisecond a
+#: call whatever their number.
+WHOLE_READ_BYTES = 64 << 10
+
+
 class EncodedArray(BackendArray):
     """An array stored decoded, seen as xarray's netCDF4 backend would see it on disk:
     each window read is re-encoded (:func:`atlas.integrations.cf_read.encode_window`), then
-    xarray decodes it with the options the caller gave."""
+    xarray decodes it with the options the caller gave. A small array of dates is
+    re-encoded whole, once (re-encoding is elementwise: a window of the whole is the window
+    re-encoded)."""
 
     def __init__(self, source: AtlasBackendArray, spec: dict[str, Any]) -> None:
         self.array = source  # ``array``: what xarray's wrappers call the array they wrap
@@ -102,6 +112,9 @@ class EncodedArray(BackendArray):
         self.shape = shape
         disk = spec["dtype"]
         self.dtype = create_vlen_dtype(str) if disk == "str" else np.dtype(disk)
+        stored = np.dtype(source.dtype)
+        self._small = stored.kind in "mM" and math.prod(source.shape) * stored.itemsize <= WHOLE_READ_BYTES
+        self._whole: np.ndarray | None = None
 
     def __getitem__(self, key: indexing.ExplicitIndexer) -> Any:
         return indexing.explicit_indexing_adapter(
@@ -116,6 +129,15 @@ class EncodedArray(BackendArray):
         if not isinstance(key, tuple):
             key = (key,)
         key = key + (slice(None),) * (len(self.shape) - len(key))
+        if self._small:
+            whole = self._whole
+            if whole is None:
+                whole = self._whole = self._encoded((slice(None),) * len(self.shape))
+            return np.array(whole[key])  # the caller's own: decoders may change it in place
+        return self._encoded(key)
+
+    def _encoded(self, key: tuple[Any, ...]) -> np.ndarray:
+        """The window ``key`` (one entry per dimension) read and re-encoded."""
         main, last = (key[:-1], key[-1]) if self.nchar else (key, None)
         window = self.array.read(main)
         if not isinstance(window, np.ndarray):
