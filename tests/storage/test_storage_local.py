@@ -157,26 +157,49 @@ def test_local_reads_allocate_about_the_file_size(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(os.name != "posix", reason="spans are mapped on POSIX systems only")
-def test_long_spans_are_views_of_the_mapped_file_and_short_ones_are_read(store: LocalStorage) -> None:
+def test_transient_reads_map_long_spans_and_other_reads_copy(store: LocalStorage) -> None:
+    """A caller that drops what it read soon (blocks it decodes) may get views of the file's
+    pages: no fresh memory to fill. Other reads copy, since what they return may be kept,
+    and a mapping holds a file descriptor while it lives."""
     import mmap
 
     data = os.urandom(1 << 20)
     store.put("seg", data)
     starts = [12_345, 800_000, 1_000_000, 5 << 20]  # unaligned, short, past the end, beyond it
     lengths = [300_000, 100, 200_000, 70_000]
-    got = store.get_ranges("seg", starts, lengths)
-    assert [bytes(g) for g in got] == [data[s : s + n] for s, n in zip(starts, lengths, strict=True)]
+    expected = [data[s : s + n] for s, n in zip(starts, lengths, strict=True)]
+    (got,) = store.get_many_ranges_transient([("seg", starts, lengths)])
+    assert [bytes(g) for g in got] == expected
     long_span = got[0]
     assert isinstance(long_span, memoryview) and isinstance(long_span.obj, mmap.mmap)
     assert long_span.readonly
     assert not isinstance(memoryview(got[1]).obj, mmap.mmap)  # 100 bytes: read, not mapped
+    for kept in (store.get_ranges("seg", starts, lengths), store.get_many_ranges([("seg", starts, lengths)])[0]):
+        assert [bytes(g) for g in kept] == expected
+        assert not any(isinstance(memoryview(g).obj, mmap.mmap) for g in kept)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="spans are mapped on POSIX systems only")
+def test_a_transient_read_maps_a_bounded_number_of_spans(store: LocalStorage, monkeypatch: pytest.MonkeyPatch) -> None:
+    import mmap
+
+    import atlas.storage.local as local
+
+    monkeypatch.setattr(local, "_MAPPED_SPANS", 3)
+    monkeypatch.setattr(local, "_OPEN_BATCH", 2)  # the bound holds over batches of files
+    blobs = {f"s{i}": os.urandom(100_000 + i) for i in range(5)}
+    for k, v in blobs.items():
+        store.put(k, v)
+    got = store.get_many_ranges_transient([(k, [0], [len(v)]) for k, v in blobs.items()])
+    assert [bytes(g[0]) for g in got] == list(blobs.values())
+    assert sum(isinstance(memoryview(g[0]).obj, mmap.mmap) for g in got) == 3
 
 
 @pytest.mark.skipif(os.name != "posix", reason="spans are mapped on POSIX systems only")
 def test_a_mapped_span_outlives_the_removal_of_its_file(store: LocalStorage) -> None:
     data = os.urandom(1 << 20)
     store.put("seg", data)
-    (view,) = store.get_ranges("seg", [4096], [500_000])
+    ((view,),) = store.get_many_ranges_transient([("seg", [4096], [500_000])])
     store.delete("seg")
     assert bytes(view) == data[4096 : 4096 + 500_000]
 
@@ -193,6 +216,35 @@ def test_spans_are_read_where_files_cannot_be_mapped(store: LocalStorage, monkey
     monkeypatch.setattr(local.mmap, "mmap", refuse)
     data = os.urandom(1 << 20)
     store.put("seg", data)
-    (got,) = store.get_ranges("seg", [1000], [400_000])
+    ((got,),) = store.get_many_ranges_transient([("seg", [1000], [400_000])])
     assert bytes(got) == data[1000:401_000]
     assert not isinstance(memoryview(got).obj, mapping)
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts open files through /proc/self/fd (Linux)")
+def test_what_a_handle_keeps_holds_no_file_open(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Catalogue fields, array columns and uncompressed blocks are kept by a handle: none of
+    them may be a view of a mapped file, which would hold a file descriptor for as long."""
+    import numpy as np
+
+    import atlas
+    from atlas.core import table
+    from atlas.format import shard
+
+    monkeypatch.setattr(table, "SHARD_ROWS", 32)
+    monkeypatch.setattr(shard, "SHARD_ROWS", 32)
+    store = atlas.Atlas.create(tmp_path / "s", codec="none")
+    for i in range(320):  # 10 shards; blocks of 80 KB, long enough to be mapped
+        ds = store.create_dataset(f"d{i:04d}")
+        ds.set_attribute("cycle", i)
+        ds.define_array("t", "float64", ["z"], [10_000])
+        ds.write_array("t", [0], np.full(10_000, float(i)))
+    store.flush()
+    opened = atlas.Atlas.open(tmp_path / "s")
+    names = opened.list_datasets()
+    before = len(os.listdir("/proc/self/fd"))
+    table_ = opened.catalog()
+    scanned = opened.read_array_across("t", names)
+    one = [opened.open_dataset(n).read_array("t") for n in names[:100]]
+    assert len(table_) == 320 and float(scanned[-1][0]) == 319.0 and float(one[-1][0]) == 99.0
+    assert len(os.listdir("/proc/self/fd")) <= before + 2

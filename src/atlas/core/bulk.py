@@ -122,7 +122,8 @@ def fill(
         batch = {k: c.wanted[k] for k in c.keys[b0:b1]}
         try:
             blocks = fetch_blocks(
-                store._storage.get_many_ranges, store._cache, batch, read.describe_block(store, var), mode, into
+                store._storage.get_many_ranges, store._cache, batch, read.describe_block(store, var), mode, into,
+                store._storage.get_many_ranges_transient,
             )
         except FileNotFoundError as e:
             raise store._missing_error(f"a segment of variable {var.name!r} is missing: {e}") from None

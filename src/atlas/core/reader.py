@@ -194,6 +194,7 @@ def fetch_blocks(
     describe: Callable[[BlockKey], str],
     mode: CacheMode = "decoded",
     into: dict[BlockKey, np.ndarray] | None = None,
+    get_transient: Callable[[Sequence[tuple[str, Sequence[int], Sequence[int]]]], list[list[Any]]] | None = None,
 ) -> dict[BlockKey, np.ndarray]:
     """Return decoded blocks for ``wanted`` = {(seg key, offset): (length, raw, crc, codec, filter)}.
 
@@ -201,7 +202,9 @@ def fetch_blocks(
     read with one coalesced ranged request per segment file (all files at once),
     checksummed and decoded in parallel. A block of ``into`` is decoded into the caller's
     buffer given there (raw bytes, uint8), which is what comes back for it; the decoded
-    cache never holds it.
+    cache never holds it. ``get_transient`` (the storage's ``get_many_ranges_transient``)
+    reads blocks that are all compressed: decoding gives them memory of their own, and the
+    bytes read are dropped here.
     """
     into = into or {}
     out: dict[BlockKey, np.ndarray] = {}
@@ -226,7 +229,10 @@ def fetch_blocks(
         else:
             jobs.append((k, stored, True))
     if missing:
-        jobs.extend((k, d, False) for k, d in _read_blocks(get_many_ranges, wanted, missing))
+        reader = get_many_ranges
+        if get_transient is not None and all(CODEC_NAMES[wanted[k][3]] != "none" for k in missing):
+            reader = get_transient
+        jobs.extend((k, d, False) for k, d in _read_blocks(reader, wanted, missing))
     if not jobs:
         return out
     decode = functools.partial(_decode_block, wanted, describe, into)

@@ -176,7 +176,8 @@ def scan_single(
         batch = {k: wanted[k] for k in keys[b0:b1]}
         try:
             blocks = fetch_blocks(
-                store._storage.get_many_ranges, store._cache, batch, read.describe_block(store, var), mode
+                store._storage.get_many_ranges, store._cache, batch, read.describe_block(store, var), mode,
+                get_transient=store._storage.get_many_ranges_transient,
             )
         except CorruptionError as e:
             hit = {items[p][1].dataset for k in batch for p in by_block[k] if k[0] in str(e) and f"offset {k[1]} " in str(e)}

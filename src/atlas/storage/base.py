@@ -193,6 +193,14 @@ class Storage(abc.ABC):
             check_key(key)
         return run_concurrently(lambda r: self.get_ranges(r[0], r[1], r[2]), reqs)
 
+    def get_many_ranges_transient(
+        self, requests: Sequence[tuple[str, Sequence[int], Sequence[int]]]
+    ) -> list[list[bytes | memoryview]]:
+        """:meth:`get_many_ranges` for bytes the caller decodes and drops before it reads
+        again, keeping no view of them: a storage may then hand out views it must not hold
+        for long (local files mapped into memory). The same bytes as ``get_many_ranges``."""
+        return self.get_many_ranges(requests)
+
     @abc.abstractmethod
     def exists(self, key: str) -> bool:
         """Whether an object is stored at ``key``."""

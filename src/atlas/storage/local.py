@@ -38,9 +38,12 @@ _OPEN_BATCH = 256
 _INLINE_BYTES = 256 << 10
 # Most pool tasks one batch of reads is split into.
 _MAX_CHUNKS = 32
-# Spans at least this long are mapped rather than copied (see _mapped); POSIX only: on
-# Windows a mapped file cannot be deleted or replaced while the mapping lives.
+# Spans at least this long are mapped rather than copied when the caller drops them soon
+# (see _mapped); POSIX only: on Windows a mapped file cannot be deleted or replaced while the
+# mapping lives. A mapping holds a file descriptor of its own while it lives (Python < 3.13),
+# so one read maps at most _MAPPED_SPANS spans and reads the others.
 _MAP_BYTES = 64 << 10 if os.name == "posix" else -1
+_MAPPED_SPANS = 64
 # Errors a file system may report for a moment and not again (a network or FUSE file
 # system that is busy or timed out, an interrupted call): such an operation is redone.
 _TRANSIENT = frozenset({errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR, errno.EBUSY, errno.ETIMEDOUT})
@@ -110,15 +113,14 @@ def _pread(fd: int, length: int, offset: int) -> bytes:
 
 def _mapped(fd: int, length: int, offset: int) -> bytes | memoryview:
     """``length`` bytes at ``offset`` (fewer at the end of the file) as a read-only view of
-    the file's pages in the system's cache, mapped into memory.
+    the file's pages in the system's cache, mapped into memory, for a caller that drops it
+    soon (a mapping holds a file descriptor while it lives).
 
     A copy would need as much fresh memory, which the system zeroes page by page before
-    the copy fills it; at a million datasets that costs a scan or ``catalog()`` about a
-    quarter of its page faults. Store files are never changed in place (they are written
-    whole and renamed, and removed by unlinking), so a mapping always sees the bytes the
-    file was written with. Where the file system cannot map files, the span is read."""
-    if length < _MAP_BYTES or _MAP_BYTES < 0:
-        return _pread(fd, length, offset)
+    the copy fills it; at a million datasets that was a seventh of a stacked scan's page
+    faults. Store files are never changed in place (they are written whole and renamed,
+    and removed by unlinking), so a mapping always sees the bytes the file was written
+    with. Where the file system cannot map files, the span is read."""
     try:
         size = os.fstat(fd).st_size
         if offset >= size:
@@ -131,15 +133,31 @@ def _mapped(fd: int, length: int, offset: int) -> bytes | memoryview:
     return memoryview(pages)[offset - start :]
 
 
-def _read_all(tasks: Sequence[tuple[int, int, int]]) -> list[bytes | memoryview]:
-    """``_mapped`` every (fd, length, offset): small jobs inline, big ones on the I/O pool
-    in at most ``_MAX_CHUNKS`` chunks (thousands of tiny spans must not become thousands
-    of thread hand-offs)."""
+def _span(task: tuple[int, int, int, bool]) -> bytes | memoryview:
+    fd, n, off, mapped = task
+    return _mapped(fd, n, off) if mapped else _pread(fd, n, off)
+
+
+def _to_map(tasks: Sequence[tuple[int, int, int]], limit: int) -> set[int]:
+    """Which of the (fd, length, offset) spans to map: the longest ones of at least
+    ``_MAP_BYTES``, at most ``limit`` of them."""
+    if limit <= 0 or _MAP_BYTES < 0:
+        return set()
+    long_spans = [i for i, t in enumerate(tasks) if t[1] >= _MAP_BYTES]
+    long_spans.sort(key=lambda i: -tasks[i][1])
+    return set(long_spans[:limit])
+
+
+def _read_all(tasks: Sequence[tuple[int, int, int]], mapped: set[int]) -> list[bytes | memoryview]:
+    """Every (fd, length, offset) read, those at ``mapped`` mapped: small jobs inline, big
+    ones on the I/O pool in at most ``_MAX_CHUNKS`` chunks (thousands of tiny spans must not
+    become thousands of thread hand-offs)."""
+    spans = [(fd, n, off, i in mapped) for i, (fd, n, off) in enumerate(tasks)]
     if len(tasks) <= 1 or sum(t[1] for t in tasks) < _INLINE_BYTES:
-        return [_mapped(fd, n, off) for fd, n, off in tasks]
+        return [_span(t) for t in spans]
     k = min(len(tasks), _MAX_CHUNKS)
-    chunks = [tasks[i::k] for i in range(k)]
-    done = run_concurrently(lambda c: [_mapped(fd, n, off) for fd, n, off in c], chunks)
+    chunks = [spans[i::k] for i in range(k)]
+    done = run_concurrently(lambda c: [_span(t) for t in c], chunks)
     got: list[bytes | memoryview] = [b""] * len(tasks)
     for i, part in enumerate(done):
         got[i::k] = part
@@ -305,7 +323,7 @@ class LocalStorage(Storage):
     ) -> list[bytes | memoryview]:
         """Each coalesced span is read with one ``pread``; ranges are views of its buffer."""
         s, n = check_ranges(starts, lengths)
-        return self._read_batch([(key, s, n)])[0]
+        return self._read_batch([(key, s, n)])[0][0]
 
     def get_many_ranges(
         self, requests: Sequence[tuple[str, Sequence[int], Sequence[int]]]
@@ -315,18 +333,32 @@ class LocalStorage(Storage):
         Files are opened at most ``_OPEN_BATCH`` at a time, so a wide scan cannot run
         out of file descriptors.
         """
+        return self._read_many(requests, 0)
+
+    def get_many_ranges_transient(
+        self, requests: Sequence[tuple[str, Sequence[int], Sequence[int]]]
+    ) -> list[list[bytes | memoryview]]:
+        """:meth:`get_many_ranges`, with up to ``_MAPPED_SPANS`` spans of 64 KiB or more
+        mapped into memory instead of copied (POSIX): views the caller must drop soon."""
+        return self._read_many(requests, _MAPPED_SPANS)
+
+    def _read_many(
+        self, requests: Sequence[tuple[str, Sequence[int], Sequence[int]]], map_limit: int
+    ) -> list[list[bytes | memoryview]]:
         reqs = [(k, *check_ranges(s, n)) for k, s, n in requests]
         for k, _, _ in reqs:
             check_key(k)
         results: list[list[bytes | memoryview]] = []
         for i in range(0, len(reqs), _OPEN_BATCH):
-            results.extend(self._read_batch(reqs[i : i + _OPEN_BATCH]))
+            got, used = self._read_batch(reqs[i : i + _OPEN_BATCH], map_limit)
+            results.extend(got)
+            map_limit -= used
         return results
 
     @_retrying
     def _read_batch(
-        self, reqs: Sequence[tuple[str, list[int], list[int]]]
-    ) -> list[list[bytes | memoryview]]:
+        self, reqs: Sequence[tuple[str, list[int], list[int]]], map_limit: int = 0
+    ) -> tuple[list[list[bytes | memoryview]], int]:
         plans = []
         tasks: list[tuple[int, int, int]] = []
         fds: list[int] = []
@@ -339,8 +371,9 @@ class LocalStorage(Storage):
                 fds.append(fd)
                 plans.append((s, n, spans, len(tasks)))
                 tasks.extend((fd, b - a, a) for a, b, _ in spans)
+            mapped = _to_map(tasks, map_limit)
             try:
-                got = _read_all(tasks)
+                got = _read_all(tasks, mapped)
             except IsADirectoryError:
                 raise self._directory_read(k for k, _, _ in reqs) from None
         finally:
@@ -356,7 +389,7 @@ class LocalStorage(Storage):
                     lo = s[i] - a
                     out[i] = view[lo : lo + n[i]]
             results.append(out)
-        return results
+        return results, len(mapped)
 
     def exists(self, key: str) -> bool:
         """Whether a file (not a directory) is stored at ``key``."""
