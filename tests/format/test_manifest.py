@@ -146,3 +146,26 @@ def test_metadata_options_are_parsed_case_insensitively() -> None:
         mf.parse_meta_format("yaml")
     with pytest.raises(TypeError, match="meta_compression must be a str"):
         mf.parse_meta_compression(None)
+
+
+def test_pauses_of_the_collector_that_overlap_end_when_the_last_one_ends() -> None:
+    """Reads in several threads pause the collector at once and end in any order: it runs
+    again when the last pause ends, and only if it ran before the first."""
+    import gc
+
+    was = gc.isenabled()
+    try:
+        gc.enable()
+        first, second = mf.paused_gc(), mf.paused_gc()
+        first.__enter__()
+        second.__enter__()
+        first.__exit__(None, None, None)  # the first to start ends first
+        assert not gc.isenabled()  # the second still runs
+        second.__exit__(None, None, None)
+        assert gc.isenabled()
+        gc.disable()
+        with mf.paused_gc():
+            pass
+        assert not gc.isenabled()  # left as found
+    finally:
+        (gc.enable if was else gc.disable)()

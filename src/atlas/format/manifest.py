@@ -13,6 +13,7 @@ import gc
 import io
 import json
 import re
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -246,6 +247,11 @@ def _decompress(body: memoryview, meta_compression: str, limit: int, what: str) 
     return _read_bounded(lz4.frame.LZ4FrameFile(io.BytesIO(data), "rb"), declared, limit, what)
 
 
+_GC_LOCK = threading.Lock()
+_gc_pauses = 0  # paused_gc blocks running now, in every thread
+_gc_was_enabled = True  # whether the collector ran before the first of them
+
+
 @contextmanager
 def paused_gc() -> Iterator[None]:
     """Pause the cyclic garbage collector while many containers are made that are no
@@ -255,15 +261,22 @@ def paused_gc() -> Iterator[None]:
     Such work creates ~10^5 or more lists and strings; every few hundred of them would
     trigger a collection that rescans all the others (most of the time of a large open,
     a tenth of a scan at a million datasets). Reference counting still frees everything
-    as usual. The collector is left as it was found.
+    as usual. Pauses in several threads at once are counted: the collector runs again,
+    if it ran before the first, when the last one ends.
     """
-    was_enabled = gc.isenabled()
-    gc.disable()
+    global _gc_pauses, _gc_was_enabled
+    with _GC_LOCK:
+        if _gc_pauses == 0:
+            _gc_was_enabled = gc.isenabled()
+            gc.disable()
+        _gc_pauses += 1
     try:
         yield
     finally:
-        if was_enabled:
-            gc.enable()
+        with _GC_LOCK:
+            _gc_pauses -= 1
+            if _gc_pauses == 0 and _gc_was_enabled:
+                gc.enable()
 
 
 def _decode_json(raw: Any, maps: bool = True) -> Any:
