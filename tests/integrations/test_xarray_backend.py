@@ -216,3 +216,30 @@ def test_a_small_date_array_is_re_encoded_once_for_open_and_load(
     loaded = opened.load()
     np.testing.assert_array_equal(loaded.t.values, dates)
     assert calls.count("datetime64[ns]") == 1  # one re-encoding of the dates, whatever was read
+
+
+def test_a_date_array_that_cannot_be_re_encoded_whole_is_re_encoded_by_window(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Re-encoding the whole small array may fail where the window asked for would not
+    (xarray refuses some dates): the window is then re-encoded alone, as before."""
+    from atlas.integrations import xarray_backend
+
+    dates = np.array(["2020-01-01", "2020-01-02", "2020-01-03"], dtype="M8[ns]")
+    store = atlas.Atlas.create(tmp_path / "s")
+    store.add_xarray_dataset(xr.Dataset({"t": ("obs", dates)}), "d")
+    store.flush()
+    real = xarray_backend.EncodedArray._encoded
+    windows: list[Any] = []
+
+    def picky(self: Any, key: tuple[Any, ...]) -> np.ndarray:
+        windows.append(key)
+        if len(windows) == 1:  # the first read re-encodes the whole array: refused
+            raise ValueError("not all of these dates can be encoded")
+        return real(self, key)
+
+    monkeypatch.setattr(xarray_backend.EncodedArray, "_encoded", picky)
+    opened = atlas.Atlas.open(tmp_path / "s").open_as_xarray_dataset("d")
+    np.testing.assert_array_equal(opened.t[1:].values, dates[1:])
+    np.testing.assert_array_equal(opened.t.values, dates)
+    assert windows[0] == (slice(None),) and len(windows) > 2  # whole once, then by window

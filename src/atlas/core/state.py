@@ -429,7 +429,9 @@ class DatasetState:
             positions: dict[str, int] = {}
             for i, e in enumerate(entries):
                 positions.setdefault(e[0], i)  # the first, as a scan finds it
-            at = self._entry_at = (entries, positions)
+            at = (entries, positions)
+            if self._raw_arrays is entries:  # else the states were built meanwhile: keep no map
+                self._entry_at = at
         found = at[1].get(name)
         return None if found is None else entries[found]
 

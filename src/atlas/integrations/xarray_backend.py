@@ -132,7 +132,11 @@ class EncodedArray(BackendArray):
         if self._small:
             whole = self._whole
             if whole is None:
-                whole = self._whole = self._encoded((slice(None),) * len(self.shape))
+                try:
+                    whole = self._whole = self._encoded((slice(None),) * len(self.shape))
+                except Exception:  # the window alone may encode (xarray refuses some dates)
+                    self._small = False
+                    return self._encoded(key)
             return np.array(whole[key])  # the caller's own: decoders may change it in place
         return self._encoded(key)
 
