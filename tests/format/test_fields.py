@@ -145,3 +145,25 @@ def test_values_that_repeat_are_stored_once_and_indexed() -> None:
     bad = raw.replace(b'["float_0","float_1","float_2"]', b'["float_0","float_1"]   ')
     with pytest.raises(atlas.CorruptionError, match="beyond the distinct values|malformed"):
         fields.decode_field(bad, 12, "s")
+
+
+def test_repeated_values_keep_the_sign_of_zero() -> None:
+    """-0.0 equals 0.0 (and 0) but is another value: indexing repeated values keeps it,
+    as the records do (a latitude of -0.0 was read back from the catalogue as 0.0)."""
+    values: list[object] = [0.0, -0.0, 0, 0.0, -0.0, 0, 0.0, 1.5]
+    many = [[["lat", "float64" if type(v) is float else "int64", v], []] for v in values]
+    raw = fields.fields_of(many)["a:lat"]
+    assert b'"u2"' in raw  # indexed: the values repeat
+    got = fields.decode_field(raw, len(values), "s").blocks[0].values
+    assert [(type(v), repr(v)) for v in got] == [(type(v), repr(v)) for v in values]
+
+
+def test_the_catalogue_keeps_a_negative_zero(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import math
+
+    s = atlas.Atlas.create(tmp_path / "s")
+    for name, v in [("d1", 0.0), ("d3", -0.0), ("d4", 0), ("d5", 0.0)]:
+        s.create_dataset(name).set_attribute("lat", v)
+    s.flush()
+    lat = atlas.Atlas.open(tmp_path / "s").catalog(attributes=["lat"], arrays=[])["lat"].tolist()
+    assert [math.copysign(1, v) for v in lat] == [1, -1, 1, 1]

@@ -88,14 +88,23 @@ def _distinct(values: list[Any]) -> tuple[str, bytes] | None:
     """Values that repeat as indexes into the list of distinct ones (kind ``u2``/``u4``), or
     None when they do not repeat enough (or cannot be told apart by hashing)."""
     index: dict[tuple[type, Any], int] = {}
+    distinct: list[Any] = []
+
+    def number(v: Any) -> int:
+        key = (float, v.hex()) if type(v) is float else (type(v), v)  # 1, 1.0, True, -0.0 and 0.0 differ
+        at = index.get(key)
+        if at is None:
+            at = index[key] = len(distinct)
+            distinct.append(v)
+        return at
+
     try:
-        at = [index.setdefault((type(v), v), len(index)) for v in values]  # 1, 1.0 and True differ
+        at = list(map(number, values))
     except TypeError:  # lists among them
         return None
     if 2 * len(index) > len(values):
         return None
     kind = "u2" if len(index) <= 1 << 16 else "u4"
-    distinct = [v for _, v in index]
     return kind, np.array(at, dtype=_INDEX[kind]).tobytes() + orjson.dumps(distinct)
 
 
