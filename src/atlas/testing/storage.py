@@ -238,6 +238,21 @@ class StorageSuite:
         with pytest.raises(FileNotFoundError, match="missing.seg"):
             store.get_many_ranges([("data/v1.seg", [0], [1]), ("missing.seg", [0], [1])])
 
+    def test_get_many_ranges_transient(self, store: Storage, writer: Storage) -> None:
+        """The same bytes as ``get_many_ranges``, long spans included (a storage may hand
+        them out as views of a mapped file)."""
+        blobs = {f"data/t{i}.seg": _blob(300_000 + i, seed=i) for i in range(3)}
+        for k, v in blobs.items():
+            writer.put(k, v)
+        requests = [(k, [0, 70_000, 299_990], [70_000, 200_000, 50]) for k in blobs]
+        got = store.get_many_ranges_transient(requests)
+        assert [[bytes(r) for r in res] for res in got] == [
+            [bytes(r) for r in res] for res in store.get_many_ranges(requests)
+        ]
+        assert bytes(got[0][1]) == blobs["data/t0.seg"][70_000:270_000]
+        with pytest.raises(FileNotFoundError, match="missing.seg"):
+            store.get_many_ranges_transient([("data/t1.seg", [0], [1]), ("missing.seg", [0], [1])])
+
     # ------------------------------------------------------------- metadata
 
     def test_exists_and_size(self, store: Storage, writer: Storage) -> None:
