@@ -96,3 +96,23 @@ def test_fields_every_dataset_holds_share_one_array_of_positions(tmp_path: Path,
     assert snapshot._declared("t", s._schemas)[0] is every
     assert snapshot._block(ATTRIBUTE + "not_in_shard_1", 0)[0].tolist() == [0, 1, 2, 3, 8, 9]
     assert snapshot._declared("u", s._schemas)[0].tolist() == [1, 3, 5, 7, 9]
+
+
+def test_the_frame_is_the_callers_own_and_later_calls_see_the_store(tmp_path: Path, small_shards: None) -> None:
+    """catalog() hands its typed columns to pandas as they are, and the handle keeps none of
+    them: changing the frame changes no later catalog() or find(), whichever came first."""
+    s = _store(tmp_path / "s")
+    assert s.find("cycle >= 8") == ["d8", "d9"]  # typed columns made by find first
+    first = s.catalog(arrays=["t"], attributes=["cycle", "station"])
+    expected = first.copy(deep=True)
+    first.loc["d0", "cycle"] = 999
+    first.iloc[1, 1] = "edited"
+    first["t.max"] = first["t.max"] * 0
+    first.loc[first["cycle"] > 5, "t.min"] = -1.0
+    again = s.catalog(arrays=["t"], attributes=["cycle", "station"])
+    assert again.equals(expected)
+    assert s.find("cycle == 999") == [] and s.find("t.min < 0") == []
+    assert s.find("t.max > 10") == ["d9"]
+    third = s.catalog(arrays=["t"], attributes=["cycle", "station"])
+    third.loc["d9", "cycle"] = -5
+    assert s.catalog(arrays=["t"], attributes=["cycle", "station"]).equals(expected)

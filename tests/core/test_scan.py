@@ -287,10 +287,10 @@ def test_reads_across_datasets_and_the_catalogue_pause_the_cyclic_collector(
 
     watched(scan, "read_array_across")
     watched(scan, "read_array_across_stacked")
-    watched(atlas.catalog, "table")
+    watched(atlas.catalog, "owned_table")
     assert gc.isenabled()
     opened.read_array_across("temperature", names)
     opened.read_array_across_stacked("temperature", names)
     opened.catalog()
-    assert seen == {"read_array_across": False, "read_array_across_stacked": False, "table": False}
+    assert seen == {"read_array_across": False, "read_array_across_stacked": False, "owned_table": False}
     assert gc.isenabled()

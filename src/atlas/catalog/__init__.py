@@ -38,7 +38,7 @@ from .columns import pd
 from .evaluate import evaluate
 from .predicate import BoolOp, Predicate, keyword_equals, parse
 from .source import live_arrays, live_names_at
-from .table import ATTR_PREFIX, FIELDS, name_list, split_field, table
+from .table import ATTR_PREFIX, FIELDS, name_list, owned_table, split_field
 
 if TYPE_CHECKING:
     import pandas
@@ -92,19 +92,19 @@ def _frame(
     atlas: Atlas, array_names: list[str], attribute_keys: list[str] | None, live: dict[str, Any], array_attributes: bool
 ) -> pandas.DataFrame:
     """The catalogue's DataFrame (see :func:`catalog`)."""
-    columns = table(atlas, attribute_keys, {a: FIELDS for a in array_names}, None if array_attributes else live)
+    columns = owned_table(atlas, attribute_keys, {a: FIELDS for a in array_names}, None if array_attributes else live)
     frame: dict[str, Any] = {}
     for key, column in columns.attributes.items():
         name = ATTR_PREFIX + key if split_field(key, live) is not None else key
         if name in frame:
             raise ValueError(f"attribute {key!r} and attribute {name!r} would share a catalogue column")
-        frame[name] = column.to_pandas()
+        frame[name] = column.to_pandas(copy=False)
     for a in array_names:
         for field in FIELDS:
             name = f"{a}.{field}"
             if name in frame:
                 raise ValueError(f"two catalogue columns would be named {name!r}")
-            frame[name] = columns.arrays[a][field].to_pandas()
+            frame[name] = columns.arrays[a][field].to_pandas(copy=False)
     index = pd.Index(columns.names, name="dataset", dtype=object)
     if not frame:
         return pd.DataFrame(index=index)

@@ -84,26 +84,26 @@ class Column:
         self.values = values
         self.mask = mask
 
-    def to_pandas(self) -> Any:
-        """The pandas array of this column (nullable dtypes; NA/NaT for missing values)."""
-        kind, values, mask = self.kind, self.values, self.mask
+    def to_pandas(self, copy: bool = True) -> Any:
+        """The pandas array of this column (nullable dtypes; NA/NaT for missing values).
+        With ``copy=False`` it is made of the column's own arrays, which the caller then
+        gives away: nothing else may hold them."""
+        kind = self.kind
+        values, mask = (self.values.copy(), self.mask.copy()) if copy else (self.values, self.mask)
         if kind == "int" or kind == "uint":
-            return pd.arrays.IntegerArray(values.copy(), mask.copy())
+            return pd.arrays.IntegerArray(values, mask)
         if kind == "float":
-            return pd.arrays.FloatingArray(values.copy(), mask.copy())
+            return pd.arrays.FloatingArray(values, mask)
         if kind == "bool":
-            return pd.arrays.BooleanArray(values.copy(), mask.copy())
+            return pd.arrays.BooleanArray(values, mask)
         if kind == "timestamp":
-            stamps = values.copy()
-            stamps[mask] = _NAT
-            return stamps.view("datetime64[ns]")
+            values[mask] = _NAT
+            return values.view("datetime64[ns]")
         if kind == "string":
-            strings = values.copy()
-            strings[mask] = None
-            return pd.array(strings, dtype=pd.StringDtype())
-        objects = values.copy()
-        objects[mask] = pd.NA
-        return objects
+            values[mask] = None
+            return pd.array(values, dtype=pd.StringDtype())
+        values[mask] = pd.NA
+        return values
 
 
 def scatter(

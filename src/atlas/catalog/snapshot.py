@@ -73,6 +73,11 @@ class Snapshot:
         self._attribute_positions: list[dict[Any, int]] | None = None
         self._field_columns: dict[tuple[str, str], Column] = {}
 
+    def release_columns(self) -> None:
+        """Forget the typed columns made so far (later calls make them again)."""
+        self._attribute_columns = {}
+        self._field_columns = {}
+
     def holds(self, schemas: SchemaSource) -> bool:
         """Whether the snapshot's schema numbers refer to this schema table."""
         return self._schemas() is schemas
@@ -257,3 +262,11 @@ def _placement(snapshot: Snapshot, raw: list[Any], raw_rows: np.ndarray, records
 def forget(store: Store) -> None:
     """Drop the snapshot of a handle."""
     _SNAPSHOTS.pop(store, None)
+
+
+def release_columns(store: Store) -> None:
+    """Let the snapshot of a handle forget the typed columns it made (it keeps the records
+    and indexes they were made of): whoever holds them now holds them alone."""
+    snapshot = _SNAPSHOTS.get(store)
+    if snapshot is not None:
+        snapshot.release_columns()

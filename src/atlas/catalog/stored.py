@@ -43,6 +43,14 @@ def forget_stored(store: Store) -> None:
     _SNAPSHOTS.pop(store, None)
 
 
+def release_stored_columns(store: Store) -> None:
+    """Let the stored snapshot of a handle forget the typed columns it made (it keeps the
+    fields they were made of): whoever holds them now holds them alone."""
+    snapshot = _SNAPSHOTS.get(store)
+    if snapshot is not None:
+        snapshot.release_columns()
+
+
 def _joined(parts: list[np.ndarray | list[Any]]) -> np.ndarray | list[Any]:
     """Values of several blocks as one: an array when all are arrays of one dtype."""
     arrays = [p for p in parts if isinstance(p, np.ndarray)]
@@ -94,6 +102,11 @@ class StoredSnapshot:
         self._array_rows: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self._sizes = np.diff(np.append(layout.bases, self.n)).tolist() if layout.shards else []
         self._every: np.ndarray | None = None
+
+    def release_columns(self) -> None:
+        """Forget the typed columns made so far (later calls make them again)."""
+        self._attribute_columns = {}
+        self._field_columns = {}
 
     def serves(self, layout: StoredLayout, schemas: SchemaSource) -> bool:
         """Whether this snapshot is of ``layout``'s shards and schema table."""

@@ -26,7 +26,7 @@ from .gather import (
     concatenated,
     field_columns,
 )
-from .snapshot import Placement, Snapshot, forget, snapshot_for
+from .snapshot import Placement, Snapshot, forget, release_columns, snapshot_for
 from .source import (
     attribute_keys_of,
     dataset_records,
@@ -37,7 +37,7 @@ from .source import (
     state_attributes,
     stored_layout,
 )
-from .stored import StoredSnapshot, forget_stored, stored_snapshot
+from .stored import StoredSnapshot, forget_stored, release_stored_columns, stored_snapshot
 
 if TYPE_CHECKING:
     from ..core.atlas import Store
@@ -114,6 +114,21 @@ def table(
         return _table_once(store, attribute_keys, arrays, skip_owned_by, stored=False)
     except (TypeError, ValueError, IndexError, KeyError, AttributeError) as e:
         raise CorruptionError(f"{metadata_location(store)} is malformed: {e}") from None
+
+
+def owned_table(
+    store: Store,
+    attribute_keys: Sequence[str] | None,
+    arrays: Mapping[str, Iterable[str]],
+    skip_owned_by: Mapping[str, Any] | None = None,
+) -> Table:
+    """:func:`table`, whose columns are then the caller's alone: the handle's snapshots
+    forget them (``catalog()`` gives them to pandas without a copy; a later call types them
+    again from the fields or records it keeps)."""
+    out = table(store, attribute_keys, arrays, skip_owned_by)
+    release_columns(store)
+    release_stored_columns(store)
+    return out
 
 
 def array_attribute(key: str, arrays: Mapping[str, Any]) -> bool:
