@@ -196,3 +196,24 @@ def test_scans_and_reads_of_a_fresh_handle_never_put_the_index_rows_together(tmp
     after = fresh._variables["t"].index
     assert after is not None and after._rows is None and len(after) == 31
     assert fresh.read_array_across_stacked("t", [*names, "late"])[-1].tolist() == [1.0] * 4
+
+
+def test_a_stacked_scan_over_columns_refuses_dtypes_that_share_a_numpy_type(tmp_path: Path) -> None:
+    """Timestamps and int64 are both 8-byte integers in memory but different dtypes: a
+    stacked read over columns refuses to stack them, naming both, as the per-dataset read
+    does; the facts of the plan tell them apart."""
+    s = atlas.Atlas.create(tmp_path / "s")
+    for i in range(bulk.MIN_DATASETS + 6):
+        ds = s.create_dataset(f"d{i:03d}")
+        dtype = "timestamp_nanoseconds" if i % 2 else "int64"
+        ds.define_array("x", dtype, ["z"], [4])
+        ds.write_array("x", [0], np.arange(4, dtype=np.int64) + i)
+    s.flush()
+    s = atlas.Atlas.open(tmp_path / "s")
+    names = s.list_datasets()
+    p = bulk.plan(s, "x", names, None, None)
+    assert p is not None and not p.others and sorted(p.facts.dtype_names) == ["int64", "timestamp_nanoseconds"]
+    with pytest.raises(TypeError, match="int64.*timestamp_nanoseconds"):
+        s.read_array_across_stacked("x", names)
+    evens = names[::2]
+    assert s.read_array_across_stacked("x", evens).tolist() == [[i, i + 1, i + 2, i + 3] for i in range(0, len(names), 2)]

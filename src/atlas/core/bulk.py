@@ -10,6 +10,7 @@ strings, buffered data) is read by :mod:`atlas.core.scan`, dataset by dataset.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -43,6 +44,54 @@ class Plan:
     windows: dict[int, tuple[tuple[int, ...], tuple[int, ...]]]
     others: list[int]  # positions the per-dataset path reads (or that lack the array)
     absent: np.ndarray  # positions of stored datasets without the array
+    facts: SchemaFacts
+
+
+@dataclass
+class SchemaFacts:
+    """What the gathering needs of each schema number of a plan, as arrays indexed by it
+    (profiles of different lengths have a schema each: thousands of them): the window's
+    first cell and cells along the one axis (``lo``, ``count``: 1-D schemas), the cells of
+    the window (``cells``), the chunk's bytes, the element size, the number of dimensions
+    and the dtype (``dtype_code`` into ``dtype_names`` and the numpy ``dtypes``); and the
+    distinct window extents."""
+
+    lo: np.ndarray
+    count: np.ndarray
+    cells: np.ndarray
+    nbytes: np.ndarray
+    itemsize: np.ndarray
+    ndim: np.ndarray
+    dtype_code: np.ndarray
+    dtype_names: list[str]
+    dtypes: list[np.dtype[Any]]
+    extents: set[tuple[int, ...]]
+
+
+def _facts(windows: dict[int, tuple[tuple[int, ...], tuple[int, ...]]], table: Any) -> SchemaFacts:
+    top = max(windows) + 1 if windows else 0
+    names: list[str] = []
+    dtypes: list[np.dtype[Any]] = []
+    extents: set[tuple[int, ...]] = set()
+    rows = []  # per schema: lo, count, cells, nbytes, itemsize, ndim, dtype code
+    for s, (st, stop) in windows.items():
+        schema: Schema = table[s]
+        extent = tuple(b - a for a, b in zip(st, stop, strict=True))
+        extents.add(extent)
+        name = schema.dtype.name
+        if name not in names:
+            names.append(name)
+            dtypes.append(schema.dtype.numpy)
+        one = len(extent) == 1
+        rows.append((
+            st[0] if one else 0, extent[0] if one else 0, math.prod(extent), schema.nbytes,
+            schema.dtype.numpy.itemsize, len(extent), names.index(name),
+        ))
+    table_of = np.zeros((top, 7), dtype=np.int64)
+    if rows:
+        table_of[list(windows)] = rows
+    lo, count, cells, nbytes, itemsize, ndim, code = (np.ascontiguousarray(c) for c in table_of.T)
+    return SchemaFacts(lo, count, cells, nbytes, itemsize, ndim, code, names, dtypes, extents)
 
 
 def plan(
@@ -80,7 +129,7 @@ def plan(
         others = sorted(others + positions[slow].tolist())
         positions, ids, schema_numbers = positions[~slow], ids[~slow], schema_numbers[~slow]
     rows = idx.first_chunk_rows(ids)
-    return Plan(positions, schema_numbers, rows, windows, others, absent)
+    return Plan(positions, schema_numbers, rows, windows, others, absent, _facts(windows, table))
 
 
 def fill(
@@ -108,7 +157,7 @@ def fill(
     if not len(found):
         return
     c = _located(store, var, names, p, found)
-    mode = read.scan_cache_mode(store, c.total, c.stored, _kept_bytes(p, c.schemas, table))
+    mode = read.scan_cache_mode(store, c.total, c.stored, _kept_bytes(p, c.schemas))
     for b0, b1 in read.scan_batches(store, mode, c.raw_sizes):
         into: dict[BlockKey, np.ndarray] = {}
         if dest is not None and mode != "decoded":  # the decoded cache must not hold the caller's array
@@ -184,15 +233,11 @@ def _located(store: StoreModel, var: Variable, names: Sequence[Any], p: Plan, fo
     return _Located(within, schemas, order, bounds, wanted, list(wanted), heads["raw_size"].tolist(), total, stored)
 
 
-def _kept_bytes(p: Plan, schemas: np.ndarray, table: Any) -> int:
+def _kept_bytes(p: Plan, schemas: np.ndarray) -> int:
     """What the caller keeps of the chunks of ``schemas``: their windows' share."""
-    needed = 0
-    counts = np.bincount(schemas)
-    for s in _distinct(schemas):
-        st, stop = p.windows[s]
-        cells = int(np.prod([b - a for a, b in zip(st, stop, strict=True)], dtype=np.int64))
-        needed += int(counts[s]) * cells * table[s].dtype.numpy.itemsize
-    return needed
+    f = p.facts
+    counts = np.bincount(schemas, minlength=len(f.cells))
+    return int((counts * f.cells * f.itemsize).sum())
 
 
 def _by_block(block_of: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -309,19 +354,16 @@ def _gather_one_axis(
 ) -> bool:
     """One-axis arrays of many schemas of one dtype (profiles of different lengths) in one
     block, gathered together rather than schema by schema; False when they are not."""
-    dtypes = {table[s].dtype.numpy for s in distinct}
-    if len(dtypes) != 1 or any(len(table[s].shape) != 1 for s in distinct):
+    f = p.facts
+    codes = f.dtype_code[distinct]
+    if bool((codes != codes[0]).any()) or bool((f.ndim[distinct] != 1).any()):
         return False
-    dtype = dtypes.pop()
+    dtype = f.dtypes[int(codes[0])]
     item = dtype.itemsize
     starts = within.astype(np.int64)
     if bool((starts % item).any()):
         return False
-    top = distinct[-1] + 1
-    lo, count, nbytes = (np.zeros(top, dtype=np.int64) for _ in range(3))
-    for s in distinct:
-        (a,), (b,) = p.windows[s]
-        lo[s], count[s], nbytes[s] = a, b - a, table[s].nbytes
+    lo, count, nbytes = f.lo, f.count, f.nbytes
     over = np.flatnonzero(starts + nbytes[schemas] > block.nbytes)
     if len(over):
         name = names[int(p.positions[items[over[0]]])]

@@ -312,15 +312,13 @@ def _stacked_in_bulk(
     p = bulk.plan(store, array, names, start, shape)
     if p is None or p.others or len(p.absent):
         return None
-    schemas = {s: store._schemas[s] for s in p.windows}
-    dtypes = {x.dtype.name for x in schemas.values()}
-    if len(dtypes) > 1:
-        raise TypeError(f"array {array!r} has different dtypes across these datasets: {sorted(dtypes)}")
-    extents = {tuple(b - a for a, b in zip(*w, strict=True)) for w in p.windows.values()}
+    if len(p.facts.dtype_names) > 1:
+        raise TypeError(f"array {array!r} has different dtypes across these datasets: {sorted(p.facts.dtype_names)}")
+    extents = p.facts.extents
     common = stacked_shape(array, list(extents), pad) if slot is None else tuple(slot)
     if extents != {common}:
         return None
-    first = next(iter(schemas.values()))
+    first = store._schemas[next(iter(p.windows))]
     out = read.result_buffer((len(names), *common), first.dtype.numpy)
 
     def put(positions: np.ndarray, schema: Schema, chunks: np.ndarray, fresh: bool) -> None:
