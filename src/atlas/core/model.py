@@ -254,10 +254,12 @@ class StoreModel:
 
     def _fetched_runs(self, var: Variable, runs: list[IndexRun]) -> list[tuple[Any, str]]:
         """The bytes of some runs of a variable's committed index (fetched together) and
-        where each is, each checked against the length and checksum the manifest recorded."""
+        where each is, each checked against the length and checksum the manifest recorded.
+        Callers decompress them and drop them: the reads are transient."""
         ranged = [r for r in runs if r.length >= 0]
         try:
-            fetched = iter(self._storage.get_many_ranges([(r.key, [r.offset], [r.length]) for r in ranged]))
+            requests = [(r.key, [r.offset], [r.length]) for r in ranged]
+            fetched = iter(self._storage.get_many_ranges_transient(requests))
         except FileNotFoundError as e:
             where = f"{self._storage.location} (variable {var.name!r})"
             raise self._missing_error(f"a chunk index file of {where} is missing: {e}") from None
