@@ -116,3 +116,40 @@ def test_the_frame_is_the_callers_own_and_later_calls_see_the_store(tmp_path: Pa
     third = s.catalog(arrays=["t"], attributes=["cycle", "station"])
     third.loc["d9", "cycle"] = -5
     assert s.catalog(arrays=["t"], attributes=["cycle", "station"]).equals(expected)
+
+
+def test_catalog_waits_for_a_find_using_the_same_columns(
+    tmp_path: Path, small_shards: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """catalog() takes the typed columns the handle keeps and changes them as the frame's
+    own; a find() in another thread may be using those same columns: catalog() waits for it."""
+    import threading
+
+    import atlas.catalog as catalog_module
+
+    s = _store(tmp_path / "s")
+    s.find("cycle >= 0")  # the columns are made and kept
+    using, go = threading.Event(), threading.Event()
+    real = catalog_module.evaluate
+
+    def slow(store: object, tree: object) -> object:
+        mask = real(store, tree)  # type: ignore[arg-type]
+        using.set()
+        assert go.wait(10)
+        return mask
+
+    monkeypatch.setattr(catalog_module, "evaluate", slow)
+    found: list[list[str]] = []
+    finder = threading.Thread(target=lambda: found.append(s.find("station == 's1'")))
+    finder.start()
+    assert using.wait(10)
+    frames: list[object] = []
+    cataloguer = threading.Thread(target=lambda: frames.append(s.catalog(arrays=[], attributes=["station"])))
+    cataloguer.start()
+    cataloguer.join(0.3)
+    assert cataloguer.is_alive()  # waiting for the find to be done with the columns
+    go.set()
+    finder.join(10)
+    cataloguer.join(10)
+    assert found == [["d1", "d5", "d7"]]
+    assert len(frames) == 1

@@ -7,6 +7,7 @@ merged in. Only metadata is used.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import chain, compress
@@ -51,6 +52,11 @@ _INDEX_FROM = 4
 
 #: Prefix of an attribute column whose key clashes with an ``ARRAY.FIELD`` column.
 ATTR_PREFIX = "attr:"
+
+#: Held while typed columns are made and used (``find``) or made and handed out
+#: (``catalog()``, which then changes them as the frame's own): a column the snapshots kept
+#: is never in two hands at once.
+COLUMNS_LOCK = threading.RLock()
 
 
 def split_field(name: str, live: Mapping[str, Any] | set[str]) -> tuple[str, str] | None:
@@ -125,9 +131,10 @@ def owned_table(
     """:func:`table`, whose columns are then the caller's alone: the handle's snapshots
     forget them (``catalog()`` gives them to pandas without a copy; a later call types them
     again from the fields or records it keeps)."""
-    out = table(store, attribute_keys, arrays, skip_owned_by)
-    release_columns(store)
-    release_stored_columns(store)
+    with COLUMNS_LOCK:
+        out = table(store, attribute_keys, arrays, skip_owned_by)
+        release_columns(store)
+        release_stored_columns(store)
     return out
 
 
