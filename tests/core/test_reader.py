@@ -3,6 +3,7 @@ kept in either form, and reads retried when the handle's state is swapped under 
 
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 from typing import Any
@@ -254,3 +255,34 @@ def test_a_read_is_retried_only_when_the_state_was_swapped_meanwhile() -> None:
     calls.clear()
     with pytest.raises(ValueError):  # not an error a swap causes
         read(_Handle(), True, ValueError)
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts open files through /proc/self/fd (Linux)")
+def test_a_kept_corruption_error_holds_no_file_open(tmp_path: Path) -> None:
+    """The blocks a scan reads may be views of mapped files, each holding a file descriptor
+    while it lives; a corruption error the caller keeps (errors collected in a loop) must
+    not keep them alive through its traceback."""
+    from atlas.core import bulk
+
+    store = atlas.Atlas.create(tmp_path / "s")
+    rng = np.random.default_rng(3)
+    for i in range(bulk.MIN_DATASETS + 36):
+        ds = store.create_dataset(f"d{i:03d}")
+        ds.define_array("t", "float64", ["z"], [20_000])
+        ds.write_array("t", [0], rng.random(20_000))  # incompressible: long stored blocks
+    store.flush()
+    segments = sorted((tmp_path / "s").rglob("*.seg"))
+    assert segments
+    for seg in segments:  # one flipped byte in the middle of every segment
+        raw = bytearray(seg.read_bytes())
+        raw[len(raw) // 2] ^= 0xFF
+        seg.write_bytes(bytes(raw))
+    opened = atlas.Atlas.open(tmp_path / "s")
+    names = opened.list_datasets()
+    before = len(os.listdir("/proc/self/fd"))
+    kept = []
+    for _ in range(4):
+        with pytest.raises(atlas.CorruptionError) as caught:
+            opened.read_array_across_stacked("t", names)
+        kept.append(caught.value)
+    assert len(os.listdir("/proc/self/fd")) <= before + 1

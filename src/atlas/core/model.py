@@ -264,18 +264,24 @@ class StoreModel:
             where = f"{self._storage.location} (variable {var.name!r})"
             raise self._missing_error(f"a chunk index file of {where} is missing: {e}") from None
         found: list[tuple[Any, str]] = []
+        replaced = None
         for r in runs:
             where = f"{self._storage.location}/{r.key}" + (f" at {r.offset}" if r.offset else "") + f" (variable {var.name!r})"
             try:
                 data = next(fetched)[0] if r.length >= 0 else self._storage.get(r.key)
             except FileNotFoundError:
                 raise self._missing_error(f"chunk index {where} is missing") from None
-            if r.crc is not None and index_check(data) != (r.length, r.crc):
-                raise CorruptionError(
+            if r.crc is not None and (check := index_check(data)) != (r.length, r.crc):
+                replaced = (
                     f"chunk index {where} is not the one version {self._version} recorded "
-                    f"(length and checksum {index_check(data)} instead of {(r.length, r.crc)}): it was replaced"
+                    f"(length and checksum {check} instead of {(r.length, r.crc)}): it was replaced"
                 )
+                break
             found.append((data, where))
+        if replaced is not None:
+            # the bytes read may be views of mapped files: an error kept by the caller keeps none
+            del fetched, found, data
+            raise CorruptionError(replaced)
         return found
 
     def _index_row_limit(self) -> Callable[[int], int]:

@@ -236,10 +236,16 @@ def fetch_blocks(
     if not jobs:
         return out
     decode = functools.partial(_decode_block, wanted, describe, into)
-    if len(jobs) >= PARALLEL_MIN_BLOCKS:
-        decoded = list(cpu_pool().map(decode, jobs))
-    else:
-        decoded = [decode(j) for j in jobs]
+    try:
+        if len(jobs) >= PARALLEL_MIN_BLOCKS:
+            decoded = list(cpu_pool().map(decode, jobs))
+        else:
+            decoded = [decode(j) for j in jobs]
+    except CorruptionError as e:
+        # the frames of the decoding hold the bytes read, which may be views of mapped
+        # files (each holding a file descriptor): an error kept by the caller keeps none
+        jobs.clear()
+        raise e.with_traceback(None) from None
     for (k, data, checked), b in zip(jobs, decoded, strict=True):
         out[k] = b
         if mode == "decoded" and k not in into:
