@@ -169,3 +169,25 @@ def test_pauses_of_the_collector_that_overlap_end_when_the_last_one_ends() -> No
         assert not gc.isenabled()  # left as found
     finally:
         (gc.enable if was else gc.disable)()
+
+
+def test_a_fork_child_starts_with_no_pause_of_the_collector_running() -> None:
+    """A child forked while other threads paused the collector has none of those threads:
+    its collector runs, and its own pauses count from zero."""
+    import gc
+
+    was = gc.isenabled()
+    try:
+        gc.enable()
+        pause = mf.paused_gc()
+        pause.__enter__()
+        assert not gc.isenabled()
+        mf._gc_after_fork()  # what the child runs after a fork
+        assert gc.isenabled() and mf._gc_pauses == 0
+        pause.__exit__(None, None, None)  # the forking thread's own pause ends in the child
+        assert gc.isenabled() and mf._gc_pauses == 0
+        with mf.paused_gc():
+            assert not gc.isenabled()
+        assert gc.isenabled()
+    finally:
+        (gc.enable if was else gc.disable)()
