@@ -85,6 +85,23 @@ def test_records_by_layout_that_do_not_add_up_are_corruption(
         shard.decode_records(data, ["d0", "d1"], META, "s")
 
 
+def _compiled_layouts(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """The layouts whose builders are compiled from now on (none made before counts)."""
+    from atlas.format import layouts
+
+    compiled: list[object] = []
+    real = layouts._builder
+
+    def counted(layout: layouts.Layout) -> object:
+        compiled.append(layout)
+        return real(layout)
+
+    monkeypatch.setattr(layouts, "_builder", counted)
+    monkeypatch.setattr(layouts, "_BUILDERS", {})
+    monkeypatch.setattr(layouts, "_SERVED", {})
+    return compiled
+
+
 def test_a_layout_is_made_into_a_builder_once_and_rows_are_grouped_by_layout(monkeypatch: pytest.MonkeyPatch) -> None:
     """Shards of a store share their layouts: reading another shard of known layouts makes
     no builder again; records of many layouts, interleaved, come back in their order."""
@@ -92,15 +109,7 @@ def test_a_layout_is_made_into_a_builder_once_and_rows_are_grouped_by_layout(mon
 
     from atlas.format import layouts
 
-    made: list[object] = []
-    real = layouts._builder
-
-    def counted(layout: layouts.Layout) -> object:
-        made.append(layout)
-        return real(layout)
-
-    monkeypatch.setattr(layouts, "_builder", counted)
-    monkeypatch.setattr(layouts, "_BUILDERS", {})
+    made = _compiled_layouts(monkeypatch)
     records = [[f"d{i}", (f"k{i % 7}", "int64", i), ()] for i in range(50)]
     body = orjson.loads(orjson.dumps(layouts.encode_layouts([r[1:] for r in records])))
     for _ in range(2):
@@ -137,16 +146,7 @@ def test_a_wide_layout_is_built_without_compiling_until_it_has_served_many_recor
 
     from atlas.format import layouts
 
-    compiled: list[object] = []
-    real = layouts._builder
-
-    def counted(layout: layouts.Layout) -> object:
-        compiled.append(layout)
-        return real(layout)
-
-    monkeypatch.setattr(layouts, "_builder", counted)
-    monkeypatch.setattr(layouts, "_BUILDERS", {})
-    monkeypatch.setattr(layouts, "_SERVED", {})
+    compiled = _compiled_layouts(monkeypatch)
     monkeypatch.setattr(layouts, "COMPILE_AFTER", 25)
     records = _wide_records(10)
     stored = [[attrs, [(name, 0, 0, stats, aattrs) for name, stats, aattrs in entries]] for _, attrs, entries in records]
