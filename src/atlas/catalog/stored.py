@@ -100,7 +100,6 @@ class StoredSnapshot:
         self._attribute_columns: dict[str, Column] = {}
         self._field_columns: dict[tuple[str, str], Column] = {}
         self._array_rows: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-        self._sizes = np.diff(np.append(layout.bases, self.n)).tolist() if layout.shards else []
         self._every: np.ndarray | None = None
 
     def release_columns(self) -> None:
@@ -141,11 +140,15 @@ class StoredSnapshot:
         if not found:
             return NO_ROWS, [], found
         values = _joined([f.blocks[i].values for _, f in found])
-        if len(found) == len(self.shards) and all(
-            len(f.blocks[i].rows) == size for (_, f), size in zip(found, self._sizes, strict=True)
-        ):  # every dataset holds the value (positions in a shard increase and stay in it)
-            return self._every_position(), values, found
-        return _positions([(base, f.blocks[i].rows) for base, f in found]), values, found
+        return self._stored_positions([(base, f.blocks[i].rows) for base, f in found]), values, found
+
+    def _stored_positions(self, parts: list[tuple[int, np.ndarray]]) -> np.ndarray:
+        """The stored positions of (first position of a shard, positions in the shard)
+        pairs. A shard's positions increase and stay in it, so as many as the snapshot has
+        datasets are every position: the one shared array."""
+        if sum(len(rows) for _, rows in parts) == self.n:
+            return self._every_position()
+        return _positions(parts)
 
     def _every_position(self) -> np.ndarray:
         """0, 1, ..., n - 1, made once (read-only: it is shared by every full block)."""
@@ -214,12 +217,8 @@ class StoredSnapshot:
                     numbers.append(col["schema"])
             if not rows:
                 hit = (NO_ROWS, NO_ROWS)
-            elif len(rows) == len(self.shards) and all(
-                len(r) == size for (_, r), size in zip(rows, self._sizes, strict=True)
-            ):  # every dataset declares the array (a column's rows increase and stay in its shard)
-                hit = (self._every_position(), np.concatenate(numbers, dtype=np.intp))
             else:
-                hit = (_positions(rows), np.concatenate(numbers, dtype=np.intp))
+                hit = (self._stored_positions(rows), np.concatenate(numbers, dtype=np.intp))
             if len(hit[1]) and int(hit[1].max()) >= len(schemas):
                 raise IndexError("schema number out of range")
             self._array_rows[name] = hit
