@@ -115,16 +115,18 @@ def plan(
         positions, ids, schema_numbers = positions[held], ids[held], schema_numbers[held]
     table = store._schemas
     windows: dict[int, tuple[tuple[int, ...], tuple[int, ...]]] = {}
-    slow = np.zeros(len(positions), dtype=bool)
-    for s in np.flatnonzero(np.bincount(schema_numbers)).tolist() if len(schema_numbers) else []:
+    distinct = _distinct(schema_numbers)
+    slow_schema = np.zeros(distinct[-1] + 1 if distinct else 0, dtype=bool)
+    for s in distinct:
         schema = table[s]
         if not schema.single or schema.dtype.is_string:
-            slow |= schema_numbers == s
+            slow_schema[s] = True
             continue
         if start is None and shape is None:
             windows[s] = ((0,) * len(schema.shape), schema.shape)
         else:
             windows[s] = read.read_window(store, schema, start, shape)
+    slow = slow_schema[schema_numbers]
     if slow.any():
         others = sorted(others + positions[slow].tolist())
         positions, ids, schema_numbers = positions[~slow], ids[~slow], schema_numbers[~slow]
@@ -207,14 +209,11 @@ class _Located:
 def _located(store: StoreModel, var: Variable, names: Sequence[Any], p: Plan, found: np.ndarray) -> _Located:
     """Where the chunks at ``found`` of a plan are, from the few index fields a scan needs;
     ``CorruptionError`` naming the dataset when a chunk's size is not its schema's."""
-    table = store._schemas
     column = store._index(var).column
     at = p.rows[found]
     within, nbytes = column("within")[at], column("nbytes")[at]
     schemas = p.schemas[found]
-    nbytes_of = np.zeros(len(table), dtype=np.int64)
-    for s in _distinct(schemas):
-        nbytes_of[s] = table[s].nbytes
+    nbytes_of = p.facts.nbytes  # every schema found has a window: its facts are there
     bad = np.flatnonzero(nbytes.astype(np.int64) != nbytes_of[schemas])
     if len(bad):
         name = names[int(p.positions[found[bad[0]]])]
