@@ -38,7 +38,7 @@ from .columns import pd
 from .evaluate import evaluate
 from .predicate import BoolOp, Predicate, keyword_equals, parse
 from .source import live_arrays, live_names_at
-from .table import ATTR_PREFIX, COLUMNS_LOCK, FIELDS, name_list, owned_table, split_field
+from .table import ATTR_PREFIX, FIELDS, columns_lock, name_list, owned_table, split_field
 
 if TYPE_CHECKING:
     import pandas
@@ -159,6 +159,6 @@ def find(atlas: Atlas, where: str | None = None, **equals: Any) -> list[str]:
         return atlas.list_datasets()
     tree = tests[0] if len(tests) == 1 else BoolOp("and", tuple(tests))
     with paused_gc():  # large lists of names and columns, no cycles: nothing to collect
-        with COLUMNS_LOCK:  # the columns it uses are not handed to a catalog() meanwhile
+        with columns_lock(atlas):  # the columns it uses are not handed to a catalog() meanwhile
             mask = evaluate(atlas, tree)
         return live_names_at(atlas, np.flatnonzero(mask))

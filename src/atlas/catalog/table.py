@@ -8,6 +8,7 @@ merged in. Only metadata is used.
 from __future__ import annotations
 
 import threading
+import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import chain, compress
@@ -53,10 +54,19 @@ _INDEX_FROM = 4
 #: Prefix of an attribute column whose key clashes with an ``ARRAY.FIELD`` column.
 ATTR_PREFIX = "attr:"
 
-#: Held while typed columns are made and used (``find``) or made and handed out
-#: (``catalog()``, which then changes them as the frame's own): a column the snapshots kept
-#: is never in two hands at once.
-COLUMNS_LOCK = threading.RLock()
+_COLUMN_LOCKS: weakref.WeakKeyDictionary[Store, threading.RLock] = weakref.WeakKeyDictionary()
+_LOCKS_LOCK = threading.Lock()
+
+
+def columns_lock(store: Store) -> threading.RLock:
+    """The lock of a handle's kept typed columns, held while they are made and used
+    (``find``) or made and handed out (``catalog()``, which then changes them as the frame's
+    own): a column the snapshots kept is never in two hands at once."""
+    with _LOCKS_LOCK:
+        lock = _COLUMN_LOCKS.get(store)
+        if lock is None:
+            lock = _COLUMN_LOCKS[store] = threading.RLock()
+        return lock
 
 
 def split_field(name: str, live: Mapping[str, Any] | set[str]) -> tuple[str, str] | None:
@@ -131,7 +141,7 @@ def owned_table(
     """:func:`table`, whose columns are then the caller's alone: the handle's snapshots
     forget them (``catalog()`` gives them to pandas without a copy; a later call types them
     again from the fields or records it keeps)."""
-    with COLUMNS_LOCK:
+    with columns_lock(store):
         out = table(store, attribute_keys, arrays, skip_owned_by)
         release_columns(store)
         release_stored_columns(store)

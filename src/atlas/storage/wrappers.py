@@ -57,12 +57,6 @@ class WrappedStorage(Storage):
         """Delegated (so the inner store's concurrency is kept)."""
         return self.inner.get_many_ranges(requests)
 
-    def get_many_ranges_transient(
-        self, requests: Sequence[tuple[str, Sequence[int], Sequence[int]]]
-    ) -> list[list[bytes | memoryview]]:
-        """Delegated through :meth:`get_many_ranges` (which a wrapper may count or check)."""
-        return self.get_many_ranges(requests)
-
     def exists(self, key: str) -> bool:
         """Delegated."""
         return self.inner.exists(key)
