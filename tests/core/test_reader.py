@@ -286,3 +286,34 @@ def test_a_kept_corruption_error_holds_no_file_open(tmp_path: Path) -> None:
             opened.read_array_across_stacked("t", names)
         kept.append(caught.value)
     assert len(os.listdir("/proc/self/fd")) <= before + 1
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts open files through /proc/self/fd (Linux)")
+def test_a_kept_corruption_error_of_an_index_run_holds_no_file_open(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Chunk index runs are read as transient reads too: a damaged run's error, kept by the
+    caller, holds none of the bytes read."""
+    import atlas.storage.local as local
+    from atlas.core import bulk
+
+    monkeypatch.setattr(local, "_MAP_BYTES", 1)  # every span mapped: small runs too
+    store = atlas.Atlas.create(tmp_path / "s")
+    for i in range(bulk.MIN_DATASETS + 6):
+        ds = store.create_dataset(f"d{i:03d}")
+        ds.define_array("t", "float64", ["z"], [8])
+        ds.write_array("t", [0], np.arange(8.0) + i)
+    store.flush()
+    runs = sorted((tmp_path / "s" / "index").rglob("*"))
+    for run in (r for r in runs if r.is_file()):
+        raw = bytearray(run.read_bytes())
+        raw[len(raw) // 2] ^= 0xFF
+        run.write_bytes(bytes(raw))
+    before = len(os.listdir("/proc/self/fd"))
+    kept = []
+    for _ in range(4):
+        opened = atlas.Atlas.open(tmp_path / "s")
+        with pytest.raises(atlas.CorruptionError) as caught:
+            opened.read_array_across_stacked("t", opened.list_datasets())
+        kept.append(caught.value)
+    assert len(os.listdir("/proc/self/fd")) <= before + 1

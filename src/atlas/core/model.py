@@ -30,7 +30,7 @@ from ..format.chunkindex import (
 )
 from ..format.records import decode_checked, encode_attrs, encode_stats
 from . import history
-from .reader import BlockCache
+from .reader import BlockCache, without_frames
 from .shards import Shard, array_entries
 from .state import (
     ArrayState,
@@ -205,7 +205,10 @@ class StoreModel:
 
     def _load_index(self, var: Variable) -> ChunkIndex:
         if var.index is None:
-            var.index = self._decoded_index(var)
+            try:
+                var.index = self._decoded_index(var)
+            except CorruptionError as e:  # its frames hold the runs read
+                raise without_frames(e) from None
         return var.index
 
     def _decoded_index(self, var: Variable) -> ChunkIndex:
@@ -237,7 +240,10 @@ class StoreModel:
     def _run_rows(self, var: Variable, runs: list[IndexRun]) -> list[np.ndarray]:
         """The rows of some runs of a variable's committed index (fetched together), each
         checked against what the manifest recorded of it."""
-        return [idx.rows for idx in self._decoded_runs(var, runs)]
+        try:
+            return [idx.rows for idx in self._decoded_runs(var, runs)]
+        except CorruptionError as e:  # its frames hold the runs read
+            raise without_frames(e) from None
 
     def _decoded_runs(self, var: Variable, runs: list[IndexRun]) -> list[ChunkIndex]:
         """Some runs of a variable's committed index, fetched together and decoded one by
@@ -264,24 +270,18 @@ class StoreModel:
             where = f"{self._storage.location} (variable {var.name!r})"
             raise self._missing_error(f"a chunk index file of {where} is missing: {e}") from None
         found: list[tuple[Any, str]] = []
-        replaced = None
         for r in runs:
             where = f"{self._storage.location}/{r.key}" + (f" at {r.offset}" if r.offset else "") + f" (variable {var.name!r})"
             try:
                 data = next(fetched)[0] if r.length >= 0 else self._storage.get(r.key)
             except FileNotFoundError:
                 raise self._missing_error(f"chunk index {where} is missing") from None
-            if r.crc is not None and (check := index_check(data)) != (r.length, r.crc):
-                replaced = (
+            if r.crc is not None and index_check(data) != (r.length, r.crc):
+                raise CorruptionError(
                     f"chunk index {where} is not the one version {self._version} recorded "
-                    f"(length and checksum {check} instead of {(r.length, r.crc)}): it was replaced"
+                    f"(length and checksum {index_check(data)} instead of {(r.length, r.crc)}): it was replaced"
                 )
-                break
             found.append((data, where))
-        if replaced is not None:
-            # the bytes read may be views of mapped files: an error kept by the caller keeps none
-            del fetched, found, data
-            raise CorruptionError(replaced)
         return found
 
     def _index_row_limit(self) -> Callable[[int], int]:

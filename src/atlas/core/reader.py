@@ -229,23 +229,16 @@ def fetch_blocks(
         else:
             jobs.append((k, stored, True))
     if missing:
-        reader = get_many_ranges
-        if get_transient is not None and all(CODEC_NAMES[wanted[k][3]] != "none" for k in missing):
-            reader = get_transient
+        compressed = all(CODEC_NAMES[wanted[k][3]] != "none" for k in missing)
+        reader = get_transient if get_transient is not None and compressed else get_many_ranges
         jobs.extend((k, d, False) for k, d in _read_blocks(reader, wanted, missing))
     if not jobs:
         return out
-    decode = functools.partial(_decode_block, wanted, describe, into)
     try:
-        if len(jobs) >= PARALLEL_MIN_BLOCKS:
-            decoded = list(cpu_pool().map(decode, jobs))
-        else:
-            decoded = [decode(j) for j in jobs]
+        decoded = _decoded(jobs, functools.partial(_decode_block, wanted, describe, into))
     except CorruptionError as e:
-        # the frames of the decoding hold the bytes read, which may be views of mapped
-        # files (each holding a file descriptor): an error kept by the caller keeps none
         jobs.clear()
-        raise e.with_traceback(None) from None
+        raise without_frames(e) from None
     for (k, data, checked), b in zip(jobs, decoded, strict=True):
         out[k] = b
         if mode == "decoded" and k not in into:
@@ -253,6 +246,23 @@ def fetch_blocks(
         elif mode == "stored" and not checked:
             cache.put_stored(k, bytes(data))
     return out
+
+
+def _decoded(jobs: list[tuple[BlockKey, Any, bool]], decode: Callable[[tuple[BlockKey, Any, bool]], np.ndarray]) -> list[np.ndarray]:
+    """Every job decoded, on the CPU pool when there are enough of them."""
+    if len(jobs) >= PARALLEL_MIN_BLOCKS:
+        return list(cpu_pool().map(decode, jobs))
+    return [decode(j) for j in jobs]
+
+
+def without_frames(e: BaseException) -> BaseException:
+    """``e`` with no traceback, and no hidden context (an error raised ``from None``): the
+    frames of a read hold the bytes it read, which may be views of mapped files, each
+    holding a file descriptor while it lives. An error the caller keeps then keeps none."""
+    e.__traceback__ = None
+    if e.__suppress_context__:
+        e.__context__ = None
+    return e
 
 
 def _read_blocks(
