@@ -26,6 +26,12 @@ SEARCH_BUDGET = 20
 RANGE_CHECKS_BEFORE_SORTING = 8
 
 
+def _add_names(place: dict[str, int], shard: Shard) -> None:
+    """Add the place of each dataset of ``shard`` to ``place``."""
+    base = shard.serial << ROW_BITS
+    place.update(zip(shard.names, range(base, base + len(shard.names)), strict=True))
+
+
 class Places:
     """The places of the datasets of ``shards`` (``where`` names them in errors)."""
 
@@ -44,8 +50,7 @@ class Places:
         if place is None:
             place = {}
             for s in self.shards:
-                base = s.serial << ROW_BITS
-                place.update(zip(s.names, range(base, base + len(s.names)), strict=True))
+                _add_names(place, s)
             if len(place) != self.rows:
                 raise CorruptionError(f"{self.where}: a dataset name is listed twice")
             self.place = place
@@ -105,8 +110,7 @@ class Places:
                     place.pop(n, None)
         for s in self.shards:
             if s.serial not in theirs:
-                base = s.serial << ROW_BITS
-                place.update(zip(s.names, range(base, base + len(s.names)), strict=True))
+                _add_names(place, s)
         if len(place) == self.rows:  # else a name is listed twice: the lazy map says so
             self.place = place
 
@@ -121,7 +125,6 @@ class Places:
                 del place[name]
             for s in shards:
                 if s.serial not in known:
-                    base = s.serial << ROW_BITS
-                    place.update(zip(s.names, range(base, base + len(s.names)), strict=True))
+                    _add_names(place, s)
             out.place = place
         return out
