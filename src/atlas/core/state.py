@@ -439,11 +439,6 @@ class DatasetState:
         """The schema of one array, or None when the dataset has no such array."""
         raw = self._raw_arrays
         if raw is not None:
-            if len(raw) <= _SCANNED_ENTRIES:  # the usual few arrays: scanned here, no call
-                for e in raw:
-                    if e[0] == name:
-                        return schemas[e[2]]
-                return None
             e = self.raw_entry(raw, name)
             return None if e is None else schemas[e[2]]
         a = self.arrays.get(name)
