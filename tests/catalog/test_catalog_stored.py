@@ -104,6 +104,8 @@ def test_the_frame_is_the_callers_own_and_later_calls_see_the_store(tmp_path: Pa
     s = _store(tmp_path / "s")
     assert s.find("cycle >= 8") == ["d8", "d9"]  # typed columns made by find first
     first = s.catalog(arrays=["t"], attributes=["cycle", "station"])
+    snapshot = stored._SNAPSHOTS[s]
+    assert not snapshot._attribute_columns and not snapshot._field_columns  # given away, not kept
     expected = first.copy(deep=True)
     first.loc["d0", "cycle"] = 999
     first.iloc[1, 1] = "edited"

@@ -70,10 +70,11 @@ def test_lookups_of_new_names_bisect_ranges_that_do_not_overlap(tmp_path: Path, 
         k += 1
     assert k <= places.RANGE_CHECKS_BEFORE_SORTING + 2
     assert isinstance(t._lookup.ranges, tuple)  # no two ranges overlap
-    searched = t._lookup.searched
+    searched, checks = t._lookup.searched, t._lookup.range_checks
     for n in ["a", "p", "p0035", "p0075", "p03999", "p040", "q"]:  # before, between and after the ranges
         assert n not in t
     assert t._lookup.searched == searched  # no name list was searched: no range holds them
+    assert t._lookup.range_checks == checks  # and no shard's range was checked: one bisection each
     assert all(n in t and fresh.open_dataset(n).name == n for n in names)
     for j in range(3):
         add_dataset(fresh, f"p{40 + j:03d}", value=2.0)

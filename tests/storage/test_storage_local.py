@@ -237,6 +237,7 @@ def test_what_a_handle_keeps_holds_no_file_open(tmp_path: Path, monkeypatch: pyt
     for i in range(320):  # 10 shards; blocks of 80 KB, long enough to be mapped
         ds = store.create_dataset(f"d{i:04d}")
         ds.set_attribute("cycle", i)
+        ds.set_attribute("note", os.urandom(2048).hex())  # a field of over 64 KiB in each shard
         ds.define_array("t", "float64", ["z"], [10_000])
         ds.write_array("t", [0], np.full(10_000, float(i)))
     store.flush()
