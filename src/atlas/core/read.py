@@ -36,15 +36,20 @@ DECODE_BATCH_BYTES = 64 << 20
 def locate(store: StoreModel, arr: ArrayState, cids: list[int]) -> list[tuple[Variable, np.void] | None]:
     """Stored location (pending first, then committed) of each chunk, or None."""
     var = store._variables[arr.name]
-    out: list[tuple[Variable, np.void] | None] = []
-    committed = store._index(var)
-    for cid in cids:
-        j = var.pending.find(arr.aid, cid) if len(var.pending) else -1
-        if j >= 0:
-            out.append((var, var.pending.row(j)))
-            continue
-        j = committed.find(arr.aid, cid)
-        out.append((var, committed.row(j)) if j >= 0 else None)
+    out: list[tuple[Variable, np.void] | None] = [None] * len(cids)
+    if not cids:
+        return out
+    aids = np.full(len(cids), arr.aid, dtype=np.uint64)
+    chunks = np.asarray(cids, dtype=np.uint64)
+    left = np.arange(len(cids))
+    for index in ((var.pending,) if len(var.pending) else ()) + (store._index(var),):  # pending wins
+        found = index.find_many(aids[left], chunks[left])
+        hit = found >= 0
+        for i, row in zip(left[hit].tolist(), index.take(found[hit]), strict=True):
+            out[i] = (var, row)
+        left = left[~hit]
+        if not len(left):
+            break
     return out
 
 
