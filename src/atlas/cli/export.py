@@ -55,8 +55,8 @@ def _netcdf_attr(value: Any) -> Any:
 
 
 def _source_format(store: Any, name: str) -> str | None:
-    from ..integrations.cf import unpack
     from ..integrations.cf_read import read_record
+    from ..integrations.cf_values import unpack
 
     record = read_record(store.open_dataset(name))
     if record is None:

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..dtypes import DType
-from .cf_values import pack, unpack
+from .cf_values import pack
 from .conventions import (
     RECORD_ATTR,
     is_default_fill,
@@ -54,7 +54,6 @@ __all__ = [
     "add_fill",
     "encode_dataset",
     "pack",
-    "unpack",
 ]
 
 RECORD_VERSION = 1
