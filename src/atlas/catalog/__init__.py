@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..format.manifest import paused_gc
+from ..collector import paused_gc
 from .columns import Mask as Mask  # importable from here, as before the package was split
 from .columns import pd
 from .evaluate import evaluate

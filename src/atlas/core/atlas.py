@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 import numpy as np
 
+from ..collector import paused_gc
 from ..errors import ReadOnlyError, StoreNotFoundError
 from ..format import manifest as mf
 from ..format.codec import parse_codec
@@ -209,7 +210,7 @@ class Store(StoreModel):
         ``KeyError`` when none of the listed datasets has the array. Each array is the
         caller's own (writable, sharing no values with another), though arrays read whole
         from one block may be views of one buffer, as numpy slices are."""
-        with mf.paused_gc():  # planning builds many containers, none of them cyclic
+        with paused_gc():  # planning builds many containers, none of them cyclic
             return scan.read_array_across(self, array, names, start, shape)
 
     @retry_if_swapped
@@ -226,7 +227,7 @@ class Store(StoreModel):
         ``KeyError`` if a dataset lacks the array, ``TypeError`` for different dtypes and
         ``ValueError`` for different shapes unless ``start``/``shape`` give a common window
         or ``pad=True``, which pads each array to the largest shape with its fill value."""
-        with mf.paused_gc():  # planning builds many containers, none of them cyclic
+        with paused_gc():  # planning builds many containers, none of them cyclic
             return scan.read_array_across_stacked(self, array, names, start, shape, pad)
 
     def flush(self, rebase: bool = False) -> None:

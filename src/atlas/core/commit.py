@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from ..collector import paused_gc
 from ..dtypes import (
     DTYPES,
 )
@@ -257,7 +258,7 @@ def try_commit(store: StoreModel, rewrite: dict[str, tuple[ChunkIndex, list[tupl
     try:
         try:
             updates, new_stats, attach, shards, rewritten = write_version(store, version, puts, rewrite)
-            with mf.paused_gc():  # builds ~10^5 short-lived containers, none of them cyclic
+            with paused_gc():  # builds ~10^5 short-lived containers, none of them cyclic
                 token = new_token()
                 doc = manifest_doc(store, version, updates, shards)
                 data = encoded_manifest(store, version, token, doc, rewritten)
@@ -301,7 +302,7 @@ def write_version(
     rewritten = sorted(store._rewritten_ahead.union(rewritten_aids(store, attach)))
     updates = merged_indexes(store, {id(v): (v, rows, segs) for v, rows, segs, _ in attach}, rewrite, version, puts)
     check_written_ahead(store)
-    with mf.paused_gc():  # builds ~10^5 short-lived containers, none of them cyclic
+    with paused_gc():  # builds ~10^5 short-lived containers, none of them cyclic
         new_stats = fresh_stats(store, updates, string_stats_now)
         shards = write_shards(store, version, new_stats, puts, merge_limit)
     return updates, new_stats, attach, shards, rewritten

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..collector import paused_gc
 from ..errors import (
     CorruptionError,
     StoreNotFoundError,
@@ -90,7 +91,7 @@ def load(store: StoreModel, version: int | None, known: DatasetTable | None = No
     state = history.VersionHeader(version, key, mf.decode_header(data, where)[0])
     if not state.live:
         raise state.removed_error(str(store._storage.location))
-    with mf.paused_gc():  # ~10^5 new containers: collections would only rescan them
+    with paused_gc():  # ~10^5 new containers: collections would only rescan them
         head, doc = mf.decode_manifest(data, where, store._meta_format, store._meta_compression)
         install(store, doc, where, known)
     if "shards" in doc and len(store._datasets) != head.get("datasets"):
@@ -341,7 +342,7 @@ def shard_loader(store: StoreModel, where: str) -> Callable[[Shard], list[list[A
             raise missing(f"shard {at} of manifest {where} is missing") from None
         if len(data) != shard.length:
             raise CorruptionError(f"shard {at} is {len(data)} bytes; manifest {where} recorded {shard.length}")
-        with mf.paused_gc():  # collections meanwhile would rescan the whole heap, more than once
+        with paused_gc():  # collections meanwhile would rescan the whole heap, more than once
             records, columns, built = shard_format.decode_records(data, shard.names, meta, at)
             check_columns(columns, len(store._schemas), store._next_id, f"shard {at}")
             if not built:

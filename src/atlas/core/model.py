@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..collector import paused_gc
 from ..dtypes import DTYPES, fill_scalar
 from ..errors import ConflictError, CorruptionError, ReadOnlyError
 from ..executors import cpu_pool
@@ -401,10 +402,10 @@ class StoreModel:
         out: list[ArrayState | None] = [None] * len(names)
         pos, ids, schemas, other = self._datasets.array_locations(names, array)
         if len(pos):
-            with mf.paused_gc():  # up to millions of states that live on: nothing to collect
+            with paused_gc():  # up to millions of states that live on: nothing to collect
                 self._column_states(names, array, pos, ids, schemas, out)
         if other:
-            with mf.paused_gc():  # as many states as datasets, all of them kept
+            with paused_gc():  # as many states as datasets, all of them kept
                 self._record_states(names, array, other, out)
         return out
 

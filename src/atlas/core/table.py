@@ -22,7 +22,7 @@ from typing import Any, cast
 import numpy as np
 import orjson
 
-from ..format.manifest import paused_gc
+from ..collector import paused_gc
 from ..format.records import attr_values
 from ..format.shard import SHARD_ROWS
 from .places import ROW_BITS, ROW_MASK, Places
